@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading a topology or asking for a verdict.
+/// Each message names the file or device and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file that exists but does not say what it should (malformed, truncated, wrong type).
+    #[error("{}: {msg}", path.display())]
+    Invalid { path: PathBuf, msg: String },
+    #[error("{}: snapshot schema version {found} is newer than this p2pdma understands (up to {supported}); upgrade p2pdma", path.display())]
+    NewerSnapshot { path: PathBuf, found: u64, supported: u64 },
+    /// A topology whose parts do not fit together (dangling references, duplicate names).
+    #[error("inconsistent topology: {0}")]
+    Inconsistent(String),
+    #[error("unknown device `{0}`: not a PCI address, topology name or device name in this topology (see `p2pdma topo`)")]
+    UnknownDevice(String),
+    /// A device used in a role it cannot play (a non-provider as provider, a bridge as client).
+    #[error("{0}")]
+    WrongRole(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn invalid(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Invalid { path: path.into(), msg: msg.into() }
+    }
+}

@@ -1,0 +1,184 @@
+//! The topology model: one shape for live sysfs, snapshots and topology files.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bdf::Bdf;
+use crate::config::{Acs, PortType};
+
+/// A machine's PCI devices and the facts outside /sys that the kernel's verdict rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub machine: Machine,
+    /// Host bridges (PCI roots), e.g. `pci0000:00`.
+    pub host_bridges: Vec<HostBridge>,
+    /// Every PCI function, sorted by address.
+    pub devices: Vec<Device>,
+    /// Non-PCI devices a user may name as a client (block devices, NVMe controllers, RDMA
+    /// and network devices) and the PCI device the kernel would walk up to, if any.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
+}
+
+/// Facts about the whole machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `uname -m`, e.g. `x86_64`. The CPU rule only exists on x86.
+    pub arch: Option<String>,
+    /// `vendor_id` from /proc/cpuinfo, e.g. `AuthenticAMD`.
+    pub cpu_vendor: Option<String>,
+    /// `cpu family` from /proc/cpuinfo (decimal there; 0x17 = 23 is Zen).
+    pub cpu_family: Option<u32>,
+    pub cpu_model_name: Option<String>,
+    /// `uname -r`.
+    pub kernel_release: Option<String>,
+    /// The kernel command line (ACS parameters live here).
+    pub cmdline: Option<String>,
+    /// Whether an IOMMU is active (`/sys/class/iommu` non-empty); None when unknown.
+    pub iommu: Option<bool>,
+}
+
+/// A PCI host bridge: the root of one PCI hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBridge {
+    /// The kernel's name, e.g. `pci0000:00`; topology files may use their own.
+    pub name: String,
+    pub domain: u32,
+    /// The root bus number.
+    pub bus: u8,
+}
+
+/// One PCI function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub bdf: Bdf,
+    /// The topology file's own name for this device, if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub vendor: u16,
+    pub device: u16,
+    /// 24-bit class code (class, subclass, prog-if).
+    pub class: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<(u16, u16)>,
+    /// Names from the PCI ID database, where one was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    pub driver: Option<String>,
+    /// The bridge above this function (`bus->self`); None on a root bus.
+    pub upstream: Option<Bdf>,
+    /// The host bridge this function sits under (its `name`).
+    pub host_bridge: String,
+    /// For an SR-IOV virtual function: its physical function.
+    pub physfn: Option<Bdf>,
+    /// Header type 1 (a bridge: root ports and switch ports are bridges).
+    pub is_bridge: bool,
+    pub port_type: Option<PortType>,
+    pub link: Option<Link>,
+    pub acs: Acs,
+    #[serde(default)]
+    pub bars: Vec<Bar>,
+    pub iommu_group: Option<u32>,
+    pub numa_node: Option<i32>,
+    /// The `p2pmem/` directory: present only on providers.
+    pub p2pmem: Option<P2pMem>,
+    /// Raw config space as read (hex), kept in snapshots so they can be re-decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hex: Option<String>,
+}
+
+/// PCIe link state from sysfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// e.g. `8.0 GT/s PCIe`.
+    pub current_speed: Option<String>,
+    pub current_width: Option<u32>,
+    pub max_speed: Option<String>,
+    pub max_width: Option<u32>,
+}
+
+impl Link {
+    /// True when the link trained below what both ends can do.
+    pub fn degraded(&self) -> bool {
+        let speed = |s: &Option<String>| {
+            s.as_deref().and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse::<f64>().ok())
+        };
+        let slower = matches!((speed(&self.current_speed), speed(&self.max_speed)), (Some(c), Some(m)) if c < m);
+        let narrower = matches!((self.current_width, self.max_width), (Some(c), Some(m)) if c < m);
+        slower || narrower
+    }
+}
+
+/// A base address register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    pub index: u8,
+    pub start: u64,
+    pub size: u64,
+    pub memory: bool,
+    pub prefetchable: bool,
+}
+
+/// A provider's P2P memory pool (`p2pmem/size`, `available`, `published`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pMem {
+    pub size: u64,
+    pub available: u64,
+    pub published: bool,
+}
+
+/// A non-PCI device name and the PCI device above it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The class it was found in (`block`, `nvme`, `net`, `infiniband`) or `spec`.
+    pub class: String,
+    /// The first PCI device found walking up its parents; None when there is none (rxe, loop).
+    pub pci_parent: Option<Bdf>,
+}
+
+impl Device {
+    /// A readable label: the topology file's name, else the BDF.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.bdf),
+            None => self.bdf.to_string(),
+        }
+    }
+
+    /// Class code 0x0604 / 0x0609 or a type-1 header.
+    pub fn is_pci_bridge(&self) -> bool {
+        self.is_bridge || self.class >> 8 == 0x0604 || self.class >> 8 == 0x0609
+    }
+
+    /// Host bridge functions (class 0x0600) do no DMA of their own.
+    pub fn is_host_bridge_function(&self) -> bool {
+        self.class >> 8 == 0x0600
+    }
+
+    /// Endpoints that can master DMA and so be P2P clients: not bridges of any kind.
+    pub fn is_dma_capable(&self) -> bool {
+        !self.is_pci_bridge() && !self.is_host_bridge_function() && self.class >> 16 != 0x06
+    }
+
+    /// A short description, e.g. `NVMe controller`.
+    pub fn kind(&self) -> &'static str {
+        match self.class >> 8 {
+            0x0108 => "NVMe controller",
+            0x0106 => "SATA controller",
+            0x0200 => "Ethernet controller",
+            0x0207 => "InfiniBand controller",
+            0x0300 | 0x0302 => "display controller",
+            0x0600 => "host bridge",
+            0x0601 => "ISA bridge",
+            0x0604 => "PCI bridge",
+            0x0c05 => "SMBus",
+            0x1200 => "processing accelerator",
+            0x0b40 => "co-processor",
+            _ if self.is_pci_bridge() => "PCI bridge",
+            _ => "device",
+        }
+    }
+}

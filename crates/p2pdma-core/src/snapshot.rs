@@ -1,0 +1,58 @@
+//! Snapshots: one versioned JSON file holding a whole topology (raw config space included),
+//! so a machine can be analysed anywhere with the same results.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Topology;
+use crate::Error;
+
+pub const SCHEMA: &str = "p2pdma-snapshot";
+pub const VERSION: u64 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    schema: String,
+    version: u64,
+    created_by: String,
+    topology: Topology,
+}
+
+/// The snapshot document for a topology.
+pub fn to_json(topo: &Topology) -> String {
+    let env = Envelope {
+        schema: SCHEMA.into(),
+        version: VERSION,
+        created_by: format!("p2pdma {}", env!("CARGO_PKG_VERSION")),
+        topology: topo.clone(),
+    };
+    serde_json::to_string_pretty(&env).expect("a topology always serializes")
+}
+
+/// Reads a snapshot; `path` names the file in errors.
+pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::invalid(path, format!("not valid JSON ({e})")))?;
+    let schema = value.get("schema").and_then(|s| s.as_str());
+    if schema != Some(SCHEMA) {
+        return Err(Error::invalid(path, format!("not a p2pdma snapshot (schema is {schema:?}, expected \"{SCHEMA}\")")));
+    }
+    let version = value
+        .get("version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| Error::invalid(path, "snapshot has no numeric `version`"))?;
+    if version > VERSION {
+        return Err(Error::NewerSnapshot { path: path.into(), found: version, supported: VERSION });
+    }
+    let env: Envelope =
+        serde_json::from_value(value).map_err(|e| Error::invalid(path, format!("malformed snapshot: {e}")))?;
+    crate::check_consistent(&env.topology).map_err(|e| Error::invalid(path, e.to_string()))?;
+    Ok(env.topology)
+}
+
+/// Reads a snapshot file.
+pub fn load(path: &Path) -> Result<Topology, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    from_json(&text, path)
+}

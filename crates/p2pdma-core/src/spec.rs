@@ -1,0 +1,589 @@
+//! Topology files: a machine described by hand in TOML (see docs/topology-files.md).
+//!
+//! Devices get the addresses firmware would give them (buses numbered depth-first in slot
+//! order), and ACS control values are predicted as the kernel programs them at boot.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::bdf::Bdf;
+use crate::config::{Acs, PortType};
+use crate::kernel_params::{predict_acs_ctrl, AcsParams, DeviceIdentity};
+use crate::model::{Alias, Bar, Device, HostBridge, Machine, P2pMem, Topology};
+use crate::Error;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub machine: SpecMachine,
+    #[serde(default, rename = "host_bridge")]
+    pub host_bridges: Vec<SpecHostBridge>,
+    #[serde(default, rename = "root_port")]
+    pub root_ports: Vec<SpecRootPort>,
+    #[serde(default, rename = "switch")]
+    pub switches: Vec<SpecSwitch>,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<SpecEndpoint>,
+    /// Non-PCI devices that can be named as clients (soft RoCE and the like).
+    #[serde(default, rename = "virtual")]
+    pub virtual_devices: Vec<SpecVirtual>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecMachine {
+    /// A preset (`qemu64`, `epyc`, `epyc-milan`, `intel`, `hygon`) or `{ vendor, family }`.
+    #[serde(default)]
+    pub cpu: CpuSpec,
+    /// An IOMMU is active (the kernel then asks for ACS on every port that has it).
+    #[serde(default)]
+    pub iommu: bool,
+    /// Extra kernel command line, e.g. `pci=disable_acs_redir=0000:00:11.0`.
+    #[serde(default)]
+    pub kernel_params: String,
+    pub kernel_release: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CpuSpec {
+    Preset(String),
+    Custom { vendor: String, family: u32, model_name: Option<String> },
+}
+
+impl Default for CpuSpec {
+    fn default() -> Self {
+        CpuSpec::Preset("qemu64".into())
+    }
+}
+
+/// CPU presets: (name, /proc/cpuinfo vendor_id, family, QEMU -cpu model).
+pub const CPU_PRESETS: &[(&str, &str, u32, &str)] = &[
+    ("qemu64", "AuthenticAMD", 15, "qemu64"),
+    ("epyc", "AuthenticAMD", 0x17, "EPYC"),
+    ("epyc-milan", "AuthenticAMD", 0x19, "EPYC-Milan"),
+    ("intel", "GenuineIntel", 6, "Skylake-Server"),
+    ("hygon", "HygonGenuine", 0x18, "Dhyana"),
+];
+
+impl CpuSpec {
+    /// (vendor_id, family, QEMU model if there is one).
+    pub fn resolve(&self) -> Result<(String, u32, Option<&'static str>), String> {
+        match self {
+            CpuSpec::Preset(p) => CPU_PRESETS
+                .iter()
+                .find(|(name, ..)| name.eq_ignore_ascii_case(p))
+                .map(|(_, v, f, q)| (v.to_string(), *f, Some(*q)))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = CPU_PRESETS.iter().map(|p| p.0).collect();
+                    format!("unknown cpu preset `{p}` (one of {}, or {{ vendor = \"AuthenticAMD\", family = 25 }})", names.join(", "))
+                }),
+            CpuSpec::Custom { vendor, family, .. } => Ok((vendor.clone(), *family, None)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecHostBridge {
+    pub name: String,
+    /// vendor:device of the bridge's 00.0 function, the identity the whitelist checks.
+    /// Default: q35's 8086:29c0 for the first bridge, none for the others (like pxb-pcie).
+    pub id: Option<String>,
+    /// Root bus number: 0 for the first bridge, 0x80, 0xa0, 0xc0 for the next by default.
+    pub bus: Option<u8>,
+    #[serde(default)]
+    pub domain: u32,
+    pub numa_node: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecRootPort {
+    pub name: String,
+    /// The host bridge's name; default the first.
+    pub host_bridge: Option<String>,
+    /// Device number on the root bus; default the next free from 0x10.
+    pub slot: Option<u8>,
+    /// ACS capability bits; default 0x5f (QEMU's pcie-root-port). `false` for none.
+    pub acs: Option<AcsSpec>,
+    /// ACS control left by firmware; default 0.
+    #[serde(default)]
+    pub acs_ctrl: u16,
+    /// vendor:device; default QEMU's 1b36:000c.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecSwitch {
+    pub name: String,
+    /// A root port or a switch downstream port (`<switch>.<n>`).
+    pub parent: String,
+    /// Number of downstream ports, named `<name>.0`, `<name>.1`, …; default 2.
+    #[serde(default = "default_ports")]
+    pub ports: u8,
+    /// ACS capability of the downstream ports; default none (QEMU's xio3130 has none).
+    pub acs: Option<AcsSpec>,
+    #[serde(default)]
+    pub acs_ctrl: u16,
+    /// vendor:device of the upstream port; default QEMU's x3130 104c:8232.
+    pub id: Option<String>,
+    /// vendor:device of the downstream ports; default QEMU's xio3130 104c:8233.
+    pub downstream_id: Option<String>,
+}
+
+fn default_ports() -> u8 {
+    2
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Nvme,
+    Nic,
+    Gpu,
+    Accelerator,
+    Device,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecEndpoint {
+    pub name: String,
+    pub kind: EndpointKind,
+    /// A root port, a switch downstream port, or a host bridge (integrated endpoint).
+    pub parent: String,
+    /// Function number (multifunction devices); default 0.
+    #[serde(default)]
+    pub function: u8,
+    /// Device number, only for endpoints directly on a root bus.
+    pub slot: Option<u8>,
+    /// NVMe: Controller Memory Buffer size in MiB; the driver publishes it as P2P memory.
+    pub cmb_mib: Option<u64>,
+    /// NVMe: namespace size in MiB (the lab's backing image); default 64.
+    pub size_mib: Option<u64>,
+    /// Any device: BAR memory it publishes as P2P memory (GPU, FPGA), in MiB.
+    pub p2pmem_mib: Option<u64>,
+    /// Whether the P2P memory is published for others to find; default true.
+    pub published: Option<bool>,
+    /// SR-IOV virtual functions to create behind this physical function.
+    #[serde(default)]
+    pub vfs: u8,
+    pub acs: Option<AcsSpec>,
+    #[serde(default)]
+    pub acs_ctrl: u16,
+    /// vendor:device; defaults by kind.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecVirtual {
+    pub name: String,
+    /// A PCI device above it, if any (a block device on an NVMe drive); none for rxe.
+    pub parent: Option<String>,
+}
+
+/// `acs = false`, `acs = true` (0x5f), `acs = 0x1f` or `acs = "0x1f"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AcsSpec {
+    Flag(bool),
+    Bits(u16),
+    Text(String),
+}
+
+impl AcsSpec {
+    fn cap(&self) -> Result<Option<u16>, String> {
+        match self {
+            AcsSpec::Flag(false) => Ok(None),
+            AcsSpec::Flag(true) => Ok(Some(0x5f)),
+            AcsSpec::Bits(b) => Ok(Some(*b)),
+            AcsSpec::Text(t) => u16::from_str_radix(t.trim_start_matches("0x"), 16)
+                .map(Some)
+                .map_err(|_| format!("acs `{t}` is not a hex number, true or false")),
+        }
+    }
+}
+
+/// QEMU places the ACS capability here on its root ports; we use it for every spec device.
+const SPEC_ACS_OFFSET: u16 = 0x148;
+
+/// Reads and lowers a topology file.
+pub fn load(path: &Path) -> Result<(Spec, Topology), Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let spec = parse(&text, path)?;
+    let topo = spec.to_topology().map_err(|msg| Error::invalid(path, msg))?;
+    Ok((spec, topo))
+}
+
+/// Parses TOML into a [`Spec`], with a one-line error that gives the line.
+pub fn parse(text: &str, path: &Path) -> Result<Spec, Error> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+        match line {
+            Some(l) => Error::invalid(path, format!("line {l}: {msg}")),
+            None => Error::invalid(path, msg),
+        }
+    })
+}
+
+fn parse_id(s: &str, what: &str) -> Result<(u16, u16), String> {
+    let (v, d) = s.split_once(':').ok_or_else(|| format!("{what}: id `{s}` is not vendor:device (e.g. 8086:29c0)"))?;
+    let h = |t: &str| u16::from_str_radix(t, 16).map_err(|_| format!("{what}: id `{s}` is not vendor:device in hex"));
+    Ok((h(v)?, h(d)?))
+}
+
+/// A host bridge being placed: the file's name, the model's bridge, its 00.0 identity.
+struct PlacedBridge {
+    spec_name: String,
+    bridge: HostBridge,
+    id: Option<(u16, u16)>,
+}
+
+/// One function being placed.
+struct Node {
+    name: String,
+    vendor: u16,
+    device: u16,
+    class: u32,
+    port_type: PortType,
+    is_bridge: bool,
+    acs: Option<(u16, u16)>, // (cap, firmware ctrl)
+    p2pmem: Option<P2pMem>,
+    bars: Vec<Bar>,
+    /// Where it sits: (parent node or host bridge, slot, function).
+    parent: Parent,
+    slot: u8,
+    func: u8,
+    vf_of: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Parent {
+    HostBridge(usize),
+    Bridge(usize),
+}
+
+impl Spec {
+    /// The model the kernel would build for this machine.
+    pub fn to_topology(&self) -> Result<Topology, String> {
+        let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve()?;
+        let mut bridges: Vec<PlacedBridge> = Vec::new();
+        let specs: Vec<SpecHostBridge> = if self.host_bridges.is_empty() {
+            vec![SpecHostBridge { name: "pci0000:00".into(), id: None, bus: None, domain: 0, numa_node: None }]
+        } else {
+            self.host_bridges.clone()
+        };
+        for (i, hb) in specs.iter().enumerate() {
+            let bus = hb.bus.unwrap_or(if i == 0 { 0 } else { 0x60 + 0x20 * i as u8 });
+            let id = match (&hb.id, i) {
+                (Some(id), _) => Some(parse_id(id, &format!("host bridge {}", hb.name))?),
+                (None, 0) => Some((0x8086, 0x29c0)),
+                (None, _) => None,
+            };
+            let kernel_name = format!("pci{:04x}:{:02x}", hb.domain, bus);
+            if bridges.iter().any(|b| b.bridge.name == kernel_name) {
+                return Err(format!("host bridge {}: root bus {kernel_name} is used twice", hb.name));
+            }
+            bridges.push(PlacedBridge { spec_name: hb.name.clone(), bridge: HostBridge { name: kernel_name, domain: hb.domain, bus }, id });
+        }
+
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let hb_by_name: HashMap<&str, usize> = bridges.iter().enumerate().map(|(i, b)| (b.spec_name.as_str(), i)).collect();
+        let add = |nodes: &mut Vec<Node>, by_name: &mut HashMap<String, usize>, n: Node| -> Result<usize, String> {
+            if by_name.contains_key(&n.name) || hb_by_name.contains_key(n.name.as_str()) {
+                return Err(format!("the name `{}` is used twice", n.name));
+            }
+            by_name.insert(n.name.clone(), nodes.len());
+            nodes.push(n);
+            Ok(nodes.len() - 1)
+        };
+
+        for (i, PlacedBridge { bridge: hb, id, .. }) in bridges.iter().enumerate() {
+            if let Some((vendor, device)) = id {
+                let n = Node::plain(format!("{}-host", hb.name), *vendor, *device, 0x060000, PortType::RootComplexIntegratedEndpoint, Parent::HostBridge(i), 0, 0);
+                add(&mut nodes, &mut by_name, Node { is_bridge: false, ..n })?;
+            }
+        }
+
+        let mut auto_slot: HashMap<usize, u8> = HashMap::new();
+        for rp in &self.root_ports {
+            let hb = match &rp.host_bridge {
+                Some(h) => *hb_by_name.get(h.as_str()).ok_or_else(|| format!("root port {}: no host bridge named `{h}`", rp.name))?,
+                None => 0,
+            };
+            let slot = match rp.slot {
+                Some(s) => s,
+                None => {
+                    let next = auto_slot.entry(hb).or_insert(if hb == 0 { 0x10 } else { 0 });
+                    let s = *next;
+                    *next += 1;
+                    s
+                }
+            };
+            let (vendor, device) = parse_id(rp.id.as_deref().unwrap_or("1b36:000c"), &format!("root port {}", rp.name))?;
+            let acs = rp.acs.clone().unwrap_or(AcsSpec::Flag(true)).cap().map_err(|e| format!("root port {}: {e}", rp.name))?;
+            let mut n = Node::plain(rp.name.clone(), vendor, device, 0x060400, PortType::RootPort, Parent::HostBridge(hb), slot, 0);
+            n.acs = acs.map(|c| (c, rp.acs_ctrl));
+            add(&mut nodes, &mut by_name, n)?;
+        }
+
+        // Switches may hang below other switches: place them once their parent exists.
+        let mut pending: Vec<&SpecSwitch> = self.switches.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut still = Vec::new();
+            for sw in pending {
+                let Some(&parent) = by_name.get(&sw.parent) else {
+                    still.push(sw);
+                    continue;
+                };
+                let p = &nodes[parent];
+                if !matches!(p.port_type, PortType::RootPort | PortType::SwitchDownstream) {
+                    return Err(format!("switch {}: parent `{}` is not a root port or switch downstream port", sw.name, sw.parent));
+                }
+                let (uv, ud) = parse_id(sw.id.as_deref().unwrap_or("104c:8232"), &format!("switch {}", sw.name))?;
+                let (dv, dd) = parse_id(sw.downstream_id.as_deref().unwrap_or("104c:8233"), &format!("switch {}", sw.name))?;
+                let acs = match &sw.acs {
+                    Some(a) => a.cap().map_err(|e| format!("switch {}: {e}", sw.name))?,
+                    None => None,
+                };
+                if sw.ports == 0 || sw.ports > 32 {
+                    return Err(format!("switch {}: ports must be 1 to 32, not {}", sw.name, sw.ports));
+                }
+                let up = add(&mut nodes, &mut by_name, Node::plain(sw.name.clone(), uv, ud, 0x060400, PortType::SwitchUpstream, Parent::Bridge(parent), 0, 0))?;
+                for i in 0..sw.ports {
+                    let mut n = Node::plain(format!("{}.{i}", sw.name), dv, dd, 0x060400, PortType::SwitchDownstream, Parent::Bridge(up), i, 0);
+                    n.acs = acs.map(|c| (c, sw.acs_ctrl));
+                    add(&mut nodes, &mut by_name, n)?;
+                }
+            }
+            if still.len() == before {
+                let sw = still[0];
+                return Err(format!("switch {}: no root port or switch port named `{}`", sw.name, sw.parent));
+            }
+            pending = still;
+        }
+
+        for ep in &self.endpoints {
+            let parent = match (by_name.get(&ep.parent), hb_by_name.get(ep.parent.as_str())) {
+                (Some(&p), _) => {
+                    if !matches!(nodes[p].port_type, PortType::RootPort | PortType::SwitchDownstream) {
+                        return Err(format!("endpoint {}: parent `{}` is not a root port, switch downstream port or host bridge", ep.name, ep.parent));
+                    }
+                    if ep.slot.is_some_and(|s| s != 0) {
+                        return Err(format!("endpoint {}: only slot 0 exists below a PCIe port", ep.name));
+                    }
+                    Parent::Bridge(p)
+                }
+                (None, Some(&h)) => Parent::HostBridge(h),
+                (None, None) => return Err(format!("endpoint {}: no port or host bridge named `{}`", ep.name, ep.parent)),
+            };
+            if ep.function > 7 {
+                return Err(format!("endpoint {}: function {} is out of range 0-7", ep.name, ep.function));
+            }
+            let slot = match parent {
+                Parent::Bridge(_) => 0,
+                Parent::HostBridge(_) => ep.slot.ok_or_else(|| format!("endpoint {}: a device on a root bus needs a `slot`", ep.name))?,
+            };
+            let (default_id, class) = match ep.kind {
+                EndpointKind::Nvme => ("1b36:0010", 0x010802),
+                EndpointKind::Nic => ("8086:10d3", 0x020000),
+                EndpointKind::Gpu => ("10de:2330", 0x030200),
+                EndpointKind::Accelerator => ("1de5:3000", 0x120000),
+                EndpointKind::Device => ("1b36:0005", 0xff0000),
+            };
+            let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
+            let mut n = Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
+            n.is_bridge = false;
+            n.acs = match &ep.acs {
+                Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
+                None => None,
+            };
+            let published = ep.published.unwrap_or(true);
+            let mib = 1u64 << 20;
+            match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
+                (EndpointKind::Nvme, Some(cmb), None) => {
+                    // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap).
+                    if cmb > 0 && cmb % 2 == 0 {
+                        n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
+                    }
+                    n.bars.push(Bar { index: 2, start: 0, size: cmb.next_power_of_two() * mib, memory: true, prefetchable: true });
+                }
+                (kind, Some(_), _) if kind != EndpointKind::Nvme => return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name)),
+                (_, Some(_), Some(_)) => return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name)),
+                (_, None, Some(mem)) => {
+                    n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
+                    n.bars.push(Bar { index: 0, start: 0, size: mem.next_power_of_two() * mib, memory: true, prefetchable: true });
+                }
+                _ => {}
+            }
+            let pf = add(&mut nodes, &mut by_name, n)?;
+            for i in 0..ep.vfs {
+                let devfn = (slot as u16) * 8 + ep.function as u16 + 1 + i as u16;
+                if devfn > 0xff {
+                    return Err(format!("endpoint {}: {} VFs do not fit on its bus", ep.name, ep.vfs));
+                }
+                let mut vf = Node::plain(format!("{}-vf{i}", ep.name), vendor, device, class, PortType::Endpoint, parent, (devfn >> 3) as u8, (devfn & 7) as u8);
+                vf.is_bridge = false;
+                vf.vf_of = Some(pf);
+                add(&mut nodes, &mut by_name, vf)?;
+            }
+        }
+
+        let bdfs = assign_addresses(&nodes, &bridges)?;
+        let params = AcsParams::from_cmdline(&self.machine.kernel_params);
+        let mut devices = Vec::with_capacity(nodes.len());
+        let mut seen = HashSet::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let bdf = bdfs[i];
+            if !seen.insert(bdf) {
+                return Err(format!("{}: address {bdf} is taken twice (check slots and functions)", n.name));
+            }
+            let upstream = match n.parent {
+                Parent::Bridge(p) => Some(bdfs[p]),
+                Parent::HostBridge(_) => None,
+            };
+            let chain = chain_of(&nodes, &bdfs, i);
+            let acs = match n.acs {
+                None => Acs::Absent,
+                Some((cap, fw)) => {
+                    let ident = DeviceIdentity { bdf, vendor: n.vendor, device: n.device, subsystem: None, upstream_chain: &chain };
+                    let ctrl = predict_acs_ctrl(cap, fw, self.machine.iommu, &params, &ident);
+                    Acs::Present { offset: SPEC_ACS_OFFSET, cap, ctrl }
+                }
+            };
+            devices.push(Device {
+                bdf,
+                name: Some(n.name.clone()),
+                vendor: n.vendor,
+                device: n.device,
+                class: n.class,
+                subsystem: None,
+                vendor_name: None,
+                device_name: None,
+                driver: None,
+                upstream,
+                host_bridge: bridges[host_bridge_of(&nodes, i)].bridge.name.clone(),
+                physfn: n.vf_of.map(|p| bdfs[p]),
+                is_bridge: n.is_bridge,
+                port_type: Some(n.port_type),
+                link: None,
+                acs,
+                bars: n.bars.clone(),
+                iommu_group: None,
+                numa_node: specs[host_bridge_of(&nodes, i)].numa_node,
+                p2pmem: n.p2pmem.clone(),
+                config_hex: None,
+            });
+        }
+        devices.sort_by_key(|d| d.bdf);
+
+        let mut aliases = BTreeMap::new();
+        for v in &self.virtual_devices {
+            let pci_parent = match &v.parent {
+                Some(p) => Some(*by_name.get(p).map(|&i| &bdfs[i]).ok_or_else(|| format!("virtual {}: no device named `{p}`", v.name))?),
+                None => None,
+            };
+            if by_name.contains_key(&v.name) {
+                return Err(format!("the name `{}` is used twice", v.name));
+            }
+            aliases.insert(v.name.clone(), Alias { class: "spec".into(), pci_parent });
+        }
+
+        let cmdline = self.machine.kernel_params.trim();
+        Ok(Topology {
+            machine: Machine {
+                arch: Some("x86_64".into()),
+                cpu_vendor: Some(cpu_vendor),
+                cpu_family: Some(cpu_family),
+                cpu_model_name: None,
+                kernel_release: self.machine.kernel_release.clone(),
+                cmdline: (!cmdline.is_empty()).then(|| cmdline.to_string()),
+                iommu: Some(self.machine.iommu),
+            },
+            host_bridges: bridges.into_iter().map(|b| b.bridge).collect(),
+            devices,
+            aliases,
+        })
+    }
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    fn plain(name: String, vendor: u16, device: u16, class: u32, port_type: PortType, parent: Parent, slot: u8, func: u8) -> Node {
+        Node { name, vendor, device, class, port_type, is_bridge: true, acs: None, p2pmem: None, bars: Vec::new(), parent, slot, func, vf_of: None }
+    }
+}
+
+fn host_bridge_of(nodes: &[Node], mut i: usize) -> usize {
+    loop {
+        match nodes[i].parent {
+            Parent::HostBridge(h) => return h,
+            Parent::Bridge(p) => i = p,
+        }
+    }
+}
+
+/// BDFs of the bridges above node `i`, nearest first (for `bus:dev.fn/dev.fn` matching).
+fn chain_of(nodes: &[Node], bdfs: &[Bdf], mut i: usize) -> Vec<Bdf> {
+    let mut out = Vec::new();
+    while let Parent::Bridge(p) = nodes[i].parent {
+        out.push(bdfs[p]);
+        i = p;
+    }
+    out
+}
+
+/// Bus numbers as firmware assigns them: depth-first, children in slot/function order.
+fn assign_addresses(nodes: &[Node], bridges: &[PlacedBridge]) -> Result<Vec<Bdf>, String> {
+    let mut bdfs = vec![Bdf::new(0, 0, 0, 0); nodes.len()];
+    let mut children: HashMap<Parent, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        children.entry(n.parent).or_default().push(i);
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|&i| (nodes[i].slot, nodes[i].func));
+    }
+    fn visit(
+        parent: Parent,
+        bus: u8,
+        domain: u32,
+        next_bus: &mut u16,
+        nodes: &[Node],
+        children: &HashMap<Parent, Vec<usize>>,
+        bdfs: &mut [Bdf],
+    ) -> Result<(), String> {
+        for &i in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
+            let n = &nodes[i];
+            if n.slot > 0x1f {
+                return Err(format!("{}: slot {:#x} is out of range 0-0x1f", n.name, n.slot));
+            }
+            bdfs[i] = Bdf::new(domain, bus, n.slot, n.func);
+            if n.is_bridge {
+                if *next_bus > 0xff {
+                    return Err(format!("{}: ran out of bus numbers", n.name));
+                }
+                let secondary = *next_bus as u8;
+                *next_bus += 1;
+                visit(Parent::Bridge(i), secondary, domain, next_bus, nodes, children, bdfs)?;
+            }
+        }
+        Ok(())
+    }
+    for (h, PlacedBridge { bridge: hb, .. }) in bridges.iter().enumerate() {
+        let mut next_bus = hb.bus as u16 + 1;
+        visit(Parent::HostBridge(h), hb.bus, hb.domain, &mut next_bus, nodes, &children, &mut bdfs)?;
+    }
+    Ok(bdfs)
+}

@@ -1,0 +1,233 @@
+//! Reading a live machine: `/sys` (PCI devices, p2pmem, IOMMU, class devices) and `/proc`
+//! (CPU, kernel release, command line). Both roots are parameters so fixture trees work.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::bdf::Bdf;
+use crate::config;
+use crate::model::{Alias, Bar, Device, HostBridge, Link, Machine, P2pMem, Topology};
+use crate::pciids::PciIds;
+use crate::Error;
+
+/// Where to read from: `/sys` and `/proc` on a live machine.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub sys: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
+    }
+}
+
+/// The classes whose devices may be named as clients (`nvme0n1`, `nvme0`, `eth0`, `rxe0`).
+const ALIAS_CLASSES: &[&str] = &["block", "nvme", "net", "infiniband"];
+
+/// Reads the whole PCI topology and machine facts.
+pub fn read(roots: &Roots, ids: Option<&PciIds>) -> Result<Topology, Error> {
+    let bus_dir = roots.sys.join("bus/pci/devices");
+    let entries = fs::read_dir(&bus_dir).map_err(|e| Error::io(&bus_dir, e))?;
+    let mut devices = Vec::new();
+    let mut host_bridges: BTreeMap<String, HostBridge> = BTreeMap::new();
+    let sys_canon = fs::canonicalize(&roots.sys).map_err(|e| Error::io(&roots.sys, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&bus_dir, e))?;
+        let link = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bdf: Bdf = name.parse().map_err(|_| Error::invalid(&link, "not named like a PCI address"))?;
+        let real = fs::canonicalize(&link).map_err(|e| Error::io(&link, e))?;
+        let rel = real.strip_prefix(&sys_canon).unwrap_or(&real);
+        let (host_bridge, upstream) = placement(rel, bdf).ok_or_else(|| {
+            Error::invalid(&link, format!("cannot find its host bridge in {}", rel.display()))
+        })?;
+        host_bridges.entry(host_bridge.name.clone()).or_insert(host_bridge.clone());
+        devices.push(read_device(&real, bdf, upstream, host_bridge.name, ids)?);
+    }
+    devices.sort_by_key(|d| d.bdf);
+    let aliases = read_aliases(roots, &sys_canon, &devices);
+    Ok(Topology {
+        machine: read_machine(roots),
+        host_bridges: host_bridges.into_values().collect(),
+        devices,
+        aliases,
+    })
+}
+
+/// From `devices/pci0000:00/0000:00:1c.0/0000:01:00.0`: the nearest host bridge above and
+/// the bridge the device hangs from (None when it sits on the root bus).
+fn placement(rel: &Path, bdf: Bdf) -> Option<(HostBridge, Option<Bdf>)> {
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let me = parts.iter().rposition(|p| p.parse::<Bdf>() == Ok(bdf))?;
+    let hb_pos = parts[..me].iter().rposition(|p| parse_host_bridge(p).is_some())?;
+    let hb = parse_host_bridge(&parts[hb_pos])?;
+    let upstream = if me > hb_pos + 1 { parts[me - 1].parse::<Bdf>().ok() } else { None };
+    Some((hb, upstream))
+}
+
+/// `pci0000:00` → domain 0, bus 0.
+fn parse_host_bridge(s: &str) -> Option<HostBridge> {
+    let rest = s.strip_prefix("pci")?;
+    let (dom, bus) = rest.split_once(':')?;
+    Some(HostBridge {
+        name: s.to_string(),
+        domain: u32::from_str_radix(dom, 16).ok()?,
+        bus: u8::from_str_radix(bus, 16).ok()?,
+    })
+}
+
+fn read_trim(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn read_hex<T: TryFrom<u64>>(path: &Path) -> Result<T, Error> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let t = text.trim();
+    let v = u64::from_str_radix(t.trim_start_matches("0x"), 16)
+        .map_err(|_| Error::invalid(path, format!("expected a hex number, found `{t}`")))?;
+    T::try_from(v).map_err(|_| Error::invalid(path, format!("`{t}` is out of range")))
+}
+
+fn link_name(path: &Path) -> Option<String> {
+    fs::read_link(path).ok().and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn read_device(dir: &Path, bdf: Bdf, upstream: Option<Bdf>, host_bridge: String, ids: Option<&PciIds>) -> Result<Device, Error> {
+    let vendor: u16 = read_hex(&dir.join("vendor"))?;
+    let device: u16 = read_hex(&dir.join("device"))?;
+    let class: u32 = read_hex(&dir.join("class"))?;
+    let subsystem = match (read_hex::<u16>(&dir.join("subsystem_vendor")), read_hex::<u16>(&dir.join("subsystem_device"))) {
+        (Ok(v), Ok(d)) => Some((v, d)),
+        _ => None,
+    };
+    // Without root the kernel returns only the first 64 bytes: decode() then says unknown.
+    let config_bytes = fs::read(dir.join("config")).ok();
+    let decoded = config_bytes.as_deref().map(config::decode);
+    let num = |name: &str| read_trim(&dir.join(name)).and_then(|s| s.parse::<u32>().ok());
+    let link = {
+        let l = Link {
+            current_speed: read_trim(&dir.join("current_link_speed")).filter(|s| !s.starts_with("Unknown")),
+            current_width: num("current_link_width").filter(|w| *w > 0),
+            max_speed: read_trim(&dir.join("max_link_speed")).filter(|s| !s.starts_with("Unknown")),
+            max_width: num("max_link_width").filter(|w| *w > 0),
+        };
+        (l.current_speed.is_some() || l.max_speed.is_some() || l.max_width.is_some()).then_some(l)
+    };
+    let p2pdir = dir.join("p2pmem");
+    let p2pmem = if p2pdir.is_dir() {
+        let n = |f: &str| -> Result<u64, Error> {
+            let p = p2pdir.join(f);
+            let t = fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+            t.trim().parse().map_err(|_| Error::invalid(&p, format!("expected a number, found `{}`", t.trim())))
+        };
+        Some(P2pMem { size: n("size")?, available: n("available")?, published: n("published")? != 0 })
+    } else {
+        None
+    };
+    let is_bridge = decoded.as_ref().map(|d| d.is_bridge).unwrap_or(class >> 8 == 0x0604);
+    Ok(Device {
+        bdf,
+        name: None,
+        vendor,
+        device,
+        class,
+        subsystem,
+        vendor_name: ids.and_then(|i| i.vendor(vendor)).map(str::to_string),
+        device_name: ids.and_then(|i| i.device(vendor, device)).map(str::to_string),
+        driver: link_name(&dir.join("driver")),
+        upstream,
+        host_bridge,
+        physfn: link_name(&dir.join("physfn")).and_then(|n| n.parse().ok()),
+        is_bridge,
+        port_type: decoded.as_ref().and_then(|d| d.port_type),
+        link,
+        acs: decoded.as_ref().map(|d| d.acs).unwrap_or(config::Acs::Unknown),
+        bars: read_bars(&dir.join("resource")),
+        iommu_group: link_name(&dir.join("iommu_group")).and_then(|n| n.parse().ok()),
+        numa_node: read_trim(&dir.join("numa_node")).and_then(|s| s.parse().ok()),
+        p2pmem,
+        config_hex: config_bytes.map(|b| hex(&b)),
+    })
+}
+
+/// The first six lines of `resource`: `start end flags` per BAR.
+fn read_bars(path: &Path) -> Vec<Bar> {
+    const IORESOURCE_MEM: u64 = 0x200;
+    const IORESOURCE_PREFETCH: u64 = 0x2000;
+    let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .take(6)
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                .collect();
+            match v.as_slice() {
+                [start, end, flags] if *end > *start => Some(Bar {
+                    index: i as u8,
+                    start: *start,
+                    size: end - start + 1,
+                    memory: flags & IORESOURCE_MEM != 0,
+                    prefetchable: flags & IORESOURCE_PREFETCH != 0,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn read_machine(roots: &Roots) -> Machine {
+    let cpuinfo = fs::read_to_string(roots.proc.join("cpuinfo")).unwrap_or_default();
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_string()))
+    };
+    let cpu_vendor = field("vendor_id");
+    let arch = read_trim(&roots.proc.join("sys/kernel/arch")).or_else(|| cpu_vendor.as_ref().map(|_| "x86_64".to_string()));
+    let iommu_dir = roots.sys.join("class/iommu");
+    let iommu = match fs::read_dir(&iommu_dir) {
+        Ok(mut d) => Some(d.next().is_some()),
+        Err(_) if roots.sys.join("class").is_dir() => Some(false),
+        Err(_) => None,
+    };
+    Machine {
+        arch,
+        cpu_family: field("cpu family").and_then(|f| f.parse().ok()),
+        cpu_model_name: field("model name"),
+        cpu_vendor,
+        kernel_release: read_trim(&roots.proc.join("sys/kernel/osrelease")),
+        cmdline: read_trim(&roots.proc.join("cmdline")),
+        iommu,
+    }
+}
+
+/// Class devices and the first PCI device above each (what `find_parent_pci_dev` finds).
+fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap<String, Alias> {
+    let known: std::collections::HashSet<Bdf> = devices.iter().map(|d| d.bdf).collect();
+    let mut out = BTreeMap::new();
+    for class in ALIAS_CLASSES {
+        let Ok(entries) = fs::read_dir(roots.sys.join("class").join(class)) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(real) = fs::canonicalize(entry.path()) else { continue };
+            let rel = real.strip_prefix(sys_canon).unwrap_or(&real);
+            let pci_parent = rel
+                .components()
+                .rev()
+                .filter_map(|c| c.as_os_str().to_str().and_then(|s| s.parse::<Bdf>().ok()))
+                .find(|b| known.contains(b));
+            out.insert(name, Alias { class: class.to_string(), pci_parent });
+        }
+    }
+    out
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

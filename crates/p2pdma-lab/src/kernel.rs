@@ -1,0 +1,668 @@
+//! The guest kernel: Debian unstable's `linux-image-amd64`, fetched with a private apt
+//! configuration (the machine's own apt sources are never touched) and cached by version.
+//!
+//! Layout of the cache (`default_cache_dir()`, usually `~/.cache/p2pdma`):
+//! - `apt/`: private apt configuration, lists and downloads;
+//! - `kernel/<release>/`: the unpacked `usr/lib/modules/<release>/` tree (`vmlinuz`,
+//!   `config`, `kernel/**.ko.xz`, ...), plus `.complete` once verified;
+//! - `ko/<release>/`: modules decompressed for the initramfs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::SystemTime;
+
+use crate::elf;
+use crate::error::{LabError, Result};
+
+/// Environment variable naming a kernel directory to use instead of the cache: a
+/// `/usr/lib/modules/<release>`-like tree with `vmlinuz`, `config` and `kernel/`.
+pub const KERNEL_DIR_ENV: &str = "P2PDMA_KERNEL_DIR";
+/// Environment variable overriding the Debian mirror URI (default: the machine's apt sources).
+pub const MIRROR_ENV: &str = "P2PDMA_DEBIAN_MIRROR";
+/// The Debian suite the kernel comes from.
+const SUITE: &str = "unstable";
+/// The meta package whose dependency names the current kernel.
+const META_PACKAGE: &str = "linux-image-amd64";
+const COMPLETE_MARKER: &str = ".complete";
+const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// A guest kernel on the host: its image, config and module tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// Kernel release (`uname -r` in the guest), e.g. "7.2.13+deb14-amd64".
+    pub release: String,
+    /// Debian package version, e.g. "7.2.13-1", when fetched from Debian.
+    pub package_version: Option<String>,
+    /// The module tree root (`/usr/lib/modules/<release>` layout).
+    pub dir: PathBuf,
+    /// The bootable image.
+    pub vmlinuz: PathBuf,
+    /// The kernel configuration.
+    pub config: PathBuf,
+}
+
+/// A kernel module ready for the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Module {
+    /// Name with '_' (as the kernel reports it).
+    pub name: String,
+    /// Path in the guest relative to `/lib/modules/<release>/`, uncompressed (`kernel/.../x.ko`).
+    pub guest_path: String,
+    /// Decompressed module on the host.
+    pub host_path: PathBuf,
+    /// Names (with '_') of the modules it needs.
+    pub depends: Vec<String>,
+}
+
+/// The lab's cache directory: `$P2PDMA_CACHE_DIR`, else `$XDG_CACHE_HOME/p2pdma`, else
+/// `~/.cache/p2pdma`.
+pub fn default_cache_dir() -> PathBuf {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = env("P2PDMA_CACHE_DIR") {
+        return dir;
+    }
+    if let Some(dir) = env("XDG_CACHE_HOME") {
+        return dir.join("p2pdma");
+    }
+    env("HOME").unwrap_or_else(std::env::temp_dir).join(".cache").join("p2pdma")
+}
+
+/// The kernel to boot without touching the network when possible: `$P2PDMA_KERNEL_DIR`,
+/// else the most recently fetched cached kernel, else [`fetch_kernel`].
+pub fn find_kernel(cache: &Path) -> Result<Kernel> {
+    if let Some(dir) = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Kernel::from_dir(Path::new(&dir), None);
+    }
+    match newest_cached(cache) {
+        Some(kernel) => Ok(kernel),
+        None => fetch_kernel(cache),
+    }
+}
+
+/// Resolves the current Debian unstable `linux-image-amd64`, downloads its binary, modules
+/// and base packages with a private apt configuration under `<cache>/apt`, unpacks them to
+/// `<cache>/kernel/<release>/`, and checks `CONFIG_PCI_P2PDMA=y`. A kernel already in the
+/// cache is reused. `$P2PDMA_KERNEL_DIR` overrides all of this. If the mirror cannot be
+/// reached, the newest cached kernel is used (with a note on stderr).
+pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
+    if let Some(dir) = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Kernel::from_dir(Path::new(&dir), None);
+    }
+    require_tool("apt-get", "install apt (Debian/Ubuntu hosts only) or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
+    require_tool("dpkg-deb", "install dpkg or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
+    let apt = PrivateApt::new(&cache.join("apt"))?;
+    if let Err(err) = apt.update() {
+        if let Some(kernel) = newest_cached(cache) {
+            eprintln!("p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}", kernel.release);
+            return Ok(kernel);
+        }
+        return Err(err);
+    }
+    let meta = apt.show(META_PACKAGE)?;
+    let image = dependency_names(meta.get("Depends").map_or("", String::as_str))
+        .into_iter()
+        .find(|name| name.starts_with("linux-image-") && name.as_str() != META_PACKAGE)
+        .ok_or_else(|| LabError::Kernel(format!("{META_PACKAGE} in {SUITE} names no linux-image-<release> package; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
+    let release = image.trim_start_matches("linux-image-").to_string();
+    let package_version = meta.get("Version").cloned();
+    let kernel_root = cache.join("kernel");
+    let dest = kernel_root.join(&release);
+    if dest.join(COMPLETE_MARKER).exists() {
+        return Kernel::from_dir(&dest, package_version);
+    }
+
+    // linux-image-<release> is empty in the split layout and depends on
+    // linux-{binary,modules,base}-<release>; download it and every dependency named *-<release>.
+    let image_fields = apt.show(&image)?;
+    let mut packages = vec![image.clone()];
+    packages.extend(
+        dependency_names(image_fields.get("Depends").map_or("", String::as_str))
+            .into_iter()
+            .filter(|name| name.ends_with(&format!("-{release}"))),
+    );
+    let downloads = cache.join("apt").join("downloads").join(&release);
+    recreate_dir(&downloads)?;
+    apt.download(&packages, &downloads)?;
+
+    let staging = kernel_root.join(format!(".{release}.partial"));
+    recreate_dir(&staging)?;
+    for entry in read_dir_sorted(&downloads)? {
+        if entry.extension().is_some_and(|e| e == "deb") {
+            run_checked(
+                Command::new("dpkg-deb").arg("-x").arg(&entry).arg(&staging),
+                "check free disk space in the cache directory",
+            )?;
+        }
+    }
+    let tree = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .map(|base| staging.join(base).join(&release))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| LabError::Kernel(format!("the packages {packages:?} hold no usr/lib/modules/{release}/; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
+    // Older layouts keep the image and config in /boot.
+    for (name, boot) in [("vmlinuz", format!("boot/vmlinuz-{release}")), ("config", format!("boot/config-{release}"))] {
+        let boot = staging.join(boot);
+        if !tree.join(name).exists() && boot.exists() {
+            fs::rename(&boot, tree.join(name)).map_err(|e| LabError::io(format!("moving {}", boot.display()), e))?;
+        }
+    }
+    let kernel = Kernel::from_dir(&tree, package_version.clone())?;
+    if dest.exists() {
+        fs::remove_dir_all(&dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
+    }
+    fs::rename(&tree, &dest).map_err(|e| LabError::io(format!("moving the kernel to {}", dest.display()), e))?;
+    drop(kernel);
+    if let Some(version) = &package_version {
+        write(&dest.join(".package-version"), version.as_bytes())?;
+    }
+    write(&dest.join(COMPLETE_MARKER), b"")?;
+    // The .debs (about 125 MB) and the rest of the packages are not needed any more.
+    let _ = fs::remove_dir_all(&staging);
+    let _ = fs::remove_dir_all(&downloads);
+    Kernel::from_dir(&dest, package_version)
+}
+
+impl Kernel {
+    /// Uses an unpacked kernel tree (`vmlinuz`, `config`, `kernel/`); the release is the
+    /// directory's name. Fails unless the config has `CONFIG_PCI_P2PDMA=y`.
+    pub fn from_dir(dir: &Path, package_version: Option<String>) -> Result<Kernel> {
+        let dir = dir.canonicalize().map_err(|e| LabError::io(format!("kernel directory {} (check {KERNEL_DIR_ENV} or run `p2pdma lab fetch`)", dir.display()), e))?;
+        let release = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| LabError::Kernel(format!("{}: the directory name must be the kernel release", dir.display())))?
+            .to_string();
+        let kernel = Kernel {
+            package_version: package_version.or_else(|| fs::read_to_string(dir.join(".package-version")).ok()),
+            vmlinuz: dir.join("vmlinuz"),
+            config: dir.join("config"),
+            dir,
+            release,
+        };
+        for file in [&kernel.vmlinuz, &kernel.config] {
+            if !file.is_file() {
+                return Err(LabError::Kernel(format!(
+                    "{} is missing; a kernel directory needs vmlinuz, config and kernel/ (remove it and run `p2pdma lab fetch`)",
+                    file.display()
+                )));
+            }
+        }
+        if kernel.config_value("CONFIG_PCI_P2PDMA")?.as_deref() != Some("y") {
+            return Err(LabError::KernelConfig {
+                version: kernel.release.clone(),
+                option: "CONFIG_PCI_P2PDMA".into(),
+                config: kernel.config.clone(),
+            });
+        }
+        Ok(kernel)
+    }
+
+    /// The value of a config option (`y`, `m`, a string...), `None` if unset.
+    pub fn config_value(&self, option: &str) -> Result<Option<String>> {
+        let text = fs::read_to_string(&self.config).map_err(|e| LabError::io(format!("reading {}", self.config.display()), e))?;
+        Ok(text.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key == option).then(|| value.to_string())
+        }))
+    }
+
+    /// Whether a module (name with '-' or '_') exists as a loadable module in this kernel.
+    pub fn has_module(&self, name: &str) -> bool {
+        self.module_index().map(|index| index.files.contains_key(&normalize(name))).unwrap_or(false)
+    }
+
+    /// Resolves `names` and their `depends=` closure, decompressing them into
+    /// `<ko_cache>/<release>/`. Returns dependencies before dependents. Built-in modules are
+    /// skipped; `optional` names that do not exist are skipped too.
+    pub(crate) fn resolve_modules(&self, names: &[String], optional: &[String], ko_cache: &Path) -> Result<Vec<Module>> {
+        let index = self.module_index()?;
+        let out_dir = ko_cache.join(&self.release);
+        let mut resolved: Vec<Module> = Vec::new();
+        let mut done: HashSet<String> = HashSet::new();
+        let requests = names.iter().map(|n| (n, true)).chain(optional.iter().map(|n| (n, false)));
+        for (name, required) in requests {
+            let key = normalize(name);
+            if !index.files.contains_key(&key) {
+                if required && !index.builtin.contains(&key) {
+                    return Err(LabError::MissingModule { module: name.clone(), dir: self.dir.join("kernel") });
+                }
+                continue;
+            }
+            self.visit(&key, &index, &out_dir, &mut done, &mut Vec::new(), &mut resolved)?;
+        }
+        Ok(resolved)
+    }
+
+    fn visit(
+        &self,
+        key: &str,
+        index: &ModuleIndex,
+        out_dir: &Path,
+        done: &mut HashSet<String>,
+        stack: &mut Vec<String>,
+        out: &mut Vec<Module>,
+    ) -> Result<()> {
+        if done.contains(key) {
+            return Ok(());
+        }
+        if stack.iter().any(|k| k == key) {
+            return Err(LabError::Kernel(format!("module dependency cycle: {} -> {key}", stack.join(" -> "))));
+        }
+        let Some(rel) = index.files.get(key) else {
+            if index.builtin.contains(key) {
+                return Ok(());
+            }
+            return Err(LabError::MissingModule { module: key.to_string(), dir: self.dir.join("kernel") });
+        };
+        let guest_path = strip_compression(rel);
+        let host_path = out_dir.join(&guest_path);
+        decompress_module(&self.dir.join(rel), &host_path)?;
+        let bytes = fs::read(&host_path).map_err(|e| LabError::io(format!("reading {}", host_path.display()), e))?;
+        let info = elf::modinfo(&bytes).ok_or_else(|| {
+            LabError::Kernel(format!("{} has no readable .modinfo section; delete {} and retry", host_path.display(), out_dir.display()))
+        })?;
+        let depends: Vec<String> = info
+            .iter()
+            .filter(|(k, _)| k == "depends")
+            .flat_map(|(_, v)| v.split(',').filter(|d| !d.is_empty()).map(normalize))
+            .collect();
+        stack.push(key.to_string());
+        for dep in &depends {
+            self.visit(dep, index, out_dir, done, stack, out)?;
+        }
+        stack.pop();
+        done.insert(key.to_string());
+        out.push(Module { name: key.to_string(), guest_path, host_path, depends });
+        Ok(())
+    }
+
+    fn module_index(&self) -> Result<ModuleIndex> {
+        let mut files = HashMap::new();
+        let root = self.dir.join("kernel");
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = fs::read_dir(&dir).map_err(|e| LabError::io(format!("reading the module tree {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    if let Some(stem) = module_stem(name) {
+                        if let Ok(rel) = path.strip_prefix(&self.dir) {
+                            files.insert(normalize(stem), rel.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let builtin = fs::read_to_string(self.dir.join("modules.builtin"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.rsplit('/').next().and_then(module_stem).map(normalize))
+            .collect();
+        Ok(ModuleIndex { files, builtin })
+    }
+}
+
+struct ModuleIndex {
+    /// Normalized name -> path relative to the kernel dir (possibly compressed).
+    files: HashMap<String, String>,
+    builtin: HashSet<String>,
+}
+
+/// "nvme-core.ko.xz" -> "nvme-core".
+fn module_stem(file_name: &str) -> Option<&str> {
+    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|ext| file_name.strip_suffix(ext))
+}
+
+fn strip_compression(rel: &str) -> String {
+    for ext in [".xz", ".zst", ".gz"] {
+        if let Some(stripped) = rel.strip_suffix(ext) {
+            return stripped.to_string();
+        }
+    }
+    rel.to_string()
+}
+
+/// Module names compare with '-' and '_' equal; the kernel uses '_'.
+fn normalize(name: &str) -> String {
+    name.trim().replace('-', "_")
+}
+
+fn decompress_module(src: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        return Ok(());
+    }
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| LabError::io(format!("creating {}", parent.display()), e))?;
+    let name = src.to_string_lossy();
+    let tool = if name.ends_with(".xz") {
+        Some(("xz", "install xz-utils (lab/install-deps.sh)"))
+    } else if name.ends_with(".zst") {
+        Some(("zstd", "install zstd"))
+    } else if name.ends_with(".gz") {
+        Some(("gzip", "install gzip"))
+    } else {
+        None
+    };
+    let tmp = dest.with_extension("ko.partial");
+    match tool {
+        None => {
+            fs::copy(src, &tmp).map_err(|e| LabError::io(format!("copying {}", src.display()), e))?;
+        }
+        Some((tool, hint)) => {
+            require_tool(tool, hint)?;
+            let out = fs::File::create(&tmp).map_err(|e| LabError::io(format!("creating {}", tmp.display()), e))?;
+            let status = Command::new(tool)
+                .arg("-dc")
+                .arg(src)
+                .stdout(out)
+                .stderr(Stdio::inherit())
+                .status()
+                .map_err(|e| LabError::io(format!("running {tool}"), e))?;
+            if !status.success() {
+                let _ = fs::remove_file(&tmp);
+                return Err(LabError::CommandFailed {
+                    command: format!("{tool} -dc {}", src.display()),
+                    detail: status.to_string(),
+                    hint: "the cached kernel may be damaged: delete it and run `p2pdma lab fetch`".into(),
+                });
+            }
+        }
+    }
+    fs::rename(&tmp, dest).map_err(|e| LabError::io(format!("writing {}", dest.display()), e))
+}
+
+fn newest_cached(cache: &Path) -> Option<Kernel> {
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    for dir in read_dir_sorted(&cache.join("kernel")).ok()? {
+        let Ok(modified) = fs::metadata(dir.join(COMPLETE_MARKER)).and_then(|m| m.modified()) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
+            best = Some((modified, dir));
+        }
+    }
+    Kernel::from_dir(&best?.1, None).ok()
+}
+
+/// apt-get/apt-cache with their own sources list, state and cache under `root`.
+struct PrivateApt {
+    root: PathBuf,
+}
+
+impl PrivateApt {
+    fn new(root: &Path) -> Result<Self> {
+        let (uri, keyring) = debian_mirror()?;
+        for sub in ["etc/sources.list.d", "etc/preferences.d", "etc/apt.conf.d", "state/lists/partial", "cache/archives/partial"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let status = root.join("state/status");
+        if !status.exists() {
+            write(&status, b"")?;
+        }
+        let sources = format!("deb [signed-by={keyring}] {uri} {SUITE} main\n");
+        write(&root.join("etc/sources.list"), sources.as_bytes())?;
+        Ok(PrivateApt { root: root.to_path_buf() })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let r = |sub: &str| self.root.join(sub).display().to_string();
+        for (key, value) in [
+            ("Dir::Etc::SourceList", r("etc/sources.list")),
+            ("Dir::Etc::SourceParts", r("etc/sources.list.d")),
+            ("Dir::Etc::Preferences", r("etc/preferences")),
+            ("Dir::Etc::PreferencesParts", r("etc/preferences.d")),
+            ("Dir::State", r("state")),
+            ("Dir::State::status", r("state/status")),
+            ("Dir::Cache", r("cache")),
+            ("APT::Architecture", "amd64".into()),
+            ("APT::Architectures::", "amd64".into()),
+            ("Acquire::Languages", "none".into()),
+            ("Acquire::IndexTargets::deb::DEP-11::DefaultEnabled", "false".into()),
+            ("Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled", "false".into()),
+            ("Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled", "false".into()),
+            ("Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled", "false".into()),
+            ("APT::Sandbox::User", current_user()),
+            ("Debug::NoLocking", "1".into()),
+        ] {
+            cmd.arg("-o").arg(format!("{key}={value}"));
+        }
+        cmd.env("LC_ALL", "C");
+        cmd
+    }
+
+    fn update(&self) -> Result<()> {
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-q", "update"]);
+        let out = run_checked(&mut cmd, "check that the Debian mirror is reachable, or set P2PDMA_DEBIAN_MIRROR")?;
+        // apt-get update exits 0 on some fetch failures; it says so with "W:"/"E:" lines.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some(line) = stderr.lines().find(|l| l.starts_with("E:") || l.contains("Failed to fetch")) {
+            return Err(LabError::CommandFailed {
+                command: "apt-get update (private lab configuration)".into(),
+                detail: line.to_string(),
+                hint: "check that the Debian mirror is reachable, or set P2PDMA_DEBIAN_MIRROR".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The control fields of the candidate version of `package`.
+    fn show(&self, package: &str) -> Result<BTreeMap<String, String>> {
+        let mut cmd = self.command("apt-cache");
+        cmd.args(["show", "--no-all-versions", package]);
+        let out = run_checked(&mut cmd, "the package is not in Debian unstable any more: run `p2pdma lab fetch` again later")?;
+        Ok(parse_control(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn download(&self, packages: &[String], into: &Path) -> Result<()> {
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-q", "download"]).args(packages).current_dir(into);
+        run_checked(&mut cmd, "check the network and free disk space, then retry").map(drop)
+    }
+}
+
+fn current_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        "root".into()
+    } else {
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    }
+}
+
+/// The first stanza of a deb822 control text, continuation lines joined.
+fn parse_control(text: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            if fields.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(key) = &last {
+                if let Some(value) = fields.get_mut(key) {
+                    let value: &mut String = value;
+                    value.push('\n');
+                    value.push_str(line.trim());
+                }
+            }
+        } else if let Some((key, value)) = line.split_once(':') {
+            fields.insert(key.trim().to_string(), value.trim().to_string());
+            last = Some(key.trim().to_string());
+        }
+    }
+    fields
+}
+
+/// Package names in a Depends field (all alternatives, version constraints dropped).
+fn dependency_names(depends: &str) -> Vec<String> {
+    depends
+        .split([',', '|'])
+        .filter_map(|item| item.split_whitespace().next())
+        .map(|name| name.split(':').next().unwrap_or(name).to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// The machine's Debian mirror URI (and keyring) from its apt sources, or `$P2PDMA_DEBIAN_MIRROR`.
+fn debian_mirror() -> Result<(String, String)> {
+    if let Ok(uri) = std::env::var(MIRROR_ENV) {
+        if !uri.trim().is_empty() {
+            return Ok((uri.trim().to_string(), DEFAULT_KEYRING.to_string()));
+        }
+    }
+    let mut candidates = Vec::new();
+    if let Ok(entries) = read_dir_sorted(Path::new("/etc/apt/sources.list.d")) {
+        for path in entries {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("sources") => candidates.extend(deb822_mirrors(&text)),
+                Some("list") => candidates.extend(one_line_mirrors(&text)),
+                _ => {}
+            }
+        }
+    }
+    candidates.extend(one_line_mirrors(&fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()));
+    candidates.into_iter().next().ok_or_else(|| {
+        LabError::Kernel(format!(
+            "no Debian mirror found in /etc/apt/sources.list(.d); set {MIRROR_ENV} to a Debian mirror URI (e.g. the one your apt uses)"
+        ))
+    })
+}
+
+/// Main-archive mirrors (not security/updates/backports suites) in deb822 stanzas.
+fn deb822_mirrors(text: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for stanza in text.split("\n\n") {
+        let fields = parse_control(stanza);
+        if fields.get("Enabled").is_some_and(|v| v == "no") || !fields.get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb")) {
+            continue;
+        }
+        let suites = fields.get("Suites").map_or("", String::as_str);
+        if !suites.split_whitespace().any(is_main_suite) {
+            continue;
+        }
+        let keyring = fields.get("Signed-By").filter(|k| k.starts_with('/')).cloned().unwrap_or_else(|| DEFAULT_KEYRING.into());
+        for uri in fields.get("URIs").map_or("", String::as_str).split_whitespace() {
+            if uri.contains("debian") && !uri.contains("security") {
+                found.push((uri.to_string(), keyring.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn one_line_mirrors(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next()?.trim();
+            let rest = line.strip_prefix("deb ")?.trim();
+            // Skip "[options]".
+            let rest = if rest.starts_with('[') { rest.split_once(']')?.1.trim() } else { rest };
+            let mut words = rest.split_whitespace();
+            let uri = words.next()?;
+            let suite = words.next()?;
+            (is_main_suite(suite) && uri.contains("debian") && !uri.contains("security")).then(|| (uri.to_string(), DEFAULT_KEYRING.to_string()))
+        })
+        .collect()
+}
+
+fn is_main_suite(suite: &str) -> bool {
+    !suite.contains('-') && !suite.contains('/')
+}
+
+pub(crate) fn require_tool(tool: &str, hint: &str) -> Result<PathBuf> {
+    find_in_path(tool).ok_or_else(|| LabError::MissingTool { tool: tool.into(), hint: hint.into() })
+}
+
+pub(crate) fn find_in_path(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).is_file().then(|| PathBuf::from(tool));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
+}
+
+/// Runs a command, capturing output; a non-zero exit becomes `CommandFailed` with its stderr tail.
+pub(crate) fn run_checked(cmd: &mut Command, hint: &str) -> Result<Output> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| LabError::io(format!("running {shown}"), e))?;
+    if out.status.success() {
+        return Ok(out);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+    Err(LabError::CommandFailed {
+        command: shown,
+        detail: format!("{}: {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join("\n")),
+        hint: hint.into(),
+    })
+}
+
+fn recreate_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| LabError::io(format!("removing {}", dir.display()), e))?;
+    }
+    fs::create_dir_all(dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| LabError::io(format!("reading {}", dir.display()), e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_image_package_in_depends() {
+        let depends = "linux-base-amd64 (= 7.2.13-1), linux-image-7.2.13+deb14-amd64 (= 7.2.13-1)";
+        let names = dependency_names(depends);
+        assert_eq!(names, ["linux-base-amd64", "linux-image-7.2.13+deb14-amd64"]);
+        let image_deps = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1)";
+        let wanted: Vec<_> = dependency_names(image_deps).into_iter().filter(|n| n.ends_with("-7.2.13+deb14-amd64")).collect();
+        assert_eq!(wanted, ["linux-base-7.2.13+deb14-amd64", "linux-binary-7.2.13+deb14-amd64"]);
+    }
+
+    #[test]
+    fn parses_control_and_sources() {
+        let fields = parse_control("\nPackage: a\nDepends: b,\n c\nVersion: 1\n\nPackage: other\n");
+        assert_eq!(fields["Package"], "a");
+        assert_eq!(fields["Depends"], "b,\nc");
+        assert_eq!(dependency_names(&fields["Depends"]), ["b", "c"]);
+
+        let deb822 = "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(deb822_mirrors(deb822), [("http://mirror.example/debian".to_string(), "/usr/share/keyrings/k.gpg".to_string())]);
+        let list = "deb [arch=amd64] http://m.example/debian bookworm main\ndeb http://m.example/debian-security bookworm-security main\n";
+        assert_eq!(one_line_mirrors(list)[0].0, "http://m.example/debian");
+        assert_eq!(one_line_mirrors(list).len(), 1);
+    }
+
+    #[test]
+    fn module_names() {
+        assert_eq!(module_stem("nvme-core.ko.xz"), Some("nvme-core"));
+        assert_eq!(module_stem("README"), None);
+        assert_eq!(normalize("nvme-core"), "nvme_core");
+        assert_eq!(strip_compression("kernel/fs/9p/9p.ko.xz"), "kernel/fs/9p/9p.ko");
+    }
+}

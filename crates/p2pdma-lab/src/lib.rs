@@ -1,0 +1,26 @@
+//! The lab: QEMU plumbing (kernel, initramfs, boot, run). Knows nothing of P2P rules.
+//!
+//! A [`LabMachine`] describes an emulated q35 machine (root ports, switches, NVMe drives
+//! with or without a CMB, an optional emulated IOMMU). [`run`] boots the Debian unstable
+//! kernel (fetched and cached by [`fetch_kernel`]) on it under QEMU/TCG with a busybox
+//! initramfs built on the fly, runs one shell command inside the guest, streams the
+//! command's output and returns its exit status. [`shell`] gives an interactive console,
+//! [`qemu_args`] the exact QEMU argv.
+//!
+//! Getting files out of the guest: [`LabOptions::share_dir`] is a host directory shared
+//! with the guest over virtio-9p and mounted at [`GUEST_SHARE_DIR`].
+
+mod cpio;
+mod elf;
+mod error;
+mod initramfs;
+mod kernel;
+mod machine;
+mod run;
+
+pub use cpio::CpioWriter;
+pub use error::LabError;
+pub use initramfs::{DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, GUEST_SHARE_DIR};
+pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, Kernel, KERNEL_DIR_ENV};
+pub use machine::{qemu_args, LabAssets, LabDevice, LabDeviceKind, LabMachine};
+pub use run::{run, shell, LabOptions, RunOutcome};

@@ -1,0 +1,574 @@
+//! The emulated machine (q35) and its QEMU command line. Knows nothing of P2P rules.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{LabError, Result};
+
+/// A QEMU-level description of the emulated machine (q35). Knows nothing of P2P rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabMachine {
+    /// QEMU `-cpu` model: "qemu64" (TCG default: AMD vendor, old family), "EPYC", "Skylake-Server"...
+    pub cpu: String,
+    /// Number of guest CPUs (`-smp`); 1 is fastest under TCG on a small host.
+    pub cpus: u32,
+    /// Emulated Intel IOMMU: `-machine q35,kernel-irqchip=split`, `-device
+    /// intel-iommu,intremap=on`, kernel `intel_iommu=on`.
+    pub iommu: bool,
+    /// Appended to the guest kernel command line.
+    pub kernel_params: Vec<String>,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// PCIe devices, in order; parents before children.
+    pub devices: Vec<LabDevice>,
+}
+
+impl Default for LabMachine {
+    fn default() -> Self {
+        LabMachine {
+            cpu: "qemu64".into(),
+            cpus: 1,
+            iommu: false,
+            kernel_params: Vec::new(),
+            memory_mib: 1024,
+            devices: Vec::new(),
+        }
+    }
+}
+
+/// One PCIe device of a [`LabMachine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabDevice {
+    /// QEMU `id=` (also the bus name children attach to).
+    pub id: String,
+    /// Parent bus: "pcie.0", a pxb's id, a root port's id, a switch downstream port's id,
+    /// a switch upstream port's id.
+    pub bus: String,
+    /// (slot, function) on that bus, e.g. (0x11, 0); `None` = QEMU picks.
+    pub addr: Option<(u8, u8)>,
+    /// Sets `multifunction=on` (on function 0 of a multifunction slot).
+    pub multifunction: bool,
+    /// What the device is.
+    pub kind: LabDeviceKind,
+}
+
+/// The kinds of device the lab can emulate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabDeviceKind {
+    /// An extra host bridge (`pxb-pcie`). `numa_node` makes QEMU define NUMA nodes.
+    PxbPcie { bus_nr: u8, numa_node: Option<u32> },
+    /// `pcie-root-port` (QEMU gives it an ACS capability).
+    RootPort { chassis: u8, slot: u16 },
+    /// `x3130-upstream`, the upstream port of a switch (no ACS capability in QEMU).
+    SwitchUpstream,
+    /// `xio3130-downstream`, a switch downstream port (no ACS capability in QEMU).
+    SwitchDownstream { chassis: u8, slot: u16 },
+    /// An NVMe controller with one namespace backed by a sparse image the lab creates.
+    /// `cmb_mib` adds a controller memory buffer (`cmb_size_mb`).
+    Nvme { serial: String, size_mib: u64, cmb_mib: Option<u32> },
+    /// A PCIe NIC (`e1000e`) on an isolated user-mode network; no guest driver is loaded.
+    Nic,
+}
+
+impl LabDeviceKind {
+    fn qemu_name(&self) -> &'static str {
+        match self {
+            LabDeviceKind::PxbPcie { .. } => "pxb-pcie",
+            LabDeviceKind::RootPort { .. } => "pcie-root-port",
+            LabDeviceKind::SwitchUpstream => "x3130-upstream",
+            LabDeviceKind::SwitchDownstream { .. } => "xio3130-downstream",
+            LabDeviceKind::Nvme { .. } => "nvme",
+            LabDeviceKind::Nic => "e1000e",
+        }
+    }
+
+    /// Whether the device is a bridge that devices are plugged into, and whether its
+    /// secondary bus has a single slot (PCIe ports).
+    fn bus_kind(&self) -> Option<BusKind> {
+        match self {
+            LabDeviceKind::PxbPcie { .. } => Some(BusKind::HostBridge),
+            LabDeviceKind::RootPort { .. } | LabDeviceKind::SwitchDownstream { .. } => Some(BusKind::Port),
+            LabDeviceKind::SwitchUpstream => Some(BusKind::SwitchInternal),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BusKind {
+    /// pcie.0 or a pxb-pcie: root ports, extra host bridges (pcie.0 only), integrated endpoints.
+    HostBridge,
+    /// Below a root port or downstream port: one slot (device 0), endpoints or a switch.
+    Port,
+    /// Below a switch upstream port: downstream ports only.
+    SwitchInternal,
+}
+
+/// The host files a QEMU command line refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabAssets {
+    /// The QEMU program (argv[0]).
+    pub qemu: PathBuf,
+    /// The guest kernel (`-kernel`).
+    pub kernel: PathBuf,
+    /// The initramfs (`-initrd`).
+    pub initrd: PathBuf,
+    /// Where the NVMe backing images live: `<disk_dir>/<device id>.img`.
+    pub disk_dir: PathBuf,
+    /// A host directory shared with the guest over virtio-9p (mount tag [`SHARE_TAG`]).
+    pub share_dir: Option<PathBuf>,
+    /// Let kernel messages through to the console (`loglevel=7`) instead of `quiet loglevel=1`.
+    pub kernel_log: bool,
+}
+
+impl LabAssets {
+    /// Placeholder paths, for showing a command line before anything is built.
+    pub fn placeholder() -> Self {
+        LabAssets {
+            qemu: "qemu-system-x86_64".into(),
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.cpio".into(),
+            disk_dir: ".".into(),
+            share_dir: None,
+            kernel_log: false,
+        }
+    }
+
+    /// The backing image of the NVMe device `id`.
+    pub fn disk_path(&self, id: &str) -> PathBuf {
+        self.disk_dir.join(format!("{id}.img"))
+    }
+}
+
+/// The 9p mount tag of [`LabAssets::share_dir`].
+pub const SHARE_TAG: &str = "p2pdma-share";
+
+/// The PCI address of the virtio-9p device on pcie.0 when a share is used (slot 0x1e), kept
+/// away from the usual root-port slots.
+pub const SHARE_SLOT: u8 = 0x1e;
+
+/// The exact QEMU argv (argv[0] is `assets.qemu`).
+pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>> {
+    validate(machine)?;
+    let mut args: Vec<String> = vec![assets.qemu.display().to_string()];
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+
+    let machine_opt = if machine.iommu { "q35,kernel-irqchip=split" } else { "q35" };
+    push(&["-machine", machine_opt, "-accel", "tcg", "-cpu", &machine.cpu]);
+    push(&["-smp", &machine.cpus.to_string(), "-m", &format!("{}M", machine.memory_mib)]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "mon:stdio", "-no-reboot"]);
+    numa_args(machine, &mut push);
+    if machine.iommu {
+        // Must come before the PCI devices it translates for.
+        push(&["-device", "intel-iommu,intremap=on"]);
+    }
+    push(&["-kernel", &path_arg(&assets.kernel)?, "-initrd", &path_arg(&assets.initrd)?]);
+    push(&["-append", &kernel_command_line(machine, assets)]);
+
+    for dev in &machine.devices {
+        let mut opts = vec![dev.kind.qemu_name().to_string(), format!("id={}", dev.id), format!("bus={}", dev.bus)];
+        if let Some((slot, function)) = dev.addr {
+            opts.push(format!("addr={slot:#04x}.{function:x}"));
+        }
+        if dev.multifunction {
+            opts.push("multifunction=on".into());
+        }
+        match &dev.kind {
+            LabDeviceKind::PxbPcie { bus_nr, numa_node } => {
+                opts.push(format!("bus_nr={bus_nr}"));
+                if let Some(node) = numa_node {
+                    opts.push(format!("numa_node={node}"));
+                }
+            }
+            LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
+                opts.push(format!("chassis={chassis}"));
+                opts.push(format!("slot={slot}"));
+            }
+            LabDeviceKind::SwitchUpstream => {}
+            LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
+                let drive = format!("drv-{}", dev.id);
+                push(&[
+                    "-drive",
+                    &format!("file={},if=none,id={drive},format=raw", path_arg(&assets.disk_path(&dev.id))?),
+                ]);
+                opts.push(format!("drive={drive}"));
+                opts.push(format!("serial={serial}"));
+                if let Some(cmb) = cmb_mib {
+                    opts.push(format!("cmb_size_mb={cmb}"));
+                }
+            }
+            LabDeviceKind::Nic => {
+                let netdev = format!("net-{}", dev.id);
+                push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
+                opts.push(format!("netdev={netdev}"));
+            }
+        }
+        push(&["-device", &opts.join(",")]);
+    }
+
+    if let Some(share) = &assets.share_dir {
+        push(&[
+            "-fsdev",
+            &format!("local,id=fs-share,path={},security_model=none", path_arg(share)?),
+            "-device",
+            &format!("virtio-9p-pci,id=share,fsdev=fs-share,mount_tag={SHARE_TAG},bus=pcie.0,addr={SHARE_SLOT:#04x}.0"),
+        ]);
+    }
+    Ok(args)
+}
+
+/// The guest kernel command line.
+pub(crate) fn kernel_command_line(machine: &LabMachine, assets: &LabAssets) -> String {
+    let mut params: Vec<&str> = vec!["console=ttyS0,115200", "panic=-1", "rdinit=/init"];
+    if assets.kernel_log {
+        params.push("loglevel=7");
+    } else {
+        params.extend(["quiet", "loglevel=1"]);
+    }
+    if machine.iommu {
+        params.push("intel_iommu=on");
+    }
+    params.extend(machine.kernel_params.iter().map(String::as_str));
+    params.join(" ")
+}
+
+/// `-object memory-backend-ram` + `-numa node` per node when a pxb asks for a NUMA node.
+fn numa_args(machine: &LabMachine, push: &mut impl FnMut(&[&str])) {
+    let Some(max_node) = machine
+        .devices
+        .iter()
+        .filter_map(|d| match d.kind {
+            LabDeviceKind::PxbPcie { numa_node, .. } => numa_node,
+            _ => None,
+        })
+        .max()
+    else {
+        return;
+    };
+    let nodes = max_node + 1;
+    let per_node = machine.memory_mib / nodes;
+    for node in 0..nodes {
+        // The first node takes the remainder so the total stays `memory_mib`.
+        let size = if node == 0 { machine.memory_mib - per_node * (nodes - 1) } else { per_node };
+        push(&["-object", &format!("memory-backend-ram,id=mem{node},size={size}M")]);
+        push(&["-numa", &format!("node,nodeid={node},memdev=mem{node}")]);
+    }
+    for cpu in 0..machine.cpus {
+        push(&["-numa", &format!("cpu,node-id={},socket-id={cpu}", cpu % nodes)]);
+    }
+}
+
+/// QEMU option values are comma-separated: a comma in a path must be doubled.
+fn path_arg(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| LabError::InvalidMachine(format!("path {} is not UTF-8: use another directory", path.display())))?;
+    Ok(text.replace(',', ",,"))
+}
+
+/// Checks everything QEMU would reject (or silently get wrong), with a message saying how to fix it.
+pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
+    let bad = |msg: String| Err(LabError::InvalidMachine(msg));
+    if machine.cpu.is_empty() || !machine.cpu.chars().all(|c| c.is_ascii_alphanumeric() || "-_.,=+".contains(c)) {
+        return bad(format!("cpu model {:?} is not a QEMU -cpu value (e.g. \"qemu64\", \"EPYC\")", machine.cpu));
+    }
+    if machine.cpus == 0 || machine.cpus > 64 {
+        return bad(format!("cpus = {}: use 1..=64", machine.cpus));
+    }
+    if machine.memory_mib < 256 {
+        return bad(format!("memory_mib = {}: the guest needs at least 256 MiB", machine.memory_mib));
+    }
+    for param in &machine.kernel_params {
+        if param.is_empty() || param.chars().any(|c| c.is_control()) {
+            return bad(format!("kernel parameter {param:?} is empty or has control characters"));
+        }
+    }
+    let numa_nodes = machine
+        .devices
+        .iter()
+        .filter_map(|d| match d.kind {
+            LabDeviceKind::PxbPcie { numa_node, .. } => numa_node,
+            _ => None,
+        })
+        .max()
+        .map_or(0, |n| n + 1);
+    if numa_nodes > 8 || (numa_nodes > 0 && machine.memory_mib / numa_nodes < 128) {
+        return bad(format!("{numa_nodes} NUMA nodes for {} MiB: use numa_node < 8 and at least 128 MiB per node", machine.memory_mib));
+    }
+
+    // Bus name -> kind of bus, and the addresses used on it.
+    let mut buses: HashMap<String, BusKind> = HashMap::from([("pcie.0".to_string(), BusKind::HostBridge)]);
+    let mut used_addrs: HashMap<(String, u8, u8), String> = HashMap::new();
+    let mut slots: HashMap<(u8, u16), String> = HashMap::new();
+    let mut serials: HashMap<String, String> = HashMap::new();
+    let mut bus_numbers: HashMap<u8, String> = HashMap::new();
+    for dev in &machine.devices {
+        let id = &dev.id;
+        if !valid_id(id) {
+            return bad(format!("device id {id:?}: use a letter then letters, digits, '-', '_' (max 32)"));
+        }
+        if buses.contains_key(id) || used_addrs.values().any(|other| other == id) {
+            return bad(format!("device id {id:?} is used twice (ids must be unique and not \"pcie.0\")"));
+        }
+        let Some(&parent) = buses.get(&dev.bus) else {
+            return bad(format!(
+                "device {id:?}: bus {:?} is not \"pcie.0\" or the id of an earlier pxb, root port or switch port \
+                 (list parents before children)",
+                dev.bus
+            ));
+        };
+        let allowed = match (&dev.kind, parent) {
+            (LabDeviceKind::PxbPcie { .. }, BusKind::HostBridge) => dev.bus == "pcie.0",
+            (LabDeviceKind::RootPort { .. }, BusKind::HostBridge) => true,
+            (LabDeviceKind::SwitchUpstream, BusKind::Port) => true,
+            (LabDeviceKind::SwitchDownstream { .. }, BusKind::SwitchInternal) => true,
+            (LabDeviceKind::Nvme { .. } | LabDeviceKind::Nic, BusKind::HostBridge | BusKind::Port) => true,
+            _ => false,
+        };
+        if !allowed {
+            return bad(format!(
+                "device {id:?} ({}) cannot sit on bus {:?}: pxb-pcie goes on pcie.0; root ports on pcie.0 or a pxb; \
+                 a switch upstream port below a root/downstream port; downstream ports below an upstream port; \
+                 endpoints on a host bridge or below a root/downstream port",
+                dev.kind.qemu_name(),
+                dev.bus
+            ));
+        }
+        if let Some((slot, function)) = dev.addr {
+            if slot > 31 || function > 7 {
+                return bad(format!("device {id:?}: addr ({slot:#x}, {function}) is out of range (slot 0..=31, function 0..=7)"));
+            }
+            if parent == BusKind::Port && slot != 0 {
+                return bad(format!("device {id:?}: a PCIe port has one slot; use addr (0, function)"));
+            }
+            if dev.bus == "pcie.0" && (slot == 0 || slot == 0x1f || slot == SHARE_SLOT) {
+                return bad(format!(
+                    "device {id:?}: slot {slot:#x} on pcie.0 is taken by the q35 host bridge (0), ICH9 (0x1f) or \
+                     the lab's 9p share ({SHARE_SLOT:#x}); pick another"
+                ));
+            }
+            if let Some(other) = used_addrs.insert((dev.bus.clone(), slot, function), id.clone()) {
+                return bad(format!("devices {other:?} and {id:?} both use addr ({slot:#x}, {function}) on {:?}", dev.bus));
+            }
+            if function != 0 && !used_addrs.contains_key(&(dev.bus.clone(), slot, 0)) {
+                return bad(format!("device {id:?}: function {function} needs function 0 of slot {slot:#x} listed before it"));
+            }
+        } else if dev.multifunction {
+            return bad(format!("device {id:?}: multifunction needs an explicit addr"));
+        } else {
+            // Record the id so duplicates are caught.
+            used_addrs.insert((format!("auto:{id}"), 0, 0), id.clone());
+        }
+        match &dev.kind {
+            LabDeviceKind::PxbPcie { bus_nr, .. } => {
+                if *bus_nr == 0 {
+                    return bad(format!("pxb {id:?}: bus_nr 0 is pcie.0's; use e.g. 0x80"));
+                }
+                if let Some(other) = bus_numbers.insert(*bus_nr, id.clone()) {
+                    return bad(format!("pxbs {other:?} and {id:?} both use bus_nr {bus_nr}"));
+                }
+            }
+            LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
+                if let Some(other) = slots.insert((*chassis, *slot), id.clone()) {
+                    return bad(format!("ports {other:?} and {id:?} both use chassis {chassis} slot {slot}; make each pair unique"));
+                }
+            }
+            LabDeviceKind::Nvme { serial, size_mib, cmb_mib } => {
+                if serial.is_empty() || serial.len() > 20 || !serial.chars().all(|c| c.is_ascii_graphic() && c != ',') {
+                    return bad(format!("nvme {id:?}: serial {serial:?} must be 1-20 printable ASCII characters without ','"));
+                }
+                if let Some(other) = serials.insert(serial.clone(), id.clone()) {
+                    return bad(format!("nvme {other:?} and {id:?} both have serial {serial:?}; serials must be unique"));
+                }
+                if *size_mib == 0 || *size_mib > 1 << 20 {
+                    return bad(format!("nvme {id:?}: size_mib {size_mib} must be 1..=1048576"));
+                }
+                if let Some(cmb) = cmb_mib {
+                    if *cmb == 0 || *cmb > 4096 || !cmb.is_power_of_two() {
+                        return bad(format!("nvme {id:?}: cmb_mib {cmb} must be a power of two up to 4096"));
+                    }
+                }
+            }
+            LabDeviceKind::SwitchUpstream | LabDeviceKind::Nic => {}
+        }
+        if let Some(kind) = dev.kind.bus_kind() {
+            buses.insert(id.clone(), kind);
+        }
+    }
+    Ok(())
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && id.len() <= 32
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !id.starts_with("drv-")
+        && !id.starts_with("net-")
+        && id != "share"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(id: &str, bus: &str, addr: Option<(u8, u8)>, kind: LabDeviceKind) -> LabDevice {
+        LabDevice { id: id.into(), bus: bus.into(), addr, multifunction: false, kind }
+    }
+
+    fn nvme(serial: &str, cmb: Option<u32>) -> LabDeviceKind {
+        LabDeviceKind::Nvme { serial: serial.into(), size_mib: 64, cmb_mib: cmb }
+    }
+
+    fn switch_machine() -> LabMachine {
+        LabMachine {
+            devices: vec![
+                dev("rp0", "pcie.0", Some((0x11, 0)), LabDeviceKind::RootPort { chassis: 1, slot: 1 }),
+                dev("up0", "rp0", None, LabDeviceKind::SwitchUpstream),
+                dev("dp0", "up0", None, LabDeviceKind::SwitchDownstream { chassis: 2, slot: 0 }),
+                dev("dp1", "up0", None, LabDeviceKind::SwitchDownstream { chassis: 2, slot: 1 }),
+                dev("nvme-a", "dp0", None, nvme("nvme-a", Some(16))),
+                dev("nvme-b", "dp1", None, nvme("nvme-b", None)),
+            ],
+            ..LabMachine::default()
+        }
+    }
+
+    fn assets() -> LabAssets {
+        LabAssets { disk_dir: "/tmp/run".into(), ..LabAssets::placeholder() }
+    }
+
+    #[test]
+    fn switch_machine_argv() {
+        let args = qemu_args(&switch_machine(), &assets()).unwrap();
+        let joined = args.join(" ");
+        assert_eq!(
+            joined,
+            "qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64 -smp 1 -m 1024M -nodefaults -no-user-config \
+             -display none -serial mon:stdio -no-reboot -kernel vmlinuz -initrd initrd.cpio \
+             -append console=ttyS0,115200 panic=-1 rdinit=/init quiet loglevel=1 \
+             -device pcie-root-port,id=rp0,bus=pcie.0,addr=0x11.0,chassis=1,slot=1 \
+             -device x3130-upstream,id=up0,bus=rp0 \
+             -device xio3130-downstream,id=dp0,bus=up0,chassis=2,slot=0 \
+             -device xio3130-downstream,id=dp1,bus=up0,chassis=2,slot=1 \
+             -drive file=/tmp/run/nvme-a.img,if=none,id=drv-nvme-a,format=raw \
+             -device nvme,id=nvme-a,bus=dp0,drive=drv-nvme-a,serial=nvme-a,cmb_size_mb=16 \
+             -drive file=/tmp/run/nvme-b.img,if=none,id=drv-nvme-b,format=raw \
+             -device nvme,id=nvme-b,bus=dp1,drive=drv-nvme-b,serial=nvme-b"
+        );
+        // -append's value is one argv element.
+        let append = args.iter().position(|a| a == "-append").unwrap();
+        assert!(args[append + 1].starts_with("console=ttyS0"));
+    }
+
+    #[test]
+    fn iommu_multifunction_cpu_params_share() {
+        let mut machine = LabMachine {
+            cpu: "EPYC".into(),
+            iommu: true,
+            kernel_params: vec!["pci=disable_acs_redir=0000:00:11.0".into()],
+            devices: vec![
+                dev("rp0", "pcie.0", Some((0x11, 0)), LabDeviceKind::RootPort { chassis: 1, slot: 1 }),
+                dev("n0", "rp0", Some((0, 0)), nvme("a", Some(16))),
+                dev("n1", "rp0", Some((0, 1)), nvme("b", None)),
+            ],
+            ..LabMachine::default()
+        };
+        machine.devices[1].multifunction = true;
+        let share = LabAssets { share_dir: Some("/tmp/a,b".into()), kernel_log: true, ..assets() };
+        let args = qemu_args(&machine, &share).unwrap();
+        let joined = args.join(" ");
+        assert!(joined.contains("-machine q35,kernel-irqchip=split"));
+        assert!(joined.contains("-cpu EPYC"));
+        let iommu = args.iter().position(|a| a == "intel-iommu,intremap=on").unwrap();
+        let first_device = args.iter().position(|a| a.starts_with("pcie-root-port")).unwrap();
+        assert!(iommu < first_device);
+        assert!(joined.contains("loglevel=7 intel_iommu=on pci=disable_acs_redir=0000:00:11.0"));
+        assert!(!joined.contains("quiet"));
+        assert!(joined.contains("nvme,id=n0,bus=rp0,addr=0x00.0,multifunction=on,drive=drv-n0,serial=a,cmb_size_mb=16"));
+        assert!(joined.contains("nvme,id=n1,bus=rp0,addr=0x00.1,drive=drv-n1,serial=b"));
+        assert!(joined.contains("-fsdev local,id=fs-share,path=/tmp/a,,b,security_model=none"));
+        assert!(joined.contains("virtio-9p-pci,id=share,fsdev=fs-share,mount_tag=p2pdma-share,bus=pcie.0,addr=0x1e.0"));
+    }
+
+    #[test]
+    fn pxb_numa_and_nic() {
+        let machine = LabMachine {
+            cpus: 2,
+            devices: vec![
+                dev("pxb1", "pcie.0", None, LabDeviceKind::PxbPcie { bus_nr: 0x80, numa_node: Some(1) }),
+                dev("rp1", "pxb1", None, LabDeviceKind::RootPort { chassis: 3, slot: 0 }),
+                dev("nic0", "rp1", None, LabDeviceKind::Nic),
+            ],
+            ..LabMachine::default()
+        };
+        let joined = qemu_args(&machine, &assets()).unwrap().join(" ");
+        assert!(joined.contains("-object memory-backend-ram,id=mem0,size=512M -numa node,nodeid=0,memdev=mem0"));
+        assert!(joined.contains("-object memory-backend-ram,id=mem1,size=512M -numa node,nodeid=1,memdev=mem1"));
+        assert!(joined.contains("-numa cpu,node-id=0,socket-id=0 -numa cpu,node-id=1,socket-id=1"));
+        assert!(joined.contains("-device pxb-pcie,id=pxb1,bus=pcie.0,bus_nr=128,numa_node=1"));
+        assert!(joined.contains("-device pcie-root-port,id=rp1,bus=pxb1,chassis=3,slot=0"));
+        assert!(joined.contains("-netdev user,id=net-nic0,restrict=on -device e1000e,id=nic0,bus=rp1,netdev=net-nic0"));
+    }
+
+    #[test]
+    fn rejects_bad_machines_with_hints() {
+        let check = |machine: &LabMachine, needle: &str| {
+            let err = qemu_args(machine, &assets()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+        };
+        let base = switch_machine();
+
+        let mut m = base.clone();
+        m.devices[1].bus = "nowhere".into();
+        check(&m, "list parents before children");
+
+        let mut m = base.clone();
+        m.devices.swap(0, 1);
+        check(&m, "list parents before children");
+
+        let mut m = base.clone();
+        m.devices[5].id = "nvme-a".into();
+        check(&m, "used twice");
+
+        let mut m = base.clone();
+        m.devices[5].kind = nvme("nvme-a", None);
+        check(&m, "serials must be unique");
+
+        let mut m = base.clone();
+        m.devices[3].kind = LabDeviceKind::SwitchDownstream { chassis: 2, slot: 0 };
+        check(&m, "chassis 2 slot 0");
+
+        let mut m = base.clone();
+        m.devices[4].addr = Some((3, 0));
+        check(&m, "one slot");
+
+        let mut m = base.clone();
+        m.devices[4].bus = "up0".into();
+        check(&m, "cannot sit on bus");
+
+        let mut m = base.clone();
+        m.devices[4].kind = nvme("x", Some(3));
+        check(&m, "power of two");
+
+        let mut m = base.clone();
+        m.devices[0].addr = Some((0x1f, 0));
+        check(&m, "ICH9");
+
+        let mut m = base.clone();
+        m.devices[0].id = "1bad".into();
+        check(&m, "use a letter");
+
+        let mut m = base.clone();
+        m.cpu = "qemu64 -evil".into();
+        check(&m, "cpu model");
+
+        let mut m = base.clone();
+        m.kernel_params.push("a\nb".into());
+        check(&m, "control characters");
+
+        let mut m = base;
+        m.devices[4].addr = Some((0, 1));
+        check(&m, "function 0");
+    }
+}

@@ -1,0 +1,573 @@
+//! Booting a [`LabMachine`] under QEMU: preparing the run directory, streaming the console,
+//! reading the exit marker, and making sure QEMU never outlives the run.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{LabError, Result};
+use crate::initramfs::{build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, EXIT_MARKER};
+use crate::kernel::{default_cache_dir, find_in_path, find_kernel, Kernel};
+use crate::machine::{qemu_args, validate, LabAssets, LabDeviceKind, LabMachine};
+
+/// How many console lines errors and [`RunOutcome::console_tail`] keep.
+const TAIL_LINES: usize = 40;
+/// How long QEMU may take to power off after the command reported its status.
+const POWEROFF_GRACE: Duration = Duration::from_secs(15);
+
+/// How to run the lab.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Whole-run limit (boot, command, power-off). QEMU is killed when it expires.
+    pub timeout: Duration,
+    /// Host files copied into the initramfs: (host path, absolute guest path).
+    pub extra_files: Vec<(PathBuf, String)>,
+    /// Host directory shared read-write with the guest over virtio-9p, mounted at
+    /// [`crate::GUEST_SHARE_DIR`] (`/lab/share`). Adds a virtio-9p-pci device at pcie.0 slot 0x1e.
+    pub share_dir: Option<PathBuf>,
+    /// The static `p2pdma` binary, installed as `/usr/local/bin/p2pdma` (on PATH).
+    pub p2pdma_binary: Option<PathBuf>,
+    /// The kernel; `None`: `$P2PDMA_KERNEL_DIR`, the newest cached kernel, or a fetch.
+    pub kernel: Option<Kernel>,
+    /// Cache directory; `None`: [`crate::default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// Modules `/init` loads at boot (dependencies added). The 9p modules are added when
+    /// `share_dir` is set.
+    pub boot_modules: Vec<String>,
+    /// Modules packed for `modprobe` in the guest (dependencies added; missing ones skipped).
+    pub extra_modules: Vec<String>,
+    /// Stream the command's output to the host's stdout as it comes.
+    pub echo_output: bool,
+    /// Copy the rest of the console (firmware, kernel, /init notes) to the host's stderr.
+    pub echo_console: bool,
+    /// Let all kernel messages reach the console (`loglevel=7`), not only emergencies.
+    pub kernel_log: bool,
+    /// The QEMU program; `None`: `$P2PDMA_QEMU` or `qemu-system-x86_64` on PATH.
+    pub qemu: Option<PathBuf>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            timeout: Duration::from_secs(300),
+            extra_files: Vec::new(),
+            share_dir: None,
+            p2pdma_binary: None,
+            kernel: None,
+            cache_dir: None,
+            boot_modules: DEFAULT_BOOT_MODULES.iter().map(|s| s.to_string()).collect(),
+            extra_modules: DEFAULT_EXTRA_MODULES.iter().map(|s| s.to_string()).collect(),
+            echo_output: true,
+            echo_console: false,
+            kernel_log: false,
+            qemu: None,
+        }
+    }
+}
+
+/// The result of [`run`].
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The guest command's exit status (0-255, as `sh` reports it).
+    pub exit_status: i32,
+    /// The command's output (stdout and stderr interleaved, `\r` removed).
+    pub output: String,
+    /// The last console lines (boot and command).
+    pub console_tail: Vec<String>,
+    /// The QEMU argv used.
+    pub qemu_args: Vec<String>,
+    /// Building the initramfs and disk images.
+    pub prepare_time: Duration,
+    /// From starting QEMU to the command starting in the guest.
+    pub boot_time: Duration,
+    /// The command itself.
+    pub command_time: Duration,
+    /// Everything, from the call to QEMU's exit.
+    pub total_time: Duration,
+}
+
+/// Boots `machine`, runs `command` (a `sh` command line) in the guest, and returns its exit
+/// status. Output is streamed as it comes (see [`LabOptions::echo_output`]).
+pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let prepared = prepare(machine, opts, Some(command))?;
+    let prepare_time = started.elapsed();
+    let _signals = SignalGuard::install();
+
+    let mut cmd = Command::new(&prepared.args[0]);
+    cmd.args(&prepared.args[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut qemu = spawn_guarded(cmd, true)?;
+    let qemu_started = Instant::now();
+
+    let (tx, rx) = mpsc::channel();
+    let stdout = qemu.child.stdout.take();
+    let stderr = qemu.child.stderr.take();
+    let line_tx = tx.clone();
+    std::thread::spawn(move || {
+        if let Some(out) = stdout {
+            read_lines(out, |line| line_tx.send(Event::Line(line)).is_ok());
+        }
+        let _ = line_tx.send(Event::StdoutClosed);
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut err) = stderr {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    });
+    drop(tx);
+
+    let begin = format!("{BEGIN_MARKER}{}", prepared.nonce);
+    let exit_prefix = format!("{EXIT_MARKER}{}:", prepared.nonce);
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut output = String::new();
+    let mut command_started: Option<Instant> = None;
+    let mut exit: Option<(i32, Instant)> = None;
+    let deadline = qemu_started + opts.timeout;
+    let stdout = std::io::stdout();
+
+    loop {
+        if let Some(sig) = pending_signal() {
+            qemu.kill();
+            return Err(LabError::Interrupted(sig));
+        }
+        let now = Instant::now();
+        if exit.is_none() && now >= deadline {
+            qemu.kill();
+            return Err(LabError::Timeout { timeout: opts.timeout, tail: tail.into() });
+        }
+        if let Some((_, at)) = exit {
+            if now >= at + POWEROFF_GRACE {
+                qemu.kill();
+                break;
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Line(raw)) => {
+                let line = printable(&raw);
+                push_tail(&mut tail, line.clone());
+                if exit.is_some() {
+                    if opts.echo_console {
+                        eprintln!("{line}");
+                    }
+                } else if command_started.is_none() {
+                    if line.contains(&begin) {
+                        command_started = Some(Instant::now());
+                    } else if opts.echo_console {
+                        eprintln!("{line}");
+                    }
+                } else if let Some(pos) = raw.find(&exit_prefix) {
+                    let before = &raw[..pos];
+                    if !before.is_empty() {
+                        emit(&stdout, &mut output, before, opts.echo_output);
+                    }
+                    let status = raw[pos + exit_prefix.len()..].trim().parse::<i32>().unwrap_or(255);
+                    exit = Some((status, Instant::now()));
+                } else {
+                    emit(&stdout, &mut output, &raw, opts.echo_output);
+                }
+            }
+            Ok(Event::StdoutClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+
+    // QEMU closed its stdout: it is exiting (or was killed).
+    let status = qemu.wait_with_deadline(Duration::from_secs(5));
+    let stderr_text = stderr_reader.join().unwrap_or_default();
+    let total_time = started.elapsed();
+    match (exit, command_started) {
+        (Some((exit_status, exit_at)), Some(begin_at)) => Ok(RunOutcome {
+            exit_status,
+            output,
+            console_tail: tail.into(),
+            qemu_args: prepared.args.clone(),
+            prepare_time,
+            boot_time: begin_at - qemu_started,
+            command_time: exit_at - begin_at,
+            total_time,
+        }),
+        _ => {
+            let panicked = tail.iter().any(|l| l.contains("Kernel panic"));
+            Err(LabError::GuestDied {
+                status: status.map_or_else(|| "killed".to_string(), |s| s.to_string()),
+                panicked,
+                stderr: stderr_text.trim().to_string(),
+                tail: tail.into(),
+            })
+        }
+    }
+}
+
+/// Boots `machine` with an interactive shell on the serial console (this terminal).
+/// Returns QEMU's exit code once the guest powers off (`exit` in the shell) or QEMU quits
+/// (Ctrl-a x). `opts.timeout` does not apply.
+pub fn shell(machine: &LabMachine, opts: &LabOptions) -> Result<i32> {
+    let prepared = prepare(machine, opts, None)?;
+    let _signals = SignalGuard::install();
+    let mut cmd = Command::new(&prepared.args[0]);
+    cmd.args(&prepared.args[1..]);
+    // QEMU owns the terminal (raw mode): it must stay in our process group.
+    let mut qemu = spawn_guarded(cmd, false)?;
+    loop {
+        if let Some(sig) = pending_signal() {
+            qemu.kill();
+            return Err(LabError::Interrupted(sig));
+        }
+        match qemu.child.try_wait() {
+            Ok(Some(status)) => {
+                qemu.reaped = true;
+                return Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                qemu.kill();
+                return Err(LabError::io("waiting for QEMU", e));
+            }
+        }
+    }
+}
+
+enum Event {
+    Line(String),
+    StdoutClosed,
+}
+
+/// Everything a run needs on disk, removed when dropped.
+struct Prepared {
+    args: Vec<String>,
+    nonce: String,
+    _dir: TempDir,
+}
+
+fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Result<Prepared> {
+    validate(machine)?;
+    let qemu = find_qemu(opts)?;
+    let cache = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let kernel = match &opts.kernel {
+        Some(kernel) => kernel.clone(),
+        None => find_kernel(&cache)?,
+    };
+    if let Some(share) = &opts.share_dir {
+        if !share.is_dir() {
+            return Err(LabError::io(format!("share directory {}", share.display()), std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+    }
+    for (host, guest) in &opts.extra_files {
+        if !guest.starts_with('/') {
+            return Err(LabError::InvalidMachine(format!("extra file {} -> {guest:?}: the guest path must be absolute", host.display())));
+        }
+    }
+    let nonce = make_nonce();
+    let dir = TempDir::create(&nonce)?;
+    let assets = LabAssets {
+        qemu,
+        kernel: kernel.vmlinuz.clone(),
+        initrd: dir.0.join("initrd.cpio"),
+        disk_dir: dir.0.clone(),
+        share_dir: match &opts.share_dir {
+            Some(share) => Some(share.canonicalize().map_err(|e| LabError::io(format!("share directory {}", share.display()), e))?),
+            None => None,
+        },
+        kernel_log: opts.kernel_log,
+    };
+    let mut nvme_count = 0;
+    for dev in &machine.devices {
+        if let LabDeviceKind::Nvme { size_mib, .. } = dev.kind {
+            nvme_count += 1;
+            let path = assets.disk_path(&dev.id);
+            let file = fs::File::create(&path).map_err(|e| LabError::io(format!("creating {}", path.display()), e))?;
+            // A sparse file: takes no disk space until the guest writes.
+            file.set_len(size_mib * 1024 * 1024).map_err(|e| LabError::io(format!("sizing {}", path.display()), e))?;
+        }
+    }
+    let spec = InitramfsSpec {
+        kernel: &kernel,
+        ko_cache: cache.join("ko"),
+        boot_modules: opts.boot_modules.clone(),
+        extra_modules: opts.extra_modules.clone(),
+        busybox: find_busybox()?,
+        p2pdma_binary: opts.p2pdma_binary.clone(),
+        extra_files: &opts.extra_files,
+        command,
+        nonce: &nonce,
+        nvme_count,
+        share: assets.share_dir.is_some(),
+    };
+    build_initramfs(&spec, &assets.initrd)?;
+    let args = qemu_args(machine, &assets)?;
+    Ok(Prepared { args, nonce, _dir: dir })
+}
+
+fn find_qemu(opts: &LabOptions) -> Result<PathBuf> {
+    let wanted = opts
+        .qemu
+        .clone()
+        .or_else(|| std::env::var_os("P2PDMA_QEMU").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+    find_in_path(&wanted.to_string_lossy()).ok_or_else(|| LabError::MissingTool {
+        tool: wanted.display().to_string(),
+        hint: "install it with `apt-get install qemu-system-x86` (or run lab/install-deps.sh), or set P2PDMA_QEMU".into(),
+    })
+}
+
+/// A QEMU child that is killed and reaped when dropped.
+struct Guarded {
+    child: Child,
+    reaped: bool,
+}
+
+impl Guarded {
+    fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+
+    fn wait_with_deadline(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.reaped = true;
+                    return Some(status);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns QEMU so that it dies with us: PR_SET_PDEATHSIG(SIGKILL), and (for non-interactive
+/// runs) its own process group, so a terminal Ctrl-C reaches only us and we stop it cleanly.
+fn spawn_guarded(mut cmd: Command, own_group: bool) -> Result<Guarded> {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the child between fork and exec and only calls the
+    // async-signal-safe functions prctl, getppid and setpgid; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("parent exited"));
+            }
+            if own_group && libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| LabError::io(format!("starting {:?}", cmd.get_program()), e))?;
+    Ok(Guarded { child, reaped: false })
+}
+
+/// A per-run directory (initrd, NVMe images), removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create(nonce: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("p2pdma-lab-{nonce}"));
+        fs::create_dir_all(&path).map_err(|e| LabError::io(format!("creating {} (set TMPDIR to a writable directory)", path.display()), e))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn make_nonce() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ count.rotate_left(48);
+    format!("{:016x}", mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Calls `each` with every line (without `\n` and `\r`); stops when it returns false.
+fn read_lines(mut input: impl Read, mut each: impl FnMut(String) -> bool) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if !each(clean_line(&line)) {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        each(clean_line(&pending));
+    }
+}
+
+fn clean_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.trim_end_matches(['\n', '\r']).replace('\r', "")
+}
+
+/// The line without terminal escapes and control characters (for tails and stderr).
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... final byte, or ESC + one char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn push_tail(tail: &mut VecDeque<String>, line: String) {
+    if tail.len() == TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line);
+}
+
+fn emit(stdout: &std::io::Stdout, output: &mut String, line: &str, echo: bool) {
+    output.push_str(line);
+    output.push('\n');
+    if echo {
+        let mut lock = stdout.lock();
+        let _ = writeln!(lock, "{line}");
+        let _ = lock.flush();
+    }
+}
+
+// ---- SIGINT/SIGTERM while a run is in progress ----
+
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+static SIGNAL_STATE: Mutex<(usize, Option<[libc::sigaction; 2]>)> = Mutex::new((0, None));
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+fn pending_signal() -> Option<i32> {
+    match PENDING_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Catches SIGINT and SIGTERM while at least one run is active, so QEMU is stopped and the
+/// run directory removed; the previous handlers come back when the last guard drops.
+struct SignalGuard;
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        let mut state = SIGNAL_STATE.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 == 0 {
+            PENDING_SIGNAL.store(0, Ordering::SeqCst);
+            // SAFETY: all-zero is a valid `sigaction` (no handler, empty mask, no flags).
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            // SAFETY: `action.sa_mask` is a valid sigset_t owned by us.
+            unsafe { libc::sigemptyset(&mut action.sa_mask) };
+            action.sa_flags = libc::SA_RESTART;
+            // SAFETY: zeroed sigaction structs are valid out-parameters.
+            let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+            for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
+                // SAFETY: `action` is fully initialised and `on_signal` only does an atomic
+                // store, which is async-signal-safe; `old[i]` is a valid out-parameter.
+                unsafe { libc::sigaction(sig, &action, &mut old[i]) };
+            }
+            state.1 = Some(old);
+        }
+        state.0 += 1;
+        SignalGuard
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        let mut state = SIGNAL_STATE.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        if state.0 == 0 {
+            if let Some(old) = state.1.take() {
+                for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
+                    // SAFETY: `old[i]` was filled in by sigaction when the guard was installed.
+                    unsafe { libc::sigaction(sig, &old[i], std::ptr::null_mut()) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_cleaned() {
+        let mut lines = Vec::new();
+        read_lines(&b"a\r\nb\nc\r\r\npartial"[..], |l| {
+            lines.push(l);
+            true
+        });
+        assert_eq!(lines, ["a", "b", "c", "partial"]);
+    }
+
+    #[test]
+    fn escapes_are_removed_from_tails() {
+        assert_eq!(printable("\u{1b}[2J\u{1b}[01;01Hhello\u{7}"), "hello");
+        assert_eq!(printable("\u{1b}cSeaBIOS"), "SeaBIOS");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let mut tail = VecDeque::new();
+        for i in 0..100 {
+            push_tail(&mut tail, i.to_string());
+        }
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail.back().map(String::as_str), Some("99"));
+    }
+
+    #[test]
+    fn nonces_differ() {
+        assert_ne!(make_nonce(), make_nonce());
+    }
+}
