@@ -125,7 +125,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
             ClientRef::Pci { index, note } => {
                 let mut v = engine.explain(p, index);
                 if let Some(note) = note {
-                    v.client = name.clone();
+                    v.client_name = Some(name.clone());
                     v.reasons.insert(0, note);
                 }
                 v

@@ -43,7 +43,8 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
                 _ => " Turning redirect off lets devices below these ports reach each other without the IOMMU seeing it.",
             };
             v.fixes.push(format!(
-                "add the kernel parameter pci=disable_acs_redir={param} and reboot (the kernel's own suggestion; quote it in the boot loader because of ';'); the pair then maps by bus address.{iommu_note}"
+                "add the kernel parameter pci=disable_acs_redir={param} and reboot (the kernel's own suggestion{}); the pair then maps by bus address.{iommu_note}",
+                if param.contains(';') { "; quote it in the boot loader because of ';'" } else { "" }
             ));
             let cmds: Vec<String> = v
                 .acs_redirect

@@ -325,7 +325,9 @@ impl Spec {
             let slot = match rp.slot {
                 Some(s) => s,
                 None => {
-                    let next = auto_slot.entry(hb).or_insert(if hb == 0 { 0x10 } else { 0 });
+                    // After the bridge's own 00.0 function, if it has one (like q35), else from 0.
+                    let first = if bridges[hb].id.is_some() { 0x10 } else { 0 };
+                    let next = auto_slot.entry(hb).or_insert(first);
                     let s = *next;
                     *next += 1;
                     s
@@ -465,7 +467,8 @@ impl Spec {
             };
             devices.push(Device {
                 bdf,
-                name: Some(n.name.clone()),
+                // The host bridge's own function carries the bridge's name, not one of its own.
+                name: (n.class != 0x060000).then(|| n.name.clone()),
                 vendor: n.vendor,
                 device: n.device,
                 class: n.class,

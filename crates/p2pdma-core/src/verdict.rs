@@ -260,7 +260,8 @@ impl<'t> Engine<'t> {
         let path = self.path(provider as u32, client as u32, common);
         let mut v = PairVerdict {
             provider: self.device(provider).bdf,
-            client: self.device(client).label(),
+            client: self.device(client).bdf.to_string(),
+            client_name: self.device(client).name.clone(),
             client_bdf: Some(self.device(client).bdf),
             map_type: result.map_type,
             distance: result.distance,
@@ -284,6 +285,7 @@ impl<'t> Engine<'t> {
         PairVerdict {
             provider: self.device(provider).bdf,
             client: name.to_string(),
+            client_name: None,
             client_bdf: None,
             map_type: MapType::NotSupported,
             distance: None,
@@ -342,28 +344,7 @@ impl<'t> Engine<'t> {
         let m = &self.topo.machine;
         let (ha, hb) = (self.host_bridge[provider], self.host_bridge[client]);
         let same = ha == hb;
-        let describe = |h: u32| {
-            let name = self.topo.host_bridges[h as usize].name.clone();
-            let root = self.bridge_root[h as usize].map(|r| self.device(r as usize).bdf);
-            match self.bridges[h as usize] {
-                BridgeLookup::NoRootDevice => BridgeVerdict { host_bridge: name, root_device: root, id: None, entry: None, same_host_bridge_only: false },
-                BridgeLookup::NotListed { vendor, device } => BridgeVerdict {
-                    host_bridge: name,
-                    root_device: root,
-                    id: Some(format!("{vendor:04x}:{device:04x}")),
-                    entry: None,
-                    same_host_bridge_only: false,
-                },
-                BridgeLookup::Listed { vendor, device, entry } => BridgeVerdict {
-                    host_bridge: name,
-                    root_device: root,
-                    id: Some(format!("{vendor:04x}:{device:04x}")),
-                    entry: Some(entry.label.to_string()),
-                    same_host_bridge_only: entry.same_host_bridge_only,
-                },
-            }
-        };
-        let bridges = if same { vec![describe(ha)] } else { vec![describe(ha), describe(hb)] };
+        let bridges = if same { vec![self.describe_bridge(ha)] } else { vec![self.describe_bridge(ha), self.describe_bridge(hb)] };
         HostBridgeCheck {
             cpu_allows: self.cpu_allows,
             cpu: format!(
@@ -374,6 +355,33 @@ impl<'t> Engine<'t> {
             same_host_bridge: same,
             whitelist_allows: self.bridges_allow(provider as u32, client as u32),
             bridges,
+        }
+    }
+
+    /// Every host bridge as the kernel identifies it for the whitelist.
+    pub fn host_bridge_info(&self) -> Vec<BridgeVerdict> {
+        (0..self.topo.host_bridges.len() as u32).map(|h| self.describe_bridge(h)).collect()
+    }
+
+    /// The CPU rule's answer for this machine.
+    pub fn cpu_allows(&self) -> bool {
+        self.cpu_allows
+    }
+
+    fn describe_bridge(&self, h: u32) -> BridgeVerdict {
+        let name = self.topo.host_bridges[h as usize].name.clone();
+        let root_device = self.bridge_root[h as usize].map(|r| self.device(r as usize).bdf);
+        let (id, entry, same) = match self.bridges[h as usize] {
+            BridgeLookup::NoRootDevice => (None, None, false),
+            BridgeLookup::NotListed { vendor, device } => (Some((vendor, device)), None, false),
+            BridgeLookup::Listed { vendor, device, entry } => (Some((vendor, device)), Some(entry.label.to_string()), entry.same_host_bridge_only),
+        };
+        BridgeVerdict {
+            host_bridge: name,
+            root_device,
+            id: id.map(|(v, d)| format!("{v:04x}:{d:04x}")),
+            entry,
+            same_host_bridge_only: same,
         }
     }
 
@@ -434,8 +442,10 @@ pub struct BridgeVerdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PairVerdict {
     pub provider: Bdf,
-    /// The client as named (BDF, or topology name with BDF).
+    /// The client as the kernel names it (BDF), or the name given for a non-PCI device.
     pub client: String,
+    /// Its topology-file name, or the device name it was reached through (`nvme0n1`).
+    pub client_name: Option<String>,
     pub client_bdf: Option<Bdf>,
     pub map_type: MapType,
     /// The kernel's distance; null when not supported.

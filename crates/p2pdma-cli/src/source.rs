@@ -1,0 +1,57 @@
+//! Where a topology comes from: the live machine, a snapshot or a topology file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use p2pdma_core::config::Acs;
+use p2pdma_core::pciids::PciIds;
+use p2pdma_core::{snapshot, spec, sysfs, Topology};
+
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Read a snapshot written by `p2pdma snapshot` instead of the live machine.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["spec", "sysfs_root", "proc_root"])]
+    pub snapshot: Option<PathBuf>,
+    /// Read a topology file (TOML) instead of the live machine.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sysfs_root", "proc_root"])]
+    pub spec: Option<PathBuf>,
+    /// Root of the sysfs tree to read (for fixtures and chroots).
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+    /// Root of the procfs tree to read (CPU, kernel release, command line).
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+pub struct Loaded {
+    pub topology: Topology,
+    /// Live reads can lack ACS (no root); snapshots carry that over.
+    pub live_or_snapshot: bool,
+}
+
+impl SourceArgs {
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        if let Some(path) = &self.snapshot {
+            return Ok(Loaded { topology: snapshot::load(path)?, live_or_snapshot: true });
+        }
+        if let Some(path) = &self.spec {
+            let (_, topology) = spec::load(path)?;
+            return Ok(Loaded { topology, live_or_snapshot: false });
+        }
+        let roots = sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() };
+        let ids = PciIds::load_default();
+        Ok(Loaded { topology: sysfs::read(&roots, ids.as_ref())?, live_or_snapshot: true })
+    }
+}
+
+impl Loaded {
+    /// Tells on stderr, once, when ACS could not be read, so nobody mistakes a guess for a fact.
+    pub fn warn_unknown_acs(&self) {
+        let unknown = self.topology.devices.iter().filter(|d| d.acs == Acs::Unknown).count();
+        if self.live_or_snapshot && unknown > 0 {
+            eprintln!(
+                "p2pdma: note: ACS of {unknown} device(s) is unknown (config space past 64 bytes needs root); verdicts that depend on it say so"
+            );
+        }
+    }
+}
