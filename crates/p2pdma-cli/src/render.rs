@@ -35,7 +35,12 @@ impl<'t> TopoReport<'t> {
         TopoReport {
             machine: &topo.machine,
             cpu_allows_p2pdma: engine.cpu_allows(),
-            host_bridges: topo.host_bridges.iter().zip(engine.host_bridge_info()).map(|(bridge, whitelist)| BridgeReport { bridge, whitelist }).collect(),
+            host_bridges: topo
+                .host_bridges
+                .iter()
+                .zip(engine.host_bridge_info())
+                .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
+                .collect(),
             devices: &topo.devices,
             providers: analysis::providers(topo),
             matrix: analysis::matrix(engine),
@@ -113,7 +118,8 @@ fn device_line(d: &Device) -> String {
         if let (Some(speed), Some(width)) = (&l.current_speed, l.current_width) {
             write!(s, "  {speed} x{width}").unwrap();
             if l.degraded() {
-                write!(s, " (degraded from {} x{})", l.max_speed.as_deref().unwrap_or("?"), l.max_width.unwrap_or(0)).unwrap();
+                write!(s, " (degraded from {} x{})", l.max_speed.as_deref().unwrap_or("?"), l.max_width.unwrap_or(0))
+                    .unwrap();
             }
         }
     }
@@ -180,10 +186,16 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
         let status = match (&w.id, &w.entry) {
             (None, _) => "no 00.0/root port device to identify it: never whitelisted".to_string(),
             (Some(id), None) => format!("{id}, not on the P2PDMA whitelist"),
-            (Some(id), Some(e)) => format!("{id}, whitelisted ({e}{})", if w.same_host_bridge_only { ", same host bridge only" } else { "" }),
+            (Some(id), Some(e)) => format!(
+                "{id}, whitelisted ({e}{})",
+                if w.same_host_bridge_only { ", same host bridge only" } else { "" }
+            ),
         };
         writeln!(out, "\n{}  host bridge ({status})", hb.name).unwrap();
-        let roots: Vec<&Device> = children.get(&None).map(|v| v.iter().copied().filter(|d| d.host_bridge == hb.name).collect()).unwrap_or_default();
+        let roots: Vec<&Device> = children
+            .get(&None)
+            .map(|v| v.iter().copied().filter(|d| d.host_bridge == hb.name).collect())
+            .unwrap_or_default();
         walk(&mut out, &roots, "", &children);
     }
     let m = &r.matrix;
@@ -225,12 +237,27 @@ fn map_type_text(t: MapType) -> &'static str {
 pub fn check(r: &CheckReport) -> String {
     let mut out = String::new();
     let dist = r.distance.map(|d| format!(", distance {d}")).unwrap_or_default();
-    writeln!(out, "provider {}{}: {}{dist}", r.provider, r.provider_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(), map_type_text(r.map_type)).unwrap();
+    writeln!(
+        out,
+        "provider {}{}: {}{dist}",
+        r.provider,
+        r.provider_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        map_type_text(r.map_type)
+    )
+    .unwrap();
     for n in &r.notes {
         writeln!(out, "  note: {n}").unwrap();
     }
     for v in &r.clients {
-        writeln!(out, "\nclient {}: {} ({}{})", v.client, map_type_text(v.map_type), v.map_type.as_str(), v.distance.map(|d| format!(", distance {d}")).unwrap_or_default()).unwrap();
+        writeln!(
+            out,
+            "\nclient {}: {} ({}{})",
+            v.client,
+            map_type_text(v.map_type),
+            v.map_type.as_str(),
+            v.distance.map(|d| format!(", distance {d}")).unwrap_or_default()
+        )
+        .unwrap();
         if !v.certain {
             writeln!(out, "  UNCERTAIN: depends on ACS that could not be read").unwrap();
         }
@@ -264,7 +291,14 @@ pub fn find(r: &FindReport) -> String {
         for c in &r.candidates {
             let d = c.distance.map(|d| format!("distance {d}")).unwrap_or_else(|| "unusable".into());
             let tie = if r.tied.len() > 1 && r.tied.contains(&c.provider) { "  (tied)" } else { "" };
-            writeln!(out, "  {}{}  {d}, {} free{tie}", c.provider, c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(), bytes(c.available)).unwrap();
+            writeln!(
+                out,
+                "  {}{}  {d}, {} free{tie}",
+                c.provider,
+                c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
+                bytes(c.available)
+            )
+            .unwrap();
         }
     }
     out
@@ -274,7 +308,8 @@ pub fn providers(rows: &[ProviderRow]) -> String {
     if rows.is_empty() {
         return "no P2P memory providers (no device has p2pmem/)\n".into();
     }
-    let mut out = format!("{:<14} {:<10} {:<8} {:>10} {:>10}  published\n", "provider", "name", "driver", "size", "available");
+    let mut out =
+        format!("{:<14} {:<10} {:<8} {:>10} {:>10}  published\n", "provider", "name", "driver", "size", "available");
     for r in rows {
         writeln!(
             out,

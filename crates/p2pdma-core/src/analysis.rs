@@ -86,7 +86,10 @@ fn client_ref(engine: &Engine<'_>, name: &str) -> Result<ClientRef, Error> {
         }
         Target::NotPci { name, pci_parent: Some(p) } => Ok(ClientRef::Pci {
             index: p,
-            note: Some(format!("{name} is not a PCI device; the kernel walks up to its PCI device {}", engine.device(p).bdf)),
+            note: Some(format!(
+                "{name} is not a PCI device; the kernel walks up to its PCI device {}",
+                engine.device(p).bdf
+            )),
         }),
         Target::NotPci { name, pci_parent: None } => Ok(ClientRef::NotPci(name)),
     }
@@ -117,7 +120,10 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
     let pd = engine.device(p);
     let mut notes = Vec::new();
     if pd.p2pmem.as_ref().is_some_and(|m| !m.published) {
-        notes.push(format!("{} has P2P memory but does not publish it: `find` and nvmet's automatic choice will not use it", pd.bdf));
+        notes.push(format!(
+            "{} has P2P memory but does not publish it: `find` and nvmet's automatic choice will not use it",
+            pd.bdf
+        ));
     }
     let mut verdicts = Vec::new();
     for name in clients {
@@ -175,7 +181,8 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
         .collect();
     candidates.sort_by_key(|c| (c.distance.is_none(), c.distance, c.provider));
     let best = candidates.iter().filter_map(|c| c.distance).min();
-    let tied: Vec<Bdf> = candidates.iter().filter(|c| c.distance.is_some() && c.distance == best).map(|c| c.provider).collect();
+    let tied: Vec<Bdf> =
+        candidates.iter().filter(|c| c.distance.is_some() && c.distance == best).map(|c| c.provider).collect();
     if let Some(n) = &not_pci {
         reasons.push(format!("{n} is not a PCI device: the kernel finds no provider for a set that includes it"));
     } else if candidates.is_empty() {
@@ -189,7 +196,9 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
             best.unwrap_or(0)
         ));
         if tied.len() > 512 {
-            reasons.push("the kernel keeps only the first 512 tied providers (one page of pointers) and ignores the rest".into());
+            reasons.push(
+                "the kernel keeps only the first 512 tied providers (one page of pointers) and ignores the rest".into(),
+            );
         }
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));

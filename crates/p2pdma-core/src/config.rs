@@ -130,12 +130,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     let port_type = find_cap(bytes, CAP_ID_EXP)
         .and_then(|off| u16_at(bytes, off + 2))
         .map(|flags| PortType::from_raw(((flags >> 4) & 0xf) as u8));
-    Decoded {
-        is_bridge: header & 0x7f == 1,
-        multifunction: header & 0x80 != 0,
-        port_type,
-        acs: find_acs(bytes),
-    }
+    Decoded { is_bridge: header & 0x7f == 1, multifunction: header & 0x80 != 0, port_type, acs: find_acs(bytes) }
 }
 
 /// Walks the standard capability list (bounded, loop-safe).
@@ -204,7 +199,7 @@ pub(crate) mod tests {
         c[0x40] = CAP_ID_EXP;
         c[0x41] = 0x00;
         c[0x42] = 0x42; // version 2, type 4 = root port
-        // Extended: AER at 0x100 -> ACS at 0x148.
+                        // Extended: AER at 0x100 -> ACS at 0x148.
         c[0x100..0x104].copy_from_slice(&(0x0001u32 | (1 << 16) | (0x148 << 20)).to_le_bytes());
         c[0x148..0x14c].copy_from_slice(&(0x000du32 | (1 << 16)).to_le_bytes());
         c[0x14c..0x14e].copy_from_slice(&acs_cap.to_le_bytes());

@@ -14,7 +14,9 @@ pub enum Error {
     /// A topology whose parts do not fit together (dangling references, duplicate names).
     #[error("inconsistent topology: {0}")]
     Inconsistent(String),
-    #[error("unknown device `{0}`: not a PCI address, topology name or device name in this topology (see `p2pdma topo`)")]
+    #[error(
+        "unknown device `{0}`: not a PCI address, topology name or device name in this topology (see `p2pdma topo`)"
+    )]
     UnknownDevice(String),
     /// A device used in a role it cannot play (a non-provider as provider, a bridge as client).
     #[error("{0}")]

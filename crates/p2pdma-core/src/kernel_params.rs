@@ -46,18 +46,17 @@ pub struct DeviceIdentity<'a> {
 /// None for a spec the kernel cannot parse (it stops reading the list there).
 pub fn spec_matches(spec: &str, dev: &DeviceIdentity<'_>) -> Option<bool> {
     if let Some(ids) = spec.strip_prefix("pci:") {
-        let nums: Vec<u16> = ids
-            .split(':')
-            .map(|t| u16::from_str_radix(t, 16).ok())
-            .collect::<Option<_>>()?;
+        let nums: Vec<u16> = ids.split(':').map(|t| u16::from_str_radix(t, 16).ok()).collect::<Option<_>>()?;
         if nums.len() != 2 && nums.len() != 4 {
             return None;
         }
         let any_or = |want: u16, have: u16| want == 0 || want == have;
         let (sv, sd) = dev.subsystem.unwrap_or((0, 0));
-        return Some(any_or(nums[0], dev.vendor)
-            && any_or(nums[1], dev.device)
-            && (nums.len() == 2 || (any_or(nums[2], sv) && any_or(nums[3], sd))));
+        return Some(
+            any_or(nums[0], dev.vendor)
+                && any_or(nums[1], dev.device)
+                && (nums.len() == 2 || (any_or(nums[2], sv) && any_or(nums[3], sd))),
+        );
     }
     // Path form: [domain:]bus:dev.fn[/dev.fn]*, the last element being the device itself.
     let mut parts: Vec<&str> = spec.split('/').collect();
@@ -156,12 +155,20 @@ mod tests {
 
     fn ident(bdf: &str, chain: &[Bdf]) -> DeviceIdentity<'static> {
         let chain: &'static [Bdf] = Box::leak(chain.to_vec().into_boxed_slice());
-        DeviceIdentity { bdf: bdf.parse().unwrap(), vendor: 0x1b36, device: 0x000c, subsystem: None, upstream_chain: chain }
+        DeviceIdentity {
+            bdf: bdf.parse().unwrap(),
+            vendor: 0x1b36,
+            device: 0x000c,
+            subsystem: None,
+            upstream_chain: chain,
+        }
     }
 
     #[test]
     fn cmdline_parsing_takes_the_last_pci_option() {
-        let p = AcsParams::from_cmdline("quiet pci=noats,disable_acs_redir=0000:00:11.0;02:00.0 pci=config_acs=1x0@pci:8086:0");
+        let p = AcsParams::from_cmdline(
+            "quiet pci=noats,disable_acs_redir=0000:00:11.0;02:00.0 pci=config_acs=1x0@pci:8086:0",
+        );
         assert_eq!(p.disable_acs_redir.as_deref(), Some("0000:00:11.0;02:00.0"));
         assert_eq!(p.config_acs.as_deref(), Some("1x0@pci:8086:0"));
     }

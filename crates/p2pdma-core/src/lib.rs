@@ -48,7 +48,10 @@ pub fn check_consistent(topo: &Topology) -> Result<(), Error> {
         if let Some(pf) = d.physfn {
             let pf_dev = &topo.devices[engine.index_of(pf).expect("checked by Engine::new")];
             if pf_dev.physfn.is_some() || pf == d.bdf {
-                return Err(Error::Inconsistent(format!("{}: its physical function {pf} is itself a VF", topo.devices[i].bdf)));
+                return Err(Error::Inconsistent(format!(
+                    "{}: its physical function {pf} is itself a VF",
+                    topo.devices[i].bdf
+                )));
             }
         }
     }
@@ -74,10 +77,7 @@ pub fn resolve(engine: &Engine<'_>, name: &str) -> Result<Target, Error> {
         return Ok(Target::Pci(i));
     }
     if let Some(alias) = topo.aliases.get(name) {
-        return Ok(Target::NotPci {
-            name: name.into(),
-            pci_parent: alias.pci_parent.and_then(|b| engine.index_of(b)),
-        });
+        return Ok(Target::NotPci { name: name.into(), pci_parent: alias.pci_parent.and_then(|b| engine.index_of(b)) });
     }
     Err(Error::UnknownDevice(name.into()))
 }

@@ -17,9 +17,7 @@ impl PciIds {
     /// The first database found (`P2PDMA_PCI_IDS` first), or None: names are a nicety.
     pub fn load_default() -> Option<Self> {
         let env = std::env::var_os("P2PDMA_PCI_IDS").map(PathBuf::from);
-        env.into_iter()
-            .chain(DEFAULT_PATHS.iter().map(PathBuf::from))
-            .find_map(|p| Self::load(&p))
+        env.into_iter().chain(DEFAULT_PATHS.iter().map(PathBuf::from)).find_map(|p| Self::load(&p))
     }
 
     pub fn load(path: &Path) -> Option<Self> {

@@ -36,7 +36,10 @@ pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
         serde_json::from_str(text).map_err(|e| Error::invalid(path, format!("not valid JSON ({e})")))?;
     let schema = value.get("schema").and_then(|s| s.as_str());
     if schema != Some(SCHEMA) {
-        return Err(Error::invalid(path, format!("not a p2pdma snapshot (schema is {schema:?}, expected \"{SCHEMA}\")")));
+        return Err(Error::invalid(
+            path,
+            format!("not a p2pdma snapshot (schema is {schema:?}, expected \"{SCHEMA}\")"),
+        ));
     }
     let version = value
         .get("version")

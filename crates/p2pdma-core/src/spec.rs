@@ -82,7 +82,10 @@ impl CpuSpec {
                 .map(|(_, v, f, q)| (v.to_string(), *f, Some(*q)))
                 .ok_or_else(|| {
                     let names: Vec<&str> = CPU_PRESETS.iter().map(|p| p.0).collect();
-                    format!("unknown cpu preset `{p}` (one of {}, or {{ vendor = \"AuthenticAMD\", family = 25 }})", names.join(", "))
+                    format!(
+                        "unknown cpu preset `{p}` (one of {}, or {{ vendor = \"AuthenticAMD\", family = 25 }})",
+                        names.join(", ")
+                    )
                 }),
             CpuSpec::Custom { vendor, family, .. } => Ok((vendor.clone(), *family, None)),
         }
@@ -213,6 +216,9 @@ impl AcsSpec {
     }
 }
 
+/// Sizes in MiB are capped at 16 TiB so that byte counts and BAR sizes cannot overflow.
+const MAX_MIB: u64 = 1 << 24;
+
 /// QEMU places the ACS capability here on its root ports; we use it for every spec device.
 const SPEC_ACS_OFFSET: u16 = 0x148;
 
@@ -284,7 +290,12 @@ impl Spec {
             self.host_bridges.clone()
         };
         for (i, hb) in specs.iter().enumerate() {
-            let bus = hb.bus.unwrap_or(if i == 0 { 0 } else { 0x60 + 0x20 * i as u8 });
+            let bus = match hb.bus {
+                Some(b) => b,
+                None if i == 0 => 0,
+                None => u8::try_from(0x60 + 0x20 * i)
+                    .map_err(|_| format!("host bridge {}: give it a root `bus` (no default left)", hb.name))?,
+            };
             let id = match (&hb.id, i) {
                 (Some(id), _) => Some(parse_id(id, &format!("host bridge {}", hb.name))?),
                 (None, 0) => Some((0x8086, 0x29c0)),
@@ -294,12 +305,17 @@ impl Spec {
             if bridges.iter().any(|b| b.bridge.name == kernel_name) {
                 return Err(format!("host bridge {}: root bus {kernel_name} is used twice", hb.name));
             }
-            bridges.push(PlacedBridge { spec_name: hb.name.clone(), bridge: HostBridge { name: kernel_name, domain: hb.domain, bus }, id });
+            bridges.push(PlacedBridge {
+                spec_name: hb.name.clone(),
+                bridge: HostBridge { name: kernel_name, domain: hb.domain, bus },
+                id,
+            });
         }
 
         let mut nodes: Vec<Node> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
-        let hb_by_name: HashMap<&str, usize> = bridges.iter().enumerate().map(|(i, b)| (b.spec_name.as_str(), i)).collect();
+        let hb_by_name: HashMap<&str, usize> =
+            bridges.iter().enumerate().map(|(i, b)| (b.spec_name.as_str(), i)).collect();
         let add = |nodes: &mut Vec<Node>, by_name: &mut HashMap<String, usize>, n: Node| -> Result<usize, String> {
             if by_name.contains_key(&n.name) || hb_by_name.contains_key(n.name.as_str()) {
                 return Err(format!("the name `{}` is used twice", n.name));
@@ -311,7 +327,16 @@ impl Spec {
 
         for (i, PlacedBridge { bridge: hb, id, .. }) in bridges.iter().enumerate() {
             if let Some((vendor, device)) = id {
-                let n = Node::plain(format!("{}-host", hb.name), *vendor, *device, 0x060000, PortType::RootComplexIntegratedEndpoint, Parent::HostBridge(i), 0, 0);
+                let n = Node::plain(
+                    format!("{}-host", hb.name),
+                    *vendor,
+                    *device,
+                    0x060000,
+                    PortType::RootComplexIntegratedEndpoint,
+                    Parent::HostBridge(i),
+                    0,
+                    0,
+                );
                 add(&mut nodes, &mut by_name, Node { is_bridge: false, ..n })?;
             }
         }
@@ -319,7 +344,9 @@ impl Spec {
         let mut auto_slot: HashMap<usize, u8> = HashMap::new();
         for rp in &self.root_ports {
             let hb = match &rp.host_bridge {
-                Some(h) => *hb_by_name.get(h.as_str()).ok_or_else(|| format!("root port {}: no host bridge named `{h}`", rp.name))?,
+                Some(h) => *hb_by_name
+                    .get(h.as_str())
+                    .ok_or_else(|| format!("root port {}: no host bridge named `{h}`", rp.name))?,
                 None => 0,
             };
             let slot = match rp.slot {
@@ -329,13 +356,30 @@ impl Spec {
                     let first = if bridges[hb].id.is_some() { 0x10 } else { 0 };
                     let next = auto_slot.entry(hb).or_insert(first);
                     let s = *next;
-                    *next += 1;
+                    *next = next
+                        .checked_add(1)
+                        .ok_or_else(|| format!("root port {}: no free slot left on its root bus", rp.name))?;
                     s
                 }
             };
-            let (vendor, device) = parse_id(rp.id.as_deref().unwrap_or("1b36:000c"), &format!("root port {}", rp.name))?;
-            let acs = rp.acs.clone().unwrap_or(AcsSpec::Flag(true)).cap().map_err(|e| format!("root port {}: {e}", rp.name))?;
-            let mut n = Node::plain(rp.name.clone(), vendor, device, 0x060400, PortType::RootPort, Parent::HostBridge(hb), slot, 0);
+            let (vendor, device) =
+                parse_id(rp.id.as_deref().unwrap_or("1b36:000c"), &format!("root port {}", rp.name))?;
+            let acs = rp
+                .acs
+                .clone()
+                .unwrap_or(AcsSpec::Flag(true))
+                .cap()
+                .map_err(|e| format!("root port {}: {e}", rp.name))?;
+            let mut n = Node::plain(
+                rp.name.clone(),
+                vendor,
+                device,
+                0x060400,
+                PortType::RootPort,
+                Parent::HostBridge(hb),
+                slot,
+                0,
+            );
             n.acs = acs.map(|c| (c, rp.acs_ctrl));
             add(&mut nodes, &mut by_name, n)?;
         }
@@ -352,10 +396,14 @@ impl Spec {
                 };
                 let p = &nodes[parent];
                 if !matches!(p.port_type, PortType::RootPort | PortType::SwitchDownstream) {
-                    return Err(format!("switch {}: parent `{}` is not a root port or switch downstream port", sw.name, sw.parent));
+                    return Err(format!(
+                        "switch {}: parent `{}` is not a root port or switch downstream port",
+                        sw.name, sw.parent
+                    ));
                 }
                 let (uv, ud) = parse_id(sw.id.as_deref().unwrap_or("104c:8232"), &format!("switch {}", sw.name))?;
-                let (dv, dd) = parse_id(sw.downstream_id.as_deref().unwrap_or("104c:8233"), &format!("switch {}", sw.name))?;
+                let (dv, dd) =
+                    parse_id(sw.downstream_id.as_deref().unwrap_or("104c:8233"), &format!("switch {}", sw.name))?;
                 let acs = match &sw.acs {
                     Some(a) => a.cap().map_err(|e| format!("switch {}: {e}", sw.name))?,
                     None => None,
@@ -363,9 +411,31 @@ impl Spec {
                 if sw.ports == 0 || sw.ports > 32 {
                     return Err(format!("switch {}: ports must be 1 to 32, not {}", sw.name, sw.ports));
                 }
-                let up = add(&mut nodes, &mut by_name, Node::plain(sw.name.clone(), uv, ud, 0x060400, PortType::SwitchUpstream, Parent::Bridge(parent), 0, 0))?;
+                let up = add(
+                    &mut nodes,
+                    &mut by_name,
+                    Node::plain(
+                        sw.name.clone(),
+                        uv,
+                        ud,
+                        0x060400,
+                        PortType::SwitchUpstream,
+                        Parent::Bridge(parent),
+                        0,
+                        0,
+                    ),
+                )?;
                 for i in 0..sw.ports {
-                    let mut n = Node::plain(format!("{}.{i}", sw.name), dv, dd, 0x060400, PortType::SwitchDownstream, Parent::Bridge(up), i, 0);
+                    let mut n = Node::plain(
+                        format!("{}.{i}", sw.name),
+                        dv,
+                        dd,
+                        0x060400,
+                        PortType::SwitchDownstream,
+                        Parent::Bridge(up),
+                        i,
+                        0,
+                    );
                     n.acs = acs.map(|c| (c, sw.acs_ctrl));
                     add(&mut nodes, &mut by_name, n)?;
                 }
@@ -381,7 +451,10 @@ impl Spec {
             let parent = match (by_name.get(&ep.parent), hb_by_name.get(ep.parent.as_str())) {
                 (Some(&p), _) => {
                     if !matches!(nodes[p].port_type, PortType::RootPort | PortType::SwitchDownstream) {
-                        return Err(format!("endpoint {}: parent `{}` is not a root port, switch downstream port or host bridge", ep.name, ep.parent));
+                        return Err(format!(
+                            "endpoint {}: parent `{}` is not a root port, switch downstream port or host bridge",
+                            ep.name, ep.parent
+                        ));
                     }
                     if ep.slot.is_some_and(|s| s != 0) {
                         return Err(format!("endpoint {}: only slot 0 exists below a PCIe port", ep.name));
@@ -389,14 +462,18 @@ impl Spec {
                     Parent::Bridge(p)
                 }
                 (None, Some(&h)) => Parent::HostBridge(h),
-                (None, None) => return Err(format!("endpoint {}: no port or host bridge named `{}`", ep.name, ep.parent)),
+                (None, None) => {
+                    return Err(format!("endpoint {}: no port or host bridge named `{}`", ep.name, ep.parent))
+                }
             };
             if ep.function > 7 {
                 return Err(format!("endpoint {}: function {} is out of range 0-7", ep.name, ep.function));
             }
             let slot = match parent {
                 Parent::Bridge(_) => 0,
-                Parent::HostBridge(_) => ep.slot.ok_or_else(|| format!("endpoint {}: a device on a root bus needs a `slot`", ep.name))?,
+                Parent::HostBridge(_) => {
+                    ep.slot.ok_or_else(|| format!("endpoint {}: a device on a root bus needs a `slot`", ep.name))?
+                }
             };
             let (default_id, class) = match ep.kind {
                 EndpointKind::Nvme => ("1b36:0010", 0x010802),
@@ -406,7 +483,8 @@ impl Spec {
                 EndpointKind::Device => ("1b36:0005", 0xff0000),
             };
             let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
-            let mut n = Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
+            let mut n =
+                Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
             n.is_bridge = false;
             n.acs = match &ep.acs {
                 Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
@@ -414,19 +492,40 @@ impl Spec {
             };
             let published = ep.published.unwrap_or(true);
             let mib = 1u64 << 20;
+            for (field, v) in [("cmb_mib", ep.cmb_mib), ("p2pmem_mib", ep.p2pmem_mib), ("size_mib", ep.size_mib)] {
+                if v.is_some_and(|v| v > MAX_MIB) {
+                    return Err(format!("endpoint {}: {field} must be at most {MAX_MIB} (16 TiB)", ep.name));
+                }
+            }
             match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
                 (EndpointKind::Nvme, Some(cmb), None) => {
                     // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap).
                     if cmb > 0 && cmb % 2 == 0 {
                         n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
                     }
-                    n.bars.push(Bar { index: 2, start: 0, size: cmb.next_power_of_two() * mib, memory: true, prefetchable: true });
+                    n.bars.push(Bar {
+                        index: 2,
+                        start: 0,
+                        size: cmb.next_power_of_two() * mib,
+                        memory: true,
+                        prefetchable: true,
+                    });
                 }
-                (kind, Some(_), _) if kind != EndpointKind::Nvme => return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name)),
-                (_, Some(_), Some(_)) => return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name)),
+                (kind, Some(_), _) if kind != EndpointKind::Nvme => {
+                    return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
+                }
+                (_, Some(_), Some(_)) => {
+                    return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name))
+                }
                 (_, None, Some(mem)) => {
                     n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
-                    n.bars.push(Bar { index: 0, start: 0, size: mem.next_power_of_two() * mib, memory: true, prefetchable: true });
+                    n.bars.push(Bar {
+                        index: 0,
+                        start: 0,
+                        size: mem.next_power_of_two() * mib,
+                        memory: true,
+                        prefetchable: true,
+                    });
                 }
                 _ => {}
             }
@@ -436,7 +535,16 @@ impl Spec {
                 if devfn > 0xff {
                     return Err(format!("endpoint {}: {} VFs do not fit on its bus", ep.name, ep.vfs));
                 }
-                let mut vf = Node::plain(format!("{}-vf{i}", ep.name), vendor, device, class, PortType::Endpoint, parent, (devfn >> 3) as u8, (devfn & 7) as u8);
+                let mut vf = Node::plain(
+                    format!("{}-vf{i}", ep.name),
+                    vendor,
+                    device,
+                    class,
+                    PortType::Endpoint,
+                    parent,
+                    (devfn >> 3) as u8,
+                    (devfn & 7) as u8,
+                );
                 vf.is_bridge = false;
                 vf.vf_of = Some(pf);
                 add(&mut nodes, &mut by_name, vf)?;
@@ -460,7 +568,13 @@ impl Spec {
             let acs = match n.acs {
                 None => Acs::Absent,
                 Some((cap, fw)) => {
-                    let ident = DeviceIdentity { bdf, vendor: n.vendor, device: n.device, subsystem: None, upstream_chain: &chain };
+                    let ident = DeviceIdentity {
+                        bdf,
+                        vendor: n.vendor,
+                        device: n.device,
+                        subsystem: None,
+                        upstream_chain: &chain,
+                    };
                     let ctrl = predict_acs_ctrl(cap, fw, self.machine.iommu, &params, &ident);
                     Acs::Present { offset: SPEC_ACS_OFFSET, cap, ctrl }
                 }
@@ -495,7 +609,12 @@ impl Spec {
         let mut aliases = BTreeMap::new();
         for v in &self.virtual_devices {
             let pci_parent = match &v.parent {
-                Some(p) => Some(*by_name.get(p).map(|&i| &bdfs[i]).ok_or_else(|| format!("virtual {}: no device named `{p}`", v.name))?),
+                Some(p) => Some(
+                    *by_name
+                        .get(p)
+                        .map(|&i| &bdfs[i])
+                        .ok_or_else(|| format!("virtual {}: no device named `{p}`", v.name))?,
+                ),
                 None => None,
             };
             if by_name.contains_key(&v.name) {
@@ -524,8 +643,31 @@ impl Spec {
 
 impl Node {
     #[allow(clippy::too_many_arguments)]
-    fn plain(name: String, vendor: u16, device: u16, class: u32, port_type: PortType, parent: Parent, slot: u8, func: u8) -> Node {
-        Node { name, vendor, device, class, port_type, is_bridge: true, acs: None, p2pmem: None, bars: Vec::new(), parent, slot, func, vf_of: None }
+    fn plain(
+        name: String,
+        vendor: u16,
+        device: u16,
+        class: u32,
+        port_type: PortType,
+        parent: Parent,
+        slot: u8,
+        func: u8,
+    ) -> Node {
+        Node {
+            name,
+            vendor,
+            device,
+            class,
+            port_type,
+            is_bridge: true,
+            acs: None,
+            p2pmem: None,
+            bars: Vec::new(),
+            parent,
+            slot,
+            func,
+            vf_of: None,
+        }
     }
 }
 

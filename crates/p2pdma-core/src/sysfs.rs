@@ -41,20 +41,14 @@ pub fn read(roots: &Roots, ids: Option<&PciIds>) -> Result<Topology, Error> {
         let bdf: Bdf = name.parse().map_err(|_| Error::invalid(&link, "not named like a PCI address"))?;
         let real = fs::canonicalize(&link).map_err(|e| Error::io(&link, e))?;
         let rel = real.strip_prefix(&sys_canon).unwrap_or(&real);
-        let (host_bridge, upstream) = placement(rel, bdf).ok_or_else(|| {
-            Error::invalid(&link, format!("cannot find its host bridge in {}", rel.display()))
-        })?;
+        let (host_bridge, upstream) = placement(rel, bdf)
+            .ok_or_else(|| Error::invalid(&link, format!("cannot find its host bridge in {}", rel.display())))?;
         host_bridges.entry(host_bridge.name.clone()).or_insert(host_bridge.clone());
         devices.push(read_device(&real, bdf, upstream, host_bridge.name, ids)?);
     }
     devices.sort_by_key(|d| d.bdf);
     let aliases = read_aliases(roots, &sys_canon, &devices);
-    Ok(Topology {
-        machine: read_machine(roots),
-        host_bridges: host_bridges.into_values().collect(),
-        devices,
-        aliases,
-    })
+    Ok(Topology { machine: read_machine(roots), host_bridges: host_bridges.into_values().collect(), devices, aliases })
 }
 
 /// From `devices/pci0000:00/0000:00:1c.0/0000:01:00.0`: the nearest host bridge above and
@@ -95,14 +89,21 @@ fn link_name(path: &Path) -> Option<String> {
     fs::read_link(path).ok().and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-fn read_device(dir: &Path, bdf: Bdf, upstream: Option<Bdf>, host_bridge: String, ids: Option<&PciIds>) -> Result<Device, Error> {
+fn read_device(
+    dir: &Path,
+    bdf: Bdf,
+    upstream: Option<Bdf>,
+    host_bridge: String,
+    ids: Option<&PciIds>,
+) -> Result<Device, Error> {
     let vendor: u16 = read_hex(&dir.join("vendor"))?;
     let device: u16 = read_hex(&dir.join("device"))?;
     let class: u32 = read_hex(&dir.join("class"))?;
-    let subsystem = match (read_hex::<u16>(&dir.join("subsystem_vendor")), read_hex::<u16>(&dir.join("subsystem_device"))) {
-        (Ok(v), Ok(d)) => Some((v, d)),
-        _ => None,
-    };
+    let subsystem =
+        match (read_hex::<u16>(&dir.join("subsystem_vendor")), read_hex::<u16>(&dir.join("subsystem_device"))) {
+            (Ok(v), Ok(d)) => Some((v, d)),
+            _ => None,
+        };
     // Without root the kernel returns only the first 64 bytes: decode() then says unknown.
     let config_bytes = fs::read(dir.join("config")).ok();
     let decoded = config_bytes.as_deref().map(config::decode);
@@ -189,7 +190,8 @@ fn read_machine(roots: &Roots) -> Machine {
             .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_string()))
     };
     let cpu_vendor = field("vendor_id");
-    let arch = read_trim(&roots.proc.join("sys/kernel/arch")).or_else(|| cpu_vendor.as_ref().map(|_| "x86_64".to_string()));
+    let arch =
+        read_trim(&roots.proc.join("sys/kernel/arch")).or_else(|| cpu_vendor.as_ref().map(|_| "x86_64".to_string()));
     let iommu_dir = roots.sys.join("class/iommu");
     let iommu = match fs::read_dir(&iommu_dir) {
         Ok(mut d) => Some(d.next().is_some()),

@@ -55,8 +55,15 @@ const NONE: u32 = u32::MAX;
 enum BridgeLookup {
     /// No function at 00.0 nor a root port first on the root bus: the kernel finds nothing.
     NoRootDevice,
-    NotListed { vendor: u16, device: u16 },
-    Listed { vendor: u16, device: u16, entry: &'static Entry },
+    NotListed {
+        vendor: u16,
+        device: u16,
+    },
+    Listed {
+        vendor: u16,
+        device: u16,
+        entry: &'static Entry,
+    },
 }
 
 /// Precomputed indexes over a topology; cheap to build, shared by every verdict.
@@ -75,8 +82,7 @@ pub struct Engine<'t> {
 
 impl<'t> Engine<'t> {
     pub fn new(topo: &'t Topology) -> Result<Self, Error> {
-        let index: HashMap<Bdf, u32> =
-            topo.devices.iter().enumerate().map(|(i, d)| (d.bdf, i as u32)).collect();
+        let index: HashMap<Bdf, u32> = topo.devices.iter().enumerate().map(|(i, d)| (d.bdf, i as u32)).collect();
         let lookup = |b: Option<Bdf>, what: &str, dev: &Device| -> Result<u32, Error> {
             match b {
                 None => Ok(NONE),
@@ -229,7 +235,12 @@ impl<'t> Engine<'t> {
 
     /// Devices the kernel would offer as providers: a pool exists and it is published.
     pub fn published_providers(&self) -> impl Iterator<Item = usize> + '_ {
-        self.topo.devices.iter().enumerate().filter(|(_, d)| d.p2pmem.as_ref().is_some_and(|p| p.published)).map(|(i, _)| i)
+        self.topo
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.p2pmem.as_ref().is_some_and(|p| p.published))
+            .map(|(i, _)| i)
     }
 
     /// Everything about one pair: path, ACS findings, host bridge decision, reasons, fixes,
@@ -248,7 +259,13 @@ impl<'t> Engine<'t> {
                         bits: acs_bits::names(ctrl & acs_bits::REDIRECT),
                         ctrl,
                         cap_offset: offset,
-                        side: if Some(n) == common { Side::Common } else if provider_side { Side::Provider } else { Side::Client },
+                        side: if Some(n) == common {
+                            Side::Common
+                        } else if provider_side {
+                            Side::Provider
+                        } else {
+                            Side::Client
+                        },
                     }),
                     Acs::Unknown => unknown.push(d.bdf),
                     _ => {}
@@ -344,7 +361,11 @@ impl<'t> Engine<'t> {
         let m = &self.topo.machine;
         let (ha, hb) = (self.host_bridge[provider], self.host_bridge[client]);
         let same = ha == hb;
-        let bridges = if same { vec![self.describe_bridge(ha)] } else { vec![self.describe_bridge(ha), self.describe_bridge(hb)] };
+        let bridges = if same {
+            vec![self.describe_bridge(ha)]
+        } else {
+            vec![self.describe_bridge(ha), self.describe_bridge(hb)]
+        };
         HostBridgeCheck {
             cpu_allows: self.cpu_allows,
             cpu: format!(
@@ -374,7 +395,9 @@ impl<'t> Engine<'t> {
         let (id, entry, same) = match self.bridges[h as usize] {
             BridgeLookup::NoRootDevice => (None, None, false),
             BridgeLookup::NotListed { vendor, device } => (Some((vendor, device)), None, false),
-            BridgeLookup::Listed { vendor, device, entry } => (Some((vendor, device)), Some(entry.label.to_string()), entry.same_host_bridge_only),
+            BridgeLookup::Listed { vendor, device, entry } => {
+                (Some((vendor, device)), Some(entry.label.to_string()), entry.same_host_bridge_only)
+            }
         };
         BridgeVerdict {
             host_bridge: name,

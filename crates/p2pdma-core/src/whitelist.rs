@@ -59,9 +59,7 @@ pub const WHITELIST: &[Entry] = &[
 
 /// The first entry matching vendor:device, as `__host_bridge_whitelist` scans.
 pub fn lookup(vendor: u16, device: u16) -> Option<&'static Entry> {
-    WHITELIST
-        .iter()
-        .find(|e| e.vendor == vendor && (e.device == ANY_DEVICE || e.device == device))
+    WHITELIST.iter().find(|e| e.vendor == vendor && (e.device == ANY_DEVICE || e.device == device))
 }
 
 /// The CPU rule (`cpu_supports_p2pdma`): x86, vendor AMD (not Hygon), family 0x17 (Zen) or newer.

@@ -51,7 +51,12 @@ fn sysfs_fixture_reads_back_like_its_topology_file() {
         let from_sysfs = live(&from_spec, dir.path(), Privilege::Root);
         assert_eq!(from_sysfs.devices.len(), from_spec.devices.len(), "{}", path.display());
         for (a, b) in from_spec.devices.iter().zip(&from_sysfs.devices) {
-            assert_eq!((a.bdf, a.upstream, a.acs, a.port_type, &a.p2pmem), (b.bdf, b.upstream, b.acs, b.port_type, &b.p2pmem), "{}", path.display());
+            assert_eq!(
+                (a.bdf, a.upstream, a.acs, a.port_type, &a.p2pmem),
+                (b.bdf, b.upstream, b.acs, b.port_type, &b.p2pmem),
+                "{}",
+                path.display()
+            );
         }
         let (ms, ml) = (matrix(&Engine::new(&from_spec).unwrap()), matrix(&Engine::new(&from_sysfs).unwrap()));
         assert_eq!(serde_json::to_string(&ms).unwrap(), serde_json::to_string(&ml).unwrap(), "{}", path.display());
@@ -115,7 +120,8 @@ fn malformed_snapshots_are_clear_errors() {
     assert!(err("{").contains("snap.json: not valid JSON"));
     assert!(err("{\"schema\": \"other\"}").contains("not a p2pdma snapshot"));
     assert!(err("{\"schema\": \"p2pdma-snapshot\", \"version\": 99}").contains("newer than this p2pdma understands"));
-    assert!(err("{\"schema\": \"p2pdma-snapshot\", \"version\": 1, \"created_by\": \"x\", \"topology\": {}}").contains("malformed snapshot"));
+    assert!(err("{\"schema\": \"p2pdma-snapshot\", \"version\": 1, \"created_by\": \"x\", \"topology\": {}}")
+        .contains("malformed snapshot"));
     // A dangling upstream reference is refused, not followed.
     let (_, t) = spec::load(Path::new("../../examples/topologies/switch.toml")).unwrap();
     let mut broken = t.clone();

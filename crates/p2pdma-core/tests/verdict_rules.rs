@@ -44,7 +44,8 @@ fn same_function_is_distance_zero() {
 
 #[test]
 fn two_functions_on_one_bus_are_distance_two() {
-    let t = topo(r#"
+    let t = topo(
+        r#"
 [[root_port]]
 name = "rp"
 [[endpoint]]
@@ -57,7 +58,8 @@ name = "b"
 kind = "nvme"
 parent = "rp"
 function = 1
-"#);
+"#,
+    );
     assert_eq!(verdict(&t, "a", "b"), (MapType::BusAddr, Some(2)));
     let e = Engine::new(&t).unwrap();
     let r = check(&e, "a", &["b".into()]).unwrap();
@@ -199,7 +201,9 @@ fn zen_cpu_allows_everything_through_the_host_bridge() {
     assert_eq!(verdict(&two_host_bridges("epyc-milan", "8086:29c0", ""), "a", "b").0, MapType::ThruHostBridge);
     // Hygon is not X86_VENDOR_AMD, and pre-Zen AMD does not count.
     assert_eq!(verdict(&two_root_ports("hygon", "8086:29c0"), "a", "b").0, MapType::NotSupported);
-    let old_amd = topo(&TWO_ROOT_PORTS.replace("\"CPU\"", "{ vendor = \"AuthenticAMD\", family = 0x16 }").replace("HBID", "8086:29c0"));
+    let old_amd = topo(
+        &TWO_ROOT_PORTS.replace("\"CPU\"", "{ vendor = \"AuthenticAMD\", family = 0x16 }").replace("HBID", "8086:29c0"),
+    );
     assert_eq!(verdict(&old_amd, "a", "b").0, MapType::NotSupported);
 }
 
@@ -239,7 +243,11 @@ fn acs_on_both_sides_of_the_common_device_redirects() {
     let found: Vec<(String, Side)> = v.acs_redirect.iter().map(|r| (r.device.to_string(), r.side)).collect();
     assert_eq!(found, [("0000:02:00.0".to_string(), Side::Provider), ("0000:02:01.0".to_string(), Side::Client)]);
     assert_eq!(v.acs_redirect[0].bits, ["RR", "CR"]);
-    assert!(v.kernel_log.iter().any(|l| l.ends_with("pci=disable_acs_redir=0000:02:00.0;0000:02:01.0")), "{:?}", v.kernel_log);
+    assert!(
+        v.kernel_log.iter().any(|l| l.ends_with("pci=disable_acs_redir=0000:02:00.0;0000:02:01.0")),
+        "{:?}",
+        v.kernel_log
+    );
     assert!(v.kernel_log.iter().any(|l| l.contains("Host bridge not in P2PDMA whitelist: 8086:29c0")));
     assert!(v.fixes[0].contains("pci=disable_acs_redir=0000:02:00.0;0000:02:01.0"));
     assert!(v.fixes[1].contains("setpci -s 0000:02:00.0 0x14e.w=0000:002c"));
@@ -281,7 +289,9 @@ fn acs_on_the_common_device_counts_once_and_above_it_not_at_all() {
     assert!(v.kernel_log[1].ends_with("pci=disable_acs_redir=0000:00:11.0"));
     // The switch scenario with the IOMMU on: the root port above the switch redirects, but
     // it is above the common device, so the pair stays bus-address (lab-facts.md, 3).
-    let sw = std::fs::read_to_string("../../examples/topologies/switch.toml").unwrap().replace("cpu = \"qemu64\"", "cpu = \"qemu64\"\niommu = true");
+    let sw = std::fs::read_to_string("../../examples/topologies/switch.toml")
+        .unwrap()
+        .replace("cpu = \"qemu64\"", "cpu = \"qemu64\"\niommu = true");
     let t = topo(&sw);
     assert_eq!(verdict(&t, "nvme-a", "nvme-b"), (MapType::BusAddr, Some(4)));
     let rp = t.devices.iter().find(|d| d.name.as_deref() == Some("rp0")).unwrap();
@@ -292,13 +302,18 @@ fn acs_on_the_common_device_counts_once_and_above_it_not_at_all() {
 fn disable_acs_redir_parameter_restores_bus_address() {
     let t = topo(&std::fs::read_to_string("../../examples/topologies/iommu-acs-disabled.toml").unwrap());
     assert_eq!(verdict(&t, "nvme-a", "nvme-b"), (MapType::BusAddr, Some(2)));
-    let t = topo(&std::fs::read_to_string("../../examples/topologies/iommu-acs.toml").unwrap().replace("iommu = true", "iommu = true\nkernel_params = \"pci=config_acs=xx0x00x@0000:00:11.0\""));
+    let t = topo(
+        &std::fs::read_to_string("../../examples/topologies/iommu-acs.toml")
+            .unwrap()
+            .replace("iommu = true", "iommu = true\nkernel_params = \"pci=config_acs=xx0x00x@0000:00:11.0\""),
+    );
     assert_eq!(verdict(&t, "nvme-a", "nvme-b").0, MapType::BusAddr, "config_acs clears RR/CR");
 }
 
 #[test]
 fn vf_walks_up_through_its_pf() {
-    let t = topo(r#"
+    let t = topo(
+        r#"
 [[root_port]]
 name = "rp"
 [[switch]]
@@ -314,7 +329,8 @@ name = "gpu"
 kind = "gpu"
 parent = "sw.1"
 p2pmem_mib = 256
-"#);
+"#,
+    );
     let e = Engine::new(&t).unwrap();
     let vf = t.devices.iter().find(|d| d.name.as_deref() == Some("nic-vf1")).unwrap();
     assert_eq!(vf.bdf.to_string(), "0000:03:00.2");
@@ -329,7 +345,8 @@ p2pmem_mib = 256
 
 #[test]
 fn ties_list_every_candidate_and_pick_the_lowest_address() {
-    let t = topo(r#"
+    let t = topo(
+        r#"
 [[root_port]]
 name = "rp"
 [[switch]]
@@ -357,7 +374,8 @@ parent = "rp"
 function = 1
 p2pmem_mib = 64
 published = false
-"#);
+"#,
+    );
     let e = Engine::new(&t).unwrap();
     let r = find(&e, &["c".into()]).unwrap();
     assert_eq!(r.tied.len(), 2);
@@ -410,19 +428,30 @@ fn wrong_roles_and_unknown_devices_are_errors() {
 
 #[test]
 fn spec_errors_name_the_part() {
-    let bad = |s: &str| spec::parse(s, Path::new("t.toml")).and_then(|sp| sp.to_topology().map_err(|m| Error::Invalid { path: "t.toml".into(), msg: m })).unwrap_err().to_string();
-    assert!(bad("[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"nowhere\"\n").contains("endpoint a: no port or host bridge named `nowhere`"));
+    let bad = |s: &str| {
+        spec::parse(s, Path::new("t.toml"))
+            .and_then(|sp| sp.to_topology().map_err(|m| Error::Invalid { path: "t.toml".into(), msg: m }))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad("[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"nowhere\"\n")
+        .contains("endpoint a: no port or host bridge named `nowhere`"));
     assert!(bad("[[root_port]]\nname = \"a\"\n[[root_port]]\nname = \"a\"\n").contains("used twice"));
     let unknown_field = bad("[[root_port]]\nname = \"a\"\nbogus = 1\n");
-    assert!(unknown_field.contains("t.toml: line ") && unknown_field.contains("unknown field `bogus`"), "{unknown_field}");
+    assert!(
+        unknown_field.contains("t.toml: line ") && unknown_field.contains("unknown field `bogus`"),
+        "{unknown_field}"
+    );
     assert!(bad("[machine]\ncpu = \"z80\"\n").contains("unknown cpu preset"));
     assert!(bad("[[root_port]]\nname = \"r\"\n[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"r\"\n[[endpoint]]\nname = \"b\"\nkind = \"nvme\"\nparent = \"r\"\n").contains("taken twice"));
-    assert!(bad("[[switch]]\nname = \"s\"\nparent = \"s2.0\"\n[[switch]]\nname = \"s2\"\nparent = \"s.0\"\n").contains("no root port or switch port"));
+    assert!(bad("[[switch]]\nname = \"s\"\nparent = \"s2.0\"\n[[switch]]\nname = \"s2\"\nparent = \"s.0\"\n")
+        .contains("no root port or switch port"));
 }
 
 #[test]
 fn odd_cmb_sizes_are_not_registered_like_the_driver() {
-    let t = topo("[[root_port]]\nname = \"r\"\n[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"r\"\ncmb_mib = 1\n");
+    let t =
+        topo("[[root_port]]\nname = \"r\"\n[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"r\"\ncmb_mib = 1\n");
     assert!(t.devices.iter().all(|d| d.p2pmem.is_none()));
 }
 

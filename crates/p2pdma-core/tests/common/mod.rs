@@ -92,10 +92,13 @@ pub fn write_tree(topo: &Topology, root: &Path, privilege: Privilege) -> (PathBu
         w(&dir.join("subsystem_vendor"), "0x1af4\n");
         w(&dir.join("subsystem_device"), "0x1100\n");
         let config = config_bytes(d);
-        w(&dir.join("config"), match privilege {
-            Privilege::Root => &config[..],
-            Privilege::User => &config[..64],
-        });
+        w(
+            &dir.join("config"),
+            match privilege {
+                Privilege::Root => &config[..],
+                Privilege::User => &config[..64],
+            },
+        );
         w(&dir.join("numa_node"), format!("{}\n", d.numa_node.unwrap_or(-1)));
         w(&dir.join("current_link_speed"), "8.0 GT/s PCIe\n");
         w(&dir.join("current_link_width"), "4\n");
@@ -104,7 +107,12 @@ pub fn write_tree(topo: &Topology, root: &Path, privilege: Privilege) -> (PathBu
         let mut resource = String::new();
         for i in 0..6u8 {
             match d.bars.iter().find(|b| b.index == i) {
-                Some(b) => resource.push_str(&format!("0x{:016x} 0x{:016x} 0x{:016x}\n", 0xfe00_0000u64, 0xfe00_0000u64 + b.size - 1, 0x0014_220cu64)),
+                Some(b) => resource.push_str(&format!(
+                    "0x{:016x} 0x{:016x} 0x{:016x}\n",
+                    0xfe00_0000u64,
+                    0xfe00_0000u64 + b.size - 1,
+                    0x0014_220cu64
+                )),
                 None => resource.push_str("0x0000000000000000 0x0000000000000000 0x0000000000000000\n"),
             }
         }

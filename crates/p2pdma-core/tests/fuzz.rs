@@ -1,0 +1,108 @@
+//! Property tests: the topology-file and snapshot parsers never panic, whatever they are fed,
+//! and whatever they accept can be analysed without panicking. (The config-space decoder
+//! has its own in src/config.rs.)
+
+use std::path::Path;
+
+use p2pdma_core::analysis::{check, find, matrix};
+use p2pdma_core::{snapshot, spec, Engine, Topology};
+use proptest::prelude::*;
+
+fn analyse(t: &Topology) {
+    let Ok(e) = Engine::new(t) else { return };
+    let m = matrix(&e);
+    for p in m.providers.iter().take(3) {
+        for c in m.clients.iter().take(3) {
+            let _ = check(&e, &p.to_string(), &[c.to_string()]);
+        }
+    }
+    for c in m.clients.iter().take(3) {
+        let _ = find(&e, &[c.to_string()]);
+    }
+}
+
+fn scenario_texts() -> Vec<String> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("../../examples/topologies").unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            v.push(std::fs::read_to_string(p).unwrap());
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Small mutations of real files reach deeper than random text.
+fn mutate(text: &str, ops: &[(usize, u8, u8)]) -> String {
+    let mut b = text.as_bytes().to_vec();
+    for &(pos, kind, val) in ops {
+        if b.is_empty() {
+            break;
+        }
+        let at = pos % b.len();
+        match kind % 4 {
+            0 => b[at] = val,
+            1 => {
+                b.truncate(at);
+            }
+            2 => b.insert(at, val),
+            _ => {
+                let digit = b"0123456789abcdef\"=.[]\n"[val as usize % 22];
+                b[at] = digit;
+            }
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn spec_parser_never_panics_on_text(text in "\\PC{0,400}") {
+        if let Ok(s) = spec::parse(&text, Path::new("f.toml")) {
+            if let Ok(t) = s.to_topology() { analyse(&t) }
+        }
+    }
+
+    #[test]
+    fn spec_parser_never_panics_on_mutated_scenarios(which in 0usize..7, ops in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)) {
+        let texts = scenario_texts();
+        let text = mutate(&texts[which % texts.len()], &ops);
+        if let Ok(s) = spec::parse(&text, Path::new("f.toml")) {
+            if let Ok(t) = s.to_topology() { analyse(&t) }
+        }
+    }
+
+    #[test]
+    fn spec_numbers_at_the_edges_are_errors_not_panics(
+        cmb in any::<u64>(), mem in any::<u64>(), ports in any::<u8>(), vfs in any::<u8>(),
+        slot in any::<u8>(), func in any::<u8>(), bus in any::<u8>(), bridges in 1usize..12, rps in 0usize..40,
+    ) {
+        let mut text = String::new();
+        for i in 0..bridges {
+            text.push_str(&format!("[[host_bridge]]\nname = \"h{i}\"\n"));
+            if i == 1 { text.push_str(&format!("bus = {bus}\n")); }
+        }
+        for i in 0..rps {
+            text.push_str(&format!("[[root_port]]\nname = \"r{i}\"\nhost_bridge = \"h{}\"\n", i % bridges));
+        }
+        text.push_str(&format!("[[root_port]]\nname = \"rp\"\nslot = {slot}\n[[switch]]\nname = \"s\"\nparent = \"rp\"\nports = {ports}\n"));
+        text.push_str(&format!("[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"s.0\"\ncmb_mib = {}\nfunction = {func}\nvfs = {vfs}\n", cmb >> 1));
+        text.push_str(&format!("[[endpoint]]\nname = \"b\"\nkind = \"gpu\"\nparent = \"s.1\"\np2pmem_mib = {}\n", mem >> 1));
+        if let Ok(s) = spec::parse(&text, Path::new("f.toml")) {
+            if let Ok(t) = s.to_topology() { analyse(&t) }
+        }
+    }
+
+    #[test]
+    fn snapshot_parser_never_panics_on_mutations(which in 0usize..7, ops in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6)) {
+        let texts = scenario_texts();
+        let topo = spec::parse(&texts[which % texts.len()], Path::new("f.toml")).unwrap().to_topology().unwrap();
+        let text = mutate(&snapshot::to_json(&topo), &ops);
+        if let Ok(t) = snapshot::from_json(&text, Path::new("s.json")) {
+            analyse(&t);
+        }
+    }
+}
