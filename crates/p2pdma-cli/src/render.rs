@@ -251,8 +251,9 @@ pub fn check(r: &CheckReport) -> String {
     for v in &r.clients {
         writeln!(
             out,
-            "\nclient {}: {} ({}{})",
+            "\nclient {}{}: {} ({}{})",
             v.client,
+            v.client_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
             map_type_text(v.map_type),
             v.map_type.as_str(),
             v.distance.map(|d| format!(", distance {d}")).unwrap_or_default()

@@ -1,7 +1,8 @@
 //! Decoding PCI configuration space: the PCIe port type and the ACS extended capability.
 //!
-//! Input is whatever `/sys/bus/pci/devices/*/config` gave: 64 bytes without root, 256 or
-//! 4096 with it. Anything the bytes do not reach is reported as unknown, never guessed.
+//! Input is whatever `/sys/bus/pci/devices/*/config` gave: 64 bytes without root; with
+//! root, the kernel's own config size (256 without extended space, else 4096). What 64
+//! bytes do not reach is reported as unknown, never guessed.
 
 use serde::{Deserialize, Serialize};
 
@@ -155,9 +156,14 @@ fn find_cap(bytes: &[u8], id: u8) -> Option<usize> {
 
 /// Walks the extended capability list from 0x100 looking for ACS.
 fn find_acs(bytes: &[u8]) -> Acs {
-    if bytes.len() < 0x1000 {
-        // Extended space (0x100..0x1000) is only readable in full, as root.
+    if bytes.len() < 0x100 {
+        // Without root sysfs gives 64 bytes (128 for CardBus): nobody can tell.
         return Acs::Unknown;
+    }
+    if bytes.len() < 0x1000 {
+        // Root reads the kernel's whole config size: 256 means no extended space at all
+        // (no ECAM), so the kernel finds no ACS capability either.
+        return Acs::Absent;
     }
     let mut pos = 0x100usize;
     for _ in 0..((0x1000 - 0x100) / 4) {
@@ -223,7 +229,7 @@ pub(crate) mod tests {
         assert_eq!(decode(&full[..64]).acs, Acs::Unknown);
         assert_eq!(decode(&full[..64]).port_type, None);
         assert_eq!(decode(&full[..256]).port_type, Some(PortType::RootPort));
-        assert_eq!(decode(&full[..256]).acs, Acs::Unknown);
+        assert_eq!(decode(&full[..256]).acs, Acs::Absent, "256 bytes as root: no extended space");
     }
 
     #[test]
