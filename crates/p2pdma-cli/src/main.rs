@@ -2,6 +2,8 @@
 //! library crates. Exit codes: 0 success / P2P supported, 1 not supported or refused,
 //! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
 
+mod alloc;
+mod lab;
 mod render;
 mod source;
 
@@ -58,6 +60,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Allocate P2P memory from a provider (sysfs p2pmem/allocate) and show what happened;
+    /// with --read, fill it by a direct read from a block device (exit 1 if the kernel refuses).
+    Alloc {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The provider (BDF or name).
+        provider: String,
+        /// Bytes, a multiple of the page size; suffixes K, M, G (powers of 1024).
+        #[arg(value_parser = parse_size)]
+        size: usize,
+        /// A block device (path, or a device name such as nvme-b) to read into the buffer with O_DIRECT.
+        #[arg(long, value_name = "DEVICE")]
+        read: Option<String>,
+        /// Byte offset of the read on the device.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What names refer to: the PCI address and block device of each (`nvme-a`, `03:00.0`,
+    /// `nvme0n1`); with --block, only the block device paths, one per line.
+    Resolve {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(required = true, value_name = "NAME")]
+        devices: Vec<String>,
+        #[arg(long, conflicts_with = "json")]
+        block: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lab: a real P2PDMA kernel on emulated PCIe hardware described by a topology file.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
     /// Write everything the verdict needs (raw config space included) to one JSON file.
     Snapshot {
         #[command(flatten)]
@@ -66,6 +104,74 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Boot TOPOLOGY under QEMU, run COMMAND in the guest (p2pdma on PATH, device names from
+    /// the file), stream its output and exit with its status (125 if the lab itself fails).
+    Run {
+        topology: PathBuf,
+        /// Kill the guest after this many seconds (boot included).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// A host directory shared with the guest at /lab/share.
+        #[arg(long, value_name = "DIR")]
+        share: Option<PathBuf>,
+        /// Show the whole console (firmware, kernel) on stderr.
+        #[arg(long)]
+        console: bool,
+        /// Let every kernel message reach the console.
+        #[arg(long)]
+        kernel_log: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Boot TOPOLOGY with an interactive console (power off or Ctrl-A X to leave).
+    Shell { topology: PathBuf },
+    /// Print the QEMU command line for TOPOLOGY.
+    QemuArgs { topology: PathBuf },
+    /// Download (or find in the cache) the Debian unstable kernel the lab boots.
+    Fetch,
+}
+
+/// `lab run` exits with this when the lab, not the guest command, failed.
+const LAB_FAILED: u8 = 125;
+
+fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LabCommand::Run { topology, timeout, share, console, kernel_log, command } => {
+            let (_, _, machine) = lab::load(&topology)?;
+            let mut opts = lab::options(&topology, timeout)?;
+            opts.share_dir = share;
+            opts.echo_console = console;
+            opts.kernel_log = kernel_log;
+            match p2pdma_lab::run(&machine, &lab::guest_command(&command), &opts) {
+                Ok(outcome) => Ok(ExitCode::from(outcome.exit_status.clamp(0, 255) as u8)),
+                Err(e) => {
+                    eprintln!("p2pdma: lab: {e}");
+                    Ok(ExitCode::from(LAB_FAILED))
+                }
+            }
+        }
+        LabCommand::Shell { topology } => {
+            let (_, _, machine) = lab::load(&topology)?;
+            let opts = lab::options(&topology, 24 * 3600)?;
+            let status = p2pdma_lab::shell(&machine, &opts)?;
+            Ok(ExitCode::from(status.clamp(0, 255) as u8))
+        }
+        LabCommand::QemuArgs { topology } => {
+            let (_, _, machine) = lab::load(&topology)?;
+            let args = p2pdma_lab::qemu_args(&machine, &p2pdma_lab::LabAssets::placeholder())?;
+            println!("{}", args.join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Fetch => {
+            let kernel = p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?;
+            println!("kernel {} in {}", kernel.release, kernel.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,6 +185,20 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `4096`, `64K`, `1M`, `2G`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1usize << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a size (bytes, or with K, M, G)"))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -134,6 +254,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Alloc { source, provider, size, read, offset, json } => {
+            let loaded = source.load()?;
+            let read = read.map(|r| alloc::block_device(&loaded.topology, &r).map(|p| (p, offset))).transpose()?;
+            match alloc::run(&loaded.topology, &source.sysfs_root, &provider, size, read)? {
+                Ok(report) => {
+                    let failed = report.read.as_ref().is_some_and(|r| !r.ok);
+                    if json {
+                        print_json(&report)?;
+                    } else {
+                        print!("{}", render::alloc(&report));
+                    }
+                    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                }
+                Err((e, bdf)) => {
+                    if json {
+                        print_json(
+                            &serde_json::json!({ "provider": bdf, "size": size, "error": e.to_string(), "errno": e.errno() }),
+                        )?;
+                    }
+                    eprintln!("p2pdma: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Lab { command } => lab(command),
+        Command::Resolve { source, devices, block, json } => {
+            let loaded = source.load()?;
+            let engine = Engine::new(&loaded.topology)?;
+            let mut rows = Vec::new();
+            for name in &devices {
+                let bdf = match p2pdma_core::resolve(&engine, name)? {
+                    p2pdma_core::Target::Pci(i) => Some(loaded.topology.devices[i].bdf),
+                    p2pdma_core::Target::NotPci { pci_parent, .. } => {
+                        pci_parent.map(|i| loaded.topology.devices[i].bdf)
+                    }
+                };
+                let block_device = alloc::block_device(&loaded.topology, name).ok();
+                if block && block_device.is_none() {
+                    anyhow::bail!("{name} has no block device");
+                }
+                rows.push(serde_json::json!({ "name": name, "pci": bdf, "block_device": block_device }));
+            }
+            if json {
+                print_json(&rows)?;
+            } else {
+                for r in &rows {
+                    if block {
+                        println!("{}", r["block_device"].as_str().unwrap_or_default());
+                    } else {
+                        println!(
+                            "{}  pci {}  block {}",
+                            r["name"].as_str().unwrap_or_default(),
+                            r["pci"].as_str().unwrap_or("-"),
+                            r["block_device"].as_str().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Snapshot { source, output } => {
             let loaded = source.load()?;
             let text = snapshot::to_json(&loaded.topology);
@@ -146,5 +326,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             loaded.warn_unknown_acs();
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

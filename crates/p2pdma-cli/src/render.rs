@@ -326,3 +326,30 @@ pub fn providers(rows: &[ProviderRow]) -> String {
     }
     out
 }
+
+pub fn alloc(r: &crate::alloc::AllocReport) -> String {
+    let mut out = format!(
+        "allocated {} of P2P memory from {}{} (available {} before, {} while mapped)\n",
+        bytes(r.size as u64),
+        r.provider,
+        r.provider_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        bytes(r.available_before),
+        bytes(r.available_mapped)
+    );
+    if let Some(read) = &r.read {
+        match &read.error {
+            None => writeln!(
+                out,
+                "read {} from {} at offset {} into it: ok, sha256 {}{}",
+                bytes(read.length as u64),
+                read.device.display(),
+                read.offset,
+                read.sha256,
+                if read.unchanged { " (WARNING: the buffer is unchanged: no data arrived)" } else { "" }
+            )
+            .unwrap(),
+            Some(e) => writeln!(out, "read into it failed: {e}").unwrap(),
+        }
+    }
+    out
+}

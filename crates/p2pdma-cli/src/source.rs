@@ -21,6 +21,10 @@ pub struct SourceArgs {
     /// Root of the procfs tree to read (CPU, kernel release, command line).
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// Name the live machine's devices after this topology file (the lab sets it), so
+    /// that `nvme-a` works; every named device must be where the file predicts.
+    #[arg(long, value_name = "FILE", env = "P2PDMA_NAMES", conflicts_with = "spec")]
+    pub names: Option<PathBuf>,
 }
 
 pub struct Loaded {
@@ -31,16 +35,28 @@ pub struct Loaded {
 
 impl SourceArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        if let Some(path) = &self.snapshot {
-            return Ok(Loaded { topology: snapshot::load(path)?, live_or_snapshot: true });
-        }
         if let Some(path) = &self.spec {
             let (_, topology) = spec::load(path)?;
             return Ok(Loaded { topology, live_or_snapshot: false });
         }
-        let roots = sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() };
-        let ids = PciIds::load_default();
-        Ok(Loaded { topology: sysfs::read(&roots, ids.as_ref())?, live_or_snapshot: true })
+        let mut topology = match &self.snapshot {
+            Some(path) => snapshot::load(path)?,
+            None => sysfs::read(&self.roots(), PciIds::load_default().as_ref())?,
+        };
+        if let Some(path) = &self.names {
+            let (_, predicted) = spec::load(path)?;
+            let missing = spec::apply_names(&mut topology, &predicted);
+            if !missing.is_empty() {
+                anyhow::bail!("{}: this machine is not the one described: {}", path.display(), missing.join("; "));
+            }
+        }
+        Ok(Loaded { topology, live_or_snapshot: true })
+    }
+}
+
+impl SourceArgs {
+    pub fn roots(&self) -> sysfs::Roots {
+        sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
     }
 }
 

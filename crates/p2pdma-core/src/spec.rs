@@ -732,3 +732,29 @@ fn assign_addresses(nodes: &[Node], bridges: &[PlacedBridge]) -> Result<Vec<Bdf>
     }
     Ok(bdfs)
 }
+
+/// Gives a live (or snapshot) topology the names of the topology file it was built from,
+/// matching by address and vendor:device. Returns the file's devices that did not match.
+pub fn apply_names(live: &mut Topology, predicted: &Topology) -> Vec<String> {
+    let mut missing = Vec::new();
+    for want in predicted.devices.iter().filter(|d| d.name.is_some()) {
+        match live.devices.iter_mut().find(|d| d.bdf == want.bdf) {
+            Some(d) if (d.vendor, d.device) == (want.vendor, want.device) => d.name = want.name.clone(),
+            Some(d) => missing.push(format!(
+                "{} is predicted at {} as {:04x}:{:04x}, found {:04x}:{:04x}",
+                want.name.as_deref().unwrap_or("?"),
+                want.bdf,
+                want.vendor,
+                want.device,
+                d.vendor,
+                d.device
+            )),
+            None => missing.push(format!(
+                "{} is predicted at {}, which does not exist",
+                want.name.as_deref().unwrap_or("?"),
+                want.bdf
+            )),
+        }
+    }
+    missing
+}

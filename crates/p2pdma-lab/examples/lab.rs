@@ -23,7 +23,9 @@ fn nvme(serial: &str, cmb_mib: Option<u32>) -> LabDeviceKind {
 }
 
 fn scenario(name: &str) -> Option<LabMachine> {
-    let root_port = |id: &str, slot: u8, chassis: u8| dev(id, "pcie.0", Some((slot, 0)), LabDeviceKind::RootPort { chassis, slot: 0 });
+    let root_port = |id: &str, slot: u8, chassis: u8| {
+        dev(id, "pcie.0", Some((slot, 0)), LabDeviceKind::RootPort { chassis, slot: 0 })
+    };
     let switch = || {
         vec![
             root_port("rp0", 0x11, 1),
@@ -89,7 +91,13 @@ fn main() -> ExitCode {
             let started = Instant::now();
             match p2pdma_lab::fetch_kernel(&cache) {
                 Ok(kernel) => {
-                    println!("{} ({:?}) in {}: {:.1} s", kernel.release, kernel.package_version, kernel.dir.display(), started.elapsed().as_secs_f64());
+                    println!(
+                        "{} ({:?}) in {}: {:.1} s",
+                        kernel.release,
+                        kernel.package_version,
+                        kernel.dir.display(),
+                        started.elapsed().as_secs_f64()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
@@ -107,7 +115,9 @@ fn main() -> ExitCode {
             while let Some(flag) = rest.next() {
                 match flag.as_str() {
                     "--share" => opts.share_dir = rest.next().map(PathBuf::from),
-                    "--timeout" => opts.timeout = Duration::from_secs(rest.next().and_then(|s| s.parse().ok()).unwrap_or(300)),
+                    "--timeout" => {
+                        opts.timeout = Duration::from_secs(rest.next().and_then(|s| s.parse().ok()).unwrap_or(300))
+                    }
                     "--console" => opts.echo_console = true,
                     "--kernel-log" => opts.kernel_log = true,
                     "--p2pdma" => opts.p2pdma_binary = rest.next().map(PathBuf::from),

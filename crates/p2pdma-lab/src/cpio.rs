@@ -167,14 +167,20 @@ fn normalize(path: &str) -> io::Result<String> {
 mod tests {
     use super::*;
 
-    /// Parses a newc archive back into (name, mode, rdev, data) tuples.
-    fn parse(mut bytes: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// (name, mode, rdev, data) of one parsed entry.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Parses a newc archive back into entries.
+    fn parse(mut bytes: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut offset = 0usize;
         loop {
             assert_eq!(&bytes[..6], b"070701", "magic at offset {offset}");
-            let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
-            let (mode, size, rmaj, rmin, namesize) = (field(1), field(6) as usize, field(9), field(10), field(11) as usize);
+            let field = |i: usize| {
+                u32::from_str_radix(std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap()
+            };
+            let (mode, size, rmaj, rmin, namesize) =
+                (field(1), field(6) as usize, field(9), field(10), field(11) as usize);
             let name = std::str::from_utf8(&bytes[110..110 + namesize - 1]).unwrap().to_string();
             assert_eq!(bytes[110 + namesize - 1], 0);
             let data_start = (110 + namesize).div_ceil(4) * 4;
@@ -220,7 +226,7 @@ mod tests {
         let header = std::str::from_utf8(&bytes[..110]).unwrap();
         assert_eq!(
             header,
-            "07070100000001000081a4000000000000000000000001000000000000000300000000000000000000000000000000000000020000000000"
+            "07070100000001000081a40000000000000000000000010000000000000003000000000000000000000000000000000000000200000000"
         );
         assert_eq!(&bytes[110..112], b"a\0");
         assert_eq!(&bytes[112..115], b"xyz");

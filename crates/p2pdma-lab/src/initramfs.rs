@@ -109,7 +109,10 @@ pub(crate) fn build_initramfs(spec: &InitramfsSpec<'_>, out: &Path) -> Result<u6
         let bytes = read(host)?;
         let mode = fs::metadata(host).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
         cpio.file(guest, mode, &bytes).map_err(|e| {
-            LabError::io(format!("adding {} as {guest:?} (guest paths must be absolute, without ..)", host.display()), e)
+            LabError::io(
+                format!("adding {} as {guest:?} (guest paths must be absolute, without ..)", host.display()),
+                e,
+            )
         })?;
     }
 
@@ -162,7 +165,9 @@ pub(crate) fn find_busybox() -> Result<PathBuf> {
     if root && find_in_path("apt-get").is_some() {
         eprintln!("p2pdma-lab: installing busybox-static (apt-get install -y busybox-static)");
         run_checked(
-            Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "busybox-static"]).env("DEBIAN_FRONTEND", "noninteractive"),
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "busybox-static"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
             "install busybox-static yourself (lab/install-deps.sh) or set P2PDMA_BUSYBOX to a static busybox",
         )?;
         if let Some(found) = candidates.iter().map(Path::new).find(|p| is_static_file(p)) {
@@ -189,7 +194,10 @@ fn is_static_file(path: &Path) -> bool {
 
 /// The applet paths of a busybox (`bin/sh`, `sbin/insmod`, ...), from `busybox --list-full`.
 fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
-    let out = run_checked(Command::new(busybox).arg("--list-full"), "use a busybox built with --list-full support (Debian's busybox-static)")?;
+    let out = run_checked(
+        Command::new(busybox).arg("--list-full"),
+        "use a busybox built with --list-full support (Debian's busybox-static)",
+    )?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim().trim_start_matches('/').to_string())

@@ -95,7 +95,10 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
     let apt = PrivateApt::new(&cache.join("apt"))?;
     if let Err(err) = apt.update() {
         if let Some(kernel) = newest_cached(cache) {
-            eprintln!("p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}", kernel.release);
+            eprintln!(
+                "p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}",
+                kernel.release
+            );
             return Ok(kernel);
         }
         return Err(err);
@@ -168,11 +171,18 @@ impl Kernel {
     /// Uses an unpacked kernel tree (`vmlinuz`, `config`, `kernel/`); the release is the
     /// directory's name. Fails unless the config has `CONFIG_PCI_P2PDMA=y`.
     pub fn from_dir(dir: &Path, package_version: Option<String>) -> Result<Kernel> {
-        let dir = dir.canonicalize().map_err(|e| LabError::io(format!("kernel directory {} (check {KERNEL_DIR_ENV} or run `p2pdma lab fetch`)", dir.display()), e))?;
+        let dir = dir.canonicalize().map_err(|e| {
+            LabError::io(
+                format!("kernel directory {} (check {KERNEL_DIR_ENV} or run `p2pdma lab fetch`)", dir.display()),
+                e,
+            )
+        })?;
         let release = dir
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| LabError::Kernel(format!("{}: the directory name must be the kernel release", dir.display())))?
+            .ok_or_else(|| {
+                LabError::Kernel(format!("{}: the directory name must be the kernel release", dir.display()))
+            })?
             .to_string();
         let kernel = Kernel {
             package_version: package_version.or_else(|| fs::read_to_string(dir.join(".package-version")).ok()),
@@ -201,7 +211,8 @@ impl Kernel {
 
     /// The value of a config option (`y`, `m`, a string...), `None` if unset.
     pub fn config_value(&self, option: &str) -> Result<Option<String>> {
-        let text = fs::read_to_string(&self.config).map_err(|e| LabError::io(format!("reading {}", self.config.display()), e))?;
+        let text = fs::read_to_string(&self.config)
+            .map_err(|e| LabError::io(format!("reading {}", self.config.display()), e))?;
         Ok(text.lines().find_map(|line| {
             let (key, value) = line.split_once('=')?;
             (key == option).then(|| value.to_string())
@@ -216,7 +227,12 @@ impl Kernel {
     /// Resolves `names` and their `depends=` closure, decompressing them into
     /// `<ko_cache>/<release>/`. Returns dependencies before dependents. Built-in modules are
     /// skipped; `optional` names that do not exist are skipped too.
-    pub(crate) fn resolve_modules(&self, names: &[String], optional: &[String], ko_cache: &Path) -> Result<Vec<Module>> {
+    pub(crate) fn resolve_modules(
+        &self,
+        names: &[String],
+        optional: &[String],
+        ko_cache: &Path,
+    ) -> Result<Vec<Module>> {
         let index = self.module_index()?;
         let out_dir = ko_cache.join(&self.release);
         let mut resolved: Vec<Module> = Vec::new();
@@ -261,7 +277,11 @@ impl Kernel {
         decompress_module(&self.dir.join(rel), &host_path)?;
         let bytes = fs::read(&host_path).map_err(|e| LabError::io(format!("reading {}", host_path.display()), e))?;
         let info = elf::modinfo(&bytes).ok_or_else(|| {
-            LabError::Kernel(format!("{} has no readable .modinfo section; delete {} and retry", host_path.display(), out_dir.display()))
+            LabError::Kernel(format!(
+                "{} has no readable .modinfo section; delete {} and retry",
+                host_path.display(),
+                out_dir.display()
+            ))
         })?;
         let depends: Vec<String> = info
             .iter()
@@ -283,7 +303,8 @@ impl Kernel {
         let root = self.dir.join("kernel");
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let entries = fs::read_dir(&dir).map_err(|e| LabError::io(format!("reading the module tree {}", dir.display()), e))?;
+            let entries = fs::read_dir(&dir)
+                .map_err(|e| LabError::io(format!("reading the module tree {}", dir.display()), e))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -396,7 +417,13 @@ struct PrivateApt {
 impl PrivateApt {
     fn new(root: &Path) -> Result<Self> {
         let (uri, keyring) = debian_mirror()?;
-        for sub in ["etc/sources.list.d", "etc/preferences.d", "etc/apt.conf.d", "state/lists/partial", "cache/archives/partial"] {
+        for sub in [
+            "etc/sources.list.d",
+            "etc/preferences.d",
+            "etc/apt.conf.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+        ] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
         }
@@ -456,7 +483,10 @@ impl PrivateApt {
     fn show(&self, package: &str) -> Result<BTreeMap<String, String>> {
         let mut cmd = self.command("apt-cache");
         cmd.args(["show", "--no-all-versions", package]);
-        let out = run_checked(&mut cmd, "the package is not in Debian unstable any more: run `p2pdma lab fetch` again later")?;
+        let out = run_checked(
+            &mut cmd,
+            "the package is not in Debian unstable any more: run `p2pdma lab fetch` again later",
+        )?;
         Ok(parse_control(&String::from_utf8_lossy(&out.stdout)))
     }
 
@@ -545,14 +575,17 @@ fn deb822_mirrors(text: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for stanza in text.split("\n\n") {
         let fields = parse_control(stanza);
-        if fields.get("Enabled").is_some_and(|v| v == "no") || !fields.get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb")) {
+        if fields.get("Enabled").is_some_and(|v| v == "no")
+            || !fields.get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"))
+        {
             continue;
         }
         let suites = fields.get("Suites").map_or("", String::as_str);
         if !suites.split_whitespace().any(is_main_suite) {
             continue;
         }
-        let keyring = fields.get("Signed-By").filter(|k| k.starts_with('/')).cloned().unwrap_or_else(|| DEFAULT_KEYRING.into());
+        let keyring =
+            fields.get("Signed-By").filter(|k| k.starts_with('/')).cloned().unwrap_or_else(|| DEFAULT_KEYRING.into());
         for uri in fields.get("URIs").map_or("", String::as_str).split_whitespace() {
             if uri.contains("debian") && !uri.contains("security") {
                 found.push((uri.to_string(), keyring.clone()));
@@ -572,7 +605,8 @@ fn one_line_mirrors(text: &str) -> Vec<(String, String)> {
             let mut words = rest.split_whitespace();
             let uri = words.next()?;
             let suite = words.next()?;
-            (is_main_suite(suite) && uri.contains("debian") && !uri.contains("security")).then(|| (uri.to_string(), DEFAULT_KEYRING.to_string()))
+            (is_main_suite(suite) && uri.contains("debian") && !uri.contains("security"))
+                .then(|| (uri.to_string(), DEFAULT_KEYRING.to_string()))
         })
         .collect()
 }
@@ -640,7 +674,8 @@ mod tests {
         let names = dependency_names(depends);
         assert_eq!(names, ["linux-base-amd64", "linux-image-7.2.13+deb14-amd64"]);
         let image_deps = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1)";
-        let wanted: Vec<_> = dependency_names(image_deps).into_iter().filter(|n| n.ends_with("-7.2.13+deb14-amd64")).collect();
+        let wanted: Vec<_> =
+            dependency_names(image_deps).into_iter().filter(|n| n.ends_with("-7.2.13+deb14-amd64")).collect();
         assert_eq!(wanted, ["linux-base-7.2.13+deb14-amd64", "linux-binary-7.2.13+deb14-amd64"]);
     }
 
@@ -652,7 +687,10 @@ mod tests {
         assert_eq!(dependency_names(&fields["Depends"]), ["b", "c"]);
 
         let deb822 = "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
-        assert_eq!(deb822_mirrors(deb822), [("http://mirror.example/debian".to_string(), "/usr/share/keyrings/k.gpg".to_string())]);
+        assert_eq!(
+            deb822_mirrors(deb822),
+            [("http://mirror.example/debian".to_string(), "/usr/share/keyrings/k.gpg".to_string())]
+        );
         let list = "deb [arch=amd64] http://m.example/debian bookworm main\ndeb http://m.example/debian-security bookworm-security main\n";
         assert_eq!(one_line_mirrors(list)[0].0, "http://m.example/debian");
         assert_eq!(one_line_mirrors(list).len(), 1);

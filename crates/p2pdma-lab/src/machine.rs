@@ -260,9 +260,9 @@ fn numa_args(machine: &LabMachine, push: &mut impl FnMut(&[&str])) {
 
 /// QEMU option values are comma-separated: a comma in a path must be doubled.
 fn path_arg(path: &Path) -> Result<String> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| LabError::InvalidMachine(format!("path {} is not UTF-8: use another directory", path.display())))?;
+    let text = path.to_str().ok_or_else(|| {
+        LabError::InvalidMachine(format!("path {} is not UTF-8: use another directory", path.display()))
+    })?;
     Ok(text.replace(',', ",,"))
 }
 
@@ -293,7 +293,10 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
         .max()
         .map_or(0, |n| n + 1);
     if numa_nodes > 8 || (numa_nodes > 0 && machine.memory_mib / numa_nodes < 128) {
-        return bad(format!("{numa_nodes} NUMA nodes for {} MiB: use numa_node < 8 and at least 128 MiB per node", machine.memory_mib));
+        return bad(format!(
+            "{numa_nodes} NUMA nodes for {} MiB: use numa_node < 8 and at least 128 MiB per node",
+            machine.memory_mib
+        ));
     }
 
     // Bus name -> kind of bus, and the addresses used on it.
@@ -305,7 +308,7 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
     for dev in &machine.devices {
         let id = &dev.id;
         if !valid_id(id) {
-            return bad(format!("device id {id:?}: use a letter then letters, digits, '-', '_' (max 32)"));
+            return bad(format!("device id {id:?}: use a letter then letters, digits, '-', '.', '_' (max 32)"));
         }
         if buses.contains_key(id) || used_addrs.values().any(|other| other == id) {
             return bad(format!("device id {id:?} is used twice (ids must be unique and not \"pcie.0\")"));
@@ -336,7 +339,9 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
         }
         if let Some((slot, function)) = dev.addr {
             if slot > 31 || function > 7 {
-                return bad(format!("device {id:?}: addr ({slot:#x}, {function}) is out of range (slot 0..=31, function 0..=7)"));
+                return bad(format!(
+                    "device {id:?}: addr ({slot:#x}, {function}) is out of range (slot 0..=31, function 0..=7)"
+                ));
             }
             if parent == BusKind::Port && slot != 0 {
                 return bad(format!("device {id:?}: a PCIe port has one slot; use addr (0, function)"));
@@ -348,10 +353,15 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
                 ));
             }
             if let Some(other) = used_addrs.insert((dev.bus.clone(), slot, function), id.clone()) {
-                return bad(format!("devices {other:?} and {id:?} both use addr ({slot:#x}, {function}) on {:?}", dev.bus));
+                return bad(format!(
+                    "devices {other:?} and {id:?} both use addr ({slot:#x}, {function}) on {:?}",
+                    dev.bus
+                ));
             }
             if function != 0 && !used_addrs.contains_key(&(dev.bus.clone(), slot, 0)) {
-                return bad(format!("device {id:?}: function {function} needs function 0 of slot {slot:#x} listed before it"));
+                return bad(format!(
+                    "device {id:?}: function {function} needs function 0 of slot {slot:#x} listed before it"
+                ));
             }
         } else if dev.multifunction {
             return bad(format!("device {id:?}: multifunction needs an explicit addr"));
@@ -370,15 +380,21 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
             }
             LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
                 if let Some(other) = slots.insert((*chassis, *slot), id.clone()) {
-                    return bad(format!("ports {other:?} and {id:?} both use chassis {chassis} slot {slot}; make each pair unique"));
+                    return bad(format!(
+                        "ports {other:?} and {id:?} both use chassis {chassis} slot {slot}; make each pair unique"
+                    ));
                 }
             }
             LabDeviceKind::Nvme { serial, size_mib, cmb_mib } => {
                 if serial.is_empty() || serial.len() > 20 || !serial.chars().all(|c| c.is_ascii_graphic() && c != ',') {
-                    return bad(format!("nvme {id:?}: serial {serial:?} must be 1-20 printable ASCII characters without ','"));
+                    return bad(format!(
+                        "nvme {id:?}: serial {serial:?} must be 1-20 printable ASCII characters without ','"
+                    ));
                 }
                 if let Some(other) = serials.insert(serial.clone(), id.clone()) {
-                    return bad(format!("nvme {other:?} and {id:?} both have serial {serial:?}; serials must be unique"));
+                    return bad(format!(
+                        "nvme {other:?} and {id:?} both have serial {serial:?}; serials must be unique"
+                    ));
                 }
                 if *size_mib == 0 || *size_mib > 1 << 20 {
                     return bad(format!("nvme {id:?}: size_mib {size_mib} must be 1..=1048576"));
@@ -402,7 +418,7 @@ fn valid_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
         && id.len() <= 32
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && !id.starts_with("drv-")
         && !id.starts_with("net-")
         && id != "share"
@@ -557,6 +573,10 @@ mod tests {
 
         let mut m = base.clone();
         m.devices[0].id = "1bad".into();
+        check(&m, "use a letter");
+
+        let mut m = base.clone();
+        m.devices[0].id = "rp,x".into();
         check(&m, "use a letter");
 
         let mut m = base.clone();

@@ -13,7 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
-use crate::initramfs::{build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, EXIT_MARKER};
+use crate::initramfs::{
+    build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES,
+    EXIT_MARKER,
+};
 use crate::kernel::{default_cache_dir, find_in_path, find_kernel, Kernel};
 use crate::machine::{qemu_args, validate, LabAssets, LabDeviceKind, LabMachine};
 
@@ -131,6 +134,7 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
     let mut output = String::new();
     let mut command_started: Option<Instant> = None;
     let mut exit: Option<(i32, Instant)> = None;
+    let mut panicked = false;
     let deadline = qemu_started + opts.timeout;
     let stdout = std::io::stdout();
 
@@ -153,6 +157,7 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Event::Line(raw)) => {
                 let line = printable(&raw);
+                panicked |= line.contains("Kernel panic");
                 push_tail(&mut tail, line.clone());
                 if exit.is_some() {
                     if opts.echo_console {
@@ -195,15 +200,12 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
             command_time: exit_at - begin_at,
             total_time,
         }),
-        _ => {
-            let panicked = tail.iter().any(|l| l.contains("Kernel panic"));
-            Err(LabError::GuestDied {
-                status: status.map_or_else(|| "killed".to_string(), |s| s.to_string()),
-                panicked,
-                stderr: stderr_text.trim().to_string(),
-                tail: tail.into(),
-            })
-        }
+        _ => Err(LabError::GuestDied {
+            status: status.map_or_else(|| "killed".to_string(), |s| s.to_string()),
+            panicked,
+            stderr: stderr_text.trim().to_string(),
+            tail: tail.into(),
+        }),
     }
 }
 
@@ -225,7 +227,9 @@ pub fn shell(machine: &LabMachine, opts: &LabOptions) -> Result<i32> {
         match qemu.child.try_wait() {
             Ok(Some(status)) => {
                 qemu.reaped = true;
-                return Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)));
+                return Ok(status
+                    .code()
+                    .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
@@ -258,12 +262,18 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
     };
     if let Some(share) = &opts.share_dir {
         if !share.is_dir() {
-            return Err(LabError::io(format!("share directory {}", share.display()), std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(LabError::io(
+                format!("share directory {}", share.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
     }
     for (host, guest) in &opts.extra_files {
         if !guest.starts_with('/') {
-            return Err(LabError::InvalidMachine(format!("extra file {} -> {guest:?}: the guest path must be absolute", host.display())));
+            return Err(LabError::InvalidMachine(format!(
+                "extra file {} -> {guest:?}: the guest path must be absolute",
+                host.display()
+            )));
         }
     }
     let nonce = make_nonce();
@@ -274,7 +284,9 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
         initrd: dir.0.join("initrd.cpio"),
         disk_dir: dir.0.clone(),
         share_dir: match &opts.share_dir {
-            Some(share) => Some(share.canonicalize().map_err(|e| LabError::io(format!("share directory {}", share.display()), e))?),
+            Some(share) => Some(
+                share.canonicalize().map_err(|e| LabError::io(format!("share directory {}", share.display()), e))?,
+            ),
             None => None,
         },
         kernel_log: opts.kernel_log,
@@ -315,7 +327,8 @@ fn find_qemu(opts: &LabOptions) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
     find_in_path(&wanted.to_string_lossy()).ok_or_else(|| LabError::MissingTool {
         tool: wanted.display().to_string(),
-        hint: "install it with `apt-get install qemu-system-x86` (or run lab/install-deps.sh), or set P2PDMA_QEMU".into(),
+        hint: "install it with `apt-get install qemu-system-x86` (or run lab/install-deps.sh), or set P2PDMA_QEMU"
+            .into(),
     })
 }
 
@@ -388,8 +401,11 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn create(nonce: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("p2pdma-lab-{nonce}"));
-        fs::create_dir_all(&path).map_err(|e| LabError::io(format!("creating {} (set TMPDIR to a writable directory)", path.display()), e))?;
+        sweep_stale_dirs();
+        let path = std::env::temp_dir().join(format!("p2pdma-lab-{}-{nonce}", std::process::id()));
+        fs::create_dir_all(&path).map_err(|e| {
+            LabError::io(format!("creating {} (set TMPDIR to a writable directory)", path.display()), e)
+        })?;
         Ok(TempDir(path))
     }
 }
@@ -397,6 +413,32 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes run directories left by lab processes that were killed (SIGKILL leaves no chance
+/// to clean up): `p2pdma-lab-<pid>-<nonce>` whose pid no longer exists.
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("p2pdma-lab-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

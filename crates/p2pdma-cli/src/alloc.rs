@@ -1,0 +1,111 @@
+//! `p2pdma alloc`: P2P memory from a provider, optionally filled by a direct read from a
+//! block device, reporting exactly what the kernel did.
+
+use std::path::PathBuf;
+
+use p2pdma_core::{resolve, Bdf, Engine, Target, Topology};
+use p2pdma_mem::{DirectFile, P2pBuffer};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Written into the buffer before a read, to tell data that arrived from data that did not.
+pub const FILL: u8 = 0xa5;
+
+#[derive(Serialize)]
+pub struct AllocReport {
+    pub provider: Bdf,
+    pub provider_name: Option<String>,
+    pub size: usize,
+    /// `p2pmem/available` before and while the buffer is mapped.
+    pub available_before: u64,
+    pub available_mapped: u64,
+    pub read: Option<ReadReport>,
+}
+
+#[derive(Serialize)]
+pub struct ReadReport {
+    pub device: PathBuf,
+    pub offset: u64,
+    pub length: usize,
+    pub ok: bool,
+    pub errno: Option<i32>,
+    pub error: Option<String>,
+    /// SHA-256 of the buffer after the read.
+    pub sha256: String,
+    /// The buffer still holds only the fill pattern: nothing arrived, whatever the read said.
+    pub unchanged: bool,
+}
+
+/// A block device path, or the block device of a named device (`nvme-a`, `0000:03:00.0`).
+pub fn block_device(topo: &Topology, name: &str) -> anyhow::Result<PathBuf> {
+    if name.starts_with('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if topo.aliases.get(name).is_some_and(|a| a.class == "block") {
+        return Ok(PathBuf::from("/dev").join(name));
+    }
+    let engine = Engine::new(topo)?;
+    let Target::Pci(i) = resolve(&engine, name)? else {
+        anyhow::bail!("{name} is not a block device or a PCI device with one");
+    };
+    let bdf = topo.devices[i].bdf;
+    // Namespaces (nvme0n1), not partitions (nvme0n1p1): the shortest name under the device.
+    topo.aliases
+        .iter()
+        .filter(|(n, a)| a.class == "block" && a.pci_parent == Some(bdf) && !n.contains('p'))
+        .map(|(n, _)| n)
+        .min_by_key(|n| (n.len(), n.to_string()))
+        .map(|n| PathBuf::from("/dev").join(n))
+        .ok_or_else(|| anyhow::anyhow!("{name} ({bdf}) has no block device"))
+}
+
+fn available(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join("p2pmem/available")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+pub fn run(
+    topo: &Topology,
+    sysfs: &std::path::Path,
+    provider: &str,
+    size: usize,
+    read: Option<(PathBuf, u64)>,
+) -> anyhow::Result<Result<AllocReport, (p2pdma_mem::MemError, Bdf)>> {
+    let engine = Engine::new(topo)?;
+    let Target::Pci(i) = resolve(&engine, provider)? else {
+        anyhow::bail!("{provider} is not a PCI device and cannot provide P2P memory");
+    };
+    let dev = &topo.devices[i];
+    let dir = sysfs.join("bus/pci/devices").join(dev.bdf.to_string());
+    let available_before = available(&dir);
+    let mut buf = match P2pBuffer::allocate(&dir, size) {
+        Ok(b) => b,
+        Err(e @ (p2pdma_mem::MemError::BadSize { .. } | p2pdma_mem::MemError::NotProvider { .. })) => {
+            return Err(e.into())
+        }
+        Err(e) => return Ok(Err((e, dev.bdf))),
+    };
+    let available_mapped = available(&dir);
+    let read = read.map(|(path, offset)| {
+        buf.as_mut_slice().fill(FILL);
+        let result = DirectFile::open(&path, false).and_then(|f| f.read_exact_at(buf.as_mut_slice(), offset));
+        let data = buf.as_slice();
+        ReadReport {
+            device: path,
+            offset,
+            length: size,
+            ok: result.is_ok(),
+            errno: result.as_ref().err().and_then(|e| e.errno()),
+            error: result.as_ref().err().map(|e| e.to_string()),
+            sha256: format!("{:x}", Sha256::digest(data)),
+            unchanged: data.iter().all(|&b| b == FILL),
+        }
+    });
+    Ok(Ok(AllocReport {
+        provider: dev.bdf,
+        provider_name: dev.name.clone(),
+        size,
+        available_before,
+        available_mapped,
+        read,
+    }))
+}
