@@ -85,7 +85,10 @@ fn conformance(scenario: &str) {
             script.push_str(&format!("p2pdma alloc {p} 1M --read {c} --json > alloc-{p}-{c}.json 2>/dev/null; "));
         }
     }
-    script.push_str("dmesg > dmesg.txt; echo done");
+    for c in &clients {
+        script.push_str(&format!("p2pdma find {c} --json > find-{c}.json; "));
+    }
+    script.push_str("ls -d /sys/bus/pci/devices/*/p2pmem > providers.txt 2>/dev/null; dmesg > dmesg.txt; echo done");
     let (code, out) =
         p2pdma(&["lab", "run", &spec, "--timeout", "240", "--share", share.path().to_str().unwrap(), "--", &script]);
     assert_eq!(code, 0, "{scenario}: the lab run failed: {out}");
@@ -155,6 +158,22 @@ fn conformance(scenario: &str) {
                 agree: if agree { "yes".into() } else { "NO".into() },
             });
         }
+    }
+
+    // Provider selection: the kernel's choice among published providers, live and offline.
+    for c in &clients {
+        let offline = json(&p2pdma(&["find", "--spec", &spec, c, "--json"]).1, "offline find");
+        let live = json(&read(&format!("find-{c}.json")), "live find");
+        if offline["provider"] != live["provider"] || offline["distance"] != live["distance"] {
+            failures.push(format!(
+                "find {c}: offline {} at {}, live {} at {}",
+                offline["provider"], offline["distance"], live["provider"], live["distance"]
+            ));
+        }
+    }
+    let live_providers = read("providers.txt").lines().count();
+    if live_providers != providers.len() {
+        failures.push(format!("{live_providers} devices have p2pmem/ in the guest, {} predicted", providers.len()));
     }
 
     let mut table = format!(
