@@ -81,7 +81,7 @@ impl P2pBuffer {
     pub fn allocate(device_dir: &Path, size: usize) -> Result<Self, MemError> {
         let provider = device_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let page = page_size();
-        if size == 0 || size % page != 0 {
+        if size == 0 || !size.is_multiple_of(page) {
             return Err(MemError::BadSize { provider, size, page });
         }
         let path = device_dir.join("p2pmem/allocate");
