@@ -370,16 +370,7 @@ impl Spec {
                 .unwrap_or(AcsSpec::Flag(true))
                 .cap()
                 .map_err(|e| format!("root port {}: {e}", rp.name))?;
-            let mut n = Node::plain(
-                rp.name.clone(),
-                vendor,
-                device,
-                0x060400,
-                PortType::RootPort,
-                Parent::HostBridge(hb),
-                slot,
-                0,
-            );
+            let mut n = Node::port(rp.name.clone(), (vendor, device), PortType::RootPort, Parent::HostBridge(hb), slot);
             n.acs = acs.map(|c| (c, rp.acs_ctrl));
             add(&mut nodes, &mut by_name, n)?;
         }
@@ -414,27 +405,15 @@ impl Spec {
                 let up = add(
                     &mut nodes,
                     &mut by_name,
-                    Node::plain(
-                        sw.name.clone(),
-                        uv,
-                        ud,
-                        0x060400,
-                        PortType::SwitchUpstream,
-                        Parent::Bridge(parent),
-                        0,
-                        0,
-                    ),
+                    Node::port(sw.name.clone(), (uv, ud), PortType::SwitchUpstream, Parent::Bridge(parent), 0),
                 )?;
                 for i in 0..sw.ports {
-                    let mut n = Node::plain(
+                    let mut n = Node::port(
                         format!("{}.{i}", sw.name),
-                        dv,
-                        dd,
-                        0x060400,
+                        (dv, dd),
                         PortType::SwitchDownstream,
                         Parent::Bridge(up),
                         i,
-                        0,
                     );
                     n.acs = acs.map(|c| (c, sw.acs_ctrl));
                     add(&mut nodes, &mut by_name, n)?;
@@ -497,36 +476,24 @@ impl Spec {
                     return Err(format!("endpoint {}: {field} must be at most {MAX_MIB} (16 TiB)", ep.name));
                 }
             }
-            match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
-                (EndpointKind::Nvme, Some(cmb), None) => {
-                    // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap).
-                    if cmb > 0 && cmb % 2 == 0 {
-                        n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
-                    }
-                    n.bars.push(Bar {
-                        index: 2,
-                        start: 0,
-                        size: cmb.next_power_of_two() * mib,
-                        memory: true,
-                        prefetchable: true,
-                    });
+            // A memory BAR, and P2P memory in it when the driver would register it.
+            let add_memory = |n: &mut Node, bar: u8, size_mib: u64, registered: bool| {
+                if registered {
+                    n.p2pmem = Some(P2pMem { size: size_mib * mib, available: size_mib * mib, published });
                 }
+                let size = size_mib.next_power_of_two() * mib;
+                n.bars.push(Bar { index: bar, start: 0, size, memory: true, prefetchable: true });
+            };
+            match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
+                // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap); QEMU's CMB is BAR 2.
+                (EndpointKind::Nvme, Some(cmb), None) => add_memory(&mut n, 2, cmb, cmb > 0 && cmb % 2 == 0),
                 (kind, Some(_), _) if kind != EndpointKind::Nvme => {
                     return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
                 }
                 (_, Some(_), Some(_)) => {
                     return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name))
                 }
-                (_, None, Some(mem)) => {
-                    n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
-                    n.bars.push(Bar {
-                        index: 0,
-                        start: 0,
-                        size: mem.next_power_of_two() * mib,
-                        memory: true,
-                        prefetchable: true,
-                    });
-                }
+                (_, None, Some(mem)) => add_memory(&mut n, 0, mem, true),
                 _ => {}
             }
             let pf = add(&mut nodes, &mut by_name, n)?;
@@ -642,6 +609,11 @@ impl Spec {
 }
 
 impl Node {
+    /// A bridge port (class 0x0604), function 0.
+    fn port(name: String, (vendor, device): (u16, u16), port_type: PortType, parent: Parent, slot: u8) -> Node {
+        Node::plain(name, vendor, device, 0x060400, port_type, parent, slot, 0)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn plain(
         name: String,

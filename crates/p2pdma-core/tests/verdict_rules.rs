@@ -207,31 +207,10 @@ fn zen_cpu_allows_everything_through_the_host_bridge() {
     assert_eq!(verdict(&old_amd, "a", "b").0, MapType::NotSupported);
 }
 
-/// A switch with ACS on its downstream ports, the IOMMU on or off.
+/// SWITCH with ACS on its downstream ports, the IOMMU on or off.
 fn acs_switch(iommu: bool, params: &str) -> Topology {
-    topo(&format!(
-        r#"
-[machine]
-iommu = {iommu}
-kernel_params = "{params}"
-[[root_port]]
-name = "rp"
-[[switch]]
-name = "sw"
-parent = "rp"
-ports = 2
-acs = "0x5f"
-[[endpoint]]
-name = "a"
-kind = "nvme"
-parent = "sw.0"
-cmb_mib = 16
-[[endpoint]]
-name = "b"
-kind = "nvme"
-parent = "sw.1"
-"#
-    ))
+    let switch_with_acs = SWITCH.replace("ports = 3", "ports = 3\nacs = \"0x5f\"");
+    topo(&format!("[machine]\niommu = {iommu}\nkernel_params = \"{params}\"\n{switch_with_acs}"))
 }
 
 #[test]
