@@ -135,15 +135,33 @@ fn malformed_snapshots_are_clear_errors() {
     assert!(matches!(snapshot::from_json(&snapshot::to_json(&looped), p), Err(Error::Invalid { .. })));
 }
 
+/// Sysfs trees captured from the lab's real guest kernel (crates/p2pdma-lab/fixtures).
+fn real_fixture(name: &str) -> Topology {
+    let base = Path::new("../p2pdma-lab/fixtures").join(name);
+    sysfs::read(&sysfs::Roots { sys: base.join("sys"), proc: base.join("proc") }, None).unwrap()
+}
+
 #[test]
-fn real_guest_fixture_reads_if_present() {
-    // Captured from the lab guest (crates/p2pdma-lab/fixtures): a real kernel's sysfs.
-    let base = Path::new("../p2pdma-lab/fixtures/switch");
-    if !base.join("sys/bus/pci/devices").is_dir() {
-        return;
-    }
-    let t = sysfs::read(&sysfs::Roots { sys: base.join("sys"), proc: base.join("proc") }, None).unwrap();
+fn real_guest_switch_tree_gives_bus_address() {
+    let t = real_fixture("switch");
     let e = Engine::new(&t).unwrap();
-    let m = matrix(&e);
-    assert!(!m.providers.is_empty());
+    let r = check(&e, "03:00.0", &["04:00.0".into()]).unwrap();
+    assert_eq!((r.map_type, r.distance), (MapType::BusAddr, Some(4)));
+    assert!(r.clients[0].certain);
+    let m = r.p2pmem.unwrap();
+    assert_eq!((m.size, m.available, m.published), (16 << 20, 16711680, true));
+    assert_eq!(t.machine.kernel_release.as_deref(), Some("7.2.13+deb14-amd64"));
+}
+
+#[test]
+fn real_guest_multifunction_iommu_tree_refuses_like_the_kernel() {
+    let t = real_fixture("multifunction-iommu");
+    assert_eq!(t.machine.iommu, Some(true));
+    let rp = t.devices.iter().find(|d| d.bdf.to_string() == "0000:00:11.0").unwrap();
+    assert_eq!(rp.acs, Acs::Present { offset: 0x148, cap: 0x5f, ctrl: 0x1d });
+    let e = Engine::new(&t).unwrap();
+    let v = &check(&e, "01:00.0", &["01:00.1".into()]).unwrap().clients[0];
+    assert_eq!(v.map_type, MapType::NotSupported);
+    assert!(v.kernel_log[1].ends_with("pci=disable_acs_redir=0000:00:11.0"));
+    // (The lab's conformance suite checks these lines against the live kernel's log.)
 }
