@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use p2pdma_core::{resolve, Bdf, Engine, Target, Topology};
+use p2pdma_core::{resolve, Bdf, Engine, Target};
 use p2pdma_mem::{DirectFile, P2pBuffer};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -37,15 +37,15 @@ pub struct ReadReport {
 }
 
 /// A block device path, or the block device of a named device (`nvme-a`, `0000:03:00.0`).
-pub fn block_device(topo: &Topology, name: &str) -> anyhow::Result<PathBuf> {
+pub fn block_device(engine: &Engine<'_>, name: &str) -> anyhow::Result<PathBuf> {
+    let topo = engine.topo;
     if name.starts_with('/') {
         return Ok(PathBuf::from(name));
     }
     if topo.aliases.get(name).is_some_and(|a| a.class == "block") {
         return Ok(PathBuf::from("/dev").join(name));
     }
-    let engine = Engine::new(topo)?;
-    let Target::Pci(i) = resolve(&engine, name)? else {
+    let Target::Pci(i) = resolve(engine, name)? else {
         anyhow::bail!("{name} is not a block device or a PCI device with one");
     };
     let bdf = topo.devices[i].bdf;
@@ -64,14 +64,14 @@ fn available(dir: &std::path::Path) -> u64 {
 }
 
 pub fn run(
-    topo: &Topology,
+    engine: &Engine<'_>,
     sysfs: &std::path::Path,
     provider: &str,
     size: usize,
     read: Option<(PathBuf, u64)>,
 ) -> anyhow::Result<Result<AllocReport, (p2pdma_mem::MemError, Bdf)>> {
-    let engine = Engine::new(topo)?;
-    let Target::Pci(i) = resolve(&engine, provider)? else {
+    let topo = engine.topo;
+    let Target::Pci(i) = resolve(engine, provider)? else {
         anyhow::bail!("{provider} is not a PCI device and cannot provide P2P memory");
     };
     let dev = &topo.devices[i];

@@ -70,11 +70,11 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
         });
         bus_of.insert(&hb.name, id);
     }
-    let main_bus = "pcie.0".to_string();
-    let first_bridge_bus =
-        spec.host_bridges.first().map(|h| bus_of[h.name.as_str()].clone()).unwrap_or(main_bus.clone());
 
-    let mut auto_slot: HashMap<String, u8> = HashMap::new();
+    // Addresses come from the lowered topology, so the lab places devices exactly where
+    // `--spec` predicts them.
+    let address: HashMap<&str, p2pdma_core::Bdf> =
+        topo.devices.iter().filter_map(|d| d.name.as_deref().map(|n| (n, d.bdf))).collect();
     for rp in &spec.root_ports {
         let what = format!("root port {}", rp.name);
         if !default_acs(&rp.acs) || rp.acs_ctrl != 0 || rp.id.as_deref().is_some_and(|id| id != "1b36:000c") {
@@ -82,23 +82,13 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
         }
         let bus = match &rp.host_bridge {
             Some(h) => bus_of.get(h.as_str()).cloned().ok_or_else(|| format!("{what}: no host bridge named `{h}`"))?,
-            None => first_bridge_bus.clone(),
-        };
-        let slot = match rp.slot {
-            Some(s) => s,
-            None => {
-                // Same default as the topology file's addresses: 0x10 on q35's bus, 0 on a pxb.
-                let next = auto_slot.entry(bus.clone()).or_insert(if bus == main_bus { 0x10 } else { 0 });
-                let s = *next;
-                *next = next.checked_add(1).ok_or_else(|| format!("{what}: no free slot left"))?;
-                s
-            }
+            None => "pcie.0".into(), // the first host bridge is always q35's own
         };
         let c = next_chassis()?;
         devices.push(LabDevice {
             id: qemu_id(&rp.name)?,
             bus,
-            addr: Some((slot, 0)),
+            addr: Some((address[rp.name.as_str()].dev, 0)),
             multifunction: false,
             kind: LabDeviceKind::RootPort { chassis: c, slot: 0 },
         });
@@ -158,7 +148,7 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
             other => return Err(format!("{what}: the lab cannot emulate a {other:?} endpoint (nvme and nic only)")),
         };
         let (bus, slot) = match bus_of.get(ep.parent.as_str()) {
-            Some(host_bus) => (host_bus.clone(), ep.slot.unwrap_or(0)),
+            Some(host_bus) => (host_bus.clone(), address[ep.name.as_str()].dev),
             None => (qemu_id(&ep.parent)?, 0),
         };
         devices.push(LabDevice {

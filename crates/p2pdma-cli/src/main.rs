@@ -256,8 +256,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Alloc { source, provider, size, read, offset, json } => {
             let loaded = source.load()?;
-            let read = read.map(|r| alloc::block_device(&loaded.topology, &r).map(|p| (p, offset))).transpose()?;
-            match alloc::run(&loaded.topology, &source.sysfs_root, &provider, size, read)? {
+            let engine = Engine::new(&loaded.topology)?;
+            let read = read.map(|r| alloc::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
+            match alloc::run(&engine, &source.sysfs_root, &provider, size, read)? {
                 Ok(report) => {
                     let failed = report.read.as_ref().is_some_and(|r| !r.ok);
                     if json {
@@ -290,7 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         pci_parent.map(|i| loaded.topology.devices[i].bdf)
                     }
                 };
-                let block_device = alloc::block_device(&loaded.topology, name).ok();
+                let block_device = alloc::block_device(&engine, name).ok();
                 if block && block_device.is_none() {
                     anyhow::bail!("{name} has no block device");
                 }

@@ -153,14 +153,10 @@ impl Device {
         self.is_bridge || self.class >> 8 == 0x0604 || self.class >> 8 == 0x0609
     }
 
-    /// Host bridge functions (class 0x0600) do no DMA of their own.
-    pub fn is_host_bridge_function(&self) -> bool {
-        self.class >> 8 == 0x0600
-    }
-
-    /// Endpoints that can master DMA and so be P2P clients: not bridges of any kind.
+    /// Endpoints that can master DMA and so be P2P clients: not bridges of any kind (class
+    /// 0x06: host, ISA, PCI bridges; or a type-1 header).
     pub fn is_dma_capable(&self) -> bool {
-        !self.is_pci_bridge() && !self.is_host_bridge_function() && self.class >> 16 != 0x06
+        !self.is_pci_bridge() && self.class >> 16 != 0x06
     }
 
     /// A short description, e.g. `NVMe controller`.

@@ -153,47 +153,35 @@ impl DirectFile {
 
     /// Reads exactly `buf.len()` bytes at `offset`; a short read is an error naming where.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), MemError> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
-            match rustix::io::pread(self.fd.as_fd(), &mut buf[done..], at) {
-                Ok(0) => {
-                    return Err(MemError::Io {
-                        path: self.path.clone(),
-                        op: "read",
-                        offset: at,
-                        cause: IoCause(Errno::NXIO),
-                    })
-                }
-                Ok(n) => done += n,
-                Err(Errno::INTR) => {}
-                Err(e) => {
-                    return Err(MemError::Io { path: self.path.clone(), op: "read", offset: at, cause: IoCause(e) })
-                }
-            }
-        }
-        Ok(())
+        let fd = self.fd.as_fd();
+        self.until_done("read", buf.len(), offset, Errno::NXIO, |done, at| rustix::io::pread(fd, &mut buf[done..], at))
     }
 
     /// Writes all of `buf` at `offset`.
     pub fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<(), MemError> {
+        let fd = self.fd.as_fd();
+        self.until_done("write", buf.len(), offset, Errno::NOSPC, |done, at| rustix::io::pwrite(fd, &buf[done..], at))
+    }
+
+    /// Repeats `step(bytes done, device offset)` until `len` bytes are transferred, retrying
+    /// on EINTR; a zero-byte step is reported as `at_end` at the offset where it happened.
+    fn until_done(
+        &self,
+        op: &'static str,
+        len: usize,
+        offset: u64,
+        at_end: Errno,
+        mut step: impl FnMut(usize, u64) -> Result<usize, Errno>,
+    ) -> Result<(), MemError> {
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < len {
             let at = offset + done as u64;
-            match rustix::io::pwrite(self.fd.as_fd(), &buf[done..], at) {
-                Ok(0) => {
-                    return Err(MemError::Io {
-                        path: self.path.clone(),
-                        op: "write",
-                        offset: at,
-                        cause: IoCause(Errno::NOSPC),
-                    })
-                }
+            let error = |e| MemError::Io { path: self.path.clone(), op, offset: at, cause: IoCause(e) };
+            match step(done, at) {
+                Ok(0) => return Err(error(at_end)),
                 Ok(n) => done += n,
                 Err(Errno::INTR) => {}
-                Err(e) => {
-                    return Err(MemError::Io { path: self.path.clone(), op: "write", offset: at, cause: IoCause(e) })
-                }
+                Err(e) => return Err(error(e)),
             }
         }
         Ok(())
