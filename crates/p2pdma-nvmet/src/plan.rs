@@ -1,0 +1,1322 @@
+//! The pure planner: a request, the verdict engine and configfs's current state in; a plan
+//! out: the checks and their answers, what the kernel will do with P2P memory, and the
+//! configfs steps in the order the kernel needs them. Nothing here touches the machine.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use p2pdma_core::analysis::{self, CheckReport, FindReport};
+use p2pdma_core::{Bdf, Engine, MapType};
+use serde::Serialize;
+
+use crate::state::{NvmetState, Port, Subsystem};
+use crate::NvmetError;
+
+/// The transports p2pdma exports over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Rdma,
+    Loop,
+}
+
+impl Transport {
+    /// `addr_trtype` as the kernel spells it.
+    pub fn trtype(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rdma => "rdma",
+            Transport::Loop => "loop",
+        }
+    }
+
+    /// The target-side module that implements it.
+    pub fn module(self) -> &'static str {
+        match self {
+            Transport::Tcp => "nvmet-tcp",
+            Transport::Rdma => "nvmet-rdma",
+            Transport::Loop => "nvme-loop",
+        }
+    }
+
+    pub fn from_trtype(s: &str) -> Option<Self> {
+        match s {
+            "tcp" => Some(Transport::Tcp),
+            "rdma" => Some(Transport::Rdma),
+            "loop" => Some(Transport::Loop),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Transport::from_trtype(s)
+            .ok_or_else(|| format!("`{s}` is not a transport p2pdma exports over (tcp, rdma, loop)"))
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.trtype())
+    }
+}
+
+/// `--p2pmem off|auto|PROVIDER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum P2pmemRequest {
+    Off,
+    Auto,
+    Provider(String),
+}
+
+impl FromStr for P2pmemRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(P2pmemRequest::Off),
+            "auto" => Ok(P2pmemRequest::Auto),
+            "" => Err("--p2pmem wants off, auto or a provider (BDF or name)".into()),
+            p => Ok(P2pmemRequest::Provider(p.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for P2pmemRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            P2pmemRequest::Off => f.write_str("off"),
+            P2pmemRequest::Auto => f.write_str("auto"),
+            P2pmemRequest::Provider(p) => f.write_str(p),
+        }
+    }
+}
+
+/// What the namespace path is, as the OS layer found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "what")]
+pub enum PathKind {
+    Block,
+    /// Exists but is something else (`regular file`, `character device`, `directory`).
+    NotBlock(String),
+    Missing,
+    /// Not looked at: planning against a topology file or snapshot.
+    Unchecked,
+}
+
+/// The namespace to export: the path written to `device_path` and what is behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceDevice {
+    pub path: String,
+    pub kind: PathKind,
+    /// The kernel's block device name (`nvme0n1`), when known.
+    pub block_name: Option<String>,
+    /// The PCI device the kernel walks up to from the disk (`find_parent_pci_dev`).
+    pub pci_device: Option<Bdf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub nqn: String,
+    pub namespace: NamespaceDevice,
+    pub nsid: Option<u32>,
+    pub transport: Transport,
+    pub traddr: Option<String>,
+    pub trsvcid: Option<String>,
+    pub p2pmem: P2pmemRequest,
+}
+
+/// One change to configfs; paths are relative to the configfs root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    Mkdir {
+        path: String,
+    },
+    Write {
+        path: String,
+        value: String,
+    },
+    /// A link at `link` to the item at `target`.
+    Symlink {
+        target: String,
+        link: String,
+    },
+    Unlink {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+}
+
+impl Step {
+    /// What undoes this step during a rollback. Writes into a directory the plan created go
+    /// with the directory; only `enable` is switched off explicitly.
+    pub fn undo(&self) -> Option<Step> {
+        match self {
+            Step::Mkdir { path } => Some(Step::Rmdir { path: path.clone() }),
+            Step::Symlink { link, .. } => Some(Step::Unlink { path: link.clone() }),
+            Step::Write { path, value } if path.ends_with("/enable") && value == "1" => {
+                Some(Step::Write { path: path.clone(), value: "0".into() })
+            }
+            _ => None,
+        }
+    }
+
+    /// The path the step changes.
+    pub fn path(&self) -> &str {
+        match self {
+            Step::Mkdir { path } | Step::Write { path, .. } | Step::Unlink { path } | Step::Rmdir { path } => path,
+            Step::Symlink { link, .. } => link,
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mkdir { path } => write!(f, "mkdir {path}"),
+            Step::Write { path, value } => write!(f, "echo {value} > {path}"),
+            Step::Symlink { target, link } => write!(f, "ln -s {target} {link}"),
+            Step::Unlink { path } => write!(f, "rm {path}"),
+            Step::Rmdir { path } => write!(f, "rmdir {path}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Apply the steps.
+    Proceed,
+    /// The same export exists: nothing to do.
+    AlreadyExported,
+    /// `remove` of an NQN that is not there: nothing to do.
+    NotExported,
+    /// Refused before configfs is touched; `reasons` say why.
+    Refused,
+}
+
+/// One thing checked before anything is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceInfo {
+    pub path: String,
+    pub path_kind: PathKind,
+    pub block_device: Option<String>,
+    pub pci_device: Option<Bdf>,
+    pub pci_name: Option<String>,
+    pub driver: Option<String>,
+}
+
+/// The port the export goes through: an existing one with the same address, or a new one.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortPlan {
+    pub id: String,
+    pub existing: bool,
+    pub trtype: String,
+    pub adrfam: Option<String>,
+    pub traddr: Option<String>,
+    pub trsvcid: Option<String>,
+}
+
+/// An RDMA device a controller may arrive on, and what nvmet-rdma does with P2P for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RdmaClient {
+    pub device: String,
+    /// Its PCI device; None for software devices (rxe, siw).
+    pub pci_device: Option<Bdf>,
+    /// The provider the kernel would use for controllers on this device.
+    pub provider: Option<Bdf>,
+    pub map_type: Option<MapType>,
+    pub distance: Option<u32>,
+    pub uses_p2p: bool,
+    pub why: String,
+}
+
+/// What happens with P2P memory, from the namespace's enable check to every I/O.
+#[derive(Debug, Clone, Serialize)]
+pub struct P2pPlan {
+    /// `off`, `auto` or the provider as given.
+    pub requested: String,
+    /// The value written to `namespaces/<nsid>/p2pmem`; null: nothing written (the kernel's 0).
+    pub p2pmem: Option<String>,
+    /// The explicit provider, or the one the kernel is expected to pick for `auto`.
+    pub provider: Option<Bdf>,
+    pub provider_name: Option<String>,
+    /// Provider to the namespace's PCI device (the check the kernel makes at enable).
+    pub distance: Option<u32>,
+    pub map_type: Option<MapType>,
+    /// `p2pdma check PROVIDER <namespace's PCI device>` for an explicit provider.
+    pub check: Option<CheckReport>,
+    /// `p2pdma find <namespace's PCI device>` for `auto`.
+    pub find: Option<FindReport>,
+    /// Which P2P client the transport gives nvmet for each controller.
+    pub transport_client: String,
+    pub rdma_devices: Vec<RdmaClient>,
+    /// The prediction: controllers will stage I/O in P2P memory.
+    pub used: bool,
+    /// The story in order, for humans.
+    pub summary: Vec<String>,
+    /// Lines the kernel is expected to log when it acts on this (at connect for RDMA).
+    pub kernel_log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportPlan {
+    pub nqn: String,
+    pub nsid: u32,
+    pub namespace: NamespaceInfo,
+    pub transport: Transport,
+    pub port: PortPlan,
+    pub p2p: P2pPlan,
+    pub checks: Vec<Check>,
+    pub outcome: Outcome,
+    pub reasons: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptPort {
+    pub port: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovePlan {
+    pub nqn: String,
+    pub outcome: Outcome,
+    pub namespaces: Vec<u32>,
+    /// Ports the subsystem is unlinked from.
+    pub ports_unlinked: Vec<String>,
+    /// Ports removed because this subsystem was all they exported.
+    pub ports_removed: Vec<String>,
+    pub ports_kept: Vec<KeptPort>,
+    pub reasons: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// The kernel's NQN field is 223 characters plus NUL (`NVMF_NQN_SIZE`).
+const NQN_MAX: usize = 223;
+const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
+/// The default NVMe/TCP and NVMe/RDMA service id.
+pub const DEFAULT_TRSVCID: &str = "4420";
+
+fn check_nqn(nqn: &str) -> Result<(), NvmetError> {
+    let bad = |why: &str| Err(NvmetError::BadInput(format!("NQN `{nqn}`: {why}")));
+    if nqn.is_empty() {
+        return bad("empty");
+    }
+    if nqn.len() > NQN_MAX {
+        return bad(&format!("{} bytes, the kernel's limit is {NQN_MAX}", nqn.len()));
+    }
+    if nqn == "." || nqn == ".." || nqn.contains('/') {
+        return bad("it becomes a configfs directory name: no '/', '.' or '..'");
+    }
+    if nqn.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("no spaces or control characters");
+    }
+    if nqn == DISCOVERY_NQN {
+        return bad("that is the discovery subsystem's NQN, which the kernel keeps for itself");
+    }
+    Ok(())
+}
+
+/// `adrfam` for an address, and the port's address fields for the transport.
+fn port_address(req: &ExportRequest) -> Result<(Option<String>, Option<String>, Option<String>), NvmetError> {
+    match req.transport {
+        Transport::Tcp | Transport::Rdma => {
+            let addr = req.traddr.as_deref().ok_or_else(|| {
+                NvmetError::BadInput(format!(
+                    "--addr is needed for {}: the IP address to listen on (e.g. 127.0.0.1)",
+                    req.transport
+                ))
+            })?;
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| NvmetError::BadInput(format!("--addr `{addr}` is not an IPv4 or IPv6 address")))?;
+            let svc = req.trsvcid.clone().unwrap_or_else(|| DEFAULT_TRSVCID.into());
+            if !matches!(svc.parse::<u16>(), Ok(p) if p > 0) {
+                return Err(NvmetError::BadInput(format!("--port `{svc}` is not a TCP/UDP port number (1-65535)")));
+            }
+            let fam = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+            Ok((Some(fam.into()), Some(addr.into()), Some(svc)))
+        }
+        Transport::Loop => {
+            if req.trsvcid.is_some() {
+                return Err(NvmetError::BadInput("--port means nothing for loop (there is no network)".into()));
+            }
+            Ok((None, req.traddr.clone(), None))
+        }
+    }
+}
+
+/// Whether the namespace's queue will have `BLK_FEAT_PCI_P2PDMA` (only nvme-pci sets it, as far
+/// as p2pdma knows); Err is the reason it will not.
+fn namespace_p2p_capable(engine: &Engine<'_>, ns: &NamespaceDevice) -> Result<usize, String> {
+    let what = ns.block_name.clone().unwrap_or_else(|| ns.path.clone());
+    let kernel = format!("the kernel refuses: \"peer-to-peer DMA is not supported by the driver of {}\"", ns.path);
+    let Some(i) = ns.pci_device.and_then(|b| engine.index_of(b)) else {
+        return Err(format!(
+            "{what} has no PCI device above it (a loop, fabric or virtual disk), so its queue cannot do P2P DMA: {kernel}"
+        ));
+    };
+    let d = engine.device(i);
+    let nvme = d.class >> 8 == 0x0108;
+    match d.driver.as_deref() {
+        Some("nvme") => Ok(i),
+        None if nvme => Ok(i),
+        other => Err(format!(
+            "{what} is on {} driven by {}: only the NVMe PCI driver marks its queues P2P-capable (BLK_FEAT_PCI_P2PDMA); {kernel}",
+            d.label(),
+            other.unwrap_or("no driver")
+        )),
+    }
+}
+
+fn label_of(engine: &Engine<'_>, bdf: Bdf) -> String {
+    engine.index_of(bdf).map(|i| engine.device(i).label()).unwrap_or_else(|| bdf.to_string())
+}
+
+/// What a transport does with P2P memory for a namespace whose `p2pmem` shows `p2pmem`
+/// (`1` or a provider's name): the client it passes, each RDMA device's outcome, and
+/// whether any controller will use P2P memory. Shared by the planner and `list`.
+pub(crate) fn transport_p2p(
+    engine: &Engine<'_>,
+    transport: Transport,
+    p2pmem: &str,
+    ns_pci: Option<Bdf>,
+    nsid: u32,
+    device_path: &str,
+) -> (String, Vec<RdmaClient>, bool) {
+    match transport {
+        Transport::Tcp => (
+            "TCP does not use P2P memory: nvmet-tcp gives nvmet no PCI device as P2P client, so every I/O is staged in host memory (the namespace's p2pmem setting only changes the check at enable)".into(),
+            Vec::new(),
+            false,
+        ),
+        Transport::Loop => (
+            "loop does not use P2P memory: nvme-loop gives nvmet no PCI device as P2P client, so every I/O goes through host memory".into(),
+            Vec::new(),
+            false,
+        ),
+        Transport::Rdma => {
+            let mut devices = Vec::new();
+            for (name, alias) in engine.topo.aliases.iter().filter(|(_, a)| a.class == "infiniband") {
+                devices.push(rdma_client(engine, name, alias.pci_parent, p2pmem, ns_pci, nsid, device_path));
+            }
+            let used = devices.iter().any(|d| d.uses_p2p);
+            let text = if devices.is_empty() {
+                "no RDMA device on this machine: nvmet-rdma passes the RDMA device a connection arrives on as P2P client, and there is none yet".to_string()
+            } else {
+                "nvmet-rdma passes the RDMA device each connection arrives on as P2P client (only devices that DMA through the PCI bus: not rxe or siw); nvmet then checks the provider against it per controller and silently falls back to host memory if it fails".to_string()
+            };
+            (text, devices, used)
+        }
+    }
+}
+
+fn rdma_client(
+    engine: &Engine<'_>,
+    name: &str,
+    pci: Option<Bdf>,
+    p2pmem: &str,
+    ns_pci: Option<Bdf>,
+    nsid: u32,
+    device_path: &str,
+) -> RdmaClient {
+    let mut c = RdmaClient {
+        device: name.to_string(),
+        pci_device: pci,
+        provider: None,
+        map_type: None,
+        distance: None,
+        uses_p2p: false,
+        why: String::new(),
+    };
+    let Some(ci) = pci.and_then(|b| engine.index_of(b)) else {
+        c.why = format!(
+            "{name} has no PCI device (a software RDMA device such as rxe or siw, which DMA through the CPU): nvmet-rdma passes no P2P client for it (ib_dma_pci_p2p_dma_supported is false), so controllers on {name} never use P2P memory and the kernel logs nothing about it"
+        );
+        return c;
+    };
+    let client_label = engine.device(ci).label();
+    if p2pmem == "1" {
+        let Some(ns) = ns_pci else {
+            c.why = "the namespace has no PCI device".into();
+            return c;
+        };
+        match analysis::find(engine, &[engine.device(ci).bdf.to_string(), ns.to_string()]) {
+            Ok(f) if f.provider.is_some() => {
+                c.provider = f.provider;
+                c.distance = f.distance;
+                c.uses_p2p = true;
+                c.why = format!(
+                    "the kernel picks {} for controllers on {name} ({client_label}) and the namespace: total distance {}",
+                    label_of(engine, f.provider.unwrap_or(ns)),
+                    f.distance.unwrap_or(0)
+                );
+            }
+            _ => {
+                c.why = format!(
+                    "no published provider reaches both {name} ({client_label}) and the namespace: the kernel logs \"no peer-to-peer memory is available that's supported by {name} and {device_path}\" and uses host memory"
+                );
+            }
+        }
+        return c;
+    }
+    let Some(pi) = p2pmem.parse::<Bdf>().ok().and_then(|b| engine.index_of(b)) else {
+        c.why = format!("the provider {p2pmem} is not in this topology");
+        return c;
+    };
+    let r = engine.pair(pi, ci);
+    c.provider = Some(engine.device(pi).bdf);
+    c.map_type = Some(r.map_type);
+    c.distance = r.distance;
+    if r.map_type.supported() {
+        c.uses_p2p = true;
+        c.why = format!(
+            "{} reaches {name} ({client_label}): {}, distance {}; the kernel logs \"using p2pmem on {} for nsid {nsid}\" when a controller connects",
+            engine.device(pi).label(),
+            r.map_type.as_str(),
+            r.distance.unwrap_or(0),
+            engine.device(pi).bdf
+        );
+    } else {
+        c.why = format!(
+            "{} cannot reach {name} ({client_label}) (see `p2pdma check {} {}`): the kernel silently uses host memory for controllers on {name}",
+            engine.device(pi).label(),
+            engine.device(pi).bdf,
+            engine.device(ci).bdf
+        );
+    }
+    c
+}
+
+/// Plans `p2pdma nvmet export`. Errors are bad input (exit 2); refusals come back as a plan
+/// with `outcome: refused` and nothing to do.
+pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState) -> Result<ExportPlan, NvmetError> {
+    check_nqn(&req.nqn)?;
+    if let Some(n) = req.nsid {
+        if n == 0 || n == u32::MAX {
+            return Err(NvmetError::BadInput(format!("--nsid {n}: namespace ids run from 1 to 4294967294")));
+        }
+    }
+    let ns = &req.namespace;
+    match &ns.kind {
+        PathKind::Missing => return Err(NvmetError::BadInput(format!("{}: no such file or device", ns.path))),
+        PathKind::NotBlock(what) => {
+            return Err(NvmetError::BadInput(format!(
+                "{} is a {what}, not a block device: p2pdma exports block devices (nvmet would serve a file through the page cache, and the kernel refuses P2P memory for it: \"peer-to-peer DMA is not supported by non-block device namespaces\")",
+                ns.path
+            )))
+        }
+        PathKind::Block | PathKind::Unchecked => {}
+    }
+    let (adrfam, traddr, trsvcid) = port_address(req)?;
+
+    let mut checks = Vec::new();
+    let mut reasons = Vec::new();
+    let mut refused = false;
+
+    let ns_dev = ns.pci_device.and_then(|b| engine.index_of(b)).map(|i| engine.device(i));
+    let info = NamespaceInfo {
+        path: ns.path.clone(),
+        path_kind: ns.kind.clone(),
+        block_device: ns.block_name.clone(),
+        pci_device: ns.pci_device,
+        pci_name: ns_dev.and_then(|d| d.name.clone()),
+        driver: ns_dev.and_then(|d| d.driver.clone()),
+    };
+    checks.push(Check {
+        what: "namespace",
+        ok: true,
+        detail: format!(
+            "{}{} on {}",
+            ns.path,
+            match &ns.kind {
+                PathKind::Block => " is a block device",
+                _ => "",
+            },
+            ns_dev.map(|d| d.label()).unwrap_or_else(|| "no PCI device".into())
+        ),
+    });
+
+    // The P2P part: what is written to p2pmem, and what the kernel will do with it.
+    let capable = namespace_p2p_capable(engine, ns);
+    let mut p2p = P2pPlan {
+        requested: req.p2pmem.to_string(),
+        p2pmem: None,
+        provider: None,
+        provider_name: None,
+        distance: None,
+        map_type: None,
+        check: None,
+        find: None,
+        transport_client: String::new(),
+        rdma_devices: Vec::new(),
+        used: false,
+        summary: Vec::new(),
+        kernel_log: Vec::new(),
+    };
+    match &req.p2pmem {
+        P2pmemRequest::Off => {
+            p2p.summary.push("p2pmem off: nvmet stages every I/O in host memory".into());
+        }
+        P2pmemRequest::Provider(name) => match &capable {
+            Err(why) => {
+                // The provider must still be one: bad input comes before a refusal.
+                analysis::check(engine, name, &[])?;
+                refused = true;
+                checks.push(Check { what: "namespace driver", ok: false, detail: why.clone() });
+                reasons.push(why.clone());
+            }
+            Ok(ns_index) => {
+                let ns_pci = engine.device(*ns_index).bdf;
+                let report = analysis::check(engine, name, &[ns_pci.to_string()])?;
+                p2p.provider = Some(report.provider);
+                p2p.provider_name = report.provider_name.clone();
+                p2p.map_type = Some(report.map_type);
+                p2p.distance = report.distance;
+                let plabel = label_of(engine, report.provider);
+                let nlabel = label_of(engine, ns_pci);
+                match report.p2pmem.as_ref().filter(|m| m.published) {
+                    Some(m) => checks.push(Check {
+                        what: "provider",
+                        ok: true,
+                        detail: format!("{plabel} publishes P2P memory ({} of {} bytes free)", m.available, m.size),
+                    }),
+                    None => {
+                        refused = true;
+                        let why = format!(
+                            "{plabel} has P2P memory but does not publish it: the kernel refuses it for nvmet (\"PCI device has no peer-to-peer memory: {}\", ENODEV)",
+                            report.provider
+                        );
+                        checks.push(Check { what: "provider", ok: false, detail: why.clone() });
+                        reasons.push(why);
+                    }
+                }
+                if report.map_type.supported() {
+                    checks.push(Check {
+                        what: "verdict",
+                        ok: true,
+                        detail: format!(
+                            "{plabel} -> {nlabel}: {}, distance {} (the kernel's check when the namespace is enabled)",
+                            report.map_type.as_str(),
+                            report.distance.unwrap_or(0)
+                        ),
+                    });
+                } else {
+                    refused = true;
+                    checks.push(Check {
+                        what: "verdict",
+                        ok: false,
+                        detail: format!(
+                            "{plabel} -> {nlabel}: not supported: enabling the namespace would fail (EINVAL)"
+                        ),
+                    });
+                    reasons.push(format!(
+                        "the kernel refuses P2P between {plabel} and {nlabel} (the namespace's device): enabling the namespace would fail with EINVAL"
+                    ));
+                    reasons.extend(report.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
+                }
+                if !refused {
+                    p2p.p2pmem = Some(report.provider.to_string());
+                    p2p.summary.push(format!(
+                        "p2pmem = {}: the kernel checks it against {nlabel} when the namespace is enabled: {}, distance {} (passes)",
+                        report.provider,
+                        report.map_type.as_str(),
+                        report.distance.unwrap_or(0)
+                    ));
+                }
+                p2p.check = Some(report);
+            }
+        },
+        P2pmemRequest::Auto => match &capable {
+            Ok(ns_index) => {
+                let ns_pci = engine.device(*ns_index).bdf;
+                let f = analysis::find(engine, &[ns_pci.to_string()])?;
+                match f.provider {
+                    Some(pb) => {
+                        // "1", not the name: nvmet then chooses per controller with the
+                        // transport's client included (pci_p2pmem_find_many), which a fixed
+                        // provider cannot do, and the choice survives renumbering.
+                        p2p.p2pmem = Some("1".into());
+                        p2p.provider = Some(pb);
+                        p2p.provider_name = engine.index_of(pb).and_then(|i| engine.device(i).name.clone());
+                        p2p.distance = f.distance;
+                        p2p.map_type =
+                            engine.index_of(pb).zip(engine.index_of(ns_pci)).map(|(p, c)| engine.pair(p, c).map_type);
+                        p2p.summary.push(format!(
+                            "p2pmem = 1 (auto): a published provider reaches {}: the kernel's enable check finds {} (distance {}); p2pdma writes 1 rather than the name so that nvmet picks per controller a provider that also reaches the transport's device",
+                            label_of(engine, ns_pci),
+                            label_of(engine, pb),
+                            f.distance.unwrap_or(0)
+                        ));
+                        if f.tied.len() > 1 {
+                            p2p.summary.push(format!(
+                                "{} providers tie: the kernel picks one at random each time",
+                                f.tied.len()
+                            ));
+                        }
+                        checks.push(Check {
+                            what: "provider",
+                            ok: true,
+                            detail: format!("auto: {} (distance {})", label_of(engine, pb), f.distance.unwrap_or(0)),
+                        });
+                    }
+                    None => {
+                        let why = f.reasons.join("; ");
+                        p2p.summary.push(format!(
+                            "p2pmem off (auto found no provider for {}): {why}; P2P will not be used",
+                            label_of(engine, ns_pci)
+                        ));
+                        checks.push(Check { what: "provider", ok: true, detail: format!("auto: none ({why})") });
+                    }
+                }
+                p2p.find = Some(f);
+            }
+            Err(why) => {
+                p2p.summary.push(format!("p2pmem off (auto): {why}; P2P will not be used"));
+                checks.push(Check { what: "provider", ok: true, detail: format!("auto: none ({why})") });
+            }
+        },
+    }
+
+    // The transport.
+    let nsid_hint = req.nsid.unwrap_or(1);
+    if let Some(value) = &p2p.p2pmem {
+        let (client, devices, used) = transport_p2p(engine, req.transport, value, ns.pci_device, nsid_hint, &ns.path);
+        p2p.transport_client = client.clone();
+        p2p.summary.push(client);
+        for d in &devices {
+            p2p.summary.push(d.why.clone());
+            if d.uses_p2p {
+                if let Some(pb) = d.provider {
+                    p2p.kernel_log.push(format!("nvmet: using p2pmem on {pb} for nsid {nsid_hint}"));
+                }
+            }
+        }
+        p2p.rdma_devices = devices;
+        p2p.used = used;
+    } else {
+        p2p.transport_client = match req.transport {
+            Transport::Tcp => "TCP does not use P2P memory".into(),
+            Transport::Loop => "loop does not use P2P memory".into(),
+            Transport::Rdma => "RDMA could use P2P memory, but p2pmem is off".into(),
+        };
+    }
+    p2p.summary.push(if p2p.used {
+        let via: Vec<String> = p2p
+            .rdma_devices
+            .iter()
+            .filter(|d| d.uses_p2p)
+            .map(|d| {
+                format!(
+                    "via {} on {} (distance {})",
+                    d.provider.map(|b| label_of(engine, b)).unwrap_or_default(),
+                    d.device,
+                    d.distance.unwrap_or(0)
+                )
+            })
+            .collect();
+        format!("P2P will be used: {}", via.join(", "))
+    } else {
+        "P2P will not be used: data goes through host memory".into()
+    });
+
+    // configfs as it is now: idempotence, NQN in use, port reuse.
+    let existing = state.subsystem(&req.nqn);
+    let nsid = req
+        .nsid
+        .or_else(|| existing.and_then(|s| s.namespaces.iter().find(|n| n.device_path == ns.path)).map(|n| n.nsid))
+        .unwrap_or(1);
+    let port = match state
+        .ports
+        .iter()
+        .find(|p| p.same_address(req.transport.trtype(), traddr.as_deref(), trsvcid.as_deref()))
+    {
+        Some(p) => PortPlan {
+            id: p.name.clone(),
+            existing: true,
+            trtype: req.transport.trtype().into(),
+            adrfam: p.adrfam.clone(),
+            traddr: traddr.clone(),
+            trsvcid: trsvcid.clone(),
+        },
+        None => PortPlan {
+            id: next_port_id(&state.ports).to_string(),
+            existing: false,
+            trtype: req.transport.trtype().into(),
+            adrfam: adrfam.clone(),
+            traddr: traddr.clone(),
+            trsvcid: trsvcid.clone(),
+        },
+    };
+    checks.push(Check {
+        what: "port",
+        ok: true,
+        detail: if port.existing {
+            format!("reuse port {} ({})", port.id, port_text(&port))
+        } else {
+            format!("new port {} ({})", port.id, port_text(&port))
+        },
+    });
+
+    let want_p2pmem = p2p.p2pmem.clone().unwrap_or_else(|| "0".into());
+    let mut outcome = Outcome::Proceed;
+    match existing {
+        Some(s) => match differences(s, nsid, &ns.path, &want_p2pmem, state, &port) {
+            diffs if diffs.is_empty() => {
+                outcome = Outcome::AlreadyExported;
+                checks.push(Check {
+                    what: "nqn",
+                    ok: true,
+                    detail: format!("{} already exports {} as nsid {nsid} on port {}", req.nqn, ns.path, port.id),
+                });
+                reasons.push("already exported, nothing changed".into());
+            }
+            diffs => {
+                refused = true;
+                let why = format!(
+                    "NQN already in use: {} exists with a different export ({}); remove it first (p2pdma nvmet remove --nqn {}) or choose another NQN",
+                    req.nqn,
+                    diffs.join("; "),
+                    req.nqn
+                );
+                checks.push(Check { what: "nqn", ok: false, detail: why.clone() });
+                reasons.push(why);
+            }
+        },
+        None => checks.push(Check { what: "nqn", ok: true, detail: format!("{} is free", req.nqn) }),
+    }
+    for other in state.subsystems.iter().filter(|s| s.nqn != req.nqn) {
+        for n in other.namespaces.iter().filter(|n| n.device_path == ns.path) {
+            checks.push(Check {
+                what: "namespace",
+                ok: true,
+                detail: format!(
+                    "note: {} is also namespace {} of {}: two subsystems writing one device do not coordinate",
+                    ns.path, n.nsid, other.nqn
+                ),
+            });
+        }
+    }
+
+    if refused {
+        outcome = Outcome::Refused;
+    }
+    let steps = if outcome == Outcome::Proceed {
+        export_steps(&req.nqn, nsid, &ns.path, p2p.p2pmem.as_deref(), &port)
+    } else {
+        Vec::new()
+    };
+    // The expected "using p2pmem" line names the real nsid.
+    for l in &mut p2p.kernel_log {
+        *l = l.replace(&format!("for nsid {nsid_hint}"), &format!("for nsid {nsid}"));
+    }
+    Ok(ExportPlan {
+        nqn: req.nqn.clone(),
+        nsid,
+        namespace: info,
+        transport: req.transport,
+        port,
+        p2p,
+        checks,
+        outcome,
+        reasons,
+        steps,
+    })
+}
+
+fn port_text(p: &PortPlan) -> String {
+    let mut s = p.trtype.clone();
+    if let Some(a) = &p.traddr {
+        s.push(' ');
+        s.push_str(a);
+    }
+    if let Some(svc) = &p.trsvcid {
+        s.push(':');
+        s.push_str(svc);
+    }
+    s
+}
+
+/// The smallest port id from 1 up that no port directory uses.
+fn next_port_id(ports: &[Port]) -> u16 {
+    (1..=u16::MAX).find(|id| !ports.iter().any(|p| p.id == Some(*id) || p.name == id.to_string())).unwrap_or(0)
+}
+
+/// How an existing subsystem differs from the requested export (empty: it is that export).
+fn differences(s: &Subsystem, nsid: u32, path: &str, p2pmem: &str, state: &NvmetState, port: &PortPlan) -> Vec<String> {
+    let mut d = Vec::new();
+    match s.namespaces.iter().find(|n| n.nsid == nsid) {
+        None => d.push(format!("it has no namespace {nsid}")),
+        Some(n) => {
+            if n.device_path != path {
+                d.push(format!(
+                    "namespace {nsid} is {}",
+                    if n.device_path.is_empty() { "unset" } else { &n.device_path }
+                ));
+            }
+            if !n.enabled {
+                d.push(format!("namespace {nsid} is disabled"));
+            }
+            let have = n.p2pmem.as_deref().unwrap_or("0");
+            if have != p2pmem {
+                d.push(format!("namespace {nsid} has p2pmem {have}, not {p2pmem}"));
+            }
+        }
+    }
+    let others: Vec<String> = s.namespaces.iter().filter(|n| n.nsid != nsid).map(|n| n.nsid.to_string()).collect();
+    if !others.is_empty() {
+        d.push(format!("it also has namespace(s) {}", others.join(", ")));
+    }
+    if !s.allow_any_host {
+        d.push("it admits only listed hosts".into());
+    }
+    if !port.existing || !state.ports_of(&s.nqn).any(|p| p.name == port.id) {
+        let on: Vec<String> = state.ports_of(&s.nqn).map(|p| format!("port {} ({})", p.name, p.address())).collect();
+        d.push(if on.is_empty() {
+            "it is on no port".to_string()
+        } else {
+            format!("it is exported on {}, not on {}", on.join(", "), port_text(port))
+        });
+    }
+    d
+}
+
+/// The kernel's order: the subsystem and its host policy; the namespace with its device and
+/// P2P setting (p2pmem must be written before enable: the kernel answers EBUSY after);
+/// enable (the P2P check runs here); the port's address; and last the link that makes the
+/// port listen (the transport's add_port runs on the first link).
+fn export_steps(nqn: &str, nsid: u32, path: &str, p2pmem: Option<&str>, port: &PortPlan) -> Vec<Step> {
+    let sub = format!("nvmet/subsystems/{nqn}");
+    let ns = format!("{sub}/namespaces/{nsid}");
+    let p = format!("nvmet/ports/{}", port.id);
+    let w = |path: String, value: &str| Step::Write { path, value: value.to_string() };
+    let mut steps = vec![
+        Step::Mkdir { path: sub.clone() },
+        w(format!("{sub}/attr_allow_any_host"), "1"),
+        Step::Mkdir { path: ns.clone() },
+        w(format!("{ns}/device_path"), path),
+    ];
+    if let Some(v) = p2pmem {
+        steps.push(w(format!("{ns}/p2pmem"), v));
+    }
+    steps.push(w(format!("{ns}/enable"), "1"));
+    if !port.existing {
+        steps.push(Step::Mkdir { path: p.clone() });
+        steps.push(w(format!("{p}/addr_trtype"), &port.trtype));
+        if let Some(f) = &port.adrfam {
+            steps.push(w(format!("{p}/addr_adrfam"), f));
+        }
+        if let Some(a) = &port.traddr {
+            steps.push(w(format!("{p}/addr_traddr"), a));
+        }
+        if let Some(s) = &port.trsvcid {
+            steps.push(w(format!("{p}/addr_trsvcid"), s));
+        }
+    }
+    steps.push(Step::Symlink { target: sub, link: format!("{p}/subsystems/{nqn}") });
+    steps
+}
+
+/// Plans `p2pdma nvmet remove`: unlink the subsystem from its ports, disable and remove its
+/// namespaces, remove it, and remove the ports it alone used. A port that still exports
+/// another subsystem, or carries referrals or ANA groups someone made, stays.
+pub fn plan_remove(state: &NvmetState, nqn: &str) -> Result<RemovePlan, NvmetError> {
+    check_nqn(nqn)?;
+    let mut plan = RemovePlan {
+        nqn: nqn.to_string(),
+        outcome: Outcome::Proceed,
+        namespaces: Vec::new(),
+        ports_unlinked: Vec::new(),
+        ports_removed: Vec::new(),
+        ports_kept: Vec::new(),
+        reasons: Vec::new(),
+        steps: Vec::new(),
+    };
+    let Some(s) = state.subsystem(nqn) else {
+        plan.outcome = Outcome::NotExported;
+        plan.reasons.push(format!("{nqn} is not exported: nothing changed"));
+        return Ok(plan);
+    };
+    let sub = format!("nvmet/subsystems/{nqn}");
+    let mut removed = Vec::new();
+    for p in state.ports_of(nqn) {
+        plan.steps.push(Step::Unlink { path: format!("nvmet/ports/{}/subsystems/{nqn}", p.name) });
+        plan.ports_unlinked.push(p.name.clone());
+        let others: Vec<&String> = p.subsystems.iter().filter(|n| n.as_str() != nqn).collect();
+        let why = if !others.is_empty() {
+            Some(format!("still exports {}", others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+        } else if p.referrals > 0 {
+            Some(format!("has {} referral(s)", p.referrals))
+        } else if p.extra_ana_groups > 0 {
+            Some(format!("has {} ANA group(s) besides the default", p.extra_ana_groups))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => plan.ports_kept.push(KeptPort { port: p.name.clone(), why }),
+            None => removed.push(p.name.clone()),
+        }
+    }
+    for n in &s.namespaces {
+        let ns = format!("{sub}/namespaces/{}", n.nsid);
+        if n.enabled {
+            plan.steps.push(Step::Write { path: format!("{ns}/enable"), value: "0".into() });
+        }
+        plan.steps.push(Step::Rmdir { path: ns });
+        plan.namespaces.push(n.nsid);
+    }
+    for h in &s.allowed_hosts {
+        plan.steps.push(Step::Unlink { path: format!("{sub}/allowed_hosts/{h}") });
+    }
+    plan.steps.push(Step::Rmdir { path: sub });
+    for p in removed {
+        plan.steps.push(Step::Rmdir { path: format!("nvmet/ports/{p}") });
+        plan.ports_removed.push(p);
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use p2pdma_core::model::Alias;
+    use p2pdma_core::Topology;
+
+    use super::*;
+    use crate::apply::fake::FakeConfigFs;
+    use crate::apply::{apply, NoLog};
+    use crate::state::Namespace;
+
+    fn topo(name: &str) -> Topology {
+        p2pdma_core::spec::load(std::path::Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+    }
+
+    fn bdf(s: &str) -> Bdf {
+        s.parse().unwrap()
+    }
+
+    fn request(ns_pci: &str, p2pmem: &str) -> ExportRequest {
+        ExportRequest {
+            nqn: "nqn.2026-11.io.p2pdma:test".into(),
+            namespace: NamespaceDevice {
+                path: "/dev/nvme0n1".into(),
+                kind: PathKind::Block,
+                block_name: Some("nvme0n1".into()),
+                pci_device: Some(bdf(ns_pci)),
+            },
+            nsid: None,
+            transport: Transport::Tcp,
+            traddr: Some("127.0.0.1".into()),
+            trsvcid: None,
+            p2pmem: p2pmem.parse().unwrap(),
+        }
+    }
+
+    fn empty() -> NvmetState {
+        NvmetState { loaded: true, ..NvmetState::default() }
+    }
+
+    #[test]
+    fn switch_export_with_provider_over_tcp_plans_the_kernel_order() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let p = plan_export(&e, &request("0000:04:00.0", "nvme-a"), &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert_eq!(p.p2p.p2pmem.as_deref(), Some("0000:03:00.0"));
+        assert_eq!((p.p2p.map_type, p.p2p.distance), (Some(MapType::BusAddr), Some(4)));
+        assert!(!p.p2p.used);
+        assert!(p.p2p.transport_client.starts_with("TCP does not use P2P memory"));
+        assert!(p.p2p.summary.last().unwrap().starts_with("P2P will not be used"));
+        let steps: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        let s = "nvmet/subsystems/nqn.2026-11.io.p2pdma:test";
+        assert_eq!(
+            steps,
+            vec![
+                format!("mkdir {s}"),
+                format!("echo 1 > {s}/attr_allow_any_host"),
+                format!("mkdir {s}/namespaces/1"),
+                format!("echo /dev/nvme0n1 > {s}/namespaces/1/device_path"),
+                format!("echo 0000:03:00.0 > {s}/namespaces/1/p2pmem"),
+                format!("echo 1 > {s}/namespaces/1/enable"),
+                "mkdir nvmet/ports/1".into(),
+                "echo tcp > nvmet/ports/1/addr_trtype".into(),
+                "echo ipv4 > nvmet/ports/1/addr_adrfam".into(),
+                "echo 127.0.0.1 > nvmet/ports/1/addr_traddr".into(),
+                "echo 4420 > nvmet/ports/1/addr_trsvcid".into(),
+                format!("ln -s {s} nvmet/ports/1/subsystems/nqn.2026-11.io.p2pdma:test"),
+            ]
+        );
+    }
+
+    #[test]
+    fn root_ports_explicit_provider_is_refused_with_the_check_reasons() {
+        let t = topo("root-ports");
+        let e = Engine::new(&t).unwrap();
+        let p = plan_export(&e, &request("0000:02:00.0", "nvme-a"), &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.steps.is_empty());
+        let check = analysis::check(&e, "nvme-a", &["0000:02:00.0".into()]).unwrap();
+        for r in &check.clients[0].reasons {
+            assert!(p.reasons.contains(r), "missing {r}");
+        }
+        assert!(p.checks.iter().any(|c| c.what == "verdict" && !c.ok));
+    }
+
+    #[test]
+    fn root_ports_auto_proceeds_without_p2p_and_says_why() {
+        let t = topo("root-ports");
+        let e = Engine::new(&t).unwrap();
+        let p = plan_export(&e, &request("0000:02:00.0", "auto"), &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        // nvme-a's CMB is the only provider, and the kernel refuses it for nvme-b.
+        assert_eq!(p.p2p.p2pmem, None);
+        assert!(p.p2p.summary[0].starts_with("p2pmem off (auto found no provider"), "{:?}", p.p2p.summary);
+        assert!(p.p2p.summary[0].contains("no published provider can reach every client"));
+        assert!(p.p2p.summary.last().unwrap().starts_with("P2P will not be used"));
+        assert!(!p.p2p.used);
+        // The same request for nvme-a finds its own CMB (distance 0): "1" is written.
+        let p = plan_export(&e, &request("0000:01:00.0", "auto"), &empty()).unwrap();
+        assert_eq!((p.p2p.p2pmem.as_deref(), p.p2p.distance), (Some("1"), Some(0)));
+        assert!(p.p2p.summary.iter().any(|s| s.starts_with("TCP does not use P2P memory")));
+    }
+
+    #[test]
+    fn auto_without_a_provider_writes_nothing_and_says_why() {
+        let t = topo("no-provider");
+        let e = Engine::new(&t).unwrap();
+        let ns = t.devices.iter().find(|d| d.name.as_deref() == Some("nvme-a")).unwrap().bdf.to_string();
+        let p = plan_export(&e, &request(&ns, "auto"), &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert_eq!(p.p2p.p2pmem, None);
+        assert!(p.p2p.summary[0].contains("no device publishes P2P memory"), "{:?}", p.p2p.summary);
+        assert!(!p.steps.iter().any(|s| s.path().ends_with("/p2pmem")));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_plan() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let err = |r: ExportRequest| plan_export(&e, &r, &empty()).unwrap_err().to_string();
+        assert!(err(request("0000:04:00.0", "nvme-b")).contains("not a P2P memory provider"));
+        assert!(err(request("0000:04:00.0", "nvme-zz")).contains("unknown device `nvme-zz`"));
+        let mut r = request("0000:04:00.0", "off");
+        r.namespace.kind = PathKind::NotBlock("regular file".into());
+        assert!(err(r.clone()).contains("is a regular file, not a block device"));
+        r.namespace.kind = PathKind::Missing;
+        assert!(err(r).contains("no such file"));
+        let mut r = request("0000:04:00.0", "off");
+        r.nqn = "a/b".into();
+        assert!(err(r).contains("no '/'"));
+        let mut r = request("0000:04:00.0", "off");
+        r.traddr = None;
+        assert!(err(r.clone()).contains("--addr is needed"));
+        r.traddr = Some("localhost".into());
+        assert!(err(r).contains("not an IPv4 or IPv6 address"));
+        let mut r = request("0000:04:00.0", "off");
+        r.nsid = Some(0);
+        assert!(err(r).contains("--nsid 0"));
+    }
+
+    #[test]
+    fn a_namespace_without_a_p2p_capable_driver_refuses_a_provider_and_auto_turns_off() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut r = request("0000:04:00.0", "nvme-a");
+        r.namespace.pci_device = None; // a loop device or a fabric namespace
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons[0].contains("peer-to-peer DMA is not supported by the driver of /dev/nvme0n1"));
+        r.p2pmem = P2pmemRequest::Auto;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!((p.outcome, p.p2p.p2pmem.clone()), (Outcome::Proceed, None));
+    }
+
+    #[test]
+    fn exporting_twice_changes_nothing_and_a_different_export_is_nqn_in_use() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        let req = request("0000:04:00.0", "nvme-a");
+        let p = plan_export(&e, &req, &fs.state()).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let again = plan_export(&e, &req, &fs.state()).unwrap();
+        assert_eq!(again.outcome, Outcome::AlreadyExported);
+        assert!(again.steps.is_empty());
+        assert_eq!(again.reasons, vec!["already exported, nothing changed".to_string()]);
+
+        let mut other = req.clone();
+        other.namespace.path = "/dev/nvme1n1".into();
+        let p = plan_export(&e, &other, &fs.state()).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons[0].starts_with("NQN already in use"), "{:?}", p.reasons);
+        assert!(p.reasons[0].contains("namespace 1 is /dev/nvme0n1"));
+        let mut other = req.clone();
+        other.p2pmem = P2pmemRequest::Off;
+        let p = plan_export(&e, &other, &fs.state()).unwrap();
+        assert!(p.reasons[0].contains("p2pmem 0000:03:00.0, not 0"), "{:?}", p.reasons);
+        let mut other = req.clone();
+        other.trsvcid = Some("4421".into());
+        let p = plan_export(&e, &other, &fs.state()).unwrap();
+        assert!(p.reasons[0].contains("exported on port 1 (tcp 127.0.0.1:4420), not on tcp 127.0.0.1:4421"));
+    }
+
+    #[test]
+    fn ports_are_reused_by_address_or_take_the_next_free_id() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut st = empty();
+        for (name, svc) in [("1", "4420"), ("3", "4430")] {
+            st.ports.push(Port {
+                name: name.into(),
+                id: name.parse().ok(),
+                trtype: Some("tcp".into()),
+                adrfam: Some("ipv4".into()),
+                traddr: Some("127.0.0.1".into()),
+                trsvcid: Some(svc.into()),
+                subsystems: vec!["nqn.other".into()],
+                referrals: 0,
+                extra_ana_groups: 0,
+            });
+        }
+        let p = plan_export(&e, &request("0000:04:00.0", "off"), &st).unwrap();
+        assert_eq!((p.port.id.as_str(), p.port.existing), ("1", true));
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Mkdir { path } if path.starts_with("nvmet/ports"))));
+        assert!(p.steps.last().unwrap().path().starts_with("nvmet/ports/1/subsystems/"));
+        let mut r = request("0000:04:00.0", "off");
+        r.trsvcid = Some("4421".into());
+        let p = plan_export(&e, &r, &st).unwrap();
+        assert_eq!((p.port.id.as_str(), p.port.existing), ("2", false));
+    }
+
+    #[test]
+    fn rdma_predicts_per_device_soft_roce_never_uses_p2p() {
+        let spec = r#"
+            [[root_port]]
+            name = "rp0"
+            [[switch]]
+            name = "sw0"
+            parent = "rp0"
+            ports = 3
+            [[endpoint]]
+            name = "nvme-a"
+            kind = "nvme"
+            parent = "sw0.0"
+            cmb_mib = 16
+            [[endpoint]]
+            name = "nvme-b"
+            kind = "nvme"
+            parent = "sw0.1"
+            [[endpoint]]
+            name = "rnic"
+            kind = "nic"
+            parent = "sw0.2"
+        "#;
+        let mut t = p2pdma_core::spec::parse(spec, std::path::Path::new("t.toml")).unwrap().to_topology().unwrap();
+        let e0 = Engine::new(&t).unwrap();
+        let ns = e0.device(e0.topo.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap()).bdf;
+        let nic = t.devices.iter().find(|d| d.name.as_deref() == Some("rnic")).unwrap().bdf;
+        t.aliases.insert("rxe0".into(), Alias { class: "infiniband".into(), pci_parent: None });
+        let e = Engine::new(&t).unwrap();
+        let mut r = request(&ns.to_string(), "nvme-a");
+        r.transport = Transport::Rdma;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert!(!p.p2p.used);
+        assert!(p.p2p.rdma_devices[0].why.contains("rxe0 has no PCI device"));
+        assert!(p.p2p.kernel_log.is_empty());
+
+        t.aliases.insert("mlx5_0".into(), Alias { class: "infiniband".into(), pci_parent: Some(nic) });
+        let e = Engine::new(&t).unwrap();
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert!(p.p2p.used);
+        let mlx = p.p2p.rdma_devices.iter().find(|d| d.device == "mlx5_0").unwrap();
+        assert_eq!((mlx.map_type, mlx.distance), (Some(MapType::BusAddr), Some(4)));
+        assert_eq!(p.p2p.kernel_log, vec!["nvmet: using p2pmem on 0000:03:00.0 for nsid 1".to_string()]);
+        r.p2pmem = P2pmemRequest::Auto;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        let mlx = p.p2p.rdma_devices.iter().find(|d| d.device == "mlx5_0").unwrap();
+        assert_eq!(mlx.provider, Some(bdf("0000:03:00.0")));
+        assert!(p.p2p.used);
+    }
+
+    #[test]
+    fn remove_unlinks_disables_and_removes_only_ports_it_alone_used() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        let before = fs.listing();
+        let mut a = request("0000:04:00.0", "nvme-a");
+        let p = plan_export(&e, &a, &fs.state()).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        a.nqn = "nqn.b".into();
+        a.trsvcid = Some("4421".into());
+        a.p2pmem = P2pmemRequest::Off;
+        let p = plan_export(&e, &a, &fs.state()).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let mut c = a.clone();
+        c.nqn = "nqn.c".into();
+        let p = plan_export(&e, &c, &fs.state()).unwrap();
+        assert_eq!(p.port.id, "2");
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+
+        let r = plan_remove(&fs.state(), "nqn.b").unwrap();
+        assert_eq!(r.ports_unlinked, vec!["2".to_string()]);
+        assert!(r.ports_removed.is_empty());
+        assert_eq!(r.ports_kept[0].why, "still exports nqn.c");
+        assert!(apply(&mut fs, &mut NoLog, &r.steps, false).ok());
+        for nqn in ["nqn.c", "nqn.2026-11.io.p2pdma:test"] {
+            let r = plan_remove(&fs.state(), nqn).unwrap();
+            assert_eq!(r.ports_removed.len(), 1);
+            let steps: Vec<String> = r.steps.iter().map(|s| s.to_string()).collect();
+            assert!(steps[0].starts_with("rm nvmet/ports/"), "{steps:?}");
+            assert!(steps.last().unwrap().starts_with("rmdir nvmet/ports/"));
+            assert!(apply(&mut fs, &mut NoLog, &r.steps, false).ok(), "{nqn}");
+        }
+        assert_eq!(fs.listing(), before);
+        let r = plan_remove(&fs.state(), "nqn.c").unwrap();
+        assert_eq!((r.outcome, r.steps.len()), (Outcome::NotExported, 0));
+    }
+
+    #[test]
+    fn steps_undo_as_rollback_needs() {
+        assert_eq!(Step::Mkdir { path: "a".into() }.undo(), Some(Step::Rmdir { path: "a".into() }));
+        assert_eq!(
+            Step::Write { path: "n/enable".into(), value: "1".into() }.undo(),
+            Some(Step::Write { path: "n/enable".into(), value: "0".into() })
+        );
+        assert_eq!(Step::Write { path: "n/p2pmem".into(), value: "1".into() }.undo(), None);
+        assert_eq!(
+            Step::Symlink { target: "a".into(), link: "b".into() }.undo(),
+            Some(Step::Unlink { path: "b".into() })
+        );
+    }
+
+    #[test]
+    fn a_subsystem_with_a_disabled_namespace_is_not_the_same_export() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        let req = request("0000:04:00.0", "off");
+        let p = plan_export(&e, &req, &fs.state()).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let mut st = fs.state();
+        st.subsystems[0].namespaces[0] =
+            Namespace { nsid: 1, device_path: "/dev/nvme0n1".into(), enabled: false, p2pmem: Some("0".into()) };
+        let p = plan_export(&e, &req, &st).unwrap();
+        assert!(p.reasons[0].contains("namespace 1 is disabled"));
+    }
+}
