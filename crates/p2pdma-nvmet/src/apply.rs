@@ -324,7 +324,7 @@ mod tests {
             w(&format!("{s}/namespaces/1/enable"), "1"),
             Step::Mkdir { path: "nvmet/ports/1".into() },
             w("nvmet/ports/1/addr_trtype", "tcp"),
-            Step::Symlink { target: s.into(), link: format!("nvmet/ports/1/subsystems/nqn.t") },
+            Step::Symlink { target: s.into(), link: "nvmet/ports/1/subsystems/nqn.t".into() },
         ]
     }
 

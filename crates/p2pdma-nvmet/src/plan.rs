@@ -332,8 +332,15 @@ fn check_nqn(nqn: &str) -> Result<(), NvmetError> {
     Ok(())
 }
 
-/// `adrfam` for an address, and the port's address fields for the transport.
-fn port_address(req: &ExportRequest) -> Result<(Option<String>, Option<String>, Option<String>), NvmetError> {
+/// A port's address fields: `addr_adrfam`, `addr_traddr`, `addr_trsvcid`.
+struct Address {
+    adrfam: Option<String>,
+    traddr: Option<String>,
+    trsvcid: Option<String>,
+}
+
+/// The port's address fields for the transport, `adrfam` from the address.
+fn port_address(req: &ExportRequest) -> Result<Address, NvmetError> {
     match req.transport {
         Transport::Tcp | Transport::Rdma => {
             let addr = req.traddr.as_deref().ok_or_else(|| {
@@ -350,13 +357,13 @@ fn port_address(req: &ExportRequest) -> Result<(Option<String>, Option<String>, 
                 return Err(NvmetError::BadInput(format!("--port `{svc}` is not a TCP/UDP port number (1-65535)")));
             }
             let fam = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
-            Ok((Some(fam.into()), Some(addr.into()), Some(svc)))
+            Ok(Address { adrfam: Some(fam.into()), traddr: Some(addr.into()), trsvcid: Some(svc) })
         }
         Transport::Loop => {
             if req.trsvcid.is_some() {
                 return Err(NvmetError::BadInput("--port means nothing for loop (there is no network)".into()));
             }
-            Ok((None, req.traddr.clone(), None))
+            Ok(Address { adrfam: None, traddr: req.traddr.clone(), trsvcid: None })
         }
     }
 }
@@ -523,7 +530,7 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         }
         PathKind::Block | PathKind::Unchecked => {}
     }
-    let (adrfam, traddr, trsvcid) = port_address(req)?;
+    let Address { adrfam, traddr, trsvcid } = port_address(req)?;
 
     let mut checks = Vec::new();
     let mut reasons = Vec::new();
