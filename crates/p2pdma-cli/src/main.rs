@@ -4,6 +4,7 @@
 
 mod alloc;
 mod lab;
+mod nvmet;
 mod render;
 mod source;
 
@@ -95,6 +96,11 @@ enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+    /// NVMe-oF exports through the kernel's target (nvmet) with P2P memory, checked first.
+    Nvmet {
+        #[command(subcommand)]
+        command: nvmet::NvmetCommand,
     },
     /// Write everything the verdict needs (raw config space included) to one JSON file.
     Snapshot {
@@ -280,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Lab { command } => lab(command),
+        Command::Nvmet { command } => nvmet::run(command),
         Command::Resolve { source, devices, block, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;

@@ -636,6 +636,7 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
                         "the kernel refuses P2P between {plabel} and {nlabel} (the namespace's device): enabling the namespace would fail with EINVAL"
                     ));
                     reasons.extend(report.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
+                    p2p.summary.push(format!("p2pmem {}: refused, nothing written", report.provider));
                 }
                 if !refused {
                     p2p.p2pmem = Some(report.provider.to_string());

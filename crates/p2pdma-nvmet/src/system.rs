@@ -83,3 +83,60 @@ pub fn prepare(transport: Option<Transport>) -> Result<Vec<String>, NvmetError> 
     }
     Ok(done)
 }
+
+/// What `path` is (following symlinks), and for a block device its kernel name, from
+/// `<sysfs>/dev/block/<major>:<minor>` (so `/dev/disk/by-id/...` works too).
+pub fn inspect_path(path: &Path, sysfs: &Path) -> (crate::plan::PathKind, Option<String>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use crate::plan::PathKind;
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (PathKind::Missing, None),
+        Err(e) => return (PathKind::NotBlock(format!("path that cannot be examined ({e})")), None),
+    };
+    let t = m.file_type();
+    if t.is_block_device() {
+        let dev = m.rdev();
+        let link = sysfs.join(format!("dev/block/{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)));
+        let name = std::fs::read_link(&link)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        return (PathKind::Block, name);
+    }
+    let what = if t.is_file() {
+        "regular file"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    };
+    (PathKind::NotBlock(what.into()), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PathKind;
+
+    #[test]
+    fn paths_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        assert_eq!(inspect_path(&f, Path::new("/sys")).0, PathKind::NotBlock("regular file".into()));
+        assert_eq!(inspect_path(dir.path(), Path::new("/sys")).0, PathKind::NotBlock("directory".into()));
+        assert_eq!(
+            inspect_path(Path::new("/dev/null"), Path::new("/sys")).0,
+            PathKind::NotBlock("character device".into())
+        );
+        assert_eq!(inspect_path(&dir.path().join("nope"), Path::new("/sys")).0, PathKind::Missing);
+    }
+}

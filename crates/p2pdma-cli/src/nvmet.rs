@@ -1,0 +1,485 @@
+//! `p2pdma nvmet export|list|remove`: NVMe-oF exports through the kernel's nvmet, with the
+//! P2P memory decision checked and explained first. The planning is in p2pdma-nvmet; this
+//! is flags, the OS glue (namespace path, modules, kernel log) and printing.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use p2pdma_core::{resolve, Engine, Target};
+use p2pdma_nvmet::apply::{apply, ApplyReport, DirConfigFs, KernelLog, NoLog};
+use p2pdma_nvmet::kmsg::{Kmsg, DEV_KMSG};
+use p2pdma_nvmet::list::{list, ListReport};
+use p2pdma_nvmet::plan::{NamespaceDevice, PathKind};
+use p2pdma_nvmet::{
+    plan_export, plan_remove, state, system, ExportPlan, ExportRequest, NvmetError, Outcome, P2pmemRequest, RemovePlan,
+    Transport,
+};
+use serde::Serialize;
+
+use crate::source::SourceArgs;
+
+#[derive(Subcommand)]
+pub enum NvmetCommand {
+    /// Export a block device over NVMe-oF through the kernel's target, P2P memory checked
+    /// first: refused before configfs is touched if the kernel would refuse, rolled back
+    /// with the kernel's reason if a step fails. Running it again changes nothing.
+    Export(ExportArgs),
+    /// Subsystems, namespaces (p2pmem, P2P in use?) and ports in nvmet's configfs.
+    List {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        configfs: ConfigfsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tear an export down: unlink it from its ports, disable and remove its namespaces,
+    /// remove it, and remove the ports that exported only it.
+    Remove {
+        #[arg(long)]
+        nqn: String,
+        /// Show the steps without running them.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        configfs: ConfigfsArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The subsystem's NVMe Qualified Name (e.g. nqn.2026-11.io.example:disk1).
+    #[arg(long)]
+    nqn: String,
+    /// The block device to export: a path (/dev/nvme0n1) or a device name (nvme0n1, nvme-b).
+    #[arg(long, value_name = "BLOCKDEV")]
+    ns: String,
+    /// Namespace id (default 1).
+    #[arg(long)]
+    nsid: Option<u32>,
+    /// tcp, rdma or loop.
+    #[arg(long)]
+    transport: Transport,
+    /// The address to listen on (tcp, rdma: an IP address; loop: optional).
+    #[arg(long)]
+    addr: Option<String>,
+    /// The transport service id: the TCP/RDMA port (default 4420).
+    #[arg(long)]
+    port: Option<String>,
+    /// P2P memory for the namespace's I/O: off, auto (the kernel finds a provider, if one
+    /// reaches the device), or a provider (BDF or name) checked with the kernel's rules.
+    #[arg(long, default_value = "off", value_name = "off|auto|PROVIDER")]
+    p2pmem: P2pmemRequest,
+    /// Plan and show the steps; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    configfs: ConfigfsArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct ConfigfsArgs {
+    /// The configfs root. Modules are loaded and the kernel log is read only for the
+    /// machine's own (/sys/kernel/config); other roots are for tests and chroots.
+    #[arg(long, value_name = "DIR", env = "P2PDMA_CONFIGFS_ROOT", default_value = system::CONFIGFS)]
+    configfs_root: PathBuf,
+}
+
+impl ConfigfsArgs {
+    fn is_machine(&self) -> bool {
+        self.configfs_root == Path::new(system::CONFIGFS)
+    }
+
+    /// The kernel log from now on, if it belongs to this configfs and can be read.
+    fn kernel_log(&self) -> Box<dyn KernelLog> {
+        if self.is_machine() {
+            if let Ok(k) = Kmsg::open_at_end(Path::new(DEV_KMSG)) {
+                return Box::new(k);
+            }
+        }
+        Box::new(NoLog)
+    }
+}
+
+/// `export --json`.
+#[derive(Serialize)]
+struct ExportReport {
+    #[serde(flatten)]
+    plan: ExportPlan,
+    configfs_root: PathBuf,
+    dry_run: bool,
+    /// Module loads and mounts done first.
+    setup: Vec<String>,
+    applied: Option<ApplyReport>,
+    ok: bool,
+}
+
+/// `remove --json`.
+#[derive(Serialize)]
+struct RemoveReport {
+    #[serde(flatten)]
+    plan: RemovePlan,
+    configfs_root: PathBuf,
+    dry_run: bool,
+    applied: Option<ApplyReport>,
+    ok: bool,
+}
+
+fn bad(e: NvmetError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        NvmetCommand::Export(args) => export(args),
+        NvmetCommand::List { source, configfs, json } => {
+            let loaded = source.load()?;
+            let engine = Engine::new(&loaded.topology)?;
+            let st = state::read(&configfs.configfs_root).map_err(bad)?;
+            let mut log = Vec::new();
+            if configfs.is_machine() {
+                if let Ok(mut k) = Kmsg::open_at_start(Path::new(DEV_KMSG)) {
+                    log = k.drain();
+                }
+            }
+            let live = source.snapshot.is_none() && source.spec.is_none();
+            let sysfs = source.sysfs_root.clone();
+            let block_of = move |p: &str| -> Option<String> {
+                if live {
+                    if let (PathKind::Block, Some(n)) = system::inspect_path(Path::new(p), &sysfs) {
+                        return Some(n);
+                    }
+                }
+                Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned())
+            };
+            let report = list(&engine, &st, &log, &block_of);
+            if json {
+                crate::print_json(&report)?;
+            } else {
+                print!("{}", render_list(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NvmetCommand::Remove { nqn, dry_run, configfs, json } => {
+            let st = state::read(&configfs.configfs_root).map_err(bad)?;
+            let plan = plan_remove(&st, &nqn).map_err(bad)?;
+            let applied = (plan.outcome == Outcome::Proceed && !dry_run).then(|| {
+                let mut fs = DirConfigFs { root: configfs.configfs_root.clone() };
+                apply(&mut fs, configfs.kernel_log().as_mut(), &plan.steps, false)
+            });
+            let ok = applied.as_ref().is_none_or(ApplyReport::ok);
+            let report = RemoveReport { plan, configfs_root: configfs.configfs_root, dry_run, applied, ok };
+            if json {
+                crate::print_json(&report)?;
+            } else {
+                print!("{}", render_remove(&report));
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+/// The namespace as the planner needs it: the path for `device_path`, what it is, and the
+/// PCI device above it.
+fn namespace(args: &ExportArgs, engine: &Engine<'_>) -> anyhow::Result<NamespaceDevice> {
+    let live = args.source.snapshot.is_none() && args.source.spec.is_none();
+    if !live {
+        // A topology file or snapshot has no block devices: plan against the PCI device.
+        let pci = match resolve(engine, &args.ns)? {
+            Target::Pci(i) => Some(engine.device(i).bdf),
+            Target::NotPci { pci_parent, .. } => pci_parent.map(|i| engine.device(i).bdf),
+        };
+        return Ok(NamespaceDevice {
+            path: args.ns.clone(),
+            kind: PathKind::Unchecked,
+            block_name: None,
+            pci_device: pci,
+        });
+    }
+    let path = crate::alloc::block_device(engine, &args.ns)?;
+    let (kind, block_name) = system::inspect_path(&path, &args.source.sysfs_root);
+    let pci_device = block_name.as_ref().and_then(|b| engine.topo.aliases.get(b)).and_then(|a| a.pci_parent);
+    Ok(NamespaceDevice { path: path.to_string_lossy().into_owned(), kind, block_name, pci_device })
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let loaded = args.source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let request = ExportRequest {
+        nqn: args.nqn.clone(),
+        namespace: namespace(&args, &engine)?,
+        nsid: args.nsid,
+        transport: args.transport,
+        traddr: args.addr.clone(),
+        trsvcid: args.port.clone(),
+        p2pmem: args.p2pmem.clone(),
+    };
+    let root = &args.configfs.configfs_root;
+    let mut plan = plan_export(&engine, &request, &state::read(root).map_err(bad)?).map_err(bad)?;
+    let mut setup = Vec::new();
+    let mut applied = None;
+    if plan.outcome == Outcome::Proceed && !args.dry_run {
+        if args.configfs.is_machine() {
+            match system::prepare(Some(args.transport)) {
+                Ok(done) => setup = done,
+                Err(e) => {
+                    eprintln!("p2pdma: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            // Loading nvmet creates its tree: plan again against what is there now.
+            plan = plan_export(&engine, &request, &state::read(root).map_err(bad)?).map_err(bad)?;
+        }
+        if plan.outcome == Outcome::Proceed {
+            let mut fs = DirConfigFs { root: root.clone() };
+            applied = Some(apply(&mut fs, args.configfs.kernel_log().as_mut(), &plan.steps, true));
+        }
+    }
+    let ok = plan.outcome != Outcome::Refused && applied.as_ref().is_none_or(ApplyReport::ok);
+    let report = ExportReport { plan, configfs_root: root.clone(), dry_run: args.dry_run, setup, applied, ok };
+    if args.json {
+        crate::print_json(&report)?;
+    } else {
+        print!("{}", render_export(&report));
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn render_applied(out: &mut String, a: &ApplyReport, root: &Path) {
+    writeln!(out, "configfs ({}):", root.display()).unwrap();
+    for s in &a.done {
+        writeln!(out, "  done    {}", s.step).unwrap();
+        for l in &s.kernel_log {
+            writeln!(out, "          kernel: {l}").unwrap();
+        }
+    }
+    if let Some(f) = &a.failed {
+        writeln!(out, "  FAILED  {}: {}", f.step, f.error).unwrap();
+        if let Some(h) = &f.hint {
+            writeln!(out, "          {h}").unwrap();
+        }
+        for l in &f.kernel_log {
+            writeln!(out, "          kernel: {l}").unwrap();
+        }
+        if f.kernel_log.is_empty() {
+            writeln!(out, "          (no kernel log line seen)").unwrap();
+        }
+    }
+    for s in &a.rolled_back {
+        writeln!(out, "  undone  {}", s.step).unwrap();
+    }
+    for f in &a.rollback_failed {
+        writeln!(out, "  UNDO FAILED  {}: {}", f.step, f.error).unwrap();
+    }
+}
+
+fn render_export(r: &ExportReport) -> String {
+    let p = &r.plan;
+    let mut out = String::new();
+    let ns = &p.namespace;
+    let dev = match (&ns.pci_name, ns.pci_device) {
+        (Some(n), Some(b)) => format!(" ({n}, {b})"),
+        (None, Some(b)) => format!(" ({b})"),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "export {}: {}{dev} as nsid {} over {} port {}{}",
+        p.nqn,
+        ns.path,
+        p.nsid,
+        port_text(&p.port),
+        p.port.id,
+        if p.port.existing { " (existing)" } else { " (new)" }
+    )
+    .unwrap();
+    for c in &p.checks {
+        writeln!(out, "  {}  {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.what, c.detail).unwrap();
+    }
+    writeln!(out, "P2P:").unwrap();
+    for s in &p.p2p.summary {
+        writeln!(out, "  {s}").unwrap();
+    }
+    for l in &p.p2p.kernel_log {
+        writeln!(out, "  expected kernel log: {l}").unwrap();
+    }
+    match p.outcome {
+        Outcome::Refused => {
+            writeln!(out, "REFUSED (configfs not touched):").unwrap();
+            for why in &p.reasons {
+                writeln!(out, "  why: {why}").unwrap();
+            }
+            if let Some(c) = &p.p2p.check {
+                for v in &c.clients {
+                    for f in &v.fixes {
+                        writeln!(out, "  fix: {f}").unwrap();
+                    }
+                    for l in &v.kernel_log {
+                        writeln!(out, "  kernel log: {l}").unwrap();
+                    }
+                }
+            }
+        }
+        Outcome::AlreadyExported | Outcome::NotExported => {
+            writeln!(out, "{}", p.reasons.join("; ")).unwrap();
+        }
+        Outcome::Proceed if r.dry_run => {
+            writeln!(out, "steps (dry run, nothing changed):").unwrap();
+            for s in &p.steps {
+                writeln!(out, "  {s}").unwrap();
+            }
+        }
+        Outcome::Proceed => {
+            for s in &r.setup {
+                writeln!(out, "setup: {s}").unwrap();
+            }
+            if let Some(a) = &r.applied {
+                render_applied(&mut out, a, &r.configfs_root);
+                if a.ok() {
+                    writeln!(out, "exported. Connect with: {}", connect_hint(p)).unwrap();
+                } else if a.rollback_failed.is_empty() {
+                    writeln!(out, "NOT exported: everything it did was undone; configfs is as it was").unwrap();
+                } else {
+                    writeln!(out, "NOT exported, and the rollback was incomplete: see UNDO FAILED above").unwrap();
+                }
+            }
+        }
+    }
+    out
+}
+
+fn port_text(p: &p2pdma_nvmet::plan::PortPlan) -> String {
+    let mut s = p.trtype.clone();
+    if let Some(a) = &p.traddr {
+        write!(s, " {a}").unwrap();
+    }
+    if let Some(v) = &p.trsvcid {
+        write!(s, ":{v}").unwrap();
+    }
+    s
+}
+
+fn connect_hint(p: &ExportPlan) -> String {
+    let mut opts = vec![format!("transport={}", p.transport)];
+    if let Some(a) = &p.port.traddr {
+        opts.push(format!("traddr={a}"));
+    }
+    if let Some(s) = &p.port.trsvcid {
+        opts.push(format!("trsvcid={s}"));
+    }
+    opts.push(format!("nqn={}", p.nqn));
+    let mut nvme = format!("nvme connect -t {} -n {}", p.transport, p.nqn);
+    if let Some(a) = &p.port.traddr {
+        write!(nvme, " -a {a}").unwrap();
+    }
+    if let Some(s) = &p.port.trsvcid {
+        write!(nvme, " -s {s}").unwrap();
+    }
+    format!("{nvme}  (or: echo {} > /dev/nvme-fabrics)", opts.join(","))
+}
+
+fn render_remove(r: &RemoveReport) -> String {
+    let p = &r.plan;
+    let mut out = String::new();
+    if p.outcome == Outcome::NotExported {
+        writeln!(out, "{}", p.reasons.join("; ")).unwrap();
+        return out;
+    }
+    writeln!(
+        out,
+        "remove {}: namespace(s) {}; unlink from port(s) {}; remove port(s) {}",
+        p.nqn,
+        list_or_none(&p.namespaces.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+        list_or_none(&p.ports_unlinked),
+        list_or_none(&p.ports_removed)
+    )
+    .unwrap();
+    for k in &p.ports_kept {
+        writeln!(out, "  port {} stays: {}", k.port, k.why).unwrap();
+    }
+    match &r.applied {
+        None => {
+            writeln!(out, "steps (dry run, nothing changed):").unwrap();
+            for s in &p.steps {
+                writeln!(out, "  {s}").unwrap();
+            }
+        }
+        Some(a) => {
+            render_applied(&mut out, a, &r.configfs_root);
+            writeln!(
+                out,
+                "{}",
+                if a.ok() { "removed" } else { "NOT fully removed: the steps above stopped at FAILED" }
+            )
+            .unwrap();
+        }
+    }
+    out
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn render_list(r: &ListReport) -> String {
+    let mut out = String::new();
+    if !r.loaded {
+        return "nvmet is not loaded (no nvmet/ in configfs): nothing is exported\n".into();
+    }
+    if r.subsystems.is_empty() && r.ports.is_empty() {
+        return "nothing is exported (no subsystems, no ports)\n".into();
+    }
+    for s in &r.subsystems {
+        let hosts =
+            if s.allow_any_host { "any host".to_string() } else { format!("hosts: {}", s.allowed_hosts.join(", ")) };
+        writeln!(out, "subsystem {}  ({hosts})  ports: {}", s.nqn, list_or_none(&s.ports)).unwrap();
+        for n in &s.namespaces {
+            let dev = match (&n.block_device, &n.pci_name, n.pci_device) {
+                (_, Some(name), Some(b)) => format!(" ({name}, {b})"),
+                (_, None, Some(b)) => format!(" ({b})"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  nsid {}  {}{dev}  {}  p2pmem {}  P2P in use: {} ({})",
+                n.nsid,
+                n.device_path,
+                if n.enabled { "enabled" } else { "disabled" },
+                n.p2pmem.as_deref().unwrap_or("(no attribute)"),
+                if n.p2p_in_use { "yes" } else { "no" },
+                n.evidence
+            )
+            .unwrap();
+            for w in &n.why {
+                writeln!(out, "      {w}").unwrap();
+            }
+            for l in &n.kernel_log {
+                writeln!(out, "      kernel: {l}").unwrap();
+            }
+        }
+    }
+    for p in &r.ports {
+        writeln!(
+            out,
+            "port {}  {}{}  subsystems: {}",
+            p.name,
+            p.address(),
+            p.adrfam.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            list_or_none(&p.subsystems)
+        )
+        .unwrap();
+    }
+    out
+}
