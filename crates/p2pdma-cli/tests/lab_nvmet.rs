@@ -1,0 +1,279 @@
+//! `p2pdma nvmet` against the real kernel's NVMe target, in the lab (one boot per scenario):
+//!
+//! - switch: nvme-b's namespace exported over NVMe/TCP on loopback with `--p2pmem nvme-a`
+//!   (the CMB provider), connected from the same guest through the kernel's NVMe/TCP host,
+//!   written and read back byte-exact through the fabric (and on the backing drive); the
+//!   same over nvme-loop with `--p2pmem auto`; exporting twice changes nothing; every error
+//!   case (provider without P2P memory, unknown device, a namespace that is not a block
+//!   device, an NQN in use, a port the kernel cannot bind) leaves configfs exactly as it
+//!   was; `list` shows the state; `remove` leaves configfs empty.
+//! - root-ports: `--p2pmem nvme-a` refused before configfs is touched with the reasons
+//!   `p2pdma check` gives (and the kernel, asked directly, refuses the same way); `--p2pmem
+//!   auto` proceeds without P2P and says so.
+//!
+//! Needs QEMU and the lab kernel (scripts/test installs them); P2PDMA_SKIP_LAB=1 skips.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn p2pdma(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into())
+}
+
+fn skip() -> bool {
+    let skip = std::env::var("P2PDMA_SKIP_LAB").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("skipped (P2PDMA_SKIP_LAB=1)");
+    }
+    skip
+}
+
+/// Boots `scenario` with a share, runs `script` in the guest, returns the share.
+fn boot(scenario: &str, script: &str) -> tempfile::TempDir {
+    let share = tempfile::tempdir().unwrap();
+    let spec = format!("examples/topologies/{scenario}.toml");
+    let t = std::time::Instant::now();
+    let (code, out) =
+        p2pdma(&["lab", "run", &spec, "--timeout", "240", "--share", share.path().to_str().unwrap(), "--", script]);
+    eprintln!("{scenario}: lab run took {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(code, 0, "{scenario}: the lab run failed: {out}");
+    share
+}
+
+fn read(share: &Path, name: &str) -> String {
+    std::fs::read_to_string(share.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn json(share: &Path, name: &str) -> Value {
+    let text = read(share, name);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {text}"))
+}
+
+fn rc(share: &Path, name: &str) -> i32 {
+    read(share, &format!("{name}.rc")).trim().parse().unwrap()
+}
+
+/// Guest shell helpers: `snap` lists nvmet's configfs (paths, then the values that matter);
+/// `run NAME CMD...` runs a p2pdma command with stdout, stderr and status into the share.
+const HELPERS: &str = r#"cd /lab/share
+snap() { find /sys/kernel/config/nvmet 2>/dev/null | sort; find /sys/kernel/config/nvmet \( -name enable -o -name p2pmem -o -name device_path -o -name 'addr_tr*' -o -name attr_allow_any_host \) -type f 2>/dev/null | sort | while read f; do echo "$f=$(cat $f)"; done; }
+run() { name=$1; shift; "$@" > $name.out 2> $name.err; echo $? > $name.rc; }
+newdisk() { for i in $(seq 100); do ls /sys/block > blk-1.txt; new=$(grep -v -x -F -f blk-0.txt blk-1.txt | grep -v 'c[0-9]*n' | head -1); [ -n "$new" ] && break; sleep 0.1; done; echo $new; }
+"#;
+
+#[test]
+fn lab_nvmet_switch() {
+    if skip() {
+        return;
+    }
+    let script = format!(
+        r#"{HELPERS}
+NQN=nqn.2026-11.io.p2pdma:switch
+LOOPNQN=nqn.2026-11.io.p2pdma:loop
+snap > cfs-0.txt
+run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --json
+run again p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --json
+snap > cfs-1.txt
+run noprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-b
+run unknown p2pdma nvmet export --nqn nqn.x --ns nvme-zz --transport tcp --addr 127.0.0.1
+run unknownprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-zz
+run devnull p2pdma nvmet export --nqn nqn.x --ns /dev/null --transport tcp --addr 127.0.0.1
+dd if=/dev/zero of=/tmp/file.img bs=1M count=1 2>/dev/null
+run file p2pdma nvmet export --nqn nqn.x --ns /tmp/file.img --transport tcp --addr 127.0.0.1
+run inuse p2pdma nvmet export --nqn $NQN --ns nvme-a --transport tcp --addr 127.0.0.1 --port 4420 --json
+run bind p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 10.9.9.9 --p2pmem auto --json
+snap > cfs-2.txt
+ls /sys/block > blk-0.txt
+modprobe nvme-tcp
+echo transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$NQN > /dev/nvme-fabrics
+disk=$(newdisk); echo $disk > tcp-disk.txt
+dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
+dd if=/tmp/pat of=/dev/$disk bs=1M oflag=direct 2>/dev/null
+dd if=/dev/$disk of=/tmp/back bs=1M count=4 iflag=direct 2>/dev/null
+dd if=$(p2pdma resolve --block nvme-b) of=/tmp/backing bs=1M count=4 iflag=direct 2>/dev/null
+sha256sum /tmp/pat /tmp/back /tmp/backing > tcp.sha
+run list p2pdma nvmet list --json
+run listtext p2pdma nvmet list
+run loop p2pdma nvmet export --nqn $LOOPNQN --ns nvme-a --transport loop --p2pmem auto --json
+ls /sys/block > blk-0.txt
+echo transport=loop,nqn=$LOOPNQN > /dev/nvme-fabrics
+disk=$(newdisk); echo $disk > loop-disk.txt
+dd if=/dev/urandom of=/tmp/pat2 bs=1M count=2 2>/dev/null
+dd if=/tmp/pat2 of=/dev/$disk bs=1M oflag=direct 2>/dev/null
+dd if=/dev/$disk of=/tmp/back2 bs=1M count=2 iflag=direct 2>/dev/null
+sha256sum /tmp/pat2 /tmp/back2 > loop.sha
+run list2 p2pdma nvmet list --json
+for c in /sys/class/nvme/nvme*; do case "$(cat $c/subsysnqn)" in $NQN|$LOOPNQN) echo 1 > $c/delete_controller;; esac; done
+run remove p2pdma nvmet remove --nqn $NQN --json
+run removeloop p2pdma nvmet remove --nqn $LOOPNQN --json
+run removeagain p2pdma nvmet remove --nqn $NQN
+snap > cfs-3.txt
+dmesg > dmesg.txt
+echo done"#
+    );
+    let share = boot("switch", &script);
+    let s = share.path();
+
+    // The export: checked, written in the kernel's order, TCP's P2P behaviour said.
+    assert_eq!(rc(s, "export"), 0, "{}", read(s, "export.err"));
+    let e = json(s, "export.out");
+    assert_eq!(e["outcome"], "proceed");
+    assert_eq!(e["ok"], true);
+    assert_eq!(e["p2p"]["p2pmem"], "0000:03:00.0");
+    assert_eq!((e["p2p"]["map_type"].as_str(), e["p2p"]["distance"].as_u64()), (Some("bus_addr"), Some(4)));
+    assert_eq!(e["p2p"]["used"], false);
+    assert!(e["p2p"]["transport_client"].as_str().unwrap().starts_with("TCP does not use P2P memory"));
+    let setup: Vec<&str> = e["setup"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(setup, ["modprobe nvmet", "modprobe nvmet-tcp"]);
+    assert!(e["applied"]["failed"].is_null());
+    let logged: Vec<&str> = e["applied"]["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["kernel_log"].as_array().unwrap())
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(logged.contains(&"nvmet_tcp: enabling port 1 (127.0.0.1:4420)"), "{logged:?}");
+
+    // Twice: nothing changed.
+    assert_eq!(rc(s, "again"), 0);
+    let a = json(s, "again.out");
+    assert_eq!((a["outcome"].as_str(), a["applied"].is_null()), (Some("already_exported"), true));
+    assert_eq!(a["reasons"][0], "already exported, nothing changed");
+
+    // Every error: a clear message, the right exit code, configfs exactly as it was.
+    let cases = [
+        ("noprov", 2, "nvme-b (0000:04:00.0) is not a P2P memory provider"),
+        ("unknown", 2, "unknown device `nvme-zz`"),
+        ("unknownprov", 2, "unknown device `nvme-zz`"),
+        ("devnull", 2, "/dev/null is a character device, not a block device"),
+        ("file", 2, "/tmp/file.img is a regular file, not a block device"),
+    ];
+    for (name, code, msg) in cases {
+        let err = read(s, &format!("{name}.err"));
+        assert_eq!(rc(s, name), code, "{name}: {err}");
+        assert!(err.contains(msg), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+    }
+    assert_eq!(rc(s, "inuse"), 1);
+    let u = json(s, "inuse.out");
+    assert_eq!(u["outcome"], "refused");
+    assert!(u["reasons"][0].as_str().unwrap().starts_with("NQN already in use"), "{u}");
+    assert_eq!(rc(s, "bind"), 1);
+    let b = json(s, "bind.out");
+    let f = &b["applied"]["failed"];
+    assert_eq!(f["errno"], 99, "{b}");
+    assert!(f["kernel_log"].to_string().contains("nvmet_tcp: failed to bind port socket -99"), "{f}");
+    assert_eq!(b["applied"]["rolled_back"].as_array().unwrap().len(), 4);
+    assert!(b["applied"]["rollback_failed"].as_array().unwrap().is_empty());
+    assert_eq!(read(s, "cfs-1.txt"), read(s, "cfs-2.txt"), "an error case changed configfs");
+
+    // Through the fabric, byte-exact, and on the backing drive.
+    for (what, file) in [("tcp", "tcp.sha"), ("loop", "loop.sha")] {
+        let sums: Vec<String> =
+            read(s, file).lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect();
+        assert!(sums.len() >= 2 && sums.iter().all(|x| *x == sums[0]), "{what}: {sums:?}");
+        assert!(!read(s, &format!("{what}-disk.txt")).trim().is_empty(), "{what}: no fabric disk appeared");
+    }
+
+    // list: the state, and P2P not in use over TCP (the kernel never logs "using p2pmem").
+    assert_eq!(rc(s, "list"), 0);
+    let l = json(s, "list.out");
+    let sub = l["subsystems"].as_array().unwrap().iter().find(|x| x["nqn"] == "nqn.2026-11.io.p2pdma:switch").unwrap();
+    let ns = &sub["namespaces"][0];
+    assert_eq!((ns["p2pmem"].as_str(), ns["enabled"].as_bool()), (Some("0000:03:00.0"), Some(true)));
+    assert_eq!((ns["pci_name"].as_str(), ns["p2p_in_use"].as_bool()), (Some("nvme-b"), Some(false)));
+    assert_eq!(sub["ports"][0], "1: tcp 127.0.0.1:4420");
+    assert!(read(s, "listtext.out").contains("P2P in use: no"));
+    let dmesg = read(s, "dmesg.txt");
+    assert!(!dmesg.contains("using p2pmem"), "TCP used P2P memory?");
+
+    // loop with auto: "1" written (nvme-a's own CMB), loop uses no P2P either.
+    assert_eq!(rc(s, "loop"), 0, "{}", read(s, "loop.err"));
+    let lp = json(s, "loop.out");
+    assert_eq!((lp["p2p"]["p2pmem"].as_str(), lp["p2p"]["used"].as_bool()), (Some("1"), Some(false)));
+    assert!(lp["p2p"]["transport_client"].as_str().unwrap().starts_with("loop does not use P2P memory"));
+    let l2 = json(s, "list2.out");
+    assert_eq!(l2["subsystems"].as_array().unwrap().len(), 2);
+
+    // remove: clean, twice.
+    assert_eq!(rc(s, "remove"), 0);
+    let r = json(s, "remove.out");
+    assert_eq!(r["ports_removed"][0], "1");
+    assert_eq!(rc(s, "removeloop"), 0);
+    assert_eq!(rc(s, "removeagain"), 0);
+    assert!(read(s, "removeagain.out").contains("is not exported: nothing changed"));
+    let end = read(s, "cfs-3.txt");
+    assert!(!end.contains("nvmet/subsystems/") && !end.contains("nvmet/ports/"), "left behind:\n{end}");
+}
+
+#[test]
+fn lab_nvmet_root_ports() {
+    if skip() {
+        return;
+    }
+    let script = format!(
+        r#"{HELPERS}
+NQN=nqn.2026-11.io.p2pdma:root-ports
+modprobe nvmet; modprobe nvmet-tcp
+snap > cfs-0.txt
+run check p2pdma check nvme-a nvme-b --json
+run refused p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a --json
+run refusedtext p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a
+snap > cfs-1.txt
+# The kernel, asked directly, refuses the same pair when the namespace is enabled.
+S=/sys/kernel/config/nvmet/subsystems/nqn.kernel
+mkdir $S; mkdir $S/namespaces/1
+p2pdma resolve --block nvme-b > $S/namespaces/1/device_path
+echo $(p2pdma resolve nvme-a --json | grep '"pci"' | cut -d'"' -f4) > $S/namespaces/1/p2pmem
+echo 1 > $S/namespaces/1/enable 2> kernel-enable.err; echo $? > kernel-enable.rc
+rmdir $S/namespaces/1; rmdir $S
+run auto p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem auto --json
+run list p2pdma nvmet list --json
+run remove p2pdma nvmet remove --nqn $NQN --json
+snap > cfs-2.txt
+dmesg > dmesg.txt
+echo done"#
+    );
+    let share = boot("root-ports", &script);
+    let s = share.path();
+
+    // Refused before configfs is touched, with check's reasons.
+    let check = json(s, "check.out");
+    assert_eq!(rc(s, "check"), 1);
+    assert_eq!(rc(s, "refused"), 1, "{}", read(s, "refused.err"));
+    let r = json(s, "refused.out");
+    assert_eq!((r["outcome"].as_str(), r["steps"].as_array().unwrap().len()), (Some("refused"), 0));
+    assert!(r["applied"].is_null() && r["setup"].as_array().unwrap().is_empty());
+    let reasons: Vec<&Value> = r["reasons"].as_array().unwrap().iter().collect();
+    for why in check["clients"][0]["reasons"].as_array().unwrap() {
+        assert!(reasons.contains(&why), "missing {why} in {reasons:?}");
+    }
+    assert!(read(s, "refusedtext.out").contains("REFUSED (configfs not touched)"));
+    assert_eq!(read(s, "cfs-0.txt"), read(s, "cfs-1.txt"), "a refusal changed configfs");
+
+    // The kernel agrees: EINVAL at enable, with the line check predicted.
+    assert_eq!(read(s, "kernel-enable.rc").trim(), "1");
+    let dmesg = read(s, "dmesg.txt");
+    for line in check["clients"][0]["kernel_log"].as_array().unwrap() {
+        let msg = line.as_str().unwrap().split_once(": ").unwrap().1;
+        assert!(dmesg.contains(msg), "the kernel did not log: {msg}");
+    }
+
+    // auto: proceeds without P2P and says so.
+    assert_eq!(rc(s, "auto"), 0, "{}", read(s, "auto.err"));
+    let a = json(s, "auto.out");
+    assert_eq!((a["outcome"].as_str(), a["ok"].as_bool()), (Some("proceed"), Some(true)));
+    assert!(a["p2p"]["p2pmem"].is_null());
+    assert_eq!(a["p2p"]["used"], false);
+    let summary = a["p2p"]["summary"].to_string();
+    assert!(summary.contains("p2pmem off (auto found no provider"), "{summary}");
+    assert!(summary.contains("P2P will not be used"), "{summary}");
+    let l = json(s, "list.out");
+    assert_eq!(l["subsystems"][0]["namespaces"][0]["p2pmem"], "0");
+    assert_eq!(rc(s, "remove"), 0);
+    assert_eq!(read(s, "cfs-0.txt"), read(s, "cfs-2.txt"), "remove left configfs different");
+}
