@@ -48,6 +48,16 @@ pub enum NvmetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Lab helper: create a soft-RoCE device on a network interface, as `rdma link add NAME
+    /// type rxe netdev NETDEV` does (the lab's busybox guest has no iproute2). Controllers on
+    /// soft RoCE never use P2P memory: it DMAs through the CPU.
+    #[command(hide = true)]
+    SoftRoce {
+        #[arg(long, default_value = "rxe0")]
+        name: String,
+        #[arg(long)]
+        netdev: String,
+    },
 }
 
 #[derive(Args)]
@@ -168,6 +178,16 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        NvmetCommand::SoftRoce { name, netdev } => match system::add_soft_roce(&name, &netdev) {
+            Ok(()) => {
+                println!("{name}: soft-RoCE device on {netdev}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("p2pdma: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
         NvmetCommand::Remove { nqn, dry_run, configfs, json } => {
             let st = state::read(&configfs.configfs_root).map_err(bad)?;
             let plan = plan_remove(&st, &nqn).map_err(bad)?;

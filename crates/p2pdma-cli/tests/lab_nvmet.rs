@@ -277,3 +277,69 @@ echo done"#
     assert_eq!(rc(s, "remove"), 0);
     assert_eq!(read(s, "cfs-0.txt"), read(s, "cfs-2.txt"), "remove left configfs different");
 }
+
+/// NVMe/RDMA over soft RoCE (rxe on a dummy interface): rxe DMAs through the CPU, so
+/// nvmet-rdma passes no P2P client and the kernel never uses P2P memory for its controllers,
+/// with an explicit provider or with `1`, and says nothing. p2pdma predicts exactly that.
+#[test]
+fn lab_nvmet_rdma_soft_roce() {
+    if skip() {
+        return;
+    }
+    let script = format!(
+        r#"{HELPERS}
+NQN=nqn.2026-11.io.p2pdma:rdma
+AUTONQN=nqn.2026-11.io.p2pdma:rdma-auto
+modprobe dummy; ip addr add 10.77.0.1/24 dev dummy0; ip link set dummy0 up
+run rxe p2pdma nvmet soft-roce --netdev dummy0
+run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport rdma --addr 10.77.0.1 --p2pmem nvme-a --json
+run auto p2pdma nvmet export --nqn $AUTONQN --ns nvme-a --transport rdma --addr 10.77.0.1 --p2pmem auto --json
+modprobe nvme-rdma
+ls /sys/block > blk-0.txt
+echo transport=rdma,traddr=10.77.0.1,trsvcid=4420,nqn=$NQN > /dev/nvme-fabrics
+disk=$(newdisk); echo $disk > rdma-disk.txt
+ls /sys/block > blk-0.txt
+echo transport=rdma,traddr=10.77.0.1,trsvcid=4420,nqn=$AUTONQN > /dev/nvme-fabrics
+disk2=$(newdisk); echo $disk2 > rdma-disk2.txt
+dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
+dd if=/tmp/pat of=/dev/$disk bs=1M oflag=direct 2>/dev/null
+dd if=/dev/$disk of=/tmp/back bs=1M count=4 iflag=direct 2>/dev/null
+dd if=/tmp/pat of=/dev/$disk2 bs=1M oflag=direct 2>/dev/null
+dd if=/dev/$disk2 of=/tmp/back2 bs=1M count=4 iflag=direct 2>/dev/null
+sha256sum /tmp/pat /tmp/back /tmp/back2 > rdma.sha
+run list p2pdma nvmet list --json
+for c in /sys/class/nvme/nvme*; do case "$(cat $c/transport)" in rdma) echo 1 > $c/delete_controller;; esac; done
+run remove p2pdma nvmet remove --nqn $NQN --json
+run remove2 p2pdma nvmet remove --nqn $AUTONQN --json
+snap > cfs-end.txt
+dmesg > dmesg.txt
+echo done"#
+    );
+    let share = boot("switch", &script);
+    let s = share.path();
+    assert_eq!(rc(s, "rxe"), 0, "{}", read(s, "rxe.err"));
+    for (name, p2pmem) in [("export", "0000:03:00.0"), ("auto", "1")] {
+        assert_eq!(rc(s, name), 0, "{}", read(s, &format!("{name}.err")));
+        let e = json(s, &format!("{name}.out"));
+        assert_eq!(e["p2p"]["p2pmem"], p2pmem);
+        assert_eq!(e["p2p"]["used"], false, "{name}");
+        let rxe = &e["p2p"]["rdma_devices"][0];
+        assert_eq!((rxe["device"].as_str(), rxe["pci_device"].is_null()), (Some("rxe0"), true));
+        assert!(rxe["why"].as_str().unwrap().contains("never use P2P memory"));
+        assert!(e["p2p"]["kernel_log"].as_array().unwrap().is_empty());
+    }
+    let sums: Vec<String> = read(s, "rdma.sha").lines().map(|l| l.split_whitespace().next().unwrap().into()).collect();
+    assert!(sums.len() == 3 && sums.iter().all(|x| *x == sums[0]), "{sums:?}");
+    let dmesg = read(s, "dmesg.txt");
+    assert!(dmesg.contains("nvmet_rdma: enabling port 1 (10.77.0.1:4420)"), "{dmesg}");
+    assert!(dmesg.matches("nvmet: Created nvm controller").count() >= 2, "no RDMA controllers: {dmesg}");
+    // The kernel said nothing about P2P: not "using p2pmem", not "no peer-to-peer memory".
+    assert!(!dmesg.contains("using p2pmem") && !dmesg.contains("no peer-to-peer memory"), "{dmesg}");
+    let l = json(s, "list.out");
+    for sub in l["subsystems"].as_array().unwrap() {
+        assert_eq!(sub["namespaces"][0]["p2p_in_use"], false);
+    }
+    assert_eq!((rc(s, "remove"), rc(s, "remove2")), (0, 0));
+    let end = read(s, "cfs-end.txt");
+    assert!(!end.contains("nvmet/subsystems/") && !end.contains("nvmet/ports/"), "left behind:\n{end}");
+}

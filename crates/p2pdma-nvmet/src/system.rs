@@ -121,10 +121,83 @@ pub fn inspect_path(path: &Path, sysfs: &Path) -> (crate::plan::PathKind, Option
     (PathKind::NotBlock(what.into()), None)
 }
 
+/// `NETLINK_RDMA` message type for `RDMA_NLDEV_CMD_NEWLINK` (`RDMA_NL_GET_TYPE(RDMA_NL_NLDEV, 3)`).
+const RDMA_NLDEV_NEWLINK: u16 = (5 << 10) + 3;
+const RDMA_NLDEV_ATTR_DEV_NAME: u16 = 2;
+const RDMA_NLDEV_ATTR_NDEV_NAME: u16 = 51;
+const RDMA_NLDEV_ATTR_LINK_TYPE: u16 = 65;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLMSG_ERROR: u16 = 2;
+
+/// The netlink request `rdma link add NAME type TYPE netdev NETDEV` sends.
+fn newlink_message(name: &str, link_type: &str, netdev: &str, seq: u32) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    for (kind, value) in
+        [(RDMA_NLDEV_ATTR_DEV_NAME, name), (RDMA_NLDEV_ATTR_LINK_TYPE, link_type), (RDMA_NLDEV_ATTR_NDEV_NAME, netdev)]
+    {
+        let len = 4 + value.len() + 1;
+        attrs.extend_from_slice(&(len as u16).to_ne_bytes());
+        attrs.extend_from_slice(&kind.to_ne_bytes());
+        attrs.extend_from_slice(value.as_bytes());
+        attrs.push(0);
+        attrs.resize(attrs.len().next_multiple_of(4), 0);
+    }
+    let mut msg = Vec::with_capacity(16 + attrs.len());
+    msg.extend_from_slice(&((16 + attrs.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&RDMA_NLDEV_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&attrs);
+    msg
+}
+
+/// Creates a soft-RoCE device `name` on network interface `netdev`, as `rdma link add NAME
+/// type rxe netdev NETDEV` (iproute2) does: one RDMA netlink NEWLINK request. For trying
+/// NVMe/RDMA without an RNIC (the lab's busybox guest has no iproute2). Loads rdma_rxe first.
+pub fn add_soft_roce(name: &str, netdev: &str) -> Result<(), NvmetError> {
+    use rustix::net::{netlink, recv, sendto, socket, AddressFamily, RecvFlags, SendFlags, SocketType};
+    let what = format!("rdma link add {name} type rxe netdev {netdev}");
+    let fail = |reason: String| NvmetError::Setup { what: what.clone(), reason };
+    if !module_loaded("rdma_rxe") {
+        modprobe("rdma_rxe")?;
+    }
+    let fd = socket(AddressFamily::NETLINK, SocketType::RAW, Some(netlink::RDMA)).map_err(|e| fail(e.to_string()))?;
+    let msg = newlink_message(name, "rxe", netdev, 1);
+    sendto(&fd, &msg, SendFlags::empty(), &netlink::SocketAddrNetlink::new(0, 0)).map_err(|e| fail(e.to_string()))?;
+    let mut buf = [0u8; 4096];
+    let (_, n) = recv(&fd, &mut buf[..], RecvFlags::empty()).map_err(|e| fail(e.to_string()))?;
+    let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+    if n < 20 || ty != NLMSG_ERROR {
+        return Err(fail(format!("unexpected netlink answer (type {ty}, {n} bytes)")));
+    }
+    match i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]) {
+        0 => Ok(()),
+        e => Err(fail(std::io::Error::from_raw_os_error(-e).to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::PathKind;
+
+    #[test]
+    fn newlink_message_is_what_rdma_link_add_sends() {
+        let m = newlink_message("rxe0", "rxe", "dummy0", 7);
+        // header: len, type 5123, flags REQUEST|ACK, seq 7, pid 0
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 5123);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), 5);
+        assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 7);
+        // first attribute: len 9 ("rxe0\0" + 4), type DEV_NAME, padded to 12
+        assert_eq!(u16::from_ne_bytes([m[16], m[17]]), 9);
+        assert_eq!(u16::from_ne_bytes([m[18], m[19]]), 2);
+        assert_eq!(&m[20..25], b"rxe0\0");
+        assert_eq!(u16::from_ne_bytes([m[30], m[31]]), 65);
+        assert_eq!(m.len(), 16 + 12 + 8 + 12);
+    }
 
     #[test]
     fn paths_are_told_apart() {
