@@ -144,3 +144,81 @@ pub fn list(
     }
     ListReport { loaded: state.loaded, subsystems, ports: state.ports.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use p2pdma_core::model::Alias;
+
+    use super::*;
+    use crate::state::{Namespace, Subsystem};
+
+    fn state(p2pmem: &str, trtype: &str) -> NvmetState {
+        NvmetState {
+            loaded: true,
+            subsystems: vec![Subsystem {
+                nqn: "nqn.t".into(),
+                allow_any_host: true,
+                allowed_hosts: Vec::new(),
+                namespaces: vec![Namespace {
+                    nsid: 1,
+                    device_path: "/dev/nvme0n1".into(),
+                    enabled: true,
+                    p2pmem: Some(p2pmem.into()),
+                }],
+            }],
+            ports: vec![Port {
+                name: "1".into(),
+                id: Some(1),
+                trtype: Some(trtype.into()),
+                adrfam: Some("ipv4".into()),
+                traddr: Some("127.0.0.1".into()),
+                trsvcid: Some("4420".into()),
+                subsystems: vec!["nqn.t".into()],
+                referrals: 0,
+                extra_ana_groups: 0,
+            }],
+        }
+    }
+
+    fn topology() -> p2pdma_core::Topology {
+        let mut t = p2pdma_core::spec::load(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
+        t.aliases.insert(
+            "nvme0n1".into(),
+            Alias { class: "block".into(), pci_parent: Some("0000:04:00.0".parse().unwrap()) },
+        );
+        t
+    }
+
+    fn name_of(p: &str) -> Option<String> {
+        p.rsplit('/').next().map(str::to_string)
+    }
+
+    #[test]
+    fn tcp_never_uses_p2p_but_the_kernel_log_overrules_a_prediction() {
+        let t = topology();
+        let e = Engine::new(&t).unwrap();
+        let r = list(&e, &state("0000:03:00.0", "tcp"), &[], &name_of);
+        let ns = &r.subsystems[0].namespaces[0];
+        assert_eq!((ns.pci_name.as_deref(), ns.p2p_in_use, ns.evidence), (Some("nvme-b"), false, "prediction"));
+        assert!(ns.why.iter().any(|w| w.contains("TCP does not use P2P memory")));
+        assert_eq!(r.subsystems[0].ports, vec!["1: tcp 127.0.0.1:4420".to_string()]);
+
+        let log = vec!["nvmet: using p2pmem on 0000:03:00.0 for nsid 1".to_string()];
+        let r = list(&e, &state("0000:03:00.0", "rdma"), &log, &name_of);
+        let ns = &r.subsystems[0].namespaces[0];
+        assert_eq!((ns.p2p_in_use, ns.evidence), (true, "kernel log"));
+        assert_eq!(ns.kernel_log, log);
+    }
+
+    #[test]
+    fn auto_shows_the_provider_the_kernel_finds_and_off_says_so() {
+        let t = topology();
+        let e = Engine::new(&t).unwrap();
+        let r = list(&e, &state("1", "loop"), &[], &name_of);
+        let ns = &r.subsystems[0].namespaces[0];
+        assert_eq!(ns.provider, Some("0000:03:00.0".parse().unwrap()));
+        assert!(!ns.p2p_in_use);
+        let r = list(&e, &state("0", "tcp"), &[], &name_of);
+        assert_eq!(r.subsystems[0].namespaces[0].why, vec!["p2pmem off: I/O is staged in host memory".to_string()]);
+    }
+}
