@@ -80,6 +80,10 @@ impl FromStr for P2pmemRequest {
             "off" => Ok(P2pmemRequest::Off),
             "auto" => Ok(P2pmemRequest::Auto),
             "" => Err("--p2pmem wants off, auto or a provider (BDF or name)".into()),
+            "1" | "on" | "y" | "yes" | "true" => {
+                Err(format!("--p2pmem {s}: say auto (p2pdma writes the kernel's 1 for it)"))
+            }
+            "0" | "n" | "no" | "false" | "none" => Err(format!("--p2pmem {s}: say off")),
             p => Ok(P2pmemRequest::Provider(p.to_string())),
         }
     }
@@ -535,6 +539,11 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     let mut checks = Vec::new();
     let mut reasons = Vec::new();
     let mut refused = false;
+    let existing = state.subsystem(&req.nqn);
+    let nsid = req
+        .nsid
+        .or_else(|| existing.and_then(|s| s.namespaces.iter().find(|n| n.device_path == ns.path)).map(|n| n.nsid))
+        .unwrap_or(1);
 
     let ns_dev = ns.pci_device.and_then(|b| engine.index_of(b)).map(|i| engine.device(i));
     let info = NamespaceInfo {
@@ -702,16 +711,15 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     }
 
     // The transport.
-    let nsid_hint = req.nsid.unwrap_or(1);
     if let Some(value) = &p2p.p2pmem {
-        let (client, devices, used) = transport_p2p(engine, req.transport, value, ns.pci_device, nsid_hint, &ns.path);
+        let (client, devices, used) = transport_p2p(engine, req.transport, value, ns.pci_device, nsid, &ns.path);
         p2p.transport_client = client.clone();
         p2p.summary.push(client);
         for d in &devices {
             p2p.summary.push(d.why.clone());
             if d.uses_p2p {
                 if let Some(pb) = d.provider {
-                    p2p.kernel_log.push(format!("nvmet: using p2pmem on {pb} for nsid {nsid_hint}"));
+                    p2p.kernel_log.push(format!("nvmet: using p2pmem on {pb} for nsid {nsid}"));
                 }
             }
         }
@@ -744,11 +752,6 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     });
 
     // configfs as it is now: idempotence, NQN in use, port reuse.
-    let existing = state.subsystem(&req.nqn);
-    let nsid = req
-        .nsid
-        .or_else(|| existing.and_then(|s| s.namespaces.iter().find(|n| n.device_path == ns.path)).map(|n| n.nsid))
-        .unwrap_or(1);
     let port = match state
         .ports
         .iter()
@@ -829,10 +832,6 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     } else {
         Vec::new()
     };
-    // The expected "using p2pmem" line names the real nsid.
-    for l in &mut p2p.kernel_log {
-        *l = l.replace(&format!("for nsid {nsid_hint}"), &format!("for nsid {nsid}"));
-    }
     Ok(ExportPlan {
         nqn: req.nqn.clone(),
         nsid,
