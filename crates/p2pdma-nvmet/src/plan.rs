@@ -622,6 +622,13 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
                         reasons.push(why);
                     }
                 }
+                if report.clients.iter().any(|v| !v.certain) {
+                    checks.push(Check {
+                        what: "verdict",
+                        ok: true,
+                        detail: "uncertain: ACS on the path could not be read (needs root); see `p2pdma check`".into(),
+                    });
+                }
                 if report.map_type.supported() {
                     checks.push(Check {
                         what: "verdict",
