@@ -3,6 +3,7 @@
 //! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
 
 mod alloc;
+mod copy;
 mod lab;
 mod render;
 mod source;
@@ -79,6 +80,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a range between block devices or files through P2P memory (or host memory when
+    /// P2P cannot serve both ends, saying why), with io_uring, and prove it with --verify.
+    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input.
+    Copy {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Source: a block device or file path, or a device name (`nvme-b`, `0000:04:00.0`).
+        src: String,
+        /// Destination: a block device or file path (a new file is created), or a device name.
+        dst: String,
+        /// Byte offset in SRC (a multiple of its logical block size; K, M, G suffixes).
+        #[arg(long, value_parser = parse_bytes, default_value = "0")]
+        src_offset: u64,
+        /// Byte offset in DST.
+        #[arg(long, value_parser = parse_bytes, default_value = "0")]
+        dst_offset: u64,
+        /// Bytes to copy (default: the rest of SRC).
+        #[arg(long, value_parser = parse_bytes)]
+        length: Option<u64>,
+        /// Memory the data goes through: `auto` (the provider the kernel would pick for both
+        /// devices), `host`, or a provider (BDF or name).
+        #[arg(long, default_value = "auto")]
+        via: copy::Via,
+        /// Chunks in flight at once (one buffer each).
+        #[arg(long, default_value_t = 8)]
+        depth: usize,
+        /// Bytes per I/O (a multiple of the page size and both block sizes).
+        #[arg(long, value_parser = parse_size, default_value = "1M")]
+        chunk: usize,
+        /// One synchronous read and write at a time instead of io_uring.
+        #[arg(long)]
+        sync: bool,
+        /// Read both ranges back and compare them byte for byte.
+        #[arg(long)]
+        verify: bool,
+        /// Refuse rather than fall back to host memory.
+        #[arg(long)]
+        require_p2p: bool,
+        /// Write to a destination that is mounted, held or open exclusively elsewhere.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// What names refer to: the PCI address and block device of each (`nvme-a`, `03:00.0`,
     /// `nvme0n1`); with --block, only the block device paths, one per line.
     Resolve {
@@ -124,6 +169,10 @@ enum LabCommand {
         /// Let every kernel message reach the console.
         #[arg(long)]
         kernel_log: bool,
+        /// Make QEMU fail I/O at a byte of an NVMe drive with EIO: NAME:OFFSET[:read|:write]
+        /// (armed by the drive's first write; repeatable).
+        #[arg(long, value_name = "FAULT", value_parser = lab::parse_fault)]
+        fault: Vec<p2pdma_lab::DiskFault>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -140,8 +189,9 @@ const LAB_FAILED: u8 = 125;
 
 fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LabCommand::Run { topology, timeout, share, console, kernel_log, command } => {
-            let (_, _, machine) = lab::load(&topology)?;
+        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, command } => {
+            let (_, _, mut machine) = lab::load(&topology)?;
+            machine.disk_faults = fault;
             let mut opts = lab::options(&topology, timeout)?;
             opts.share_dir = share;
             opts.echo_console = console;
@@ -199,6 +249,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("`{s}` is not a size (bytes, or with K, M, G)"))
+}
+
+/// A byte count or offset: `parse_size` as u64.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -278,6 +333,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Copy {
+            source,
+            src,
+            dst,
+            src_offset,
+            dst_offset,
+            length,
+            via,
+            depth,
+            chunk,
+            sync,
+            verify,
+            require_p2p,
+            force,
+            json,
+        } => {
+            let loaded = source.load_live("copy")?;
+            let engine = Engine::new(&loaded.topology)?;
+            let mountinfo = source.proc_root.join("self/mountinfo");
+            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+            let args = copy::CopyArgs {
+                src,
+                dst,
+                src_offset,
+                dst_offset,
+                length,
+                via,
+                depth,
+                chunk,
+                sync_engine: sync,
+                verify,
+                require_p2p,
+                force,
+                progress: copy::wants_progress(json),
+            };
+            let report = copy::run(&machine, &args)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", copy::render(&report));
+            }
+            Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Lab { command } => lab(command),
         Command::Resolve { source, devices, block, json } => {

@@ -103,13 +103,20 @@ fn fits(end: &End, offset: u64, length: u64) -> Result<(), RangeError> {
     }
 }
 
-/// Checks a chunk size: buffers are whole pages and every I/O whole blocks of both ends.
-pub fn check_chunk(chunk: usize, page: usize, ends: &[&End]) -> Result<(), RangeError> {
-    let multiple = ends.iter().map(|e| e.block_size as usize).fold(page, lcm);
+/// What every chunk must be a multiple of: buffers are whole pages, I/Os whole blocks.
+pub fn chunk_multiple(page: usize, ends: &[&End]) -> usize {
+    ends.iter().map(|e| e.block_size as usize).fold(page, lcm)
+}
+
+/// Checks a chunk size against [`chunk_multiple`] and returns the chunk to use: no larger
+/// than the copy needs.
+pub fn check_chunk(chunk: usize, page: usize, ends: &[&End], length: u64) -> Result<usize, RangeError> {
+    let multiple = chunk_multiple(page, ends);
     if chunk == 0 || !chunk.is_multiple_of(multiple) {
         return Err(RangeError::BadChunk { chunk, multiple });
     }
-    Ok(())
+    let needed = length.div_ceil(multiple as u64).saturating_mul(multiple as u64);
+    Ok(usize::try_from(needed).map_or(chunk, |n| chunk.min(n)))
 }
 
 fn lcm(a: usize, b: usize) -> usize {
@@ -189,8 +196,10 @@ mod tests {
     #[test]
     fn chunks_hold_whole_pages_and_blocks() {
         let (a, b) = (disk("/dev/a", MIB, 512, "x", 0), disk("/dev/b", MIB, 8192, "y", 0));
-        assert!(check_chunk(8192, 4096, &[&a, &b]).is_ok());
-        assert_eq!(check_chunk(4096, 4096, &[&a, &b]), Err(RangeError::BadChunk { chunk: 4096, multiple: 8192 }));
-        assert!(check_chunk(0, 4096, &[&a]).is_err());
+        assert_eq!(check_chunk(8192, 4096, &[&a, &b], MIB), Ok(8192));
+        assert_eq!(check_chunk(4096, 4096, &[&a, &b], MIB), Err(RangeError::BadChunk { chunk: 4096, multiple: 8192 }));
+        assert!(check_chunk(0, 4096, &[&a], MIB).is_err());
+        // A copy smaller than the chunk gets a buffer just big enough.
+        assert_eq!(check_chunk(1 << 20, 4096, &[&a, &b], 9000), Ok(16384));
     }
 }

@@ -48,6 +48,7 @@ pub struct Failure {
     /// Every byte of the destination range before this offset (relative to the range start)
     /// was written; chunks after it may or may not have been.
     pub written_prefix: u64,
+    pub elapsed: Duration,
 }
 
 /// How I/O is issued.
@@ -218,7 +219,7 @@ fn run_uring(
                 let err = MemError::Uring {
                     cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
                 };
-                return Err(Failure { error: err, completed, written_prefix: prefix(&slots, next) });
+                return Err(Failure { error: err, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() });
             }
         }
         let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
@@ -270,7 +271,9 @@ fn run_uring(
         }
     }
     match failure {
-        Some((_, error)) => Err(Failure { error, completed, written_prefix: prefix(&slots, next) }),
+        Some((_, error)) => {
+            Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
+        }
         None => {
             stats.bytes = completed;
             stats.elapsed = start.elapsed();
@@ -291,7 +294,7 @@ fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64))
     let mut at = 0u64;
     while at < job.length {
         let len = (job.length - at).min(job.chunk as u64) as usize;
-        let fail = |error| Failure { error, completed: at, written_prefix: at };
+        let fail = |error| Failure { error, completed: at, written_prefix: at, elapsed: start.elapsed() };
         if let Some((file, base)) = job.src {
             let t = Instant::now();
             file.read_exact_at(&mut buf[..len], base + at).map_err(fail)?;

@@ -9,10 +9,12 @@ mod buffer;
 mod direct;
 pub mod ends;
 pub mod engine;
+mod verify;
 
 pub use buffer::{page_size, HostBuffer, IoBuffer, P2pBuffer};
 pub use direct::{Access, DirectFile};
 pub use engine::{Engine, Failure, Job, Stats};
+pub use verify::compare;
 
 use std::path::PathBuf;
 
@@ -60,6 +62,8 @@ impl std::fmt::Display for IoCause {
             write!(f, "{io} (EINVAL: unaligned I/O, or the block layer refused P2P memory for this device)")
         } else if e == Errno::FAULT {
             write!(f, "{io} (EFAULT: the buffer's memory is gone: was the P2P provider removed or unbound?)")
+        } else if e == Errno::NODATA {
+            write!(f, "{io} (ENODATA: the device reported a media error)")
         } else if e == Errno::BUSY {
             write!(f, "{io} (EBUSY: in use: mounted, held by another driver, or opened exclusively)")
         } else {
