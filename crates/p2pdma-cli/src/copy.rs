@@ -197,7 +197,10 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> anyh
                 }
                 let on = end.block_device.as_deref().map(|d| format!(" (on {d})")).unwrap_or_default();
                 return Ok(Route::Host {
-                    reasons: vec![format!("{}{on} is not on a PCI device, so no P2P memory can serve it", end.end.path)],
+                    reasons: vec![format!(
+                        "{}{on} is not on a PCI device, so no P2P memory can serve it",
+                        end.end.path
+                    )],
                 });
             }
         }
@@ -302,7 +305,8 @@ pub fn run(m: &Machine<'_>, args: &CopyArgs) -> anyhow::Result<CopyReport> {
     let dst_path = locate(m.engine, &args.dst)?;
     let (src, src_report) = measure(m, &src_path, false, args.src_offset)?;
     let (dst, dst_report) = measure(m, &dst_path, true, args.dst_offset)?;
-    let Ranges { length, .. } = transfer::plan_ranges(&src.end, &dst.end, args.src_offset, args.dst_offset, args.length)?;
+    let Ranges { length, .. } =
+        transfer::plan_ranges(&src.end, &dst.end, args.src_offset, args.dst_offset, args.length)?;
     let chunk = transfer::check_chunk(args.chunk, p2pdma_mem::page_size(), &[&src.end, &dst.end], length)?;
     if args.depth == 0 {
         anyhow::bail!("--depth must be at least 1");

@@ -73,9 +73,12 @@ pub fn plan_ranges(
     if dst.kind == EndKind::BlockDevice {
         fits(dst, dst_offset, length)?;
     }
-    for (end, what, value) in
-        [(src, "--src-offset", src_offset), (dst, "--dst-offset", dst_offset), (src, "length", length), (dst, "length", length)]
-    {
+    for (end, what, value) in [
+        (src, "--src-offset", src_offset),
+        (dst, "--dst-offset", dst_offset),
+        (src, "length", length),
+        (dst, "length", length),
+    ] {
         if !value.is_multiple_of(u64::from(end.block_size.max(1))) {
             return Err(RangeError::Unaligned { path: end.path.clone(), what, value, block_size: end.block_size });
         }
@@ -176,7 +179,10 @@ mod tests {
         let (a, b) = (disk("/dev/a", 64 * MIB, 512, "259:0", 0), disk("/dev/b", 64 * MIB, 4096, "259:1", 0));
         assert!(plan_ranges(&a, &b, 512, 0, Some(4096)).is_ok());
         let e = plan_ranges(&a, &b, 0, 512, Some(4096)).unwrap_err();
-        assert!(e.to_string().contains("/dev/b: --dst-offset 512 is not a multiple of its logical block size (4096)"), "{e}");
+        assert!(
+            e.to_string().contains("/dev/b: --dst-offset 512 is not a multiple of its logical block size (4096)"),
+            "{e}"
+        );
         let e = plan_ranges(&a, &b, 0, 0, Some(1536)).unwrap_err();
         assert!(e.to_string().contains("/dev/b: length 1536"), "{e}");
         assert_eq!(plan_ranges(&a, &b, 0, 0, Some(0)).unwrap_err(), RangeError::Empty);

@@ -16,7 +16,10 @@ pub enum Access {
     /// `exclusive`: a block device opened with O_EXCL, which fails with EBUSY while it (or a
     /// partition of it) is mounted, held by another driver or opened exclusively, and keeps
     /// others from claiming it while we write. `create`: a regular file that may not exist yet.
-    Write { exclusive: bool, create: bool },
+    Write {
+        exclusive: bool,
+        create: bool,
+    },
 }
 
 pub struct DirectFile {

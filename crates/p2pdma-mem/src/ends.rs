@@ -43,10 +43,12 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
             let dir = fs::canonicalize(sys.join("dev/block").join(&dev))
                 .map_err(|e| unusable(format!("block device {dev} has no sysfs entry: {e}")))?;
             let is_partition = dir.join("partition").exists();
-            let disk_dir = if is_partition { dir.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir.clone() };
+            let disk_dir =
+                if is_partition { dir.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir.clone() };
             let sectors = read_u64(&dir.join("size")).ok_or_else(|| unusable("unreadable sysfs size".into()))?;
             let start = if is_partition { read_u64(&dir.join("start")).unwrap_or(0) } else { 0 };
-            let block_size = logical_block_size(&disk_dir).ok_or_else(|| unusable("unreadable logical block size".into()))?;
+            let block_size =
+                logical_block_size(&disk_dir).ok_or_else(|| unusable("unreadable logical block size".into()))?;
             let mut related = vec![dir.clone()];
             if is_partition {
                 related.push(disk_dir.clone());
@@ -98,8 +100,12 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let stat = rustix::fs::stat(parent)
-        .map_err(|e| MemError::Io { path: parent.into(), op: "stat", offset: 0, cause: IoCause(e) })?;
+    let stat = rustix::fs::stat(parent).map_err(|e| MemError::Io {
+        path: parent.into(),
+        op: "stat",
+        offset: 0,
+        cause: IoCause(e),
+    })?;
     let (disk_dir, block_size) = disk_of(sys, stat.st_dev);
     Ok(Measured {
         end: End {
@@ -147,7 +153,8 @@ fn logical_block_size(disk_dir: &Path) -> Option<u32> {
 
 fn partitions(disk_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(disk_dir) else { return Vec::new() };
-    let mut parts: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("partition").exists()).collect();
+    let mut parts: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.join("partition").exists()).collect();
     parts.sort();
     parts
 }

@@ -76,7 +76,12 @@ impl Engine {
 
     /// Runs `job` through `buffers` (each at least `job.chunk` bytes; io_uring keeps one
     /// chunk in flight per buffer, sync uses the first). `progress` hears the bytes done.
-    pub fn run(&mut self, job: &Job<'_>, buffers: &mut [IoBuffer], progress: &mut dyn FnMut(u64)) -> Result<Stats, Failure> {
+    pub fn run(
+        &mut self,
+        job: &Job<'_>,
+        buffers: &mut [IoBuffer],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Stats, Failure> {
         assert!(job.src.is_some() || job.dst.is_some(), "a job reads, writes or both");
         assert!(!buffers.is_empty() && buffers.iter().all(|b| b.len() >= job.chunk), "buffers hold a chunk");
         match self {
@@ -219,7 +224,12 @@ fn run_uring(
                 let err = MemError::Uring {
                     cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
                 };
-                return Err(Failure { error: err, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() });
+                return Err(Failure {
+                    error: err,
+                    completed,
+                    written_prefix: prefix(&slots, next),
+                    elapsed: start.elapsed(),
+                });
             }
         }
         let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
@@ -357,7 +367,8 @@ mod tests {
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
-            let job = Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true };
+            let job =
+                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true };
             let mut seen = Vec::new();
             let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
             assert_eq!(stats.bytes, len);
@@ -378,7 +389,8 @@ mod tests {
             let dst = file_with(&vec![0u8; 1 << 20]);
             let s = DirectFile::open(src.path(), Access::Read).unwrap();
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
-            let job = Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 128 * 1024, chunk: 8192, record_latency: false };
+            let job =
+                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 128 * 1024, chunk: 8192, record_latency: false };
             let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
             let msg = f.error.to_string();
             assert!(msg.starts_with(&format!("{}: read failed at offset 65536", src.path().display())), "{msg}");

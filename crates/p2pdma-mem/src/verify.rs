@@ -5,7 +5,12 @@ use crate::{DirectFile, HostBuffer, MemError};
 
 /// The first offset (relative to the range starts) where `a` and `b` differ over
 /// `length` bytes, read `chunk` bytes at a time; None when they are equal.
-pub fn compare(a: (&DirectFile, u64), b: (&DirectFile, u64), length: u64, chunk: usize) -> Result<Option<u64>, MemError> {
+pub fn compare(
+    a: (&DirectFile, u64),
+    b: (&DirectFile, u64),
+    length: u64,
+    chunk: usize,
+) -> Result<Option<u64>, MemError> {
     let mut left = HostBuffer::new(chunk)?;
     let mut right = HostBuffer::new(chunk)?;
     let mut at = 0u64;
