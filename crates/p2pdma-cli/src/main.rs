@@ -3,6 +3,7 @@
 //! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
 
 mod alloc;
+mod bench;
 mod copy;
 mod lab;
 mod render;
@@ -118,6 +119,37 @@ enum Command {
         /// Refuse rather than fall back to host memory.
         #[arg(long)]
         require_p2p: bool,
+        /// Write to a destination that is mounted, held or open exclusively elsewhere.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Throughput and latency (p50, p99) of reads into P2P memory, writes out of it and
+    /// copies through it, each beside the same through host memory, over depths and chunks.
+    Bench {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The device or file read from.
+        src: String,
+        /// The device or file written to by write and copy runs: its range is overwritten.
+        #[arg(long)]
+        dst: Option<String>,
+        /// P2P memory to compare with host memory: `auto`, or a provider.
+        #[arg(long, default_value = "auto")]
+        via: copy::Via,
+        /// What to measure (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "read,write,copy")]
+        ops: Vec<bench::Op>,
+        /// Queue depths (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        depth: Vec<usize>,
+        /// Chunk sizes (comma-separated, K/M suffixes).
+        #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "128K,1M")]
+        chunk: Vec<usize>,
+        /// Bytes moved by each run.
+        #[arg(long, value_parser = parse_bytes, default_value = "16M")]
+        size: u64,
         /// Write to a destination that is mounted, held or open exclusively elsewhere.
         #[arg(long)]
         force: bool,
@@ -376,6 +408,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", copy::render(&report));
             }
             Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Bench { source, src, dst, via, ops, depth, chunk, size, force, json } => {
+            let loaded = source.load_live("bench")?;
+            let engine = Engine::new(&loaded.topology)?;
+            let mountinfo = source.proc_root.join("self/mountinfo");
+            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+            let args = bench::BenchArgs { src, dst, via, ops, depths: depth, chunks: chunk, size, force };
+            let report = bench::run(&machine, &args)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", bench::render(&report));
+            }
+            let failed = report.runs.iter().any(|r| r.error.is_some());
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Lab { command } => lab(command),
         Command::Resolve { source, devices, block, json } => {

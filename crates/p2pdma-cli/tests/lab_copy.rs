@@ -89,7 +89,7 @@ fn copy(args: &str) -> String {
 /// The sha256 of `len` bytes at `offset` of block device `$dev`, read by busybox dd
 /// (independent of p2pdma), into `name.sha`.
 fn sha(name: &str, dev: &str, offset: u64, len: u64) -> String {
-    assert!(offset % 512 == 0 && len % 512 == 0);
+    assert!(offset.is_multiple_of(512) && len.is_multiple_of(512));
     format!(
         "dd if={dev} bs=512 skip={} count={} 2>/dev/null | sha256sum | cut -c1-64 > {name}.sha",
         offset / 512,
