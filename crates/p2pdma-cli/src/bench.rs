@@ -105,8 +105,10 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         }
         None => None,
     };
-    let other_end = dst.as_ref().map_or(&src.end, |(d, _)| &d.end);
-    let length = transfer::plan_ranges(&src.end, other_end, 0, 0, Some(args.size))?.length;
+    let length = match &dst {
+        Some((d, _)) => transfer::plan_ranges(&src.end, &d.end, 0, 0, Some(args.size))?.length,
+        None => transfer::plan_read(&src.end, 0, Some(args.size))?,
+    };
     for &chunk in &args.chunks {
         let ends: Vec<&transfer::End> = std::iter::once(&src.end).chain(dst.as_ref().map(|(d, _)| &d.end)).collect();
         transfer::check_chunk(chunk, p2pdma_mem::page_size(), &ends, length)?;

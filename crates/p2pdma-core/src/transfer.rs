@@ -62,27 +62,12 @@ pub fn plan_ranges(
     dst_offset: u64,
     length: Option<u64>,
 ) -> Result<Ranges, RangeError> {
-    if src_offset > src.size {
-        return Err(RangeError::OffsetPastEnd { path: src.path.clone(), offset: src_offset, size: src.size });
-    }
-    let length = length.unwrap_or(src.size - src_offset);
-    if length == 0 {
-        return Err(RangeError::Empty);
-    }
-    fits(src, src_offset, length)?;
+    let length = plan_read(src, src_offset, length)?;
     if dst.kind == EndKind::BlockDevice {
         fits(dst, dst_offset, length)?;
     }
-    for (end, what, value) in [
-        (src, "--src-offset", src_offset),
-        (dst, "--dst-offset", dst_offset),
-        (src, "length", length),
-        (dst, "length", length),
-    ] {
-        if !value.is_multiple_of(u64::from(end.block_size.max(1))) {
-            return Err(RangeError::Unaligned { path: end.path.clone(), what, value, block_size: end.block_size });
-        }
-    }
+    aligned(dst, "--dst-offset", dst_offset)?;
+    aligned(dst, "length", length)?;
     if src.extent_owner == dst.extent_owner {
         let (s0, d0) = (src.extent_base + src_offset, dst.extent_base + dst_offset);
         if s0 < d0 + length && d0 < s0 + length {
@@ -97,6 +82,29 @@ pub fn plan_ranges(
         }
     }
     Ok(Ranges { src_offset, dst_offset, length })
+}
+
+/// Checks a read of `length` bytes (default: the rest) at `offset` of `src`; the length.
+pub fn plan_read(src: &End, offset: u64, length: Option<u64>) -> Result<u64, RangeError> {
+    if offset > src.size {
+        return Err(RangeError::OffsetPastEnd { path: src.path.clone(), offset, size: src.size });
+    }
+    let length = length.unwrap_or(src.size - offset);
+    if length == 0 {
+        return Err(RangeError::Empty);
+    }
+    fits(src, offset, length)?;
+    aligned(src, "--src-offset", offset)?;
+    aligned(src, "length", length)?;
+    Ok(length)
+}
+
+fn aligned(end: &End, what: &'static str, value: u64) -> Result<(), RangeError> {
+    if value.is_multiple_of(u64::from(end.block_size.max(1))) {
+        Ok(())
+    } else {
+        Err(RangeError::Unaligned { path: end.path.clone(), what, value, block_size: end.block_size })
+    }
 }
 
 fn fits(end: &End, offset: u64, length: u64) -> Result<(), RangeError> {
