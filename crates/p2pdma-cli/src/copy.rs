@@ -215,7 +215,7 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> anyh
                     let mut reasons = found.reasons;
                     for c in found.candidates.iter().take(3) {
                         let check = analysis::check(engine, &c.provider.to_string(), &clients)?;
-                        reasons.extend(check.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
+                        reasons.extend(why_not(&check));
                     }
                     reasons.dedup();
                     return Ok(Route::Host { reasons });
@@ -235,12 +235,17 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> anyh
         }
     }
     let mut reasons: Vec<String> = check.notes.clone();
-    reasons.extend(check.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
+    reasons.extend(why_not(&check));
     reasons.dedup();
     if reasons.is_empty() {
         reasons.push(format!("{} cannot be used for this pair", check.provider));
     }
     Ok(Route::Host { reasons })
+}
+
+/// The reasons of the clients the provider cannot serve (not those of the ones it can).
+fn why_not(check: &analysis::CheckReport) -> impl Iterator<Item = String> + '_ {
+    check.clients.iter().filter(|v| !v.map_type.supported()).flat_map(|v| v.reasons.iter().cloned())
 }
 
 /// Up to `depth` buffers of `chunk` bytes from the route's memory. P2P memory can run out
