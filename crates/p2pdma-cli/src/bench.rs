@@ -22,15 +22,32 @@ pub enum Op {
     Copy,
 }
 
+/// `bench` arguments.
+#[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    pub src: String,
-    pub dst: Option<String>,
-    pub via: Via,
-    pub ops: Vec<Op>,
-    pub depths: Vec<usize>,
-    pub chunks: Vec<usize>,
-    pub size: u64,
-    pub force: bool,
+    /// The device or file read from.
+    src: String,
+    /// The device or file written to by write and copy runs: its range is overwritten.
+    #[arg(long)]
+    dst: Option<String>,
+    /// P2P memory to compare with host memory: `auto`, or a provider.
+    #[arg(long, default_value = "auto")]
+    via: Via,
+    /// What to measure (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "read,write,copy")]
+    ops: Vec<Op>,
+    /// Queue depths (comma-separated).
+    #[arg(long = "depth", value_delimiter = ',', default_value = "1,8")]
+    depths: Vec<usize>,
+    /// Chunk sizes (comma-separated, K/M suffixes).
+    #[arg(long = "chunk", value_delimiter = ',', value_parser = crate::parse_size, default_value = "128K,1M")]
+    chunks: Vec<usize>,
+    /// Bytes moved by each run.
+    #[arg(long, value_parser = crate::parse_bytes, default_value = "16M")]
+    size: u64,
+    /// Write to a destination that is mounted, held or open exclusively elsewhere.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -140,21 +140,44 @@ impl ErrorReport {
     }
 }
 
-/// `copy` arguments, as parsed.
+/// `copy` arguments.
+#[derive(clap::Args, Debug)]
 pub struct CopyArgs {
-    pub src: String,
-    pub dst: String,
-    pub src_offset: u64,
-    pub dst_offset: u64,
-    pub length: Option<u64>,
-    pub via: Via,
-    pub depth: usize,
-    pub chunk: usize,
-    pub sync_engine: bool,
-    pub verify: bool,
-    pub require_p2p: bool,
-    pub force: bool,
-    pub progress: bool,
+    /// Source: a block device or file path, or a device name (`nvme-b`, `0000:04:00.0`).
+    src: String,
+    /// Destination: a block device or file path (a new file is created), or a device name.
+    dst: String,
+    /// Byte offset in SRC (a multiple of its logical block size; K, M, G suffixes).
+    #[arg(long, value_parser = crate::parse_bytes, default_value = "0")]
+    src_offset: u64,
+    /// Byte offset in DST.
+    #[arg(long, value_parser = crate::parse_bytes, default_value = "0")]
+    dst_offset: u64,
+    /// Bytes to copy (default: the rest of SRC).
+    #[arg(long, value_parser = crate::parse_bytes)]
+    length: Option<u64>,
+    /// Memory the data goes through: `auto` (the provider the kernel would pick for both
+    /// devices), `host`, or a provider (BDF or name).
+    #[arg(long, default_value = "auto")]
+    via: Via,
+    /// Chunks in flight at once (one buffer each).
+    #[arg(long, default_value_t = 8)]
+    depth: usize,
+    /// Bytes per I/O (a multiple of the page size and both block sizes).
+    #[arg(long, value_parser = crate::parse_size, default_value = "1M")]
+    chunk: usize,
+    /// One synchronous read and write at a time instead of io_uring.
+    #[arg(long = "sync")]
+    sync_engine: bool,
+    /// Read both ranges back and compare them byte for byte.
+    #[arg(long)]
+    verify: bool,
+    /// Refuse rather than fall back to host memory.
+    #[arg(long)]
+    require_p2p: bool,
+    /// Write to a destination that is mounted, held or open exclusively elsewhere.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Where the machine is: sysfs for devices and P2P memory, mountinfo for users.
@@ -305,7 +328,7 @@ pub fn open_destination(m: &Measured, force: bool) -> Result<DirectFile, MemErro
 }
 
 /// Runs a copy to the end and reports it; `Err` only for bad input (exit 2).
-pub fn run(m: &Machine<'_>, args: &CopyArgs) -> anyhow::Result<CopyReport> {
+pub fn run(m: &Machine<'_>, args: &CopyArgs, progress: bool) -> anyhow::Result<CopyReport> {
     let src_path = locate(m.engine, &args.src)?;
     let dst_path = locate(m.engine, &args.dst)?;
     let (src, src_report) = measure(m, &src_path, false, args.src_offset)?;
@@ -390,7 +413,7 @@ pub fn run(m: &Machine<'_>, args: &CopyArgs) -> anyhow::Result<CopyReport> {
         chunk,
         record_latency: false,
     };
-    let bar = args.progress.then(|| progress_bar(length));
+    let bar = progress.then(|| progress_bar(length));
     let result = engine.run(&job, &mut bufs, &mut |done| {
         if let Some(b) = &bar {
             b.set_position(done);

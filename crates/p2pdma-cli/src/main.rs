@@ -87,41 +87,8 @@ enum Command {
     Copy {
         #[command(flatten)]
         source: SourceArgs,
-        /// Source: a block device or file path, or a device name (`nvme-b`, `0000:04:00.0`).
-        src: String,
-        /// Destination: a block device or file path (a new file is created), or a device name.
-        dst: String,
-        /// Byte offset in SRC (a multiple of its logical block size; K, M, G suffixes).
-        #[arg(long, value_parser = parse_bytes, default_value = "0")]
-        src_offset: u64,
-        /// Byte offset in DST.
-        #[arg(long, value_parser = parse_bytes, default_value = "0")]
-        dst_offset: u64,
-        /// Bytes to copy (default: the rest of SRC).
-        #[arg(long, value_parser = parse_bytes)]
-        length: Option<u64>,
-        /// Memory the data goes through: `auto` (the provider the kernel would pick for both
-        /// devices), `host`, or a provider (BDF or name).
-        #[arg(long, default_value = "auto")]
-        via: copy::Via,
-        /// Chunks in flight at once (one buffer each).
-        #[arg(long, default_value_t = 8)]
-        depth: usize,
-        /// Bytes per I/O (a multiple of the page size and both block sizes).
-        #[arg(long, value_parser = parse_size, default_value = "1M")]
-        chunk: usize,
-        /// One synchronous read and write at a time instead of io_uring.
-        #[arg(long)]
-        sync: bool,
-        /// Read both ranges back and compare them byte for byte.
-        #[arg(long)]
-        verify: bool,
-        /// Refuse rather than fall back to host memory.
-        #[arg(long)]
-        require_p2p: bool,
-        /// Write to a destination that is mounted, held or open exclusively elsewhere.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        args: copy::CopyArgs,
         #[arg(long)]
         json: bool,
     },
@@ -130,29 +97,8 @@ enum Command {
     Bench {
         #[command(flatten)]
         source: SourceArgs,
-        /// The device or file read from.
-        src: String,
-        /// The device or file written to by write and copy runs: its range is overwritten.
-        #[arg(long)]
-        dst: Option<String>,
-        /// P2P memory to compare with host memory: `auto`, or a provider.
-        #[arg(long, default_value = "auto")]
-        via: copy::Via,
-        /// What to measure (comma-separated).
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "read,write,copy")]
-        ops: Vec<bench::Op>,
-        /// Queue depths (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "1,8")]
-        depth: Vec<usize>,
-        /// Chunk sizes (comma-separated, K/M suffixes).
-        #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "128K,1M")]
-        chunk: Vec<usize>,
-        /// Bytes moved by each run.
-        #[arg(long, value_parser = parse_bytes, default_value = "16M")]
-        size: u64,
-        /// Write to a destination that is mounted, held or open exclusively elsewhere.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        args: bench::BenchArgs,
         #[arg(long)]
         json: bool,
     },
@@ -270,7 +216,7 @@ fn main() -> ExitCode {
 }
 
 /// `4096`, `64K`, `1M`, `2G`.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let (num, mult) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 1usize << 10),
         Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
@@ -284,7 +230,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 /// A byte count or offset: `parse_size` as u64.
-fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     parse_size(s).map(|n| n as u64)
 }
 
@@ -366,42 +312,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Copy {
-            source,
-            src,
-            dst,
-            src_offset,
-            dst_offset,
-            length,
-            via,
-            depth,
-            chunk,
-            sync,
-            verify,
-            require_p2p,
-            force,
-            json,
-        } => {
+        Command::Copy { source, args, json } => {
             let loaded = source.load_live("copy")?;
             let engine = Engine::new(&loaded.topology)?;
             let mountinfo = source.proc_root.join("self/mountinfo");
             let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let args = copy::CopyArgs {
-                src,
-                dst,
-                src_offset,
-                dst_offset,
-                length,
-                via,
-                depth,
-                chunk,
-                sync_engine: sync,
-                verify,
-                require_p2p,
-                force,
-                progress: copy::wants_progress(json),
-            };
-            let report = copy::run(&machine, &args)?;
+            let report = copy::run(&machine, &args, copy::wants_progress(json))?;
             if json {
                 print_json(&report)?;
             } else {
@@ -409,12 +325,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Bench { source, src, dst, via, ops, depth, chunk, size, force, json } => {
+        Command::Bench { source, args, json } => {
             let loaded = source.load_live("bench")?;
             let engine = Engine::new(&loaded.topology)?;
             let mountinfo = source.proc_root.join("self/mountinfo");
             let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let args = bench::BenchArgs { src, dst, via, ops, depths: depth, chunks: chunk, size, force };
             let report = bench::run(&machine, &args)?;
             if json {
                 print_json(&report)?;
