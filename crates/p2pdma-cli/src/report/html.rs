@@ -151,8 +151,14 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize) {
             }
         })
         .collect();
-    let any_listed = data.host_bridges.iter().any(|b| b.whitelist.entry.is_some());
-    fact(out, "Host bridges", &wl.join("; "), if any_listed { "good" } else { "" }, "the kernel's P2PDMA whitelist");
+    let listed = data.host_bridges.iter().filter(|b| b.whitelist.entry.is_some()).count();
+    let class = if listed > 0 { "good" } else { "" };
+    if wl.len() <= 2 {
+        fact(out, "Host bridges", &wl.join("; "), class, "the kernel's P2PDMA whitelist");
+    } else {
+        let value = format!("{listed} of {} on the P2PDMA whitelist", wl.len());
+        fact(out, "Host bridges", &value, &format!("{class} wide"), &wl.join("; "));
+    }
     fact(out, "Kernel", m.kernel_release.as_deref().unwrap_or("unknown"), "", m.arch.as_deref().unwrap_or(""));
     let (iommu, iommu_note) = match m.iommu {
         Some(true) => ("on", "the kernel enables ACS redirect on ports that have ACS"),
@@ -188,13 +194,13 @@ fn providers_html(out: &mut String, data: &ReportData<'_>) {
         return;
     }
     out.push_str(
-        r#"<div class="table-scroll"><table class="providers" id="providers"><thead><tr><th>provider</th><th>address</th><th>driver</th><th>free of total</th><th>published</th><th>NUMA</th></tr></thead><tbody>"#,
+        r#"<div class="table-scroll"><table class="providers" id="providers"><thead><tr><th>provider</th><th>driver</th><th>free of total</th><th>published</th><th>NUMA</th></tr></thead><tbody>"#,
     );
     for r in &data.providers {
         write!(
             out,
-            r#"<tr><td>{}</td><td class="mono">{}</td><td>{}</td><td><meter min="0" max="{}" value="{}"></meter> {} of {}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(r.name.as_deref().unwrap_or("-")),
+            r#"<tr><td><b>{}</b> <span class="mono">{}</span></td><td>{}</td><td><meter min="0" max="{}" value="{}"></meter> {} of {}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(r.name.as_deref().unwrap_or("")),
             r.provider,
             esc(r.driver.as_deref().unwrap_or("-")),
             r.size,

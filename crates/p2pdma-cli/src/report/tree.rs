@@ -437,21 +437,18 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
 
     let mut cards: Vec<Placed> = Vec::with_capacity(order.len());
     let mut switches = Vec::new();
-    let mut open_switch: HashMap<usize, (f64, f64, usize)> = HashMap::new();
+    let mut open_switch: HashMap<usize, usize> = HashMap::new();
     let mut y = MARGIN;
     let mut last_bridge_seen = false;
     for (enter, k) in events {
         let (node, parent, depth, nest) = order[k];
         let x = MARGIN + depth as f64 * INDENT;
         if !enter {
-            if let Some((sx, sy, level)) = open_switch.remove(&k) {
+            if let Some(si) = open_switch.remove(&k) {
+                // Boxes are pushed when entered, so outer boxes are drawn below inner ones.
                 y += SWITCH_BOTTOM - ROW_GAP;
-                let sw_right = right - (level as f64 - 1.0) * NEST;
-                let label = match node {
-                    NodeRef::Device(i) => switch_label(engine.device(i)),
-                    NodeRef::Bridge(_) => String::new(),
-                };
-                switches.push(SwitchBox { x: sx, y: sy, w: sw_right - sx, h: y - sy, label });
+                let s: &mut SwitchBox = &mut switches[si];
+                s.h = y - s.y;
                 y += ROW_GAP;
             }
             continue;
@@ -481,10 +478,14 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
             }
             NodeRef::Device(i) => device_card(engine.device(i)),
         };
-        if matches!(node, NodeRef::Device(i) if is_switch_upstream(engine, i)) {
-            let sx = x - 6.0;
-            open_switch.insert(k, (sx, y, nest));
-            y += SWITCH_TOP;
+        if let NodeRef::Device(i) = node {
+            if is_switch_upstream(engine, i) {
+                let sx = x - 6.0;
+                let sw_right = right - (nest as f64 - 1.0) * NEST;
+                open_switch.insert(k, switches.len());
+                switches.push(SwitchBox { x: sx, y, w: sw_right - sx, h: 0.0, label: switch_label(engine.device(i)) });
+                y += SWITCH_TOP;
+            }
         }
         let w = right - nest as f64 * NEST - x;
         let (badge_pos, rows) = place_badges(&card.badges, w);
@@ -681,7 +682,10 @@ parent = "outer.1"
         assert_eq!(l.cards.len(), t.devices.len() + t.host_bridges.len());
         assert_eq!(l.switches.len(), 2);
         // Every card below a switch's upstream port lies inside that switch's box.
-        let inner = l.switches.iter().find(|s| s.label.starts_with("switch inner")).unwrap();
+        let inner_at = l.switches.iter().position(|s| s.label.starts_with("switch inner")).unwrap();
+        let outer_at = l.switches.iter().position(|s| s.label.starts_with("switch outer")).unwrap();
+        assert!(outer_at < inner_at, "the outer box is drawn first, below the inner one");
+        let inner = &l.switches[inner_at];
         let a = l.cards.iter().find(|c| c.card.name == "a").unwrap();
         assert!(a.x >= inner.x && a.x + a.w <= inner.x + inner.w, "{a:?} {inner:?}");
         assert!(a.y >= inner.y && a.y + a.h <= inner.y + inner.h);
