@@ -6,13 +6,12 @@
 use std::fmt::Write;
 
 use p2pdma_core::model::Device;
-use p2pdma_core::verdict::{MapType, PairResult};
 use p2pdma_core::Engine;
 use sha2::{Digest, Sha256};
 
 use super::data::ReportData;
 use super::{esc, json_for_script, tree};
-use crate::render::{bytes, cell};
+use crate::render::bytes;
 
 const PAGE_CSS: &str = include_str!("assets/report.css");
 const PAGE_JS: &str = include_str!("assets/report.js");
@@ -57,15 +56,10 @@ fn label(d: &Device) -> String {
     }
 }
 
-fn cell_class(r: &PairResult, same: bool) -> &'static str {
-    match r.map_type {
-        _ if same => "m-s",
-        MapType::BusAddr => "m-b",
-        MapType::ThruHostBridge => "m-h",
-        MapType::NotSupported => "m-n",
-    }
-}
-
+/// The matrix: a grid skeleton with its size; report.js draws the cells in view from the
+/// data block, so that a thousand devices (tens of thousands of cells) stay fast.
+/// The matrix: a grid skeleton with its size; report.js draws the cells in view from the
+/// data block, so that a thousand devices (tens of thousands of cells) stay fast.
 fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
     let m = &data.matrix;
     let topo = engine.topo;
@@ -73,41 +67,15 @@ fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
         out.push_str(r#"<p class="empty" id="no-matrix">No P2P memory providers: no device has <code>p2pmem/</code>, so nothing can be a peer-to-peer target.</p>"#);
         return;
     }
-    let cols: Vec<String> = m.clients.iter().map(|&c| label(&topo.devices[c])).collect();
-    let vertical = cols.len() > 6 || cols.iter().any(|c| c.chars().count() > 9);
+    let vertical = m.clients.len() > 6 || m.clients.iter().any(|&c| label(&topo.devices[c]).chars().count() > 9);
     write!(
         out,
-        r#"<div class="matrix-scroll"><table id="matrix" class="matrix{}"><thead><tr><th class="corner"><span>provider ↓ · client →</span></th>"#,
-        if vertical { " vert" } else { "" }
+        r#"<div class="matrix-scroll" id="matrix-scroll"><table id="matrix" class="matrix{}" role="grid" aria-rowcount="{}" aria-colcount="{}"><thead><tr aria-rowindex="1"><th class="corner" aria-colindex="1"><span>provider ↓ · client →</span></th></tr></thead><tbody></tbody></table></div><noscript><p class="empty">The matrix is drawn by the page's script; <code>p2pdma topo</code> prints it as text.</p></noscript>"#,
+        if vertical { " vert" } else { "" },
+        m.providers.len() + 1,
+        m.clients.len() + 1
     )
     .unwrap();
-    for (col, &c) in cols.iter().zip(&m.clients) {
-        write!(
-            out,
-            r#"<th scope="col" title="{}"><span>{}</span></th>"#,
-            esc(&topo.devices[c].bdf.to_string()),
-            esc(col)
-        )
-        .unwrap();
-    }
-    out.push_str("</tr></thead><tbody>");
-    for (pi, &p) in m.providers.iter().enumerate() {
-        let pd = &topo.devices[p];
-        write!(out, r#"<tr><th scope="row" title="{}">{}</th>"#, esc(&pd.bdf.to_string()), esc(&label(pd))).unwrap();
-        for (ci, &c) in m.clients.iter().enumerate() {
-            let v = &m.verdicts[m.cells[pi][ci] as usize];
-            let r = PairResult { map_type: v.map_type, distance: v.distance };
-            let same = p == c;
-            let (class, text) = (cell_class(&r, same), cell(&r, same));
-            if v.certain {
-                write!(out, r#"<td class="{class}">{text}</td>"#).unwrap();
-            } else {
-                write!(out, r#"<td class="{class} u">{text}?</td>"#).unwrap();
-            }
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table></div>");
     out.push_str(
         r#"<ul class="legend" id="legend"><li><span class="sw m-b">BUSn</span> by PCI bus address below a common bridge, distance n</li><li><span class="sw m-h">HBn</span> through the host bridge (root complex), distance n</li><li><span class="sw m-n">NO</span> the kernel refuses (not supported)</li><li><span class="sw m-s">SELF</span> the provider's own memory</li>"#,
     );
@@ -193,13 +161,17 @@ fn providers_html(out: &mut String, data: &ReportData<'_>) {
         out.push_str(r#"<p class="empty">No device has P2P memory (<code>p2pmem/</code>).</p>"#);
         return;
     }
-    out.push_str(
-        r#"<div class="table-scroll"><table class="providers" id="providers"><thead><tr><th>provider</th><th>driver</th><th>free of total</th><th>published</th><th>NUMA</th></tr></thead><tbody>"#,
-    );
+    let numa = data.providers.iter().any(|r| r.numa_node.is_some());
+    write!(
+        out,
+        r#"<div class="table-scroll"><table class="providers" id="providers"><thead><tr><th>provider</th><th>driver</th><th>free of total</th>{}</tr></thead><tbody>"#,
+        if numa { "<th>NUMA</th>" } else { "" }
+    )
+    .unwrap();
     for r in &data.providers {
         write!(
             out,
-            r#"<tr><td><b>{}</b> <span class="mono">{}</span></td><td>{}</td><td><meter min="0" max="{}" value="{}"></meter> {} of {}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td><b>{}</b> <span class="mono">{}</span></td><td>{}</td><td><meter min="0" max="{}" value="{}"></meter> {} of {}{}</td>"#,
             esc(r.name.as_deref().unwrap_or("")),
             r.provider,
             esc(r.driver.as_deref().unwrap_or("-")),
@@ -207,10 +179,13 @@ fn providers_html(out: &mut String, data: &ReportData<'_>) {
             r.available,
             bytes(r.available),
             bytes(r.size),
-            if r.published { "yes" } else { "no" },
-            r.numa_node.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+            if r.published { "" } else { ", not published (automatic selection skips it)" },
         )
         .unwrap();
+        if numa {
+            write!(out, "<td>{}</td>", r.numa_node.map(|n| n.to_string()).unwrap_or_else(|| "-".into())).unwrap();
+        }
+        out.push_str("</tr>");
     }
     out.push_str("</tbody></table></div>");
 }
@@ -233,7 +208,7 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
     let c = &m.counts;
     let unknown_acs = topo.devices.iter().filter(|d| d.acs == p2pdma_core::config::Acs::Unknown).count();
 
-    let mut out = String::with_capacity(svg.len() * 3 + m.cells.len() * m.clients.len() * 80 + 65536);
+    let mut out = String::with_capacity(svg.len() * 2 + m.cells.len() * m.clients.len() * 8 + 65536);
     write!(
         out,
         r#"<!DOCTYPE html>

@@ -17,6 +17,7 @@
   var CLS = { bus_addr: 'm-b', thru_host_bridge: 'm-h', not_supported: 'm-n' };
   var lit = [];
   var tags = [];
+  var picked = null; // the selected cell: [provider row, client column]
 
   // A pair's path, as report/data.rs `path` builds it: the provider up to the common
   // device, then down to the client; without one, through the host bridge(s).
@@ -106,7 +107,105 @@
     try { history.replaceState(null, '', h); } catch (e) { /* file: URLs may refuse */ }
   }
 
-  function select(pi, ci, scroll) {
+  // The matrix is drawn in windows: only the cells in view, and a margin, exist in the
+  // DOM (padding cells stand for the rest), so tens of thousands of cells stay fast.
+  // aria-rowindex / aria-colindex address every cell (header row and column are 1).
+  var CW = 54, RH = 26, OVER = 8;
+  var box = document.getElementById('matrix-scroll');
+  var drawn = null;
+  function short(i) {
+    var b = devs[i].bdf;
+    return devs[i].name || (b.indexOf('0000:') === 0 ? b.slice(5) : b);
+  }
+  function cellText(v, same) {
+    if (same) return 'SELF';
+    if (v.map_type === 'bus_addr') return 'BUS' + v.distance;
+    if (v.map_type === 'thru_host_bridge') return 'HB' + v.distance;
+    return 'NO';
+  }
+  function padCell(tag, width) {
+    var e = el(tag, 'pad');
+    e.style.width = e.style.minWidth = e.style.maxWidth = width + 'px';
+    return e;
+  }
+  function padRow(rows, cols) {
+    var tr = el('tr', 'pad');
+    var td = el('td');
+    td.colSpan = cols;
+    td.style.height = rows * RH + 'px';
+    tr.appendChild(td);
+    return tr;
+  }
+  if (table && !table.classList.contains('vert')) {
+    // Few columns, short names: written across, each as wide as the longest name.
+    M.clients.forEach(function (c) { CW = Math.max(CW, short(c).length * 8 + 16); });
+    table.style.setProperty('--cw', CW + 'px');
+  }
+  function drawMatrix(force) {
+    if (!table) return;
+    var P = M.providers.length, C = M.clients.length;
+    var vw = Math.max(box.clientWidth, 600), vh = Math.max(box.clientHeight, window.innerHeight);
+    var c0 = Math.max(0, Math.floor(box.scrollLeft / CW) - OVER);
+    var c1 = Math.min(C, Math.ceil((box.scrollLeft + vw) / CW) + OVER);
+    var r0 = Math.max(0, Math.floor(box.scrollTop / RH) - OVER);
+    var r1 = Math.min(P, Math.ceil((box.scrollTop + vh) / RH) + OVER);
+    if (!force && drawn && drawn[0] === r0 && drawn[1] === r1 && drawn[2] === c0 && drawn[3] === c1) return;
+    drawn = [r0, r1, c0, c1];
+    var head = table.tHead.rows[0];
+    while (head.cells.length > 1) head.deleteCell(1);
+    if (c0 > 0) head.appendChild(padCell('th', c0 * CW));
+    for (var c = c0; c < c1; c++) {
+      var th = el('th');
+      th.appendChild(el('span', '', short(M.clients[c])));
+      th.title = devs[M.clients[c]].bdf;
+      th.scope = 'col';
+      th.setAttribute('aria-colindex', c + 2);
+      if (picked && picked[1] === c) th.classList.add('sel');
+      head.appendChild(th);
+    }
+    if (c1 < C) head.appendChild(padCell('th', (C - c1) * CW));
+    var span = c1 - c0 + 3;
+    var body = document.createElement('tbody');
+    if (r0 > 0) body.appendChild(padRow(r0, span));
+    for (var r = r0; r < r1; r++) {
+      var tr = el('tr');
+      tr.setAttribute('aria-rowindex', r + 2);
+      var rh = el('th', '', short(M.providers[r]));
+      rh.title = devs[M.providers[r]].bdf;
+      rh.scope = 'row';
+      rh.setAttribute('aria-colindex', 1);
+      if (picked && picked[0] === r) rh.classList.add('sel');
+      tr.appendChild(rh);
+      if (c0 > 0) tr.appendChild(padCell('td', c0 * CW));
+      var row = M.cells[r];
+      for (c = c0; c < c1; c++) {
+        var v = M.verdicts[row[c]];
+        var same = M.providers[r] === M.clients[c];
+        var td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain ? '' : '?'));
+        if (!v.certain) td.classList.add('u');
+        if (picked && picked[0] === r && picked[1] === c) td.classList.add('sel');
+        td.setAttribute('aria-colindex', c + 2);
+        tr.appendChild(td);
+      }
+      if (c1 < C) tr.appendChild(padCell('td', (C - c1) * CW));
+      body.appendChild(tr);
+    }
+    if (r1 < P) body.appendChild(padRow(P - r1, span));
+    table.replaceChild(body, table.tBodies[0]);
+  }
+  // Brings a cell into view in the matrix (for #pair= and selections from elsewhere).
+  function revealCell(pi, ci) {
+    var x = ci * CW, y = pi * RH;
+    if (x < box.scrollLeft || x > box.scrollLeft + box.clientWidth - 2 * CW - 120) box.scrollLeft = Math.max(0, x - 2 * CW);
+    if (y < box.scrollTop || y > box.scrollTop + box.clientHeight - 2 * RH - 140) box.scrollTop = Math.max(0, y - 2 * RH);
+  }
+  function cellAt(target) {
+    var td = target.closest('td');
+    if (!td || !td.hasAttribute('aria-colindex')) return null;
+    return [parseInt(td.parentElement.getAttribute('aria-rowindex'), 10) - 2, parseInt(td.getAttribute('aria-colindex'), 10) - 2, td];
+  }
+
+  function select(pi, ci, clicked) {
     var row = M.cells[pi];
     if (!row || row[ci] === undefined) return;
     clear();
@@ -132,6 +231,8 @@
         }
       });
       if (common !== undefined) mark(document.getElementById('n' + common), 'common');
+      mark(document.getElementById('n' + p), 'sel-p');
+      mark(document.getElementById('n' + c), 'sel-c');
       redirect.forEach(function (i) { mark(document.getElementById('n' + i), 'redirect'); });
       if (p === c) {
         tag(document.getElementById('n' + p), 'PROVIDER = CLIENT');
@@ -143,15 +244,14 @@
       redirect.forEach(function (i) {
         tag(document.getElementById('n' + i), i === common ? 'COMMON · ACS REDIRECT' : 'ACS REDIRECT', 'redirect');
       });
-      if (scroll) scrollToNode(document.getElementById('n' + p));
+      scrollToNode(document.getElementById('n' + p));
     }
 
     // The matrix: the cell and its headers.
+    picked = [pi, ci];
     if (table) {
-      var tr = table.tBodies[0].rows[pi];
-      mark(tr.cells[ci + 1], 'sel');
-      mark(tr.cells[0], 'sel');
-      mark(table.tHead.rows[0].cells[ci + 1], 'sel');
+      if (!clicked) revealCell(pi, ci);
+      drawMatrix(true);
     }
 
     // The panel.
@@ -183,6 +283,7 @@
       if (r < 0) li.className = 'hbr';
       else if (redirect.has(r)) li.className = 'redirect';
       else if (r === common && !self) li.className = 'common';
+      li.setAttribute('data-node', r >= 0 ? devs[r].bdf : data.host_bridges[-1 - r].name);
       li.title = r >= 0 ? devs[r].bdf : 'host bridge';
       ol.appendChild(li);
     });
@@ -260,18 +361,24 @@
   }
 
   if (table) {
-    table.addEventListener('click', function (e) {
-      var td = e.target.closest('td');
-      if (!td) return;
-      select(td.parentElement.sectionRowIndex, td.cellIndex - 1, true);
+    drawMatrix(true);
+    var queued = false;
+    box.addEventListener('scroll', function () {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(function () { queued = false; drawMatrix(false); });
     });
-    // Tooltips on demand: a title per cell in the page itself would weigh megabytes.
+    window.addEventListener('resize', function () { drawMatrix(false); });
+    table.addEventListener('click', function (e) {
+      var at = cellAt(e.target);
+      if (at) select(at[0], at[1], true);
+    });
+    // Tooltips on demand rather than a title on every cell.
     table.addEventListener('mouseover', function (e) {
-      var td = e.target.closest('td');
-      if (!td || td.title) return;
-      var pi = td.parentElement.sectionRowIndex, ci = td.cellIndex - 1;
-      var v = M.verdicts[M.cells[pi][ci]];
-      td.title = label(M.providers[pi]) + ' → ' + label(M.clients[ci]) + ': ' + MAP[v.map_type] +
+      var at = cellAt(e.target);
+      if (!at || at[2].title) return;
+      var v = M.verdicts[M.cells[at[0]][at[1]]];
+      at[2].title = label(M.providers[at[0]]) + ' → ' + label(M.clients[at[1]]) + ': ' + MAP[v.map_type] +
         (v.distance != null ? ', distance ' + v.distance : '');
     });
   }
@@ -294,7 +401,7 @@
       return -1;
     };
     var pi = M.providers.indexOf(find(m[1])), ci = M.clients.indexOf(find(m[2]));
-    if (pi >= 0 && ci >= 0) select(pi, ci, true);
+    if (pi >= 0 && ci >= 0) select(pi, ci, false);
   }
   document.documentElement.setAttribute('data-ready', '1');
   if (window.performance && performance.mark) performance.mark('p2pdma-ready');
