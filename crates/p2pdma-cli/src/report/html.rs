@@ -141,9 +141,12 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize) {
     if let Some(v) = &data.acs_params.config_acs {
         params.push(format!("pci=config_acs={v}"));
     }
-    let params_text = if params.is_empty() { "none".to_string() } else { params.join(" ") };
-    fact(out, "ACS parameters", &params_text, "", "");
-    fact(out, "Command line", m.cmdline.as_deref().unwrap_or("-"), "wide mono", "");
+    let params_text = if params.is_empty() { "no ACS parameters".to_string() } else { params.join(" ") };
+    let cmdline = match m.cmdline.as_deref() {
+        Some(c) if !c.trim().is_empty() => format!("command line: {c}"),
+        _ => "command line unknown".into(),
+    };
+    fact(out, "Kernel parameters", &params_text, if params.is_empty() { "" } else { "warn" }, &cmdline);
     if unknown_acs > 0 {
         fact(
             out,
@@ -243,7 +246,7 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
     facts_html(&mut out, data, unknown_acs);
     out.push_str(
         r#"</section>
-<main class="grid"><section class="card tree-card"><h2>Topology <small>host bridges, root ports, switches, endpoints; click a device for its facts</small></h2><div class="tree-scroll" id="tree-scroll">"#,
+<main class="grid"><section class="card tree-card"><h2>Topology <small>host bridges, root ports, switches, endpoints; click a device for its facts</small></h2><ul class="tree-legend"><li><i class="k-prov"></i>P2P memory provider</li><li><i class="k-sw"></i>PCIe switch</li><li><i class="k-redir"></i>ACS redirect on</li><li><i class="k-warn"></i>link below its maximum</li><li><i class="k-path"></i>selected path</li></ul><div class="tree-scroll" id="tree-scroll">"#,
     );
     out.push_str(&svg);
     out.push_str(
