@@ -284,12 +284,25 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
             let facts = b.js("return document.getElementById('facts').textContent;", json!([]));
             let facts = facts.as_str().unwrap();
             assert!(facts.contains("7.2.13+deb14-amd64") && facts.contains("intel_iommu=on"), "{facts}");
+            // Clicking a device in the tree shows its facts: the root port's ACS control.
+            let root_port = json_of(&["topo", "--json", "--snapshot", snap.to_str().unwrap()])["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|d| d["bdf"] == "0000:00:11.0")
+                .unwrap();
+            b.click(&b.find(&format!("#n{root_port} rect.box")));
+            let panel = b.js("return document.getElementById('details').textContent;", json!([]));
+            assert!(panel.as_str().unwrap().contains("ctrl 0x001d at 0x148 (redirects peer traffic)"), "{panel}");
         }
     }
 
     // The policy blocks what a page might try: a fetch and an image from elsewhere.
     let (_, html) = snapshot_and_report(dir.path(), "probe", &["--spec", "examples/topologies/switch.toml"]);
-    b.goto(&file_url(&html));
+    // A link to a verdict: #pair= selects the cell when the page opens.
+    b.goto(&format!("{}#pair=nvme-a,nvme-b", file_url(&html)));
+    let sel = b.js(SELECTION, json!([]));
+    assert_eq!((sel["verdict"].as_str(), sel["selected"].as_u64()), (Some("bus address · distance 4"), Some(1)));
     let blocked = b.js_async(
         r#"const done = arguments[arguments.length - 1];
         const seen = [];
