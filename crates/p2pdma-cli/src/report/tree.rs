@@ -389,8 +389,8 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
     let mut visited = vec![false; topo.devices.len()];
     let mut stack: Vec<Step> = Vec::new();
     let roots: Vec<NodeRef> = (0..topo.host_bridges.len()).rev().map(NodeRef::Bridge).collect();
-    // Devices not reachable from a host bridge (only a looping snapshot has them) go last,
-    // under their host bridge if it exists, at the top level otherwise.
+    // Devices not reachable from a host bridge (only upstream links that loop leave any) go
+    // last, at the top level: drawn, never walked forever.
     let mut pending_roots = roots;
     let mut events: Vec<(bool, usize)> = Vec::new(); // (enter?, index into order)
     loop {
@@ -439,7 +439,7 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
     let mut switches = Vec::new();
     let mut open_switch: HashMap<usize, usize> = HashMap::new();
     let mut y = MARGIN;
-    let mut last_bridge_seen = false;
+    let mut after_first_bridge = false;
     for (enter, k) in events {
         let (node, parent, depth, nest) = order[k];
         let x = MARGIN + depth as f64 * INDENT;
@@ -455,10 +455,10 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
         }
         let card = match node {
             NodeRef::Bridge(h) => {
-                if last_bridge_seen {
+                if after_first_bridge {
                     y += ROW_GAP * 2.0;
                 }
-                last_bridge_seen = true;
+                after_first_bridge = true;
                 let hb = &topo.host_bridges[h];
                 match bridges.get(h) {
                     Some(v) => bridge_card(&hb.name, hb.domain, hb.bus, v),
@@ -722,6 +722,18 @@ parent = "outer.1"
         assert_eq!((b.class, b.text.as_str()), ("b redir", "ACS SV RR CR UF"));
         assert_eq!(acs_badge(Acs::Present { offset: 0x148, cap: 0x5f, ctrl: 0 }).unwrap().class, "b acs");
         assert!(acs_badge(Acs::Absent).is_none());
+    }
+
+    #[test]
+    fn layout_of_looping_upstream_links_terminates_and_places_everything() {
+        let mut t = topo(NESTED);
+        let (a, b) = (t.devices[1].bdf, t.devices[2].bdf);
+        t.devices[1].upstream = Some(b);
+        t.devices[2].upstream = Some(a);
+        let e = Engine::new(&t).unwrap();
+        let l = layout(&e, &e.host_bridge_info());
+        assert_eq!(l.cards.len(), t.devices.len() + t.host_bridges.len());
+        assert!(svg(&l, Mode::Embedded).ends_with("</svg>"));
     }
 
     #[test]
