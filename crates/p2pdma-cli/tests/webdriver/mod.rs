@@ -33,7 +33,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 
 fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in names {
@@ -57,13 +57,18 @@ pub fn browser() -> Option<(PathBuf, PathBuf)> {
             eprintln!("P2PDMA_SKIP_BROWSER=1: skipping the browser test (no chromium/chromedriver)");
             None
         }
-        (c, d) => panic!(
-            "the report's browser tests need headless Chromium and ChromeDriver ({}{}): run \
-             scripts/install-browser (Debian packages chromium and chromium-driver), or set \
-             P2PDMA_SKIP_BROWSER=1 to skip these tests",
-            if c.is_none() { "chromium not found " } else { "" },
-            if d.is_none() { "chromedriver not found" } else { "" }
-        ),
+        (c, d) => {
+            let missing: Vec<&str> = [(c.is_none(), "chromium"), (d.is_none(), "chromedriver")]
+                .into_iter()
+                .filter_map(|(gone, name)| gone.then_some(name))
+                .collect();
+            panic!(
+                "the report's browser tests need headless Chromium and ChromeDriver ({} not found): run \
+                 scripts/install-browser (Debian packages chromium and chromium-driver), or set \
+                 P2PDMA_SKIP_BROWSER=1 to skip these tests",
+                missing.join(" and ")
+            )
+        }
     }
 }
 
