@@ -255,6 +255,14 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
             "nested-switches" => {
                 let s = select(&b, &page, "nvme-far", "nvme-c");
                 assert_eq!((s["cell"]["text"].as_str(), s["cell"]["bg"].as_str()), (Some("BUS6"), Some(BUS)));
+                // The arrow keys move the selection: up to nvme-near × nvme-c.
+                b.keys(&b.find("#matrix-scroll"), "\u{e013}");
+                let s = b.js(SELECTION, json!([]));
+                assert_eq!(
+                    (s["verdict"].as_str(), s["selected"].as_u64()),
+                    (Some("bus address · distance 4"), Some(1))
+                );
+                assert_eq!(s["path"].as_array().unwrap().first().unwrap(), "0000:06:00.0", "from nvme-near");
             }
             "no-provider" => assert_eq!(page["empty"], true),
             _ => {}

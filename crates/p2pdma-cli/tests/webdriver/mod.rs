@@ -205,6 +205,11 @@ impl Browser {
         self.call("POST", &self.at(&format!("element/{element}/click")), Some(&json!({})));
     }
 
+    /// Types keys into an element (WebDriver key codes, e.g. `\u{e014}` for the right arrow).
+    pub fn keys(&self, element: &str, text: &str) {
+        self.call("POST", &self.at(&format!("element/{element}/value")), Some(&json!({ "text": text })));
+    }
+
     /// The entries of a log (`performance`, `browser`) since it was last read.
     pub fn log(&self, kind: &str) -> Vec<Value> {
         self.call("POST", &self.at("se/log"), Some(&json!({ "type": kind }))).as_array().cloned().unwrap_or_default()

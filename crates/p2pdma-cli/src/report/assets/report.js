@@ -373,6 +373,27 @@
       var at = cellAt(e.target);
       if (at) select(at[0], at[1], true);
     });
+    // Arrow keys move the selection, Escape clears it.
+    box.tabIndex = 0;
+    box.setAttribute('aria-label', 'P2P matrix: arrow keys move the selected cell');
+    box.addEventListener('keydown', function (e) {
+      var step = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[e.key];
+      if (e.key === 'Escape') {
+        clear();
+        picked = null;
+        drawMatrix(true);
+        panel.textContent = '';
+        panel.appendChild(el('h2', '', 'Verdict'));
+        panel.appendChild(el('p', 'hint', 'Select a cell of the matrix.'));
+        return;
+      }
+      if (!step) return;
+      e.preventDefault();
+      var at = picked || [0, 0];
+      var pi = Math.min(M.providers.length - 1, Math.max(0, at[0] + (picked ? step[0] : 0)));
+      var ci = Math.min(M.clients.length - 1, Math.max(0, at[1] + (picked ? step[1] : 0)));
+      select(pi, ci, false);
+    });
     // Tooltips on demand rather than a title on every cell.
     table.addEventListener('mouseover', function (e) {
       var at = cellAt(e.target);
