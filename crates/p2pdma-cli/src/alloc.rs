@@ -87,7 +87,8 @@ pub fn run(
     let available_mapped = available(&dir);
     let read = read.map(|(path, offset)| {
         buf.as_mut_slice().fill(FILL);
-        let result = DirectFile::open(&path, false).and_then(|f| f.read_exact_at(buf.as_mut_slice(), offset));
+        let result =
+            DirectFile::open(&path, p2pdma_mem::Access::Read).and_then(|f| f.read_exact_at(buf.as_mut_slice(), offset));
         let data = buf.as_slice();
         ReadReport {
             device: path,

@@ -190,6 +190,26 @@ fn order_parents_first(devices: &mut Vec<LabDevice>) {
     *devices = out;
 }
 
+/// `NAME:OFFSET[:read|:write]`: an EIO injected by QEMU at byte OFFSET of the NVMe drive
+/// NAME (see `p2pdma_lab::DiskFault`).
+pub fn parse_fault(s: &str) -> Result<p2pdma_lab::DiskFault, String> {
+    let mut parts = s.split(':');
+    let (Some(name), Some(offset)) = (parts.next(), parts.next()) else {
+        return Err(format!("`{s}`: a fault is NAME:OFFSET[:read|:write], e.g. nvme-b:8M:write"));
+    };
+    let only = match parts.next() {
+        None => None,
+        Some("read") => Some(p2pdma_lab::FaultOp::Read),
+        Some("write") => Some(p2pdma_lab::FaultOp::Write),
+        Some(other) => return Err(format!("`{s}`: `{other}` is neither read nor write")),
+    };
+    if parts.next().is_some() {
+        return Err(format!("`{s}`: a fault is NAME:OFFSET[:read|:write]"));
+    }
+    let offset = crate::parse_bytes(offset)?;
+    Ok(p2pdma_lab::DiskFault { device: qemu_id(name)?, offset, only, errno: 5 })
+}
+
 /// Where the topology file is inside the guest; `P2PDMA_NAMES` points there.
 pub const GUEST_TOPOLOGY: &str = "/lab/topology.toml";
 

@@ -3,6 +3,8 @@
 //! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
 
 mod alloc;
+mod bench;
+mod copy;
 mod lab;
 mod render;
 mod report;
@@ -83,6 +85,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a range between block devices or files through P2P memory (or host memory when
+    /// P2P cannot serve both ends, saying why), with io_uring, and prove it with --verify.
+    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input.
+    Copy {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        args: copy::CopyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Throughput and latency (p50, p99) of reads into P2P memory, writes out of it and
+    /// copies through it, each beside the same through host memory, over depths and chunks.
+    Bench {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        args: bench::BenchArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// What names refer to: the PCI address and block device of each (`nvme-a`, `03:00.0`,
     /// `nvme0n1`); with --block, only the block device paths, one per line.
     Resolve {
@@ -137,6 +160,10 @@ enum LabCommand {
         /// Let every kernel message reach the console.
         #[arg(long)]
         kernel_log: bool,
+        /// Make QEMU fail I/O at a byte of an NVMe drive with EIO: NAME:OFFSET[:read|:write]
+        /// (armed by the drive's first write; repeatable).
+        #[arg(long, value_name = "FAULT", value_parser = lab::parse_fault)]
+        fault: Vec<p2pdma_lab::DiskFault>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -153,8 +180,9 @@ const LAB_FAILED: u8 = 125;
 
 fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LabCommand::Run { topology, timeout, share, console, kernel_log, command } => {
-            let (_, _, machine) = lab::load(&topology)?;
+        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, command } => {
+            let (_, _, mut machine) = lab::load(&topology)?;
+            machine.disk_faults = fault;
             let mut opts = lab::options(&topology, timeout)?;
             opts.share_dir = share;
             opts.echo_console = console;
@@ -201,7 +229,7 @@ fn main() -> ExitCode {
 }
 
 /// `4096`, `64K`, `1M`, `2G`.
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let (num, mult) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 1usize << 10),
         Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
@@ -212,6 +240,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("`{s}` is not a size (bytes, or with K, M, G)"))
+}
+
+/// A byte count or offset: `parse_size` as u64.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -293,6 +326,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Copy { source, args, json } => {
+            let loaded = source.load_live("copy")?;
+            let engine = Engine::new(&loaded.topology)?;
+            let mountinfo = source.proc_root.join("self/mountinfo");
+            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+            let report = copy::run(&machine, &args, copy::wants_progress(json))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", copy::render(&report));
+            }
+            Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Bench { source, args, json } => {
+            let loaded = source.load_live("bench")?;
+            let engine = Engine::new(&loaded.topology)?;
+            let mountinfo = source.proc_root.join("self/mountinfo");
+            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+            let report = bench::run(&machine, &args)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", bench::render(&report));
+            }
+            let failed = report.runs.iter().any(|r| r.error.is_some());
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Lab { command } => lab(command),
         Command::Report { source, output } => report::run(&source, &output),

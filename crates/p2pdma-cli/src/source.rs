@@ -55,6 +55,14 @@ impl SourceArgs {
 }
 
 impl SourceArgs {
+    /// The live machine only: `command` acts on real devices, so a file cannot stand in.
+    pub fn load_live(&self, command: &str) -> anyhow::Result<Loaded> {
+        if self.spec.is_some() || self.snapshot.is_some() {
+            anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
+        }
+        self.load()
+    }
+
     pub fn roots(&self) -> sysfs::Roots {
         sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
     }

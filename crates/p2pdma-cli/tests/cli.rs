@@ -109,3 +109,59 @@ fn bad_input_is_one_line_and_exit_two() {
         assert!(!err.contains("panicked"));
     }
 }
+
+/// `copy` and `bench` on regular files of this machine (host memory; the lab tests cover P2P).
+#[test]
+fn copy_on_files_verifies_and_refuses_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let (s, d) = (src.to_str().unwrap(), dst.to_str().unwrap());
+
+    let (code, out, err) =
+        p2pdma(&["copy", s, d, "--src-offset", "4K", "--length", "20K", "--chunk", "8K", "--verify", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["outcome"].as_str(), v["bytes"].as_u64()), (Some("copied"), Some(20480)));
+    assert_eq!(v["route"]["memory"], "host");
+    assert_eq!(v["verify"]["equal"], true);
+    assert_eq!(std::fs::read(&dst).unwrap(), &data[4096..4096 + 20480], "a new file holds exactly the range");
+
+    // Bad input: exit 2 with one line naming the file and the rule.
+    for (args, needle) in [
+        (vec!["--src-offset", "100"], "not a multiple of its logical block size"),
+        (vec!["--length", "2M"], "run past its end"),
+        (vec!["--chunk", "1000"], "--chunk 1000 must be a positive multiple"),
+        (vec!["--via", "0000:99:00.0"], "unknown device"),
+    ] {
+        let mut all = vec!["copy", s, d];
+        all.extend(args);
+        let (code, _, err) = p2pdma(&all);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
+    }
+    let (code, _, err) = p2pdma(&["copy", s, s, "--dst-offset", "4K"]);
+    assert!(code == 2 && err.contains("are the same storage"), "{err}");
+    let (code, _, err) = p2pdma(&["copy", "/nonexistent", d]);
+    assert!(code == 2 && err.contains("/nonexistent"), "{err}");
+
+    // No P2P memory here: --require-p2p refuses (exit 1) and writes nothing.
+    std::fs::remove_file(&dst).unwrap();
+    let (code, out, _) = p2pdma(&["copy", s, d, "--require-p2p", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")));
+    assert!(!dst.exists(), "a refused copy creates nothing");
+
+    let (code, out, err) =
+        p2pdma(&["bench", s, "--ops", "read", "--depth", "1,4", "--chunk", "64K", "--size", "1M", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r["bytes"] == 1 << 20 && r["read_p99_us"].as_f64().unwrap() >= r["read_p50_us"].as_f64().unwrap()));
+    let (code, _, err) = p2pdma(&["bench", s, "--ops", "write"]);
+    assert!(code == 2 && err.contains("need --dst"), "{err}");
+}

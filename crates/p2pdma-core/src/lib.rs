@@ -13,6 +13,7 @@ pub mod pciids;
 pub mod snapshot;
 pub mod spec;
 pub mod sysfs;
+pub mod transfer;
 pub mod verdict;
 pub mod whitelist;
 

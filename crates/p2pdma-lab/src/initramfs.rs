@@ -16,7 +16,8 @@ use crate::kernel::{find_in_path, run_checked, Kernel, Module};
 pub const DEFAULT_BOOT_MODULES: &[&str] = &["nvme", "configfs"];
 /// Modules packed into the initramfs (with dependencies) so the guest can `modprobe` them;
 /// names the kernel lacks are skipped.
-pub const DEFAULT_EXTRA_MODULES: &[&str] = &["nvmet", "nvmet-tcp", "nvme-tcp", "nvme-fabrics", "nvme-loop", "rdma_rxe"];
+pub const DEFAULT_EXTRA_MODULES: &[&str] =
+    &["nvmet", "nvmet-tcp", "nvme-tcp", "nvme-fabrics", "nvme-loop", "rdma_rxe", "ext4"];
 /// Where the host's share directory is mounted in the guest.
 pub const GUEST_SHARE_DIR: &str = "/lab/share";
 /// Modules for the 9p share (added to the boot modules when a share is used).

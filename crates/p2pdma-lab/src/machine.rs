@@ -21,6 +21,52 @@ pub struct LabMachine {
     pub memory_mib: u32,
     /// PCIe devices, in order; parents before children.
     pub devices: Vec<LabDevice>,
+    /// I/O errors QEMU injects into NVMe drives (its `blkdebug` block driver).
+    pub disk_faults: Vec<DiskFault>,
+}
+
+/// An I/O error on every request that touches byte `offset` of the NVMe drive `device`
+/// (its QEMU id), from the drive's first write on: QEMU's blkdebug arms its rules on a
+/// block-layer event, and for raw images the only one is a write (`pwritev`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFault {
+    pub device: String,
+    /// A multiple of 512 (blkdebug counts in sectors).
+    pub offset: u64,
+    /// Only reads or only writes fail; None: both.
+    pub only: Option<FaultOp>,
+    /// The errno QEMU's block layer sees (5, EIO; ENOSPC would stop the VM instead).
+    pub errno: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    Read,
+    Write,
+}
+
+/// The blkdebug configuration for `device`'s faults; None when it has none.
+pub fn blkdebug_config(machine: &LabMachine, device: &str) -> Option<String> {
+    let faults: Vec<&DiskFault> = machine.disk_faults.iter().filter(|f| f.device == device).collect();
+    if faults.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for f in faults {
+        out.push_str("[inject-error]\nevent = \"pwritev\"\n");
+        if let Some(op) = f.only {
+            out.push_str(match op {
+                FaultOp::Read => "iotype = \"read\"\n",
+                FaultOp::Write => "iotype = \"write\"\n",
+            });
+        }
+        out.push_str(&format!(
+            "errno = \"{}\"\nsector = \"{}\"\nonce = \"off\"\nimmediately = \"on\"\n\n",
+            f.errno,
+            f.offset / 512
+        ));
+    }
+    Some(out)
 }
 
 impl Default for LabMachine {
@@ -32,6 +78,7 @@ impl Default for LabMachine {
             kernel_params: Vec::new(),
             memory_mib: 1024,
             devices: Vec::new(),
+            disk_faults: Vec::new(),
         }
     }
 }
@@ -138,6 +185,11 @@ impl LabAssets {
     pub fn disk_path(&self, id: &str) -> PathBuf {
         self.disk_dir.join(format!("{id}.img"))
     }
+
+    /// The blkdebug configuration of the NVMe device `id`, when it has faults.
+    pub fn blkdebug_path(&self, id: &str) -> PathBuf {
+        self.disk_dir.join(format!("{id}.blkdebug"))
+    }
 }
 
 /// The 9p mount tag of [`LabAssets::share_dir`].
@@ -187,10 +239,14 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
             LabDeviceKind::SwitchUpstream => {}
             LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
                 let drive = format!("drv-{}", dev.id);
-                push(&[
-                    "-drive",
-                    &format!("file={},if=none,id={drive},format=raw", path_arg(&assets.disk_path(&dev.id))?),
-                ]);
+                let image = path_arg(&assets.disk_path(&dev.id))?;
+                let file = if blkdebug_config(machine, &dev.id).is_some() {
+                    let config = path_arg(&assets.blkdebug_path(&dev.id))?;
+                    format!("file.driver=blkdebug,file.config={config},file.image.filename={image}")
+                } else {
+                    format!("file={image}")
+                };
+                push(&["-drive", &format!("{file},if=none,id={drive},format=raw")]);
                 opts.push(format!("drive={drive}"));
                 opts.push(format!("serial={serial}"));
                 if let Some(cmb) = cmb_mib {
@@ -409,6 +465,25 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
         }
         if let Some(kind) = dev.kind.bus_kind() {
             buses.insert(id.clone(), kind);
+        }
+    }
+    for f in &machine.disk_faults {
+        let size = machine.devices.iter().find(|d| d.id == f.device).and_then(|d| match d.kind {
+            LabDeviceKind::Nvme { size_mib, .. } => Some(size_mib << 20),
+            _ => None,
+        });
+        match size {
+            None => return bad(format!("disk fault on {:?}: no NVMe drive has that id", f.device)),
+            Some(size) if f.offset >= size || f.offset % 512 != 0 => {
+                return bad(format!(
+                    "disk fault on {:?}: offset {} must be a multiple of 512 below the drive's {size} bytes",
+                    f.device, f.offset
+                ))
+            }
+            _ => {}
+        }
+        if !(1..=133).contains(&f.errno) {
+            return bad(format!("disk fault on {:?}: errno {} is not an errno", f.device, f.errno));
         }
     }
     Ok(())

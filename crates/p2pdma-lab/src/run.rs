@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::machine::blkdebug_config;
+
 use crate::error::{LabError, Result};
 use crate::initramfs::{
     build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES,
@@ -299,6 +301,10 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
             let file = fs::File::create(&path).map_err(|e| LabError::io(format!("creating {}", path.display()), e))?;
             // A sparse file: takes no disk space until the guest writes.
             file.set_len(size_mib * 1024 * 1024).map_err(|e| LabError::io(format!("sizing {}", path.display()), e))?;
+            if let Some(config) = blkdebug_config(machine, &dev.id) {
+                let path = assets.blkdebug_path(&dev.id);
+                fs::write(&path, config).map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+            }
         }
     }
     let spec = InitramfsSpec {

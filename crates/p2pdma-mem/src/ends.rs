@@ -1,0 +1,248 @@
+//! What a copy's source or destination is, measured from stat, statx and sysfs: size, the
+//! block size direct I/O needs, where its bytes live, the block device under it, and who
+//! else uses it (mounts, holders). Reads files under caller-given roots, so fixtures work.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use p2pdma_core::transfer::{End, EndKind};
+use rustix::fs::{AtFlags, FileType, StatxFlags, CWD};
+use rustix::io::Errno;
+
+use crate::{IoCause, MemError};
+
+/// One end of a copy, measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub end: End,
+    /// The block device the data is on (`nvme0n1`: the disk itself, the disk of a partition,
+    /// or the disk under a file's file system), to find its PCI device; None for file
+    /// systems without one (tmpfs, overlay).
+    pub disk: Option<String>,
+    /// The sysfs directories of the device itself and of the block devices sharing its
+    /// storage (its partitions, or its disk), for [`in_use`]; empty for files.
+    related: Vec<PathBuf>,
+    /// False for a destination file that does not exist yet.
+    pub exists: bool,
+}
+
+/// Measures `path` (`sys` is the sysfs root). A missing path is accepted only as a
+/// destination file to be created (`may_create`).
+pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, MemError> {
+    let unusable = |msg: String| MemError::Unusable { path: path.into(), msg };
+    let stat = match rustix::fs::stat(path) {
+        Ok(s) => s,
+        Err(Errno::NOENT) if may_create => return measure_new_file(path, sys),
+        Err(e) => return Err(MemError::Io { path: path.into(), op: "stat", offset: 0, cause: IoCause(e) }),
+    };
+    let shown = path.display().to_string();
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::BlockDevice => {
+            let rdev = stat.st_rdev;
+            let dev = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
+            let dir = fs::canonicalize(sys.join("dev/block").join(&dev))
+                .map_err(|e| unusable(format!("block device {dev} has no sysfs entry: {e}")))?;
+            let is_partition = dir.join("partition").exists();
+            let disk_dir =
+                if is_partition { dir.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir.clone() };
+            let sectors = read_u64(&dir.join("size")).ok_or_else(|| unusable("unreadable sysfs size".into()))?;
+            let start = if is_partition { read_u64(&dir.join("start")).unwrap_or(0) } else { 0 };
+            let block_size =
+                logical_block_size(&disk_dir).ok_or_else(|| unusable("unreadable logical block size".into()))?;
+            let mut related = vec![dir.clone()];
+            if is_partition {
+                related.push(disk_dir.clone());
+            } else {
+                related.extend(partitions(&dir));
+            }
+            Ok(Measured {
+                end: End {
+                    path: shown,
+                    kind: EndKind::BlockDevice,
+                    size: sectors * 512,
+                    block_size,
+                    extent_owner: format!("disk {}", read_trim(&disk_dir.join("dev")).unwrap_or(dev)),
+                    extent_base: start * 512,
+                },
+                disk: file_name(&disk_dir),
+                related,
+                exists: true,
+            })
+        }
+        FileType::RegularFile => {
+            let (disk_dir, fallback) = disk_of(sys, stat.st_dev);
+            let block_size = dio_alignment(path)?.or(fallback).unwrap_or(512);
+            Ok(Measured {
+                end: End {
+                    path: shown,
+                    kind: EndKind::File,
+                    size: stat.st_size as u64,
+                    block_size,
+                    extent_owner: format!(
+                        "file {}:{}:{}",
+                        rustix::fs::major(stat.st_dev),
+                        rustix::fs::minor(stat.st_dev),
+                        stat.st_ino
+                    ),
+                    extent_base: 0,
+                },
+                disk: disk_dir.as_deref().and_then(file_name),
+                related: Vec::new(),
+                exists: true,
+            })
+        }
+        other => Err(unusable(format!("{other:?} is neither a block device nor a regular file"))),
+    }
+}
+
+fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let stat = rustix::fs::stat(parent).map_err(|e| MemError::Io {
+        path: parent.into(),
+        op: "stat",
+        offset: 0,
+        cause: IoCause(e),
+    })?;
+    let (disk_dir, block_size) = disk_of(sys, stat.st_dev);
+    Ok(Measured {
+        end: End {
+            path: path.display().to_string(),
+            kind: EndKind::File,
+            size: 0,
+            block_size: block_size.unwrap_or(512),
+            extent_owner: format!("new file {}", path.display()),
+            extent_base: 0,
+        },
+        disk: disk_dir.as_deref().and_then(file_name),
+        related: Vec::new(),
+        exists: false,
+    })
+}
+
+/// The disk holding a file system (through its partition) and that disk's logical block size.
+fn disk_of(sys: &Path, st_dev: u64) -> (Option<PathBuf>, Option<u32>) {
+    let dev = format!("{}:{}", rustix::fs::major(st_dev), rustix::fs::minor(st_dev));
+    let Ok(dir) = fs::canonicalize(sys.join("dev/block").join(dev)) else { return (None, None) };
+    let disk = if dir.join("partition").exists() { dir.parent().map(Path::to_path_buf) } else { Some(dir) };
+    let bs = disk.as_deref().and_then(logical_block_size);
+    (disk, bs)
+}
+
+/// The file offset alignment O_DIRECT needs on this file (statx DIOALIGN, Linux 6.1+);
+/// None when the kernel does not say. A file system that says 0 cannot do direct I/O.
+fn dio_alignment(path: &Path) -> Result<Option<u32>, MemError> {
+    let Ok(stx) = rustix::fs::statx(CWD, path, AtFlags::empty(), StatxFlags::DIOALIGN) else { return Ok(None) };
+    if !StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::DIOALIGN) {
+        return Ok(None);
+    }
+    match stx.stx_dio_offset_align {
+        0 => Err(MemError::Unusable {
+            path: path.into(),
+            msg: "its file system does not support direct I/O (O_DIRECT), which copies need".into(),
+        }),
+        n => Ok(Some(n)),
+    }
+}
+
+fn logical_block_size(disk_dir: &Path) -> Option<u32> {
+    read_u64(&disk_dir.join("queue/logical_block_size")).and_then(|n| u32::try_from(n).ok())
+}
+
+fn partitions(disk_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(disk_dir) else { return Vec::new() };
+    let mut parts: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.join("partition").exists()).collect();
+    parts.sort();
+    parts
+}
+
+fn read_trim(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    read_trim(path)?.parse().ok()
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Why writing to `m` would hurt someone: mounts (from `mountinfo`, e.g.
+/// `/proc/self/mountinfo`) and holders (device mapper, md, bcache) of the device, of its
+/// partitions, or of its disk. Empty when nobody is seen; an exclusive open is still the
+/// final word (it also catches btrfs, swap and other exclusive users).
+pub fn in_use(m: &Measured, mountinfo: &Path) -> Vec<String> {
+    let mounts = fs::read_to_string(mountinfo).unwrap_or_default();
+    let mut reasons = Vec::new();
+    for dir in &m.related {
+        let name = file_name(dir).unwrap_or_default();
+        if let Some(dev) = read_trim(&dir.join("dev")) {
+            for line in mounts.lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                if fields.get(2) == Some(&dev.as_str()) {
+                    reasons.push(format!("{name} is mounted at {}", fields.get(4).unwrap_or(&"?")));
+                }
+            }
+        }
+        if let Ok(holders) = fs::read_dir(dir.join("holders")) {
+            for h in holders.flatten() {
+                reasons.push(format!("{name} is held by {}", h.file_name().to_string_lossy()));
+            }
+        }
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_measured_and_new_files_accepted_as_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("data");
+        fs::write(&f, vec![1u8; 8192]).unwrap();
+        let m = measure(&f, Path::new("/sys"), false).unwrap();
+        assert_eq!((m.end.kind, m.end.size), (EndKind::File, 8192));
+        assert!(m.end.block_size.is_power_of_two(), "{}", m.end.block_size);
+        let new = dir.path().join("new");
+        assert!(measure(&new, Path::new("/sys"), false).is_err());
+        let n = measure(&new, Path::new("/sys"), true).unwrap();
+        assert!(!n.exists && n.end.size == 0);
+        let e = measure(dir.path(), Path::new("/sys"), false).unwrap_err();
+        assert!(e.to_string().contains("neither a block device nor a regular file"), "{e}");
+    }
+
+    /// A sysfs fixture: disk 259:0 with partition 259:1 mounted and 259:0 held by dm-0.
+    #[test]
+    fn mounts_and_holders_of_partitions_count() {
+        let root = tempfile::tempdir().unwrap();
+        let disk = root.path().join("devices/pci0000:00/0000:00:10.0/nvme/nvme0/nvme0n1");
+        let part = disk.join("nvme0n1p1");
+        fs::create_dir_all(disk.join("holders/dm-0")).unwrap();
+        fs::create_dir_all(part.join("holders")).unwrap();
+        fs::write(disk.join("dev"), "259:0\n").unwrap();
+        fs::write(part.join("dev"), "259:1\n").unwrap();
+        fs::write(part.join("partition"), "1\n").unwrap();
+        let mountinfo = root.path().join("mountinfo");
+        fs::write(&mountinfo, "22 1 259:1 / /data rw,relatime shared:1 - ext4 /dev/nvme0n1p1 rw\n").unwrap();
+        let m = Measured {
+            end: End {
+                path: "/dev/nvme0n1".into(),
+                kind: EndKind::BlockDevice,
+                size: 0,
+                block_size: 512,
+                extent_owner: "disk 259:0".into(),
+                extent_base: 0,
+            },
+            disk: Some("nvme0n1".into()),
+            related: std::iter::once(disk.clone()).chain(partitions(&disk)).collect(),
+            exists: true,
+        };
+        assert_eq!(in_use(&m, &mountinfo), ["nvme0n1 is held by dm-0", "nvme0n1p1 is mounted at /data"]);
+    }
+}

@@ -1,0 +1,401 @@
+//! The copy engine: moves a range chunk by chunk through a set of buffers, each buffer one
+//! chunk in flight: read from the source into it, then write from it to the destination,
+//! then the next chunk. With io_uring every buffer is in flight at once, so reads and writes
+//! of different chunks overlap; the synchronous engine (the `dd` baseline, and the fallback
+//! where io_uring is disabled) uses one buffer at a time.
+//!
+//! The CPU never touches the buffers: only the devices do, by DMA. That is what makes P2P
+//! memory safe to use here even if its provider disappears (the I/O fails with EFAULT
+//! instead of the process dying of SIGBUS).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, types, IoUring};
+use rustix::io::Errno;
+
+use crate::{DirectFile, IoBuffer, IoCause, MemError};
+
+/// One transfer: `length` bytes from `src` (at its offset) to `dst` (at its offset). Without
+/// `dst` chunks are only read (a read benchmark); without `src`, buffers are written as they
+/// are (a write benchmark).
+pub struct Job<'a> {
+    pub src: Option<(&'a DirectFile, u64)>,
+    pub dst: Option<(&'a DirectFile, u64)>,
+    pub length: u64,
+    /// Bytes per I/O; the last chunk may be shorter. Must not exceed a buffer.
+    pub chunk: usize,
+    /// Keep every I/O's latency (for percentiles).
+    pub record_latency: bool,
+}
+
+/// What a finished transfer measured.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Per completed read and write (submission to completion), when recorded.
+    pub read_latency: Vec<Duration>,
+    pub write_latency: Vec<Duration>,
+}
+
+/// A transfer that stopped: the first error, and how far it got.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: MemError,
+    /// Bytes of whole chunks that completed (read and, when copying, written).
+    pub completed: u64,
+    /// Every byte of the destination range before this offset (relative to the range start)
+    /// was written; chunks after it may or may not have been.
+    pub written_prefix: u64,
+    pub elapsed: Duration,
+}
+
+/// How I/O is issued.
+pub enum Engine {
+    Uring(Box<IoUring>),
+    Sync,
+}
+
+impl Engine {
+    /// An io_uring with room for `depth` requests; fails (e.g. EPERM when the
+    /// `kernel.io_uring_disabled` sysctl forbids it) so the caller can choose [`Engine::Sync`].
+    pub fn uring(depth: usize) -> Result<Engine, MemError> {
+        let entries = depth.clamp(1, 4096).next_power_of_two() as u32;
+        IoUring::new(entries).map(|r| Engine::Uring(Box::new(r))).map_err(|e| MemError::Uring {
+            cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Uring(_) => "io_uring",
+            Engine::Sync => "sync",
+        }
+    }
+
+    /// Runs `job` through `buffers` (each at least `job.chunk` bytes; io_uring keeps one
+    /// chunk in flight per buffer, sync uses the first). `progress` hears the bytes done.
+    pub fn run(
+        &mut self,
+        job: &Job<'_>,
+        buffers: &mut [IoBuffer],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Stats, Failure> {
+        assert!(job.src.is_some() || job.dst.is_some(), "a job reads, writes or both");
+        assert!(!buffers.is_empty() && buffers.iter().all(|b| b.len() >= job.chunk), "buffers hold a chunk");
+        match self {
+            Engine::Uring(ring) => run_uring(ring, job, buffers, progress),
+            Engine::Sync => run_sync(job, &mut buffers[0], progress),
+        }
+    }
+}
+
+fn libc_eio() -> i32 {
+    Errno::IO.raw_os_error()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Read,
+    Write,
+}
+
+/// A chunk on its way through one buffer.
+struct Chunk {
+    /// Offset within the job's range.
+    at: u64,
+    len: usize,
+    phase: Phase,
+    /// Bytes of the current phase done (short transfers are resubmitted for the rest).
+    done: usize,
+    issued: Instant,
+}
+
+impl Job<'_> {
+    fn first_phase(&self) -> Phase {
+        if self.src.is_some() {
+            Phase::Read
+        } else {
+            Phase::Write
+        }
+    }
+
+    fn end(&self, phase: Phase) -> (&DirectFile, u64) {
+        let end = match phase {
+            Phase::Read => self.src,
+            Phase::Write => self.dst,
+        };
+        end.expect("a phase runs only for an end the job has")
+    }
+
+    /// The phase after `phase`, if the chunk has one.
+    fn next_phase(&self, phase: Phase) -> Option<Phase> {
+        (phase == Phase::Read && self.dst.is_some()).then_some(Phase::Write)
+    }
+
+    /// The error for a failed step, naming the device and its own offset.
+    fn error(&self, chunk: &Chunk, errno: Errno) -> MemError {
+        let (file, base) = self.end(chunk.phase);
+        let op = if chunk.phase == Phase::Read { "read" } else { "write" };
+        file.error(op, base + chunk.at + chunk.done as u64, errno)
+    }
+}
+
+fn record(stats: &mut Stats, job: &Job<'_>, chunk: &Chunk) {
+    if job.record_latency {
+        let lat = chunk.issued.elapsed();
+        match chunk.phase {
+            Phase::Read => stats.read_latency.push(lat),
+            Phase::Write => stats.write_latency.push(lat),
+        }
+    }
+}
+
+fn run_uring(
+    ring: &mut IoUring,
+    job: &Job<'_>,
+    buffers: &mut [IoBuffer],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Stats, Failure> {
+    let start = Instant::now();
+    let mut stats = Stats::default();
+    let mut slots: Vec<Option<Chunk>> = buffers.iter().map(|_| None).collect();
+    let ptrs: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let mut next = 0u64;
+    let mut completed = 0u64;
+    // The failed chunk with the lowest offset, and its error.
+    let mut failure: Option<(u64, MemError)> = None;
+    let mut ready: VecDeque<usize> = VecDeque::new();
+    let mut in_flight = 0usize;
+
+    // Hands out the next chunk to a free slot.
+    let assign = |slot: &mut Option<Chunk>, next: &mut u64| -> bool {
+        if *next >= job.length {
+            return false;
+        }
+        let len = (job.length - *next).min(job.chunk as u64) as usize;
+        *slot = Some(Chunk { at: *next, len, phase: job.first_phase(), done: 0, issued: Instant::now() });
+        *next += len as u64;
+        true
+    };
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if assign(slot, &mut next) {
+            ready.push_back(i);
+        }
+    }
+
+    loop {
+        // Queue every slot that has a step to issue.
+        while let Some(i) = ready.pop_front() {
+            let chunk = slots[i].as_mut().expect("ready slots hold a chunk");
+            let (file, base) = job.end(chunk.phase);
+            let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&file.fd()));
+            // SAFETY: `ptrs[i]` points into `buffers[i]`, which holds at least `job.chunk`
+            // bytes, and `done < len <= chunk`, so the range is inside the buffer.
+            let addr = unsafe { ptrs[i].add(chunk.done) };
+            let len = (chunk.len - chunk.done) as u32;
+            let offset = base + chunk.at + chunk.done as u64;
+            let sqe = match chunk.phase {
+                Phase::Read => opcode::Read::new(fd, addr, len).offset(offset).build(),
+                Phase::Write => opcode::Write::new(fd, addr.cast_const(), len).offset(offset).build(),
+            }
+            .user_data(i as u64);
+            // SAFETY: the buffer outlives the request: this function does not return while
+            // requests are in flight (the loop below waits for every completion), and
+            // `buffers` is borrowed mutably for the whole call so nothing else touches it.
+            // The submission queue has room: it holds at least one entry per slot and each
+            // slot has at most one request queued or in flight.
+            if unsafe { ring.submission().push(&sqe) }.is_err() {
+                unreachable!("the queue has one entry per buffer");
+            }
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => continue,
+            Err(e) => {
+                // The ring itself failed: nothing more can be learnt of the requests in it,
+                // so wait for nothing and report (buffers stay alive until we return, and
+                // the kernel keeps pages it still uses pinned).
+                let err = MemError::Uring {
+                    cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
+                };
+                return Err(Failure {
+                    error: err,
+                    completed,
+                    written_prefix: prefix(&slots, next),
+                    elapsed: start.elapsed(),
+                });
+            }
+        }
+        let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
+        for (i, result) in done {
+            in_flight -= 1;
+            let chunk = slots[i].as_mut().expect("completions belong to a slot with a chunk");
+            if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
+                if failure.is_none() {
+                    ready.push_back(i);
+                }
+                continue;
+            }
+            if result <= 0 {
+                // 0 bytes: the end of the source, or no room left at the destination.
+                let errno = match (result, chunk.phase) {
+                    (0, Phase::Read) => Errno::NXIO,
+                    (0, Phase::Write) => Errno::NOSPC,
+                    (r, _) => Errno::from_raw_os_error(-r),
+                };
+                // Report the lowest failing offset: it is where the destination stops being whole.
+                if failure.as_ref().is_none_or(|(at, _)| chunk.at < *at) {
+                    failure = Some((chunk.at, job.error(chunk, errno)));
+                }
+                continue; // the slot keeps its chunk: it was not done
+            }
+            chunk.done += result as usize;
+            if chunk.done < chunk.len {
+                if failure.is_none() {
+                    ready.push_back(i); // a short transfer: issue the rest
+                }
+                continue;
+            }
+            record(&mut stats, job, chunk);
+            if let Some(phase) = job.next_phase(chunk.phase) {
+                chunk.phase = phase;
+                chunk.done = 0;
+                chunk.issued = Instant::now();
+                if failure.is_none() {
+                    ready.push_back(i);
+                }
+                continue;
+            }
+            completed += chunk.len as u64;
+            progress(completed);
+            slots[i] = None;
+            if failure.is_none() && assign(&mut slots[i], &mut next) {
+                ready.push_back(i);
+            }
+        }
+    }
+    match failure {
+        Some((_, error)) => {
+            Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
+        }
+        None => {
+            stats.bytes = completed;
+            stats.elapsed = start.elapsed();
+            Ok(stats)
+        }
+    }
+}
+
+/// The offset below which every chunk completed: the lowest chunk still held by a slot.
+fn prefix(slots: &[Option<Chunk>], next: u64) -> u64 {
+    slots.iter().flatten().map(|c| c.at).min().unwrap_or(next)
+}
+
+fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64)) -> Result<Stats, Failure> {
+    let start = Instant::now();
+    let mut stats = Stats::default();
+    let buf = buffer.as_mut_slice();
+    let mut at = 0u64;
+    while at < job.length {
+        let len = (job.length - at).min(job.chunk as u64) as usize;
+        let fail = |error| Failure { error, completed: at, written_prefix: at, elapsed: start.elapsed() };
+        if let Some((file, base)) = job.src {
+            let t = Instant::now();
+            file.read_exact_at(&mut buf[..len], base + at).map_err(fail)?;
+            if job.record_latency {
+                stats.read_latency.push(t.elapsed());
+            }
+        }
+        if let Some((file, base)) = job.dst {
+            let t = Instant::now();
+            file.write_all_at(&buf[..len], base + at).map_err(fail)?;
+            if job.record_latency {
+                stats.write_latency.push(t.elapsed());
+            }
+        }
+        at += len as u64;
+        progress(at);
+    }
+    stats.bytes = at;
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Access, HostBuffer};
+    use std::io::Write;
+
+    fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    fn engines() -> Vec<Engine> {
+        let mut v = vec![Engine::Sync];
+        match Engine::uring(4) {
+            Ok(e) => v.push(e),
+            Err(e) => eprintln!("io_uring not tested here: {e}"),
+        }
+        v
+    }
+
+    fn host_buffers(n: usize, size: usize) -> Vec<IoBuffer> {
+        (0..n).map(|_| IoBuffer::Host(HostBuffer::new(size).unwrap())).collect()
+    }
+
+    #[test]
+    fn copies_ranges_exactly_with_both_engines() {
+        let data = pattern(1 << 20);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let dst = file_with(&vec![0u8; 2 << 20]);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
+            let len = 37 * 4096u64;
+            let job =
+                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true };
+            let mut seen = Vec::new();
+            let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
+            assert_eq!(stats.bytes, len);
+            assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
+            assert_eq!(*seen.last().unwrap(), len);
+            let out = std::fs::read(dst.path()).unwrap();
+            assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
+            assert!(out[..12288].iter().all(|&b| b == 0), "nothing written before the range");
+            assert!(out[12288 + len as usize..].iter().all(|&b| b == 0), "nothing written after the range");
+        }
+    }
+
+    #[test]
+    fn reading_past_the_end_is_an_error_naming_file_and_offset() {
+        let data = pattern(64 * 1024);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let dst = file_with(&vec![0u8; 1 << 20]);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let job =
+                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 128 * 1024, chunk: 8192, record_latency: false };
+            let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
+            let msg = f.error.to_string();
+            assert!(msg.starts_with(&format!("{}: read failed at offset 65536", src.path().display())), "{msg}");
+            assert_eq!(f.written_prefix, 65536, "{}", engine.name());
+            assert_eq!(f.completed, 65536);
+        }
+    }
+}
