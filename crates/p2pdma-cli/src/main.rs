@@ -8,6 +8,7 @@ mod copy;
 mod lab;
 mod nvmet;
 mod render;
+mod report;
 mod source;
 
 use std::io::Write;
@@ -34,6 +35,9 @@ enum Command {
         source: SourceArgs,
         #[arg(long)]
         json: bool,
+        /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        svg: Option<PathBuf>,
     },
     /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input.
     Check {
@@ -131,6 +135,15 @@ enum Command {
         source: SourceArgs,
         /// Output file (`-` for standard output).
         #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Write a self-contained HTML report: the drawn tree, the P2P matrix (click a cell for
+    /// its path, reasons and fixes) and the machine facts; no network, no external files.
+    Report {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file (`-` for standard output).
+        #[arg(short, long, value_name = "FILE.html")]
         output: PathBuf,
     },
 }
@@ -249,11 +262,13 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json } => {
+        Command::Topo { source, json, svg } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
             let report = render::TopoReport::new(&engine);
-            if json {
+            if let Some(path) = svg {
+                report::write_svg(&engine, &source, &path)?;
+            } else if json {
                 print_json(&report)?;
             } else {
                 print!("{}", render::topo(&engine, &report));
@@ -347,6 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => lab(command),
         Command::Nvmet { command } => nvmet::run(command),
+        Command::Report { source, output } => report::run(&source, &output),
         Command::Resolve { source, devices, block, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;

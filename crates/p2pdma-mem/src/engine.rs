@@ -236,8 +236,11 @@ fn run_uring(
         for (i, result) in done {
             in_flight -= 1;
             let chunk = slots[i].as_mut().expect("completions belong to a slot with a chunk");
+            // After an error, chunks below it still finish (so the destination is whole up to
+            // the error); the ones above it stop.
+            let go_on = failure.as_ref().is_none_or(|(at, _)| chunk.at < *at);
             if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
-                if failure.is_none() {
+                if go_on {
                     ready.push_back(i);
                 }
                 continue;
@@ -257,7 +260,7 @@ fn run_uring(
             }
             chunk.done += result as usize;
             if chunk.done < chunk.len {
-                if failure.is_none() {
+                if go_on {
                     ready.push_back(i); // a short transfer: issue the rest
                 }
                 continue;
@@ -267,7 +270,7 @@ fn run_uring(
                 chunk.phase = phase;
                 chunk.done = 0;
                 chunk.issued = Instant::now();
-                if failure.is_none() {
+                if go_on {
                     ready.push_back(i);
                 }
                 continue;
