@@ -19,7 +19,12 @@ const EREMOTEIO: i64 = 121;
 
 fn p2pdma(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into())
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        // The lab's own complaint (exit 125) is on stderr: keep it for the failure message.
+        eprintln!("p2pdma {}: exit {code}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    (code, String::from_utf8_lossy(&out.stdout).into())
 }
 
 fn json(text: &str, what: &str) -> Value {
