@@ -126,9 +126,9 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         Some((d, _)) => transfer::plan_ranges(&src.end, &d.end, 0, 0, Some(args.size))?.length,
         None => transfer::plan_read(&src.end, 0, Some(args.size))?,
     };
+    let measured: Vec<&transfer::End> = std::iter::once(&src.end).chain(dst.as_ref().map(|(d, _)| &d.end)).collect();
     for &chunk in &args.chunks {
-        let ends: Vec<&transfer::End> = std::iter::once(&src.end).chain(dst.as_ref().map(|(d, _)| &d.end)).collect();
-        transfer::check_chunk(chunk, p2pdma_mem::page_size(), &ends, length)?;
+        transfer::check_chunk(chunk, p2pdma_mem::page_size(), &measured, length)?;
     }
     let mut ends = vec![&src_report];
     ends.extend(dst.as_ref().map(|(_, r)| r));

@@ -1,18 +1,8 @@
 //! The binary's contract: exit codes, JSON fields, one-line errors on bad input.
 
-use std::process::Command;
+mod common;
 
-fn p2pdma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-const SWITCH: &str = "examples/topologies/switch.toml";
-const ROOT_PORTS: &str = "examples/topologies/root-ports.toml";
+use common::{p2pdma, ROOT_PORTS, SWITCH};
 
 #[test]
 fn check_exit_codes_follow_the_verdict() {

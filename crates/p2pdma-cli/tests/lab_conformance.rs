@@ -14,18 +14,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
+use common::{p2pdma, skip_lab};
+
 const EINVAL: i64 = 22;
 const EREMOTEIO: i64 = 121;
-
-fn p2pdma(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    if code != 0 {
-        // The lab's own complaint (exit 125) is on stderr: keep it for the failure message.
-        eprintln!("p2pdma {}: exit {code}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
-    (code, String::from_utf8_lossy(&out.stdout).into())
-}
 
 fn json(text: &str, what: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
@@ -65,8 +59,7 @@ fn verdict(v: &Value) -> String {
 }
 
 fn conformance(scenario: &str) {
-    if std::env::var("P2PDMA_SKIP_LAB").is_ok_and(|v| v == "1") {
-        eprintln!("{scenario}: skipped (P2PDMA_SKIP_LAB=1)");
+    if skip_lab() {
         return;
     }
     let spec = format!("examples/topologies/{scenario}.toml");
@@ -94,9 +87,9 @@ fn conformance(scenario: &str) {
         script.push_str(&format!("p2pdma find {c} --json > find-{c}.json; "));
     }
     script.push_str("ls -d /sys/bus/pci/devices/*/p2pmem > providers.txt 2>/dev/null; dmesg > dmesg.txt; echo done");
-    let (code, out) =
+    let (code, out, err) =
         p2pdma(&["lab", "run", &spec, "--timeout", "240", "--share", share.path().to_str().unwrap(), "--", &script]);
-    assert_eq!(code, 0, "{scenario}: the lab run failed: {out}");
+    assert_eq!(code, 0, "{scenario}: the lab run failed: {out}{err}");
 
     let read = |name: &str| {
         std::fs::read_to_string(share.path().join(name)).unwrap_or_else(|e| panic!("{scenario}: {name}: {e}"))

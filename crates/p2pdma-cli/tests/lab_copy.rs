@@ -10,15 +10,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const MIB: u64 = 1 << 20;
+mod common;
 
-fn skip() -> bool {
-    let skip = std::env::var("P2PDMA_SKIP_LAB").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("skipped (P2PDMA_SKIP_LAB=1)");
-    }
-    skip
-}
+use common::skip_lab;
+
+const MIB: u64 = 1 << 20;
 
 /// A guest script under construction: each step's stdout and status land in the share.
 struct Script(String);
@@ -99,7 +95,7 @@ fn sha(name: &str, dev: &str, offset: u64, len: u64) -> String {
 
 #[test]
 fn lab_copy_switch() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     // (name, src offset, dst offset, length, extra flags)
@@ -197,7 +193,7 @@ fn lab_copy_switch() {
 
 #[test]
 fn lab_copy_fault_injection() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     // QEMU fails every write touching byte 8 MiB + 4 KiB of nvme-b.
@@ -217,7 +213,7 @@ fn lab_copy_fault_injection() {
 
 #[test]
 fn lab_copy_root_ports_falls_back_or_refuses() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     let script = Script::new()
@@ -248,7 +244,7 @@ fn lab_copy_root_ports_falls_back_or_refuses() {
 
 #[test]
 fn lab_copy_verify_catches_the_iommu_trap() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     // lab-facts.md 3: the kernel maps the pair by bus address, QEMU's IOMMU drops the peer

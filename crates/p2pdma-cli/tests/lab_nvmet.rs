@@ -14,32 +14,22 @@
 //! Needs QEMU and the lab kernel (scripts/test installs them); P2PDMA_SKIP_LAB=1 skips.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-fn p2pdma(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into())
-}
+mod common;
 
-fn skip() -> bool {
-    let skip = std::env::var("P2PDMA_SKIP_LAB").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("skipped (P2PDMA_SKIP_LAB=1)");
-    }
-    skip
-}
+use common::{p2pdma, skip_lab};
 
 /// Boots `scenario` with a share, runs `script` in the guest, returns the share.
 fn boot(scenario: &str, script: &str) -> tempfile::TempDir {
     let share = tempfile::tempdir().unwrap();
     let spec = format!("examples/topologies/{scenario}.toml");
     let t = std::time::Instant::now();
-    let (code, out) =
+    let (code, out, err) =
         p2pdma(&["lab", "run", &spec, "--timeout", "240", "--share", share.path().to_str().unwrap(), "--", script]);
     eprintln!("{scenario}: lab run took {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(code, 0, "{scenario}: the lab run failed: {out}");
+    assert_eq!(code, 0, "{scenario}: the lab run failed: {out}{err}");
     share
 }
 
@@ -66,7 +56,7 @@ newdisk() { for i in $(seq 100); do ls /sys/block > blk-1.txt; new=$(grep -v -x 
 
 #[test]
 fn lab_nvmet_switch() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     let script = format!(
@@ -212,7 +202,7 @@ echo done"#
 
 #[test]
 fn lab_nvmet_root_ports() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     let script = format!(
@@ -283,7 +273,7 @@ echo done"#
 /// with an explicit provider or with `1`, and says nothing. p2pdma predicts exactly that.
 #[test]
 fn lab_nvmet_rdma_soft_roce() {
-    if skip() {
+    if skip_lab() {
         return;
     }
     let script = format!(

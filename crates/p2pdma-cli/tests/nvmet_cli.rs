@@ -1,22 +1,13 @@
 //! `p2pdma nvmet` without a kernel: plans against topology files (`--dry-run`), configfs
 //! trees in temporary directories, exit codes, JSON fields and one-line errors.
 
+mod common;
+
+use common::{p2pdma, ROOT_PORTS, SWITCH};
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
-
-fn p2pdma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-const SWITCH: &str = "examples/topologies/switch.toml";
-const ROOT_PORTS: &str = "examples/topologies/root-ports.toml";
 
 /// An nvmet tree as the kernel shows it right after `modprobe nvmet`.
 fn configfs() -> tempfile::TempDir {

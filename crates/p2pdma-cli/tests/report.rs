@@ -1,20 +1,11 @@
 //! `p2pdma report` and `topo --svg` as files: self-contained, escaped, the JSON contract
 //! inside, exit codes. (tests/report_browser.rs loads the same pages in Chromium.)
 
-use std::process::Command;
+mod common;
+
+use common::{p2pdma, SWITCH};
 
 use serde_json::Value;
-
-fn p2pdma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-const SWITCH: &str = "examples/topologies/switch.toml";
 
 /// The JSON data block of a report page.
 fn data_block(html: &str) -> Value {

@@ -8,25 +8,18 @@
 //! Needs `chromium` and `chromium-driver` (scripts/install-browser); fails without them
 //! unless P2PDMA_SKIP_BROWSER=1.
 
+mod common;
 mod webdriver;
+
+use common::p2pdma;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 use webdriver::Browser;
-
-fn p2pdma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn json_of(args: &[&str]) -> Value {
     let (_, out, err) = p2pdma(args);
