@@ -14,10 +14,14 @@ pub enum Error {
     /// A topology whose parts do not fit together (dangling references, duplicate names).
     #[error("inconsistent topology: {0}")]
     Inconsistent(String),
-    #[error(
-        "unknown device `{0}`: not a PCI address, topology name or device name in this topology (see `p2pdma topo`)"
-    )]
+    #[error("unknown device `{0}`: no topology name or device name `{0}` in this topology (see `p2pdma topo`)")]
     UnknownDevice(String),
+    /// A well-formed PCI address with no device there.
+    #[error("unknown device `{name}`: no PCI device at {bdf} in this topology (see `p2pdma topo`)")]
+    AbsentAddress { name: String, bdf: crate::Bdf },
+    /// Written like a PCI address (it has a `:`) but not one.
+    #[error("unknown device `{0}`: not a valid PCI address (hex [DOMAIN:]BUS:DEVICE.FUNCTION, such as 0000:03:00.0 or 03:00.0)")]
+    BadAddress(String),
     /// A device used in a role it cannot play (a non-provider as provider, a bridge as client).
     #[error("{0}")]
     WrongRole(String),

@@ -7,6 +7,7 @@ pub mod bdf;
 pub mod config;
 mod error;
 mod explain;
+pub mod input;
 pub mod kernel_params;
 pub mod model;
 pub mod pciids;
@@ -71,7 +72,11 @@ pub enum Target {
 /// Resolves `0000:03:00.0`, `03:00.0`, a topology-file name, or a class device (`nvme0n1`).
 pub fn resolve(engine: &Engine<'_>, name: &str) -> Result<Target, Error> {
     if let Ok(bdf) = name.parse::<Bdf>() {
-        return engine.index_of(bdf).map(Target::Pci).ok_or_else(|| Error::UnknownDevice(name.into()));
+        return engine.index_of(bdf).map(Target::Pci).ok_or_else(|| Error::AbsentAddress { name: name.into(), bdf });
+    }
+    // Device and topology names never hold a `:`; a name with one was meant as an address.
+    if name.contains(':') {
+        return Err(Error::BadAddress(name.into()));
     }
     let topo = engine.topo;
     if let Some(i) = topo.devices.iter().position(|d| d.name.as_deref() == Some(name)) {

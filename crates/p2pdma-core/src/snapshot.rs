@@ -34,12 +34,20 @@ pub fn to_json(topo: &Topology) -> String {
 pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::invalid(path, format!("not valid JSON ({e})")))?;
-    let schema = value.get("schema").and_then(|s| s.as_str());
-    if schema != Some(SCHEMA) {
-        return Err(Error::invalid(
-            path,
-            format!("not a p2pdma snapshot (schema is {schema:?}, expected \"{SCHEMA}\")"),
-        ));
+    match value.get("schema").and_then(|s| s.as_str()) {
+        Some(SCHEMA) => {}
+        Some(other) => {
+            return Err(Error::invalid(
+                path,
+                format!("not a p2pdma snapshot: its schema is `{other}`; write one with `p2pdma snapshot -o FILE`"),
+            ))
+        }
+        None => {
+            return Err(Error::invalid(
+                path,
+                "not a p2pdma snapshot (JSON without a `schema` field, such as `--json` output); write one with `p2pdma snapshot -o FILE`",
+            ))
+        }
     }
     let version = value
         .get("version")
@@ -56,6 +64,6 @@ pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
 
 /// Reads a snapshot file.
 pub fn load(path: &Path) -> Result<Topology, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path)?;
     from_json(&text, path)
 }

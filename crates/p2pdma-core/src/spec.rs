@@ -224,7 +224,7 @@ const SPEC_ACS_OFFSET: u16 = 0x148;
 
 /// Reads and lowers a topology file.
 pub fn load(path: &Path) -> Result<(Spec, Topology), Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path)?;
     let spec = parse(&text, path)?;
     let topo = spec.to_topology().map_err(|msg| Error::invalid(path, msg))?;
     Ok((spec, topo))

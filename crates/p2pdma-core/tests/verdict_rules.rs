@@ -401,7 +401,12 @@ fn wrong_roles_and_unknown_devices_are_errors() {
     let err = check(&e, "a", &["sw.1".into()]).unwrap_err();
     assert!(err.to_string().contains("not a DMA client"), "{err}");
     let err = check(&e, "a", &["0000:09:00.0".into()]).unwrap_err();
-    assert!(matches!(err, Error::UnknownDevice(_)));
+    assert!(matches!(err, Error::AbsentAddress { .. }), "{err}");
+    assert!(err.to_string().contains("no PCI device at 0000:09:00.0"), "{err}");
+    let err = check(&e, "a", &["0000:0g:00.0".into()]).unwrap_err();
+    assert!(matches!(err, Error::BadAddress(_)) && err.to_string().contains("not a valid PCI address"), "{err}");
+    let err = check(&e, "a", &["nvme-zz".into()]).unwrap_err();
+    assert!(matches!(err, Error::UnknownDevice(_)) && !err.to_string().contains("address"), "{err}");
     assert!(check(&e, "03:00.0", &["04:00.0".into()]).is_ok(), "short BDFs resolve");
 }
 
