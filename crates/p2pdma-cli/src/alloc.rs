@@ -75,6 +75,9 @@ pub fn run(
         anyhow::bail!("{provider} is not a PCI device and cannot provide P2P memory");
     };
     let dev = &topo.devices[i];
+    if let Some(m) = dev.p2pmem.as_ref().filter(|m| size as u64 > m.size) {
+        anyhow::bail!("{provider}: {size} bytes is more than its {} of P2P memory", crate::render::bytes(m.size));
+    }
     let dir = sysfs.join("bus/pci/devices").join(dev.bdf.to_string());
     let available_before = available(&dir);
     let mut buf = match P2pBuffer::allocate(&dir, size) {

@@ -1,17 +1,21 @@
 //! `p2pdma`: the command-line front end. Parsing and printing only; the work is in the
 //! library crates. Exit codes: 0 success / P2P supported, 1 not supported or refused,
-//! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
+//! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags,
+//! sizes out of range) or output that cannot be written (a full disk, an unwritable `-o`),
+//! 3 uncertain (`check`: the verdict depends on ACS registers that could not be read;
+//! root reads them), 141 standard output closed by its reader (`p2pdma topo | head -1`:
+//! quiet, the status a shell shows for `cat` there), 125 the lab itself failed (`lab run`).
 
 mod alloc;
 mod bench;
 mod copy;
 mod lab;
 mod nvmet;
+mod out;
 mod render;
 mod report;
 mod source;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,7 +43,8 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "json")]
         svg: Option<PathBuf>,
     },
-    /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input.
+    /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input,
+    /// 3 uncertain (it depends on ACS registers that could not be read: run as root).
     Check {
         #[command(flatten)]
         source: SourceArgs,
@@ -74,14 +79,15 @@ enum Command {
         source: SourceArgs,
         /// The provider (BDF or name).
         provider: String,
-        /// Bytes, a multiple of the page size; suffixes K, M, G (powers of 1024).
+        /// Bytes, a multiple of the page size; suffixes K, M, G, T (powers of 1024; KiB, MiB
+        /// too) and decimals (1.5M).
         #[arg(value_parser = parse_size)]
         size: usize,
         /// A block device (path, or a device name such as nvme-b) to read into the buffer with O_DIRECT.
         #[arg(long, value_name = "DEVICE")]
         read: Option<String>,
-        /// Byte offset of the read on the device.
-        #[arg(long, default_value_t = 0)]
+        /// Byte offset of the read on the device (suffixes as for the size).
+        #[arg(long, default_value = "0", value_parser = parse_bytes)]
         offset: u64,
         #[arg(long)]
         json: bool,
@@ -196,7 +202,7 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             match p2pdma_lab::run(&machine, &lab::guest_command(&command), &opts) {
                 Ok(outcome) => Ok(ExitCode::from(outcome.exit_status.clamp(0, 255) as u8)),
                 Err(e) => {
-                    eprintln!("p2pdma: lab: {e}");
+                    out::note(&format!("lab: {e}"));
                     Ok(ExitCode::from(LAB_FAILED))
                 }
             }
@@ -210,12 +216,12 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::QemuArgs { topology } => {
             let (_, _, machine) = lab::load(&topology)?;
             let args = p2pdma_lab::qemu_args(&machine, &p2pdma_lab::LabAssets::placeholder())?;
-            println!("{}", args.join(" "));
+            out::text(&format!("{}\n", args.join(" ")))?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Fetch => {
             let kernel = p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?;
-            println!("kernel {} in {}", kernel.release, kernel.dir.display());
+            out::text(&format!("kernel {} in {}\n", kernel.release, kernel.dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -225,40 +231,52 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            // One line: the cause chain joined, for humans and scripts alike.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("p2pdma: {}", msg.join(": "));
-            ExitCode::from(2)
-        }
+        // One line on stderr and exit 2; a closed standard output ends quietly (141).
+        Err(e) => out::fail(&e),
     }
 }
 
-/// `4096`, `64K`, `1M`, `2G`.
+/// A byte count from the command line: `4096`, `64K`, `1.5G`, `1T`, `1MiB`. K, M, G, T (and
+/// KiB, MiB, ...) are powers of 1024; decimals are rounded to a whole byte. Every size and
+/// offset flag of `alloc`, `copy` and `bench` parses through here (clap: exit 2).
 pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1usize << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("`{s}` is not a size (bytes, or with K, M, G)"))
+    let n = parse_bytes(s)?;
+    usize::try_from(n).map_err(|_| format!("`{s}` is too large for this machine's address space"))
 }
 
-/// A byte count or offset: `parse_size` as u64.
+/// A byte count or offset as u64; see [`parse_size`]. Overflow and negative numbers are
+/// their own errors, not "not a size".
 pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
-    parse_size(s).map(|n| n as u64)
+    use parse_size::Error;
+    let trimmed = s.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!("`{s}` is negative: a size or offset counts bytes from 0"));
+    }
+    parse_size::Config::new().with_binary().parse_size(trimmed).map_err(|e| match e {
+        Error::PosOverflow => format!("`{s}` is too large: more than 16 EiB, the largest byte count"),
+        Error::Empty => "an empty size: give bytes, or a number with K, M, G or T".to_string(),
+        _ => format!("`{s}` is not a size: bytes, or a number with K, M, G or T (powers of 1024; KiB, MiB too), such as 4096, 64K, 1.5G"),
+    })
 }
 
+/// `--json` output (through `out`, so a closed pipe or a full disk cannot panic).
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    Ok(out::json(value)?)
 }
+
+/// `check`: 0 supported, 1 not, 3 uncertain (unreadable ACS could change the answer).
+fn check_exit(report: &analysis::CheckReport) -> u8 {
+    if !report.certain {
+        UNCERTAIN
+    } else if report.map_type.supported() {
+        0
+    } else {
+        1
+    }
+}
+
+/// `check`'s exit status when the verdict depends on ACS registers that could not be read.
+const UNCERTAIN: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -271,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else if json {
                 print_json(&report)?;
             } else {
-                print!("{}", render::topo(&engine, &report));
+                out::text(&render::topo(&engine, &report))?;
             }
             loaded.warn_unknown_acs();
             Ok(ExitCode::SUCCESS)
@@ -283,9 +301,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                print!("{}", render::check(&report));
+                out::text(&render::check(&report))?;
             }
-            Ok(if report.map_type.supported() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(ExitCode::from(check_exit(&report)))
         }
         Command::Find { source, clients, json } => {
             let loaded = source.load()?;
@@ -294,7 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                print!("{}", render::find(&report));
+                out::text(&render::find(&report))?;
             }
             Ok(if report.provider.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -304,12 +322,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&rows)?;
             } else {
-                print!("{}", render::providers(&rows));
+                out::text(&render::providers(&rows))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Alloc { source, provider, size, read, offset, json } => {
-            let loaded = source.load()?;
+            let loaded = source.load_live("alloc")?;
             let engine = Engine::new(&loaded.topology)?;
             let read = read.map(|r| alloc::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
             match alloc::run(&engine, &source.sysfs_root, &provider, size, read)? {
@@ -318,7 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if json {
                         print_json(&report)?;
                     } else {
-                        print!("{}", render::alloc(&report));
+                        out::text(&render::alloc(&report))?;
                     }
                     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
                 }
@@ -328,7 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             &serde_json::json!({ "provider": bdf, "size": size, "error": e.to_string(), "errno": e.errno() }),
                         )?;
                     }
-                    eprintln!("p2pdma: {e}");
+                    out::note(&e.to_string());
                     Ok(ExitCode::from(1))
                 }
             }
@@ -342,7 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                print!("{}", copy::render(&report));
+                out::text(&copy::render(&report))?;
             }
             Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -355,7 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else {
-                print!("{}", bench::render(&report));
+                out::text(&bench::render(&report))?;
             }
             let failed = report.runs.iter().any(|r| r.error.is_some());
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -383,29 +401,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&rows)?;
             } else {
+                let mut text = String::new();
                 for r in &rows {
                     if block {
-                        println!("{}", r["block_device"].as_str().unwrap_or_default());
+                        text += &format!("{}\n", r["block_device"].as_str().unwrap_or_default());
                     } else {
-                        println!(
-                            "{}  pci {}  block {}",
+                        text += &format!(
+                            "{}  pci {}  block {}\n",
                             r["name"].as_str().unwrap_or_default(),
                             r["pci"].as_str().unwrap_or("-"),
                             r["block_device"].as_str().unwrap_or("-")
                         );
                     }
                 }
+                out::text(&text)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { source, output } => {
             let loaded = source.load()?;
             let text = snapshot::to_json(&loaded.topology);
-            if output.as_os_str() == "-" {
-                println!("{text}");
-            } else {
-                std::fs::write(&output, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
-                eprintln!("p2pdma: wrote {} ({} devices)", output.display(), loaded.topology.devices.len());
+            out::write_file(&output, (text + "\n").as_bytes(), "the snapshot")?;
+            if output.as_os_str() != "-" {
+                out::note(&format!("wrote {} ({} devices)", output.display(), loaded.topology.devices.len()));
             }
             loaded.warn_unknown_acs();
             Ok(ExitCode::SUCCESS)
@@ -416,6 +434,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn sizes_take_binary_units_decimals_and_say_why_they_fail() {
+        use super::{parse_bytes, parse_size};
+        for (text, want) in [
+            ("4096", 4096u64),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("1M", 1 << 20),
+            ("1MiB", 1 << 20),
+            ("1.5G", 3 << 29),
+            ("1T", 1 << 40),
+            ("2TiB", 2 << 40),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(want), "{text}");
+        }
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_bytes("99999999999G").unwrap_err().contains("too large"));
+        assert!(parse_bytes("-1").unwrap_err().contains("negative"));
+        assert!(parse_bytes("1X").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("").unwrap_err().contains("empty"));
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -174,17 +174,17 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
             if json {
                 crate::print_json(&report)?;
             } else {
-                print!("{}", render_list(&report));
+                crate::out::text(&render_list(&report))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         NvmetCommand::SoftRoce { name, netdev } => match system::add_soft_roce(&name, &netdev) {
             Ok(()) => {
-                println!("{name}: soft-RoCE device on {netdev}");
+                crate::out::text(&format!("{name}: soft-RoCE device on {netdev}\n"))?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                eprintln!("p2pdma: {e}");
+                crate::out::note(&e.to_string());
                 Ok(ExitCode::from(1))
             }
         },
@@ -200,7 +200,7 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
             if json {
                 crate::print_json(&report)?;
             } else {
-                print!("{}", render_remove(&report));
+                crate::out::text(&render_remove(&report))?;
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -251,7 +251,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             match system::prepare(Some(args.transport)) {
                 Ok(done) => setup = done,
                 Err(e) => {
-                    eprintln!("p2pdma: {e}");
+                    crate::out::note(&e.to_string());
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -268,7 +268,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         crate::print_json(&report)?;
     } else {
-        print!("{}", render_export(&report));
+        crate::out::text(&render_export(&report))?;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

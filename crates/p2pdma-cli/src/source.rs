@@ -73,9 +73,9 @@ impl Loaded {
     pub fn warn_unknown_acs(&self) {
         let unknown = self.topology.devices.iter().filter(|d| d.acs == Acs::Unknown).count();
         if self.live_or_snapshot && unknown > 0 {
-            eprintln!(
-                "p2pdma: note: ACS of {unknown} device(s) is unknown (config space past 64 bytes needs root); verdicts that depend on it say so"
-            );
+            crate::out::note(&format!(
+                "note: ACS of {unknown} device(s) is unknown (config space past 64 bytes needs root); verdicts that depend on it say so"
+            ));
         }
     }
 }

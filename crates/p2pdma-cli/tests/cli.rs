@@ -70,6 +70,42 @@ fn snapshot_of_a_spec_analyses_the_same() {
     assert_eq!(a, b);
 }
 
+/// Without root, ACS past config offset 64 is unreadable: a verdict that rests on it is not
+/// a yes. A snapshot whose switch ports have unknown ACS stands in for such a machine.
+#[test]
+fn check_exits_three_when_unreadable_acs_could_change_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    // The snapshot of a topology file with every device's ACS unknown, as read without root.
+    let unreadable = |spec: &str| {
+        let snap = dir.path().join(format!("{}.json", spec.len()));
+        let (code, _, _) = p2pdma(&["snapshot", "--spec", spec, "-o", snap.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+        for d in v["topology"]["devices"].as_array_mut().unwrap() {
+            d["acs"] = serde_json::json!({ "state": "unknown" });
+        }
+        std::fs::write(&snap, v.to_string()).unwrap();
+        snap.to_str().unwrap().to_string()
+    };
+    let snap = unreadable(SWITCH);
+    let (code, out, _) = p2pdma(&["check", "--snapshot", &snap, "nvme-a", "nvme-b", "--json"]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["map_type"].as_str(), v["certain"].as_bool()), (Some("bus_addr"), Some(false)));
+    let (code, out, _) = p2pdma(&["check", "--snapshot", &snap, "nvme-a", "nvme-b"]);
+    assert_eq!(code, 3);
+    assert!(out.contains("UNCERTAIN") && out.contains("0000:01:00.0") && out.contains("run as root"), "{out}");
+    // Unreadable ACS that cannot change the answer leaves it certain: across root ports, no.
+    let snap = unreadable(ROOT_PORTS);
+    let (code, out, _) = p2pdma(&["check", "--snapshot", &snap, "nvme-a", "nvme-b", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["certain"], true);
+    // ACS read: certain, exit 0.
+    let (code, out, _) = p2pdma(&["check", "--spec", SWITCH, "nvme-a", "nvme-b", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["certain"], true);
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_two() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,9 @@ pub struct CheckReport {
     pub distance: Option<u32>,
     pub clients: Vec<PairVerdict>,
     pub notes: Vec<String>,
+    /// False when unreadable ACS could change the answer: no client is refused for certain
+    /// and some client's verdict rests on ACS that could not be read (`check` exits 3).
+    pub certain: bool,
 }
 
 /// `p2pdma find CLIENT...`.
@@ -142,6 +145,17 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
     }
     let map_type = verdicts.iter().map(|v| v.map_type).max().unwrap_or(MapType::NotSupported);
     let distance = verdicts.iter().try_fold(0u32, |s, v| v.distance.map(|d| s + d)).filter(|_| !verdicts.is_empty());
+    let refused_for_certain = verdicts.iter().any(|v| v.certain && !v.map_type.supported());
+    let certain = refused_for_certain || verdicts.iter().all(|v| v.certain);
+    if !certain {
+        let mut unread: Vec<String> =
+            verdicts.iter().filter(|v| !v.certain).flat_map(|v| v.acs_unknown.iter().map(Bdf::to_string)).collect();
+        unread.dedup();
+        notes.push(format!(
+            "UNCERTAIN: this verdict rests on the ACS control of {}, which could not be read (config space past 64 bytes needs root); run as root, or check a snapshot taken as root, for the certain answer",
+            unread.join(", ")
+        ));
+    }
     Ok(CheckReport {
         provider: pd.bdf,
         provider_name: pd.name.clone(),
@@ -150,6 +164,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         distance,
         clients: verdicts,
         notes,
+        certain,
     })
 }
 

@@ -4,7 +4,7 @@
 //! Pure functions of an [`Engine`]: `tree` lays the topology out and draws it, `data`
 //! builds the JSON block (the CLI's own report structs, the matrix compacted), `html`
 //! assembles the page with its inline style and script (`assets/`). Only [`run`] and
-//! [`write_svg`] touch files.
+//! [`write_svg`] touch files (through `out::write_file`: whole or not at all).
 
 mod data;
 mod html;
@@ -14,7 +14,6 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use p2pdma_core::{spec, Engine, Topology};
 
 use crate::source::SourceArgs;
@@ -103,31 +102,20 @@ pub fn svg(engine: &Engine<'_>, title: &str) -> String {
     tree::svg(&layout, tree::Mode::Standalone { title: &format!("p2pdma topology: {title}"), subtitle: &subtitle })
 }
 
-fn write_output(output: &Path, text: &str, what: &str) -> anyhow::Result<()> {
-    if output.as_os_str() == "-" {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes()).and_then(|_| out.flush()).context("standard output")?;
-        return Ok(());
-    }
-    std::fs::write(output, text).with_context(|| format!("cannot write the {what} to {}", output.display()))?;
-    Ok(())
-}
-
 /// `p2pdma report -o FILE`.
 pub fn run(source: &SourceArgs, output: &Path) -> anyhow::Result<ExitCode> {
     let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
     let (title, subtitle, src) = describe(source);
     let page = page(&engine, &title, &subtitle, &src);
-    write_output(output, &page, "report")?;
+    crate::out::write_file(output, page.as_bytes(), "the report")?;
     if output.as_os_str() != "-" {
-        eprintln!(
-            "p2pdma: wrote {} ({}; {} devices)",
+        crate::out::note(&format!(
+            "wrote {} ({}; {} devices)",
             output.display(),
             crate::render::bytes(page.len() as u64),
             loaded.topology.devices.len()
-        );
+        ));
     }
     loaded.warn_unknown_acs();
     Ok(ExitCode::SUCCESS)
@@ -136,9 +124,9 @@ pub fn run(source: &SourceArgs, output: &Path) -> anyhow::Result<ExitCode> {
 /// `p2pdma topo --svg FILE`.
 pub fn write_svg(engine: &Engine<'_>, source: &SourceArgs, output: &Path) -> anyhow::Result<()> {
     let (title, _, _) = describe(source);
-    write_output(output, &svg(engine, &title), "SVG")?;
+    crate::out::write_file(output, svg(engine, &title).as_bytes(), "the SVG")?;
     if output.as_os_str() != "-" {
-        eprintln!("p2pdma: wrote {}", output.display());
+        crate::out::note(&format!("wrote {}", output.display()));
     }
     Ok(())
 }

@@ -1,0 +1,183 @@
+//! Everything the binary writes goes through here, so that no write can panic.
+//!
+//! - Standard output: [`text`] and [`json`]. A closed pipe (`p2pdma topo | head -1`) is
+//!   [`OutputError::Closed`]: the process ends quietly with [`CLOSED_PIPE_EXIT`], the status
+//!   a shell reports for `cat` killed by SIGPIPE. Any other failure (a full disk) is one line
+//!   on stderr and exit 2.
+//! - Standard error: [`note`] and [`error_line`]; a closed stderr is ignored (there is
+//!   nowhere left to tell).
+//! - Files: [`write_file`] writes a temporary file beside the target and renames it over,
+//!   so `snapshot -o`, `report -o` and `topo --svg` leave the whole file or none.
+//!
+//! Rust ignores SIGPIPE, so `print!` would panic on a closed pipe; restoring the default
+//! action is no option while `lab run` holds QEMU, which must be cleaned up on every exit.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The exit status when standard output was closed by the reader: 128 + SIGPIPE.
+pub const CLOSED_PIPE_EXIT: u8 = 141;
+
+/// Standard output could not be written.
+#[derive(Debug)]
+pub enum OutputError {
+    /// The reader went away (EPIPE): not an error for the user.
+    Closed,
+    Failed(io::Error),
+}
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputError::Closed => f.write_str("standard output was closed"),
+            OutputError::Failed(e) => write!(f, "cannot write to standard output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+impl From<io::Error> for OutputError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            OutputError::Closed
+        } else {
+            OutputError::Failed(e)
+        }
+    }
+}
+
+/// Writes `s` to standard output and flushes it.
+pub fn text(s: &str) -> Result<(), OutputError> {
+    let mut out = io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Pretty JSON and a newline on standard output.
+pub fn json<T: serde::Serialize>(value: &T) -> Result<(), OutputError> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| OutputError::from(io::Error::from(e)))?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A line on standard error, prefixed `p2pdma: `; a closed stderr is ignored.
+pub fn note(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "p2pdma: {line}");
+}
+
+/// An error as one line: the cause chain joined by `: `, without a cause the message
+/// before it already ends with (thiserror's `{source}` in a message that also returns it
+/// as `source()` would otherwise print it twice).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) || line.contains(&format!("{text}: ")) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+/// The exit for an error that reached `main`: quietly 141 for a closed standard output,
+/// else the one-line error and exit 2.
+pub fn fail(e: &anyhow::Error) -> ExitCode {
+    if matches!(e.downcast_ref::<OutputError>(), Some(OutputError::Closed)) {
+        return ExitCode::from(CLOSED_PIPE_EXIT);
+    }
+    note(&error_line(e));
+    ExitCode::from(2)
+}
+
+/// `-` for standard output, else a file written whole or not at all: a temporary file in
+/// the target's directory, synced, then renamed over the target. An existing target keeps
+/// its permissions; a symbolic link is followed (the file it names is replaced); a target
+/// that is not a regular file (`/dev/null`, a pipe) is written directly, as there is
+/// nothing to rename over. `what` names the content in errors ("the snapshot").
+pub fn write_file(path: &Path, content: &[u8], what: &str) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        let mut out = io::stdout().lock();
+        out.write_all(content).and_then(|_| out.flush()).map_err(OutputError::from)?;
+        return Ok(());
+    }
+    let fail = |why: String| anyhow::anyhow!("cannot write {what} to {}: {why}", path.display());
+    let existing = std::fs::metadata(path).ok();
+    if let Some(meta) = &existing {
+        if meta.is_dir() {
+            return Err(fail("it is a directory".into()));
+        }
+        if !meta.is_file() {
+            return std::fs::write(path, content).map_err(|e| fail(e.to_string()));
+        }
+    }
+    let target: PathBuf = if existing.is_some() { std::fs::canonicalize(path)? } else { path.to_path_buf() };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        let why = if dir.exists() { "is not a directory" } else { "does not exist" };
+        return Err(fail(format!("{} {why}", dir.display())));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(&dir)
+        .map_err(|e| fail(format!("cannot create a file in {}: {}", dir.display(), io_cause(&e))))?;
+    if let Some(meta) = &existing {
+        tmp.as_file().set_permissions(meta.permissions()).map_err(|e| fail(e.to_string()))?;
+    }
+    tmp.write_all(content).and_then(|_| tmp.as_file().sync_all()).map_err(|e| fail(e.to_string()))?;
+    tmp.persist(&target).map_err(|e| fail(io_cause(&e.error)))?;
+    Ok(())
+}
+
+/// The OS's words for an I/O error, without tempfile's own wrapping of the path.
+fn io_cause(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code).to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_line_drops_a_cause_the_message_already_holds() {
+        let io = io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(p2pdma_core::Error::Io { path: "/x".into(), source: io });
+        assert_eq!(error_line(&e), "/x: No such file or directory (os error 2)");
+        let e = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_line(&e), "outer: inner cause");
+    }
+
+    #[test]
+    fn write_file_leaves_the_whole_file_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("out.json");
+        write_file(&f, b"first", "the test").unwrap();
+        write_file(&f, b"second", "the test").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"second");
+        let err = write_file(&dir.path().join("no/such/dir/x"), b"x", "the test").unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = write_file(dir.path(), b"x", "the test").unwrap_err().to_string();
+        assert!(err.ends_with("it is a directory"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.json")], "no temporary file is left");
+        write_file(Path::new("/dev/null"), b"x", "the test").unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(Path::new("/dev/null").metadata().unwrap().file_type().is_char_device(), "not replaced by a file");
+    }
+}

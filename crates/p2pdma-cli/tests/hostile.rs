@@ -1,0 +1,353 @@
+//! Hostile input, as a careless or unlucky user gives it: empty, binary and truncated
+//! files, directories and character devices where a file belongs, the wrong JSON, huge and
+//! negative numbers, outputs that cannot be written, a closed or full standard output.
+//! Every case: the documented exit code, one line on stderr (no panic, no Rust Debug form,
+//! no cause said twice) and nothing created or changed. `copy`/`bench` internals and
+//! `nvmet` apply have their own suites; here their flags are tried at the argument level.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{p2pdma, ROOT_PORTS, SWITCH};
+
+/// A scratch directory holding one file of each hostile kind.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, data: &[u8]| std::fs::write(dir.path().join(name), data).unwrap();
+        w("empty", b"");
+        w("blank", b"  \n\n");
+        w("binary", &[0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 0, 0x80, 0x81]);
+        w("truncated.json", br#"{"schema": "p2pdma-snapshot", "version": 1, "topology": {"machine": {"#);
+        w("truncated.toml", b"[[root_port]]\nname = \"rp0\"\n[[endpoint]]\nname = \"nvme-a\"\nkind = ");
+        w("array.json", b"[1, 2, 3]\n");
+        w("report.html", b"<!doctype html><html><body>report</body></html>\n");
+        w("other-schema.json", br#"{"schema": "p2pdma-report", "version": 1}"#);
+        w("negative-version.json", br#"{"schema": "p2pdma-snapshot", "version": -1}"#);
+        std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+        Files { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+}
+
+/// Every file under `dir` with its content: compared before and after to prove nothing
+/// was created or changed.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), Vec::new());
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The contract for a refused command: `code`, nothing on stdout, one line on stderr that
+/// contains `needle`, in the words of a person, not of Rust.
+fn refused(args: &[&str], code: i32, needle: &str) {
+    refused_saying(args, code, &[needle]);
+}
+
+fn refused_saying(args: &[&str], code: i32, needles: &[&str]) {
+    let (got, out, err) = p2pdma(args);
+    assert_eq!(got, code, "{args:?}: {err}");
+    assert!(out.is_empty(), "{args:?} printed {out}");
+    assert_one_line(args, &err);
+    for needle in needles {
+        assert!(err.contains(needle), "{args:?}: want {needle:?} in {err}");
+    }
+}
+
+fn assert_one_line(args: &[&str], err: &str) {
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("p2pdma: "), "{args:?}: {err}");
+    for rust in ["panicked", "RUST_BACKTRACE", "Some(", "None", "Os {", "kind:", "Error {", "CharacterDevice"] {
+        assert!(!err.contains(rust), "{args:?}: Rust internals ({rust}) in {err}");
+    }
+    // No cause said twice ("... (os error 2): No such file or directory (os error 2)").
+    let parts: Vec<&str> = err.trim_end().split(": ").collect();
+    for (i, a) in parts.iter().enumerate() {
+        assert!(parts[i + 1..].iter().all(|b| b != a) || a.len() < 8, "{args:?}: `{a}` twice in {err}");
+    }
+}
+
+/// A clap usage error: exit 2 before any work, the value named, no panic.
+fn rejected_flag(args: &[&str], needle: &str) {
+    let (code, out, err) = p2pdma(args);
+    assert_eq!(code, 2, "{args:?}: {err}");
+    assert!(out.is_empty(), "{args:?}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: ") && first.contains(needle), "{args:?}: want {needle:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wrong_files_as_topology_files_and_snapshots_are_one_line_exit_two() {
+    let f = Files::new();
+    let before = tree(f.dir.path());
+    let snapshot = f.dir.path().join("good.json");
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", SWITCH, "-o", snapshot.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let snapshot = snapshot.to_str().unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("--spec", f.path("empty"), "empty: is empty"),
+        ("--spec", f.path("blank"), "blank: is empty"),
+        ("--spec", f.path("binary"), "binary: is not a text file"),
+        ("--spec", f.path("truncated.toml"), "truncated.toml: line "),
+        ("--spec", f.path("a-directory"), "a-directory: is a directory, not a file"),
+        ("--spec", "/dev/null".into(), "/dev/null: is a character device, not a file"),
+        ("--spec", "/dev/zero".into(), "/dev/zero: is a character device, not a file"),
+        ("--spec", f.path("missing.toml"), "missing.toml: No such file or directory (os error 2)"),
+        ("--spec", snapshot.into(), "good.json: line 1"),
+        ("--snapshot", f.path("empty"), "empty: is empty"),
+        ("--snapshot", f.path("binary"), "binary: is not a text file"),
+        ("--snapshot", f.path("truncated.json"), "truncated.json: not valid JSON"),
+        ("--snapshot", f.path("a-directory"), "a-directory: is a directory, not a file"),
+        ("--snapshot", "/dev/zero".into(), "/dev/zero: is a character device, not a file"),
+        ("--snapshot", f.path("missing.json"), "missing.json: No such file or directory (os error 2)"),
+        ("--snapshot", f.path("array.json"), "not a p2pdma snapshot (JSON without a `schema` field"),
+        ("--snapshot", f.path("report.html"), "report.html: not valid JSON"),
+        ("--snapshot", f.path("other-schema.json"), "its schema is `p2pdma-report`"),
+        ("--snapshot", f.path("negative-version.json"), "no numeric `version`"),
+        ("--snapshot", SWITCH.into(), "switch.toml: not valid JSON"),
+        ("--names", f.path("binary"), "binary: is not a text file"),
+    ];
+    for (flag, path, needle) in &cases {
+        for command in [&["topo"][..], &["providers"], &["check", "nvme-a", "nvme-b"], &["find", "nvme-b"]] {
+            let mut args = vec![command[0], flag, path];
+            args.extend(&command[1..]);
+            refused(&args, 2, needle);
+        }
+    }
+    // `topo --json` output is JSON, but not a snapshot.
+    let (_, topo_json, _) = p2pdma(&["topo", "--spec", SWITCH, "--json"]);
+    let topo_json_file = f.dir.path().join("topo.json");
+    std::fs::write(&topo_json_file, topo_json).unwrap();
+    refused(&["topo", "--snapshot", topo_json_file.to_str().unwrap()], 2, "without a `schema` field");
+    std::fs::remove_file(&topo_json_file).unwrap();
+    std::fs::remove_file(snapshot).unwrap();
+    assert_eq!(tree(f.dir.path()), before, "reading hostile files changed them");
+}
+
+#[test]
+fn every_reading_command_refuses_a_bad_source_the_same_way() {
+    let f = Files::new();
+    let out = f.dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let bin = f.path("binary");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["topo", "--spec", &bin],
+        vec!["topo", "--spec", &bin, "--json"],
+        vec!["topo", "--spec", &bin, "--svg", out],
+        vec!["check", "--spec", &bin, "a", "b", "--json"],
+        vec!["find", "--spec", &bin, "a"],
+        vec!["providers", "--spec", &bin, "--json"],
+        vec!["resolve", "--spec", &bin, "a"],
+        vec!["snapshot", "--spec", &bin, "-o", out],
+        vec!["report", "--spec", &bin, "-o", out],
+        vec!["lab", "qemu-args", &bin],
+        vec![
+            "nvmet",
+            "export",
+            "--spec",
+            &bin,
+            "--dry-run",
+            "--nqn",
+            "nqn.2026-11.io.p2pdma:t",
+            "--ns",
+            "nvme-b",
+            "--transport",
+            "loop",
+        ],
+    ];
+    for args in &commands {
+        refused(args, 2, "binary: is not a text file");
+    }
+    assert!(!Path::new(out).exists(), "a failed command created its output");
+}
+
+#[test]
+fn absent_and_malformed_addresses_are_told_apart() {
+    for command in [&["check", "nvme-a"][..], &["find"], &["resolve"]] {
+        let run = |name: &str, needle: &str| {
+            let mut args = vec![command[0], "--spec", SWITCH];
+            args.extend(&command[1..]);
+            args.push(name);
+            refused(&args, 2, needle);
+        };
+        run("00:1f.7", "no PCI device at 0000:00:1f.7 in this topology");
+        run("0000:99:00.0", "no PCI device at 0000:99:00.0");
+        run("0000:0g:00.0", "not a valid PCI address");
+        run("00:20.0", "not a valid PCI address");
+        run("03:00.8", "not a valid PCI address");
+        run("nvme-zz", "no topology name or device name `nvme-zz`");
+    }
+    refused(&["check", "--spec", SWITCH, "0000:77:00.0", "nvme-b"], 2, "no PCI device at 0000:77:00.0");
+}
+
+#[test]
+fn unwritable_outputs_create_nothing_and_keep_what_was_there() {
+    let f = Files::new();
+    let existing = f.dir.path().join("kept.json");
+    std::fs::write(&existing, "the old snapshot\n").unwrap();
+    let before = tree(f.dir.path());
+    let missing_dir = f.path("no/such/dir/out");
+    let under_a_file = format!("{}/out", f.path("empty"));
+    let dir = f.path("a-directory");
+    let truncated = f.path("truncated.toml");
+    for (flag_args, what) in [
+        (vec!["snapshot", "--spec", SWITCH, "-o"], "the snapshot"),
+        (vec!["report", "--spec", SWITCH, "-o"], "the report"),
+        (vec!["topo", "--spec", SWITCH, "--svg"], "the SVG"),
+    ] {
+        for (target, needle) in [
+            (missing_dir.as_str(), "does not exist"),
+            (under_a_file.as_str(), "empty is not a directory"),
+            (dir.as_str(), "it is a directory"),
+            ("/dev/full", "No space left on device"),
+        ] {
+            let mut args = flag_args.clone();
+            args.push(target);
+            refused_saying(&args, 2, &[&format!("cannot write {what} to {target}: "), needle]);
+        }
+        // A bad source leaves an existing output as it was.
+        let mut args = vec![flag_args[0], "--spec", &truncated];
+        args.extend(&flag_args[3..]);
+        args.push(existing.to_str().unwrap());
+        refused(&args, 2, "truncated.toml");
+    }
+    assert_eq!(tree(f.dir.path()), before, "a failed write left something behind");
+}
+
+#[test]
+fn output_files_are_replaced_whole_and_keep_their_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Files::new();
+    let out = f.dir.path().join("snap.json");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", SWITCH, "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(&out).unwrap().contains("\"p2pdma-snapshot\""));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
+    let names: Vec<String> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "temporary files left: {names:?}");
+    // A link is followed: the file it names is replaced, the link stays.
+    let link = f.dir.path().join("link.svg");
+    let target = f.dir.path().join("target.svg");
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (code, _, err) = p2pdma(&["topo", "--spec", SWITCH, "--svg", link.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("<svg"));
+    // A device stays a device.
+    let (code, _, err) = p2pdma(&["report", "--spec", SWITCH, "-o", "/dev/null"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Runs the binary with standard output connected to `stdout`.
+fn run_with_stdout(args: &[&str], stdout: Stdio) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .args(args)
+        .current_dir("../..")
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_is_one_line() {
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["topo", "--spec", SWITCH],
+        vec!["topo", "--spec", SWITCH, "--json"],
+        vec!["topo", "--spec", SWITCH, "--svg", "-"],
+        vec!["check", "--spec", SWITCH, "nvme-a", "nvme-b"],
+        vec!["find", "--spec", SWITCH, "nvme-b", "--json"],
+        vec!["providers", "--spec", SWITCH],
+        vec!["resolve", "--spec", SWITCH, "nvme-a"],
+        vec!["snapshot", "--spec", SWITCH, "-o", "-"],
+        vec!["report", "--spec", SWITCH, "-o", "-"],
+        vec!["lab", "qemu-args", ROOT_PORTS],
+    ];
+    for args in &commands {
+        // The reader is gone before the first byte: every write is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (code, err) = run_with_stdout(args, Stdio::from(writer));
+        assert_eq!(code, 141, "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: a closed pipe is not worth a word: {err}");
+
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (code, err) = run_with_stdout(args, Stdio::from(full));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_one_line(args, &err);
+        assert!(err.contains("cannot write to standard output: No space left on device"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn sizes_out_of_range_are_refused_before_any_work() {
+    let f = Files::new();
+    let dst = f.path("dst");
+    let src = f.path("binary");
+    let before = tree(f.dir.path());
+    for (value, needle) in [
+        ("99999999999G", "is too large: more than 16 EiB"),
+        ("18446744073709551616", "is too large"),
+        ("1e30", "is too large"),
+        ("-1", "is negative"),
+        ("-4K", "is negative"),
+        ("12Q", "is not a size"),
+        ("4K4", "is not a size"),
+        ("0x1000", "is not a size"),
+        ("", "an empty size"),
+    ] {
+        let eq = |flag: &str| format!("{flag}={value}");
+        rejected_flag(&["alloc", "nvme-a", &format!("--offset={value}"), "4K"], needle);
+        rejected_flag(&["alloc", "nvme-a", "--", value], needle);
+        for flag in ["--length", "--src-offset", "--dst-offset", "--chunk"] {
+            rejected_flag(&["copy", &src, &dst, &eq(flag)], needle);
+        }
+        rejected_flag(&["bench", &src, &eq("--size")], needle);
+        rejected_flag(&["bench", &src, &eq("--chunk")], needle);
+    }
+    assert_eq!(tree(f.dir.path()), before, "a refused size created or changed a file");
+}
+
+#[test]
+fn alloc_acts_on_this_machine_only() {
+    refused(&["alloc", "--spec", SWITCH, "nvme-a", "4K"], 2, "alloc acts on this machine's devices");
+    refused(&["alloc", "--snapshot", "/nonexistent", "nvme-a", "4K"], 2, "alloc acts on this machine's devices");
+}
+
+#[test]
+fn a_sysfs_root_that_is_not_a_tree_is_one_line() {
+    let f = Files::new();
+    refused(&["topo", "--sysfs-root", "/dev/null"], 2, "/dev/null/bus/pci/devices: Not a directory");
+    refused(&["topo", "--sysfs-root", &f.path("a-directory")], 2, "a-directory/bus/pci/devices");
+    refused(&["topo", "--sysfs-root", &f.path("missing")], 2, "missing/bus/pci/devices: No such file");
+}
