@@ -119,7 +119,10 @@ pub fn write_file(path: &Path, content: &[u8], what: &str) -> anyhow::Result<()>
             return std::fs::write(path, content).map_err(|e| fail(e.to_string()));
         }
     }
-    let target: PathBuf = if existing.is_some() { std::fs::canonicalize(path)? } else { path.to_path_buf() };
+    let target: PathBuf = match existing {
+        Some(_) => std::fs::canonicalize(path).map_err(|e| fail(e.to_string()))?,
+        None => path.to_path_buf(),
+    };
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
