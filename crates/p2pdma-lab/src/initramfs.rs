@@ -174,7 +174,7 @@ pub(crate) fn find_busybox() -> Result<PathBuf> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if root && find_in_path("apt-get").is_some() {
-        eprintln!("p2pdma-lab: installing busybox-static (apt-get install -y busybox-static)");
+        crate::stderr_line("p2pdma-lab: installing busybox-static (apt-get install -y busybox-static)");
         run_checked(
             Command::new("apt-get")
                 .args(["install", "-y", "--no-install-recommends", "busybox-static"])

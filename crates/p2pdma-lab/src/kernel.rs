@@ -95,10 +95,10 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
     let apt = PrivateApt::new(&cache.join("apt"))?;
     if let Err(err) = apt.update() {
         if let Some(kernel) = newest_cached(cache) {
-            eprintln!(
+            crate::stderr_line(&format!(
                 "p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}",
                 kernel.release
-            );
+            ));
             return Ok(kernel);
         }
         return Err(err);

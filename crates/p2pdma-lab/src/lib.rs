@@ -24,3 +24,10 @@ pub use initramfs::{DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, GUEST_SHARE_DIR
 pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, Kernel, KERNEL_DIR_ENV};
 pub use machine::{blkdebug_config, qemu_args, DiskFault, FaultOp, LabAssets, LabDevice, LabDeviceKind, LabMachine};
 pub use run::{run, shell, LabOptions, RunOutcome};
+
+/// A line on stderr that cannot panic: `eprintln!` does when stderr is a closed pipe
+/// (`p2pdma lab run ... 2>&1 | head`), which would leave QEMU to the death signal.
+pub(crate) fn stderr_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

@@ -163,13 +163,13 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
                 push_tail(&mut tail, line.clone());
                 if exit.is_some() {
                     if opts.echo_console {
-                        eprintln!("{line}");
+                        crate::stderr_line(&line);
                     }
                 } else if command_started.is_none() {
                     if line.contains(&begin) {
                         command_started = Some(Instant::now());
                     } else if opts.echo_console {
-                        eprintln!("{line}");
+                        crate::stderr_line(&line);
                     }
                 } else if let Some(pos) = raw.find(&exit_prefix) {
                     let before = &raw[..pos];
