@@ -136,6 +136,51 @@ fn wrong_files_as_topology_files_and_snapshots_are_one_line_exit_two() {
             refused(&args, 2, needle);
         }
     }
+    // Huge and negative numbers inside the files.
+    let spec = |name: &str, body: &str| {
+        let p = f.dir.path().join(name);
+        std::fs::write(&p, format!("[[root_port]]\nname = \"rp0\"\n{body}\n")).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let nvme = "[[endpoint]]\nname = \"a\"\nkind = \"nvme\"\nparent = \"rp0\"\n";
+    let numbers = [
+        (spec("slot.toml", "slot = 999"), "slot.toml: line 3: invalid value: integer `999`"),
+        (spec("huge.toml", &format!("{nvme}cmb_mib = 99999999999999999999999")), "huge.toml: line 7: number too large"),
+        (spec("negative.toml", &format!("{nvme}cmb_mib = -4")), "negative.toml: line 7: invalid value: integer `-4`"),
+    ];
+    for (path, needle) in &numbers {
+        refused(&["topo", "--spec", path], 2, needle);
+        std::fs::remove_file(path).unwrap();
+    }
+    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(snapshot).unwrap()).unwrap();
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        edit(&mut v);
+        let p = f.dir.path().join(name);
+        std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let snapshots = [
+        (
+            edited("bdf.json", &|v| v["topology"]["devices"][1]["bdf"] = "0000:999:00.0".into()),
+            "`0000:999:00.0` is not a PCI address",
+        ),
+        (
+            edited("negative.json", &|v| v["topology"]["devices"][1]["vendor"] = (-1).into()),
+            "invalid value: integer `-1`",
+        ),
+        (
+            edited("huge.json", &|v| v["topology"]["devices"][1]["vendor"] = 1e300.into()),
+            "invalid type: floating point",
+        ),
+    ];
+    for (path, needle) in &snapshots {
+        refused_saying(&["topo", "--snapshot", path], 2, &["malformed snapshot: ", needle, " at line "]);
+        std::fs::remove_file(path).unwrap();
+    }
+    let newer = edited("newer.json", &|v| v["version"] = 99.into());
+    refused(&["topo", "--snapshot", &newer], 2, "version 99 is newer than this p2pdma understands");
+    std::fs::remove_file(&newer).unwrap();
     // `topo --json` output is JSON, but not a snapshot.
     let (_, topo_json, _) = p2pdma(&["topo", "--spec", SWITCH, "--json"]);
     let topo_json_file = f.dir.path().join("topo.json");

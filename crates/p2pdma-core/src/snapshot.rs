@@ -56,8 +56,9 @@ pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
     if version > VERSION {
         return Err(Error::NewerSnapshot { path: path.into(), found: version, supported: VERSION });
     }
+    // From the text, not the value: serde_json then says where (line and column).
     let env: Envelope =
-        serde_json::from_value(value).map_err(|e| Error::invalid(path, format!("malformed snapshot: {e}")))?;
+        serde_json::from_str(text).map_err(|e| Error::invalid(path, format!("malformed snapshot: {e}")))?;
     crate::check_consistent(&env.topology).map_err(|e| Error::invalid(path, e.to_string()))?;
     Ok(env.topology)
 }
