@@ -71,13 +71,13 @@ pub fn note(line: &str) {
 }
 
 /// An error as one line: the cause chain joined by `: `, without a cause the message
-/// before it already ends with (thiserror's `{source}` in a message that also returns it
-/// as `source()` would otherwise print it twice).
+/// before it already holds (thiserror's `{source}` in a message that also returns it as
+/// `source()` would otherwise print it twice).
 pub fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if line.ends_with(&text) || line.contains(&format!("{text}: ")) {
+        if line.contains(&text) {
             continue;
         }
         if !line.is_empty() {

@@ -106,6 +106,65 @@ fn check_exits_three_when_unreadable_acs_could_change_the_verdict() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["certain"], true);
 }
 
+/// A copy of `from` at `to`, symbolic links kept as links.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let t = std::fs::symlink_metadata(&src).unwrap().file_type();
+        if t.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if t.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The real guest's sysfs as a user reads it: the kernel gives the first 64 bytes of
+/// `config` to anyone but root, so ACS is unknown and the switch verdict is uncertain.
+#[test]
+fn check_of_the_real_guest_tree_read_without_root_exits_three() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(std::path::Path::new("../p2pdma-lab/fixtures/switch"), dir.path());
+    let mut stack = vec![dir.path().join("sys/devices")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let t = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() && p.file_name().unwrap() == "config" {
+                let head = std::fs::read(&p).unwrap()[..64].to_vec();
+                std::fs::write(&p, head).unwrap();
+            }
+        }
+    }
+    let (sys, proc) = (dir.path().join("sys"), dir.path().join("proc"));
+    let base = ["check", "--sysfs-root", sys.to_str().unwrap(), "--proc-root", proc.to_str().unwrap()];
+    let mut args = base.to_vec();
+    args.extend(["03:00.0", "04:00.0", "--json"]);
+    let (code, out, err) = p2pdma(&args);
+    assert_eq!(code, 3, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["map_type"].as_str(), v["certain"].as_bool()), (Some("bus_addr"), Some(false)));
+    assert!(v["notes"][0].as_str().unwrap().contains("run as root"), "{v}");
+    // The untouched tree (read as root when captured): certain, exit 0.
+    let root = std::path::Path::new("crates/p2pdma-lab/fixtures/switch");
+    let (code, out, err) = p2pdma(&[
+        "check",
+        "--sysfs-root",
+        root.join("sys").to_str().unwrap(),
+        "--proc-root",
+        root.join("proc").to_str().unwrap(),
+        "03:00.0",
+        "04:00.0",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_two() {
     let dir = tempfile::tempdir().unwrap();
