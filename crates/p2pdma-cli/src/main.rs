@@ -6,6 +6,10 @@
 //! root reads them), 141 standard output closed by its reader (`p2pdma topo | head -1`:
 //! quiet, the status a shell shows for `cat` there), 125 the lab itself failed (`lab run`).
 
+// Every write goes through `out` (a closed pipe or a full disk must not panic): no
+// `print!`/`eprint!` family anywhere in the binary.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod alloc;
 mod bench;
 mod copy;
@@ -79,7 +83,7 @@ enum Command {
         source: SourceArgs,
         /// The provider (BDF or name).
         provider: String,
-        /// Bytes, a multiple of the page size; suffixes K, M, G, T (powers of 1024; KiB, MiB
+        /// Bytes, a multiple of the page size and at most the provider's P2P memory; suffixes K, M, G, T (powers of 1024; KiB, MiB
         /// too) and decimals (1.5M).
         #[arg(value_parser = parse_size)]
         size: usize,

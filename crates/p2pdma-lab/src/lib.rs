@@ -10,6 +10,9 @@
 //! Getting files out of the guest: [`LabOptions::share_dir`] is a host directory shared
 //! with the guest over virtio-9p and mounted at [`GUEST_SHARE_DIR`].
 
+// stderr through `stderr_line` (a closed pipe must not panic while QEMU runs).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cpio;
 mod elf;
 mod error;
