@@ -83,8 +83,8 @@ enum Command {
         source: SourceArgs,
         /// The provider (BDF or name).
         provider: String,
-        /// Bytes, a multiple of the page size and at most the provider's P2P memory; suffixes K, M, G, T (powers of 1024; KiB, MiB
-        /// too) and decimals (1.5M).
+        /// Bytes, a multiple of the page size, at most the provider's P2P memory; suffixes
+        /// K, M, G, T (powers of 1024; KiB, MiB too) and decimals (1.5M).
         #[arg(value_parser = parse_size)]
         size: usize,
         /// A block device (path, or a device name such as nvme-b) to read into the buffer with O_DIRECT.
