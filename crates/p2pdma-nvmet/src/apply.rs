@@ -44,6 +44,13 @@ impl ConfigFs for DirConfigFs {
                 let mut f = fs::OpenOptions::new().write(true).open(at(path))?;
                 f.write_all(format!("{value}\n").as_bytes())
             }
+            Step::Set { path, value } => {
+                if fs::read_to_string(at(path)).is_ok_and(|v| v.trim() == value.as_str()) {
+                    return Ok(());
+                }
+                let mut f = fs::OpenOptions::new().write(true).open(at(path))?;
+                f.write_all(format!("{value}\n").as_bytes())
+            }
             Step::Symlink { target, link } => std::os::unix::fs::symlink(at(target), at(link)),
             Step::Unlink { path } => fs::remove_file(at(path)),
             Step::Rmdir { path } => fs::remove_dir(at(path)),
@@ -215,6 +222,8 @@ pub(crate) mod fake {
                 (&["namespaces", "allowed_hosts"], &["attr_allow_any_host"])
             } else if p.ends_with("/namespaces") {
                 (&[], &["device_path", "enable", "p2pmem"])
+            } else if p == "nvmet/hosts" {
+                (&[], &[])
             } else if p == "nvmet/ports" {
                 (
                     &["subsystems", "referrals", "ana_groups", "ana_groups/1"],
@@ -266,7 +275,7 @@ pub(crate) mod fake {
             match step {
                 Step::Mkdir { path } => self.mkdir(path),
                 Step::Rmdir { path } => self.rmdir(path),
-                Step::Write { path, value } => match self.attrs.get_mut(path) {
+                Step::Write { path, value } | Step::Set { path, value } => match self.attrs.get_mut(path) {
                     Some(v) => {
                         *v = value.clone();
                         Ok(())
@@ -442,6 +451,7 @@ impl fake::FakeConfigFs {
                         device_path: attr(format!("{nd}/device_path")).unwrap_or_default(),
                         enabled: attr(format!("{nd}/enable")).as_deref() == Some("1"),
                         p2pmem: attr(format!("{nd}/p2pmem")),
+                        block_device: None,
                     }
                 })
                 .collect();
@@ -467,6 +477,7 @@ impl fake::FakeConfigFs {
                 name,
             });
         }
+        st.hosts = children("nvmet/hosts");
         st
     }
 }

@@ -1,0 +1,669 @@
+//! nvmetcli's `config.json` (`nvmetcli save` / `nvmetcli restore`): the whole nvmet tree as
+//! JSON, read from configfs ([`read`]) and planned back onto it ([`plan_restore`]).
+//!
+//! The format, as nvmetcli's `nvmet/nvme.py` writes it (`dump()`): every object has one map
+//! per attribute group, holding the group's *writable* files without the group prefix
+//! (`attr_serial` → `"attr": {"serial": ...}`), values as the kernel shows them, plus
+//! `enable` (an integer) where the object has an `enable` file:
+//!
+//! - `hosts`: `[{"nqn"}]`
+//! - `subsystems`: `[{"nqn", "attr": {...}, "allowed_hosts": [nqn], "namespaces": [...],
+//!   "passthru": [{"device": {...}, "enable", "clear_ids", "admin_timeout", "io_timeout"}]}]`
+//! - namespaces: `{"nsid", "enable", "device": {"path", "uuid", "nguid"}, "ana": {"grpid"},
+//!   "resv": {...}, "ana_grpid"}`
+//! - `ports`: `[{"portid", "addr": {"trtype", "adrfam", "traddr", "trsvcid", "treq", ...},
+//!   "param": {...}, "subsystems": [nqn], "ana_groups": [{"grpid", "ana": {"state"}}],
+//!   "referrals": [{"name", "enable", "addr": {...}}]}]`
+//!
+//! p2pdma adds one key nvmetcli does not write: a namespace's `"p2pmem"` (the kernel's
+//! `p2pmem` attribute, which has no group prefix). At that level nvmetcli's restore ignores
+//! unknown keys, so a file p2pdma saved still restores with nvmetcli (without P2P memory).
+//! Keys are written sorted and indented by two, as nvmetcli does.
+//!
+//! Restore only adds: a subsystem or port that already exists refuses the restore; host
+//! entries that exist are used as they are. Each enabled namespace is checked by the export
+//! planner ([`plan_export`]): in-use and already-exported refusals, the provider's verdict,
+//! `p2pmem 1` without a provider (the kernel's enable would fail).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use p2pdma_core::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{check_name, check_nqn, plan_export, Access, ExportPlan, ExportRequest, NamespaceDevice, Outcome};
+use crate::plan::{P2pmemRequest, Step, Transport};
+use crate::state::{parse_port_id, NvmetState};
+use crate::NvmetError;
+
+/// An attribute group: file names without the group prefix → values.
+pub type Attrs = BTreeMap<String, String>;
+
+/// The whole file. Fields in the order nvmetcli writes them (sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmetConfig {
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub subsystems: Vec<SubsystemConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub nqn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    #[serde(default)]
+    pub addr: Attrs,
+    #[serde(default)]
+    pub ana_groups: Vec<AnaGroupConfig>,
+    #[serde(default)]
+    pub param: Attrs,
+    pub portid: u16,
+    #[serde(default)]
+    pub referrals: Vec<ReferralConfig>,
+    #[serde(default)]
+    pub subsystems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnaGroupConfig {
+    #[serde(default)]
+    pub ana: Attrs,
+    pub grpid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralConfig {
+    #[serde(default)]
+    pub addr: Attrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<u8>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsystemConfig {
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub attr: Attrs,
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceConfig>,
+    pub nqn: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passthru: Vec<PassthruConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    #[serde(default)]
+    pub ana: Attrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ana_grpid: Option<u32>,
+    #[serde(default)]
+    pub device: Attrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<u8>,
+    pub nsid: u32,
+    /// p2pdma's addition: the kernel's `p2pmem` (`0`, `1` or a provider's PCI name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2pmem: Option<String>,
+    #[serde(default)]
+    pub resv: Attrs,
+}
+
+/// A subsystem's `passthru/` (a whole NVMe controller passed through). Saved as nvmetcli
+/// does; restored only while disabled (p2pdma exports block devices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthruConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_ids: Option<u32>,
+    #[serde(default)]
+    pub device: Attrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_timeout: Option<u32>,
+}
+
+/// `FILE: field PATH: what` for a file that is not the config it should be.
+fn bad_field(file: &str, field: &str, why: impl std::fmt::Display) -> NvmetError {
+    NvmetError::BadInput(format!("{file}: field {field}: {why}"))
+}
+
+/// Parses `text` (the contents of `file`, named in errors): not JSON, a wrong shape or an
+/// unknown field is one line naming the file and the field.
+pub fn parse(text: &str, file: &str) -> Result<NvmetConfig, NvmetError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let config: NvmetConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => bad_field(file, &path, inner),
+            serde_json::error::Category::Data => NvmetError::BadInput(format!(
+                "{file}: not an nvmetcli config (an object with hosts, ports, subsystems): {inner}"
+            )),
+            _ => NvmetError::BadInput(format!("{file}: not JSON: {inner}")),
+        }
+    })?;
+    validate(&config, file)?;
+    Ok(config)
+}
+
+/// nvmetcli's layout: sorted keys, two-space indent, a final newline.
+pub fn to_json(config: &NvmetConfig) -> String {
+    let mut s = serde_json::to_string_pretty(config).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn check_attrs(file: &str, field: &str, attrs: &Attrs) -> Result<(), NvmetError> {
+    for (name, value) in attrs {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(bad_field(file, &format!("{field}.{name}"), "not an attribute name (a-z, 0-9, _)"));
+        }
+        if value.contains('\n') {
+            return Err(bad_field(file, &format!("{field}.{name}"), "a value is one line"));
+        }
+    }
+    Ok(())
+}
+
+fn check_enable(file: &str, field: &str, enable: Option<u8>) -> Result<(), NvmetError> {
+    match enable {
+        None | Some(0 | 1) => Ok(()),
+        Some(n) => Err(bad_field(file, field, format!("{n}: enable is 0 or 1"))),
+    }
+}
+
+/// What the file may not say, whatever configfs holds: names, repeats, values.
+fn validate(c: &NvmetConfig, file: &str) -> Result<(), NvmetError> {
+    let named = |field: String, r: Result<(), NvmetError>| r.map_err(|e| bad_field(file, &field, e));
+    for (i, h) in c.hosts.iter().enumerate() {
+        named(format!("hosts[{i}].nqn"), check_name("host NQN", &h.nqn))?;
+    }
+    for (i, s) in c.subsystems.iter().enumerate() {
+        let at = format!("subsystems[{i}]");
+        named(format!("{at}.nqn"), check_nqn(&s.nqn))?;
+        if c.subsystems[..i].iter().any(|o| o.nqn == s.nqn) {
+            return Err(bad_field(file, &format!("{at}.nqn"), format!("{} appears twice", s.nqn)));
+        }
+        check_attrs(file, &format!("{at}.attr"), &s.attr)?;
+        for (j, h) in s.allowed_hosts.iter().enumerate() {
+            named(format!("{at}.allowed_hosts[{j}]"), check_name("host NQN", h))?;
+        }
+        if s.attr.get("allow_any_host").map(String::as_str) == Some("1") && !s.allowed_hosts.is_empty() {
+            return Err(bad_field(
+                file,
+                &format!("{at}.attr.allow_any_host"),
+                "1 with allowed_hosts listed: the kernel refuses one while the other is set",
+            ));
+        }
+        for (j, n) in s.namespaces.iter().enumerate() {
+            let at = format!("{at}.namespaces[{j}]");
+            if n.nsid == 0 || n.nsid == u32::MAX {
+                return Err(bad_field(
+                    file,
+                    &format!("{at}.nsid"),
+                    format!("{}: namespace ids run from 1 to 4294967294", n.nsid),
+                ));
+            }
+            if s.namespaces[..j].iter().any(|o| o.nsid == n.nsid) {
+                return Err(bad_field(file, &format!("{at}.nsid"), format!("{} appears twice", n.nsid)));
+            }
+            for (group, attrs) in [("ana", &n.ana), ("device", &n.device), ("resv", &n.resv)] {
+                check_attrs(file, &format!("{at}.{group}"), attrs)?;
+            }
+            check_enable(file, &format!("{at}.enable"), n.enable)?;
+            if n.enable == Some(1) && n.device.get("path").is_none_or(|p| p.is_empty()) {
+                return Err(bad_field(file, &format!("{at}.device.path"), "missing, and the namespace is enabled"));
+            }
+            if n.p2pmem.as_deref().is_some_and(|p| p.is_empty() || p.contains('\n')) {
+                return Err(bad_field(file, &format!("{at}.p2pmem"), "0, 1 or a provider's PCI name"));
+            }
+        }
+        for (j, p) in s.passthru.iter().enumerate() {
+            check_attrs(file, &format!("{at}.passthru[{j}].device"), &p.device)?;
+            check_enable(file, &format!("{at}.passthru[{j}].enable"), p.enable)?;
+        }
+    }
+    for (i, p) in c.ports.iter().enumerate() {
+        let at = format!("ports[{i}]");
+        if c.ports[..i].iter().any(|o| o.portid == p.portid) {
+            return Err(bad_field(file, &format!("{at}.portid"), format!("{} appears twice", p.portid)));
+        }
+        check_attrs(file, &format!("{at}.addr"), &p.addr)?;
+        check_attrs(file, &format!("{at}.param"), &p.param)?;
+        for (j, g) in p.ana_groups.iter().enumerate() {
+            if g.grpid == 0 {
+                return Err(bad_field(file, &format!("{at}.ana_groups[{j}].grpid"), "ANA group ids start at 1"));
+            }
+            check_attrs(file, &format!("{at}.ana_groups[{j}].ana"), &g.ana)?;
+        }
+        for (j, r) in p.referrals.iter().enumerate() {
+            named(format!("{at}.referrals[{j}].name"), check_name("referral", &r.name))?;
+            check_attrs(file, &format!("{at}.referrals[{j}].addr"), &r.addr)?;
+            check_enable(file, &format!("{at}.referrals[{j}].enable"), r.enable)?;
+        }
+        for (j, s) in p.subsystems.iter().enumerate() {
+            named(format!("{at}.subsystems[{j}]"), check_nqn(s))?;
+        }
+    }
+    Ok(())
+}
+
+// ---- save: configfs → config ----
+
+/// Directory entries, sorted; none when the directory is absent.
+fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| NvmetError::io(dir, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(NvmetError::io(dir, e)),
+    };
+    names.sort();
+    Ok(names)
+}
+
+fn value(path: &Path) -> Result<String, NvmetError> {
+    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| NvmetError::io(path, e))
+}
+
+fn optional_int<T: std::str::FromStr>(path: &Path) -> Result<Option<T>, NvmetError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    Ok(value(path)?.parse().ok())
+}
+
+/// The writable files `GROUP_*` of `dir`, as nvmetcli's `list_attrs(group, writable=True)`.
+fn group(dir: &Path, group: &str) -> Result<Attrs, NvmetError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut attrs = Attrs::new();
+    let prefix = format!("{group}_");
+    for name in entries(dir)? {
+        let Some(short) = name.strip_prefix(&prefix) else { continue };
+        let path = dir.join(&name);
+        let Ok(meta) = fs::metadata(&path) else { continue };
+        if meta.is_file() && meta.permissions().mode() & 0o200 != 0 {
+            attrs.insert(short.to_string(), value(&path)?);
+        }
+    }
+    Ok(attrs)
+}
+
+/// Reads `<root>/nvmet` as nvmetcli's `save` does (and the namespace's `p2pmem`). Without
+/// `nvmet/`, the config is empty.
+pub fn read(root: &Path) -> Result<NvmetConfig, NvmetError> {
+    let nvmet = root.join("nvmet");
+    let mut c = NvmetConfig::default();
+    if !nvmet.is_dir() {
+        return Ok(c);
+    }
+    for nqn in entries(&nvmet.join("hosts"))? {
+        c.hosts.push(HostConfig { nqn });
+    }
+    for nqn in entries(&nvmet.join("subsystems"))? {
+        let dir = nvmet.join("subsystems").join(&nqn);
+        let mut namespaces = Vec::new();
+        for n in entries(&dir.join("namespaces"))? {
+            let Ok(nsid) = n.parse::<u32>() else { continue };
+            let d = dir.join("namespaces").join(&n);
+            namespaces.push(NamespaceConfig {
+                ana: group(&d, "ana")?,
+                ana_grpid: optional_int(&d.join("ana_grpid"))?,
+                device: group(&d, "device")?,
+                enable: optional_int(&d.join("enable"))?,
+                nsid,
+                p2pmem: d.join("p2pmem").is_file().then(|| value(&d.join("p2pmem"))).transpose()?,
+                resv: group(&d, "resv")?,
+            });
+        }
+        namespaces.sort_by_key(|n| n.nsid);
+        let pt = dir.join("passthru");
+        let passthru = if pt.is_dir() {
+            vec![PassthruConfig {
+                admin_timeout: optional_int(&pt.join("admin_timeout"))?,
+                clear_ids: optional_int(&pt.join("clear_ids"))?,
+                device: group(&pt, "device")?,
+                enable: optional_int(&pt.join("enable"))?,
+                io_timeout: optional_int(&pt.join("io_timeout"))?,
+            }]
+        } else {
+            Vec::new()
+        };
+        c.subsystems.push(SubsystemConfig {
+            allowed_hosts: entries(&dir.join("allowed_hosts"))?,
+            attr: group(&dir, "attr")?,
+            namespaces,
+            nqn,
+            passthru,
+        });
+    }
+    for name in entries(&nvmet.join("ports"))? {
+        let dir = nvmet.join("ports").join(&name);
+        let Some(portid) = parse_port_id(&name) else { continue };
+        let mut ana_groups = Vec::new();
+        for g in entries(&dir.join("ana_groups"))? {
+            let Ok(grpid) = g.parse() else { continue };
+            ana_groups.push(AnaGroupConfig { ana: group(&dir.join("ana_groups").join(&g), "ana")?, grpid });
+        }
+        ana_groups.sort_by_key(|g| g.grpid);
+        let mut referrals = Vec::new();
+        for r in entries(&dir.join("referrals"))? {
+            let d = dir.join("referrals").join(&r);
+            referrals.push(ReferralConfig {
+                addr: group(&d, "addr")?,
+                enable: optional_int(&d.join("enable"))?,
+                name: r,
+            });
+        }
+        c.ports.push(PortConfig {
+            addr: group(&dir, "addr")?,
+            ana_groups,
+            param: group(&dir, "param")?,
+            portid,
+            referrals,
+            subsystems: entries(&dir.join("subsystems"))?,
+        });
+    }
+    c.ports.sort_by_key(|p| p.portid);
+    Ok(c)
+}
+
+// ---- restore: config → plan ----
+
+/// One restored subsystem: who may connect, its ports, and the export planner's answer
+/// for each enabled namespace (its checks and P2P story; its own steps are not used).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredSubsystem {
+    pub nqn: String,
+    pub allow_any_host: bool,
+    pub allowed_hosts: Vec<String>,
+    pub ports: Vec<u16>,
+    pub namespaces: Vec<ExportPlan>,
+    /// Namespaces restored disabled (not checked: the kernel opens nothing until enabled).
+    pub disabled_namespaces: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    pub file: String,
+    pub subsystems: Vec<RestoredSubsystem>,
+    pub ports: Vec<u16>,
+    /// Host entries the restore creates (existing ones are used, and kept on rollback).
+    pub hosts_created: Vec<String>,
+    pub warnings: Vec<String>,
+    pub outcome: Outcome,
+    pub reasons: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// `p2pmem` as the file says it → the export request's.
+fn p2pmem_request(v: Option<&str>) -> P2pmemRequest {
+    match v {
+        None | Some("0") => P2pmemRequest::Off,
+        Some("1") => P2pmemRequest::Auto,
+        Some(p) => P2pmemRequest::Provider(p.to_string()),
+    }
+}
+
+/// Attribute writes for one group, in an order the kernel accepts: names in `first` (in
+/// that order), then the rest sorted.
+fn set_group(steps: &mut Vec<Step>, dir: &str, group: &str, attrs: &Attrs, first: &[&str]) {
+    let mut names: Vec<&String> = attrs.keys().collect();
+    names.sort_by_key(|n| (first.iter().position(|f| f == n).unwrap_or(first.len()), n.as_str()));
+    for n in names {
+        steps.push(Step::Set { path: format!("{dir}/{group}_{n}"), value: attrs[n].clone() });
+    }
+}
+
+/// Plans `p2pdma nvmet restore`. `device` tells what a namespace's `device.path` is on this
+/// machine (the OS layer's findings, users included). Errors are bad input (exit 2), named
+/// by field; refusals are a plan with `outcome: refused`.
+pub fn plan_restore(
+    engine: &Engine<'_>,
+    config: &NvmetConfig,
+    file: &str,
+    state: &NvmetState,
+    device: &dyn Fn(&str) -> NamespaceDevice,
+    force: bool,
+) -> Result<RestorePlan, NvmetError> {
+    let mut plan = RestorePlan {
+        file: file.to_string(),
+        subsystems: Vec::new(),
+        ports: config.ports.iter().map(|p| p.portid).collect(),
+        hosts_created: Vec::new(),
+        warnings: Vec::new(),
+        outcome: Outcome::Proceed,
+        reasons: Vec::new(),
+        steps: Vec::new(),
+    };
+    let known_host = |h: &str| config.hosts.iter().any(|c| c.nqn == h) || state.hosts.iter().any(|s| s == h);
+    for (i, s) in config.subsystems.iter().enumerate() {
+        for (j, h) in s.allowed_hosts.iter().enumerate() {
+            if !known_host(h) {
+                return Err(bad_field(
+                    file,
+                    &format!("subsystems[{i}].allowed_hosts[{j}]"),
+                    format!("host {h} is neither in the file's hosts nor in configfs"),
+                ));
+            }
+        }
+    }
+    for (i, p) in config.ports.iter().enumerate() {
+        for (j, nqn) in p.subsystems.iter().enumerate() {
+            if !config.subsystems.iter().any(|s| &s.nqn == nqn) && state.subsystem(nqn).is_none() {
+                return Err(bad_field(
+                    file,
+                    &format!("ports[{i}].subsystems[{j}]"),
+                    format!("subsystem {nqn} is neither in the file nor in configfs"),
+                ));
+            }
+        }
+        if state.ports.iter().any(|sp| sp.id == Some(p.portid)) {
+            plan.reasons.push(format!(
+                "port {} exists in configfs: restore only adds (remove what is there first, or restore onto a fresh configfs)",
+                p.portid
+            ));
+        }
+    }
+
+    // Each subsystem, and each enabled namespace through the export planner.
+    let mut devices_seen: Vec<(String, Option<String>, String)> = Vec::new();
+    for (i, s) in config.subsystems.iter().enumerate() {
+        if state.subsystem(&s.nqn).is_some() {
+            plan.reasons.push(format!(
+                "subsystem {} exists in configfs: restore only adds (p2pdma nvmet remove --nqn {} first)",
+                s.nqn, s.nqn
+            ));
+            continue;
+        }
+        let any = s.attr.get("allow_any_host").map(String::as_str) == Some("1");
+        let ports: Vec<&PortConfig> = config.ports.iter().filter(|p| p.subsystems.contains(&s.nqn)).collect();
+        if any {
+            plan.warnings.push(format!(
+                "{}: attr_allow_any_host = 1 (as the file says): any host that reaches its port(s) may connect",
+                s.nqn
+            ));
+        } else if s.allowed_hosts.is_empty() {
+            plan.warnings.push(format!("{}: no allowed hosts: no host may connect until one is linked", s.nqn));
+        }
+        if s.passthru.iter().any(|p| p.enable == Some(1)) {
+            plan.reasons.push(format!(
+                "{}: its passthru is enabled: p2pdma restores block-device namespaces, not passed-through controllers",
+                s.nqn
+            ));
+        }
+        // The port the checks assume: the first that exports it (P2P use depends on it).
+        let port = ports.first();
+        let trtype = port.and_then(|p| p.addr.get("trtype")).and_then(|t| Transport::from_trtype(t));
+        let mut restored = RestoredSubsystem {
+            nqn: s.nqn.clone(),
+            allow_any_host: any,
+            allowed_hosts: s.allowed_hosts.clone(),
+            ports: ports.iter().map(|p| p.portid).collect(),
+            namespaces: Vec::new(),
+            disabled_namespaces: Vec::new(),
+        };
+        for (j, n) in s.namespaces.iter().enumerate() {
+            if n.enable != Some(1) {
+                restored.disabled_namespaces.push(n.nsid);
+                continue;
+            }
+            let path = n.device.get("path").cloned().unwrap_or_default();
+            let dev = device(&path);
+            let at = format!("subsystems[{i}].namespaces[{j}]");
+            for (other_path, other_block, other) in &devices_seen {
+                let same = *other_path == path || (dev.block_name.is_some() && *other_block == dev.block_name);
+                if same {
+                    let what = format!("{path} is in the file twice ({other} and {} nsid {})", s.nqn, n.nsid);
+                    if force {
+                        plan.warnings.push(format!("--force: restoring although {what}"));
+                    } else {
+                        plan.reasons.push(format!(
+                            "{what}: two subsystems writing one device do not coordinate (--force overrides)"
+                        ));
+                    }
+                }
+            }
+            devices_seen.push((path.clone(), dev.block_name.clone(), format!("{} nsid {}", s.nqn, n.nsid)));
+            let (transport, traddr, trsvcid) = match (trtype, port) {
+                (Some(t @ (Transport::Tcp | Transport::Rdma)), Some(p)) => {
+                    (t, p.addr.get("traddr").cloned(), p.addr.get("trsvcid").cloned())
+                }
+                _ => (Transport::Loop, None, None),
+            };
+            let request = ExportRequest {
+                nqn: s.nqn.clone(),
+                namespace: dev,
+                nsid: Some(n.nsid),
+                transport,
+                traddr,
+                trsvcid,
+                p2pmem: p2pmem_request(n.p2pmem.as_deref()),
+                access: if any { Access::AnyHost } else { Access::Hosts(s.allowed_hosts.clone()) },
+                force,
+            };
+            let mut checked =
+                plan_export(engine, &request, state).map_err(|e| NvmetError::BadInput(format!("{file}: {at}: {e}")))?;
+            checked.steps.clear();
+            // The export planner warns about any-host itself; the restore said it once above.
+            checked.warnings.retain(|w| !w.starts_with("--allow-any-host"));
+            if checked.outcome == Outcome::Refused {
+                plan.reasons.extend(checked.reasons.iter().map(|r| format!("{} nsid {}: {r}", s.nqn, n.nsid)));
+            }
+            if n.p2pmem.as_deref() == Some("1") && checked.p2p.p2pmem.is_none() && checked.outcome != Outcome::Refused {
+                plan.reasons.push(format!(
+                    "{} nsid {}: p2pmem 1, and no published provider reaches {path}: the kernel's enable would fail (EINVAL, \"no peer-to-peer memory is available for {path}\"): {}",
+                    s.nqn,
+                    n.nsid,
+                    checked.p2p.summary.first().cloned().unwrap_or_default()
+                ));
+            }
+            plan.warnings.extend(checked.warnings.iter().map(|w| format!("{} nsid {}: {w}", s.nqn, n.nsid)));
+            restored.namespaces.push(checked);
+        }
+        plan.subsystems.push(restored);
+    }
+    if !plan.reasons.is_empty() {
+        plan.outcome = Outcome::Refused;
+        return Ok(plan);
+    }
+    plan.steps = restore_steps(config, state, &mut plan.hosts_created);
+    Ok(plan)
+}
+
+/// The steps, in an order the kernel accepts: hosts (subsystems link to them); ports with
+/// their addresses, parameters, ANA groups and referrals (namespaces name ANA groups);
+/// subsystems with their attributes, allowed hosts and namespaces (device, ANA group,
+/// reservations, p2pmem, then enable); last the links that make each port listen.
+fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<String>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for h in &c.hosts {
+        if !state.hosts.contains(&h.nqn) && !hosts_created.contains(&h.nqn) {
+            steps.push(Step::Mkdir { path: format!("nvmet/hosts/{}", h.nqn) });
+            hosts_created.push(h.nqn.clone());
+        }
+    }
+    // A port's transport type first (the other fields are checked against it), treq after
+    // tsas (writing tsas changes treq).
+    const ADDR_ORDER: &[&str] = &["trtype", "adrfam", "traddr", "trsvcid", "tsas", "treq"];
+    for p in &c.ports {
+        let dir = format!("nvmet/ports/{}", p.portid);
+        steps.push(Step::Mkdir { path: dir.clone() });
+        set_group(&mut steps, &dir, "addr", &p.addr, ADDR_ORDER);
+        set_group(&mut steps, &dir, "param", &p.param, &[]);
+        for g in &p.ana_groups {
+            let gdir = format!("{dir}/ana_groups/{}", g.grpid);
+            // Group 1 comes with the port.
+            if g.grpid != 1 {
+                steps.push(Step::Mkdir { path: gdir.clone() });
+            }
+            set_group(&mut steps, &gdir, "ana", &g.ana, &[]);
+        }
+        for r in &p.referrals {
+            let rdir = format!("{dir}/referrals/{}", r.name);
+            steps.push(Step::Mkdir { path: rdir.clone() });
+            set_group(&mut steps, &rdir, "addr", &r.addr, ADDR_ORDER);
+            if r.enable == Some(1) {
+                steps.push(Step::Write { path: format!("{rdir}/enable"), value: "1".into() });
+            }
+        }
+    }
+    for s in &c.subsystems {
+        let dir = format!("nvmet/subsystems/{}", s.nqn);
+        steps.push(Step::Mkdir { path: dir.clone() });
+        set_group(&mut steps, &dir, "attr", &s.attr, &[]);
+        for h in &s.allowed_hosts {
+            steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
+        }
+        for n in &s.namespaces {
+            let ndir = format!("{dir}/namespaces/{}", n.nsid);
+            steps.push(Step::Mkdir { path: ndir.clone() });
+            set_group(&mut steps, &ndir, "device", &n.device, &["path"]);
+            let mut ana = n.ana.clone();
+            if let (Some(g), false) = (n.ana_grpid, ana.contains_key("grpid")) {
+                if g != 0 {
+                    ana.insert("grpid".into(), g.to_string());
+                }
+            }
+            set_group(&mut steps, &ndir, "ana", &ana, &[]);
+            set_group(&mut steps, &ndir, "resv", &n.resv, &[]);
+            if let Some(v) = &n.p2pmem {
+                steps.push(Step::Set { path: format!("{ndir}/p2pmem"), value: v.clone() });
+            }
+            if n.enable == Some(1) {
+                steps.push(Step::Write { path: format!("{ndir}/enable"), value: "1".into() });
+            }
+        }
+    }
+    for p in &c.ports {
+        for nqn in &p.subsystems {
+            steps.push(Step::Symlink {
+                target: format!("nvmet/subsystems/{nqn}"),
+                link: format!("nvmet/ports/{}/subsystems/{nqn}", p.portid),
+            });
+        }
+    }
+    steps
+}
