@@ -187,6 +187,34 @@ pub(crate) mod fake {
         pub pending_kernel_log: Vec<String>,
     }
 
+    /// What the kernel shows in a new object's attribute.
+    fn default_value(attr: &str) -> &'static str {
+        match attr {
+            "enable" | "p2pmem" | "attr_allow_any_host" => "0",
+            "attr_model" => "Linux",
+            "attr_serial" => "0123456789abcdef",
+            "device_uuid" => "00000000-0000-0000-0000-000000000001",
+            "ana_grpid" => "1",
+            "addr_treq" => "not specified",
+            "ana_state" => "optimized",
+            _ => "",
+        }
+    }
+
+    /// The tree as files under `dir` (directories, attribute files, symlinks), for the
+    /// readers that work on a real configfs.
+    pub fn materialize(fs: &FakeConfigFs, dir: &std::path::Path) {
+        for d in &fs.dirs {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        for (a, v) in &fs.attrs {
+            std::fs::write(dir.join(a), format!("{v}\n")).unwrap();
+        }
+        for (l, t) in &fs.links {
+            std::os::unix::fs::symlink(dir.join(t), dir.join(l)).unwrap();
+        }
+    }
+
     fn parent(p: &str) -> &str {
         p.rsplit_once('/').map(|(a, _)| a).unwrap_or("")
     }
@@ -218,17 +246,19 @@ pub(crate) mod fake {
                 return err(2);
             }
             let p = parent(path);
+            const ADDR: &[&str] = &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid", "addr_treq"];
             let (defaults, attrs): (&[&str], &[&str]) = if p == "nvmet/subsystems" {
-                (&["namespaces", "allowed_hosts"], &["attr_allow_any_host"])
+                (&["namespaces", "allowed_hosts"], &["attr_allow_any_host", "attr_model", "attr_serial"])
             } else if p.ends_with("/namespaces") {
-                (&[], &["device_path", "enable", "p2pmem"])
+                (&[], &["device_path", "device_uuid", "enable", "p2pmem", "ana_grpid"])
             } else if p == "nvmet/hosts" {
                 (&[], &[])
             } else if p == "nvmet/ports" {
-                (
-                    &["subsystems", "referrals", "ana_groups", "ana_groups/1"],
-                    &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid"],
-                )
+                (&["subsystems", "referrals", "ana_groups", "ana_groups/1"], ADDR)
+            } else if p.ends_with("/ana_groups") {
+                (&[], &["ana_state"])
+            } else if p.ends_with("/referrals") {
+                (&[], &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid", "addr_treq", "enable"])
             } else {
                 return err(1);
             };
@@ -237,8 +267,10 @@ pub(crate) mod fake {
                 self.dirs.insert(format!("{path}/{d}"));
             }
             for a in attrs {
-                let v = if *a == "enable" || *a == "p2pmem" || *a == "attr_allow_any_host" { "0" } else { "" };
-                self.attrs.insert(format!("{path}/{a}"), v.into());
+                self.attrs.insert(format!("{path}/{a}"), default_value(a).into());
+            }
+            if p == "nvmet/ports" {
+                self.attrs.insert(format!("{path}/ana_groups/1/ana_state"), "optimized".into());
             }
             Ok(())
         }

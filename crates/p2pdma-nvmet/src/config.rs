@@ -150,20 +150,38 @@ fn bad_field(file: &str, field: &str, why: impl std::fmt::Display) -> NvmetError
 /// Parses `text` (the contents of `file`, named in errors): not JSON, a wrong shape or an
 /// unknown field is one line naming the file and the field.
 pub fn parse(text: &str, file: &str) -> Result<NvmetConfig, NvmetError> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    let config: NvmetConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data if path != "." => bad_field(file, &path, inner),
-            serde_json::error::Category::Data => NvmetError::BadInput(format!(
-                "{file}: not an nvmetcli config (an object with hosts, ports, subsystems): {inner}"
-            )),
-            _ => NvmetError::BadInput(format!("{file}: not JSON: {inner}")),
-        }
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| NvmetError::BadInput(format!("{file}: not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(NvmetError::BadInput(format!(
+            "{file}: not an nvmetcli config (an object with hosts, ports, subsystems)"
+        )));
+    }
+    objects_where_expected(&value).map_err(|field| bad_field(file, &field, "not an object"))?;
+    let config: NvmetConfig =
+        serde_path_to_error::deserialize(&value).map_err(|e| bad_field(file, &e.path().to_string(), e.into_inner()))?;
     validate(&config, file)?;
     Ok(config)
+}
+
+/// serde also reads a struct from an array of its fields; nvmetcli's objects are objects.
+fn objects_where_expected(v: &serde_json::Value) -> Result<(), String> {
+    fn each(v: &serde_json::Value, at: &str, key: &str, inner: &[&str]) -> Result<(), String> {
+        let Some(items) = v.get(key).and_then(|x| x.as_array()) else { return Ok(()) };
+        for (i, item) in items.iter().enumerate() {
+            let here = if at.is_empty() { format!("{key}[{i}]") } else { format!("{at}.{key}[{i}]") };
+            if !item.is_object() {
+                return Err(here);
+            }
+            for k in inner {
+                each(item, &here, k, &[])?;
+            }
+        }
+        Ok(())
+    }
+    each(v, "", "hosts", &[])?;
+    each(v, "", "ports", &["ana_groups", "referrals"])?;
+    each(v, "", "subsystems", &["namespaces", "passthru"])
 }
 
 /// nvmetcli's layout: sorted keys, two-space indent, a final newline.
@@ -666,4 +684,238 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
         }
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use p2pdma_core::Topology;
+
+    use super::*;
+    use crate::apply::fake::{materialize, FakeConfigFs};
+    use crate::apply::{apply, ConfigFs, NoLog};
+    use crate::plan::PathKind;
+
+    const SAMPLE: &str = include_str!("../fixtures/nvmetcli-config.json");
+
+    fn topo(name: &str) -> Topology {
+        p2pdma_core::spec::load(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+    }
+
+    /// Every path is nvme-b's namespace (`0000:04:00.0` in `switch`, `0000:02:00.0` in
+    /// `root-ports`), a block device nobody uses.
+    fn device(bdf: &'static str) -> impl Fn(&str) -> NamespaceDevice {
+        move |path: &str| NamespaceDevice {
+            path: path.to_string(),
+            kind: PathKind::Block,
+            block_name: Some(path.rsplit('/').next().unwrap().to_string()),
+            pci_device: Some(bdf.parse().unwrap()),
+            users: Vec::new(),
+        }
+    }
+
+    fn saved(fs: &FakeConfigFs) -> NvmetConfig {
+        let dir = tempfile::tempdir().unwrap();
+        materialize(fs, dir.path());
+        read(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn nvmetcli_files_parse_and_print_back_byte_for_byte() {
+        let c = parse(SAMPLE, "config.json").unwrap();
+        assert_eq!(c.subsystems[0].namespaces[0].p2pmem.as_deref(), Some("0000:03:00.0"));
+        assert_eq!(c.ports[0].referrals[0].name, "peer");
+        assert_eq!(c.subsystems[0].passthru[0].enable, Some(0));
+        assert_eq!(to_json(&c), SAMPLE);
+    }
+
+    #[test]
+    fn bad_files_are_one_line_naming_the_file_and_the_field() {
+        let err = |text: &str| parse(text, "cfg.json").unwrap_err().to_string();
+        assert!(err("").starts_with("cfg.json: not JSON: EOF while parsing"), "{}", err(""));
+        assert!(err("{\"subsystems\": [").starts_with("cfg.json: not JSON:"));
+        assert!(err("[]").starts_with("cfg.json: not an nvmetcli config"), "{}", err("[]"));
+        let e = err(&SAMPLE
+            .replace("\"nguid\"", "\"nguid_typo\": \"x\", \"nguid\"")
+            .replace("\"device\": {\n            \"nguid_typo\"", "\"devise\": {\n            \"nguid_typo\""));
+        assert!(e.starts_with("cfg.json: field subsystems[0].namespaces[0].devise: unknown field `devise`"), "{e}");
+        let e = err(&SAMPLE.replace("\"nsid\": 1", "\"nsid\": \"1\""));
+        assert!(e.starts_with("cfg.json: field subsystems[0].namespaces[0].nsid: invalid type: string \"1\""), "{e}");
+        let e = err(&SAMPLE.replace("\"portid\": 1", "\"portid\": 70000"));
+        assert!(e.starts_with("cfg.json: field ports[0].portid:"), "{e}");
+        let e = err(&SAMPLE.replace("\"enable\": 1,\n          \"nsid\"", "\"enable\": 2,\n          \"nsid\""));
+        assert_eq!(e, "cfg.json: field subsystems[0].namespaces[0].enable: 2: enable is 0 or 1");
+        let e = err(&SAMPLE.replace("\"allow_any_host\": \"0\"", "\"allow_any_host\": \"1\""));
+        assert!(e.starts_with("cfg.json: field subsystems[0].attr.allow_any_host: 1 with allowed_hosts listed"), "{e}");
+        let e = err(&SAMPLE.replace("\"model\": \"Linux\"", "\"../model\": \"Linux\""));
+        assert_eq!(e, "cfg.json: field subsystems[0].attr.../model: not an attribute name (a-z, 0-9, _)");
+        let e = err(&SAMPLE.replace("\"name\": \"peer\"", "\"name\": \"a/b\""));
+        assert!(e.starts_with("cfg.json: field ports[0].referrals[0].name: referral `a/b`"), "{e}");
+        for e in [err(""), err("{\"x\": 1}")] {
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn save_then_restore_on_a_fresh_tree_gives_the_same_tree() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        // An export with a host, and what else a target has: a changed attribute, a
+        // referral, a second ANA group, a host entry no subsystem uses.
+        let mut a = FakeConfigFs::nvmet();
+        let mut c = parse(SAMPLE, "sample.json").unwrap();
+        // The fake has fewer attributes than a kernel: keep those it has.
+        c.subsystems[0].attr.retain(|k, _| ["allow_any_host", "serial", "model"].contains(&k.as_str()));
+        c.subsystems[0].namespaces[0].device.retain(|k, _| k != "nguid");
+        c.subsystems[0].namespaces[0].resv.clear();
+        c.subsystems[0].passthru.clear();
+        c.ports[0].addr.remove("tsas");
+        c.ports[0].param.clear();
+        c.ports[0].ana_groups.push(AnaGroupConfig { ana: [("state".into(), "inaccessible".into())].into(), grpid: 2 });
+        c.hosts.push(HostConfig { nqn: "nqn.unused".into() });
+        let p = plan_restore(&e, &c, "sample.json", &a.state(), &device("0000:04:00.0"), false).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed, "{:?}", p.reasons);
+        assert!(apply(&mut a, &mut NoLog, &p.steps, true).ok());
+        let s = saved(&a);
+        assert_eq!(s.subsystems[0].namespaces[0].p2pmem.as_deref(), Some("0000:03:00.0"));
+        assert_eq!(s.subsystems[0].attr["serial"], "8a2b3c4d5e6f7a8b9c0d");
+        assert_eq!(s.ports[0].ana_groups.len(), 2);
+
+        // Through the file, onto a fresh tree: the same tree, the same file.
+        let text = to_json(&s);
+        let back = parse(&text, "saved.json").unwrap();
+        assert_eq!(back, s);
+        let mut b = FakeConfigFs::nvmet();
+        let p = plan_restore(&e, &back, "saved.json", &b.state(), &device("0000:04:00.0"), false).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed, "{:?}", p.reasons);
+        assert_eq!(p.hosts_created, ["nqn.2014-08.org.nvmexpress:uuid:host-a", "nqn.unused"]);
+        let r = apply(&mut b, &mut NoLog, &p.steps, true);
+        assert!(r.ok(), "{:?}", r.failed);
+        assert_eq!(b.listing(), a.listing());
+        assert_eq!(to_json(&saved(&b)), text);
+        // The checks were the export planner's: the provider's verdict to the namespace.
+        let ns = &p.subsystems[0].namespaces[0];
+        assert!(
+            ns.checks.iter().any(|c| c.what == "verdict" && c.ok && c.detail.contains("bus_addr")),
+            "{:?}",
+            ns.checks
+        );
+        assert!(ns.steps.is_empty());
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn restore_order_is_hosts_ports_subsystems_then_links() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let c = parse(SAMPLE, "s.json").unwrap();
+        let p = plan_restore(&e, &c, "s.json", &NvmetState::default(), &device("0000:04:00.0"), false).unwrap();
+        let steps: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        let pos = |x: &str| steps.iter().position(|s| s.contains(x)).unwrap_or_else(|| panic!("{x}: {steps:#?}"));
+        assert!(steps[0].starts_with("mkdir nvmet/hosts/"));
+        assert!(pos("mkdir nvmet/ports/1") < pos("addr_trtype") && pos("addr_trtype") < pos("addr_adrfam"));
+        assert!(pos("addr_tsas") < pos("ports/1/addr_treq"));
+        assert!(pos("referrals/peer/enable") < pos("mkdir nvmet/subsystems/"));
+        assert!(pos("device_path") < pos("device_nguid") && pos("/p2pmem") < pos("namespaces/1/enable"));
+        assert!(steps
+            .last()
+            .unwrap()
+            .starts_with("ln -s nvmet/subsystems/nqn.2026-11.io.p2pdma:t nvmet/ports/1/subsystems/"));
+        assert!(!steps.iter().any(|s| s.contains("passthru")), "a disabled passthru is not restored");
+    }
+
+    #[test]
+    fn restore_refuses_what_export_refuses_and_what_exists() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let c = parse(SAMPLE, "s.json").unwrap();
+        // A device in use.
+        let busy = |path: &str| NamespaceDevice {
+            users: vec!["nvme0n1 is mounted at /srv".into()],
+            ..device("0000:04:00.0")(path)
+        };
+        let p = plan_restore(&e, &c, "s.json", &NvmetState::default(), &busy, false).unwrap();
+        assert_eq!((p.outcome, p.steps.len()), (Outcome::Refused, 0));
+        assert_eq!(p.reasons[0], "nqn.2026-11.io.p2pdma:t nsid 1: nvme0n1 is mounted at /srv");
+        let p = plan_restore(&e, &c, "s.json", &NvmetState::default(), &busy, true).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert!(p.warnings[0].contains("--force: exporting although nvme0n1 is mounted at /srv"), "{:?}", p.warnings);
+
+        // What exists stays: the subsystem and the port.
+        let mut fs = FakeConfigFs::nvmet();
+        let p = plan_restore(&e, &c, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
+        let mut steps = p.steps.clone();
+        steps.retain(|s| !s.path().contains("/passthru"));
+        let mut trimmed = c.clone();
+        trimmed.subsystems[0].attr.retain(|k, _| ["allow_any_host", "serial", "model"].contains(&k.as_str()));
+        trimmed.subsystems[0].namespaces[0].device.retain(|k, _| k != "nguid");
+        trimmed.subsystems[0].namespaces[0].resv.clear();
+        trimmed.ports[0].addr.remove("tsas");
+        trimmed.ports[0].param.clear();
+        let p = plan_restore(&e, &trimmed, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let again = plan_restore(&e, &trimmed, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
+        assert_eq!(again.outcome, Outcome::Refused);
+        assert!(again.reasons.iter().any(|r| r.starts_with("port 1 exists in configfs")), "{:?}", again.reasons);
+        assert!(again.reasons.iter().any(|r| r.starts_with("subsystem nqn.2026-11.io.p2pdma:t exists")));
+
+        // The provider's verdict: nvme-a's CMB cannot serve nvme-b behind root ports.
+        let rp = topo("root-ports");
+        let e = Engine::new(&rp).unwrap();
+        let mut c2 = c.clone();
+        c2.subsystems[0].namespaces[0].p2pmem = Some("0000:01:00.0".into());
+        let p = plan_restore(&e, &c2, "s.json", &NvmetState::default(), &device("0000:02:00.0"), false).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons.iter().any(|r| r.contains("the kernel refuses P2P between")), "{:?}", p.reasons);
+        // p2pmem 1 and no provider reaches it: the kernel's enable would fail.
+        c2.subsystems[0].namespaces[0].p2pmem = Some("1".into());
+        let p = plan_restore(&e, &c2, "s.json", &NvmetState::default(), &device("0000:02:00.0"), false).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons[0].contains("p2pmem 1, and no published provider reaches /dev/nvme0n1"), "{:?}", p.reasons);
+        // A provider this machine does not have: bad input, named.
+        c2.subsystems[0].namespaces[0].p2pmem = Some("0000:77:00.0".into());
+        let err = plan_restore(&e, &c2, "s.json", &NvmetState::default(), &device("0000:02:00.0"), false).unwrap_err();
+        assert!(err.to_string().starts_with("s.json: subsystems[0].namespaces[0]: "), "{err}");
+    }
+
+    #[test]
+    fn restore_warns_for_any_host_and_needs_known_hosts() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut c = parse(SAMPLE, "s.json").unwrap();
+        c.subsystems[0].allowed_hosts.clear();
+        c.subsystems[0].attr.insert("allow_any_host".into(), "1".into());
+        let p = plan_restore(&e, &c, "s.json", &NvmetState::default(), &device("0000:04:00.0"), false).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("attr_allow_any_host = 1 (as the file says)"));
+        c.subsystems[0].allowed_hosts.push("nqn.nobody".into());
+        c.subsystems[0].attr.insert("allow_any_host".into(), "0".into());
+        let err = plan_restore(&e, &c, "s.json", &NvmetState::default(), &device("0000:04:00.0"), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.json: field subsystems[0].allowed_hosts[0]: host nqn.nobody is neither in the file's hosts nor in configfs"
+        );
+    }
+
+    #[test]
+    fn a_failed_restore_rolls_back_to_the_tree_it_found() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        fs.run(&Step::Mkdir { path: "nvmet/hosts/nqn.2014-08.org.nvmexpress:uuid:host-a".into() }).unwrap();
+        let before = fs.listing();
+        let mut c = parse(SAMPLE, "s.json").unwrap();
+        c.subsystems[0].attr.retain(|k, _| k == "serial");
+        c.subsystems[0].namespaces[0].device.retain(|k, _| k == "path");
+        c.subsystems[0].namespaces[0].resv.clear();
+        c.ports[0].addr.remove("tsas");
+        c.ports[0].param.clear();
+        let p = plan_restore(&e, &c, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
+        assert!(p.hosts_created.is_empty(), "an existing host is used, not created");
+        fs.fail.push(("ports/1/subsystems/nqn.2026-11.io.p2pdma:t".into(), 98));
+        let r = apply(&mut fs, &mut NoLog, &p.steps, true);
+        assert_eq!(r.failed.as_ref().unwrap().errno, Some(98));
+        assert!(r.rollback_failed.is_empty(), "{:?}", r.rollback_failed);
+        assert_eq!(fs.listing(), before);
+    }
 }
