@@ -652,6 +652,25 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
         let dir = format!("nvmet/subsystems/{}", s.nqn);
         steps.push(Step::Mkdir { path: dir.clone() });
         set_group(&mut steps, &dir, "attr", &s.attr, &[]);
+        // A disabled passthru's settings, as nvmetcli restores them (the kernel also sets
+        // clear_ids by itself when a loop host connects); an enabled one was refused.
+        for pt in &s.passthru {
+            let pdir = format!("{dir}/passthru");
+            let device: Attrs = pt
+                .device
+                .iter()
+                .filter(|(_, v)| !matches!(v.as_str(), "" | "(null)"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            set_group(&mut steps, &pdir, "device", &device, &[]);
+            for (name, v) in
+                [("clear_ids", pt.clear_ids), ("admin_timeout", pt.admin_timeout), ("io_timeout", pt.io_timeout)]
+            {
+                if let Some(v) = v {
+                    steps.push(Step::Set { path: format!("{pdir}/{name}"), value: v.to_string() });
+                }
+            }
+        }
         for h in &s.allowed_hosts {
             steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
         }
@@ -820,7 +839,9 @@ mod tests {
             .last()
             .unwrap()
             .starts_with("ln -s nvmet/subsystems/nqn.2026-11.io.p2pdma:t nvmet/ports/1/subsystems/"));
-        assert!(!steps.iter().any(|s| s.contains("passthru")), "a disabled passthru is not restored");
+        assert!(pos("passthru/clear_ids") < pos("mkdir nvmet/subsystems/nqn.2026-11.io.p2pdma:t/namespaces/1"));
+        assert!(!steps.iter().any(|s| s.contains("passthru/device_path")), "an unset path is not written");
+        assert!(!steps.iter().any(|s| s.contains("passthru/enable")));
     }
 
     #[test]
@@ -842,10 +863,8 @@ mod tests {
 
         // What exists stays: the subsystem and the port.
         let mut fs = FakeConfigFs::nvmet();
-        let p = plan_restore(&e, &c, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
-        let mut steps = p.steps.clone();
-        steps.retain(|s| !s.path().contains("/passthru"));
         let mut trimmed = c.clone();
+        trimmed.subsystems[0].passthru.clear();
         trimmed.subsystems[0].attr.retain(|k, _| ["allow_any_host", "serial", "model"].contains(&k.as_str()));
         trimmed.subsystems[0].namespaces[0].device.retain(|k, _| k != "nguid");
         trimmed.subsystems[0].namespaces[0].resv.clear();
@@ -908,6 +927,7 @@ mod tests {
         c.subsystems[0].attr.retain(|k, _| k == "serial");
         c.subsystems[0].namespaces[0].device.retain(|k, _| k == "path");
         c.subsystems[0].namespaces[0].resv.clear();
+        c.subsystems[0].passthru.clear();
         c.ports[0].addr.remove("tsas");
         c.ports[0].param.clear();
         let p = plan_restore(&e, &c, "s.json", &fs.state(), &device("0000:04:00.0"), false).unwrap();
