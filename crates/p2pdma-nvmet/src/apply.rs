@@ -123,6 +123,9 @@ fn hint(step: &Step, errno: i32) -> Option<String> {
         (Step::Symlink { .. }, _, EINVAL) => {
             "the port could not be enabled: its transport module is not loaded, or its address is incomplete (see the kernel log)"
         }
+        (Step::Set { .. }, _, ENOENT) => {
+            "this kernel has no such attribute (a file saved on a kernel built with other options?): remove the key from the file"
+        }
         (Step::Mkdir { .. }, _, EEXIST) => "it exists: created by someone else since configfs was read",
         (Step::Mkdir { .. }, _, ENOENT) => "the parent is missing: is nvmet loaded and configfs mounted?",
         (Step::Rmdir { .. }, _, EBUSY) => "still in use (linked from a port?)",

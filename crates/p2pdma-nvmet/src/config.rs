@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{check_name, check_nqn, plan_export, Access, ExportPlan, ExportRequest, NamespaceDevice, Outcome};
 use crate::plan::{P2pmemRequest, Step, Transport};
-use crate::state::{parse_port_id, NvmetState};
+use crate::state::{entries, parse_port_id, NvmetState};
 use crate::NvmetError;
 
 /// An attribute group: file names without the group prefix → values.
@@ -287,20 +287,6 @@ fn validate(c: &NvmetConfig, file: &str) -> Result<(), NvmetError> {
 }
 
 // ---- save: configfs → config ----
-
-/// Directory entries, sorted; none when the directory is absent.
-fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
-    let mut names: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| NvmetError::io(dir, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(NvmetError::io(dir, e)),
-    };
-    names.sort();
-    Ok(names)
-}
 
 fn value(path: &Path) -> Result<String, NvmetError> {
     fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| NvmetError::io(path, e))

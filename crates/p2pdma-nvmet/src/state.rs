@@ -109,7 +109,8 @@ pub fn parse_port_id(name: &str) -> Option<u16> {
     }
 }
 
-fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
+/// Directory entries, sorted; none when the directory is absent.
+pub(crate) fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
     let mut names: Vec<String> = match fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
