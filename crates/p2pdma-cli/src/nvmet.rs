@@ -43,13 +43,8 @@ pub enum NvmetCommand {
     Remove {
         #[arg(long)]
         nqn: String,
-        /// Show the steps without running them.
-        #[arg(long)]
-        dry_run: bool,
         #[command(flatten)]
-        configfs: ConfigfsArgs,
-        #[arg(long)]
-        json: bool,
+        change: ChangeArgs,
     },
     /// Write nvmet's configuration to FILE in nvmetcli's config.json format (`nvmetcli
     /// save`), plus each namespace's p2pmem. Written whole or not at all (a temporary file
@@ -72,13 +67,8 @@ pub enum NvmetCommand {
         /// Restore namespaces although their devices are in use or exported twice.
         #[arg(long)]
         force: bool,
-        /// Plan and show the steps; change nothing.
-        #[arg(long)]
-        dry_run: bool,
         #[command(flatten)]
-        configfs: ConfigfsArgs,
-        #[arg(long)]
-        json: bool,
+        change: ChangeArgs,
     },
     /// Lab helper: create a soft-RoCE device on a network interface, as `rdma link add NAME
     /// type rxe netdev NETDEV` does (the lab's busybox guest has no iproute2). Controllers on
@@ -129,6 +119,13 @@ pub struct ExportArgs {
     /// or is already exported.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+/// What every command that changes configfs takes.
+#[derive(Args, Clone)]
+pub struct ChangeArgs {
     /// Plan and show the steps; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -194,9 +191,7 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
     match command {
         NvmetCommand::Export(args) => export(args),
         NvmetCommand::Save { file, configfs } => save(&file, &configfs),
-        NvmetCommand::Restore { file, source, force, dry_run, configfs, json } => {
-            restore(RestoreArgs { file: &file, source: &source, force, dry_run, configfs: &configfs, json })
-        }
+        NvmetCommand::Restore { file, source, force, change } => restore(&file, &source, force, &change),
         NvmetCommand::List { source, configfs, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
@@ -235,7 +230,7 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
-        NvmetCommand::Remove { nqn, dry_run, configfs, json } => {
+        NvmetCommand::Remove { nqn, change: ChangeArgs { dry_run, configfs, json } } => {
             let st = state::read(&configfs.configfs_root).map_err(bad)?;
             let plan = plan_remove(&st, &nqn).map_err(bad)?;
             let applied = (plan.outcome == Outcome::Proceed && !dry_run).then(|| {
@@ -333,7 +328,7 @@ fn print_warnings(warnings: &[String]) {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    model_plans_are_dry_runs(&args.source, args.dry_run)?;
+    model_plans_are_dry_runs(&args.source, args.change.dry_run)?;
     let loaded = args.source.load()?;
     let engine = Engine::new(&loaded.topology)?;
     let access = if args.allow_any_host {
@@ -354,12 +349,13 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         access,
         force: args.force,
     };
-    let root = &args.configfs.configfs_root;
-    let mut plan = plan_export(&engine, &request, &read_state(&args.configfs, Some(&args.source))?).map_err(bad)?;
+    let root = &args.change.configfs.configfs_root;
+    let mut plan =
+        plan_export(&engine, &request, &read_state(&args.change.configfs, Some(&args.source))?).map_err(bad)?;
     let mut setup = Vec::new();
     let mut applied = None;
-    if plan.outcome == Outcome::Proceed && !args.dry_run {
-        if args.configfs.is_machine() {
+    if plan.outcome == Outcome::Proceed && !args.change.dry_run {
+        if args.change.configfs.is_machine() {
             match system::prepare(Some(args.transport)) {
                 Ok(done) => setup = done,
                 Err(e) => {
@@ -368,17 +364,18 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             // Loading nvmet creates its tree: plan again against what is there now.
-            plan = plan_export(&engine, &request, &read_state(&args.configfs, Some(&args.source))?).map_err(bad)?;
+            plan =
+                plan_export(&engine, &request, &read_state(&args.change.configfs, Some(&args.source))?).map_err(bad)?;
         }
         if plan.outcome == Outcome::Proceed {
             let mut fs = DirConfigFs { root: root.clone() };
-            applied = Some(apply(&mut fs, args.configfs.kernel_log().as_mut(), &plan.steps, true));
+            applied = Some(apply(&mut fs, args.change.configfs.kernel_log().as_mut(), &plan.steps, true));
         }
     }
     print_warnings(&plan.warnings);
     let ok = plan.outcome != Outcome::Refused && applied.as_ref().is_none_or(ApplyReport::ok);
-    let report = ExportReport { plan, configfs_root: root.clone(), dry_run: args.dry_run, setup, applied, ok };
-    if args.json {
+    let report = ExportReport { plan, configfs_root: root.clone(), dry_run: args.change.dry_run, setup, applied, ok };
+    if args.change.json {
         crate::print_json(&report)?;
     } else {
         print!("{}", render_export(&report));
@@ -441,30 +438,21 @@ struct RestoreReport {
     ok: bool,
 }
 
-struct RestoreArgs<'a> {
-    file: &'a Path,
-    source: &'a SourceArgs,
-    force: bool,
-    dry_run: bool,
-    configfs: &'a ConfigfsArgs,
-    json: bool,
-}
-
-fn restore(a: RestoreArgs<'_>) -> anyhow::Result<ExitCode> {
-    model_plans_are_dry_runs(a.source, a.dry_run)?;
-    let shown = a.file.display().to_string();
-    let text = if a.file == Path::new("-") {
+fn restore(file: &Path, source: &SourceArgs, force: bool, a: &ChangeArgs) -> anyhow::Result<ExitCode> {
+    model_plans_are_dry_runs(source, a.dry_run)?;
+    let shown = file.display().to_string();
+    let text = if file == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).map_err(|e| anyhow::anyhow!("standard input: {e}"))?
     } else {
-        std::fs::read_to_string(a.file).map_err(|e| anyhow::anyhow!("{shown}: cannot read it: {e}"))?
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{shown}: cannot read it: {e}"))?
     };
     let c = config::parse(&text, &shown).map_err(bad)?;
-    let loaded = a.source.load()?;
+    let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
-    let live = is_live(a.source);
+    let live = is_live(source);
     let device = |path: &str| -> NamespaceDevice {
         if live {
-            device_at(Path::new(path), a.source, &engine)
+            device_at(Path::new(path), source, &engine)
         } else {
             let name = Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             model_device(path, &engine).or_else(|_| model_device(&name, &engine)).unwrap_or(NamespaceDevice {
@@ -477,8 +465,8 @@ fn restore(a: RestoreArgs<'_>) -> anyhow::Result<ExitCode> {
         }
     };
     let plan_now = || -> anyhow::Result<RestorePlan> {
-        let st = read_state(a.configfs, Some(a.source))?;
-        config::plan_restore(&engine, &c, &shown, &st, &device, a.force).map_err(bad)
+        let st = read_state(&a.configfs, Some(source))?;
+        config::plan_restore(&engine, &c, &shown, &st, &device, force).map_err(bad)
     };
     let mut plan = plan_now()?;
     let mut setup = Vec::new();

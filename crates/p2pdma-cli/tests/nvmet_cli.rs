@@ -310,6 +310,14 @@ fn nvmet_list_and_remove_read_the_tree() {
 
 const SAMPLE: &str = include_str!("../../p2pdma-nvmet/fixtures/nvmetcli-config.json");
 
+/// `nvmet restore FILE --spec SPEC --configfs-root ROOT --dry-run EXTRA...`.
+fn restore_dry_run(file: &Path, spec: &str, root: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args =
+        vec!["nvmet", "restore", file.to_str().unwrap(), "--spec", spec, "--configfs-root", root, "--dry-run"];
+    args.extend_from_slice(extra);
+    p2pdma(&args)
+}
+
 /// A small exported tree by hand: one host, a subsystem allowing it, a namespace, a port.
 fn exported_tree(root: &Path) {
     let sub = root.join("nvmet/subsystems/nqn.t");
@@ -387,9 +395,7 @@ fn nvmet_restore_dry_run_checks_like_export() {
     // In a topology file the namespace is named by its device.
     let file = dir.path().join("c.json");
     std::fs::write(&file, SAMPLE.replace("/dev/nvme0n1", "nvme-b")).unwrap();
-    let f = file.to_str().unwrap();
-    let (code, out, err) =
-        p2pdma(&["nvmet", "restore", f, "--spec", SWITCH, "--configfs-root", root, "--dry-run", "--json"]);
+    let (code, out, err) = restore_dry_run(&file, SWITCH, root, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["outcome"], "proceed");
@@ -398,7 +404,7 @@ fn nvmet_restore_dry_run_checks_like_export() {
     assert_eq!(v["hosts_created"][0], "nqn.2014-08.org.nvmexpress:uuid:host-a");
     assert!(v["steps"].as_array().unwrap().len() > 20);
     assert_eq!(tree(cfs.path()).len(), 4, "a dry run wrote something");
-    let (code, text, _) = p2pdma(&["nvmet", "restore", f, "--spec", SWITCH, "--configfs-root", root, "--dry-run"]);
+    let (code, text, _) = restore_dry_run(&file, SWITCH, root, &[]);
     assert_eq!(code, 0);
     assert!(
         text.contains("subsystem nqn.2026-11.io.p2pdma:t  (hosts nqn.2014-08.org.nvmexpress:uuid:host-a)"),
@@ -408,8 +414,7 @@ fn nvmet_restore_dry_run_checks_like_export() {
 
     // The same verdict as export: nvme-a's CMB cannot serve nvme-b behind root ports.
     std::fs::write(&file, SAMPLE.replace("/dev/nvme0n1", "nvme-b").replace("0000:03:00.0", "0000:01:00.0")).unwrap();
-    let (code, out, _) =
-        p2pdma(&["nvmet", "restore", f, "--spec", ROOT_PORTS, "--configfs-root", root, "--dry-run", "--json"]);
+    let (code, out, _) = restore_dry_run(&file, ROOT_PORTS, root, &["--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((v["outcome"].as_str(), v["steps"].as_array().unwrap().len()), (Some("refused"), 0));
@@ -438,32 +443,14 @@ fn nvmet_restore_bad_files_are_one_line_and_exit_two() {
     for (name, text, want) in cases {
         let file = dir.path().join(name);
         std::fs::write(&file, text).unwrap();
-        let (code, out, err) = p2pdma(&[
-            "nvmet",
-            "restore",
-            file.to_str().unwrap(),
-            "--spec",
-            SWITCH,
-            "--configfs-root",
-            root,
-            "--dry-run",
-        ]);
+        let (code, out, err) = restore_dry_run(&file, SWITCH, root, &[]);
         assert_eq!(code, 2, "{name}: {err}");
         assert!(out.is_empty(), "{name}");
         assert!(err.contains(want), "{name}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
     }
     let missing = dir.path().join("none.json");
-    let (code, _, err) = p2pdma(&[
-        "nvmet",
-        "restore",
-        missing.to_str().unwrap(),
-        "--spec",
-        SWITCH,
-        "--configfs-root",
-        root,
-        "--dry-run",
-    ]);
+    let (code, _, err) = restore_dry_run(&missing, SWITCH, root, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("none.json: cannot read it: No such file or directory"), "{err}");
     assert_eq!(tree(cfs.path()).len(), 4);
