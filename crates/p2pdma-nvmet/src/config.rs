@@ -571,6 +571,8 @@ pub fn plan_restore(
             let mut checked =
                 plan_export(engine, &request, state).map_err(|e| NvmetError::BadInput(format!("{file}: {at}: {e}")))?;
             checked.steps.clear();
+            // The port is the file's, not the one an export would pick.
+            checked.checks.retain(|c| c.what != "port");
             // The export planner warns about any-host itself; the restore said it once above.
             checked.warnings.retain(|w| !w.starts_with("--allow-any-host"));
             if checked.outcome == Outcome::Refused {
