@@ -707,6 +707,12 @@ fn connect_hint(p: &ExportPlan) -> String {
     if let Some(h) = p.allowed_hosts.first() {
         opts.push(format!("hostnqn={h}"));
         write!(nvme, " -q {h}").unwrap();
+        // The kernel's host refuses a host NQN with its default host's id ("found same
+        // hostid ... but different hostnqn"): a UUID NQN gives its own id.
+        if let Some(id) = uuid_of(h) {
+            opts.push(format!("hostid={id}"));
+            write!(nvme, " -I {id}").unwrap();
+        }
     }
     if let Some(a) = &p.port.traddr {
         write!(nvme, " -a {a}").unwrap();
@@ -758,6 +764,14 @@ fn render_remove(r: &RemoveReport) -> String {
         }
     }
     out
+}
+
+/// The UUID of an `nqn.2014-08.org.nvmexpress:uuid:UUID` host NQN.
+fn uuid_of(nqn: &str) -> Option<&str> {
+    let id = nqn.strip_prefix("nqn.2014-08.org.nvmexpress:uuid:")?;
+    let shape = id.len() == 36
+        && id.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+    shape.then_some(id)
 }
 
 /// `any host`, `nqn.a, nqn.b`, or `no host`.
@@ -833,4 +847,18 @@ fn render_list(r: &ListReport) -> String {
         .unwrap();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_host_nqns_give_their_host_id() {
+        let id = "11111111-2222-3333-4444-555555555555";
+        assert_eq!(uuid_of(&format!("nqn.2014-08.org.nvmexpress:uuid:{id}")), Some(id));
+        assert_eq!(uuid_of("nqn.2014-08.org.nvmexpress:uuid:1111"), None);
+        assert_eq!(uuid_of("nqn.2026-11.io.example:host-a"), None);
+        assert_eq!(uuid_of(&format!("nqn.2014-08.org.nvmexpress:uuid:{}", id.replace('-', "x"))), None);
+    }
 }
