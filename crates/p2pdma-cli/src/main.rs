@@ -134,7 +134,8 @@ enum Command {
         #[command(subcommand)]
         command: LabCommand,
     },
-    /// NVMe-oF exports through the kernel's target (nvmet) with P2P memory, checked first.
+    /// NVMe-oF exports through the kernel's target (nvmet) with P2P memory, checked first,
+    /// closed to hosts not named; nvmetcli's config.json saved and restored.
     Nvmet {
         #[command(subcommand)]
         command: nvmet::NvmetCommand,

@@ -1,12 +1,16 @@
 //! `p2pdma nvmet` against the real kernel's NVMe target, in the lab (one boot per scenario):
 //!
 //! - switch: nvme-b's namespace exported over NVMe/TCP on loopback with `--p2pmem nvme-a`
-//!   (the CMB provider), connected from the same guest through the kernel's NVMe/TCP host,
-//!   written and read back byte-exact through the fabric (and on the backing drive); the
-//!   same over nvme-loop with `--p2pmem auto`; exporting twice changes nothing; every error
-//!   case (provider without P2P memory, unknown device, a namespace that is not a block
-//!   device, an NQN in use, a port the kernel cannot bind) leaves configfs exactly as it
-//!   was; `list` shows the state; `remove` leaves configfs empty.
+//!   (the CMB provider) to one named host (`--host`), connected from the same guest through
+//!   the kernel's NVMe/TCP host as that host, written and read back byte-exact through the
+//!   fabric (and on the backing drive), while a second host NQN is turned away by the
+//!   kernel; the same over nvme-loop with `--p2pmem auto` and `--allow-any-host`; exporting
+//!   twice changes nothing; every error case (no host choice, a mounted or swap namespace,
+//!   one already exported, provider without P2P memory, unknown device, a namespace that is
+//!   not a block device, an NQN in use, a port the kernel cannot bind) leaves configfs
+//!   exactly as it was; `list` shows the state and who may connect; `save`, `remove`,
+//!   `restore` gives the same tree (every attribute) and the same file; `remove` leaves
+//!   configfs empty.
 //! - root-ports: `--p2pmem nvme-a` refused before configfs is touched with the reasons
 //!   `p2pdma check` gives (and the kernel, asked directly, refuses the same way); `--p2pmem
 //!   auto` proceeds without P2P and says so.
@@ -50,6 +54,11 @@ fn rc(share: &Path, name: &str) -> i32 {
 /// `run NAME CMD...` runs a p2pdma command with stdout, stderr and status into the share.
 const HELPERS: &str = r#"cd /lab/share
 snap() { find /sys/kernel/config/nvmet 2>/dev/null | sort; find /sys/kernel/config/nvmet \( -name enable -o -name p2pmem -o -name device_path -o -name 'addr_tr*' -o -name attr_allow_any_host \) -type f 2>/dev/null | sort | while read f; do echo "$f=$(cat $f)"; done; }
+snapfull() { find /sys/kernel/config/nvmet 2>/dev/null | sort; find /sys/kernel/config/nvmet -type f 2>/dev/null | sort | while read f; do echo "$f=$(cat $f 2>/dev/null)"; done; }
+HOSTA=nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555
+HOSTB=nqn.2014-08.org.nvmexpress:uuid:99999999-8888-7777-6666-555555555555
+HOSTIDA=11111111-2222-3333-4444-555555555555
+HOSTIDB=99999999-8888-7777-6666-555555555555
 run() { name=$1; shift; "$@" > $name.out 2> $name.err; echo $? > $name.rc; }
 newdisk() { for i in $(seq 100); do ls /sys/block > blk-1.txt; new=$(grep -v -x -F -f blk-0.txt blk-1.txt | grep -v 'c[0-9]*n' | head -1); [ -n "$new" ] && break; sleep 0.1; done; echo $new; }
 "#;
@@ -63,22 +72,34 @@ fn lab_nvmet_switch() {
         r#"{HELPERS}
 NQN=nqn.2026-11.io.p2pdma:switch
 LOOPNQN=nqn.2026-11.io.p2pdma:loop
+A=$(p2pdma resolve --block nvme-a)
 snap > cfs-0.txt
-run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --json
-run again p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --json
+run closed p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --json
+snap > cfs-0b.txt
+run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --host $HOSTA --json
+run again p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4420 --p2pmem nvme-a --host $HOSTA --json
 snap > cfs-1.txt
-run noprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-b
-run unknown p2pdma nvmet export --nqn nqn.x --ns nvme-zz --transport tcp --addr 127.0.0.1
-run unknownprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-zz
-run devnull p2pdma nvmet export --nqn nqn.x --ns /dev/null --transport tcp --addr 127.0.0.1
+run noprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-b --host $HOSTA
+run unknown p2pdma nvmet export --nqn nqn.x --ns nvme-zz --transport tcp --addr 127.0.0.1 --host $HOSTA
+run unknownprov p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --p2pmem nvme-zz --host $HOSTA
+run devnull p2pdma nvmet export --nqn nqn.x --ns /dev/null --transport tcp --addr 127.0.0.1 --host $HOSTA
 dd if=/dev/zero of=/tmp/file.img bs=1M count=1 2>/dev/null
-run file p2pdma nvmet export --nqn nqn.x --ns /tmp/file.img --transport tcp --addr 127.0.0.1
-run inuse p2pdma nvmet export --nqn $NQN --ns nvme-a --transport tcp --addr 127.0.0.1 --port 4420 --json
-run bind p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 10.9.9.9 --p2pmem auto --json
+run file p2pdma nvmet export --nqn nqn.x --ns /tmp/file.img --transport tcp --addr 127.0.0.1 --host $HOSTA
+run inuse p2pdma nvmet export --nqn $NQN --ns nvme-a --transport tcp --addr 127.0.0.1 --port 4420 --host $HOSTA --json
+run twice p2pdma nvmet export --nqn nqn.x --ns nvme-b --transport tcp --addr 127.0.0.1 --port 4421 --host $HOSTA --json
+run bind p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 10.9.9.9 --p2pmem auto --allow-any-host --json
+modprobe ext4; mke2fs -q $A && mkdir -p /mnt/a && mount $A /mnt/a
+run mounted p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --port 4421 --host $HOSTA --json
+umount /mnt/a
+mkswap $A >/dev/null && swapon $A
+run swap p2pdma nvmet export --nqn nqn.x --ns nvme-a --transport tcp --addr 127.0.0.1 --port 4421 --host $HOSTA --json
+swapoff $A
 snap > cfs-2.txt
 ls /sys/block > blk-0.txt
 modprobe nvme-tcp
-echo transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$NQN > /dev/nvme-fabrics
+echo transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$NQN,hostnqn=$HOSTB,hostid=$HOSTIDB > /dev/nvme-fabrics 2> denied.err; echo $? > denied.rc
+sleep 1; ls /sys/block > blk-denied.txt
+echo transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$NQN,hostnqn=$HOSTA,hostid=$HOSTIDA > /dev/nvme-fabrics
 disk=$(newdisk); echo $disk > tcp-disk.txt
 dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
 dd if=/tmp/pat of=/dev/$disk bs=1M oflag=direct 2>/dev/null
@@ -87,7 +108,7 @@ dd if=$(p2pdma resolve --block nvme-b) of=/tmp/backing bs=1M count=4 iflag=direc
 sha256sum /tmp/pat /tmp/back /tmp/backing > tcp.sha
 run list p2pdma nvmet list --json
 run listtext p2pdma nvmet list
-run loop p2pdma nvmet export --nqn $LOOPNQN --ns nvme-a --transport loop --p2pmem auto --json
+run loop p2pdma nvmet export --nqn $LOOPNQN --ns nvme-a --transport loop --p2pmem auto --allow-any-host --json
 ls /sys/block > blk-0.txt
 echo transport=loop,nqn=$LOOPNQN > /dev/nvme-fabrics
 disk=$(newdisk); echo $disk > loop-disk.txt
@@ -96,11 +117,21 @@ dd if=/tmp/pat2 of=/dev/$disk bs=1M oflag=direct 2>/dev/null
 dd if=/dev/$disk of=/tmp/back2 bs=1M count=2 iflag=direct 2>/dev/null
 sha256sum /tmp/pat2 /tmp/back2 > loop.sha
 run list2 p2pdma nvmet list --json
+run save p2pdma nvmet save /lab/share/saved.json
+snapfull > full-0.txt
 for c in /sys/class/nvme/nvme*; do case "$(cat $c/subsysnqn)" in $NQN|$LOOPNQN) echo 1 > $c/delete_controller;; esac; done
 run remove p2pdma nvmet remove --nqn $NQN --json
 run removeloop p2pdma nvmet remove --nqn $LOOPNQN --json
 run removeagain p2pdma nvmet remove --nqn $NQN
 snap > cfs-3.txt
+modprobe -r nvme-loop nvmet-tcp nvmet 2> unload.err; echo $? > unload.rc
+run restore p2pdma nvmet restore /lab/share/saved.json --json
+snapfull > full-1.txt
+run save2 p2pdma nvmet save /lab/share/saved2.json
+run restoreagain p2pdma nvmet restore /lab/share/saved.json --json
+run remove2 p2pdma nvmet remove --nqn $NQN
+run removeloop2 p2pdma nvmet remove --nqn $LOOPNQN
+snap > cfs-4.txt
 dmesg > dmesg.txt
 echo done"#
     );
@@ -128,6 +159,23 @@ echo done"#
         .collect();
     assert!(logged.contains(&"nvmet_tcp: enabling port 1 (127.0.0.1:4420)"), "{logged:?}");
 
+    // Closed by default: no host choice is refused, configfs untouched; `--host` writes no
+    // attr_allow_any_host = 1 and links exactly that host.
+    assert_eq!(rc(s, "closed"), 2);
+    let closed = read(s, "closed.err");
+    assert!(closed.starts_with("p2pdma: choose who may connect: --host NQN"), "{closed}");
+    assert!(read(s, "closed.out").is_empty());
+    assert_eq!(read(s, "cfs-0.txt"), read(s, "cfs-0b.txt"), "a refusal changed configfs");
+    assert_eq!(e["allowed_hosts"], serde_json::json!([HOSTA]));
+    assert_eq!(e["allow_any_host"], false);
+    let cfs1 = read(s, "cfs-1.txt");
+    let sub = "/sys/kernel/config/nvmet/subsystems/nqn.2026-11.io.p2pdma:switch";
+    assert!(cfs1.contains(&format!("{sub}/attr_allow_any_host=0\n")), "{cfs1}");
+    let linked: Vec<&str> = cfs1.lines().filter(|l| l.starts_with(&format!("{sub}/allowed_hosts/"))).collect();
+    assert_eq!(linked, [format!("{sub}/allowed_hosts/{HOSTA}")]);
+    assert!(cfs1.contains(&format!("/sys/kernel/config/nvmet/hosts/{HOSTA}\n")));
+    assert!(!cfs1.contains(HOSTB));
+
     // Twice: nothing changed.
     assert_eq!(rc(s, "again"), 0);
     let a = json(s, "again.out");
@@ -148,6 +196,18 @@ echo done"#
         assert!(err.contains(msg), "{name}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
     }
+    // In use or exported already: refused with the reason, configfs untouched.
+    for (name, why) in [
+        ("mounted", "is mounted at /mnt/a"),
+        ("swap", "is swap ("),
+        ("twice", "is already exported: namespace 1 of nqn.2026-11.io.p2pdma:switch"),
+    ] {
+        assert_eq!(rc(s, name), 1, "{name}: {}", read(s, &format!("{name}.err")));
+        let r = json(s, &format!("{name}.out"));
+        assert_eq!((r["outcome"].as_str(), r["applied"].is_null()), (Some("refused"), true), "{name}");
+        assert!(r["reasons"].to_string().contains(why), "{name}: {}", r["reasons"]);
+    }
+    assert!(read(s, "bind.err").contains("p2pdma: warning: --allow-any-host: any host that reaches tcp 10.9.9.9:4420"));
     assert_eq!(rc(s, "inuse"), 1);
     let u = json(s, "inuse.out");
     assert_eq!(u["outcome"], "refused");
@@ -160,6 +220,14 @@ echo done"#
     assert_eq!(b["applied"]["rolled_back"].as_array().unwrap().len(), 4);
     assert!(b["applied"]["rollback_failed"].as_array().unwrap().is_empty());
     assert_eq!(read(s, "cfs-1.txt"), read(s, "cfs-2.txt"), "an error case changed configfs");
+
+    // The host not listed is turned away by the kernel; the listed one connects.
+    assert_ne!(read(s, "denied.rc").trim(), "0", "an unlisted host connected");
+    let dmesg = read(s, "dmesg.txt");
+    assert!(
+        dmesg.contains(&format!("connect by host {HOSTB} for subsystem nqn.2026-11.io.p2pdma:switch not allowed")),
+        "{dmesg}"
+    );
 
     // Through the fabric, byte-exact, and on the backing drive.
     for (what, file) in [("tcp", "tcp.sha"), ("loop", "loop.sha")] {
@@ -177,7 +245,10 @@ echo done"#
     assert_eq!((ns["p2pmem"].as_str(), ns["enabled"].as_bool()), (Some("0000:03:00.0"), Some(true)));
     assert_eq!((ns["pci_name"].as_str(), ns["p2p_in_use"].as_bool()), (Some("nvme-b"), Some(false)));
     assert_eq!(sub["ports"][0], "1: tcp 127.0.0.1:4420");
-    assert!(read(s, "listtext.out").contains("P2P in use: no"));
+    assert_eq!((sub["allow_any_host"].as_bool(), &sub["allowed_hosts"]), (Some(false), &serde_json::json!([HOSTA])));
+    let text = read(s, "listtext.out");
+    assert!(text.contains("P2P in use: no"));
+    assert!(text.contains(&format!("(may connect: {HOSTA})")), "{text}");
     let dmesg = read(s, "dmesg.txt");
     assert!(!dmesg.contains("using p2pmem"), "TCP used P2P memory?");
 
@@ -198,7 +269,46 @@ echo done"#
     assert!(read(s, "removeagain.out").contains("is not exported: nothing changed"));
     let end = read(s, "cfs-3.txt");
     assert!(!end.contains("nvmet/subsystems/") && !end.contains("nvmet/ports/"), "left behind:\n{end}");
+    assert!(!end.contains("nvmet/hosts/"), "host entries left behind:\n{end}");
+
+    // save, remove, restore: the same tree, every attribute, and the same file.
+    assert_eq!(rc(s, "save"), 0, "{}", read(s, "save.err"));
+    assert_eq!(rc(s, "restore"), 0, "{}{}", read(s, "restore.out"), read(s, "restore.err"));
+    let r = json(s, "restore.out");
+    assert!(r["applied"]["failed"].is_null(), "{}", r["applied"]);
+    eprintln!(
+        "unload: rc {} {}; restore setup: {}",
+        read(s, "unload.rc").trim(),
+        read(s, "unload.err").trim(),
+        r["setup"]
+    );
+    assert!(read(s, "restore.err").contains("attr_allow_any_host = 1 (as the file says)"));
+    let (full0, full1) = (read(s, "full-0.txt"), read(s, "full-1.txt"));
+    assert!(full0.contains("p2pmem=0000:03:00.0") && full0.lines().count() > 60, "{full0}");
+    assert_eq!(full0, full1, "restore gave another tree");
+    assert_eq!(read(s, "saved.json"), read(s, "saved2.json"));
+    let saved = json(s, "saved.json");
+    let tcp =
+        saved["subsystems"].as_array().unwrap().iter().find(|x| x["nqn"] == "nqn.2026-11.io.p2pdma:switch").unwrap();
+    assert_eq!(
+        (tcp["attr"]["allow_any_host"].as_str(), &tcp["allowed_hosts"]),
+        (Some("0"), &serde_json::json!([HOSTA]))
+    );
+    assert_eq!(tcp["namespaces"][0]["p2pmem"], "0000:03:00.0");
+    // Restore only adds: a second time it refuses, before touching anything.
+    assert_eq!(rc(s, "restoreagain"), 1);
+    let again = json(s, "restoreagain.out");
+    assert_eq!((again["outcome"].as_str(), again["applied"].is_null()), (Some("refused"), true));
+    assert_eq!((rc(s, "remove2"), rc(s, "removeloop2")), (0, 0));
+    let end = read(s, "cfs-4.txt");
+    assert!(
+        !end.contains("nvmet/subsystems/") && !end.contains("nvmet/ports/") && !end.contains("nvmet/hosts/"),
+        "{end}"
+    );
 }
+
+const HOSTA: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+const HOSTB: &str = "nqn.2014-08.org.nvmexpress:uuid:99999999-8888-7777-6666-555555555555";
 
 #[test]
 fn lab_nvmet_root_ports() {
@@ -211,8 +321,8 @@ NQN=nqn.2026-11.io.p2pdma:root-ports
 modprobe nvmet; modprobe nvmet-tcp
 snap > cfs-0.txt
 run check p2pdma check nvme-a nvme-b --json
-run refused p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a --json
-run refusedtext p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a
+run refused p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a --host $HOSTA --json
+run refusedtext p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem nvme-a --host $HOSTA
 snap > cfs-1.txt
 # The kernel, asked directly, refuses the same pair when the namespace is enabled.
 S=/sys/kernel/config/nvmet/subsystems/nqn.kernel
@@ -221,7 +331,7 @@ p2pdma resolve --block nvme-b > $S/namespaces/1/device_path
 echo $(p2pdma resolve nvme-a --json | grep '"pci"' | cut -d'"' -f4) > $S/namespaces/1/p2pmem
 echo 1 > $S/namespaces/1/enable 2> kernel-enable.err; echo $? > kernel-enable.rc
 rmdir $S/namespaces/1; rmdir $S
-run auto p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem auto --json
+run auto p2pdma nvmet export --nqn $NQN --ns nvme-b --transport tcp --addr 127.0.0.1 --p2pmem auto --host $HOSTA --json
 run list p2pdma nvmet list --json
 run remove p2pdma nvmet remove --nqn $NQN --json
 snap > cfs-2.txt
@@ -282,8 +392,8 @@ NQN=nqn.2026-11.io.p2pdma:rdma
 AUTONQN=nqn.2026-11.io.p2pdma:rdma-auto
 modprobe dummy; ip addr add 10.77.0.1/24 dev dummy0; ip link set dummy0 up
 run rxe p2pdma nvmet soft-roce --netdev dummy0
-run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport rdma --addr 10.77.0.1 --p2pmem nvme-a --json
-run auto p2pdma nvmet export --nqn $AUTONQN --ns nvme-a --transport rdma --addr 10.77.0.1 --p2pmem auto --json
+run export p2pdma nvmet export --nqn $NQN --ns nvme-b --transport rdma --addr 10.77.0.1 --p2pmem nvme-a --allow-any-host --json
+run auto p2pdma nvmet export --nqn $AUTONQN --ns nvme-a --transport rdma --addr 10.77.0.1 --p2pmem auto --allow-any-host --json
 modprobe nvme-rdma
 ls /sys/block > blk-0.txt
 echo transport=rdma,traddr=10.77.0.1,trsvcid=4420,nqn=$NQN > /dev/nvme-fabrics

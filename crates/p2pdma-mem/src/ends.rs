@@ -197,6 +197,28 @@ pub fn in_use(m: &Measured, mountinfo: &Path) -> Vec<String> {
     reasons
 }
 
+/// [`in_use`], and swap: the block devices listed in `swaps` (`/proc/swaps`) that are the
+/// device, one of its partitions or its disk. For callers that have no exclusive open to
+/// ask (`nvmet export`: the kernel's target opens the device without one).
+pub fn in_use_or_swap(m: &Measured, mountinfo: &Path, swaps: &Path) -> Vec<String> {
+    let mut reasons = in_use(m, mountinfo);
+    let swaps = fs::read_to_string(swaps).unwrap_or_default();
+    for line in swaps.lines().skip(1) {
+        let Some(file) = line.split_whitespace().next() else { continue };
+        let Ok(st) = rustix::fs::stat(file) else { continue };
+        if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
+            continue;
+        }
+        let dev = format!("{}:{}", rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+        for dir in &m.related {
+            if read_trim(&dir.join("dev")).as_deref() == Some(dev.as_str()) {
+                reasons.push(format!("{} is swap ({file})", file_name(dir).unwrap_or_default()));
+            }
+        }
+    }
+    reasons
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,13 @@ impl ConfigFs for DirConfigFs {
                 let mut f = fs::OpenOptions::new().write(true).open(at(path))?;
                 f.write_all(format!("{value}\n").as_bytes())
             }
+            Step::Set { path, value } => {
+                if fs::read_to_string(at(path)).is_ok_and(|v| v.trim() == value.as_str()) {
+                    return Ok(());
+                }
+                let mut f = fs::OpenOptions::new().write(true).open(at(path))?;
+                f.write_all(format!("{value}\n").as_bytes())
+            }
             Step::Symlink { target, link } => std::os::unix::fs::symlink(at(target), at(link)),
             Step::Unlink { path } => fs::remove_file(at(path)),
             Step::Rmdir { path } => fs::remove_dir(at(path)),
@@ -116,6 +123,9 @@ fn hint(step: &Step, errno: i32) -> Option<String> {
         (Step::Symlink { .. }, _, EINVAL) => {
             "the port could not be enabled: its transport module is not loaded, or its address is incomplete (see the kernel log)"
         }
+        (Step::Set { .. }, _, ENOENT) => {
+            "this kernel has no such attribute (a file saved on a kernel built with other options?): remove the key from the file"
+        }
         (Step::Mkdir { .. }, _, EEXIST) => "it exists: created by someone else since configfs was read",
         (Step::Mkdir { .. }, _, ENOENT) => "the parent is missing: is nvmet loaded and configfs mounted?",
         (Step::Rmdir { .. }, _, EBUSY) => "still in use (linked from a port?)",
@@ -180,6 +190,34 @@ pub(crate) mod fake {
         pub pending_kernel_log: Vec<String>,
     }
 
+    /// What the kernel shows in a new object's attribute.
+    fn default_value(attr: &str) -> &'static str {
+        match attr {
+            "enable" | "p2pmem" | "attr_allow_any_host" => "0",
+            "attr_model" => "Linux",
+            "attr_serial" => "0123456789abcdef",
+            "device_uuid" => "00000000-0000-0000-0000-000000000001",
+            "ana_grpid" => "1",
+            "addr_treq" => "not specified",
+            "ana_state" => "optimized",
+            _ => "",
+        }
+    }
+
+    /// The tree as files under `dir` (directories, attribute files, symlinks), for the
+    /// readers that work on a real configfs.
+    pub fn materialize(fs: &FakeConfigFs, dir: &std::path::Path) {
+        for d in &fs.dirs {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        for (a, v) in &fs.attrs {
+            std::fs::write(dir.join(a), format!("{v}\n")).unwrap();
+        }
+        for (l, t) in &fs.links {
+            std::os::unix::fs::symlink(dir.join(t), dir.join(l)).unwrap();
+        }
+    }
+
     fn parent(p: &str) -> &str {
         p.rsplit_once('/').map(|(a, _)| a).unwrap_or("")
     }
@@ -211,15 +249,19 @@ pub(crate) mod fake {
                 return err(2);
             }
             let p = parent(path);
+            const ADDR: &[&str] = &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid", "addr_treq"];
             let (defaults, attrs): (&[&str], &[&str]) = if p == "nvmet/subsystems" {
-                (&["namespaces", "allowed_hosts"], &["attr_allow_any_host"])
+                (&["namespaces", "allowed_hosts"], &["attr_allow_any_host", "attr_model", "attr_serial"])
             } else if p.ends_with("/namespaces") {
-                (&[], &["device_path", "enable", "p2pmem"])
+                (&[], &["device_path", "device_uuid", "enable", "p2pmem", "ana_grpid"])
+            } else if p == "nvmet/hosts" {
+                (&[], &[])
             } else if p == "nvmet/ports" {
-                (
-                    &["subsystems", "referrals", "ana_groups", "ana_groups/1"],
-                    &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid"],
-                )
+                (&["subsystems", "referrals", "ana_groups", "ana_groups/1"], ADDR)
+            } else if p.ends_with("/ana_groups") {
+                (&[], &["ana_state"])
+            } else if p.ends_with("/referrals") {
+                (&[], &["addr_trtype", "addr_adrfam", "addr_traddr", "addr_trsvcid", "addr_treq", "enable"])
             } else {
                 return err(1);
             };
@@ -228,8 +270,10 @@ pub(crate) mod fake {
                 self.dirs.insert(format!("{path}/{d}"));
             }
             for a in attrs {
-                let v = if *a == "enable" || *a == "p2pmem" || *a == "attr_allow_any_host" { "0" } else { "" };
-                self.attrs.insert(format!("{path}/{a}"), v.into());
+                self.attrs.insert(format!("{path}/{a}"), default_value(a).into());
+            }
+            if p == "nvmet/ports" {
+                self.attrs.insert(format!("{path}/ana_groups/1/ana_state"), "optimized".into());
             }
             Ok(())
         }
@@ -266,7 +310,7 @@ pub(crate) mod fake {
             match step {
                 Step::Mkdir { path } => self.mkdir(path),
                 Step::Rmdir { path } => self.rmdir(path),
-                Step::Write { path, value } => match self.attrs.get_mut(path) {
+                Step::Write { path, value } | Step::Set { path, value } => match self.attrs.get_mut(path) {
                     Some(v) => {
                         *v = value.clone();
                         Ok(())
@@ -442,6 +486,7 @@ impl fake::FakeConfigFs {
                         device_path: attr(format!("{nd}/device_path")).unwrap_or_default(),
                         enabled: attr(format!("{nd}/enable")).as_deref() == Some("1"),
                         p2pmem: attr(format!("{nd}/p2pmem")),
+                        block_device: None,
                     }
                 })
                 .collect();
@@ -467,6 +512,7 @@ impl fake::FakeConfigFs {
                 name,
             });
         }
+        st.hosts = children("nvmet/hosts");
         st
     }
 }

@@ -12,9 +12,12 @@
 //! - [`apply`]: the thin applier: steps against a configfs root, the kernel's log lines per
 //!   step ([`kmsg`]), rollback of exactly what it did on any failure.
 //! - [`list`]: configfs joined with the verdict engine.
+//! - [`config`]: nvmetcli's `config.json`: read from configfs (save), planned back (restore)
+//!   through the same checks as an export.
 //! - [`system`]: configfs mount and module loading.
 
 pub mod apply;
+pub mod config;
 mod error;
 pub mod kmsg;
 pub mod list;
@@ -24,6 +27,6 @@ pub mod system;
 
 pub use error::NvmetError;
 pub use plan::{
-    plan_export, plan_remove, ExportPlan, ExportRequest, Outcome, P2pmemRequest, RemovePlan, Step, Transport,
+    plan_export, plan_remove, Access, ExportPlan, ExportRequest, Outcome, P2pmemRequest, RemovePlan, Step, Transport,
 };
 pub use state::NvmetState;

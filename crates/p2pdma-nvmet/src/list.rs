@@ -164,6 +164,7 @@ mod tests {
                     device_path: "/dev/nvme0n1".into(),
                     enabled: true,
                     p2pmem: Some(p2pmem.into()),
+                    block_device: None,
                 }],
             }],
             ports: vec![Port {
@@ -177,6 +178,7 @@ mod tests {
                 referrals: 0,
                 extra_ana_groups: 0,
             }],
+            hosts: Vec::new(),
         }
     }
 

@@ -120,6 +120,21 @@ pub struct NamespaceDevice {
     pub block_name: Option<String>,
     /// The PCI device the kernel walks up to from the disk (`find_parent_pci_dev`).
     pub pci_device: Option<Bdf>,
+    /// Who else uses the device, as the OS layer found it (`p2pdma_mem::ends`: mounts,
+    /// holders, swap; the same checks as `copy`): `nvme0n1p1 is mounted at /data`.
+    pub users: Vec<String>,
+}
+
+/// Who may connect to the subsystem: closed by default, so one of the first two must be
+/// chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Only these host NQNs (`allowed_hosts`); empty: nobody until a host is linked (restore).
+    Hosts(Vec<String>),
+    /// `attr_allow_any_host = 1`: anyone who reaches the port.
+    AnyHost,
+    /// Neither `--host` nor `--allow-any-host`: refused as bad input.
+    Unchosen,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +146,9 @@ pub struct ExportRequest {
     pub traddr: Option<String>,
     pub trsvcid: Option<String>,
     pub p2pmem: P2pmemRequest,
+    pub access: Access,
+    /// Export although the device is in use or already exported (`--force`).
+    pub force: bool,
 }
 
 /// One change to configfs; paths are relative to the configfs root.
@@ -141,6 +159,13 @@ pub enum Step {
         path: String,
     },
     Write {
+        path: String,
+        value: String,
+    },
+    /// Write `value` unless the attribute already reads so: restore sets every saved
+    /// attribute, and a kernel may refuse a write of a default it shows (`addr_tsas` of a
+    /// loop port) or ignore none of them.
+    Set {
         path: String,
         value: String,
     },
@@ -174,7 +199,11 @@ impl Step {
     /// The path the step changes.
     pub fn path(&self) -> &str {
         match self {
-            Step::Mkdir { path } | Step::Write { path, .. } | Step::Unlink { path } | Step::Rmdir { path } => path,
+            Step::Mkdir { path }
+            | Step::Write { path, .. }
+            | Step::Set { path, .. }
+            | Step::Unlink { path }
+            | Step::Rmdir { path } => path,
             Step::Symlink { link, .. } => link,
         }
     }
@@ -185,6 +214,7 @@ impl fmt::Display for Step {
         match self {
             Step::Mkdir { path } => write!(f, "mkdir {path}"),
             Step::Write { path, value } => write!(f, "echo {value} > {path}"),
+            Step::Set { path, value } => write!(f, "echo {value} > {path}  (unless it reads {value})"),
             Step::Symlink { target, link } => write!(f, "ln -s {target} {link}"),
             Step::Unlink { path } => write!(f, "rm {path}"),
             Step::Rmdir { path } => write!(f, "rmdir {path}"),
@@ -285,6 +315,11 @@ pub struct ExportPlan {
     pub port: PortPlan,
     pub p2p: P2pPlan,
     pub checks: Vec<Check>,
+    /// Host NQNs allowed to connect (`allowed_hosts`); empty with `allow_any_host`.
+    pub allowed_hosts: Vec<String>,
+    pub allow_any_host: bool,
+    /// Said on stderr too: `--allow-any-host`, `--force`.
+    pub warnings: Vec<String>,
     pub outcome: Outcome,
     pub reasons: Vec<String>,
     pub steps: Vec<Step>,
@@ -306,6 +341,8 @@ pub struct RemovePlan {
     /// Ports removed because this subsystem was all they exported.
     pub ports_removed: Vec<String>,
     pub ports_kept: Vec<KeptPort>,
+    /// Host entries (`nvmet/hosts/`) removed because this subsystem was the last to allow them.
+    pub hosts_removed: Vec<String>,
     pub reasons: Vec<String>,
     pub steps: Vec<Step>,
 }
@@ -316,8 +353,19 @@ const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
 /// The default NVMe/TCP and NVMe/RDMA service id.
 pub const DEFAULT_TRSVCID: &str = "4420";
 
-fn check_nqn(nqn: &str) -> Result<(), NvmetError> {
-    let bad = |why: &str| Err(NvmetError::BadInput(format!("NQN `{nqn}`: {why}")));
+pub(crate) fn check_nqn(nqn: &str) -> Result<(), NvmetError> {
+    check_name("NQN", nqn)?;
+    if nqn == DISCOVERY_NQN {
+        return Err(NvmetError::BadInput(format!(
+            "NQN `{nqn}`: that is the discovery subsystem's NQN, which the kernel keeps for itself"
+        )));
+    }
+    Ok(())
+}
+
+/// A name that becomes a configfs directory (an NQN, a host NQN, a referral).
+pub(crate) fn check_name(what: &str, nqn: &str) -> Result<(), NvmetError> {
+    let bad = |why: &str| Err(NvmetError::BadInput(format!("{what} `{nqn}`: {why}")));
     if nqn.is_empty() {
         return bad("empty");
     }
@@ -330,10 +378,27 @@ fn check_nqn(nqn: &str) -> Result<(), NvmetError> {
     if nqn.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("no spaces or control characters");
     }
-    if nqn == DISCOVERY_NQN {
-        return bad("that is the discovery subsystem's NQN, which the kernel keeps for itself");
-    }
     Ok(())
+}
+
+/// The host NQNs to allow, checked and without repeats; Err for `Unchosen`.
+fn check_access(access: &Access) -> Result<Option<Vec<String>>, NvmetError> {
+    match access {
+        Access::AnyHost => Ok(None),
+        Access::Unchosen => Err(NvmetError::BadInput(
+            "choose who may connect: --host NQN (repeatable) for named hosts (the host NQN is in the host's /etc/nvme/hostnqn), or --allow-any-host to admit any host that reaches the port".into(),
+        )),
+        Access::Hosts(hosts) => {
+            let mut v: Vec<String> = Vec::new();
+            for h in hosts {
+                check_name("host NQN", h)?;
+                if !v.contains(h) {
+                    v.push(h.clone());
+                }
+            }
+            Ok(Some(v))
+        }
+    }
 }
 
 /// A port's address fields: `addr_adrfam`, `addr_traddr`, `addr_trsvcid`.
@@ -535,8 +600,10 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         PathKind::Block | PathKind::Unchecked => {}
     }
     let Address { adrfam, traddr, trsvcid } = port_address(req)?;
+    let hosts = check_access(&req.access)?;
 
     let mut checks = Vec::new();
+    let mut warnings = Vec::new();
     let mut reasons = Vec::new();
     let mut refused = false;
     let existing = state.subsystem(&req.nqn);
@@ -567,6 +634,32 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
             ns_dev.map(|d| d.label()).unwrap_or_else(|| "no PCI device".into())
         ),
     });
+    // Who else uses the device: the same findings as `copy` refuses on.
+    if ns.users.is_empty() {
+        if ns.kind == PathKind::Block {
+            checks.push(Check {
+                what: "in use",
+                ok: true,
+                detail: format!("nobody mounts, holds or swaps on {}", ns.path),
+            });
+        }
+    } else if req.force {
+        for u in &ns.users {
+            let w = format!("--force: exporting although {u}");
+            checks.push(Check { what: "in use", ok: true, detail: w.clone() });
+            warnings.push(w);
+        }
+    } else {
+        refused = true;
+        for u in &ns.users {
+            checks.push(Check { what: "in use", ok: false, detail: u.clone() });
+            reasons.push(u.clone());
+        }
+        reasons.push(format!(
+            "{} is in use: refusing to export it (a host writing under a mounted file system or a holder corrupts it; --force overrides)",
+            ns.path
+        ));
+    }
 
     // The P2P part: what is written to p2pmem, and what the kernel will do with it.
     let capable = namespace_p2p_capable(engine, ns);
@@ -781,6 +874,33 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
             trsvcid: trsvcid.clone(),
         },
     };
+    match &hosts {
+        None => {
+            checks.push(Check { what: "hosts", ok: true, detail: "any host (attr_allow_any_host = 1)".into() });
+            warnings.push(format!(
+                "--allow-any-host: any host that reaches {} may connect and read and write {}",
+                port_text(&port),
+                ns.path
+            ));
+        }
+        Some(h) if h.is_empty() => checks.push(Check {
+            what: "hosts",
+            ok: true,
+            detail: "no host may connect until one is linked into allowed_hosts".into(),
+        }),
+        Some(h) => checks.push(Check {
+            what: "hosts",
+            ok: true,
+            detail: format!(
+                "only {} (allowed_hosts; attr_allow_any_host stays 0){}",
+                h.join(", "),
+                match h.iter().filter(|h| state.hosts.contains(h)).count() {
+                    0 => String::new(),
+                    n => format!("; {n} host entr{} already exist", if n == 1 { "y" } else { "ies" }),
+                }
+            ),
+        }),
+    }
     checks.push(Check {
         what: "port",
         ok: true,
@@ -794,7 +914,7 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     let want_p2pmem = p2p.p2pmem.clone().unwrap_or_else(|| "0".into());
     let mut outcome = Outcome::Proceed;
     match existing {
-        Some(s) => match differences(s, nsid, &ns.path, &want_p2pmem, state, &port) {
+        Some(s) => match differences(s, nsid, &ns.path, &want_p2pmem, hosts.as_deref(), state, &port) {
             diffs if diffs.is_empty() => {
                 outcome = Outcome::AlreadyExported;
                 checks.push(Check {
@@ -819,15 +939,24 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         None => checks.push(Check { what: "nqn", ok: true, detail: format!("{} is free", req.nqn) }),
     }
     for other in state.subsystems.iter().filter(|s| s.nqn != req.nqn) {
-        for n in other.namespaces.iter().filter(|n| n.device_path == ns.path) {
-            checks.push(Check {
-                what: "namespace",
-                ok: true,
-                detail: format!(
-                    "note: {} is also namespace {} of {}: two subsystems writing one device do not coordinate",
-                    ns.path, n.nsid, other.nqn
-                ),
-            });
+        let same = |n: &&crate::state::Namespace| {
+            n.device_path == ns.path
+                || (ns.block_name.is_some() && n.block_device.is_some() && n.block_device == ns.block_name)
+        };
+        for n in other.namespaces.iter().filter(same) {
+            let what = format!(
+                "{} is already exported: namespace {} of {} ({}); two subsystems writing one device do not coordinate",
+                ns.path, n.nsid, other.nqn, n.device_path
+            );
+            if req.force {
+                let w = format!("--force: exporting although {what}");
+                checks.push(Check { what: "exported", ok: true, detail: w.clone() });
+                warnings.push(w);
+            } else {
+                refused = true;
+                checks.push(Check { what: "exported", ok: false, detail: what.clone() });
+                reasons.push(format!("{what} (--force overrides)"));
+            }
         }
     }
 
@@ -835,7 +964,7 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         outcome = Outcome::Refused;
     }
     let steps = if outcome == Outcome::Proceed {
-        export_steps(&req.nqn, nsid, &ns.path, p2p.p2pmem.as_deref(), &port)
+        export_steps(&req.nqn, nsid, &ns.path, p2p.p2pmem.as_deref(), hosts.as_deref(), state, &port)
     } else {
         Vec::new()
     };
@@ -847,6 +976,9 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         port,
         p2p,
         checks,
+        allow_any_host: hosts.is_none(),
+        allowed_hosts: hosts.unwrap_or_default(),
+        warnings,
         outcome,
         reasons,
         steps,
@@ -872,7 +1004,15 @@ fn next_port_id(ports: &[Port]) -> u16 {
 }
 
 /// How an existing subsystem differs from the requested export (empty: it is that export).
-fn differences(s: &Subsystem, nsid: u32, path: &str, p2pmem: &str, state: &NvmetState, port: &PortPlan) -> Vec<String> {
+fn differences(
+    s: &Subsystem,
+    nsid: u32,
+    path: &str,
+    p2pmem: &str,
+    hosts: Option<&[String]>,
+    state: &NvmetState,
+    port: &PortPlan,
+) -> Vec<String> {
     let mut d = Vec::new();
     match s.namespaces.iter().find(|n| n.nsid == nsid) {
         None => d.push(format!("it has no namespace {nsid}")),
@@ -896,8 +1036,26 @@ fn differences(s: &Subsystem, nsid: u32, path: &str, p2pmem: &str, state: &Nvmet
     if !others.is_empty() {
         d.push(format!("it also has namespace(s) {}", others.join(", ")));
     }
-    if !s.allow_any_host {
-        d.push("it admits only listed hosts".into());
+    match hosts {
+        None if !s.allow_any_host => d.push(format!(
+            "it admits only listed hosts ({})",
+            if s.allowed_hosts.is_empty() { "none".to_string() } else { s.allowed_hosts.join(", ") }
+        )),
+        Some(_) if s.allow_any_host => d.push("it admits any host".into()),
+        Some(want) => {
+            let mut have = s.allowed_hosts.clone();
+            let mut want = want.to_vec();
+            have.sort();
+            want.sort();
+            if have != want {
+                d.push(format!(
+                    "it admits {}, not {}",
+                    if have.is_empty() { "no host".to_string() } else { have.join(", ") },
+                    want.join(", ")
+                ));
+            }
+        }
+        None => {}
     }
     if !port.existing || !state.ports_of(&s.nqn).any(|p| p.name == port.id) {
         let on: Vec<String> = state.ports_of(&s.nqn).map(|p| format!("port {} ({})", p.name, p.address())).collect();
@@ -910,21 +1068,41 @@ fn differences(s: &Subsystem, nsid: u32, path: &str, p2pmem: &str, state: &Nvmet
     d
 }
 
-/// The kernel's order: the subsystem and its host policy; the namespace with its device and
+/// The kernel's order: host entries that do not exist yet; the subsystem and its host policy
+/// (`attr_allow_any_host = 1` only when chosen, otherwise each host linked into
+/// `allowed_hosts`, before any port can reach it); the namespace with its device and
 /// P2P setting (p2pmem must be written before enable: the kernel answers EBUSY after);
 /// enable (the P2P check runs here); the port's address; and last the link that makes the
 /// port listen (the transport's add_port runs on the first link).
-fn export_steps(nqn: &str, nsid: u32, path: &str, p2pmem: Option<&str>, port: &PortPlan) -> Vec<Step> {
+fn export_steps(
+    nqn: &str,
+    nsid: u32,
+    path: &str,
+    p2pmem: Option<&str>,
+    hosts: Option<&[String]>,
+    state: &NvmetState,
+    port: &PortPlan,
+) -> Vec<Step> {
     let sub = format!("nvmet/subsystems/{nqn}");
     let ns = format!("{sub}/namespaces/{nsid}");
     let p = format!("nvmet/ports/{}", port.id);
     let w = |path: String, value: &str| Step::Write { path, value: value.to_string() };
-    let mut steps = vec![
-        Step::Mkdir { path: sub.clone() },
-        w(format!("{sub}/attr_allow_any_host"), "1"),
-        Step::Mkdir { path: ns.clone() },
-        w(format!("{ns}/device_path"), path),
-    ];
+    let mut steps = Vec::new();
+    for h in hosts.unwrap_or_default().iter().filter(|h| !state.hosts.contains(h)) {
+        steps.push(Step::Mkdir { path: format!("nvmet/hosts/{h}") });
+    }
+    steps.push(Step::Mkdir { path: sub.clone() });
+    match hosts {
+        None => steps.push(w(format!("{sub}/attr_allow_any_host"), "1")),
+        Some(hosts) => {
+            steps.extend(hosts.iter().map(|h| Step::Symlink {
+                target: format!("nvmet/hosts/{h}"),
+                link: format!("{sub}/allowed_hosts/{h}"),
+            }))
+        }
+    }
+    steps.push(Step::Mkdir { path: ns.clone() });
+    steps.push(w(format!("{ns}/device_path"), path));
     if let Some(v) = p2pmem {
         steps.push(w(format!("{ns}/p2pmem"), v));
     }
@@ -958,6 +1136,7 @@ pub fn plan_remove(state: &NvmetState, nqn: &str) -> Result<RemovePlan, NvmetErr
         ports_unlinked: Vec::new(),
         ports_removed: Vec::new(),
         ports_kept: Vec::new(),
+        hosts_removed: Vec::new(),
         reasons: Vec::new(),
         steps: Vec::new(),
     };
@@ -1002,6 +1181,15 @@ pub fn plan_remove(state: &NvmetState, nqn: &str) -> Result<RemovePlan, NvmetErr
         plan.steps.push(Step::Rmdir { path: format!("nvmet/ports/{p}") });
         plan.ports_removed.push(p);
     }
+    // A host entry no other subsystem allows grants nothing: it goes with its last link,
+    // as an empty port does.
+    for h in &s.allowed_hosts {
+        let elsewhere = state.subsystems.iter().any(|o| o.nqn != nqn && o.allowed_hosts.contains(h));
+        if !elsewhere && state.hosts.contains(h) {
+            plan.steps.push(Step::Rmdir { path: format!("nvmet/hosts/{h}") });
+            plan.hosts_removed.push(h.clone());
+        }
+    }
     Ok(plan)
 }
 
@@ -1012,7 +1200,7 @@ mod tests {
 
     use super::*;
     use crate::apply::fake::FakeConfigFs;
-    use crate::apply::{apply, NoLog};
+    use crate::apply::{apply, ConfigFs, NoLog};
     use crate::state::Namespace;
 
     fn topo(name: &str) -> Topology {
@@ -1031,12 +1219,15 @@ mod tests {
                 kind: PathKind::Block,
                 block_name: Some("nvme0n1".into()),
                 pci_device: Some(bdf(ns_pci)),
+                users: Vec::new(),
             },
             nsid: None,
             transport: Transport::Tcp,
             traddr: Some("127.0.0.1".into()),
             trsvcid: None,
             p2pmem: p2pmem.parse().unwrap(),
+            access: Access::AnyHost,
+            force: false,
         }
     }
 
@@ -1277,12 +1468,14 @@ mod tests {
         let p = plan_export(&e, &a, &fs.state()).unwrap();
         assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
         a.nqn = "nqn.b".into();
+        a.namespace.path = "/dev/nvme1n1".into();
         a.trsvcid = Some("4421".into());
         a.p2pmem = P2pmemRequest::Off;
         let p = plan_export(&e, &a, &fs.state()).unwrap();
         assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
         let mut c = a.clone();
         c.nqn = "nqn.c".into();
+        c.namespace.path = "/dev/nvme2n1".into();
         let p = plan_export(&e, &c, &fs.state()).unwrap();
         assert_eq!(p.port.id, "2");
         assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
@@ -1328,9 +1521,131 @@ mod tests {
         let p = plan_export(&e, &req, &fs.state()).unwrap();
         assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
         let mut st = fs.state();
-        st.subsystems[0].namespaces[0] =
-            Namespace { nsid: 1, device_path: "/dev/nvme0n1".into(), enabled: false, p2pmem: Some("0".into()) };
+        st.subsystems[0].namespaces[0] = Namespace {
+            nsid: 1,
+            device_path: "/dev/nvme0n1".into(),
+            enabled: false,
+            p2pmem: Some("0".into()),
+            block_device: None,
+        };
         let p = plan_export(&e, &req, &st).unwrap();
         assert!(p.reasons[0].contains("namespace 1 is disabled"));
+    }
+
+    #[test]
+    fn a_namespace_in_use_is_refused_unless_forced() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut r = request("0000:04:00.0", "off");
+        r.namespace.users = vec!["nvme0n1p1 is mounted at /data".into()];
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!((p.outcome, p.steps.len()), (Outcome::Refused, 0));
+        assert_eq!(p.reasons[0], "nvme0n1p1 is mounted at /data");
+        assert!(p.reasons[1].contains("is in use: refusing to export it"), "{:?}", p.reasons);
+        assert!(p.checks.iter().any(|c| c.what == "in use" && !c.ok));
+        r.force = true;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert_eq!(p.warnings[0], "--force: exporting although nvme0n1p1 is mounted at /data");
+    }
+
+    #[test]
+    fn a_device_exported_by_another_subsystem_is_refused_by_path_or_block_device() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        let p = plan_export(&e, &request("0000:04:00.0", "off"), &fs.state()).unwrap();
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let mut other = request("0000:04:00.0", "off");
+        other.nqn = "nqn.other".into();
+        other.trsvcid = Some("4421".into());
+        let p = plan_export(&e, &other, &fs.state()).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons[0].starts_with("/dev/nvme0n1 is already exported: namespace 1 of nqn.2026-11.io.p2pdma:test"));
+        // Another path to the same block device.
+        other.namespace.path = "/dev/disk/by-id/nvme-x".into();
+        let mut st = fs.state();
+        assert_eq!(plan_export(&e, &other, &st).unwrap().outcome, Outcome::Proceed);
+        st.subsystems[0].namespaces[0].block_device = Some("nvme0n1".into());
+        assert_eq!(plan_export(&e, &other, &st).unwrap().outcome, Outcome::Refused);
+        other.force = true;
+        let p = plan_export(&e, &other, &st).unwrap();
+        assert_eq!(p.outcome, Outcome::Proceed);
+        assert!(p
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("--force: exporting although /dev/disk/by-id/nvme-x is already exported")));
+    }
+
+    #[test]
+    fn hosts_are_created_and_linked_and_any_host_is_never_written() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let mut fs = FakeConfigFs::nvmet();
+        fs.run(&Step::Mkdir { path: "nvmet/hosts/nqn.h.old".into() }).unwrap();
+        let before = fs.listing();
+        let mut r = request("0000:04:00.0", "off");
+        r.access = Access::Hosts(vec!["nqn.h.new".into(), "nqn.h.old".into(), "nqn.h.new".into()]);
+        let p = plan_export(&e, &r, &fs.state()).unwrap();
+        assert_eq!(p.allowed_hosts, ["nqn.h.new", "nqn.h.old"]);
+        assert!(!p.allow_any_host && p.warnings.is_empty());
+        let steps: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        let s = "nvmet/subsystems/nqn.2026-11.io.p2pdma:test";
+        assert_eq!(
+            steps[..4],
+            [
+                "mkdir nvmet/hosts/nqn.h.new".to_string(),
+                format!("mkdir {s}"),
+                format!("ln -s nvmet/hosts/nqn.h.new {s}/allowed_hosts/nqn.h.new"),
+                format!("ln -s nvmet/hosts/nqn.h.old {s}/allowed_hosts/nqn.h.old"),
+            ]
+        );
+        assert!(!steps.iter().any(|s| s.contains("attr_allow_any_host")), "{steps:?}");
+
+        // A failure at the port's link: the new host goes, the old one stays.
+        fs.fail.push(("subsystems/nqn.2026-11.io.p2pdma:test".into(), 98));
+        let a = apply(&mut fs, &mut NoLog, &p.steps, true);
+        assert!(!a.ok() && a.rollback_failed.is_empty());
+        assert_eq!(a.rolled_back.last().unwrap().step.to_string(), "rmdir nvmet/hosts/nqn.h.new");
+        assert_eq!(fs.listing(), before);
+
+        // Applied, then again: the same export; with other hosts: in use; remove takes the
+        // host entries it alone used.
+        assert!(apply(&mut fs, &mut NoLog, &p.steps, true).ok());
+        let st = fs.state();
+        assert_eq!(st.subsystems[0].allowed_hosts, ["nqn.h.new", "nqn.h.old"]);
+        assert_eq!(fs.attrs[&format!("{s}/attr_allow_any_host")], "0");
+        assert_eq!(plan_export(&e, &r, &st).unwrap().outcome, Outcome::AlreadyExported);
+        let mut any = r.clone();
+        any.access = Access::AnyHost;
+        let p = plan_export(&e, &any, &st).unwrap();
+        assert!(p.reasons[0].contains("it admits only listed hosts (nqn.h.new, nqn.h.old)"), "{:?}", p.reasons);
+        let mut fewer = r.clone();
+        fewer.access = Access::Hosts(vec!["nqn.h.new".into()]);
+        let p = plan_export(&e, &fewer, &st).unwrap();
+        assert!(p.reasons[0].contains("it admits nqn.h.new, nqn.h.old, not nqn.h.new"), "{:?}", p.reasons);
+        let rm = plan_remove(&st, &r.nqn).unwrap();
+        assert_eq!(rm.hosts_removed, ["nqn.h.new", "nqn.h.old"]);
+        assert!(apply(&mut fs, &mut NoLog, &rm.steps, false).ok());
+        assert!(fs.state().hosts.is_empty());
+    }
+
+    #[test]
+    fn any_host_warns_and_no_choice_is_bad_input() {
+        let t = topo("switch");
+        let e = Engine::new(&t).unwrap();
+        let p = plan_export(&e, &request("0000:04:00.0", "off"), &empty()).unwrap();
+        assert!(p.allow_any_host);
+        assert_eq!(
+            p.warnings,
+            ["--allow-any-host: any host that reaches tcp 127.0.0.1:4420 may connect and read and write /dev/nvme0n1"]
+        );
+        let mut r = request("0000:04:00.0", "off");
+        r.access = Access::Unchosen;
+        let e2 = plan_export(&e, &r, &empty()).unwrap_err();
+        assert!(e2.is_bad_input());
+        assert!(e2.to_string().starts_with("choose who may connect: --host NQN"), "{e2}");
+        r.access = Access::Hosts(vec!["a/b".into()]);
+        assert!(plan_export(&e, &r, &empty()).unwrap_err().to_string().contains("host NQN `a/b`"));
     }
 }

@@ -16,6 +16,9 @@ pub struct NvmetState {
     pub loaded: bool,
     pub subsystems: Vec<Subsystem>,
     pub ports: Vec<Port>,
+    /// Host entries (`nvmet/hosts/<hostnqn>`), the targets of `allowed_hosts` links.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// `nvmet/subsystems/<nqn>/`.
@@ -39,6 +42,10 @@ pub struct Namespace {
     /// `p2pmem` as the kernel shows it: `0`, `1` (find a provider) or a PCI device name;
     /// None when the attribute does not exist (a kernel without CONFIG_PCI_P2PDMA).
     pub p2pmem: Option<String>,
+    /// The block device `device_path` names (`nvme0n1`), when the caller looked it up
+    /// (a live machine): two paths to one device are one device.
+    #[serde(default)]
+    pub block_device: Option<String>,
 }
 
 /// `nvmet/ports/<id>/`.
@@ -102,7 +109,8 @@ pub fn parse_port_id(name: &str) -> Option<u16> {
     }
 }
 
-fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
+/// Directory entries, sorted; none when the directory is absent.
+pub(crate) fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
     let mut names: Vec<String> = match fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -147,6 +155,7 @@ pub fn read(root: &Path) -> Result<NvmetState, NvmetError> {
                 device_path: attr(&ns.join("device_path"))?.unwrap_or_default(),
                 enabled: attr(&ns.join("enable"))?.as_deref() == Some("1"),
                 p2pmem: attr(&ns.join("p2pmem"))?,
+                block_device: None,
             });
         }
         namespaces.sort_by_key(|n| n.nsid);
@@ -173,6 +182,7 @@ pub fn read(root: &Path) -> Result<NvmetState, NvmetError> {
         });
     }
     state.ports.sort_by_key(|p| (p.id.is_none(), p.id, p.name.clone()));
+    state.hosts = entries(&nvmet.join("hosts"))?;
     Ok(state)
 }
 
@@ -220,7 +230,8 @@ mod tests {
                 nsid: 1,
                 device_path: "/dev/nvme0n1".into(),
                 enabled: true,
-                p2pmem: Some("0000:03:00.0".into())
+                p2pmem: Some("0000:03:00.0".into()),
+                block_device: None,
             }]
         );
         let p = &s.ports[0];
