@@ -7,6 +7,7 @@ pub mod bdf;
 pub mod config;
 mod error;
 mod explain;
+pub mod iommu_groups;
 pub mod kernel_params;
 pub mod model;
 pub mod pciids;
@@ -15,6 +16,7 @@ pub mod spec;
 pub mod sysfs;
 pub mod transfer;
 pub mod verdict;
+pub mod what_if;
 pub mod whitelist;
 
 pub use bdf::Bdf;
