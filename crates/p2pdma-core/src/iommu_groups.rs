@@ -103,8 +103,12 @@ const DMA_ALIAS_QUIRK_VENDORS: &[u16] = &[0x1180, 0x1b4b, 0x197b, 0x9005, 0x1b21
 pub fn fill(topo: &mut Topology) {
     if topo.devices.iter().any(|d| d.iommu_group.is_some()) {
         if topo.iommu_groups.is_none() {
-            topo.iommu_groups =
-                Some(GroupInfo { source: GroupSource::Kernel, uncertain: Vec::new(), kernel_params: None, notes: Vec::new() });
+            topo.iommu_groups = Some(GroupInfo {
+                source: GroupSource::Kernel,
+                uncertain: Vec::new(),
+                kernel_params: None,
+                notes: Vec::new(),
+            });
         }
         return;
     }
@@ -125,7 +129,8 @@ pub fn repredict(topo: &mut Topology) {
         Some(old) => (old.kernel_params, old.notes),
         None => (None, Vec::new()),
     };
-    topo.iommu_groups = Some(GroupInfo { source: GroupSource::Predicted, uncertain: p.uncertain, kernel_params, notes });
+    topo.iommu_groups =
+        Some(GroupInfo { source: GroupSource::Predicted, uncertain: p.uncertain, kernel_params, notes });
 }
 
 /// Group id → its devices, for the devices that have a group.
@@ -344,11 +349,15 @@ fn multifunction(topo: &Topology, i: usize) -> bool {
     if d.bdf.func > 0 {
         return true;
     }
-    if let Some(header) = d.config_hex.as_deref().and_then(|h| h.get(28..30)).and_then(|b| u8::from_str_radix(b, 16).ok()) {
+    if let Some(header) =
+        d.config_hex.as_deref().and_then(|h| h.get(28..30)).and_then(|b| u8::from_str_radix(b, 16).ok())
+    {
         return header & 0x80 != 0;
     }
     topo.devices.iter().any(|o| {
-        o.physfn.is_none() && o.bdf.func > 0 && (o.bdf.domain, o.bdf.bus, o.bdf.dev) == (d.bdf.domain, d.bdf.bus, d.bdf.dev)
+        o.physfn.is_none()
+            && o.bdf.func > 0
+            && (o.bdf.domain, o.bdf.bus, o.bdf.dev) == (d.bdf.domain, d.bdf.bus, d.bdf.dev)
     })
 }
 
@@ -533,7 +542,11 @@ mod tests {
         let g = |n: &str| t.devices.iter().find(|d| d.name.as_deref() == Some(n)).unwrap().iommu_group;
         assert_ne!(g("rp1"), g("sw"));
         // Without the IOMMU default and with RR off: not isolated.
-        let t = spec(&MF_AND_SWITCH.replace("name = \"rp1\"\n", "name = \"rp1\"\nacs = 0x05\nacs_ctrl = 0x01\n").replace("iommu = true", "iommu = true\nkernel_params = \"pci=config_acs=0xx@00:11.0\""));
+        let t = spec(
+            &MF_AND_SWITCH
+                .replace("name = \"rp1\"\n", "name = \"rp1\"\nacs = 0x05\nacs_ctrl = 0x01\n")
+                .replace("iommu = true", "iommu = true\nkernel_params = \"pci=config_acs=0xx@00:11.0\""),
+        );
         let g = |n: &str| t.devices.iter().find(|d| d.name.as_deref() == Some(n)).unwrap().iommu_group;
         assert_eq!(g("rp1"), g("sw"));
     }
@@ -606,10 +619,10 @@ mod tests {
     #[test]
     fn merges_lists_the_groups_that_become_one() {
         let before = spec(MF_AND_SWITCH);
-        let after = spec(&MF_AND_SWITCH.replace(
-            "iommu = true",
-            "iommu = true\nkernel_params = \"pci=disable_acs_redir=0000:00:10.0\"",
-        ));
+        let after = spec(
+            &MF_AND_SWITCH
+                .replace("iommu = true", "iommu = true\nkernel_params = \"pci=disable_acs_redir=0000:00:10.0\""),
+        );
         let m = merges(&before, &after);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].groups, vec![1, 3]);

@@ -157,7 +157,9 @@ pub fn estimate_firmware_ctrl(cap: u16, ctrl: u16, iommu: bool, params: &AcsPara
     if let Some((mask, _)) = params.config_acs.as_deref().and_then(|p| match_param(p, None, dev)) {
         return ctrl & !mask;
     }
-    if let Some((mask, _)) = params.disable_acs_redir.as_deref().and_then(|p| match_param(p, Some((redirect, !redirect)), dev)) {
+    if let Some((mask, _)) =
+        params.disable_acs_redir.as_deref().and_then(|p| match_param(p, Some((redirect, !redirect)), dev))
+    {
         return ctrl & !mask;
     }
     if iommu {

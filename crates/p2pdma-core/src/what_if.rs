@@ -119,7 +119,7 @@ pub fn param_notes(topo: &Topology, extra: &str) -> Vec<String> {
                     ));
                     break;
                 };
-                if bits.is_empty() || !bits.chars().all(|c| matches!(c, '0' | '1' | 'x' | 'X')) {
+                if !bits.chars().all(|c| matches!(c, '0' | '1' | 'x' | 'X')) {
                     notes.push(format!(
                         "pci=config_acs: flags `{bits}` are not 0, 1 or x: the kernel logs \"Invalid ACS flags... Ignoring\" and applies nothing"
                     ));
@@ -161,7 +161,9 @@ pub fn param_notes(topo: &Topology, extra: &str) -> Vec<String> {
                 break;
             }
             if matched.is_empty() {
-                notes.push(format!("pci={name}: `{device}` matches no device on this machine: the kernel ignores it silently"));
+                notes.push(format!(
+                    "pci={name}: `{device}` matches no device on this machine: the kernel ignores it silently"
+                ));
             }
             for d in matched {
                 if d.acs == Acs::Absent {
@@ -311,7 +313,8 @@ mod tests {
     fn every_fix_for_a_redirecting_root_port_merges_its_groups() {
         let t = spec(TWO_PORTS);
         let rp0: Bdf = "0000:00:10.0".parse().unwrap();
-        let costs = fix_costs(&t, &[rp0], "0000:00:10.0", "x0100x1@0000:00:10.0", "setpci -s 0000:00:10.0 0x14e.w=0000:002c");
+        let costs =
+            fix_costs(&t, &[rp0], "0000:00:10.0", "x0100x1@0000:00:10.0", "setpci -s 0000:00:10.0 0x14e.w=0000:002c");
         assert_eq!(costs.len(), 3);
         for c in &costs {
             assert_eq!(c.merges.len(), 1, "{c:?}");
