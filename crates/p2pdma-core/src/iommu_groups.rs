@@ -231,14 +231,15 @@ impl<'t> Model<'t> {
         // get_pci_function_alias_group: non-isolated functions of one multifunction device.
         if self.multifunction[pdev] && !self.acs_enabled(pdev) {
             let me = self.topo.devices[pdev].bdf;
-            for j in 0..self.topo.devices.len() {
-                let o = self.topo.devices[j].bdf;
+            let topo = self.topo;
+            for (j, group) in groups.iter().enumerate() {
+                let o = topo.devices[j].bdf;
                 if j == pdev || (o.domain, o.bus, o.dev) != (me.domain, me.bus, me.dev) {
                     continue;
                 }
                 if !self.acs_enabled(j) {
-                    if let Some(g) = groups[j] {
-                        return Some(g);
+                    if let Some(g) = group {
+                        return Some(*g);
                     }
                 }
             }

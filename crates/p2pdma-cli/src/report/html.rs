@@ -277,26 +277,6 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases =
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
-        for (i, o) in cases {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
-
-    #[test]
-    fn csp_forbids_remote_loads() {
-        let p = csp("a", "b");
-        assert!(p.starts_with("default-src 'none';") && !p.contains("http") && !p.contains("unsafe"), "{p}");
-    }
-}
-
 /// The IOMMU groups in one line, and the what-if they were predicted under: with
 /// `report --kernel-params`, the page is the machine after a chosen fix.
 fn groups_fact(
@@ -321,4 +301,24 @@ fn groups_fact(
     }
     let value = format!("{} groups, {} shared", groups.len(), shared.len());
     (value, if info.kernel_params.is_some() || !info.uncertain.is_empty() { "warn" } else { "" }, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases =
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
+        for (i, o) in cases {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn csp_forbids_remote_loads() {
+        let p = csp("a", "b");
+        assert!(p.starts_with("default-src 'none';") && !p.contains("http") && !p.contains("unsafe"), "{p}");
+    }
 }
