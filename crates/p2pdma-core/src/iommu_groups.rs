@@ -424,10 +424,10 @@ pub fn merges(before: &Topology, after: &Topology) -> Vec<GroupMerge> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(text: &str) -> Topology {
+    pub(crate) fn spec(text: &str) -> Topology {
         crate::spec::parse(text, std::path::Path::new("t.toml")).unwrap().to_topology().unwrap()
     }
 
@@ -446,7 +446,7 @@ mod tests {
             .collect()
     }
 
-    const MF_AND_SWITCH: &str = r#"
+    pub(crate) const MF_AND_SWITCH: &str = r#"
         [machine]
         iommu = true
         [[root_port]]

@@ -10,7 +10,7 @@ use crate::bdf::Bdf;
 use crate::config::{acs_bits, Acs};
 use crate::iommu_groups::{self, GroupInfo, GroupMerge, GroupSource};
 use crate::kernel_params::{estimate_firmware_ctrl, predict_acs_ctrl, spec_matches, AcsParams, DeviceIdentity};
-use crate::model::Topology;
+use crate::model::{Device, Topology};
 
 /// The bridges above each device, nearest first: what `pci_dev_str_match`'s path form walks.
 fn chains(topo: &Topology) -> Vec<Vec<Bdf>> {
@@ -32,6 +32,10 @@ fn chains(topo: &Topology) -> Vec<Vec<Bdf>> {
         .collect()
 }
 
+fn identity<'a>(d: &Device, chain: &'a [Bdf]) -> DeviceIdentity<'a> {
+    DeviceIdentity { bdf: d.bdf, vendor: d.vendor, device: d.device, subsystem: d.subsystem, upstream_chain: chain }
+}
+
 /// Boots `topo` again in thought with `extra` appended to its command line: every ACS
 /// control value is predicted anew and, with the IOMMU on, the groups too. Returns what the
 /// kernel would log or silently do about the parameters (also kept in `iommu_groups.notes`).
@@ -48,13 +52,7 @@ pub fn apply(topo: &mut Topology, extra: &str) -> Vec<String> {
     let chains = chains(topo);
     let mut unknown = Vec::new();
     for (d, chain) in topo.devices.iter_mut().zip(&chains) {
-        let ident = DeviceIdentity {
-            bdf: d.bdf,
-            vendor: d.vendor,
-            device: d.device,
-            subsystem: d.subsystem,
-            upstream_chain: chain,
-        };
+        let ident = identity(d, chain);
         match &mut d.acs {
             Acs::Present { cap, ctrl, .. } => {
                 let fw = estimate_firmware_ctrl(*cap, *ctrl, iommu, &old, &ident);
@@ -138,14 +136,7 @@ pub fn param_notes(topo: &Topology, extra: &str) -> Vec<String> {
             let mut matched = Vec::new();
             let mut unparsable = false;
             for (d, chain) in topo.devices.iter().zip(&chains) {
-                let ident = DeviceIdentity {
-                    bdf: d.bdf,
-                    vendor: d.vendor,
-                    device: d.device,
-                    subsystem: d.subsystem,
-                    upstream_chain: chain,
-                };
-                match spec_matches(device, &ident) {
+                match spec_matches(device, &identity(d, chain)) {
                     Some(true) => matched.push(d),
                     Some(false) => {}
                     None => {
@@ -244,37 +235,7 @@ fn cost(before: &Topology, after: &Topology, fix: String, runtime: bool) -> FixC
 mod tests {
     use super::*;
 
-    fn spec(text: &str) -> Topology {
-        crate::spec::parse(text, std::path::Path::new("t.toml")).unwrap().to_topology().unwrap()
-    }
-
-    const TWO_PORTS: &str = r#"
-        [machine]
-        iommu = true
-        [[root_port]]
-        name = "rp0"
-        slot = 0x10
-        [[root_port]]
-        name = "rp1"
-        slot = 0x11
-        [[endpoint]]
-        name = "a"
-        kind = "nvme"
-        parent = "rp0"
-        function = 0
-        [[endpoint]]
-        name = "b"
-        kind = "nvme"
-        parent = "rp0"
-        function = 1
-        [[switch]]
-        name = "sw"
-        parent = "rp1"
-        [[endpoint]]
-        name = "c"
-        kind = "nvme"
-        parent = "sw.0"
-    "#;
+    use crate::iommu_groups::tests::{spec, MF_AND_SWITCH as TWO_PORTS};
 
     #[test]
     fn apply_equals_booting_the_file_with_the_parameters() {
