@@ -398,6 +398,12 @@ fn probe_order(topo: &Topology, index: &HashMap<Bdf, usize>) -> Vec<usize> {
     }
     vfs.sort_by_key(|&i| topo.devices[i].bdf);
     out.extend(vfs);
+    // Anything no bus walk reached (a device hung below a VF in a hand-edited snapshot).
+    let mut seen = vec![false; topo.devices.len()];
+    for &i in &out {
+        seen[i] = true;
+    }
+    out.extend((0..topo.devices.len()).filter(|&i| !seen[i]));
     out
 }
 
