@@ -228,6 +228,12 @@ fn cost(before: &Topology, after: &Topology, fix: String, runtime: bool) -> FixC
         Some(false) => "the IOMMU is off: there are no IOMMU groups to merge".to_string(),
         None => "whether an IOMMU is on is unknown: the cost in IOMMU groups cannot be told".to_string(),
     };
+    let doubts = after.iommu_groups.as_ref().map_or(0, |g| g.uncertain.len());
+    let summary = if doubts > 0 {
+        format!("{summary} (uncertain: a quirk or unreadable ACS could change the groups of {doubts} device(s), see topo --json)")
+    } else {
+        summary
+    };
     FixCost { fix, merges, summary }
 }
 
