@@ -257,10 +257,18 @@ fn group_disagreements(spec: &str, kernel_params: Option<&str>, snapshot: &Path)
     out
 }
 
+/// The `n`th fix `check --json` proposes for its first client: the fix, and the devices of
+/// the group its cost says they merge into.
+fn cost_of(check: &Value, n: usize) -> (String, Vec<String>) {
+    let cost = &check["clients"][0]["fix_costs"][n];
+    let devices = cost["merges"][0]["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect();
+    (cost["fix"].as_str().unwrap().to_string(), devices)
+}
+
 /// The price of the fix, proven: the machine booted as is and booted with
-/// `pci=disable_acs_redir=` on each root port. The kernel's groups must be the predicted
-/// ones both times, from the topology files, from the as-booted snapshot with
-/// `--kernel-params`, and as `check`'s fix cost says.
+/// `pci=disable_acs_redir=` on each root port, then with `check`'s `pci=config_acs=` fix. The
+/// kernel's groups must be the predicted ones every time, from the topology files, from the
+/// as-booted snapshot with `--kernel-params`, and as `check`'s fix costs say.
 #[test]
 fn lab_iommu_groups_before_and_after_disable_acs_redir() {
     if skip_lab() {
@@ -280,7 +288,7 @@ fn lab_iommu_groups_before_and_after_disable_acs_redir() {
             "--share",
             share.path().to_str().unwrap(),
             "--",
-            "p2pdma snapshot -o /lab/share/snapshot.json 2>/dev/null; echo done",
+            "p2pdma snapshot -o /lab/share/snapshot.json 2>/dev/null; dmesg > /lab/share/dmesg.txt; echo done",
         ]);
         assert_eq!(code, 0, "{spec}: the lab run failed: {out}{err}");
         share
@@ -312,6 +320,26 @@ fn lab_iommu_groups_before_and_after_disable_acs_redir() {
     let g = kernel_after["0000:00:10.0"];
     let kernel_group: Vec<&str> = kernel_after.iter().filter(|(_, v)| **v == g).map(|(k, _)| k.as_str()).collect();
     assert_eq!(merged, kernel_group, "check's cost of the fix against the kernel booted with it");
+    // check's config_acs fix, booted: the kernel programs what was predicted (SV and UF kept),
+    // and the groups merge all the same (RR and CR are off).
+    let config_acs = cost_of(&check, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_c = dir.path().join("iommu-groups-config-acs.toml");
+    let text = std::fs::read_to_string(Path::new("../..").join(before)).unwrap();
+    std::fs::write(
+        &spec_c,
+        text.replace("iommu = true", &format!("iommu = true\nkernel_params = \"{}\"", config_acs.0)),
+    )
+    .unwrap();
+    let c = boot(spec_c.to_str().unwrap());
+    let dmesg = std::fs::read_to_string(c.path().join("dmesg.txt")).unwrap();
+    assert!(dmesg.contains("0000:00:10.0: Configured ACS to 0x0011"), "config_acs not applied as predicted:\n{dmesg}");
+    let snap_c = c.path().join("snapshot.json");
+    failures.extend(group_disagreements(before, Some(&config_acs.0), &snap_c));
+    let kernel_c = groups_of(&json(&std::fs::read_to_string(&snap_c).unwrap(), "snapshot")["topology"]["devices"]);
+    let g = kernel_c["0000:00:10.0"];
+    let kernel_group: Vec<&str> = kernel_c.iter().filter(|(_, v)| **v == g).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(config_acs.1, kernel_group, "check's cost of pci=config_acs against the kernel booted with it");
     assert!(failures.is_empty(), "IOMMU groups: predicted and kernel disagree:\n{}", failures.join("\n"));
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
                 cmds.join(" && ")
             ));
             v.fixes.push(format!(
-                "or, on Linux 6.11 and later, pci=config_acs={} and reboot: RR, CR and EC off while keeping the Source Validation and Upstream Forwarding the IOMMU asks for",
+                "or, where the kernel has pci=config_acs (recent kernels; the lab's 7.2.13 does), pci=config_acs={} and reboot: RR, CR and EC off while keeping the Source Validation and Upstream Forwarding the IOMMU asks for",
                 config_acs_param(&devices)
             ));
         }
