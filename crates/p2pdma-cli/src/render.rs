@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use p2pdma_core::analysis::{self, CheckReport, FindReport, Matrix, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
+use p2pdma_core::iommu_groups::{self, GroupInfo, GroupSource};
 use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::verdict::{BridgeVerdict, MapType, PairResult};
 use p2pdma_core::{Bdf, Engine};
@@ -18,6 +19,8 @@ pub struct TopoReport<'t> {
     pub cpu_allows_p2pdma: bool,
     pub host_bridges: Vec<BridgeReport<'t>>,
     pub devices: &'t [Device],
+    /// Where `iommu_group` came from (kernel or predicted) and what the prediction doubts.
+    pub iommu_groups: Option<&'t GroupInfo>,
     pub providers: Vec<ProviderRow>,
     pub matrix: Matrix,
 }
@@ -42,6 +45,7 @@ impl<'t> TopoReport<'t> {
                 .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
                 .collect(),
             devices: &topo.devices,
+            iommu_groups: topo.iommu_groups.as_ref(),
             providers: analysis::providers(topo),
             matrix: analysis::matrix(engine),
         }
@@ -198,6 +202,7 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
             .unwrap_or_default();
         walk(&mut out, &roots, "", &children);
     }
+    out.push_str(&groups_text(topo));
     let m = &r.matrix;
     if m.providers.is_empty() {
         out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
@@ -223,6 +228,41 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
         out.push('\n');
     }
     out.push_str(LEGEND);
+    out
+}
+
+/// The IOMMU groups with more than one device, where they came from, and the doubts.
+fn groups_text(topo: &p2pdma_core::Topology) -> String {
+    let Some(info) = &topo.iommu_groups else { return String::new() };
+    let mut out = String::new();
+    let source = match (info.source, &info.kernel_params) {
+        (GroupSource::Kernel, _) => "read from the kernel".to_string(),
+        (GroupSource::Predicted, Some(p)) => format!("predicted from the kernel's rules, after `{p}`"),
+        (GroupSource::Predicted, None) => "predicted from the kernel's rules".to_string(),
+    };
+    let groups = iommu_groups::members(topo);
+    let shared: Vec<String> = groups
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(g, m)| format!("  group {g}: {}", m.iter().map(Bdf::to_string).collect::<Vec<_>>().join(", ")))
+        .collect();
+    writeln!(
+        out,
+        "
+IOMMU groups ({source}): {} groups, {} shared by several devices",
+        groups.len(),
+        shared.len()
+    )
+    .unwrap();
+    for line in shared {
+        writeln!(out, "{line}").unwrap();
+    }
+    for d in &info.uncertain {
+        writeln!(out, "  uncertain: {}: {}", d.device, d.reason).unwrap();
+    }
+    for n in &info.notes {
+        writeln!(out, "  kernel parameters: {n}").unwrap();
+    }
     out
 }
 
@@ -270,6 +310,12 @@ pub fn check(r: &CheckReport) -> String {
         }
         for fix in &v.fixes {
             writeln!(out, "  fix: {fix}").unwrap();
+        }
+        for c in &v.fix_costs {
+            writeln!(out, "  cost of {}: {}", c.fix, c.summary).unwrap();
+        }
+        if let Some(note) = &v.fix_costs_note {
+            writeln!(out, "  note: {note}").unwrap();
         }
         for line in &v.kernel_log {
             writeln!(out, "  kernel log: {line}").unwrap();

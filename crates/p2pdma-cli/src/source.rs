@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use p2pdma_core::config::Acs;
 use p2pdma_core::pciids::PciIds;
-use p2pdma_core::{snapshot, spec, sysfs, Topology};
+use p2pdma_core::{snapshot, spec, sysfs, what_if, Topology};
 
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
@@ -25,6 +25,11 @@ pub struct SourceArgs {
     /// that `nvme-a` works; every named device must be where the file predicts.
     #[arg(long, value_name = "FILE", env = "P2PDMA_NAMES", conflicts_with = "spec")]
     pub names: Option<PathBuf>,
+    /// What-if: analyse as if booted with these kernel parameters added to the command line
+    /// (e.g. "pci=disable_acs_redir=0000:00:10.0"): ACS control, verdicts and IOMMU groups
+    /// after the change. Parameters the kernel would ignore are ignored and said.
+    #[arg(long, value_name = "PARAMS")]
+    pub kernel_params: Option<String>,
 }
 
 pub struct Loaded {
@@ -36,7 +41,15 @@ pub struct Loaded {
 impl SourceArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
         if let Some(path) = &self.spec {
-            let (_, topology) = spec::load(path)?;
+            let (mut file, mut topology) = spec::load(path)?;
+            if let Some(extra) = &self.kernel_params {
+                // A topology file knows its firmware ACS values: lower it again, exactly.
+                file.machine.kernel_params = format!("{} {extra}", file.machine.kernel_params);
+                topology = file.to_topology().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let notes = what_if::param_notes(&topology, extra);
+                warn_params(&notes);
+                what_if::annotate(&mut topology, extra, notes);
+            }
             return Ok(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
@@ -50,7 +63,18 @@ impl SourceArgs {
                 anyhow::bail!("{}: this machine is not the one described: {}", path.display(), missing.join("; "));
             }
         }
+        if let Some(extra) = &self.kernel_params {
+            warn_params(&what_if::apply(&mut topology, extra));
+        }
         Ok(Loaded { topology, live_or_snapshot: true })
+    }
+}
+
+/// What the kernel would do with `--kernel-params` that it ignores: said once, on stderr
+/// (and in `iommu_groups.notes` of the JSON when the IOMMU is on).
+fn warn_params(notes: &[String]) {
+    for n in notes {
+        crate::out::note(&format!("note: --kernel-params: {n}"));
     }
 }
 
@@ -59,6 +83,9 @@ impl SourceArgs {
     pub fn load_live(&self, command: &str) -> anyhow::Result<Loaded> {
         if self.spec.is_some() || self.snapshot.is_some() {
             anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
+        }
+        if self.kernel_params.is_some() {
+            anyhow::bail!("{command} acts on this machine as booted: --kernel-params (a what-if) does not apply");
         }
         self.load()
     }

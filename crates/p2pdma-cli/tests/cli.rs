@@ -250,3 +250,99 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
     let (code, _, err) = p2pdma(&["bench", s, "--ops", "write"]);
     assert!(code == 2 && err.contains("need --dst"), "{err}");
 }
+
+const GROUPS: &str = "examples/topologies/iommu-groups.toml";
+
+#[test]
+fn topo_json_fills_iommu_groups_and_says_they_are_predicted() {
+    let (code, out, _) = p2pdma(&["topo", "--spec", GROUPS, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["devices"].as_array().unwrap().iter().all(|d| d["iommu_group"].is_u64()), "{out}");
+    assert_eq!(v["iommu_groups"]["source"], "predicted");
+    assert!(v["iommu_groups"]["uncertain"].as_array().unwrap().is_empty());
+    // IOMMU off: no groups, and nothing claims otherwise.
+    let v: serde_json::Value = serde_json::from_str(&p2pdma(&["topo", "--spec", SWITCH, "--json"]).1).unwrap();
+    assert!(v["devices"].as_array().unwrap().iter().all(|d| d["iommu_group"].is_null()) && v["iommu_groups"].is_null());
+    let (_, text, _) = p2pdma(&["topo", "--spec", GROUPS]);
+    assert!(text.contains("IOMMU groups (predicted from the kernel's rules): 7 groups, 3 shared"), "{text}");
+}
+
+#[test]
+fn check_names_the_devices_each_acs_fix_puts_in_one_group() {
+    let (code, out, _) = p2pdma(&["check", "--spec", GROUPS, "nvme-a", "nvme-b", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["clients"][0];
+    let fixes: Vec<&str> = c["fix_costs"].as_array().unwrap().iter().map(|f| f["fix"].as_str().unwrap()).collect();
+    assert_eq!(
+        fixes,
+        [
+            "pci=disable_acs_redir=0000:00:10.0",
+            "pci=config_acs=x0100x1@0000:00:10.0",
+            "setpci -s 0000:00:10.0 0x14e.w=0000:002c"
+        ]
+    );
+    for f in c["fix_costs"].as_array().unwrap() {
+        assert_eq!(f["merges"][0]["groups"], serde_json::json!([1, 3]));
+        assert_eq!(f["merges"][0]["devices"], serde_json::json!(["0000:00:10.0", "0000:01:00.0", "0000:01:00.1"]));
+    }
+    assert!(c["fix_costs_note"].as_str().unwrap().starts_with("no fix keeps these groups apart"));
+    let (_, text, _) = p2pdma(&["check", "--spec", GROUPS, "nvme-a", "nvme-b"]);
+    assert!(
+        text.contains("cost of pci=disable_acs_redir=0000:00:10.0: IOMMU groups 1 + 3 become one (0000:00:10.0, 0000:01:00.0, 0000:01:00.1)"),
+        "{text}"
+    );
+    // IOMMU off: the fix costs no groups, and says so.
+    let (_, out, _) = p2pdma(&["check", "--spec", "examples/topologies/root-ports.toml", "nvme-a", "nvme-b"]);
+    assert!(!out.contains("cost of"), "no ACS redirect, no ACS fix: {out}");
+}
+
+#[test]
+fn kernel_params_show_verdicts_acs_and_groups_after_the_change() {
+    let fix = "pci=disable_acs_redir=0000:00:10.0;0000:00:11.0";
+    let (code, out, err) = p2pdma(&["check", "--spec", GROUPS, "nvme-a", "nvme-b", "--kernel-params", fix, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["map_type"], "bus_addr");
+    let (_, out, _) = p2pdma(&["topo", "--spec", GROUPS, "--kernel-params", fix, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["iommu_groups"]["kernel_params"], fix);
+    let rp = v["devices"].as_array().unwrap().iter().find(|d| d["bdf"] == "0000:00:11.0").unwrap();
+    assert_eq!(rp["acs"]["ctrl"], 0, "Configured ACS to 0x0000, as the lab's kernel logs");
+    let in_rp_group = v["devices"].as_array().unwrap().iter().filter(|d| d["iommu_group"] == rp["iommu_group"]).count();
+    assert_eq!(in_rp_group, 6, "the root port joins the whole switch subtree");
+    // The same what-if from a snapshot of the machine as booted.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("s.json");
+    assert_eq!(p2pdma(&["snapshot", "--spec", GROUPS, "-o", snap.to_str().unwrap()]).0, 0);
+    let (_, from_snap, _) = p2pdma(&["topo", "--snapshot", snap.to_str().unwrap(), "--kernel-params", fix, "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&from_snap).unwrap();
+    assert_eq!(s["devices"], v["devices"]);
+}
+
+#[test]
+fn kernel_params_the_kernel_ignores_are_ignored_and_said_never_fatal() {
+    let before: serde_json::Value = serde_json::from_str(&p2pdma(&["topo", "--spec", GROUPS, "--json"]).1).unwrap();
+    for (params, said) in [
+        ("pci=disable_acs_redir=0000:00:1e.0", "matches no device on this machine: the kernel ignores it silently"),
+        ("pci=disable_acs_redir=zz;0000:00:10.0", "PCI: Can't parse ACS command line parameter"),
+        ("pci=config_acs=10z@0000:00:10.0", "Invalid ACS flags... Ignoring"),
+        ("pci=config_acs=0000:00:10.0", "ACS Flags missing"),
+        ("pci=config_acs=1000000000@0000:00:10.0", "Invalid ACS flags specified"),
+        ("pcie_acs_override=downstream,multifunction", "out-of-tree patch"),
+        ("pci=disable_acs_redir=pci:1b36:0010", "has no ACS capability"),
+    ] {
+        let (code, out, err) = p2pdma(&["topo", "--spec", GROUPS, "--kernel-params", params, "--json"]);
+        assert_eq!(code, 0, "{params}: {err}");
+        assert!(err.contains(said) && err.starts_with("p2pdma: note: --kernel-params: "), "{params}: {err}");
+        assert!(!err.contains("panicked"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["devices"], before["devices"], "{params}: nothing changes");
+        assert!(v["iommu_groups"]["notes"][0].as_str().unwrap().contains(said), "{params}");
+    }
+    let (code, _, err) = p2pdma(&["copy", "--kernel-params", "pci=noats", "a", "b"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--kernel-params (a what-if) does not apply"), "{err}");
+}

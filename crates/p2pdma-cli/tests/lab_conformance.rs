@@ -169,6 +169,9 @@ fn conformance(scenario: &str) {
             ));
         }
     }
+    if iommu {
+        failures.extend(group_disagreements(&spec, None, &snapshot));
+    }
     let live_providers = read("providers.txt").lines().count();
     if live_providers != providers.len() {
         failures.push(format!("{live_providers} devices have p2pmem/ in the guest, {} predicted", providers.len()));
@@ -191,6 +194,153 @@ fn conformance(scenario: &str) {
     if !providers.is_empty() {
         assert!(!rows.is_empty());
     }
+}
+
+/// Device → IOMMU group from `topo --json` or a snapshot's topology.
+fn groups_of(devices: &Value) -> std::collections::BTreeMap<String, u64> {
+    devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| Some((d["bdf"].as_str()?.to_string(), d["iommu_group"].as_u64()?)))
+        .collect()
+}
+
+/// Differences between two groupings over the devices both know: `a` and `b` must split
+/// them alike (one-to-one group ids); with `exact`, with the same ids too.
+fn partition_diff(
+    what: &str,
+    a: &std::collections::BTreeMap<String, u64>,
+    b: &std::collections::BTreeMap<String, u64>,
+    exact: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut ab, mut ba) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+    for (dev, ga) in a {
+        let Some(gb) = b.get(dev) else { continue };
+        if exact && ga != gb {
+            out.push(format!("{what}: {dev} is in group {ga} predicted, {gb} by the kernel"));
+        }
+        if *ab.entry(*ga).or_insert(*gb) != *gb || *ba.entry(*gb).or_insert(*ga) != *ga {
+            out.push(format!("{what}: {dev} (predicted group {ga}, kernel group {gb}) is grouped differently"));
+        }
+    }
+    if ab.is_empty() {
+        out.push(format!("{what}: no device has a group on both sides"));
+    }
+    out
+}
+
+/// Predicted IOMMU groups against the kernel's (`/sys/kernel/iommu_groups` as the guest's
+/// snapshot recorded them): from the topology file (with `kernel_params` as a what-if when
+/// given), and from the snapshot itself with its groups taken out (every device, ids too).
+fn group_disagreements(spec: &str, kernel_params: Option<&str>, snapshot: &Path) -> Vec<String> {
+    let snap = json(&std::fs::read_to_string(snapshot).unwrap(), "snapshot");
+    let kernel = groups_of(&snap["topology"]["devices"]);
+    let mut args = vec!["topo", "--spec", spec, "--json"];
+    if let Some(p) = kernel_params {
+        args.extend(["--kernel-params", p]);
+    }
+    let predicted = groups_of(&json(&p2pdma(&args).1, "topo")["devices"]);
+    let mut out = partition_diff(&format!("{spec} {kernel_params:?}"), &predicted, &kernel, false);
+    let mut stripped = snap.clone();
+    for d in stripped["topology"]["devices"].as_array_mut().unwrap() {
+        d["iommu_group"] = Value::Null;
+    }
+    stripped["topology"].as_object_mut().unwrap().remove("iommu_groups");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stripped.json");
+    std::fs::write(&path, stripped.to_string()).unwrap();
+    let from_snapshot = json(&p2pdma(&["topo", "--snapshot", path.to_str().unwrap(), "--json"]).1, "topo");
+    assert_eq!(from_snapshot["iommu_groups"]["source"], "predicted");
+    out.extend(partition_diff("snapshot without groups", &groups_of(&from_snapshot["devices"]), &kernel, true));
+    out
+}
+
+/// The `n`th fix `check --json` proposes for its first client: the fix, and the devices of
+/// the group its cost says they merge into.
+fn cost_of(check: &Value, n: usize) -> (String, Vec<String>) {
+    let cost = &check["clients"][0]["fix_costs"][n];
+    let devices = cost["merges"][0]["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect();
+    (cost["fix"].as_str().unwrap().to_string(), devices)
+}
+
+/// The price of the fix, proven: the machine booted as is and booted with
+/// `pci=disable_acs_redir=` on each root port, then with `check`'s `pci=config_acs=` fix. The
+/// kernel's groups must be the predicted ones every time, from the topology files, from the
+/// as-booted snapshot with `--kernel-params`, and as `check`'s fix costs say.
+#[test]
+fn lab_iommu_groups_before_and_after_disable_acs_redir() {
+    if skip_lab() {
+        return;
+    }
+    let before = "examples/topologies/iommu-groups.toml";
+    let after = "examples/topologies/iommu-groups-redir-off.toml";
+    let fix = "pci=disable_acs_redir=0000:00:10.0;0000:00:11.0";
+    let boot = |spec: &str| {
+        let share = tempfile::tempdir().unwrap();
+        let (code, out, err) = p2pdma(&[
+            "lab",
+            "run",
+            spec,
+            "--timeout",
+            "120",
+            "--share",
+            share.path().to_str().unwrap(),
+            "--",
+            "p2pdma snapshot -o /lab/share/snapshot.json 2>/dev/null; dmesg > /lab/share/dmesg.txt; echo done",
+        ]);
+        assert_eq!(code, 0, "{spec}: the lab run failed: {out}{err}");
+        share
+    };
+    let (a, b) = (boot(before), boot(after));
+    let (snap_a, snap_b) = (a.path().join("snapshot.json"), b.path().join("snapshot.json"));
+    let mut failures = group_disagreements(before, None, &snap_a);
+    failures.extend(group_disagreements(after, None, &snap_b));
+    // What-if from the topology file and from the as-booted snapshot equal the second boot.
+    failures.extend(group_disagreements(before, Some(fix), &snap_b));
+    let kernel_after = groups_of(&json(&std::fs::read_to_string(&snap_b).unwrap(), "snapshot")["topology"]["devices"]);
+    let what_if = json(
+        &p2pdma(&["topo", "--snapshot", snap_a.to_str().unwrap(), "--kernel-params", fix, "--json"]).1,
+        "topo what-if",
+    );
+    failures.extend(partition_diff(
+        "as-booted snapshot + --kernel-params",
+        &groups_of(&what_if["devices"]),
+        &kernel_after,
+        true,
+    ));
+    // check's fix for the multifunction pair: the root port joins both functions' group.
+    let check =
+        json(&p2pdma(&["check", "--snapshot", snap_a.to_str().unwrap(), "nvme-a", "nvme-b", "--json"]).1, "check");
+    let cost = &check["clients"][0]["fix_costs"][0];
+    assert_eq!(cost["fix"], "pci=disable_acs_redir=0000:00:10.0", "{check}");
+    let merged: Vec<&str> =
+        cost["merges"][0]["devices"].as_array().unwrap().iter().filter_map(|d| d.as_str()).collect();
+    let g = kernel_after["0000:00:10.0"];
+    let kernel_group: Vec<&str> = kernel_after.iter().filter(|(_, v)| **v == g).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(merged, kernel_group, "check's cost of the fix against the kernel booted with it");
+    // check's config_acs fix, booted: the kernel programs what was predicted (SV and UF kept),
+    // and the groups merge all the same (RR and CR are off).
+    let config_acs = cost_of(&check, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_c = dir.path().join("iommu-groups-config-acs.toml");
+    let text = std::fs::read_to_string(Path::new("../..").join(before)).unwrap();
+    std::fs::write(
+        &spec_c,
+        text.replace("iommu = true", &format!("iommu = true\nkernel_params = \"{}\"", config_acs.0)),
+    )
+    .unwrap();
+    let c = boot(spec_c.to_str().unwrap());
+    let dmesg = std::fs::read_to_string(c.path().join("dmesg.txt")).unwrap();
+    assert!(dmesg.contains("0000:00:10.0: Configured ACS to 0x0011"), "config_acs not applied as predicted:\n{dmesg}");
+    let snap_c = c.path().join("snapshot.json");
+    failures.extend(group_disagreements(before, Some(&config_acs.0), &snap_c));
+    let kernel_c = groups_of(&json(&std::fs::read_to_string(&snap_c).unwrap(), "snapshot")["topology"]["devices"]);
+    let g = kernel_c["0000:00:10.0"];
+    let kernel_group: Vec<&str> = kernel_c.iter().filter(|(_, v)| **v == g).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(config_acs.1, kernel_group, "check's cost of pci=config_acs against the kernel booted with it");
+    assert!(failures.is_empty(), "IOMMU groups: predicted and kernel disagree:\n{}", failures.join("\n"));
 }
 
 macro_rules! scenarios {

@@ -149,3 +149,24 @@ fn report_bad_output_and_input_exit_2_with_one_line() {
     let (code, _, _) = p2pdma(&["topo", "--spec", SWITCH, "--svg", "-", "--json"]);
     assert_eq!(code, 2, "--svg and --json conflict");
 }
+
+/// `report --kernel-params`: the page is the machine after a chosen fix, its matrix and its
+/// IOMMU groups, and says it is a what-if.
+#[test]
+fn report_after_a_chosen_fix_shows_its_matrix_and_groups() {
+    let spec = "examples/topologies/iommu-groups.toml";
+    let fix = "pci=disable_acs_redir=0000:00:10.0";
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (dir.path().join("before.html"), dir.path().join("after.html"));
+    assert_eq!(p2pdma(&["report", "--spec", spec, "-o", before.to_str().unwrap()]).0, 0);
+    assert_eq!(p2pdma(&["report", "--spec", spec, "--kernel-params", fix, "-o", after.to_str().unwrap()]).0, 0);
+    let (before, after) = (std::fs::read_to_string(before).unwrap(), std::fs::read_to_string(after).unwrap());
+    assert!(before.contains("<dt>IOMMU groups</dt><dd>7 groups, 3 shared<small>predicted from the kernel&#39;s rules"));
+    assert!(
+        after.contains(&format!("<dt>IOMMU groups</dt><dd>6 groups, 3 shared<small>WHAT-IF after {fix}")),
+        "{after}"
+    );
+    assert!(after.contains("1: 0000:00:10.0 0000:01:00.0 0000:01:00.1"));
+    let (b, a) = (data_block(&before), data_block(&after));
+    assert_ne!(b["matrix"], a["matrix"], "the fix changes the matrix: nvme-a → nvme-b maps by bus address");
+}

@@ -133,6 +133,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         let v = match client_ref(engine, name)? {
             ClientRef::Pci { index, note } => {
                 let mut v = engine.explain(p, index);
+                crate::explain::fix_costs(engine, &mut v);
                 if let Some(note) = note {
                     v.client_name = Some(name.clone());
                     v.reasons.insert(0, note);

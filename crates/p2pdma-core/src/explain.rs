@@ -46,14 +46,14 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
                 "add the kernel parameter pci=disable_acs_redir={param} and reboot (the kernel's own suggestion{}); the pair then maps by bus address.{iommu_note}",
                 if param.contains(';') { "; quote it in the boot loader because of ';'" } else { "" }
             ));
-            let cmds: Vec<String> = v
-                .acs_redirect
-                .iter()
-                .map(|r| format!("setpci -s {} {:#x}.w=0000:{:04x}", r.device, r.cap_offset + 6, acs_bits::REDIRECT))
-                .collect();
+            let cmds = setpci_commands(v);
             v.fixes.push(format!(
                 "or, until the next reboot or reset: {} (clears RR/CR/EC only). Same isolation risk; and the kernel caches a provider's verdicts, so unbind and rebind the provider's driver ({pname}) afterwards",
                 cmds.join(" && ")
+            ));
+            v.fixes.push(format!(
+                "or, where the kernel has pci=config_acs (recent kernels; the lab's 7.2.13 does), pci=config_acs={} and reboot: RR, CR and EC off while keeping the Source Validation and Upstream Forwarding the IOMMU asks for",
+                config_acs_param(&devices)
             ));
         }
         (None, _) => {
@@ -143,6 +143,42 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
         }
         v.fixes.push("run as root (or take a snapshot as root) so that ACS can be read".into());
     }
+}
+
+/// Fills `fix_costs`: for each ACS fix of `v`, the IOMMU groups that would merge. Costly
+/// (the topology is booted again in thought per fix), so only `check` asks for it.
+pub(crate) fn fix_costs(engine: &Engine<'_>, v: &mut PairVerdict) {
+    if v.acs_redirect.is_empty() {
+        return;
+    }
+    let devices: Vec<String> = v.acs_redirect.iter().map(|r| r.device.to_string()).collect();
+    let bdfs: Vec<crate::Bdf> = v.acs_redirect.iter().map(|r| r.device).collect();
+    v.fix_costs = crate::what_if::fix_costs(
+        engine.topo,
+        &bdfs,
+        &kernel_acs_param(&devices),
+        &config_acs_param(&devices),
+        &setpci_commands(v).join(" && "),
+    );
+    if v.fix_costs.iter().any(|c| !c.merges.is_empty()) {
+        v.fix_costs_note = Some(
+            "no fix keeps these groups apart: the kernel counts a port as isolating only with ACS SV, RR, CR and UF on (REQ_ACS_FLAGS, drivers/iommu/iommu.c), and RR/CR are what send this pair's traffic to the root complex: configure for P2P or for device assignment, not both".into(),
+        );
+    }
+}
+
+fn setpci_commands(v: &PairVerdict) -> Vec<String> {
+    v.acs_redirect
+        .iter()
+        .map(|r| format!("setpci -s {} {:#x}.w=0000:{:04x}", r.device, r.cap_offset + 6, acs_bits::REDIRECT))
+        .collect()
+}
+
+/// `pci=config_acs=` for the devices: RR, CR, EC off, SV and UF on, the rest as firmware
+/// left them (flags right to left from SV: x0100x1 = DT x, EC 0, UF 1, CR 0, RR 0, TB x, SV 1).
+fn config_acs_param(devices: &[String]) -> String {
+    let entries: Vec<String> = devices.iter().map(|d| format!("x0100x1@{d}")).collect();
+    entries.join(";")
 }
 
 fn side(s: Side) -> &'static str {

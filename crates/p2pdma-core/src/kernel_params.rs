@@ -149,6 +149,26 @@ pub fn predict_acs_ctrl(
     ctrl
 }
 
+/// The inverse of [`predict_acs_ctrl`] as far as it goes: the firmware value that explains
+/// `ctrl` under `params`. Bits the kernel overwrote are unknown and taken as 0 (firmware
+/// that leaves ACS alone, as QEMU's does).
+pub fn estimate_firmware_ctrl(cap: u16, ctrl: u16, iommu: bool, params: &AcsParams, dev: &DeviceIdentity<'_>) -> u16 {
+    let redirect = acs_bits::REDIRECT;
+    if let Some((mask, _)) = params.config_acs.as_deref().and_then(|p| match_param(p, None, dev)) {
+        return ctrl & !mask;
+    }
+    if let Some((mask, _)) =
+        params.disable_acs_redir.as_deref().and_then(|p| match_param(p, Some((redirect, !redirect)), dev))
+    {
+        return ctrl & !mask;
+    }
+    if iommu {
+        ctrl & !(cap & acs_bits::IOMMU_DEFAULT)
+    } else {
+        ctrl
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 mod explain;
 pub mod input;
+pub mod iommu_groups;
 pub mod kernel_params;
 pub mod model;
 pub mod pciids;
@@ -16,6 +17,7 @@ pub mod spec;
 pub mod sysfs;
 pub mod transfer;
 pub mod verdict;
+pub mod what_if;
 pub mod whitelist;
 
 pub use bdf::Bdf;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
+use crate::iommu_groups::GroupInfo;
 
 /// A machine's PCI devices and the facts outside /sys that the kernel's verdict rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,9 @@ pub struct Topology {
     /// and network devices) and the PCI device the kernel would walk up to, if any.
     #[serde(default)]
     pub aliases: BTreeMap<String, Alias>,
+    /// Where the devices' `iommu_group` came from (the kernel, or predicted), and doubts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_groups: Option<GroupInfo>,
 }
 
 /// Facts about the whole machine.

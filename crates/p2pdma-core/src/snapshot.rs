@@ -57,9 +57,10 @@ pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
         return Err(Error::NewerSnapshot { path: path.into(), found: version, supported: VERSION });
     }
     // From the text, not the value: serde_json then says where (line and column).
-    let env: Envelope =
+    let mut env: Envelope =
         serde_json::from_str(text).map_err(|e| Error::invalid(path, format!("malformed snapshot: {e}")))?;
     crate::check_consistent(&env.topology).map_err(|e| Error::invalid(path, e.to_string()))?;
+    crate::iommu_groups::fill(&mut env.topology);
     Ok(env.topology)
 }
 

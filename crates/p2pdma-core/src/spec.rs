@@ -591,7 +591,7 @@ impl Spec {
         }
 
         let cmdline = self.machine.kernel_params.trim();
-        Ok(Topology {
+        let mut topo = Topology {
             machine: Machine {
                 arch: Some("x86_64".into()),
                 cpu_vendor: Some(cpu_vendor),
@@ -604,7 +604,10 @@ impl Spec {
             host_bridges: bridges.into_iter().map(|b| b.bridge).collect(),
             devices,
             aliases,
-        })
+            iommu_groups: None,
+        };
+        crate::iommu_groups::fill(&mut topo);
+        Ok(topo)
     }
 }
 

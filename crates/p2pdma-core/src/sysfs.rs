@@ -48,7 +48,15 @@ pub fn read(roots: &Roots, ids: Option<&PciIds>) -> Result<Topology, Error> {
     }
     devices.sort_by_key(|d| d.bdf);
     let aliases = read_aliases(roots, &sys_canon, &devices);
-    Ok(Topology { machine: read_machine(roots), host_bridges: host_bridges.into_values().collect(), devices, aliases })
+    let mut topo = Topology {
+        machine: read_machine(roots),
+        host_bridges: host_bridges.into_values().collect(),
+        devices,
+        aliases,
+        iommu_groups: None,
+    };
+    crate::iommu_groups::fill(&mut topo);
+    Ok(topo)
 }
 
 /// From `devices/pci0000:00/0000:00:1c.0/0000:01:00.0`: the nearest host bridge above and

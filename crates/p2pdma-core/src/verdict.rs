@@ -292,6 +292,8 @@ impl<'t> Engine<'t> {
             reasons: Vec::new(),
             fixes: Vec::new(),
             kernel_log: Vec::new(),
+            fix_costs: Vec::new(),
+            fix_costs_note: None,
         };
         crate::explain::annotate(self, &mut v, provider, client);
         v
@@ -318,6 +320,8 @@ impl<'t> Engine<'t> {
             )],
             fixes: vec!["use a client that is a PCI device (for RDMA, a hardware RNIC rather than soft RoCE)".into()],
             kernel_log: vec![format!("{name}: cannot be used for peer-to-peer DMA as it is not a PCI device")],
+            fix_costs: Vec::new(),
+            fix_costs_note: None,
         }
     }
 
@@ -488,4 +492,8 @@ pub struct PairVerdict {
     pub fixes: Vec<String>,
     /// What the kernel logs when it evaluates this pair verbosely.
     pub kernel_log: Vec<String>,
+    /// What each ACS fix costs in IOMMU groups (filled by `check`; empty elsewhere).
+    pub fix_costs: Vec<crate::what_if::FixCost>,
+    /// Whether any fix keeps the IOMMU groups apart, when fixes cost isolation.
+    pub fix_costs_note: Option<String>,
 }

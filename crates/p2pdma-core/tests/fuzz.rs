@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use p2pdma_core::analysis::{check, find, matrix};
-use p2pdma_core::{snapshot, spec, Engine, Topology};
+use p2pdma_core::{snapshot, spec, what_if, Engine, Topology};
 use proptest::prelude::*;
 
 fn analyse(t: &Topology) {
@@ -104,5 +104,13 @@ proptest! {
         if let Ok(t) = snapshot::from_json(&text, Path::new("s.json")) {
             analyse(&t);
         }
+    }
+
+    #[test]
+    fn kernel_params_what_if_never_panics(which in 0usize..7, params in "(pci=(disable_acs_redir|config_acs)=[0-9a-fA-FxX:.;@/pci ]{0,40}|\\PC{0,40}){1,3}") {
+        let texts = scenario_texts();
+        let mut topo = spec::parse(&texts[which % texts.len()], Path::new("f.toml")).unwrap().to_topology().unwrap();
+        let _ = what_if::apply(&mut topo, &params);
+        analyse(&topo);
     }
 }

@@ -93,7 +93,7 @@ fn fact(out: &mut String, name: &str, value: &str, class: &str, note: &str) {
     out.push_str("</dd></div>");
 }
 
-fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize) {
+fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize, topo: &p2pdma_core::Topology) {
     let m = data.machine;
     out.push_str(r#"<dl class="facts" id="facts">"#);
     let cpu = format!(
@@ -134,6 +134,10 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize) {
         None => ("unknown", ""),
     };
     fact(out, "IOMMU", iommu, if m.iommu == Some(true) { "warn" } else { "" }, iommu_note);
+    if let Some(info) = &topo.iommu_groups {
+        let (value, class, note) = groups_fact(topo, info);
+        fact(out, "IOMMU groups", &value, class, &note);
+    }
     let mut params = Vec::new();
     if let Some(v) = &data.acs_params.disable_acs_redir {
         params.push(format!("pci=disable_acs_redir={v}"));
@@ -243,7 +247,7 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
         c.not_supported,
     )
     .unwrap();
-    facts_html(&mut out, data, unknown_acs);
+    facts_html(&mut out, data, unknown_acs, topo);
     out.push_str(
         r#"</section>
 <main class="grid"><section class="card tree-card"><h2>Topology <small>host bridges, root ports, switches, endpoints; click a device for its facts</small></h2><ul class="tree-legend"><li><i class="k-prov"></i>P2P memory provider</li><li><i class="k-sw"></i>PCIe switch</li><li><i class="k-redir"></i>ACS redirect on</li><li><i class="k-warn"></i>link below its maximum</li><li><i class="k-path"></i>selected path</li></ul><div class="tree-scroll" id="tree-scroll">"#,
@@ -271,6 +275,32 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
     )
     .unwrap();
     out
+}
+
+/// The IOMMU groups in one line, and the what-if they were predicted under: with
+/// `report --kernel-params`, the page is the machine after a chosen fix.
+fn groups_fact(
+    topo: &p2pdma_core::Topology,
+    info: &p2pdma_core::iommu_groups::GroupInfo,
+) -> (String, &'static str, String) {
+    use p2pdma_core::iommu_groups::{members, GroupSource};
+    let groups = members(topo);
+    let shared: Vec<String> = groups
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(g, m)| format!("{g}: {}", m.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ")))
+        .collect();
+    let source = match (info.source, &info.kernel_params) {
+        (GroupSource::Kernel, _) => "read from the kernel".to_string(),
+        (GroupSource::Predicted, None) => "predicted from the kernel's rules".to_string(),
+        (GroupSource::Predicted, Some(p)) => format!("WHAT-IF after {p}: predicted"),
+    };
+    let mut note = format!("{source}; shared: {}", if shared.is_empty() { "none".into() } else { shared.join("; ") });
+    if !info.uncertain.is_empty() {
+        note.push_str(&format!("; {} device(s) uncertain (quirks or unreadable ACS)", info.uncertain.len()));
+    }
+    let value = format!("{} groups, {} shared", groups.len(), shared.len());
+    (value, if info.kernel_params.is_some() || !info.uncertain.is_empty() { "warn" } else { "" }, note)
 }
 
 #[cfg(test)]
