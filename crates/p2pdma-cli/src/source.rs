@@ -25,6 +25,10 @@ pub struct SourceArgs {
     /// that `nvme-a` works; every named device must be where the file predicts.
     #[arg(long, value_name = "FILE", env = "P2PDMA_NAMES", conflicts_with = "spec")]
     pub names: Option<PathBuf>,
+    /// Judge as kernel release VERSION would (its host bridge whitelist and features, built
+    /// with CONFIG_PCI_P2PDMA), e.g. 6.6 or 7.2.13: for planning an upgrade.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
 }
 
 pub struct Loaded {
@@ -35,9 +39,13 @@ pub struct Loaded {
 
 impl SourceArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
+        if let Some(v) = &self.kernel {
+            // Checked before anything is read: a malformed value is a one-line error (exit 2).
+            v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
+        }
         if let Some(path) = &self.spec {
             let (_, topology) = spec::load(path)?;
-            return Ok(Loaded { topology, live_or_snapshot: false });
+            return self.with_kernel(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
@@ -50,7 +58,18 @@ impl SourceArgs {
                 anyhow::bail!("{}: this machine is not the one described: {}", path.display(), missing.join("; "));
             }
         }
-        Ok(Loaded { topology, live_or_snapshot: true })
+        self.with_kernel(Loaded { topology, live_or_snapshot: true })
+    }
+
+    /// `--kernel`, then the kernel's warnings (unreadable image, /boot), once, on stderr.
+    fn with_kernel(&self, mut loaded: Loaded) -> anyhow::Result<Loaded> {
+        if let Some(v) = &self.kernel {
+            p2pdma_core::kernel::name_release(&mut loaded.topology, v).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
+        }
+        for w in &loaded.topology.machine.kernel.warnings {
+            eprintln!("p2pdma: warning: {w}");
+        }
+        Ok(loaded)
     }
 }
 
