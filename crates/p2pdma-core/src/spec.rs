@@ -578,7 +578,7 @@ impl Spec {
                 iommu_group: None,
                 numa_node: specs[host_bridge_of(&nodes, i)].numa_node,
                 p2pmem: n.p2pmem.clone().filter(|_| p2pdma_built),
-                cmb: n.cmb.filter(|_| !p2pdma_built),
+                cmb: n.cmb,
                 config_hex: None,
             });
         }

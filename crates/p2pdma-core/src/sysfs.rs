@@ -129,6 +129,8 @@ fn read_device(
         None
     };
     let is_bridge = decoded.as_ref().map(|d| d.is_bridge).unwrap_or(class >> 8 == 0x0604);
+    let bars = read_bars(&dir.join("resource"));
+    let cmb = read_nvme_cmb(dir).or_else(|| cmb_bar(class, &bars));
     Ok(Device {
         bdf,
         name: None,
@@ -146,13 +148,21 @@ fn read_device(
         port_type: decoded.as_ref().and_then(|d| d.port_type),
         link,
         acs: decoded.as_ref().map(|d| d.acs).unwrap_or(config::Acs::Unknown),
-        bars: read_bars(&dir.join("resource")),
+        bars,
         iommu_group: link_name(&dir.join("iommu_group")).and_then(|n| n.parse().ok()),
         numa_node: read_trim(&dir.join("numa_node")).and_then(|s| s.parse().ok()),
         p2pmem,
-        cmb: read_nvme_cmb(dir),
+        cmb,
         config_hex: config_bytes.map(|b| hex(&b)),
     })
+}
+
+/// Without the driver's `cmbsz` (6.1 does not show it): an NVMe controller's prefetchable
+/// memory BAR other than BAR 0 (the registers) holds its CMB, as QEMU's does (BAR 2).
+fn cmb_bar(class: u32, bars: &[Bar]) -> Option<u64> {
+    (class == 0x010802)
+        .then(|| bars.iter().find(|b| b.index >= 2 && b.memory && b.prefetchable && b.size > 0).map(|b| b.size))
+        .flatten()
 }
 
 /// An NVMe controller's CMB size from the driver's `cmbsz` (visible whenever the drive has
