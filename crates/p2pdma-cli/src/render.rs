@@ -116,7 +116,12 @@ fn kernel_lines(k: &KernelCapabilities) -> String {
         .collect();
     writeln!(out, "  features: {}", have.join(", ")).unwrap();
     if let (Some(mode), Some(meaning)) = (k.iommu_mode, k.iommu_meaning) {
-        writeln!(out, "  IOMMU {}: {meaning}", serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).unwrap();
+        writeln!(
+            out,
+            "  IOMMU {}: {meaning}",
+            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        )
+        .unwrap();
     }
     out
 }
@@ -240,7 +245,9 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let m = &r.matrix;
     if m.providers.is_empty() {
         if r.kernel.p2pdma.built == Built::No {
-            out.push_str("\nNo P2P memory providers: this kernel is built without CONFIG_PCI_P2PDMA (see the first lines).\n");
+            out.push_str(
+                "\nNo P2P memory providers: this kernel is built without CONFIG_PCI_P2PDMA (see the first lines).\n",
+            );
         } else {
             out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
         }

@@ -50,7 +50,9 @@ fn check(spec: &str, kernel: &str) -> (i32, Value) {
 fn check_follows_the_whitelist_of_the_named_release() {
     let dir = tempfile::tempdir().unwrap();
     let dsa = two_root_ports(dir.path(), "8086:0b25", "");
-    for (kernel, supported) in [("6.6", false), ("7.1.2", false), ("7.1.3", true), ("7.2.13", true), ("7.2.13+deb14-amd64", true)] {
+    for (kernel, supported) in
+        [("6.6", false), ("7.1.2", false), ("7.1.3", true), ("7.2.13", true), ("7.2.13+deb14-amd64", true)]
+    {
         let (code, v) = check(&dsa, kernel);
         let want = if supported { "thru_host_bridge" } else { "not_supported" };
         assert_eq!(v["map_type"], want, "DSA host bridge on {kernel}");

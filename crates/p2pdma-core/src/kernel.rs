@@ -26,7 +26,9 @@ impl FromStr for Release {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)")
+            format!(
+                "`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)"
+            )
         };
         let t = s.trim().strip_prefix('v').unwrap_or(s.trim());
         // The version ends where a suffix starts: `-rc1`, `-28-amd64`, `+deb14-amd64`.
@@ -308,7 +310,9 @@ pub fn capabilities(machine: &Machine) -> KernelCapabilities {
 pub fn whitelisted_from(id: &str) -> Option<String> {
     let (v, d) = id.split_once(':')?;
     let (v, d) = (u16::from_str_radix(v, 16).ok()?, u16::from_str_radix(d, 16).ok()?);
-    let k = whitelist::TABLE.iter().find(|k| k.entry.vendor == v && (k.entry.device == ANY_DEVICE || k.entry.device == d))?;
+    let k = whitelist::TABLE
+        .iter()
+        .find(|k| k.entry.vendor == v && (k.entry.device == ANY_DEVICE || k.entry.device == d))?;
     let (ma, mi) = k.mainline;
     let pending = if (ma, mi) > whitelist::NEWEST_KNOWN { ", not yet released: in the PCI tree" } else { "" };
     Some(match k.stable {
@@ -424,14 +428,22 @@ mod tests {
         assert!(!wl.iter().any(|e| e.device == 0x0b25));
         m.kernel.image_whitelist = Some(ImageWhitelist {
             image: "/boot/vmlinuz".into(),
-            entries: vec![WhitelistEntry { vendor: 0x8086, device: 0x0b25, same_host_bridge_only: false, label: String::new() }],
+            entries: vec![WhitelistEntry {
+                vendor: 0x8086,
+                device: 0x0b25,
+                same_host_bridge_only: false,
+                label: String::new(),
+            }],
         });
         let (wl, src) = whitelist_in_force(&m);
         assert!(matches!(src, WhitelistSource::Image { .. }));
         assert_eq!(wl.len(), 1);
         let mut t = Topology { machine: m, host_bridges: vec![], devices: vec![], aliases: Default::default() };
         name_release(&mut t, "7.3").unwrap();
-        assert!(matches!(whitelist_in_force(&t.machine).1, WhitelistSource::ReleaseTable { .. }), "--kernel beats the image");
+        assert!(
+            matches!(whitelist_in_force(&t.machine).1, WhitelistSource::ReleaseTable { .. }),
+            "--kernel beats the image"
+        );
         assert!(name_release(&mut t, "seven").is_err());
     }
 

@@ -18,7 +18,10 @@ use crate::whitelist::{self, ANY_DEVICE};
 pub enum ImageError {
     /// No compressed payload found by header or magic.
     NoPayload,
-    Decompress { format: &'static str, cause: String },
+    Decompress {
+        format: &'static str,
+        cause: String,
+    },
     /// Decompressed, but no `pci_p2pdma_whitelist` in it.
     NoTable,
 }

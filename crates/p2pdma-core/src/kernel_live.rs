@@ -49,7 +49,9 @@ pub fn read(roots: &Roots, release: Option<&str>) -> KernelFacts {
                     Ok(entries) => {
                         facts.image_whitelist = Some(ImageWhitelist { image: image.display().to_string(), entries })
                     }
-                    Err(e) => facts.warnings.push(format!("{}: {e}; the whitelist comes from p2pdma's release table", image.display())),
+                    Err(e) => facts
+                        .warnings
+                        .push(format!("{}: {e}; the whitelist comes from p2pdma's release table", image.display())),
                 },
                 Ok(None) => {}
                 Err(e) => facts.warnings.push(format!("{e}; the whitelist comes from p2pdma's release table")),
@@ -177,6 +179,10 @@ mod tests {
         assert_eq!(facts.p2pdma.built, Built::Yes);
         assert!(facts.image_whitelist.is_none());
         assert_eq!(facts.warnings.len(), 1);
-        assert!(facts.warnings[0].contains("vmlinuz-7.2.13: cannot decompress its zstd payload"), "{:?}", facts.warnings);
+        assert!(
+            facts.warnings[0].contains("vmlinuz-7.2.13: cannot decompress its zstd payload"),
+            "{:?}",
+            facts.warnings
+        );
     }
 }

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::bdf::Bdf;
 use crate::config::{acs_bits, Acs};
-use crate::model::{Device, Topology};
 use crate::kernel::{self, WhitelistEntry};
+use crate::model::{Device, Topology};
 use crate::whitelist;
 use crate::Error;
 

@@ -154,7 +154,12 @@ mod tests {
         for known in TABLE {
             let (ma, mi) = known.mainline;
             let has = |v: &[Entry]| v.contains(&known.entry);
-            assert!(has(&for_release(ma, mi, 0)), "{:04x}:{:04x} missing in {ma}.{mi}", known.entry.vendor, known.entry.device);
+            assert!(
+                has(&for_release(ma, mi, 0)),
+                "{:04x}:{:04x} missing in {ma}.{mi}",
+                known.entry.vendor,
+                known.entry.device
+            );
             let before = if mi == 0 { (ma - 1, 99) } else { (ma, mi - 1) };
             let backported = known.stable.is_some_and(|(sa, si, _)| (sa, si) == before);
             assert!(

@@ -44,7 +44,8 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
         let r: Release = release.parse().unwrap();
         let table: Vec<WhitelistEntry> =
             whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect();
-        let ids = |v: &[WhitelistEntry]| v.iter().map(|e| (e.vendor, e.device, e.same_host_bridge_only)).collect::<Vec<_>>();
+        let ids =
+            |v: &[WhitelistEntry]| v.iter().map(|e| (e.vendor, e.device, e.same_host_bridge_only)).collect::<Vec<_>>();
         assert_eq!(ids(&read), ids(&table), "{release}: the image's whitelist differs from p2pdma's table");
         checked += 1;
     }

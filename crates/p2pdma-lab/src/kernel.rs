@@ -29,7 +29,8 @@ pub const MIRROR_ENV: &str = "P2PDMA_DEBIAN_MIRROR";
 /// The Debian suite the default kernel comes from.
 const SUITE: &str = "unstable";
 /// The suites `--kernel` accepts: (name, Debian suite).
-pub const SUITES: &[(&str, &str)] = &[("sid", "unstable"), ("unstable", "unstable"), ("trixie", "trixie"), ("bookworm", "bookworm")];
+pub const SUITES: &[(&str, &str)] =
+    &[("sid", "unstable"), ("unstable", "unstable"), ("trixie", "trixie"), ("bookworm", "bookworm")];
 /// The meta package whose dependency names the current kernel.
 const META_PACKAGE: &str = "linux-image-amd64";
 const COMPLETE_MARKER: &str = ".complete";
