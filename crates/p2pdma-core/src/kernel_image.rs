@@ -167,7 +167,7 @@ fn read_table(data: &[u8]) -> Option<Vec<WhitelistEntry>> {
         }
         let device = match device {
             0xffff_ffff => ANY_DEVICE,
-            d if d <= 0xffff && d != 0xffff => d as u16,
+            d if d < 0xffff => d as u16,
             _ => return None,
         };
         if vendor == 0 || vendor > 0xffff || flags > 1 {
