@@ -118,6 +118,7 @@ fn a_kernel_without_p2pdma_refuses_everything_and_says_why() {
     assert_eq!(v["map_type"], "not_supported");
     assert!(v["clients"][0]["reasons"][0].as_str().unwrap().contains("CONFIG_PCI_P2PDMA"));
     assert!(v["clients"][0]["fixes"][0].as_str().unwrap().contains("CONFIG_PCI_P2PDMA=y"));
+    assert_eq!(v["kernel"]["p2pdma"]["built"], "no", "every report carries the kernel judged");
     // A drive without a CMB is still no provider (exit 2), and the error says why none is.
     let (code, _, err) = p2pdma(&["check", "--spec", &spec, "nvme-b", "nvme-a"]);
     assert_eq!(code, 2);

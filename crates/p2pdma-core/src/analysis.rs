@@ -20,6 +20,8 @@ pub struct CheckReport {
     pub distance: Option<u32>,
     pub clients: Vec<PairVerdict>,
     pub notes: Vec<String>,
+    /// The kernel judged: release, P2PDMA build and evidence, whitelist source.
+    pub kernel: crate::kernel::KernelSummary,
 }
 
 /// `p2pdma find CLIENT...`.
@@ -34,6 +36,8 @@ pub struct FindReport {
     /// The providers tied at the smallest distance.
     pub tied: Vec<Bdf>,
     pub reasons: Vec<String>,
+    /// The kernel judged: release, P2PDMA build and evidence, whitelist source.
+    pub kernel: crate::kernel::KernelSummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +174,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         distance,
         clients: verdicts,
         notes,
+        kernel: crate::kernel::summary(&engine.topo.machine),
     })
 }
 
@@ -226,7 +231,14 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }
-    Ok(FindReport { provider: tied.first().copied(), distance: best, candidates, tied, reasons })
+    Ok(FindReport {
+        provider: tied.first().copied(),
+        distance: best,
+        candidates,
+        tied,
+        reasons,
+        kernel: crate::kernel::summary(&engine.topo.machine),
+    })
 }
 
 /// Every device with a `p2pmem/` directory.

@@ -238,6 +238,22 @@ pub struct KernelCapabilities {
     pub warnings: Vec<String>,
 }
 
+/// The kernel a verdict was judged for, carried by every report (`check`, `find`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelSummary {
+    pub release: Option<String>,
+    pub p2pdma: P2pdmaBuild,
+    pub whitelist_source: WhitelistSource,
+}
+
+pub fn summary(machine: &Machine) -> KernelSummary {
+    KernelSummary {
+        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        p2pdma: machine.kernel.p2pdma.clone(),
+        whitelist_source: whitelist_in_force(machine).1,
+    }
+}
+
 /// What the kernel's P2PDMA build means for verdicts.
 pub fn p2pdma_absent(machine: &Machine) -> bool {
     machine.kernel.p2pdma.built == Built::No
@@ -349,17 +365,18 @@ pub fn p2pdma_in_config(config: &str) -> Option<bool> {
 pub const P2PDMA_SYMBOL: &str = "pci_p2pdma_distance_many";
 
 /// Whether `/proc/kallsyms` lists the P2PDMA symbol; None when the text holds no symbols.
+/// (A plain substring search: the file is 9 MB and every command reads it.)
 pub fn p2pdma_in_kallsyms(kallsyms: &str) -> Option<bool> {
-    let mut any = false;
-    for line in kallsyms.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(_), Some(_), Some(name)) = (f.next(), f.next(), f.next()) else { continue };
-        any = true;
-        if name == P2PDMA_SYMBOL {
-            return Some(true);
-        }
+    if kallsyms.trim().is_empty() {
+        return None;
     }
-    any.then_some(false)
+    let line_end = format!(" {P2PDMA_SYMBOL}\n");
+    let module_tag = format!(" {P2PDMA_SYMBOL}\t");
+    Some(
+        kallsyms.contains(&line_end)
+            || kallsyms.contains(&module_tag)
+            || kallsyms.ends_with(&line_end[..line_end.len() - 1]),
+    )
 }
 
 /// The IOMMU mode from the first IOMMU group's `type` (`identity`, `DMA`, `DMA-FQ`).
@@ -367,7 +384,6 @@ pub fn iommu_mode_from_group_type(kind: &str) -> Option<IommuMode> {
     match kind.trim() {
         "identity" => Some(IommuMode::Passthrough),
         "DMA" | "DMA-FQ" | "unmanaged" => Some(IommuMode::Translated),
-        "blocked" => Some(IommuMode::Translated),
         _ => None,
     }
 }

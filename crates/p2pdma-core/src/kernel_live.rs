@@ -1,7 +1,9 @@
 //! Reads what the running kernel says about itself, under the reader's roots: `/boot` is
 //! taken beside the proc root (`/proc` → `/boot`, `<fixture>/proc` → `<fixture>/boot`).
-//! Evidence for P2PDMA, best first: `/boot/config-<release>`, `/proc/config.gz`, the
-//! symbols in `/proc/kallsyms`, the BTF names in `/sys/kernel/btf/vmlinux`. The whitelist
+//! Evidence for P2PDMA, best first: `/boot/config-<release>`, `/proc/config.gz`, the BTF
+//! names in `/sys/kernel/btf/vmlinux`, the symbols in `/proc/kallsyms`. BTF comes before
+//! kallsyms for speed only (both are the running kernel's own): it is a 5 MB copy, while the
+//! kernel formats kallsyms' 9 MB symbol by symbol (0.26 s in the lab, on every command). The whitelist
 //! comes from `/boot/vmlinuz-<release>`. Nothing readable means unknown, said, never guessed.
 
 use std::fs;
@@ -95,6 +97,16 @@ fn read_build(roots: &Roots, boot: &Path, release: Option<&str>, warnings: &mut 
         Ok(None) => tried.push(format!("no {}", gz.display())),
         Err(e) => tried.push(e),
     }
+    let btf = roots.sys.join("kernel/btf/vmlinux");
+    match read_optional(&btf) {
+        Ok(Some(b)) => {
+            let has = String::from_utf8_lossy(&b).contains(kernel::P2PDMA_SYMBOL);
+            let verb = if has { "names" } else { "does not name" };
+            return found(has, format!("{} {verb} {}", btf.display(), kernel::P2PDMA_SYMBOL));
+        }
+        Ok(None) => tried.push(format!("no {}", btf.display())),
+        Err(e) => tried.push(e),
+    }
     let kallsyms = roots.proc.join("kallsyms");
     match read_optional(&kallsyms) {
         Ok(Some(b)) => match kernel::p2pdma_in_kallsyms(&String::from_utf8_lossy(&b)) {
@@ -105,16 +117,6 @@ fn read_build(roots: &Roots, boot: &Path, release: Option<&str>, warnings: &mut 
             None => tried.push(format!("{} lists no symbols", kallsyms.display())),
         },
         Ok(None) => tried.push(format!("no {}", kallsyms.display())),
-        Err(e) => tried.push(e),
-    }
-    let btf = roots.sys.join("kernel/btf/vmlinux");
-    match read_optional(&btf) {
-        Ok(Some(b)) => {
-            let has = b.windows(kernel::P2PDMA_SYMBOL.len()).any(|w| w == kernel::P2PDMA_SYMBOL.as_bytes());
-            let verb = if has { "names" } else { "does not name" };
-            return found(has, format!("{} {verb} {}", btf.display(), kernel::P2PDMA_SYMBOL));
-        }
-        Ok(None) => tried.push(format!("no {}", btf.display())),
         Err(e) => tried.push(e),
     }
     P2pdmaBuild { built: Built::Unknown, evidence: Some(format!("nothing readable says: {}", tried.join("; "))) }

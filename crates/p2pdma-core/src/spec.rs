@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
-use crate::kernel::{Built, KernelFacts, P2pdmaBuild};
+use crate::kernel::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::kernel_params::{predict_acs_ctrl, AcsParams, DeviceIdentity};
 use crate::model::{Alias, Bar, Device, HostBridge, Machine, P2pMem, Topology};
 use crate::Error;
@@ -622,6 +622,7 @@ impl Spec {
                             None => "the topology file (machine.p2pdma defaults to true)".into(),
                         }),
                     },
+                    iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
                     ..KernelFacts::default()
                 },
             },
