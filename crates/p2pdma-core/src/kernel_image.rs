@@ -1,6 +1,6 @@
 //! The host bridge whitelist compiled into a kernel image: the x86 bzImage's compressed
 //! payload is found (setup header, else the compressor's magic), decompressed with
-//! well-kept crates, and `pci_p2pdma_whitelist` is found in it by its first entry.
+//! well-kept crates (ruzstd, xz2, flate2, lz4_flex), and `pci_p2pdma_whitelist` is found in it by its first entry.
 //!
 //! Layout (drivers/pci/p2pdma.c, unchanged since the table came in 5.4): `struct
 //! pci_p2pdma_whitelist_entry { unsigned short vendor; int device; enum flags; }`, i.e.
@@ -108,10 +108,10 @@ fn decompress(format: Format, data: &[u8]) -> Result<Vec<u8>, String> {
             flate2::read::GzDecoder::new(data).take(MAX_IMAGE).read_to_end(&mut out).map_err(|e| e.to_string())?;
         }
         Format::Xz => {
-            // The kernel appends the uncompressed size (4 bytes) after the xz stream.
-            let stream = if data.len() > 4 { &data[..data.len() - 4] } else { data };
-            let mut input = std::io::BufReader::new(stream);
-            if let Err(e) = lzma_rs::xz_decompress(&mut input, &mut out) {
+            // The kernel's xz uses the x86 BCJ filter (liblzma decodes it; pure-Rust xz
+            // readers do not) and appends the uncompressed size after the stream.
+            let mut d = xz2::read::XzDecoder::new(data);
+            if let Err(e) = (&mut d).take(MAX_IMAGE).read_to_end(&mut out) {
                 if out.is_empty() {
                     return Err(e.to_string());
                 }
