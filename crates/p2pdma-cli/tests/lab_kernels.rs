@@ -6,7 +6,7 @@
 //! through host memory, byte-exact.
 //!
 //! Needs QEMU and the network once (the kernels are fetched with the lab's private apt
-//! configuration and cached); P2PDMA_SKIP_LAB=1 skips. One boot each, about 30 s under TCG.
+//! configuration and cached); P2PDMA_SKIP_LAB=1 skips. One boot each, about 15 s under TCG.
 
 use std::process::Command;
 
@@ -117,9 +117,8 @@ fn lab_trixie_kernel_without_p2pdma_refuses_and_falls_back() {
     absent_verdicts("trixie", "6.12.");
 }
 
-/// The same on 6.1 (plain .ko modules, no nvme-auth/nvme-keyring): a second boot, so by hand.
+/// The same on 6.1 (plain .ko modules, no nvme-auth/nvme-keyring, virtio_pci a module).
 #[test]
-#[ignore = "a second kernel without P2PDMA; run with --ignored"]
 fn lab_bookworm_kernel_without_p2pdma_refuses_and_falls_back() {
     if skip_lab() {
         return;
