@@ -324,6 +324,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&rows)?;
             } else {
                 print!("{}", render::providers(&rows));
+                if p2pdma_core::kernel::p2pdma_absent(&loaded.topology.machine) {
+                    println!("{}", p2pdma_core::kernel::absent_reason(&loaded.topology.machine));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
