@@ -146,3 +146,38 @@ fn a_kernel_without_p2pdma_refuses_everything_and_says_why() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["map_type"], "thru_host_bridge");
 }
+
+/// A live read under fixture roots with the lab kernel's config and image in `boot/`: the
+/// whitelist comes from the image and says so; a broken image is one warning naming it.
+#[test]
+fn live_read_takes_the_whitelist_from_the_kernel_image() {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let release = "7.2.13+deb14-amd64";
+    let cached = home.join(".cache/p2pdma/kernel").join(release);
+    if !cached.join("vmlinuz").is_file() {
+        eprintln!("skipped: no cached lab kernel {release} (run `p2pdma lab fetch`)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (proc, boot) = (root.path().join("proc"), root.path().join("boot"));
+    std::fs::create_dir_all(proc.join("sys/kernel")).unwrap();
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(proc.join("sys/kernel/osrelease"), format!("{release}\n")).unwrap();
+    std::fs::copy(cached.join("config"), boot.join(format!("config-{release}"))).unwrap();
+    std::fs::copy(cached.join("vmlinuz"), boot.join(format!("vmlinuz-{release}"))).unwrap();
+    let proc_root = proc.to_str().unwrap();
+    let (code, out, err) = p2pdma(&["topo", "--proc-root", proc_root, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let k = &serde_json::from_str::<Value>(&out).unwrap()["kernel"];
+    assert_eq!(k["p2pdma"]["built"], "yes");
+    assert_eq!(k["whitelist_source"]["source"], "image", "{k}");
+    assert_eq!(k["whitelist"].as_array().unwrap().len(), 21);
+
+    std::fs::write(boot.join(format!("vmlinuz-{release}")), [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]).unwrap();
+    let (code, out, err) = p2pdma(&["topo", "--proc-root", proc_root, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(err.lines().filter(|l| l.contains("warning")).count(), 1, "{err}");
+    assert!(err.contains(&format!("vmlinuz-{release}: cannot decompress its zstd payload")), "{err}");
+    let k = &serde_json::from_str::<Value>(&out).unwrap()["kernel"];
+    assert_eq!(k["whitelist_source"]["source"], "release_table", "{k}");
+}
