@@ -166,15 +166,33 @@ fn live_read_takes_the_whitelist_from_the_kernel_image() {
     std::fs::copy(cached.join("config"), boot.join(format!("config-{release}"))).unwrap();
     std::fs::copy(cached.join("vmlinuz"), boot.join(format!("vmlinuz-{release}"))).unwrap();
     let proc_root = proc.to_str().unwrap();
-    let (code, out, err) = p2pdma(&["topo", "--proc-root", proc_root, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    let k = &serde_json::from_str::<Value>(&out).unwrap()["kernel"];
-    assert_eq!(k["p2pdma"]["built"], "yes");
-    assert_eq!(k["whitelist_source"]["source"], "image", "{k}");
-    assert_eq!(k["whitelist"].as_array().unwrap().len(), 21);
+    let cache = root.path().join("cache");
+    // With its own cache directory: the table read from the image is kept there.
+    let topo = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+            .args(["topo", "--proc-root", proc_root, "--json"])
+            .env("P2PDMA_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for _ in 0..2 {
+        let (code, out, err) = topo();
+        assert_eq!(code, 0, "{err}");
+        let k = &serde_json::from_str::<Value>(&out).unwrap()["kernel"];
+        assert_eq!(k["p2pdma"]["built"], "yes");
+        assert_eq!(k["whitelist_source"]["source"], "image", "{k}");
+        assert_eq!(k["whitelist"].as_array().unwrap().len(), 21);
+    }
+    assert_eq!(std::fs::read_dir(cache.join("image-whitelist")).unwrap().count(), 1, "the table is cached");
 
+    // A changed image is read again (its size and time are the cache's key).
     std::fs::write(boot.join(format!("vmlinuz-{release}")), [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]).unwrap();
-    let (code, out, err) = p2pdma(&["topo", "--proc-root", proc_root, "--json"]);
+    let (code, out, err) = topo();
     assert_eq!(code, 0);
     assert_eq!(err.lines().filter(|l| l.contains("warning")).count(), 1, "{err}");
     assert!(err.contains(&format!("vmlinuz-{release}: cannot decompress its zstd payload")), "{err}");

@@ -46,22 +46,67 @@ pub fn read(roots: &Roots, release: Option<&str>) -> KernelFacts {
     if facts.p2pdma.built != Built::No {
         if let Some(r) = release {
             let image = boot.join(format!("vmlinuz-{r}"));
-            match read_optional(&image) {
-                Ok(Some(bytes)) => match kernel_image::whitelist_from_image(&bytes) {
-                    Ok(entries) => {
-                        facts.image_whitelist = Some(ImageWhitelist { image: image.display().to_string(), entries })
-                    }
-                    Err(e) => facts
-                        .warnings
-                        .push(format!("{}: {e}; the whitelist comes from p2pdma's release table", image.display())),
-                },
-                Ok(None) => {}
-                Err(e) => facts.warnings.push(format!("{e}; the whitelist comes from p2pdma's release table")),
+            if let Some(entries) = cached_whitelist(&image) {
+                facts.image_whitelist = Some(ImageWhitelist { image: image.display().to_string(), entries });
+            } else {
+                match read_optional(&image) {
+                    Ok(Some(bytes)) => match kernel_image::whitelist_from_image(&bytes) {
+                        Ok(entries) => {
+                            store_whitelist(&image, &entries);
+                            facts.image_whitelist = Some(ImageWhitelist { image: image.display().to_string(), entries })
+                        }
+                        Err(e) => facts
+                            .warnings
+                            .push(format!("{}: {e}; the whitelist comes from p2pdma's release table", image.display())),
+                    },
+                    Ok(None) => {}
+                    Err(e) => facts.warnings.push(format!("{e}; the whitelist comes from p2pdma's release table")),
+                }
             }
         }
     }
     facts.iommu_mode = read_iommu_mode(&roots.sys);
     facts
+}
+
+/// Decompressing an image costs about 0.3 s on every command, so the table read from it is
+/// kept in the cache directory, keyed by the image's path, size and modification time.
+/// The cache is optional: any failure just means reading the image again.
+fn cache_file(image: &Path) -> Option<(PathBuf, String)> {
+    let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = env("P2PDMA_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("p2pdma")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/p2pdma")))?
+        .join("image-whitelist");
+    let meta = fs::metadata(image).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let canon = fs::canonicalize(image).ok()?;
+    let key = format!("{}\n{}\n{mtime}", canon.display(), meta.len());
+    // A file name from the key: FNV-1a, enough to tell images apart; the key is checked too.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    Some((dir.join(format!("{hash:016x}.json")), key))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedWhitelist {
+    key: String,
+    entries: Vec<crate::kernel::WhitelistEntry>,
+}
+
+fn cached_whitelist(image: &Path) -> Option<Vec<crate::kernel::WhitelistEntry>> {
+    let (file, key) = cache_file(image)?;
+    let cached: CachedWhitelist = serde_json::from_slice(&fs::read(file).ok()?).ok()?;
+    (cached.key == key && !cached.entries.is_empty()).then_some(cached.entries)
+}
+
+fn store_whitelist(image: &Path, entries: &[crate::kernel::WhitelistEntry]) {
+    let Some((file, key)) = cache_file(image) else { return };
+    let Some(dir) = file.parent() else { return };
+    let Ok(text) = serde_json::to_vec(&CachedWhitelist { key, entries: entries.to_vec() }) else { return };
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    if fs::create_dir_all(dir).is_ok() && fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &file).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
 }
 
 fn read_build(roots: &Roots, boot: &Path, release: Option<&str>, warnings: &mut Vec<String>) -> P2pdmaBuild {
