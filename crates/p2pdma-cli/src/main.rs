@@ -181,15 +181,28 @@ enum LabCommand {
         /// (armed by the drive's first write; repeatable).
         #[arg(long, value_name = "FAULT", value_parser = lab::parse_fault)]
         fault: Vec<p2pdma_lab::DiskFault>,
+        /// Boot this Debian suite's kernel: sid (the default, with CONFIG_PCI_P2PDMA),
+        /// trixie or bookworm (both without it).
+        #[arg(long, value_name = "SUITE")]
+        kernel: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
     /// Boot TOPOLOGY with an interactive console (power off or Ctrl-A X to leave).
-    Shell { topology: PathBuf },
+    Shell {
+        topology: PathBuf,
+        /// The Debian suite's kernel to boot (sid, trixie, bookworm).
+        #[arg(long, value_name = "SUITE")]
+        kernel: Option<String>,
+    },
     /// Print the QEMU command line for TOPOLOGY.
     QemuArgs { topology: PathBuf },
-    /// Download (or find in the cache) the Debian unstable kernel the lab boots.
-    Fetch,
+    /// Download (or find in the cache) the Debian unstable kernel the lab boots (or, with
+    /// --kernel, trixie's or bookworm's).
+    Fetch {
+        #[arg(long, value_name = "SUITE")]
+        kernel: Option<String>,
+    },
 }
 
 /// `lab run` exits with this when the lab, not the guest command, failed.
@@ -197,10 +210,11 @@ const LAB_FAILED: u8 = 125;
 
 fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, command } => {
+        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, kernel, command } => {
             let (_, _, mut machine) = lab::load(&topology)?;
             machine.disk_faults = fault;
             let mut opts = lab::options(&topology, timeout)?;
+            opts.kernel = kernel.map(|k| lab::suite_kernel(&k)).transpose()?;
             opts.share_dir = share;
             opts.echo_console = console;
             opts.kernel_log = kernel_log;
@@ -212,9 +226,10 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        LabCommand::Shell { topology } => {
+        LabCommand::Shell { topology, kernel } => {
             let (_, _, machine) = lab::load(&topology)?;
-            let opts = lab::options(&topology, 24 * 3600)?;
+            let mut opts = lab::options(&topology, 24 * 3600)?;
+            opts.kernel = kernel.map(|k| lab::suite_kernel(&k)).transpose()?;
             let status = p2pdma_lab::shell(&machine, &opts)?;
             Ok(ExitCode::from(status.clamp(0, 255) as u8))
         }
@@ -224,9 +239,17 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             out::text(&format!("{}\n", args.join(" ")))?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Fetch => {
-            let kernel = p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?;
-            out::text(&format!("kernel {} in {}\n", kernel.release, kernel.dir.display()))?;
+        LabCommand::Fetch { kernel } => {
+            let kernel = match kernel {
+                Some(k) => lab::suite_kernel(&k)?,
+                None => p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?,
+            };
+            let p2pdma = if kernel.p2pdma { "with" } else { "without" };
+            out::text(&format!(
+                "kernel {} ({p2pdma} CONFIG_PCI_P2PDMA) in {}\n",
+                kernel.release,
+                kernel.dir.display()
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -328,6 +351,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&rows)?;
             } else {
                 out::text(&render::providers(&rows))?;
+                if p2pdma_core::kernel::p2pdma_absent(&loaded.topology.machine) {
+                    out::text(&format!("{}\n", p2pdma_core::kernel::absent_reason(&loaded.topology.machine)))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use p2pdma_core::analysis::{self, CheckReport, FindReport, Matrix, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
 use p2pdma_core::iommu_groups::{self, GroupInfo, GroupSource};
+use p2pdma_core::kernel::{self, Built, KernelCapabilities};
 use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::verdict::{BridgeVerdict, MapType, PairResult};
 use p2pdma_core::{Bdf, Engine};
@@ -15,6 +16,8 @@ use serde::Serialize;
 #[derive(Serialize)]
 pub struct TopoReport<'t> {
     pub machine: &'t Machine,
+    /// The kernel as judged: P2PDMA built, release, features, IOMMU mode, whitelist in force.
+    pub kernel: KernelCapabilities,
     /// The CPU rule: AMD Zen or newer lets P2P through any host bridge.
     pub cpu_allows_p2pdma: bool,
     pub host_bridges: Vec<BridgeReport<'t>>,
@@ -37,6 +40,7 @@ impl<'t> TopoReport<'t> {
         let topo = engine.topo;
         TopoReport {
             machine: &topo.machine,
+            kernel: kernel::capabilities(&topo.machine),
             cpu_allows_p2pdma: engine.cpu_allows(),
             host_bridges: topo
                 .host_bridges
@@ -85,6 +89,45 @@ fn machine_line(m: &Machine, cpu_allows: bool) -> String {
         },
         m.cmdline.as_deref().unwrap_or("-")
     )
+}
+
+/// The kernel first: a kernel without P2PDMA decides everything below.
+fn kernel_lines(k: &KernelCapabilities) -> String {
+    let mut out = String::new();
+    let evidence = k.p2pdma.evidence.as_deref().unwrap_or("no evidence");
+    match k.p2pdma.built {
+        Built::No => {
+            writeln!(out, "KERNEL WITHOUT P2PDMA: CONFIG_PCI_P2PDMA is not built ({evidence}).").unwrap();
+            writeln!(out, "  Every P2P verdict is not_supported and no device publishes P2P memory.").unwrap();
+            writeln!(out, "  Fix: {}.", kernel::ABSENT_FIX).unwrap();
+        }
+        Built::Yes => writeln!(out, "kernel: CONFIG_PCI_P2PDMA=y ({evidence})").unwrap(),
+        Built::Unknown => writeln!(out, "kernel: CONFIG_PCI_P2PDMA unknown ({evidence}); judged as built").unwrap(),
+    }
+    let ids: Vec<String> = k.whitelist.iter().map(|e| e.id()).collect();
+    writeln!(out, "  whitelist ({} entries, {}): {}", ids.len(), k.whitelist_source.describe(), ids.join(" ")).unwrap();
+    let have: Vec<String> = k
+        .features
+        .iter()
+        .map(|f| {
+            let mark = match f.available {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            };
+            format!("{} {mark} (since {})", f.name, f.since)
+        })
+        .collect();
+    writeln!(out, "  features: {}", have.join(", ")).unwrap();
+    if let (Some(mode), Some(meaning)) = (k.iommu_mode, k.iommu_meaning) {
+        writeln!(
+            out,
+            "  IOMMU {}: {meaning}",
+            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        )
+        .unwrap();
+    }
+    out
 }
 
 fn acs_text(acs: Acs) -> Option<String> {
@@ -170,7 +213,8 @@ pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (dis
 
 pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let topo = engine.topo;
-    let mut out = machine_line(r.machine, r.cpu_allows_p2pdma);
+    let mut out = kernel_lines(&r.kernel);
+    out.push_str(&machine_line(r.machine, r.cpu_allows_p2pdma));
     let mut children: HashMap<Option<Bdf>, Vec<&Device>> = HashMap::new();
     for d in &topo.devices {
         children.entry(d.upstream).or_default().push(d);
@@ -205,7 +249,13 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     out.push_str(&groups_text(topo));
     let m = &r.matrix;
     if m.providers.is_empty() {
-        out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
+        if r.kernel.p2pdma.built == Built::No {
+            out.push_str(
+                "\nNo P2P memory providers: this kernel is built without CONFIG_PCI_P2PDMA (see the first lines).\n",
+            );
+        } else {
+            out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
+        }
         return out;
     }
     let names: HashMap<Bdf, String> = topo.devices.iter().filter_map(|d| d.name.clone().map(|n| (d.bdf, n))).collect();

@@ -30,6 +30,10 @@ pub struct SourceArgs {
     /// after the change. Parameters the kernel would ignore are ignored and said.
     #[arg(long, value_name = "PARAMS")]
     pub kernel_params: Option<String>,
+    /// Judge as kernel release VERSION would (its host bridge whitelist and features, built
+    /// with CONFIG_PCI_P2PDMA), e.g. 6.6 or 7.2.13: for planning an upgrade.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
 }
 
 pub struct Loaded {
@@ -40,6 +44,10 @@ pub struct Loaded {
 
 impl SourceArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
+        if let Some(v) = &self.kernel {
+            // Checked before anything is read: a malformed value is a one-line error (exit 2).
+            v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
+        }
         if let Some(path) = &self.spec {
             let (mut file, mut topology) = spec::load(path)?;
             if let Some(extra) = &self.kernel_params {
@@ -50,7 +58,7 @@ impl SourceArgs {
                 warn_params(&notes);
                 what_if::annotate(&mut topology, extra, notes);
             }
-            return Ok(Loaded { topology, live_or_snapshot: false });
+            return self.with_kernel(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
@@ -66,7 +74,18 @@ impl SourceArgs {
         if let Some(extra) = &self.kernel_params {
             warn_params(&what_if::apply(&mut topology, extra));
         }
-        Ok(Loaded { topology, live_or_snapshot: true })
+        self.with_kernel(Loaded { topology, live_or_snapshot: true })
+    }
+
+    /// `--kernel`, then the kernel's warnings (unreadable image, /boot), once, on stderr.
+    fn with_kernel(&self, mut loaded: Loaded) -> anyhow::Result<Loaded> {
+        if let Some(v) = &self.kernel {
+            p2pdma_core::kernel::name_release(&mut loaded.topology, v).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
+        }
+        for w in &loaded.topology.machine.kernel.warnings {
+            crate::out::note(&format!("warning: {w}"));
+        }
+        Ok(loaded)
     }
 }
 

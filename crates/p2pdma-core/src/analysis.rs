@@ -23,6 +23,8 @@ pub struct CheckReport {
     /// False when unreadable ACS could change the answer: no client is refused for certain
     /// and some client's verdict rests on ACS that could not be read (`check` exits 3).
     pub certain: bool,
+    /// The kernel judged: release, P2PDMA build and evidence, whitelist source.
+    pub kernel: crate::kernel::KernelSummary,
 }
 
 /// `p2pdma find CLIENT...`.
@@ -37,6 +39,8 @@ pub struct FindReport {
     /// The providers tied at the smallest distance.
     pub tied: Vec<Bdf>,
     pub reasons: Vec<String>,
+    /// The kernel judged: release, P2PDMA build and evidence, whitelist source.
+    pub kernel: crate::kernel::KernelSummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,7 +110,18 @@ fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
         }
     };
     let d = engine.device(i);
+    if d.p2pmem.is_none() && engine.p2pdma_absent() && d.cmb.is_some() {
+        // A provider on a kernel with P2PDMA: answer for it (not supported, and why).
+        return Ok(i);
+    }
     if d.p2pmem.is_none() {
+        if engine.p2pdma_absent() {
+            return Err(Error::WrongRole(format!(
+                "{} is not a P2P memory provider, and none can be here: {}",
+                d.label(),
+                crate::kernel::absent_reason(&engine.topo.machine)
+            )));
+        }
         let providers: Vec<String> = providers(engine.topo).iter().map(|p| p.provider.to_string()).collect();
         return Err(Error::WrongRole(format!(
             "{} is not a P2P memory provider (it has no p2pmem/); providers here: {}",
@@ -122,6 +137,15 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
     let p = provider_index(engine, provider)?;
     let pd = engine.device(p);
     let mut notes = Vec::new();
+    if pd.p2pmem.is_none() {
+        if let Some(cmb) = pd.cmb {
+            notes.push(format!(
+                "{} has a {} MiB Controller Memory Buffer that a kernel with CONFIG_PCI_P2PDMA would publish as P2P memory",
+                pd.bdf,
+                cmb >> 20
+            ));
+        }
+    }
     if pd.p2pmem.as_ref().is_some_and(|m| !m.published) {
         notes.push(format!(
             "{} has P2P memory but does not publish it: `find` and nvmet's automatic choice will not use it",
@@ -166,6 +190,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         clients: verdicts,
         notes,
         certain,
+        kernel: crate::kernel::summary(&engine.topo.machine),
     })
 }
 
@@ -201,6 +226,9 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
         candidates.iter().filter(|c| c.distance.is_some() && c.distance == best).map(|c| c.provider).collect();
     if let Some(n) = &not_pci {
         reasons.push(format!("{n} is not a PCI device: the kernel finds no provider for a set that includes it"));
+    } else if engine.p2pdma_absent() {
+        reasons.push(crate::kernel::absent_reason(&engine.topo.machine));
+        reasons.push(format!("fix: {}", crate::kernel::ABSENT_FIX));
     } else if candidates.is_empty() {
         reasons.push("no device publishes P2P memory (no p2pmem/ with published = 1)".into());
     } else if tied.is_empty() {
@@ -219,7 +247,14 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }
-    Ok(FindReport { provider: tied.first().copied(), distance: best, candidates, tied, reasons })
+    Ok(FindReport {
+        provider: tied.first().copied(),
+        distance: best,
+        candidates,
+        tied,
+        reasons,
+        kernel: crate::kernel::summary(&engine.topo.machine),
+    })
 }
 
 /// Every device with a `p2pmem/` directory.

@@ -3,6 +3,20 @@
 use crate::config::acs_bits;
 use crate::verdict::{Engine, MapType, PairVerdict, Side};
 
+/// On a kernel without CONFIG_PCI_P2PDMA: the build is the reason, a kernel with it the
+/// fix; what such a kernel would decide is kept as a note. The kernel logs nothing.
+pub(crate) fn absent(engine: &Engine<'_>, v: &mut PairVerdict) {
+    let machine = &engine.topo.machine;
+    let would = v.reasons.join("; ");
+    v.reasons = vec![crate::kernel::absent_reason(machine)];
+    if !would.is_empty() {
+        v.reasons.push(format!("with CONFIG_PCI_P2PDMA, the kernel would decide: {would}"));
+    }
+    v.fixes = vec![crate::kernel::ABSENT_FIX.to_string()];
+    v.kernel_log.clear();
+    v.certain = true;
+}
+
 /// Fills `reasons`, `fixes`, `kernel_log` and `certain` from the verdict's findings.
 pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize, client: usize) {
     let p = engine.device(provider);
@@ -90,7 +104,17 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
                         "host bridge {} has no function 00.0 or root port first on its root bus, so the kernel cannot identify it",
                         b.host_bridge
                     )),
-                    (Some(id), None) => v.reasons.push(format!("host bridge {} ({id}) is not on the kernel's P2PDMA whitelist", b.host_bridge)),
+                    (Some(id), None) => {
+                        let (_, source) = crate::kernel::whitelist_in_force(&engine.topo.machine);
+                        v.reasons.push(format!(
+                            "host bridge {} ({id}) is not on the kernel's P2PDMA whitelist ({})",
+                            b.host_bridge,
+                            source.describe()
+                        ));
+                        if let Some(from) = crate::kernel::whitelisted_from(id) {
+                            v.fixes.push(format!("a kernel {from} whitelists host bridge {id}"));
+                        }
+                    }
                     (Some(id), Some(entry)) if b.same_host_bridge_only && !hb.same_host_bridge => v.reasons.push(format!(
                         "host bridge {} ({id}, {entry}) is whitelisted only for devices under the same host bridge",
                         b.host_bridge

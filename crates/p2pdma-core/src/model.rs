@@ -41,6 +41,9 @@ pub struct Machine {
     pub cmdline: Option<String>,
     /// Whether an IOMMU is active (`/sys/class/iommu` non-empty); None when unknown.
     pub iommu: Option<bool>,
+    /// What the kernel has for P2P (build, whitelist image, IOMMU mode); unknown in older snapshots.
+    #[serde(default)]
+    pub kernel: crate::kernel::KernelFacts,
 }
 
 /// A PCI host bridge: the root of one PCI hierarchy.
@@ -89,6 +92,10 @@ pub struct Device {
     pub numa_node: Option<i32>,
     /// The `p2pmem/` directory: present only on providers.
     pub p2pmem: Option<P2pMem>,
+    /// An NVMe Controller Memory Buffer's size in bytes (the nvme driver's `cmbsz`), present
+    /// whether or not the kernel could publish it: a provider on a kernel with P2PDMA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmb: Option<u64>,
     /// Raw config space as read (hex), kept in snapshots so they can be re-decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hex: Option<String>,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
+use crate::kernel::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::kernel_params::{predict_acs_ctrl, AcsParams, DeviceIdentity};
 use crate::model::{Alias, Bar, Device, HostBridge, Machine, P2pMem, Topology};
 use crate::Error;
@@ -48,6 +49,9 @@ pub struct SpecMachine {
     #[serde(default)]
     pub kernel_params: String,
     pub kernel_release: Option<String>,
+    /// Whether the kernel is built with CONFIG_PCI_P2PDMA (default true); false describes a
+    /// kernel without it: no device publishes P2P memory, a drive's CMB stays unused.
+    pub p2pdma: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +269,8 @@ struct Node {
     is_bridge: bool,
     acs: Option<(u16, u16)>, // (cap, firmware ctrl)
     p2pmem: Option<P2pMem>,
+    /// An NVMe CMB's size, whether or not the kernel registers it.
+    cmb: Option<u64>,
     bars: Vec<Bar>,
     /// Where it sits: (parent node or host bridge, slot, function).
     parent: Parent,
@@ -283,6 +289,7 @@ impl Spec {
     /// The model the kernel would build for this machine.
     pub fn to_topology(&self) -> Result<Topology, String> {
         let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve()?;
+        let p2pdma_built = self.machine.p2pdma.unwrap_or(true);
         let mut bridges: Vec<PlacedBridge> = Vec::new();
         let specs: Vec<SpecHostBridge> = if self.host_bridges.is_empty() {
             vec![SpecHostBridge { name: "pci0000:00".into(), id: None, bus: None, domain: 0, numa_node: None }]
@@ -486,7 +493,10 @@ impl Spec {
             };
             match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
                 // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap); QEMU's CMB is BAR 2.
-                (EndpointKind::Nvme, Some(cmb), None) => add_memory(&mut n, 2, cmb, cmb > 0 && cmb % 2 == 0),
+                (EndpointKind::Nvme, Some(cmb), None) => {
+                    add_memory(&mut n, 2, cmb, cmb > 0 && cmb % 2 == 0);
+                    n.cmb = (cmb > 0).then_some(cmb * mib);
+                }
                 (kind, Some(_), _) if kind != EndpointKind::Nvme => {
                     return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
                 }
@@ -567,7 +577,8 @@ impl Spec {
                 bars: n.bars.clone(),
                 iommu_group: None,
                 numa_node: specs[host_bridge_of(&nodes, i)].numa_node,
-                p2pmem: n.p2pmem.clone(),
+                p2pmem: n.p2pmem.clone().filter(|_| p2pdma_built),
+                cmb: n.cmb,
                 config_hex: None,
             });
         }
@@ -591,6 +602,9 @@ impl Spec {
         }
 
         let cmdline = self.machine.kernel_params.trim();
+        if let Some(r) = &self.machine.kernel_release {
+            r.parse::<crate::kernel::Release>().map_err(|e| format!("machine.kernel_release: {e}"))?;
+        }
         let mut topo = Topology {
             machine: Machine {
                 arch: Some("x86_64".into()),
@@ -600,6 +614,17 @@ impl Spec {
                 kernel_release: self.machine.kernel_release.clone(),
                 cmdline: (!cmdline.is_empty()).then(|| cmdline.to_string()),
                 iommu: Some(self.machine.iommu),
+                kernel: KernelFacts {
+                    p2pdma: P2pdmaBuild {
+                        built: if p2pdma_built { Built::Yes } else { Built::No },
+                        evidence: Some(match self.machine.p2pdma {
+                            Some(v) => format!("the topology file says machine.p2pdma = {v}"),
+                            None => "the topology file (machine.p2pdma defaults to true)".into(),
+                        }),
+                    },
+                    iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
+                    ..KernelFacts::default()
+                },
             },
             host_bridges: bridges.into_iter().map(|b| b.bridge).collect(),
             devices,
@@ -637,6 +662,7 @@ impl Node {
             is_bridge: true,
             acs: None,
             p2pmem: None,
+            cmb: None,
             bars: Vec::new(),
             parent,
             slot,

@@ -137,6 +137,8 @@ fn read_device(
         None
     };
     let is_bridge = decoded.as_ref().map(|d| d.is_bridge).unwrap_or(class >> 8 == 0x0604);
+    let bars = read_bars(&dir.join("resource"));
+    let cmb = read_nvme_cmb(dir).or_else(|| cmb_bar(class, &bars));
     Ok(Device {
         bdf,
         name: None,
@@ -154,12 +156,31 @@ fn read_device(
         port_type: decoded.as_ref().and_then(|d| d.port_type),
         link,
         acs: decoded.as_ref().map(|d| d.acs).unwrap_or(config::Acs::Unknown),
-        bars: read_bars(&dir.join("resource")),
+        bars,
         iommu_group: link_name(&dir.join("iommu_group")).and_then(|n| n.parse().ok()),
         numa_node: read_trim(&dir.join("numa_node")).and_then(|s| s.parse().ok()),
         p2pmem,
+        cmb,
         config_hex: config_bytes.map(|b| hex(&b)),
     })
+}
+
+/// Without the driver's `cmbsz` (6.1 does not show it): an NVMe controller's prefetchable
+/// memory BAR other than BAR 0 (the registers) holds its CMB, as QEMU's does (BAR 2).
+fn cmb_bar(class: u32, bars: &[Bar]) -> Option<u64> {
+    (class == 0x010802)
+        .then(|| bars.iter().find(|b| b.index >= 2 && b.memory && b.prefetchable && b.size > 0).map(|b| b.size))
+        .flatten()
+}
+
+/// An NVMe controller's CMB size from the driver's `cmbsz` (visible whenever the drive has
+/// one, P2PDMA or not): SZ (bits 31:12) units of 4 KiB × 16^SZU (bits 11:8).
+fn read_nvme_cmb(dir: &Path) -> Option<u64> {
+    let ctrl = fs::read_dir(dir.join("nvme")).ok()?.flatten().next()?;
+    let cmbsz: u32 = read_hex(&ctrl.path().join("cmbsz")).ok()?;
+    let unit = 1u64 << (12 + 4 * ((cmbsz >> 8) & 0xf).min(6));
+    let size = u64::from(cmbsz >> 12) * unit;
+    (size > 0).then_some(size)
 }
 
 /// The first six lines of `resource`: `start end flags` per BAR.
@@ -206,13 +227,15 @@ fn read_machine(roots: &Roots) -> Machine {
         Err(_) if roots.sys.join("class").is_dir() => Some(false),
         Err(_) => None,
     };
+    let release = read_trim(&roots.proc.join("sys/kernel/osrelease"));
     Machine {
         arch,
         cpu_family: field("cpu family").and_then(|f| f.parse().ok()),
         cpu_model_name: field("model name"),
         cpu_vendor,
-        kernel_release: read_trim(&roots.proc.join("sys/kernel/osrelease")),
         cmdline: read_trim(&roots.proc.join("cmdline")),
+        kernel: crate::kernel_live::read(roots, release.as_deref()),
+        kernel_release: release,
         iommu,
     }
 }

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::bdf::Bdf;
 use crate::config::{acs_bits, Acs};
+use crate::kernel::{self, WhitelistEntry};
 use crate::model::{Device, Topology};
-use crate::whitelist::{self, Entry};
+use crate::whitelist;
 use crate::Error;
 
 /// `enum pci_p2pdma_map_type`, the outcomes a caller can see.
@@ -62,7 +63,8 @@ enum BridgeLookup {
     Listed {
         vendor: u16,
         device: u16,
-        entry: &'static Entry,
+        /// Index into the whitelist in force.
+        entry: u32,
     },
 }
 
@@ -78,6 +80,10 @@ pub struct Engine<'t> {
     bridges: Vec<BridgeLookup>,
     bridge_root: Vec<Option<u32>>,
     cpu_allows: bool,
+    /// The host bridge whitelist of the kernel being judged.
+    whitelist: Vec<WhitelistEntry>,
+    /// The kernel is built without CONFIG_PCI_P2PDMA: nothing is ever supported.
+    p2pdma_absent: bool,
 }
 
 impl<'t> Engine<'t> {
@@ -123,12 +129,13 @@ impl<'t> Engine<'t> {
                 *slot = Some(i as u32);
             }
         }
+        let (whitelist, _) = kernel::whitelist_in_force(&topo.machine);
         let bridges = bridge_root
             .iter()
             .map(|root| match root.map(|r| &topo.devices[r as usize]) {
                 Some(d) if d.bdf.devfn() == 0 || d.port_type == Some(crate::config::PortType::RootPort) => {
-                    match whitelist::lookup(d.vendor, d.device) {
-                        Some(entry) => BridgeLookup::Listed { vendor: d.vendor, device: d.device, entry },
+                    match whitelist.iter().position(|e| e.matches(d.vendor, d.device)) {
+                        Some(i) => BridgeLookup::Listed { vendor: d.vendor, device: d.device, entry: i as u32 },
                         None => BridgeLookup::NotListed { vendor: d.vendor, device: d.device },
                     }
                 }
@@ -145,6 +152,8 @@ impl<'t> Engine<'t> {
             bridges,
             bridge_root,
             cpu_allows: whitelist::cpu_allows_p2pdma(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
+            whitelist,
+            p2pdma_absent: kernel::p2pdma_absent(m),
         })
     }
 
@@ -188,7 +197,7 @@ impl<'t> Engine<'t> {
     fn bridges_allow(&self, provider: u32, client: u32) -> bool {
         let (ha, hb) = (self.host_bridge[provider as usize], self.host_bridge[client as usize]);
         let ok = |h: u32, same: bool| match self.bridges[h as usize] {
-            BridgeLookup::Listed { entry, .. } => same || !entry.same_host_bridge_only,
+            BridgeLookup::Listed { entry, .. } => same || !self.whitelist[entry as usize].same_host_bridge_only,
             _ => false,
         };
         if ha == hb {
@@ -215,7 +224,9 @@ impl<'t> Engine<'t> {
         let (dist, common) = self.walk(provider as u32, client as u32, |n, _| {
             redirects |= self.redirect[n as usize].map_or(unknown_redirects, |b| b != 0)
         });
-        let map_type = if common.is_some() && !redirects {
+        let map_type = if self.p2pdma_absent {
+            MapType::NotSupported
+        } else if common.is_some() && !redirects {
             MapType::BusAddr
         } else if self.cpu_allows || self.bridges_allow(provider as u32, client as u32) {
             MapType::ThruHostBridge
@@ -296,7 +307,15 @@ impl<'t> Engine<'t> {
             fix_costs_note: None,
         };
         crate::explain::annotate(self, &mut v, provider, client);
+        if self.p2pdma_absent {
+            crate::explain::absent(self, &mut v);
+        }
         v
+    }
+
+    /// The kernel is built without CONFIG_PCI_P2PDMA: every verdict is not supported.
+    pub fn p2pdma_absent(&self) -> bool {
+        self.p2pdma_absent
     }
 
     /// A client that is not a PCI device and has no PCI parent: the kernel refuses it.
@@ -316,7 +335,8 @@ impl<'t> Engine<'t> {
             host_bridge: None,
             certain: true,
             reasons: vec![format!(
-                "{name} is not a PCI device and has no PCI parent: the kernel refuses P2PDMA for it (software devices such as rxe or loop have no PCIe path)"
+                "{}{name} is not a PCI device and has no PCI parent: the kernel refuses P2PDMA for it (software devices such as rxe or loop have no PCIe path)",
+                if self.p2pdma_absent { format!("{}; and ", kernel::absent_reason(&self.topo.machine)) } else { String::new() }
             )],
             fixes: vec!["use a client that is a PCI device (for RDMA, a hardware RNIC rather than soft RoCE)".into()],
             kernel_log: vec![format!("{name}: cannot be used for peer-to-peer DMA as it is not a PCI device")],
@@ -400,7 +420,9 @@ impl<'t> Engine<'t> {
             BridgeLookup::NoRootDevice => (None, None, false),
             BridgeLookup::NotListed { vendor, device } => (Some((vendor, device)), None, false),
             BridgeLookup::Listed { vendor, device, entry } => {
-                (Some((vendor, device)), Some(entry.label.to_string()), entry.same_host_bridge_only)
+                let e = &self.whitelist[entry as usize];
+                let label = if e.label.is_empty() { e.id() } else { e.label.clone() };
+                (Some((vendor, device)), Some(label), e.same_host_bridge_only)
             }
         };
         BridgeVerdict {

@@ -1,5 +1,6 @@
 //! The kernel's host bridge whitelist (`pci_p2pdma_whitelist` in drivers/pci/p2pdma.c),
-//! as of the PCI tree described in kernel-p2pdma.md section 1.4.
+//! every entry with the mainline (and stable) release that brought it; docs/kernel.md
+//! names the commits. Which list is in force is decided in `kernel`.
 
 use serde::Serialize;
 
@@ -17,47 +18,114 @@ pub struct Entry {
     pub label: &'static str,
 }
 
+/// An entry of the table with the releases that brought it (docs/kernel.md has the sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub entry: Entry,
+    /// The first mainline release with the entry.
+    pub mainline: (u32, u32),
+    /// A stable series that got it by backport, and its first point release there.
+    pub stable: Option<(u32, u32, u32)>,
+    /// The upstream commit that added it.
+    pub commit: &'static str,
+}
+
 const fn e(vendor: u16, device: u16, same: bool, label: &'static str) -> Entry {
     Entry { vendor, device, same_host_bridge_only: same, label }
 }
 
-const INTEL: u16 = 0x8086;
+const fn k(entry: Entry, mainline: (u32, u32), stable: Option<(u32, u32, u32)>, commit: &'static str) -> Known {
+    Known { entry, mainline, stable, commit }
+}
 
-/// In the kernel's order: the first matching entry decides.
-pub const WHITELIST: &[Entry] = &[
-    e(INTEL, 0x3c00, true, "Intel Sandy Bridge-EP"),
-    e(INTEL, 0x3c01, true, "Intel Sandy Bridge-EP"),
-    e(INTEL, 0x2f00, true, "Intel Haswell-EP"),
-    e(INTEL, 0x2f01, true, "Intel Haswell-EP"),
-    e(INTEL, 0x2030, false, "Intel Skylake-SP"),
-    e(INTEL, 0x2031, false, "Intel Skylake-SP"),
-    e(INTEL, 0x2032, false, "Intel Skylake-SP"),
-    e(INTEL, 0x2033, false, "Intel Skylake-SP"),
-    e(INTEL, 0x2020, false, "Intel Skylake-SP"),
-    e(INTEL, 0x09a2, false, "Intel Ice Lake-SP"),
-    e(INTEL, 0x0b25, false, "Intel DSA (Sapphire Rapids)"),
-    e(INTEL, 0x11fb, false, "Intel DSA (Granite Rapids-D)"),
-    e(INTEL, 0x1212, false, "Intel DSA (Diamond Rapids)"),
-    e(INTEL, 0x0cfe, false, "Intel IAA (Sapphire Rapids)"),
-    e(INTEL, 0x1216, false, "Intel IAA (Diamond Rapids)"),
-    e(INTEL, 0x4940, false, "Intel QAT 4xxx"),
-    e(INTEL, 0x4942, false, "Intel QAT 401xx"),
-    e(INTEL, 0x4944, false, "Intel QAT 402xx"),
-    e(INTEL, 0x4946, false, "Intel QAT 420xx"),
-    e(INTEL, 0x4948, false, "Intel QAT 6xxx"),
-    e(0x1ae0, ANY_DEVICE, false, "Google (any device)"),
-    e(0x10de, 0x2f95, false, "NVIDIA"),
-    e(0x10de, 0x2f96, false, "NVIDIA"),
-    e(0x10de, 0x2f97, false, "NVIDIA"),
-    e(0x10de, 0x2f98, false, "NVIDIA"),
-    e(0x1d17, 0x1003, false, "Zhaoxin"),
-    e(0x1d17, 0x1005, true, "Zhaoxin"),
-    e(0x1d17, 0x1006, true, "Zhaoxin"),
-    e(0x1d17, 0x1007, true, "Zhaoxin"),
-    e(0x1d17, 0x1008, false, "Zhaoxin"),
+const INTEL: u16 = 0x8086;
+const NVIDIA: u16 = 0x10de;
+const ZHAOXIN: u16 = 0x1d17;
+const GOOGLE: u16 = 0x1ae0;
+
+const INTEL_HOST_BRIDGES: &str = "494d63b0d5d0";
+const SKYLAKE_E: &str = "bc123a515cb7";
+const SKYLAKE_E_BCD: &str = "7b94b53db34f";
+const ICE_LAKE: &str = "feaea1fe8b36";
+const INTEL_ACCEL: &str = "0ba76b19fd4c";
+const GOOGLE_SOCS: &str = "70cf146a674c";
+const VERA_RUBIN: &str = "894a78088fc3";
+const ZHAOXIN_HB: &str = "f7c220404700";
+
+/// Every entry the kernel has had, in the order of the newest `pci_p2pdma_whitelist` (the
+/// first matching entry decides), each with the release that brought it.
+pub const TABLE: &[Known] = &[
+    k(e(INTEL, 0x3c00, true, "Intel Sandy Bridge-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
+    k(e(INTEL, 0x3c01, true, "Intel Sandy Bridge-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
+    k(e(INTEL, 0x2f00, true, "Intel Haswell-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
+    k(e(INTEL, 0x2f01, true, "Intel Haswell-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
+    k(e(INTEL, 0x2030, false, "Intel Skylake-SP"), (5, 5), None, SKYLAKE_E),
+    k(e(INTEL, 0x2031, false, "Intel Skylake-SP"), (5, 7), None, SKYLAKE_E_BCD),
+    k(e(INTEL, 0x2032, false, "Intel Skylake-SP"), (5, 7), None, SKYLAKE_E_BCD),
+    k(e(INTEL, 0x2033, false, "Intel Skylake-SP"), (5, 7), None, SKYLAKE_E_BCD),
+    k(e(INTEL, 0x2020, false, "Intel Skylake-SP"), (5, 5), None, SKYLAKE_E),
+    k(e(INTEL, 0x09a2, false, "Intel Ice Lake-SP"), (5, 18), None, ICE_LAKE),
+    k(e(INTEL, 0x0b25, false, "Intel DSA (Sapphire Rapids)"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x0cfe, false, "Intel IAA (Sapphire Rapids)"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x11fb, false, "Intel DSA (Granite Rapids-D)"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x1212, false, "Intel DSA (Diamond Rapids)"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x1216, false, "Intel IAA (Diamond Rapids)"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x4940, false, "Intel QAT 4xxx"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x4942, false, "Intel QAT 401xx"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x4944, false, "Intel QAT 402xx"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x4946, false, "Intel QAT 420xx"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(INTEL, 0x4948, false, "Intel QAT 6xxx"), (7, 2), Some((7, 1, 3)), INTEL_ACCEL),
+    k(e(GOOGLE, ANY_DEVICE, false, "Google (any device)"), (7, 1), None, GOOGLE_SOCS),
+    k(e(NVIDIA, 0x2f95, false, "NVIDIA Vera Rubin"), (7, 3), None, VERA_RUBIN),
+    k(e(NVIDIA, 0x2f96, false, "NVIDIA Vera Rubin"), (7, 3), None, VERA_RUBIN),
+    k(e(NVIDIA, 0x2f97, false, "NVIDIA Vera Rubin"), (7, 3), None, VERA_RUBIN),
+    k(e(NVIDIA, 0x2f98, false, "NVIDIA Vera Rubin"), (7, 3), None, VERA_RUBIN),
+    k(e(ZHAOXIN, 0x1003, true, "Zhaoxin"), (7, 4), None, ZHAOXIN_HB),
+    k(e(ZHAOXIN, 0x1005, true, "Zhaoxin"), (7, 4), None, ZHAOXIN_HB),
+    k(e(ZHAOXIN, 0x1006, true, "Zhaoxin"), (7, 4), None, ZHAOXIN_HB),
+    k(e(ZHAOXIN, 0x1007, true, "Zhaoxin"), (7, 4), None, ZHAOXIN_HB),
+    k(e(ZHAOXIN, 0x1008, false, "Zhaoxin"), (7, 4), None, ZHAOXIN_HB),
 ];
 
-/// The first entry matching vendor:device, as `__host_bridge_whitelist` scans.
+/// The newest release whose whitelist is known from a released kernel; entries with a
+/// later `mainline` are in the PCI tree only (Zhaoxin, for 7.4).
+pub const NEWEST_KNOWN: (u32, u32) = (7, 3);
+
+/// The first release with a whitelist at all (before 5.4, only a common upstream bridge
+/// or the AMD Zen rule allowed a pair).
+pub const FIRST_WHITELIST: (u32, u32) = (5, 4);
+
+impl Known {
+    /// Whether release `major.minor.patch` has this entry (mainline, or a stable backport).
+    pub fn in_release(&self, major: u32, minor: u32, patch: u32) -> bool {
+        (major, minor) >= self.mainline
+            || self.stable.is_some_and(|(ma, mi, p)| (major, minor) == (ma, mi) && patch >= p)
+    }
+}
+
+/// The whitelist of release `major.minor.patch`, in the kernel's order.
+pub fn for_release(major: u32, minor: u32, patch: u32) -> Vec<Entry> {
+    TABLE.iter().filter(|k| k.in_release(major, minor, patch)).map(|k| k.entry).collect()
+}
+
+/// The name of a vendor:device in the table (for entries read out of a kernel image).
+pub fn label_of(vendor: u16, device: u16) -> Option<&'static str> {
+    TABLE.iter().find(|k| k.entry.vendor == vendor && k.entry.device == device).map(|k| k.entry.label)
+}
+
+/// Every entry of every release, in the kernel's order.
+pub const WHITELIST: &[Entry] = &{
+    let mut out = [e(0, 0, false, ""); TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        out[i] = TABLE[i].entry;
+        i += 1;
+    }
+    out
+};
+
+/// The first entry matching vendor:device in the union of all releases, as
+/// `__host_bridge_whitelist` scans; the verdict uses the list in force instead.
 pub fn lookup(vendor: u16, device: u16) -> Option<&'static Entry> {
     WHITELIST.iter().find(|e| e.vendor == vendor && (e.device == ANY_DEVICE || e.device == device))
 }
@@ -79,6 +147,52 @@ mod tests {
         assert!(lookup(0x1ae0, 0x1234).is_some());
         assert!(lookup(0x8086, 0x29c0).is_none(), "q35's host bridge is not listed");
         assert!(lookup(0x1022, 0x1480).is_none(), "AMD relies on the CPU rule");
+    }
+
+    #[test]
+    fn every_entry_appears_in_its_first_release_and_not_before() {
+        for known in TABLE {
+            let (ma, mi) = known.mainline;
+            let has = |v: &[Entry]| v.contains(&known.entry);
+            assert!(
+                has(&for_release(ma, mi, 0)),
+                "{:04x}:{:04x} missing in {ma}.{mi}",
+                known.entry.vendor,
+                known.entry.device
+            );
+            let before = if mi == 0 { (ma - 1, 99) } else { (ma, mi - 1) };
+            let backported = known.stable.is_some_and(|(sa, si, _)| (sa, si) == before);
+            assert!(
+                backported || !has(&for_release(before.0, before.1, 999)),
+                "{:04x}:{:04x} already in {}.{}",
+                known.entry.vendor,
+                known.entry.device,
+                before.0,
+                before.1
+            );
+            if let Some((sa, si, sp)) = known.stable {
+                assert!(has(&for_release(sa, si, sp)), "backport to {sa}.{si}.{sp}");
+                assert!(!has(&for_release(sa, si, sp - 1)), "not before {sa}.{si}.{sp}");
+            }
+        }
+    }
+
+    #[test]
+    fn release_lists_match_the_kernel_history() {
+        let ids = |v: Vec<Entry>| v.iter().map(|e| (e.vendor, e.device)).collect::<Vec<_>>();
+        assert!(for_release(5, 3, 0).is_empty(), "no whitelist before 5.4");
+        assert_eq!(ids(for_release(5, 4, 0)), [(0x8086, 0x3c00), (0x8086, 0x3c01), (0x8086, 0x2f00), (0x8086, 0x2f01)]);
+        assert_eq!(for_release(6, 6, 0).len(), 10, "6.6: Sandy Bridge .. Ice Lake");
+        assert!(!ids(for_release(6, 6, 0)).contains(&(0x8086, 0x0b25)));
+        assert!(!ids(for_release(7, 1, 2)).contains(&(0x8086, 0x0b25)));
+        assert!(ids(for_release(7, 1, 3)).contains(&(0x8086, 0x0b25)), "7.1.3 stable backport");
+        let sid = for_release(7, 2, 13);
+        assert_eq!(sid.len(), 21);
+        assert!(ids(sid.clone()).contains(&(0x1ae0, ANY_DEVICE)));
+        assert!(!ids(sid).contains(&(0x10de, 0x2f95)), "no NVIDIA in 7.2");
+        assert!(ids(for_release(7, 3, 0)).contains(&(0x10de, 0x2f95)));
+        assert!(!ids(for_release(7, 3, 0)).contains(&(0x1d17, 0x1003)));
+        assert_eq!(for_release(7, 4, 0).len(), TABLE.len());
     }
 
     #[test]

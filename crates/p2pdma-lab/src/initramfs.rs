@@ -30,8 +30,9 @@ pub const DEFAULT_EXTRA_MODULES: &[&str] = &[
 ];
 /// Where the host's share directory is mounted in the guest.
 pub const GUEST_SHARE_DIR: &str = "/lab/share";
-/// Modules for the 9p share (added to the boot modules when a share is used).
-pub(crate) const SHARE_MODULES: &[&str] = &["9pnet_virtio", "9p"];
+/// Modules for the 9p share (added to the boot modules when a share is used); virtio_pci is
+/// built in on trixie and sid, a module on bookworm.
+pub(crate) const SHARE_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
 
 /// What goes into one run's initramfs.
 pub(crate) struct InitramfsSpec<'a> {

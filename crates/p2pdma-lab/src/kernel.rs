@@ -1,10 +1,15 @@
 //! The guest kernel: Debian unstable's `linux-image-amd64`, fetched with a private apt
 //! configuration (the machine's own apt sources are never touched) and cached by version.
 //!
+//! Other suites (`p2pdma lab run --kernel bookworm|trixie`) come the same way: their
+//! kernels are built without CONFIG_PCI_P2PDMA, which the lab boots to prove the "absent"
+//! verdict. They are kept apart so that the default (newest cached) stays unstable's.
+//!
 //! Layout of the cache (`default_cache_dir()`, usually `~/.cache/p2pdma`):
-//! - `apt/`: private apt configuration, lists and downloads;
+//! - `apt/`: private apt configuration, lists and downloads (unstable); `apt-<suite>/` others;
 //! - `kernel/<release>/`: the unpacked `usr/lib/modules/<release>/` tree (`vmlinuz`,
-//!   `config`, `kernel/**.ko.xz`, ...), plus `.complete` once verified;
+//!   `config`, `kernel/**.ko.xz`, ...), plus `.complete` once verified (unstable);
+//!   `kernel/<suite>/<release>/` for other suites;
 //! - `ko/<release>/`: modules decompressed for the initramfs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,8 +26,11 @@ use crate::error::{LabError, Result};
 pub const KERNEL_DIR_ENV: &str = "P2PDMA_KERNEL_DIR";
 /// Environment variable overriding the Debian mirror URI (default: the machine's apt sources).
 pub const MIRROR_ENV: &str = "P2PDMA_DEBIAN_MIRROR";
-/// The Debian suite the kernel comes from.
+/// The Debian suite the default kernel comes from.
 const SUITE: &str = "unstable";
+/// The suites `--kernel` accepts: (name, Debian suite).
+pub const SUITES: &[(&str, &str)] =
+    &[("sid", "unstable"), ("unstable", "unstable"), ("trixie", "trixie"), ("bookworm", "bookworm")];
 /// The meta package whose dependency names the current kernel.
 const META_PACKAGE: &str = "linux-image-amd64";
 const COMPLETE_MARKER: &str = ".complete";
@@ -41,6 +49,8 @@ pub struct Kernel {
     pub vmlinuz: PathBuf,
     /// The kernel configuration.
     pub config: PathBuf,
+    /// `CONFIG_PCI_P2PDMA=y`: the default lab kernel must have it; bookworm's and trixie's do not.
+    pub p2pdma: bool,
 }
 
 /// A kernel module ready for the initramfs.
@@ -90,11 +100,38 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
     if let Some(dir) = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty()) {
         return Kernel::from_dir(Path::new(&dir), None);
     }
+    let kernel = fetch_suite_kernel(cache, SUITE)?;
+    if !kernel.p2pdma {
+        return Err(LabError::KernelConfig {
+            version: kernel.release.clone(),
+            option: "CONFIG_PCI_P2PDMA".into(),
+            config: kernel.config.clone(),
+        });
+    }
+    Ok(kernel)
+}
+
+/// The kernel of a suite by `--kernel` name (`sid`, `trixie`, `bookworm`), fetched with the
+/// private apt configuration and cached by release; with P2PDMA or without.
+pub fn suite_kernel(cache: &Path, name: &str) -> Result<Kernel> {
+    let suite = SUITES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(|| {
+        let names: Vec<&str> = SUITES.iter().map(|(n, _)| *n).collect();
+        LabError::Kernel(format!("unknown kernel `{name}`: one of {}", names.join(", ")))
+    })?;
+    fetch_suite_kernel(cache, suite)
+}
+
+fn fetch_suite_kernel(cache: &Path, suite: &str) -> Result<Kernel> {
     require_tool("apt-get", "install apt (Debian/Ubuntu hosts only) or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
     require_tool("dpkg-deb", "install dpkg or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
-    let apt = PrivateApt::new(&cache.join("apt"))?;
+    let (apt_dir, kernel_root) = if suite == SUITE {
+        (cache.join("apt"), cache.join("kernel"))
+    } else {
+        (cache.join(format!("apt-{suite}")), cache.join("kernel").join(suite))
+    };
+    let apt = PrivateApt::new(&apt_dir, suite)?;
     if let Err(err) = apt.update() {
-        if let Some(kernel) = newest_cached(cache) {
+        if let Some(kernel) = newest_in(&kernel_root, suite == SUITE) {
             crate::stderr_line(&format!(
                 "p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}",
                 kernel.release
@@ -107,10 +144,9 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
     let image = dependency_names(meta.get("Depends").map_or("", String::as_str))
         .into_iter()
         .find(|name| name.starts_with("linux-image-") && name.as_str() != META_PACKAGE)
-        .ok_or_else(|| LabError::Kernel(format!("{META_PACKAGE} in {SUITE} names no linux-image-<release> package; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
+        .ok_or_else(|| LabError::Kernel(format!("{META_PACKAGE} in {suite} names no linux-image-<release> package; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
     let release = image.trim_start_matches("linux-image-").to_string();
     let package_version = meta.get("Version").cloned();
-    let kernel_root = cache.join("kernel");
     let dest = kernel_root.join(&release);
     if dest.join(COMPLETE_MARKER).exists() {
         return Kernel::from_dir(&dest, package_version);
@@ -125,7 +161,7 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
             .into_iter()
             .filter(|name| name.ends_with(&format!("-{release}"))),
     );
-    let downloads = cache.join("apt").join("downloads").join(&release);
+    let downloads = apt_dir.join("downloads").join(&release);
     recreate_dir(&downloads)?;
     apt.download(&packages, &downloads)?;
 
@@ -169,7 +205,7 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
 
 impl Kernel {
     /// Uses an unpacked kernel tree (`vmlinuz`, `config`, `kernel/`); the release is the
-    /// directory's name. Fails unless the config has `CONFIG_PCI_P2PDMA=y`.
+    /// directory's name. Whether it has `CONFIG_PCI_P2PDMA=y` is recorded in `p2pdma`.
     pub fn from_dir(dir: &Path, package_version: Option<String>) -> Result<Kernel> {
         let dir = dir.canonicalize().map_err(|e| {
             LabError::io(
@@ -190,6 +226,7 @@ impl Kernel {
             config: dir.join("config"),
             dir,
             release,
+            p2pdma: false,
         };
         for file in [&kernel.vmlinuz, &kernel.config] {
             if !file.is_file() {
@@ -199,14 +236,8 @@ impl Kernel {
                 )));
             }
         }
-        if kernel.config_value("CONFIG_PCI_P2PDMA")?.as_deref() != Some("y") {
-            return Err(LabError::KernelConfig {
-                version: kernel.release.clone(),
-                option: "CONFIG_PCI_P2PDMA".into(),
-                config: kernel.config.clone(),
-            });
-        }
-        Ok(kernel)
+        let p2pdma = kernel.config_value("CONFIG_PCI_P2PDMA")?.as_deref() == Some("y");
+        Ok(Kernel { p2pdma, ..kernel })
     }
 
     /// The value of a config option (`y`, `m`, a string...), `None` if unset.
@@ -396,17 +427,23 @@ fn decompress_module(src: &Path, dest: &Path) -> Result<()> {
     fs::rename(&tmp, dest).map_err(|e| LabError::io(format!("writing {}", dest.display()), e))
 }
 
+/// The most recently fetched P2PDMA kernel in the cache (the lab's default).
 fn newest_cached(cache: &Path) -> Option<Kernel> {
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    for dir in read_dir_sorted(&cache.join("kernel")).ok()? {
+    newest_in(&cache.join("kernel"), true)
+}
+
+fn newest_in(root: &Path, need_p2pdma: bool) -> Option<Kernel> {
+    let mut best: Option<(SystemTime, Kernel)> = None;
+    for dir in read_dir_sorted(root).ok()? {
         let Ok(modified) = fs::metadata(dir.join(COMPLETE_MARKER)).and_then(|m| m.modified()) else {
             continue;
         };
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, dir));
+        let Ok(kernel) = Kernel::from_dir(&dir, None) else { continue };
+        if (kernel.p2pdma || !need_p2pdma) && best.as_ref().is_none_or(|(t, _)| modified > *t) {
+            best = Some((modified, kernel));
         }
     }
-    Kernel::from_dir(&best?.1, None).ok()
+    best.map(|(_, k)| k)
 }
 
 /// apt-get/apt-cache with their own sources list, state and cache under `root`.
@@ -415,7 +452,7 @@ struct PrivateApt {
 }
 
 impl PrivateApt {
-    fn new(root: &Path) -> Result<Self> {
+    fn new(root: &Path, suite: &str) -> Result<Self> {
         let (uri, keyring) = debian_mirror()?;
         for sub in [
             "etc/sources.list.d",
@@ -431,7 +468,7 @@ impl PrivateApt {
         if !status.exists() {
             write(&status, b"")?;
         }
-        let sources = format!("deb [signed-by={keyring}] {uri} {SUITE} main\n");
+        let sources = format!("deb [signed-by={keyring}] {uri} {suite} main\n");
         write(&root.join("etc/sources.list"), sources.as_bytes())?;
         Ok(PrivateApt { root: root.to_path_buf() })
     }

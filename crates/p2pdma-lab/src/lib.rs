@@ -24,7 +24,7 @@ mod run;
 pub use cpio::CpioWriter;
 pub use error::LabError;
 pub use initramfs::{DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, GUEST_SHARE_DIR};
-pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, Kernel, KERNEL_DIR_ENV};
+pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, suite_kernel, Kernel, KERNEL_DIR_ENV, SUITES};
 pub use machine::{blkdebug_config, qemu_args, DiskFault, FaultOp, LabAssets, LabDevice, LabDeviceKind, LabMachine};
 pub use run::{run, shell, LabOptions, RunOutcome};
 

@@ -128,6 +128,18 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize, topo:
         fact(out, "Host bridges", &value, &format!("{class} wide"), &wl.join("; "));
     }
     fact(out, "Kernel", m.kernel_release.as_deref().unwrap_or("unknown"), "", m.arch.as_deref().unwrap_or(""));
+    let caps = p2pdma_core::kernel::capabilities(m);
+    let (built, class) = match caps.p2pdma.built {
+        p2pdma_core::kernel::Built::Yes => ("CONFIG_PCI_P2PDMA=y", "good"),
+        p2pdma_core::kernel::Built::No => ("not built: no P2P at all", "warn"),
+        p2pdma_core::kernel::Built::Unknown => ("unknown (judged as built)", ""),
+    };
+    let note = format!(
+        "{}; whitelist: {}",
+        caps.p2pdma.evidence.as_deref().unwrap_or("no evidence"),
+        caps.whitelist_source.describe()
+    );
+    fact(out, "P2PDMA", built, class, &note);
     let (iommu, iommu_note) = match m.iommu {
         Some(true) => ("on", "the kernel enables ACS redirect on ports that have ACS"),
         Some(false) => ("off", ""),

@@ -1,0 +1,487 @@
+//! What the running (or named) kernel can do for P2P: whether P2PDMA is built at all, its
+//! release and the features that came with each release, the IOMMU mode, and the host
+//! bridge whitelist in force with the source that decided it. Pure decisions here; the
+//! reads (config files, `/proc/kallsyms`, the kernel image) are in `kernel_live`.
+//! Sources for every fact: docs/kernel.md.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Machine, P2pMem, Topology};
+use crate::whitelist::{self, Entry, ANY_DEVICE};
+
+/// A kernel release, `major.minor[.patch]`, read from `uname -r` (`7.2.13+deb14-amd64`,
+/// `6.1.0-28-amd64`) or given by the user (`6.6`, `7.1.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl FromStr for Release {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)"
+            )
+        };
+        let t = s.trim().strip_prefix('v').unwrap_or(s.trim());
+        // The version ends where a suffix starts: `-rc1`, `-28-amd64`, `+deb14-amd64`.
+        let head = t.split(['-', '+', '_', '~']).next().unwrap_or("");
+        let mut parts = head.split('.');
+        let mut num = |required: bool| -> Result<Option<u32>, String> {
+            match parts.next() {
+                Some(p) if !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    p.parse().map(Some).map_err(|_| bad())
+                }
+                None if !required => Ok(None),
+                _ => Err(bad()),
+            }
+        };
+        let major = num(true)?.ok_or_else(bad)?;
+        let minor = num(true)?.ok_or_else(bad)?;
+        let patch = num(false)?.unwrap_or(0);
+        if parts.next().is_some() || !(2..=99).contains(&major) {
+            return Err(bad());
+        }
+        Ok(Release { major, minor, patch })
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl Release {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Release { major, minor, patch }
+    }
+
+    fn at_least(&self, (major, minor): (u32, u32)) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// The newest release whose whitelist p2pdma knows.
+    pub fn newest_known() -> Self {
+        Release::new(whitelist::NEWEST_KNOWN.0, whitelist::NEWEST_KNOWN.1, 0)
+    }
+}
+
+/// Yes, no, or not known (never guessed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Built {
+    Yes,
+    No,
+    #[default]
+    Unknown,
+}
+
+/// Whether the kernel has `CONFIG_PCI_P2PDMA`, and what said so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pdmaBuild {
+    pub built: Built,
+    /// The file (and line) that decided, or why nothing could.
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+/// How the IOMMU treats DMA: what a P2P mapping has to go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IommuMode {
+    /// No IOMMU: bus addresses are physical addresses.
+    Off,
+    /// Identity domains (`iommu=pt`): DMA is not translated.
+    Passthrough,
+    /// DMA domains: every DMA address is translated.
+    Translated,
+}
+
+impl IommuMode {
+    pub fn meaning(self) -> &'static str {
+        match self {
+            IommuMode::Off => "no IOMMU: peers are reached by bus address; ACS is not forced on by the IOMMU",
+            IommuMode::Passthrough => "IOMMU in passthrough (identity): DMA is not translated, but the IOMMU still asks for ACS redirect on ports that have ACS",
+            IommuMode::Translated => "IOMMU translates DMA: ACS redirect sends peer traffic to the root complex, and a pair through the host bridge is mapped through the IOMMU",
+        }
+    }
+}
+
+/// A whitelist entry as the kernel in force has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhitelistEntry {
+    pub vendor: u16,
+    /// 0xffff: every device of the vendor (`PCI_ANY_ID`).
+    pub device: u16,
+    pub same_host_bridge_only: bool,
+    #[serde(default)]
+    pub label: String,
+}
+
+impl From<&Entry> for WhitelistEntry {
+    fn from(e: &Entry) -> Self {
+        WhitelistEntry {
+            vendor: e.vendor,
+            device: e.device,
+            same_host_bridge_only: e.same_host_bridge_only,
+            label: e.label.to_string(),
+        }
+    }
+}
+
+impl WhitelistEntry {
+    pub fn matches(&self, vendor: u16, device: u16) -> bool {
+        self.vendor == vendor && (self.device == ANY_DEVICE || self.device == device)
+    }
+
+    pub fn id(&self) -> String {
+        if self.device == ANY_DEVICE {
+            format!("{:04x}:*", self.vendor)
+        } else {
+            format!("{:04x}:{:04x}", self.vendor, self.device)
+        }
+    }
+}
+
+/// `pci_p2pdma_whitelist` as read out of a kernel image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageWhitelist {
+    /// The image it was read from.
+    pub image: String,
+    pub entries: Vec<WhitelistEntry>,
+}
+
+/// What is recorded about the kernel (live, in snapshots, from topology files). Everything
+/// defaults to unknown so older snapshots load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelFacts {
+    #[serde(default)]
+    pub p2pdma: P2pdmaBuild,
+    /// The whitelist compiled into the kernel, when its image could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_whitelist: Option<ImageWhitelist>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_mode: Option<IommuMode>,
+    /// The release the user named with `--kernel` (it replaces what was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_release: Option<String>,
+    /// What could not be read, one line each (file and cause).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Which source decided the whitelist in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum WhitelistSource {
+    /// Read out of the kernel image (exact, stable backports and vendor kernels included).
+    Image { image: String },
+    /// p2pdma's table of entries by the release that brought them.
+    ReleaseTable { release: String },
+    /// No image and no release known: the newest release p2pdma knows.
+    NewestKnown { release: String },
+}
+
+impl WhitelistSource {
+    pub fn describe(&self) -> String {
+        match self {
+            WhitelistSource::Image { image } => format!("read from the kernel image {image}"),
+            WhitelistSource::ReleaseTable { release } => format!("p2pdma's table for release {release}"),
+            WhitelistSource::NewestKnown { release } => {
+                format!("no kernel image or release known: p2pdma's table for the newest known release {release}")
+            }
+        }
+    }
+}
+
+/// A feature of the kernel's P2P support and the release that brought it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Feature {
+    pub name: &'static str,
+    /// The first mainline release with it ("always" when P2PDMA always had it).
+    pub since: &'static str,
+    /// Whether this kernel has it; null when its release is unknown.
+    pub available: Option<bool>,
+    pub note: &'static str,
+}
+
+/// One feature row: (name, since (major, minor) or None for always, note).
+type FeatureRow = (&'static str, Option<(u32, u32)>, &'static str, &'static str);
+
+const FEATURES: &[FeatureRow] = &[
+    ("nvmet_p2pmem", Some((4, 20)), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
+    ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
+    ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
+    ("multipath_and_md", Some((7, 2)), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID; before, such a namespace rejects P2P buffers (use nvme_core multipath=N)"),
+    ("fixed_buffers", None, "-", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
+];
+
+/// The kernel as p2pdma judges it: shown by `topo`, the report and every `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelCapabilities {
+    /// The release judged (named with `--kernel`, else `uname -r`).
+    pub release: Option<String>,
+    pub p2pdma: P2pdmaBuild,
+    pub features: Vec<Feature>,
+    pub iommu_mode: Option<IommuMode>,
+    pub iommu_meaning: Option<&'static str>,
+    pub whitelist: Vec<WhitelistEntry>,
+    pub whitelist_source: WhitelistSource,
+    pub warnings: Vec<String>,
+}
+
+/// The kernel a verdict was judged for, carried by every report (`check`, `find`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelSummary {
+    pub release: Option<String>,
+    pub p2pdma: P2pdmaBuild,
+    pub whitelist_source: WhitelistSource,
+}
+
+pub fn summary(machine: &Machine) -> KernelSummary {
+    KernelSummary {
+        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        p2pdma: machine.kernel.p2pdma.clone(),
+        whitelist_source: whitelist_in_force(machine).1,
+    }
+}
+
+/// What the kernel's P2PDMA build means for verdicts.
+pub fn p2pdma_absent(machine: &Machine) -> bool {
+    machine.kernel.p2pdma.built == Built::No
+}
+
+/// The release being judged: `--kernel`, else the machine's, parsed.
+pub fn release(machine: &Machine) -> Option<Release> {
+    machine.kernel.named_release.as_deref().or(machine.kernel_release.as_deref()).and_then(|r| r.parse().ok())
+}
+
+/// The whitelist in force and the source that decided it: the image beats a release, a
+/// release beats the newest known table.
+pub fn whitelist_in_force(machine: &Machine) -> (Vec<WhitelistEntry>, WhitelistSource) {
+    if machine.kernel.named_release.is_none() {
+        if let Some(img) = &machine.kernel.image_whitelist {
+            return (img.entries.clone(), WhitelistSource::Image { image: img.image.clone() });
+        }
+    }
+    match release(machine) {
+        Some(r) => (
+            whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect(),
+            WhitelistSource::ReleaseTable { release: r.to_string() },
+        ),
+        None => {
+            let r = Release::newest_known();
+            (
+                whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect(),
+                WhitelistSource::NewestKnown { release: format!("{}.{}", r.major, r.minor) },
+            )
+        }
+    }
+}
+
+/// Everything about the kernel, from what was recorded.
+pub fn capabilities(machine: &Machine) -> KernelCapabilities {
+    let rel = release(machine);
+    let (whitelist, whitelist_source) = whitelist_in_force(machine);
+    let built = machine.kernel.p2pdma.built;
+    let features = FEATURES
+        .iter()
+        .map(|&(name, since, since_text, note)| Feature {
+            name,
+            since: since_text,
+            available: match since {
+                None => Some(false),
+                Some(_) if built == Built::No => Some(false),
+                Some(s) => rel.map(|r| r.at_least(s)),
+            },
+            note,
+        })
+        .collect();
+    let iommu_mode = machine.kernel.iommu_mode.or(match machine.iommu {
+        Some(false) => Some(IommuMode::Off),
+        _ => None,
+    });
+    KernelCapabilities {
+        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        p2pdma: machine.kernel.p2pdma.clone(),
+        features,
+        iommu_mode,
+        iommu_meaning: iommu_mode.map(IommuMode::meaning),
+        whitelist,
+        whitelist_source,
+        warnings: machine.kernel.warnings.clone(),
+    }
+}
+
+/// For a host bridge `vvvv:dddd` missing from the list in force: the releases that list
+/// it ("7.2 or newer (7.1.3 or newer in 7.1)"), None when no release does.
+pub fn whitelisted_from(id: &str) -> Option<String> {
+    let (v, d) = id.split_once(':')?;
+    let (v, d) = (u16::from_str_radix(v, 16).ok()?, u16::from_str_radix(d, 16).ok()?);
+    let k = whitelist::TABLE
+        .iter()
+        .find(|k| k.entry.vendor == v && (k.entry.device == ANY_DEVICE || k.entry.device == d))?;
+    let (ma, mi) = k.mainline;
+    let pending = if (ma, mi) > whitelist::NEWEST_KNOWN { ", not yet released: in the PCI tree" } else { "" };
+    Some(match k.stable {
+        Some((sa, si, sp)) => format!("{ma}.{mi} or newer (or {sa}.{si}.{sp} or newer in {sa}.{si}){pending}"),
+        None => format!("{ma}.{mi} or newer{pending}"),
+    })
+}
+
+/// The reason every verdict carries on a kernel without P2PDMA.
+pub fn absent_reason(machine: &Machine) -> String {
+    let release = machine.kernel_release.as_deref().map(|r| format!(" {r}")).unwrap_or_default();
+    let evidence = machine.kernel.p2pdma.evidence.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+    format!(
+        "this kernel{release} is built without CONFIG_PCI_P2PDMA{evidence}: no device publishes P2P memory and the kernel refuses every P2P mapping, whatever the topology"
+    )
+}
+
+/// The fix for a kernel without P2PDMA.
+pub const ABSENT_FIX: &str = "boot a kernel built with CONFIG_PCI_P2PDMA=y: Debian unstable (7.2) and Ubuntu's generic kernels have it; Debian 12 (6.1) and 13 (6.12) do not, nor their backports kernels; or build your own with it";
+
+/// `CONFIG_PCI_P2PDMA` in a kernel config (`/boot/config-*`, `/proc/config.gz`).
+pub fn p2pdma_in_config(config: &str) -> Option<bool> {
+    config.lines().find_map(|l| {
+        let l = l.trim();
+        if l == "# CONFIG_PCI_P2PDMA is not set" {
+            Some(false)
+        } else {
+            l.strip_prefix("CONFIG_PCI_P2PDMA=").map(|v| v == "y")
+        }
+    })
+}
+
+/// The symbol only a P2PDMA kernel has (drivers/pci/p2pdma.c, exported).
+pub const P2PDMA_SYMBOL: &str = "pci_p2pdma_distance_many";
+
+/// Whether `/proc/kallsyms` lists the P2PDMA symbol; None when the text holds no symbols.
+/// (A plain substring search: the file is 9 MB and every command reads it.)
+pub fn p2pdma_in_kallsyms(kallsyms: &str) -> Option<bool> {
+    if kallsyms.trim().is_empty() {
+        return None;
+    }
+    let line_end = format!(" {P2PDMA_SYMBOL}\n");
+    let module_tag = format!(" {P2PDMA_SYMBOL}\t");
+    Some(
+        kallsyms.contains(&line_end)
+            || kallsyms.contains(&module_tag)
+            || kallsyms.ends_with(&line_end[..line_end.len() - 1]),
+    )
+}
+
+/// The IOMMU mode from the first IOMMU group's `type` (`identity`, `DMA`, `DMA-FQ`).
+pub fn iommu_mode_from_group_type(kind: &str) -> Option<IommuMode> {
+    match kind.trim() {
+        "identity" => Some(IommuMode::Passthrough),
+        "DMA" | "DMA-FQ" | "unmanaged" => Some(IommuMode::Translated),
+        _ => None,
+    }
+}
+
+/// Applies `--kernel VERSION`: judge as that release would (its whitelist, its features),
+/// built with P2PDMA (a release is not a build), so a drive whose CMB this kernel leaves
+/// unused is judged as the provider it would be.
+pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
+    let r: Release = version.parse()?;
+    let machine = &mut topo.machine;
+    machine.kernel.named_release = Some(version.trim().to_string());
+    machine.kernel.p2pdma = P2pdmaBuild {
+        built: Built::Unknown,
+        evidence: Some(format!("--kernel {r}: a release, not a build; judged as built with CONFIG_PCI_P2PDMA")),
+    };
+    for d in &mut topo.devices {
+        if let (None, Some(size)) = (&d.p2pmem, d.cmb) {
+            d.p2pmem = Some(P2pMem { size, available: size, published: true });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_parse_from_uname_and_users() {
+        assert_eq!("7.2.13+deb14-amd64".parse(), Ok(Release::new(7, 2, 13)));
+        assert_eq!("6.1.0-28-amd64".parse(), Ok(Release::new(6, 1, 0)));
+        assert_eq!("6.6".parse(), Ok(Release::new(6, 6, 0)));
+        assert_eq!("v7.3-rc1".parse(), Ok(Release::new(7, 3, 0)));
+        for bad in ["", "7", "abc", "7.x", "7.2.13.4", "1.0", "7..2", "99999.1"] {
+            assert!(bad.parse::<Release>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_and_kallsyms_say_yes_no_or_nothing() {
+        assert_eq!(p2pdma_in_config("CONFIG_PCI=y\nCONFIG_PCI_P2PDMA=y\n"), Some(true));
+        assert_eq!(p2pdma_in_config("# CONFIG_PCI_P2PDMA is not set\n"), Some(false));
+        assert_eq!(p2pdma_in_config("CONFIG_PCI=y\n"), None);
+        assert_eq!(p2pdma_in_kallsyms("0 T pci_p2pdma_distance_many\n"), Some(true));
+        assert_eq!(p2pdma_in_kallsyms("0 T pci_enable_device\n"), Some(false));
+        assert_eq!(p2pdma_in_kallsyms(""), None);
+    }
+
+    #[test]
+    fn whitelist_source_prefers_image_then_release_then_newest() {
+        let mut m = Machine::default();
+        let (wl, src) = whitelist_in_force(&m);
+        assert!(matches!(src, WhitelistSource::NewestKnown { .. }));
+        assert!(wl.iter().any(|e| e.vendor == 0x10de));
+        m.kernel_release = Some("6.6.0-1-amd64".into());
+        let (wl, src) = whitelist_in_force(&m);
+        assert_eq!(src, WhitelistSource::ReleaseTable { release: "6.6.0".into() });
+        assert!(!wl.iter().any(|e| e.device == 0x0b25));
+        m.kernel.image_whitelist = Some(ImageWhitelist {
+            image: "/boot/vmlinuz".into(),
+            entries: vec![WhitelistEntry {
+                vendor: 0x8086,
+                device: 0x0b25,
+                same_host_bridge_only: false,
+                label: String::new(),
+            }],
+        });
+        let (wl, src) = whitelist_in_force(&m);
+        assert!(matches!(src, WhitelistSource::Image { .. }));
+        assert_eq!(wl.len(), 1);
+        let mut t = Topology {
+            machine: m,
+            host_bridges: vec![],
+            devices: vec![],
+            aliases: Default::default(),
+            iommu_groups: None,
+        };
+        name_release(&mut t, "7.3").unwrap();
+        assert!(
+            matches!(whitelist_in_force(&t.machine).1, WhitelistSource::ReleaseTable { .. }),
+            "--kernel beats the image"
+        );
+        assert!(name_release(&mut t, "seven").is_err());
+    }
+
+    #[test]
+    fn features_follow_the_release_and_the_build() {
+        let mut m = Machine { kernel_release: Some("6.1.0-28-amd64".into()), ..Machine::default() };
+        let f = |m: &Machine, n: &str| capabilities(m).features.into_iter().find(|f| f.name == n).unwrap().available;
+        assert_eq!(f(&m, "userspace_allocate"), Some(false));
+        m.kernel_release = Some("6.12.117".into());
+        assert_eq!(f(&m, "userspace_allocate"), Some(true));
+        assert_eq!(f(&m, "multipath_and_md"), Some(false));
+        m.kernel.p2pdma.built = Built::No;
+        assert_eq!(f(&m, "userspace_allocate"), Some(false));
+        m.kernel_release = None;
+        m.kernel.p2pdma.built = Built::Unknown;
+        assert_eq!(f(&m, "userspace_allocate"), None);
+        assert_eq!(f(&m, "fixed_buffers"), Some(false));
+    }
+}

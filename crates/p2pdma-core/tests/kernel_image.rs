@@ -1,0 +1,58 @@
+//! The whitelist read out of the lab kernel's own image equals p2pdma's table for that
+//! release: the table's history and the image reader check each other.
+
+use std::path::PathBuf;
+
+use p2pdma_core::kernel::{Release, WhitelistEntry};
+use p2pdma_core::{kernel_image, whitelist};
+
+/// Cached lab kernels (`<cache>/kernel/<release>/vmlinuz`, other suites' under
+/// `<cache>/kernel/<suite>/<release>/`), as p2pdma-lab lays them out.
+fn cached_kernels() -> Vec<(String, PathBuf)> {
+    let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache = env("P2PDMA_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("p2pdma")))
+        .unwrap_or_else(|| env("HOME").unwrap_or_default().join(".cache/p2pdma"));
+    let list = |dir: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    let mut out: Vec<(String, PathBuf)> = list(cache.join("kernel"))
+        .into_iter()
+        .flat_map(|p| if p.join(".complete").exists() { vec![p] } else { list(p) })
+        .filter(|p| p.join(".complete").exists() && p.join("vmlinuz").is_file())
+        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn lab_kernel_image_whitelist_equals_the_release_table() {
+    let kernels = cached_kernels();
+    if kernels.is_empty() {
+        eprintln!("skipped: no cached lab kernel (run `p2pdma lab fetch` to get Debian unstable's)");
+        return;
+    }
+    let mut checked = 0;
+    for (release, dir) in kernels {
+        let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+        let built = p2pdma_core::kernel::p2pdma_in_config(&config);
+        let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+        let read = kernel_image::whitelist_from_image(&image);
+        if built != Some(true) {
+            // A kernel without P2PDMA (bookworm's xz image, trixie's zstd): decompressed, no table.
+            assert_eq!(read, Err(kernel_image::ImageError::NoTable), "{release}");
+            eprintln!("{release}: no CONFIG_PCI_P2PDMA, no table in its image (as expected)");
+            continue;
+        }
+        let read = read.unwrap_or_else(|e| panic!("{release}: {e}"));
+        let r: Release = release.parse().unwrap();
+        let table: Vec<WhitelistEntry> =
+            whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect();
+        let ids =
+            |v: &[WhitelistEntry]| v.iter().map(|e| (e.vendor, e.device, e.same_host_bridge_only)).collect::<Vec<_>>();
+        assert_eq!(ids(&read), ids(&table), "{release}: the image's whitelist differs from p2pdma's table");
+        checked += 1;
+    }
+    eprintln!("{checked} kernel image(s) with P2PDMA checked");
+}
