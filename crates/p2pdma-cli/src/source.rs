@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use p2pdma_core::config::Acs;
-use p2pdma_core::pciids::PciIds;
+use p2pdma_core::pciids::Names;
 use p2pdma_core::{snapshot, spec, sysfs, Topology};
 
 #[derive(Args, Debug, Clone)]
@@ -34,14 +34,23 @@ pub struct Loaded {
 }
 
 impl SourceArgs {
+    /// The topology with vendor, device and class names (the machine's `pci.ids`, then the
+    /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
+        let mut loaded = self.load_unnamed()?;
+        Names::load().annotate(&mut loaded.topology);
+        Ok(loaded)
+    }
+
+    /// The topology without looking names up (no `pci.ids` read: `copy` starts fast).
+    pub fn load_unnamed(&self) -> anyhow::Result<Loaded> {
         if let Some(path) = &self.spec {
             let (_, topology) = spec::load(path)?;
             return Ok(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
-            None => sysfs::read(&self.roots(), PciIds::load_default().as_ref())?,
+            None => sysfs::read(&self.roots(), None)?,
         };
         if let Some(path) = &self.names {
             let (_, predicted) = spec::load(path)?;
@@ -60,7 +69,7 @@ impl SourceArgs {
         if self.spec.is_some() || self.snapshot.is_some() {
             anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
         }
-        self.load()
+        self.load_unnamed()
     }
 
     pub fn roots(&self) -> sysfs::Roots {

@@ -67,6 +67,10 @@ pub struct Device {
     pub vendor_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
+    /// The class as lspci names it (subclass name, else class name), e.g.
+    /// `Non-Volatile memory controller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
     pub driver: Option<String>,
     /// The bridge above this function (`bus->self`); None on a root bus.
     pub upstream: Option<Bdf>,
@@ -174,7 +178,8 @@ impl Device {
             0x1200 => "processing accelerator",
             0x0b40 => "co-processor",
             _ if self.is_pci_bridge() => "PCI bridge",
-            _ => "device",
+            // Any other class: its name in the built-in PCI ID database, as lspci prints it.
+            _ => crate::pciids::builtin::class(self.class).unwrap_or("device"),
         }
     }
 }
