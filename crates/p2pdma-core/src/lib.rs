@@ -5,9 +5,11 @@
 pub mod analysis;
 pub mod bdf;
 pub mod config;
+pub mod diff;
 mod error;
 mod explain;
 pub mod kernel_params;
+pub mod metrics;
 pub mod model;
 pub mod pciids;
 pub mod snapshot;

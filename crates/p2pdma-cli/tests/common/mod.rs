@@ -61,7 +61,7 @@ pub fn guest_binary() -> PathBuf {
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-                .last()
+                .next_back()
                 .expect("cargo build-static reports the p2pdma executable")
         })
         .clone()
