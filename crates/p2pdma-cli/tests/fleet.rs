@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{p2pdma, SWITCH};
+use common::{p2pdma, prometheus_parse, SWITCH};
 
 const IOMMU_ACS: &str = "examples/topologies/iommu-acs.toml";
 const IOMMU_ACS_DISABLED: &str = "examples/topologies/iommu-acs-disabled.toml";
@@ -67,38 +67,6 @@ fn diff_refuses_bad_input_exit_2() {
     assert!(err.contains("not a p2pdma snapshot") && err.lines().count() == 1, "{err}");
     let (code, _, _) = p2pdma(&["diff", SWITCH, "no/such/file.json"]);
     assert_eq!(code, 2);
-}
-
-/// Parses exposition text with prometheus_client; returns {family: [[name, labels, value]]}.
-pub fn prometheus_parse(text: &str) -> serde_json::Value {
-    let setup = Command::new("scripts/install-prometheus-parser").current_dir("../..").output().unwrap();
-    assert!(setup.status.success(), "scripts/install-prometheus-parser: {}", String::from_utf8_lossy(&setup.stderr));
-    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
-    let script = r#"
-import json, math, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    assert family.type == "gauge", family
-    assert family.documentation, family
-    out[family.name] = [[s.name, s.labels, None if math.isnan(s.value) else s.value] for s in family.samples]
-print(json.dumps(out))
-"#;
-    let mut child = Command::new(python)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the text: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own part
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub const SWITCH: &str = "examples/topologies/switch.toml";
@@ -65,4 +65,36 @@ pub fn guest_binary() -> PathBuf {
                 .expect("cargo build-static reports the p2pdma executable")
         })
         .clone()
+}
+
+/// Parses exposition text with prometheus_client; returns {family: [[name, labels, value]]}.
+pub fn prometheus_parse(text: &str) -> serde_json::Value {
+    let setup = Command::new("scripts/install-prometheus-parser").current_dir("../..").output().unwrap();
+    assert!(setup.status.success(), "scripts/install-prometheus-parser: {}", String::from_utf8_lossy(&setup.stderr));
+    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+    let script = r#"
+import json, math, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    assert family.type == "gauge", family
+    assert family.documentation, family
+    out[family.name] = [[s.name, s.labels, None if math.isnan(s.value) else s.value] for s in family.samples]
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
