@@ -109,7 +109,7 @@ fn device_line(d: &Device) -> String {
         None => d.class_name.as_deref().unwrap_or(d.kind()),
     };
     write!(s, "  {kind} {:04x}:{:04x}", d.vendor, d.device).unwrap();
-    if let Some(names) = vendor_device_names(d) {
+    if let Some(names) = d.pci_name() {
         write!(s, " ({names})").unwrap();
     }
     if let Some(drv) = &d.driver {
@@ -144,17 +144,6 @@ fn device_line(d: &Device) -> String {
         .unwrap();
     }
     s
-}
-
-/// `Red Hat, Inc. QEMU NVM Express Controller`, as lspci names a device (`Device 0010`
-/// when the database knows the vendor only).
-pub fn vendor_device_names(d: &Device) -> Option<String> {
-    match (&d.vendor_name, &d.device_name) {
-        (Some(v), Some(n)) => Some(format!("{v} {n}")),
-        (Some(v), None) => Some(format!("{v} Device {:04x}", d.device)),
-        (None, Some(n)) => Some(n.clone()),
-        (None, None) => None,
-    }
 }
 
 /// `0000:03:00.0 Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express

@@ -155,3 +155,17 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
     let (code, _, err) = p2pdma(&["bench", s, "--ops", "write"]);
     assert!(code == 2 && err.contains("need --dst"), "{err}");
 }
+
+#[test]
+fn lab_refuses_a_dynamic_guest_binary_before_booting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .env("P2PDMA_GUEST_BINARY", "/bin/sh")
+        .args(["lab", "run", SWITCH, "--", "true"])
+        .current_dir("../..")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/bin/sh is dynamically linked") && err.contains("scripts/build-static"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

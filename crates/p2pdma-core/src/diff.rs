@@ -219,7 +219,7 @@ fn device_values(t: &Topology) -> BTreeMap<Bdf, (&Device, Value)> {
 
 /// A device's name for people: its topology-file name, else its PCI ID name.
 fn label(d: &Device) -> Option<String> {
-    d.name.clone().or_else(|| d.device_name.clone())
+    d.name.clone().or_else(|| d.pci_name())
 }
 
 fn to_value<T: Serialize>(v: &T) -> Value {

@@ -61,11 +61,7 @@ fn escape_help(v: &str) -> String {
 
 /// A device's name for labels: the topology file's name, else vendor and device names.
 fn name(d: &Device) -> String {
-    d.name.clone().unwrap_or_else(|| match (&d.vendor_name, &d.device_name) {
-        (Some(v), Some(n)) => format!("{v} {n}"),
-        (_, Some(n)) => n.clone(),
-        _ => String::new(),
-    })
+    d.name.clone().or_else(|| d.pci_name()).unwrap_or_default()
 }
 
 fn flag(b: bool) -> f64 {

@@ -152,6 +152,17 @@ impl Device {
         }
     }
 
+    /// `Red Hat, Inc. QEMU NVM Express Controller`, as lspci names a device from the PCI ID
+    /// database (`Device 0010` when only the vendor is known); None without names.
+    pub fn pci_name(&self) -> Option<String> {
+        match (&self.vendor_name, &self.device_name) {
+            (Some(v), Some(n)) => Some(format!("{v} {n}")),
+            (Some(v), None) => Some(format!("{v} Device {:04x}", self.device)),
+            (None, Some(n)) => Some(n.clone()),
+            (None, None) => None,
+        }
+    }
+
     /// Class code 0x0604 / 0x0609 or a type-1 header.
     pub fn is_pci_bridge(&self) -> bool {
         self.is_bridge || self.class >> 8 == 0x0604 || self.class >> 8 == 0x0609
