@@ -16,7 +16,7 @@ fn load(path: &Path) -> anyhow::Result<Topology> {
     let mut topo =
         if path.extension().is_some_and(|e| e == "toml") { spec::load(path)?.1 } else { snapshot::load(path)? };
     // Names only label the output; the diff ignores them.
-    Names::load().annotate(&mut topo);
+    Names::load_for(&topo).annotate(&mut topo);
     Ok(topo)
 }
 

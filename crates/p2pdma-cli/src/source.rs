@@ -38,7 +38,7 @@ impl SourceArgs {
     /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let mut loaded = self.load_unnamed()?;
-        Names::load().annotate(&mut loaded.topology);
+        Names::load_for(&loaded.topology).annotate(&mut loaded.topology);
         Ok(loaded)
     }
 
