@@ -221,12 +221,35 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<(Spec, Topology, LabMachin
     Ok((spec, topo, machine))
 }
 
-/// Lab options that put this very binary and the topology file into the guest.
+/// Names the static p2pdma to put into the guest, when the running one is not static.
+pub const GUEST_BINARY_ENV: &str = "P2PDMA_GUEST_BINARY";
+
+/// The p2pdma the guest runs: `$P2PDMA_GUEST_BINARY`, else this very binary. The guest is a
+/// busybox initramfs without a C library, so it must be a static executable: checked here,
+/// before any boot, with the way to build one in the error.
+pub fn guest_binary() -> anyhow::Result<std::path::PathBuf> {
+    let (path, from_env) = match std::env::var_os(GUEST_BINARY_ENV) {
+        Some(p) if !p.is_empty() => (std::path::PathBuf::from(p), true),
+        _ => (std::env::current_exe()?, false),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{GUEST_BINARY_ENV}: {}: {e}", path.display()))?;
+    match p2pdma_lab::is_static_executable(&bytes) {
+        Some(true) => Ok(path),
+        Some(false) => anyhow::bail!(
+            "{} is dynamically linked and cannot run in the lab's busybox guest: build a static one \
+             with scripts/build-static (or `cargo build-static`) and run that, or set {GUEST_BINARY_ENV} to it{}",
+            path.display(),
+            if from_env { "" } else { " (this p2pdma runs on the host, that one in the guest)" }
+        ),
+        None => anyhow::bail!("{}: not an ELF64 executable (from {GUEST_BINARY_ENV})", path.display()),
+    }
+}
+
+/// Lab options that put the guest's p2pdma (`guest_binary`) and the topology file into the guest.
 pub fn options(topology: &std::path::Path, timeout_secs: u64) -> anyhow::Result<p2pdma_lab::LabOptions> {
-    let exe = std::env::current_exe()?;
     Ok(p2pdma_lab::LabOptions {
         timeout: std::time::Duration::from_secs(timeout_secs),
-        p2pdma_binary: Some(exe),
+        p2pdma_binary: Some(guest_binary()?),
         extra_files: vec![(topology.to_path_buf(), GUEST_TOPOLOGY.to_string())],
         ..p2pdma_lab::LabOptions::default()
     })

@@ -5,6 +5,7 @@
 //! 3 uncertain (`check`: the verdict depends on ACS registers that could not be read;
 //! root reads them), 141 standard output closed by its reader (`p2pdma topo | head -1`:
 //! quiet, the status a shell shows for `cat` there), 125 the lab itself failed (`lab run`).
+//! `diff`: 0 same, 1 different, 2 bad input.
 
 // Every write goes through `out` (a closed pipe or a full disk must not panic): no
 // `print!`/`eprint!` family anywhere in the binary.
@@ -13,6 +14,7 @@
 mod alloc;
 mod bench;
 mod copy;
+mod fleet;
 mod lab;
 mod nvmet;
 mod out;
@@ -147,6 +149,37 @@ enum Command {
         /// Output file (`-` for standard output).
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// What changed between two snapshots (or topology files) that moves a verdict or a path:
+    /// devices added or gone, ACS, links, BARs, IOMMU, kernel, whitelist; each with the
+    /// provider/client pairs it flips. Exit 0 same, 1 different, 2 bad input.
+    Diff {
+        /// The earlier snapshot (`p2pdma snapshot`) or topology file (.toml).
+        before: PathBuf,
+        /// The later one.
+        after: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The P2P state in Prometheus text format (node_exporter's textfile collector): per-pair
+    /// verdict and distance, ACS redirects, degraded links, free P2P memory, kernel support.
+    Metrics {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Write to FILE atomically (temporary file, then rename) instead of standard output,
+        /// e.g. /var/lib/prometheus/node-exporter/p2pdma.prom.
+        #[arg(short, long, value_name = "FILE.prom")]
+        output: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `p2pdma completions bash > /etc/bash_completion.d/p2pdma`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR.
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Write a self-contained HTML report: the drawn tree, the P2P matrix (click a cell for
     /// its path, reasons and fixes) and the machine facts; no network, no external files.
@@ -412,6 +445,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab { command } => lab(command),
         Command::Nvmet { command } => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),
+        Command::Diff { before, after, json } => fleet::run_diff(&before, &after, json),
+        Command::Metrics { source, output } => {
+            let loaded = source.load()?;
+            let engine = Engine::new(&loaded.topology)?;
+            fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine), output.as_ref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "p2pdma", &mut script);
+            out::text(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => {
+            let written = fleet::write_manpages(<Cli as clap::CommandFactory>::command(), &dir)?;
+            out::note(&format!("wrote {written} man pages to {}", dir.display()));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Resolve { source, devices, block, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;

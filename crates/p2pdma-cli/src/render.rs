@@ -150,10 +150,14 @@ fn device_line(d: &Device) -> String {
     if let Some(n) = &d.name {
         write!(s, "  {n}").unwrap();
     }
-    let kind = d.port_type.filter(|_| d.is_pci_bridge()).map(|t| t.label()).unwrap_or(d.kind());
+    // Bridges by their PCIe role; everything else by its class, as lspci names it.
+    let kind = match d.port_type.filter(|_| d.is_pci_bridge()) {
+        Some(t) => t.label(),
+        None => d.class_name.as_deref().unwrap_or(d.kind()),
+    };
     write!(s, "  {kind} {:04x}:{:04x}", d.vendor, d.device).unwrap();
-    if let Some(name) = &d.device_name {
-        write!(s, " ({name})").unwrap();
+    if let Some(names) = d.pci_name() {
+        write!(s, " ({names})").unwrap();
     }
     if let Some(drv) = &d.driver {
         write!(s, " [{drv}]").unwrap();
@@ -187,6 +191,22 @@ fn device_line(d: &Device) -> String {
         .unwrap();
     }
     s
+}
+
+/// `0000:03:00.0 Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express
+/// Controller [1b36:0010]`, as `lspci -nn` writes it.
+fn names_line(d: &analysis::DeviceNames) -> String {
+    let unknown = |kind: &str, id: u16| format!("{kind} {id:04x}");
+    format!(
+        "{} {} [{:04x}]: {} {} [{:04x}:{:04x}]",
+        d.bdf,
+        d.class_name.clone().unwrap_or_else(|| format!("Class {:04x}", d.class >> 8)),
+        d.class >> 8,
+        d.vendor_name.clone().unwrap_or_else(|| unknown("Vendor", d.vendor)),
+        d.device_name.clone().unwrap_or_else(|| unknown("Device", d.device)),
+        d.vendor,
+        d.device
+    )
 }
 
 /// Labels for matrix rows/columns: topology names where there are any, else short BDFs.
@@ -337,6 +357,9 @@ pub fn check(r: &CheckReport) -> String {
     .unwrap();
     for n in &r.notes {
         writeln!(out, "  note: {n}").unwrap();
+    }
+    for d in &r.devices {
+        writeln!(out, "  {}", names_line(d)).unwrap();
     }
     for v in &r.clients {
         writeln!(

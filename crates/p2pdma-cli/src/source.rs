@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use p2pdma_core::config::Acs;
-use p2pdma_core::pciids::PciIds;
+use p2pdma_core::pciids::Names;
 use p2pdma_core::{snapshot, spec, sysfs, what_if, Topology};
 
 #[derive(Args, Debug, Clone)]
@@ -43,7 +43,16 @@ pub struct Loaded {
 }
 
 impl SourceArgs {
+    /// The topology with vendor, device and class names (the machine's `pci.ids`, then the
+    /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
+        let mut loaded = self.load_unnamed()?;
+        Names::load_for(&loaded.topology).annotate(&mut loaded.topology);
+        Ok(loaded)
+    }
+
+    /// The topology without looking names up (no `pci.ids` read: `copy` starts fast).
+    pub fn load_unnamed(&self) -> anyhow::Result<Loaded> {
         if let Some(v) = &self.kernel {
             // Checked before anything is read: a malformed value is a one-line error (exit 2).
             v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
@@ -62,7 +71,7 @@ impl SourceArgs {
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
-            None => sysfs::read(&self.roots(), PciIds::load_default().as_ref())?,
+            None => sysfs::read(&self.roots(), None)?,
         };
         if let Some(path) = &self.names {
             let (_, predicted) = spec::load(path)?;
@@ -106,7 +115,7 @@ impl SourceArgs {
         if self.kernel_params.is_some() {
             anyhow::bail!("{command} acts on this machine as booted: --kernel-params (a what-if) does not apply");
         }
-        self.load()
+        self.load_unnamed()
     }
 
     pub fn roots(&self) -> sysfs::Roots {

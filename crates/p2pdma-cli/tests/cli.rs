@@ -346,3 +346,17 @@ fn kernel_params_the_kernel_ignores_are_ignored_and_said_never_fatal() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--kernel-params (a what-if) does not apply"), "{err}");
 }
+
+#[test]
+fn lab_refuses_a_dynamic_guest_binary_before_booting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .env("P2PDMA_GUEST_BINARY", "/bin/sh")
+        .args(["lab", "run", SWITCH, "--", "true"])
+        .current_dir("../..")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/bin/sh is dynamically linked") && err.contains("scripts/build-static"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -53,7 +53,12 @@ impl Run {
         let mut args = vec!["lab", "run", &spec, "--timeout", "300", "--share", share.path().to_str().unwrap()];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--", &script.0]);
-        let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(&args).current_dir("../..").output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+            .env("P2PDMA_GUEST_BINARY", common::guest_binary())
+            .args(&args)
+            .current_dir("../..")
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             out.status.code(),

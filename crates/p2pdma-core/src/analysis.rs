@@ -25,6 +25,36 @@ pub struct CheckReport {
     pub certain: bool,
     /// The kernel judged: release, P2PDMA build and evidence, whitelist source.
     pub kernel: crate::kernel::KernelSummary,
+    /// What the PCI devices above are (provider first, then each client's function), as
+    /// lspci names them; empty names where the database has none.
+    #[serde(default)]
+    pub devices: Vec<DeviceNames>,
+}
+
+/// A PCI function's IDs and names from the PCI ID database.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceNames {
+    pub bdf: Bdf,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u32,
+    pub vendor_name: Option<String>,
+    pub device_name: Option<String>,
+    pub class_name: Option<String>,
+}
+
+impl DeviceNames {
+    pub fn of(d: &crate::model::Device) -> Self {
+        DeviceNames {
+            bdf: d.bdf,
+            vendor: d.vendor,
+            device: d.device,
+            class: d.class,
+            vendor_name: d.vendor_name.clone(),
+            device_name: d.device_name.clone(),
+            class_name: d.class_name.clone(),
+        }
+    }
 }
 
 /// `p2pdma find CLIENT...`.
@@ -181,6 +211,14 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
             unread.join(", ")
         ));
     }
+    let mut devices = vec![DeviceNames::of(pd)];
+    for bdf in verdicts.iter().filter_map(|v| v.client_bdf) {
+        if let Some(d) =
+            engine.index_of(bdf).map(|i| engine.device(i)).filter(|d| devices.iter().all(|n| n.bdf != d.bdf))
+        {
+            devices.push(DeviceNames::of(d));
+        }
+    }
     Ok(CheckReport {
         provider: pd.bdf,
         provider_name: pd.name.clone(),
@@ -191,6 +229,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         notes,
         certain,
         kernel: crate::kernel::summary(&engine.topo.machine),
+        devices,
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod bdf;
 pub mod config;
+pub mod diff;
 mod error;
 mod explain;
 pub mod input;
@@ -13,6 +14,7 @@ pub mod kernel;
 pub mod kernel_image;
 pub mod kernel_live;
 pub mod kernel_params;
+pub mod metrics;
 pub mod model;
 pub mod pciids;
 pub mod snapshot;

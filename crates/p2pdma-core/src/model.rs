@@ -74,6 +74,10 @@ pub struct Device {
     pub vendor_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
+    /// The class as lspci names it (subclass name, else class name), e.g.
+    /// `Non-Volatile memory controller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
     pub driver: Option<String>,
     /// The bridge above this function (`bus->self`); None on a root bus.
     pub upstream: Option<Bdf>,
@@ -159,6 +163,17 @@ impl Device {
         }
     }
 
+    /// `Red Hat, Inc. QEMU NVM Express Controller`, as lspci names a device from the PCI ID
+    /// database (`Device 0010` when only the vendor is known); None without names.
+    pub fn pci_name(&self) -> Option<String> {
+        match (&self.vendor_name, &self.device_name) {
+            (Some(v), Some(n)) => Some(format!("{v} {n}")),
+            (Some(v), None) => Some(format!("{v} Device {:04x}", self.device)),
+            (None, Some(n)) => Some(n.clone()),
+            (None, None) => None,
+        }
+    }
+
     /// Class code 0x0604 / 0x0609 or a type-1 header.
     pub fn is_pci_bridge(&self) -> bool {
         self.is_bridge || self.class >> 8 == 0x0604 || self.class >> 8 == 0x0609
@@ -185,7 +200,8 @@ impl Device {
             0x1200 => "processing accelerator",
             0x0b40 => "co-processor",
             _ if self.is_pci_bridge() => "PCI bridge",
-            _ => "device",
+            // Any other class: its name in the built-in PCI ID database, as lspci prints it.
+            _ => crate::pciids::builtin::class(self.class).unwrap_or("device"),
         }
     }
 }

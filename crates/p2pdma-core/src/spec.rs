@@ -566,6 +566,7 @@ impl Spec {
                 subsystem: None,
                 vendor_name: None,
                 device_name: None,
+                class_name: None,
                 driver: None,
                 upstream,
                 host_bridge: bridges[host_bridge_of(&nodes, i)].bridge.name.clone(),

@@ -148,6 +148,7 @@ fn read_device(
         subsystem,
         vendor_name: ids.and_then(|i| i.vendor(vendor)).map(str::to_string),
         device_name: ids.and_then(|i| i.device(vendor, device)).map(str::to_string),
+        class_name: ids.and_then(|i| i.class(class)).map(str::to_string),
         driver: link_name(&dir.join("driver")),
         upstream,
         host_bridge,

@@ -63,8 +63,8 @@ pub enum LabError {
     /// A binary for the guest is dynamically linked.
     #[error(
         "{path} is dynamically linked and cannot run in the lab's busybox initramfs: build it \
-         static with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
-         --target x86_64-unknown-linux-gnu"
+         static with scripts/build-static (`cargo build-static`: --target x86_64-unknown-linux-gnu \
+         with -C target-feature=+crt-static)"
     )]
     NotStatic {
         /// The offending binary.

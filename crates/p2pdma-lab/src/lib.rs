@@ -22,6 +22,7 @@ mod machine;
 mod run;
 
 pub use cpio::CpioWriter;
+pub use elf::is_static_executable;
 pub use error::LabError;
 pub use initramfs::{DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, GUEST_SHARE_DIR};
 pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, suite_kernel, Kernel, KERNEL_DIR_ENV, SUITES};

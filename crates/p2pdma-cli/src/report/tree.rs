@@ -273,6 +273,9 @@ fn device_tooltip(d: &Device) -> String {
         write!(t, "  ({n})").unwrap();
     }
     write!(t, "\nID {:04x}:{:04x}  class {:06x}", d.vendor, d.device, d.class).unwrap();
+    if let Some(c) = &d.class_name {
+        write!(t, " ({c})").unwrap();
+    }
     if let Some(v) = &d.vendor_name {
         write!(t, "\n{v}").unwrap();
         if let Some(n) = &d.device_name {

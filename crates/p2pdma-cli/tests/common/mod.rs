@@ -2,14 +2,21 @@
 //! switch that skips the lab.
 #![allow(dead_code)] // each test crate uses its own part
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 pub const SWITCH: &str = "examples/topologies/switch.toml";
 pub const ROOT_PORTS: &str = "examples/topologies/root-ports.toml";
 
-/// Runs the binary from the workspace root: exit status, stdout, stderr.
+/// Runs the binary from the workspace root: exit status, stdout, stderr. `lab run` and
+/// `lab shell` get the static guest binary (`guest_binary`).
 pub fn p2pdma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2pdma"));
+    if matches!(args, ["lab", "run" | "shell", ..]) {
+        cmd.env("P2PDMA_GUEST_BINARY", guest_binary());
+    }
+    let out = cmd.args(args).current_dir("../..").output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -24,4 +31,70 @@ pub fn skip_lab() -> bool {
         eprintln!("skipped (P2PDMA_SKIP_LAB=1)");
     }
     skip
+}
+
+/// The static p2pdma the lab puts into its guest: `$P2PDMA_GUEST_BINARY` if set, this test
+/// build's binary if it is static, else built now from the same sources by `cargo
+/// build-static` (once per test binary; cargo rebuilds only what changed).
+pub fn guest_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("P2PDMA_GUEST_BINARY").filter(|p| !p.is_empty()) {
+                return p.into();
+            }
+            let own = PathBuf::from(env!("CARGO_BIN_EXE_p2pdma"));
+            let is_static = std::fs::read(&own).ok().and_then(|b| p2pdma_lab::is_static_executable(&b));
+            if is_static == Some(true) {
+                return own;
+            }
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(&cargo)
+                .args(["build-static", "--locked", "--message-format", "json"])
+                .current_dir("../..")
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("cargo build-static runs");
+            assert!(out.status.success(), "cargo build-static failed (the lab's guest needs a static p2pdma)");
+            // cargo names the executable it built: no guessing of target directories.
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+                .next_back()
+                .expect("cargo build-static reports the p2pdma executable")
+        })
+        .clone()
+}
+
+/// Parses exposition text with prometheus_client; returns {family: [[name, labels, value]]}.
+pub fn prometheus_parse(text: &str) -> serde_json::Value {
+    let setup = Command::new("scripts/install-prometheus-parser").current_dir("../..").output().unwrap();
+    assert!(setup.status.success(), "scripts/install-prometheus-parser: {}", String::from_utf8_lossy(&setup.stderr));
+    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+    let script = r#"
+import json, math, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    assert family.type == "gauge", family
+    assert family.documentation, family
+    out[family.name] = [[s.name, s.labels, None if math.isnan(s.value) else s.value] for s in family.samples]
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -1,0 +1,166 @@
+//! `diff`, `metrics`, `completions` and `manpages`: exit codes, JSON, and the metrics read
+//! by the Prometheus project's own text-format parser (prometheus_client, installed by
+//! scripts/install-prometheus-parser into a cached virtualenv).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{p2pdma, prometheus_parse, SWITCH};
+
+const IOMMU_ACS: &str = "examples/topologies/iommu-acs.toml";
+const IOMMU_ACS_DISABLED: &str = "examples/topologies/iommu-acs-disabled.toml";
+
+#[test]
+fn diff_of_a_file_with_itself_is_the_same_exit_0() {
+    let (code, out, _) = p2pdma(&["diff", SWITCH, SWITCH]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("same"), "{out}");
+}
+
+#[test]
+fn diff_names_the_acs_change_and_the_pair_it_flips_exit_1() {
+    let (code, out, _) = p2pdma(&["diff", IOMMU_ACS, IOMMU_ACS_DISABLED]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0000:00:11.0 (rp0): ACS control 0x001d [SV RR CR UF] -> 0x0000 [-]"), "{out}");
+    assert!(out.contains("flips nvme-a (0000:01:00.0) -> nvme-b (0000:01:00.1): not_supported -> bus_addr 2"), "{out}");
+
+    let (code, out, _) = p2pdma(&["diff", IOMMU_ACS, IOMMU_ACS_DISABLED, "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["same"], false);
+    let pair = &v["pairs"][0];
+    assert_eq!(
+        (pair["before"]["map_type"].as_str(), pair["after"]["map_type"].as_str()),
+        (Some("not_supported"), Some("bus_addr"))
+    );
+    let acs = v["changes"].as_array().unwrap().iter().find(|c| c["field"] == "acs.ctrl").expect("an ACS change");
+    assert_eq!(acs["subject"], "0000:00:11.0");
+    assert_eq!(acs["pairs"][0]["client"], "0000:01:00.1");
+}
+
+#[test]
+fn diff_of_snapshots_sees_a_removed_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", SWITCH, "-o", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let devices = snap["topology"]["devices"].as_array_mut().unwrap();
+    devices.retain(|d| d["name"] != "nvme-b");
+    let b = dir.path().join("b.json");
+    std::fs::write(&b, snap.to_string()).unwrap();
+    let (code, out, _) = p2pdma(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0000:04:00.0 (nvme-b) gone"), "{out}");
+    assert!(out.contains("flips nvme-a (0000:03:00.0) -> nvme-b (0000:04:00.0): bus_addr 4 -> absent"), "{out}");
+}
+
+#[test]
+fn diff_refuses_bad_input_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"schema\": \"something else\"}").unwrap();
+    let (code, _, err) = p2pdma(&["diff", SWITCH, junk.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a p2pdma snapshot") && err.lines().count() == 1, "{err}");
+    let (code, _, _) = p2pdma(&["diff", SWITCH, "no/such/file.json"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn metrics_of_every_scenario_pass_the_prometheus_parser() {
+    for entry in std::fs::read_dir("../../examples/topologies").unwrap() {
+        let path = entry.unwrap().path();
+        let spec = Path::new("examples/topologies").join(path.file_name().unwrap());
+        let (code, text, err) = p2pdma(&["metrics", "--spec", spec.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {err}", spec.display());
+        let families = prometheus_parse(&text);
+        for name in [
+            "p2pdma_pair_supported",
+            "p2pdma_acs_redirect",
+            "p2pdma_p2pmem_free_bytes",
+            "p2pdma_kernel_p2pdma_supported",
+        ] {
+            assert!(families.get(name).is_some(), "{}: no {name}", spec.display());
+        }
+    }
+    let families = prometheus_parse(&p2pdma(&["metrics", "--spec", IOMMU_ACS]).1);
+    let pair = &families["p2pdma_pair_supported"][0];
+    assert_eq!(pair[1]["provider_name"], "nvme-a");
+    assert_eq!(pair[1]["client"], "0000:01:00.1");
+    assert_eq!(pair[2], 0.0);
+    let acs = &families["p2pdma_acs_redirect"][0];
+    assert_eq!((acs[1]["device"].as_str(), acs[2].as_f64()), (Some("0000:00:11.0"), Some(1.0)));
+}
+
+#[test]
+fn metrics_labels_survive_hostile_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    p2pdma(&["snapshot", "--spec", SWITCH, "-o", a.to_str().unwrap()]);
+    let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let hostile = "quote\" back\\slash\nnewline } ,x=\"y";
+    for d in snap["topology"]["devices"].as_array_mut().unwrap() {
+        if d["name"] == "nvme-b" {
+            d["name"] = hostile.into();
+        }
+    }
+    std::fs::write(&a, snap.to_string()).unwrap();
+    let (code, text, err) = p2pdma(&["metrics", "--snapshot", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let families = prometheus_parse(&text);
+    let names: Vec<&str> = families["p2pdma_pair_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| [s[1]["provider_name"].as_str().unwrap(), s[1]["client_name"].as_str().unwrap()])
+        .collect();
+    assert!(names.contains(&hostile), "{names:?}");
+}
+
+#[test]
+fn metrics_output_file_is_written_whole_and_bad_paths_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("p2pdma.prom");
+    let (code, out, err) = p2pdma(&["metrics", "--spec", SWITCH, "-o", prom.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.ends_with('\n') && text.contains("p2pdma_pair_distance"));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("p2pdma.prom")], "no temporary file left behind");
+    let (code, _, err) = p2pdma(&["metrics", "--spec", SWITCH, "-o", "/no/such/dir/p2pdma.prom"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/dir/p2pdma.prom"), "{err}");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_know_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = p2pdma(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains("diff") && out.contains("metrics") && out.contains("snapshot"), "{shell}");
+    }
+    let (_, bash, _) = p2pdma(&["completions", "bash"]);
+    let check = Command::new("bash").args(["-n", "-c", &bash]).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    let (code, _, _) = p2pdma(&["completions", "tcsh"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn manpages_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = p2pdma(&["manpages", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in
+        ["p2pdma.1", "p2pdma-topo.1", "p2pdma-diff.1", "p2pdma-metrics.1", "p2pdma-lab-run.1", "p2pdma-nvmet-export.1"]
+    {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"), "{page} is not roff");
+    }
+    let main = std::fs::read_to_string(dir.path().join("p2pdma.1")).unwrap();
+    assert!(main.contains(".TH p2pdma 1") && main.contains("metrics"), "{main}");
+}
