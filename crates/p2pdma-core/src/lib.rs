@@ -9,6 +9,7 @@ mod error;
 mod explain;
 pub mod kernel_params;
 pub mod model;
+pub mod pathclass;
 pub mod pciids;
 pub mod snapshot;
 pub mod spec;

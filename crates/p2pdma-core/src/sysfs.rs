@@ -146,18 +146,21 @@ fn read_device(
         port_type: decoded.as_ref().and_then(|d| d.port_type),
         link,
         acs: decoded.as_ref().map(|d| d.acs).unwrap_or(config::Acs::Unknown),
-        bars: read_bars(&dir.join("resource")),
+        bars: read_bars(&dir.join("resource"), config_bytes.as_deref(), is_bridge),
         iommu_group: link_name(&dir.join("iommu_group")).and_then(|n| n.parse().ok()),
         numa_node: read_trim(&dir.join("numa_node")).and_then(|s| s.parse().ok()),
+        local_cpus: read_trim(&dir.join("local_cpulist")).filter(|s| !s.is_empty()),
         p2pmem,
         config_hex: config_bytes.map(|b| hex(&b)),
     })
 }
 
-/// The first six lines of `resource`: `start end flags` per BAR.
-fn read_bars(path: &Path) -> Vec<Bar> {
+/// The first six lines of `resource`: `start end flags` per BAR (CPU addresses), and the
+/// bus address from each BAR register in config space.
+fn read_bars(path: &Path, config: Option<&[u8]>, is_bridge: bool) -> Vec<Bar> {
     const IORESOURCE_MEM: u64 = 0x200;
     const IORESOURCE_PREFETCH: u64 = 0x2000;
+    const IORESOURCE_MEM_64: u64 = 0x0010_0000;
     let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
     text.lines()
         .take(6)
@@ -174,6 +177,10 @@ fn read_bars(path: &Path) -> Vec<Bar> {
                     size: end - start + 1,
                     memory: flags & IORESOURCE_MEM != 0,
                     prefetchable: flags & IORESOURCE_PREFETCH != 0,
+                    is_64: flags & IORESOURCE_MEM_64 != 0,
+                    bus_start: config
+                        .filter(|_| flags & IORESOURCE_MEM != 0)
+                        .and_then(|c| config::bar_bus_address(c, i as u8, is_bridge)),
                 }),
                 _ => None,
             }
