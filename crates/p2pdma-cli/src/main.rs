@@ -29,21 +29,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show the PCIe tree, providers and the P2P matrix of providers × DMA-capable endpoints.
+    /// Show the PCIe tree, providers and the all-pairs matrix (devices with memory × DMA-capable
+    /// endpoints): the kernel's verdict and the path class (nvidia-smi topo -m), NUMA and CPUs.
     Topo {
         #[command(flatten)]
         source: SourceArgs,
         #[arg(long)]
         json: bool,
+        /// Only these kinds of device in the matrix: gpu, nic, nvme, storage, accel, other.
+        #[arg(long, value_delimiter = ',', value_parser = p2pdma_core::pathclass::DeviceClass::parse)]
+        class: Vec<p2pdma_core::pathclass::DeviceClass>,
+        /// Only these devices in the matrix (a BDF or name; repeatable).
+        #[arg(long = "device", value_name = "DEVICE")]
+        devices: Vec<String>,
         /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
         #[arg(long, value_name = "FILE", conflicts_with = "json")]
         svg: Option<PathBuf>,
     },
     /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input.
+    /// The provider is any endpoint with P2P memory or a memory BAR (a GPU, NIC, FPGA, NVMe).
     Check {
         #[command(flatten)]
         source: SourceArgs,
-        /// The device whose P2P memory is used (`0000:03:00.0`, `03:00.0` or a topology name).
+        /// The device whose memory is used: P2P memory it publishes, or a BAR it would offer
+        /// (`0000:03:00.0`, `03:00.0` or a topology name).
         provider: String,
         /// Devices that would DMA to or from it (PCI devices, or block/net/rdma device names).
         #[arg(required = true)]
@@ -262,10 +271,11 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json, svg } => {
+        Command::Topo { source, json, svg, class, devices } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = render::TopoReport::new(&engine);
+            let filter = analysis::MatrixFilter::new(&engine, class, &devices)?;
+            let report = render::TopoReport::filtered(&engine, &filter);
             if let Some(path) = svg {
                 report::write_svg(&engine, &source, &path)?;
             } else if json {

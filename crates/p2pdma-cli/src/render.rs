@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use p2pdma_core::analysis::{self, CheckReport, FindReport, Matrix, ProviderRow};
+use p2pdma_core::analysis::{self, Affinity, CheckReport, FindReport, Matrix, MatrixFilter, PairRow, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
 use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::verdict::{BridgeVerdict, MapType, PairResult};
@@ -20,6 +20,10 @@ pub struct TopoReport<'t> {
     pub devices: &'t [Device],
     pub providers: Vec<ProviderRow>,
     pub matrix: Matrix,
+    /// Every cell of the matrix with both layers: verdict and path class.
+    pub pairs: Vec<PairRow>,
+    /// NUMA node and CPU affinity of every device in the matrix.
+    pub affinity: Vec<Affinity>,
 }
 
 #[derive(Serialize)]
@@ -30,8 +34,10 @@ pub struct BridgeReport<'t> {
 }
 
 impl<'t> TopoReport<'t> {
-    pub fn new(engine: &Engine<'t>) -> Self {
+    /// The report with the matrix narrowed to the devices `filter` keeps.
+    pub fn filtered(engine: &Engine<'t>, filter: &MatrixFilter) -> Self {
         let topo = engine.topo;
+        let matrix = analysis::matrix_filtered(engine, filter);
         TopoReport {
             machine: &topo.machine,
             cpu_allows_p2pdma: engine.cpu_allows(),
@@ -43,7 +49,9 @@ impl<'t> TopoReport<'t> {
                 .collect(),
             devices: &topo.devices,
             providers: analysis::providers(topo),
-            matrix: analysis::matrix(engine),
+            pairs: analysis::pairs(&matrix),
+            affinity: analysis::affinity(engine, &matrix),
+            matrix,
         }
     }
 }
@@ -83,18 +91,13 @@ fn machine_line(m: &Machine, cpu_allows: bool) -> String {
     )
 }
 
+/// The short mark on a device's line; the ACS registers follow on their own lines.
 fn acs_text(acs: Acs) -> Option<String> {
     match acs {
         Acs::Absent => None,
         Acs::Unknown => Some("ACS ?".into()),
-        Acs::Present { cap, ctrl, .. } => {
-            let on = acs_bits::names(ctrl);
-            let redirect = if ctrl & acs_bits::REDIRECT != 0 { " REDIRECT" } else { "" };
-            Some(format!(
-                "ACS cap {cap:#04x} ctrl {ctrl:#06x} [{}]{redirect}",
-                if on.is_empty() { "-".to_string() } else { on.join(" ") }
-            ))
-        }
+        Acs::Present { ctrl, .. } if ctrl & acs_bits::REDIRECT != 0 => Some("ACS REDIRECT".into()),
+        Acs::Present { .. } => Some("ACS".into()),
     }
 }
 
@@ -126,6 +129,10 @@ fn device_line(d: &Device) -> String {
     if let Some(a) = acs_text(d.acs) {
         write!(s, "  {a}").unwrap();
     }
+    let mem: Vec<String> = d.memory_bars().map(bar_text).collect();
+    if !mem.is_empty() {
+        write!(s, "  BARs {}", mem.join(", ")).unwrap();
+    }
     if let Some(g) = d.iommu_group {
         write!(s, "  iommu group {g}").unwrap();
     }
@@ -153,16 +160,33 @@ fn short(bdf: Bdf, names: &HashMap<Bdf, String>) -> String {
     })
 }
 
-pub fn cell(r: &PairResult, same: bool) -> String {
-    match (r.map_type, r.distance) {
+/// A memory BAR in short: `BAR1 256.0 MiB 64-bit pref`.
+pub fn bar_text(b: &p2pdma_core::model::Bar) -> String {
+    format!(
+        "BAR{} {}{}{}",
+        b.index,
+        bytes(b.size),
+        if b.is_64 { " 64-bit" } else { "" },
+        if b.prefetchable { " pref" } else { "" }
+    )
+}
+
+/// A verdict cell: `BUS2`, `HB4`, `NO`, `SELF`; `?` appended when it rests on ACS that
+/// could not be read (`BUS2?`).
+pub fn cell(r: &PairResult, same: bool, certain: bool) -> String {
+    let mut s = match (r.map_type, r.distance) {
         _ if same => "SELF".into(),
         (MapType::BusAddr, Some(d)) => format!("BUS{d}"),
         (MapType::ThruHostBridge, Some(d)) => format!("HB{d}"),
         _ => "NO".into(),
+    };
+    if !certain && !same {
+        s.push('?');
     }
+    s
 }
 
-pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the provider's own memory\n  (rows: providers; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
+pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the device's own memory\n  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)\n  (rows: devices with P2P memory or a memory BAR; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
 
 pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let topo = engine.topo;
@@ -175,8 +199,13 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
         for (i, d) in list.iter().enumerate() {
             let last = i + 1 == list.len();
             writeln!(out, "{prefix}{}{}", if last { "└─ " } else { "├─ " }, device_line(d)).unwrap();
+            let next = format!("{prefix}{}", if last { "   " } else { "│  " });
+            if let Acs::Present { cap, ctrl, .. } = d.acs {
+                let bar = if children.contains_key(&Some(d.bdf)) { "│  " } else { "   " };
+                writeln!(out, "{next}{bar}ACSCap: {}", acs_bits::lspci(cap)).unwrap();
+                writeln!(out, "{next}{bar}ACSCtl: {}", acs_bits::lspci(ctrl)).unwrap();
+            }
             if let Some(kids) = children.get(&Some(d.bdf)) {
-                let next = format!("{prefix}{}", if last { "   " } else { "│  " });
                 walk(out, kids, &next, children);
             }
         }
@@ -198,9 +227,16 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
             .unwrap_or_default();
         walk(&mut out, &roots, "", &children);
     }
+    out.push_str(&matrix_text(topo, r));
+    out
+}
+
+/// Both layers of the matrix, and each device's NUMA node and CPU affinity.
+pub fn matrix_text(topo: &p2pdma_core::Topology, r: &TopoReport<'_>) -> String {
+    let mut out = String::new();
     let m = &r.matrix;
     if m.providers.is_empty() {
-        out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
+        out.push_str("\nNo device with P2P memory or a memory BAR (no row for a P2P matrix).\n");
         return out;
     }
     let names: HashMap<Bdf, String> = topo.devices.iter().filter_map(|d| d.name.clone().map(|n| (d.bdf, n))).collect();
@@ -208,21 +244,43 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let rows: Vec<String> = m.providers.iter().map(|&p| short(p, &names)).collect();
     let w0 = rows.iter().map(String::len).max().unwrap_or(0);
     let widths: Vec<usize> = cols.iter().map(|c| c.len().max(5)).collect();
-    writeln!(out, "\nP2P matrix (the kernel's verdict):").unwrap();
-    write!(out, "{:w0$}", "").unwrap();
-    for (c, w) in cols.iter().zip(&widths) {
-        write!(out, "  {c:>w$}").unwrap();
-    }
-    out.push('\n');
-    for (pi, row) in rows.iter().enumerate() {
-        write!(out, "{row:w0$}").unwrap();
-        for (ci, w) in widths.iter().enumerate() {
-            let same = m.providers[pi] == m.clients[ci];
-            write!(out, "  {:>w$}", cell(&m.cells[pi][ci], same)).unwrap();
+    let table = |out: &mut String, title: &str, text: &dyn Fn(usize, usize) -> String| {
+        writeln!(out, "\n{title}").unwrap();
+        write!(out, "{:w0$}", "").unwrap();
+        for (c, w) in cols.iter().zip(&widths) {
+            write!(out, "  {c:>w$}").unwrap();
         }
         out.push('\n');
-    }
+        for (pi, row) in rows.iter().enumerate() {
+            write!(out, "{row:w0$}").unwrap();
+            for (ci, w) in widths.iter().enumerate() {
+                write!(out, "  {:>w$}", text(pi, ci)).unwrap();
+            }
+            out.push('\n');
+        }
+    };
+    table(&mut out, "P2P matrix (the kernel's verdict):", &|pi, ci| {
+        cell(&m.cells[pi][ci], m.providers[pi] == m.clients[ci], m.certain(pi, ci))
+    });
     out.push_str(LEGEND);
+    table(&mut out, "Path classes (the hardware, as nvidia-smi topo -m):", &|pi, ci| {
+        m.path_classes[pi][ci].as_str().to_string()
+    });
+    out.push_str(p2pdma_core::pathclass::PATH_CLASS_LEGEND);
+    writeln!(out, "\nNUMA node and CPU affinity:").unwrap();
+    let wn = r.affinity.iter().map(|a| short(a.device, &names).len()).max().unwrap_or(0).max(6);
+    writeln!(out, "  {:wn$}  {:<7}  {:>4}  cpus", "device", "class", "numa").unwrap();
+    for a in &r.affinity {
+        writeln!(
+            out,
+            "  {:wn$}  {:<7}  {:>4}  {}",
+            short(a.device, &names),
+            a.class.as_str(),
+            a.numa_node.filter(|&n| n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            a.cpus.as_deref().unwrap_or("-")
+        )
+        .unwrap();
+    }
     out
 }
 
@@ -245,6 +303,17 @@ pub fn check(r: &CheckReport) -> String {
         map_type_text(r.map_type)
     )
     .unwrap();
+    let bars: Vec<String> = r.memory_bars.iter().map(bar_text).collect();
+    writeln!(
+        out,
+        "  publishes P2P memory: {}; memory BARs: {}",
+        if r.publishes { "yes" } else { "no" },
+        if bars.is_empty() { "none".to_string() } else { bars.join(", ") }
+    )
+    .unwrap();
+    if let Some(acs) = &r.acs {
+        writeln!(out, "  {acs}").unwrap();
+    }
     for n in &r.notes {
         writeln!(out, "  note: {n}").unwrap();
     }
@@ -264,6 +333,9 @@ pub fn check(r: &CheckReport) -> String {
         }
         if !v.path.is_empty() {
             writeln!(out, "  path: {}", v.path.join(" -> ")).unwrap();
+        }
+        for a in &v.acs_redirect {
+            writeln!(out, "  ACS {} ({:?} side): ACSCtl: {}", a.device, a.side, acs_bits::lspci(a.ctrl)).unwrap();
         }
         for reason in &v.reasons {
             writeln!(out, "  why: {reason}").unwrap();

@@ -81,7 +81,9 @@ fn bad_input_is_one_line_and_exit_two() {
     std::fs::write(&newer, "{\"schema\": \"p2pdma-snapshot\", \"version\": 7}").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["check", "--spec", SWITCH, "nvme-a", "nvme-zz"], "unknown device `nvme-zz`"),
-        (vec!["check", "--spec", SWITCH, "nvme-b", "nvme-a"], "not a P2P memory provider"),
+        (vec!["check", "--spec", SWITCH, "sw0.1", "nvme-a"], "switch downstream port, not an endpoint with memory"),
+        (vec!["topo", "--spec", SWITCH, "--class", "fpga"], "unknown device class `fpga`"),
+        (vec!["topo", "--spec", SWITCH, "--device", "nvme-zz"], "unknown device `nvme-zz`"),
         (vec!["check", "--spec", SWITCH, "nvme-a", "sw0.1"], "not a DMA client"),
         (vec!["check", "--spec", SWITCH, "nvme-a", "0000:0g:00.0"], "unknown device"),
         (vec!["topo", "--spec", bad_toml.to_str().unwrap()], "bad.toml: line 1"),

@@ -396,8 +396,14 @@ fn non_pci_clients_are_refused_or_walked_up() {
 fn wrong_roles_and_unknown_devices_are_errors() {
     let t = topo(SWITCH);
     let e = Engine::new(&t).unwrap();
-    let err = check(&e, "b", &["a".into()]).unwrap_err();
-    assert!(matches!(err, Error::WrongRole(_)) && err.to_string().contains("not a P2P memory provider"), "{err}");
+    // Any endpoint with a memory BAR is a provider side (b: NVMe registers); a bridge is not.
+    assert!(check(&e, "b", &["a".into()]).is_ok());
+    let err = check(&e, "sw.1", &["a".into()]).unwrap_err();
+    assert!(matches!(err, Error::WrongRole(_)) && err.to_string().contains("not an endpoint with memory"), "{err}");
+    let mut no_bars = t.clone();
+    no_bars.devices.iter_mut().filter(|d| d.name.as_deref() == Some("b")).for_each(|d| d.bars.clear());
+    let err = check(&Engine::new(&no_bars).unwrap(), "b", &["a".into()]).unwrap_err();
+    assert!(err.to_string().contains("has no memory BAR and no P2P memory"), "{err}");
     let err = check(&e, "a", &["sw.1".into()]).unwrap_err();
     assert!(err.to_string().contains("not a DMA client"), "{err}");
     let err = check(&e, "a", &["0000:09:00.0".into()]).unwrap_err();
