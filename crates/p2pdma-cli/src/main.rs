@@ -37,8 +37,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only these kinds of device in the matrix: gpu, nic, nvme, storage, accel, other.
-        #[arg(long, value_delimiter = ',', value_parser = p2pdma_core::pathclass::DeviceClass::parse)]
-        class: Vec<p2pdma_core::pathclass::DeviceClass>,
+        #[arg(long, value_delimiter = ',')]
+        class: Vec<String>,
         /// Only these devices in the matrix (a BDF or name; repeatable).
         #[arg(long = "device", value_name = "DEVICE")]
         devices: Vec<String>,
@@ -57,6 +57,21 @@ enum Command {
         /// Devices that would DMA to or from it (PCI devices, or block/net/rdma device names).
         #[arg(required = true)]
         clients: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The address CLIENT must put on the bus to reach TARGET's BAR (the PCI bus address from
+    /// the BAR register, not the CPU address in sysfs), the BAR, and whether one fixed address
+    /// exists (by bus address below a switch; through the host bridge a translating IOMMU
+    /// needs a DMA mapping). Exit 0 an address or mapping path exists, 1 refused, 2 bad input.
+    Addr {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The device whose DMA engine writes or reads (a BDF or name).
+        client: String,
+        /// TARGET[:BAR][+OFFSET]: without BAR, the BAR holding its P2P memory, else its first
+        /// memory BAR (e.g. `gpu0:1+0x1000`, `0000:03:00.0:2`, `nvme-a+64K`).
+        target: String,
         #[arg(long)]
         json: bool,
     },
@@ -274,6 +289,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topo { source, json, svg, class, devices } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
+            let class = class
+                .iter()
+                .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
             let filter = analysis::MatrixFilter::new(&engine, class, &devices)?;
             let report = render::TopoReport::filtered(&engine, &filter);
             if let Some(path) = svg {
@@ -296,6 +316,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", render::check(&report));
             }
             Ok(if report.map_type.supported() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Addr { source, client, target, json } => {
+            let loaded = source.load()?;
+            let engine = Engine::new(&loaded.topology)?;
+            let target = p2pdma_core::addr::TargetSpec::parse(&target).map_err(anyhow::Error::msg)?;
+            let report = p2pdma_core::addr::addr(&engine, &client, &target)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", render::addr(&report));
+            }
+            let refused = report.route == p2pdma_core::addr::Route::Refused;
+            Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Find { source, clients, json } => {
             let loaded = source.load()?;

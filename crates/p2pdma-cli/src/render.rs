@@ -425,3 +425,57 @@ pub fn alloc(r: &crate::alloc::AllocReport) -> String {
     }
     out
 }
+
+pub fn addr(r: &p2pdma_core::addr::AddrReport) -> String {
+    use p2pdma_core::addr::Route;
+    let name = |n: &Option<String>| n.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+    let mut out = String::new();
+    let b = &r.bar;
+    writeln!(
+        out,
+        "target {}{} BAR {}: {}{}{}{}, offset {:#x}",
+        r.target,
+        name(&r.target_name),
+        b.index,
+        bytes(b.size),
+        if b.is_64 { ", 64-bit" } else { ", 32-bit" },
+        if b.prefetchable { ", prefetchable" } else { ", non-prefetchable" },
+        if r.bar_holds_p2pmem { ", holds its P2P memory" } else { "" },
+        r.offset
+    )
+    .unwrap();
+    match r.bus_address {
+        Some(a) => writeln!(out, "  bus address: {a:#x} (BAR register in config space)").unwrap(),
+        None => writeln!(out, "  bus address: unknown (config space not read)").unwrap(),
+    }
+    writeln!(out, "  CPU address: {:#x} (sysfs resource; not for devices)", r.cpu_address).unwrap();
+    if let Some(off) = r.host_bridge_offset.filter(|&o| o != 0) {
+        writeln!(out, "  host bridge offset: {off:#x} (CPU minus bus)").unwrap();
+    }
+    let route = match r.route {
+        Route::BusAddress => "by bus address below the common switch",
+        Route::ThroughHostBridge => "through the host bridge (root complex)",
+        Route::Refused => "REFUSED by the kernel",
+    };
+    writeln!(
+        out,
+        "client {}{}: {route} ({}{}){}",
+        r.client,
+        name(&r.client_name),
+        r.map_type.as_str(),
+        r.distance.map(|d| format!(", distance {d}")).unwrap_or_default(),
+        if r.certain { "" } else { ", UNCERTAIN: ACS could not be read" }
+    )
+    .unwrap();
+    match r.dma_address {
+        Some(a) => writeln!(out, "  DMA address: {a:#x}").unwrap(),
+        None => writeln!(out, "  DMA address: none fixed").unwrap(),
+    }
+    for a in &r.advice {
+        writeln!(out, "  {a}").unwrap();
+    }
+    for reason in &r.reasons {
+        writeln!(out, "  why: {reason}").unwrap();
+    }
+    out
+}

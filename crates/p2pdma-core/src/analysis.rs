@@ -108,15 +108,7 @@ pub struct MatrixFilter {
 impl MatrixFilter {
     /// Resolves device names (as `check` takes them) into a filter.
     pub fn new(engine: &Engine<'_>, classes: Vec<DeviceClass>, devices: &[String]) -> Result<Self, Error> {
-        let mut indices = Vec::new();
-        for name in devices {
-            match client_ref(engine, name)? {
-                ClientRef::Pci { index, .. } => indices.push(index),
-                ClientRef::NotPci(n) => {
-                    return Err(Error::WrongRole(format!("{n} is not a PCI device and has no PCI parent")))
-                }
-            }
-        }
+        let indices = devices.iter().map(|name| client_index(engine, name)).collect::<Result<_, _>>()?;
         Ok(MatrixFilter { classes, devices: indices })
     }
 
@@ -166,7 +158,16 @@ fn client_ref(engine: &Engine<'_>, name: &str) -> Result<ClientRef, Error> {
     }
 }
 
-fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+/// The PCI function the kernel evaluates for a client name; a name without one is refused.
+pub(crate) fn client_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+    match client_ref(engine, name)? {
+        ClientRef::Pci { index, .. } => Ok(index),
+        ClientRef::NotPci(n) => Err(Error::WrongRole(format!("{n} is not a PCI device and has no PCI parent"))),
+    }
+}
+
+/// A device that can be the provider side: P2P memory or a memory BAR.
+pub(crate) fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
     let i = match resolve(engine, name)? {
         Target::Pci(i) => i,
         Target::NotPci { name, .. } => {

@@ -2,6 +2,7 @@
 //! peer-to-peer DMA verdict, as pure code. The only OS access is reading files under
 //! caller-given roots (`sysfs`, `snapshot`, `spec`), so everything runs on fixtures.
 
+pub mod addr;
 pub mod analysis;
 pub mod bdf;
 pub mod config;
