@@ -117,6 +117,21 @@
     var b = devs[i].bdf;
     return devs[i].name || (b.indexOf('0000:') === 0 ? b.slice(5) : b);
   }
+  // The hardware path class (`nvidia-smi topo -m`), as p2pdma_core::pathclass derives it:
+  // switches (upstream ports) on the path to the common device, else host bridge and NUMA.
+  var layer = 'verdict';
+  function pathClass(p, c, v) {
+    if (p === c) return 'X';
+    var common = v.common_upstream != null ? byBdf.get(v.common_upstream) : undefined;
+    if (common !== undefined) {
+      var n = 0;
+      pathOf(p, c, common).forEach(function (i) { if (i >= 0 && devs[i].port_type === 'switch_upstream') n++; });
+      return n <= 1 ? 'PIX' : 'PXB';
+    }
+    if (M.host_bridge[p] === M.host_bridge[c]) return 'PHB';
+    var a = devs[p].numa_node, b = devs[c].numa_node;
+    return a != null && b != null && a >= 0 && b >= 0 && a !== b ? 'SYS' : 'NODE';
+  }
   function cellText(v, same) {
     if (same) return 'SELF';
     if (v.map_type === 'bus_addr') return 'BUS' + v.distance;
@@ -181,8 +196,14 @@
       for (c = c0; c < c1; c++) {
         var v = M.verdicts[row[c]];
         var same = M.providers[r] === M.clients[c];
-        var td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain ? '' : '?'));
-        if (!v.certain) td.classList.add('u');
+        var td;
+        if (layer === 'path') {
+          var pc = pathClass(M.providers[r], M.clients[c], v);
+          td = el('td', 'pc-' + pc, pc);
+        } else {
+          td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain || same ? '' : '?'));
+          if (!v.certain && !same) td.classList.add('u');
+        }
         if (picked && picked[0] === r && picked[1] === c) td.classList.add('sel');
         td.setAttribute('aria-colindex', c + 2);
         tr.appendChild(td);
@@ -362,6 +383,15 @@
 
   if (table) {
     drawMatrix(true);
+    // The layer toggle: redraw the cells in view with the other layer, swap the legends.
+    document.querySelectorAll('#layers input').forEach(function (input) {
+      input.addEventListener('change', function () {
+        layer = input.value;
+        document.getElementById('legend').hidden = layer === 'path';
+        document.getElementById('legend-path').hidden = layer !== 'path';
+        drawMatrix(true);
+      });
+    });
     var queued = false;
     box.addEventListener('scroll', function () {
       if (queued) return;
