@@ -81,6 +81,10 @@ enum Command {
         source: SourceArgs,
         #[arg(required = true)]
         clients: Vec<String>,
+        /// Rank every device with P2P memory or a memory BAR (GPUs, FPGAs), not only published
+        /// P2P memory: the closest memory, not the kernel's automatic choice.
+        #[arg(long)]
+        any_bar: bool,
         #[arg(long)]
         json: bool,
     },
@@ -330,10 +334,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let refused = report.route == p2pdma_core::addr::Route::Refused;
             Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Command::Find { source, clients, json } => {
+        Command::Find { source, clients, any_bar, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = analysis::find(&engine, &clients)?;
+            let report =
+                if any_bar { analysis::find_any_bar(&engine, &clients)? } else { analysis::find(&engine, &clients)? };
             if json {
                 print_json(&report)?;
             } else {

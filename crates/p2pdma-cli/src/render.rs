@@ -364,12 +364,13 @@ pub fn find(r: &FindReport) -> String {
         for c in &r.candidates {
             let d = c.distance.map(|d| format!("distance {d}")).unwrap_or_else(|| "unusable".into());
             let tie = if r.tied.len() > 1 && r.tied.contains(&c.provider) { "  (tied)" } else { "" };
+            let memory =
+                if c.publishes { format!("{} free", bytes(c.available)) } else { "memory BAR, not published".into() };
             writeln!(
                 out,
-                "  {}{}  {d}, {} free{tie}",
+                "  {}{}  {d}, {memory}{tie}",
                 c.provider,
-                c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
-                bytes(c.available)
+                c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
             )
             .unwrap();
         }

@@ -202,6 +202,25 @@ fn topo_json_has_every_pair_with_both_layers_and_filters() {
 }
 
 #[test]
+fn find_any_bar_ranks_memory_bars_beside_published_memory() {
+    let (code, out, _) = p2pdma(&["find", "--spec", CAPTURE_BOX, "nic0", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["provider"].as_str(), v["candidates"].as_array().unwrap().len()), (Some("0000:0c:00.0"), 1));
+    let (code, out, _) = p2pdma(&["find", "--spec", CAPTURE_BOX, "nic0", "gpu0", "--any-bar", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // nic0 and gpu0 share sw0 (redirected by ACS: through the host bridge, distance 4 each).
+    assert_eq!(v["candidates"][0]["distance"], 4);
+    assert_eq!(v["candidates"][0]["publishes"], false);
+    assert_eq!(v["tied"].as_array().unwrap().len(), 2, "nic0 and gpu0 tie");
+    assert!(
+        v["reasons"][1].as_str().unwrap_or_default().contains("only sees published")
+            || out.contains("only sees published")
+    );
+}
+
+#[test]
 fn addr_prints_the_bus_address_and_refuses_bad_bars() {
     let (code, out, _) = p2pdma(&["addr", "--spec", CAPTURE_BOX, "gpu1", "nvme0", "--json"]);
     assert_eq!(code, 0);

@@ -87,6 +87,9 @@ fn conformance(scenario: &str) {
     for c in &clients {
         script.push_str(&format!("p2pdma find {c} --json > find-{c}.json; "));
     }
+    for p in &providers {
+        script.push_str(&format!("p2pdma addr {p} {p} --json > addr-{p}.json; "));
+    }
     script.push_str("ls -d /sys/bus/pci/devices/*/p2pmem > providers.txt 2>/dev/null; dmesg > dmesg.txt; echo done");
     let (code, out, err) =
         p2pdma(&["lab", "run", &spec, "--timeout", "240", "--share", share.path().to_str().unwrap(), "--", &script]);
@@ -170,6 +173,32 @@ fn conformance(scenario: &str) {
             ));
         }
     }
+    // `addr` of each provider's P2P memory, live: the address the kernel logged when it
+    // registered the memory ("added peer-to-peer DMA memory START-END", a CPU address; q35's
+    // host bridge has no offset, so the BAR register holds the same bus address).
+    for p in &providers {
+        let a = json(&read(&format!("addr-{p}.json")), "live addr");
+        let bdf = a["target"].as_str().unwrap();
+        let logged = dmesg
+            .lines()
+            .find(|l| l.contains(&format!("{bdf}: added peer-to-peer DMA memory")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(s, _)| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+        let (cpu, bus) = (a["cpu_address"].as_u64(), a["bus_address"].as_u64());
+        if logged.is_none() || cpu != logged || bus != logged || a["bar_holds_p2pmem"] != true {
+            failures.push(format!("addr {p}: kernel logged {logged:x?}, addr gives CPU {cpu:x?}, bus {bus:x?}"));
+        }
+        rows.push(Row {
+            pair: format!("addr {p}"),
+            predicted: "BAR of its P2P memory".into(),
+            live: format!("bus {:#x}", bus.unwrap_or(0)),
+            snapshot: "-".into(),
+            kernel: format!("logged {:#x}", logged.unwrap_or(0)),
+            agree: if logged.is_some() && cpu == logged && bus == logged { "yes".into() } else { "NO".into() },
+        });
+    }
+
     // Every pair of the file's devices (BAR-only devices too): verdict and path class agree
     // offline, live and from the snapshot.
     let offline_topo = json(&p2pdma(&["topo", "--spec", &spec, "--json"]).1, "offline topo");

@@ -51,6 +51,8 @@ pub struct Candidate {
     pub name: Option<String>,
     pub distance: Option<u32>,
     pub available: u64,
+    /// Whether it publishes P2P memory (false: a memory BAR, with `find --any-bar`).
+    pub publishes: bool,
 }
 
 /// `p2pdma providers`: one row per device with a `p2pmem/` directory.
@@ -242,6 +244,17 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
 
 /// `pci_p2pmem_find_many`: the closest published provider for all clients.
 pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error> {
+    find_among(engine, clients, false)
+}
+
+/// `find --any-bar`: the closest device whose memory the clients could use, published P2P
+/// memory or a memory BAR (a dma-buf export, a registered BAR): not the kernel's automatic
+/// choice, which only sees published memory.
+pub fn find_any_bar(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error> {
+    find_among(engine, clients, true)
+}
+
+fn find_among(engine: &Engine<'_>, clients: &[String], any_bar: bool) -> Result<FindReport, Error> {
     let mut indices = Vec::new();
     let mut reasons = Vec::new();
     let mut not_pci = None;
@@ -254,8 +267,13 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
             ClientRef::NotPci(n) => not_pci = Some(n),
         }
     }
-    let mut candidates: Vec<Candidate> = engine
-        .published_providers()
+    let pool: Vec<usize> = if any_bar {
+        (0..engine.topo.devices.len()).filter(|&i| engine.device(i).has_p2p_memory_side()).collect()
+    } else {
+        engine.published_providers().collect()
+    };
+    let mut candidates: Vec<Candidate> = pool
+        .into_iter()
         .map(|p| {
             let d = engine.device(p);
             Candidate {
@@ -263,6 +281,7 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
                 name: d.name.clone(),
                 distance: if not_pci.is_some() { None } else { engine.distance_many(p, &indices) },
                 available: d.p2pmem.as_ref().map_or(0, |m| m.available),
+                publishes: d.p2pmem.as_ref().is_some_and(|m| m.published),
             }
         })
         .collect();
@@ -272,10 +291,18 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
         candidates.iter().filter(|c| c.distance.is_some() && c.distance == best).map(|c| c.provider).collect();
     if let Some(n) = &not_pci {
         reasons.push(format!("{n} is not a PCI device: the kernel finds no provider for a set that includes it"));
+    } else if candidates.is_empty() && any_bar {
+        reasons.push("no device has P2P memory or a memory BAR".into());
     } else if candidates.is_empty() {
-        reasons.push("no device publishes P2P memory (no p2pmem/ with published = 1)".into());
+        reasons.push("no device publishes P2P memory (no p2pmem/ with published = 1); `find --any-bar` also ranks devices by their memory BARs".into());
     } else if tied.is_empty() {
         reasons.push("no published provider can reach every client (see `p2pdma check` for why)".into());
+    } else if any_bar && tied.len() > 1 {
+        reasons.push(format!(
+            "{} devices tie at distance {}, shown is the lowest address; the kernel's automatic choice (`find` without --any-bar) only sees published P2P memory",
+            tied.len(),
+            best.unwrap_or(0)
+        ));
     } else if tied.len() > 1 {
         reasons.push(format!(
             "{} providers tie at distance {}: the kernel picks one at random each time; shown is the lowest address",
@@ -287,6 +314,12 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
                 "the kernel keeps only the first 512 tied providers (one page of pointers) and ignores the rest".into(),
             );
         }
+    } else if any_bar {
+        reasons.push(format!(
+            "{} is the closest device with memory (distance {}); the kernel's automatic choice (`find` without --any-bar) only sees published P2P memory",
+            tied[0],
+            best.unwrap_or(0)
+        ));
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }

@@ -92,3 +92,32 @@ fn addr_bad_input_names_device_and_bar() {
     let msg = addr(&e, "a", &target("b")).unwrap_err().to_string();
     assert!(msg.starts_with("b (0000:02:00.0) has no memory BAR"), "{msg}");
 }
+
+/// The real guest's sysfs trees (captured by the lab): the address `addr` gives for each
+/// CMB is the one the kernel logged when it registered it ("added peer-to-peer DMA memory
+/// START-END"); on q35 the host bridge has no offset, so bus and CPU addresses agree.
+#[test]
+fn addr_of_the_cmb_is_what_the_kernel_logged_in_the_real_guest() {
+    for fixture in ["switch", "multifunction-iommu"] {
+        let root = Path::new("../p2pdma-lab/fixtures").join(fixture);
+        let topo = sysfs::read(&sysfs::Roots { sys: root.join("sys"), proc: root.join("proc") }, None).unwrap();
+        let e = Engine::new(&topo).unwrap();
+        let dmesg = std::fs::read_to_string(root.join("dmesg.txt")).unwrap();
+        let mut seen = 0;
+        for line in dmesg.lines().filter(|l| l.contains("added peer-to-peer DMA memory")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let bdf =
+                words.iter().map(|w| w.trim_end_matches(':')).find(|w| w.parse::<p2pdma_core::Bdf>().is_ok()).unwrap();
+            let (start, end) = words.last().unwrap().split_once('-').unwrap();
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+            let (start, end) = (hex(start), hex(end));
+            let r = addr(&e, bdf, &target(bdf)).unwrap();
+            assert!(r.bar_holds_p2pmem, "{fixture}: {bdf}");
+            assert_eq!(r.cpu_address, start, "{fixture}: {bdf}: the kernel's CPU address");
+            assert_eq!(r.bus_address, Some(start), "{fixture}: {bdf}: the BAR register");
+            assert!(r.bar.size > end - start, "{fixture}: {bdf}: the BAR holds the whole pool");
+            seen += 1;
+        }
+        assert!(seen > 0, "{fixture}: the kernel logged a CMB");
+    }
+}
