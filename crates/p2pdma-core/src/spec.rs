@@ -242,15 +242,17 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
 /// Realistic BARs per endpoint kind, and the BAR that holds P2P memory when there is any:
-/// NVMe: 16 KiB of 64-bit registers (QEMU's nvme), the CMB in BAR 2; NIC: e1000e's 128 KiB
-/// registers and 16 KiB MSI-X table; GPU: 16 MiB of registers, a 256 MiB 64-bit prefetchable
+/// NVMe: 16 KiB of 64-bit registers (QEMU's nvme), the CMB in BAR 2; NIC: e1000e's memory
+/// BARs (128 KiB registers, 128 KiB flash, 16 KiB MSI-X table; its I/O BAR 2 left out); GPU: 16 MiB of registers, a 256 MiB 64-bit prefetchable
 /// aperture (BAR 1, where P2P memory lives) and 32 MiB (BAR 3), as NVIDIA's cards lay them
 /// out; accelerator (FPGA): 1 MiB of registers and a 256 MiB prefetchable BAR 2; any other
 /// device: 4 KiB of registers.
 pub fn default_bars(kind: EndpointKind) -> (&'static [BarLayout], u8) {
     match kind {
         EndpointKind::Nvme => (&[(0, 16 * KIB, false, true)], 2),
-        EndpointKind::Nic => (&[(0, 128 * KIB, false, false), (3, 16 * KIB, false, false)], 4),
+        EndpointKind::Nic => {
+            (&[(0, 128 * KIB, false, false), (1, 128 * KIB, false, false), (3, 16 * KIB, false, false)], 4)
+        }
         EndpointKind::Gpu => (&[(0, 16 * MIB, false, false), (1, 256 * MIB, true, true), (3, 32 * MIB, true, true)], 1),
         EndpointKind::Accelerator => (&[(0, MIB, false, false), (2, 256 * MIB, true, true)], 2),
         EndpointKind::Device => (&[(0, 4 * KIB, false, false)], 2),
