@@ -294,7 +294,7 @@ fn endpoint_bars(ep: &SpecEndpoint, p2p_bytes: Option<u64>) -> Result<Vec<Bar>, 
                 if last > 5 {
                     return Err(format!("{what}: bar {}: BARs are numbered 0 to 5 (a 64-bit BAR takes two)", b.index));
                 }
-                if !size.is_power_of_two() || size < 16 || size > MAX_MIB * MIB {
+                if !size.is_power_of_two() || !(16..=MAX_MIB * MIB).contains(&size) {
                     return Err(format!(
                         "{what}: bar {}: size {size} is not a power of two from 16 bytes to 16 TiB",
                         b.index

@@ -10,8 +10,11 @@ fn load(name: &str) -> Topology {
     spec::load(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
 }
 
-/// The matrix as text cells, rows and columns by name.
-fn cells(t: &Topology) -> (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) {
+/// Rows and columns by name, and every cell as (verdict text, path class).
+type Cells = (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>);
+
+/// The matrix as text cells.
+fn cells(t: &Topology) -> Cells {
     let e = Engine::new(t).unwrap();
     let m = matrix(&e);
     let name = |b| t.devices.iter().find(|d| d.bdf == b).unwrap().name.clone().unwrap();
