@@ -49,16 +49,9 @@ impl TargetSpec {
 /// `4096`, `0x1000`, `64K`, `2M`, `1G`.
 fn parse_offset(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let parsed = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()
-    } else {
-        let (num, shift) = match t.chars().last() {
-            Some('K' | 'k') => (&t[..t.len() - 1], 10),
-            Some('M' | 'm') => (&t[..t.len() - 1], 20),
-            Some('G' | 'g') => (&t[..t.len() - 1], 30),
-            _ => (t, 0),
-        };
-        num.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift))
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => crate::spec::suffixed_bytes(t),
     };
     parsed.ok_or_else(|| format!("offset `{s}` is not a number (4096, 0x1000, 64K)"))
 }

@@ -217,22 +217,23 @@ impl SpecSize {
         match self {
             SpecSize::Bytes(b) => Ok(*b),
             SpecSize::Text(t) => {
-                let t = t.trim();
-                let (num, shift) = match t.chars().last() {
-                    Some('K' | 'k') => (&t[..t.len() - 1], 10),
-                    Some('M' | 'm') => (&t[..t.len() - 1], 20),
-                    Some('G' | 'g') => (&t[..t.len() - 1], 30),
-                    Some('T' | 't') => (&t[..t.len() - 1], 40),
-                    _ => (t, 0),
-                };
-                num.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(|n| n.checked_mul(1u64 << shift))
-                    .ok_or_else(|| format!("size `{t}` is not a byte count (e.g. 16K, 256M, 32G)"))
+                suffixed_bytes(t).ok_or_else(|| format!("size `{t}` is not a byte count (e.g. 16K, 256M, 32G)"))
             }
         }
     }
+}
+
+/// `4096`, `16K`, `256M`, `32G`, `1T` (powers of 1024); None when it is not one or overflows.
+pub(crate) fn suffixed_bytes(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let (num, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(1u64 << shift))
 }
 
 /// A BAR as the kind's default layout gives it: (index, size, prefetchable, 64-bit).
