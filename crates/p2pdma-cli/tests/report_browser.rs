@@ -353,6 +353,8 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
             b.click(&b.find(&format!("#n{root_port} rect.box")));
             let panel = b.js("return document.getElementById('details').textContent;", json!([]));
             assert!(panel.as_str().unwrap().contains("ctrl 0x001d at 0x148 (redirects peer traffic)"), "{panel}");
+            let acs = "ACSCtl:SrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans-";
+            assert!(panel.as_str().unwrap().contains(acs), "ACS as lspci -vv prints it: {panel}");
         }
     }
 

@@ -365,11 +365,22 @@
     if (acs.state === 'present') rows.push(['ACS', 'cap 0x' + hex(acs.cap, 4) + ', ctrl 0x' + hex(acs.ctrl, 4) + ' at 0x' + acs.offset.toString(16) + ((acs.ctrl & 0x2c) ? ' (redirects peer traffic)' : '')]);
     else if (acs.state === 'unknown') rows.push(['ACS', 'unknown (needs root)']);
     else rows.push(['ACS', 'no capability']);
+    if (acs.state === 'present') {
+      // As `lspci -vv` prints them (p2pdma_core::config::acs_bits::lspci).
+      var bits = function (v) {
+        return ['SrcValid', 'TransBlk', 'ReqRedir', 'CmpltRedir', 'UpstreamFwd', 'EgressCtrl', 'DirectTrans']
+          .map(function (n, i) { return n + ((v >> i) & 1 ? '+' : '-'); }).join(' ');
+      };
+      rows.push(['ACSCap:', bits(acs.cap)]);
+      rows.push(['ACSCtl:', bits(acs.ctrl)]);
+    }
     if (d.iommu_group != null) rows.push(['IOMMU group', String(d.iommu_group)]);
     if (d.numa_node != null) rows.push(['NUMA node', String(d.numa_node)]);
+    if (d.local_cpus) rows.push(['CPU affinity', d.local_cpus]);
     if (d.p2pmem) rows.push(['P2P memory', d.p2pmem.available + ' of ' + d.p2pmem.size + ' bytes free' + (d.p2pmem.published ? ', published' : ', not published')]);
     (d.bars || []).forEach(function (b) {
-      rows.push(['BAR ' + b.index, '0x' + b.start.toString(16) + ', ' + b.size + ' bytes' + (b.memory ? (b.prefetchable ? ', prefetchable' : ', memory') : ', I/O')]);
+      rows.push(['BAR ' + b.index, '0x' + b.start.toString(16) + ', ' + b.size + ' bytes' + (b.memory ? (b.prefetchable ? ', prefetchable' : ', memory') : ', I/O') + (b.is_64 ? ', 64-bit' : '') +
+        (b.bus_start != null && b.bus_start !== b.start ? ', bus address 0x' + b.bus_start.toString(16) : '')]);
     });
     var dl = el('dl', 'dev');
     rows.forEach(function (kv) {
