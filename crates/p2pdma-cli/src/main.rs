@@ -313,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { source, provider, clients, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = analysis::check(&engine, &provider, &clients)?;
+            let report = analysis::check_memory(&engine, &provider, &clients)?;
             if json {
                 print_json(&report)?;
             } else {

@@ -103,7 +103,7 @@ pub struct AddrReport {
 /// The address `client` must use to reach `target`.
 pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<AddrReport, Error> {
     let c = client_index(engine, client)?;
-    let t = provider_index(engine, &target.device)?;
+    let t = provider_index(engine, &target.device, true)?;
     let (cd, td) = (engine.device(c), engine.device(t));
     let memory: Vec<&Bar> = td.memory_bars().collect();
     if memory.is_empty() {

@@ -168,8 +168,9 @@ pub(crate) fn client_index(engine: &Engine<'_>, name: &str) -> Result<usize, Err
     }
 }
 
-/// A device that can be the provider side: P2P memory or a memory BAR.
-pub(crate) fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+/// A device that can be the provider side: with `any_memory`, P2P memory or a memory BAR;
+/// else P2P memory only (`p2pmem/`), what allocating from it needs.
+pub(crate) fn provider_index(engine: &Engine<'_>, name: &str, any_memory: bool) -> Result<usize, Error> {
     let i = match resolve(engine, name)? {
         Target::Pci(i) => i,
         Target::NotPci { name, .. } => {
@@ -177,6 +178,14 @@ pub(crate) fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, E
         }
     };
     let d = engine.device(i);
+    if !any_memory && d.p2pmem.is_none() {
+        let providers: Vec<String> = providers(engine.topo).iter().map(|p| p.provider.to_string()).collect();
+        return Err(Error::WrongRole(format!(
+            "{} is not a P2P memory provider (it has no p2pmem/); providers here: {}",
+            d.label(),
+            if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
+        )));
+    }
     if !d.has_p2p_memory_side() {
         let what = if d.is_dma_capable() {
             "has no memory BAR and no P2P memory".to_string()
@@ -193,9 +202,20 @@ pub(crate) fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, E
     Ok(i)
 }
 
-/// The kernel's verdict for one provider and a set of clients.
+/// The kernel's verdict for one provider with P2P memory (`p2pmem/`: what `alloc`, `copy`
+/// and nvmet use) and a set of clients.
 pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
-    let p = provider_index(engine, provider)?;
+    check_provider(engine, provider_index(engine, provider, false)?, clients)
+}
+
+/// `p2pdma check`: the verdict for any endpoint with P2P memory or a memory BAR as the
+/// provider side (what the kernel decides when that memory is offered: published `p2pmem`,
+/// a dma-buf export, a registered BAR).
+pub fn check_memory(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
+    check_provider(engine, provider_index(engine, provider, true)?, clients)
+}
+
+fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<CheckReport, Error> {
     let pd = engine.device(p);
     let mut notes = Vec::new();
     if pd.p2pmem.as_ref().is_some_and(|m| !m.published) {

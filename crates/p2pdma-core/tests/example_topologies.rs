@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use p2pdma_core::analysis::{check, matrix};
+use p2pdma_core::analysis::{check, check_memory, matrix};
 use p2pdma_core::{spec, Engine, MapType, Topology};
 
 fn load(name: &str) -> Topology {
@@ -120,14 +120,16 @@ fn capture_box_every_cell_by_hand() {
 fn gpu_as_provider_has_a_verdict_and_its_bars() {
     let t = load("capture-box");
     let e = Engine::new(&t).unwrap();
-    let r = check(&e, "gpu0", &["nic0".into()]).unwrap();
+    let err = check(&e, "gpu0", &["nic0".into()]).unwrap_err().to_string();
+    assert!(err.contains("not a P2P memory provider"), "allocating needs p2pmem/: {err}");
+    let r = check_memory(&e, "gpu0", &["nic0".into()]).unwrap();
     assert!(!r.publishes);
     assert_eq!(r.map_type, MapType::ThruHostBridge);
     let bars: Vec<(u8, u64, bool, bool)> =
         r.memory_bars.iter().map(|b| (b.index, b.size, b.is_64, b.prefetchable)).collect();
     assert_eq!(bars, [(0, 16 << 20, false, false), (1, 256 << 20, true, true), (3, 32 << 20, true, true)]);
     assert!(r.notes.iter().any(|n| n.contains("publishes no P2P memory")));
-    let r = check(&e, "fpga0", &["gpu1".into()]).unwrap();
+    let r = check_memory(&e, "fpga0", &["gpu1".into()]).unwrap();
     assert!(r.publishes);
     assert_eq!(r.memory_bars[1].size, 256 << 20, "the P2P memory's BAR");
 }

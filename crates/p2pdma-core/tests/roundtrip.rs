@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{write_tree, Privilege};
-use p2pdma_core::analysis::{check, find, matrix};
+use p2pdma_core::analysis::{check, check_memory, find, matrix};
 use p2pdma_core::config::Acs;
 use p2pdma_core::verdict::MapType;
 use p2pdma_core::{snapshot, spec, sysfs, Engine, Error, Topology};
@@ -33,7 +33,7 @@ fn all_verdicts(t: &Topology) -> String {
     let mut out = serde_json::to_string(&m).unwrap();
     for p in &m.providers {
         for c in &m.clients {
-            let r = check(&e, &p.to_string(), &[c.to_string()]).unwrap();
+            let r = check_memory(&e, &p.to_string(), &[c.to_string()]).unwrap();
             out.push_str(&serde_json::to_string(&r).unwrap());
         }
     }
