@@ -243,3 +243,29 @@ fn addr_prints_the_bus_address_and_refuses_bad_bars() {
         assert!(out.is_empty() && err.contains(want) && err.trim_end().lines().count() == 1, "{a:?}: {err}");
     }
 }
+
+/// ACS that could not be read (a snapshot taken without root): the cells whose verdict
+/// rests on it are marked, `BUS2?` in the text, `certain: false` in `pairs`.
+#[test]
+fn topo_marks_cells_that_rest_on_unreadable_acs() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("s.json");
+    let (code, _, _) =
+        p2pdma(&["snapshot", "--spec", "examples/topologies/iommu-acs.toml", "-o", snap.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&snap).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for d in v["topology"]["devices"].as_array_mut().unwrap() {
+        d["acs"] = serde_json::json!({ "state": "unknown" });
+    }
+    std::fs::write(&snap, v.to_string()).unwrap();
+    let (code, out, err) = p2pdma(&["topo", "--snapshot", snap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("BUS2?"), "{out}");
+    let (_, out, _) = p2pdma(&["topo", "--snapshot", snap.to_str().unwrap(), "--json"]);
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let uncertain: Vec<&serde_json::Value> =
+        t["pairs"].as_array().unwrap().iter().filter(|p| p["certain"] == false).collect();
+    assert_eq!(uncertain.len(), 2, "nvme-a/nvme-b both ways: {uncertain:?}");
+    assert_eq!(t["matrix"]["uncertain"].as_array().unwrap().len(), 2);
+}
