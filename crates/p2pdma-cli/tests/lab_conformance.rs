@@ -277,4 +277,28 @@ fn lab_refuses_what_it_cannot_emulate() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("switch sw: QEMU's xio3130 switch ports have no ACS capability"), "{err}");
+    // A GPU is QEMU's bochs-display and must say so; BARs are QEMU's to decide.
+    for (extra, want) in [
+        ("", "set id = \"1234:1111\""),
+        ("id = \"1234:1111\"\nbars = [{ index = 0, size = \"1G\" }]\n", "bars are not emulated"),
+    ] {
+        std::fs::write(
+            &f,
+            format!(
+                "[[root_port]]\nname = \"rp\"\n[[endpoint]]\nname = \"gpu0\"\nkind = \"gpu\"\nparent = \"rp\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+            .args(["lab", "qemu-args", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+    std::fs::write(&f, "[[root_port]]\nname = \"rp\"\n[[endpoint]]\nname = \"gpu0\"\nkind = \"gpu\"\nparent = \"rp\"\nid = \"1234:1111\"\n").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(["lab", "qemu-args", f.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-device bochs-display,id=gpu0,bus=rp"), "{out:?}");
 }
