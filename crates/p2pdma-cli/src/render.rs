@@ -186,7 +186,7 @@ pub fn cell(r: &PairResult, same: bool, certain: bool) -> String {
     s
 }
 
-pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the device's own memory\n  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)\n  (rows: devices with P2P memory or a memory BAR; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
+pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the device's own memory\n  (rows: devices with P2P memory or a memory BAR; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
 
 pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let topo = engine.topo;
@@ -263,6 +263,9 @@ pub fn matrix_text(topo: &p2pdma_core::Topology, r: &TopoReport<'_>) -> String {
         cell(&m.cells[pi][ci], m.providers[pi] == m.clients[ci], m.certain(pi, ci))
     });
     out.push_str(LEGEND);
+    if !m.uncertain.is_empty() {
+        out.push_str("  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)\n");
+    }
     table(&mut out, "Path classes (the hardware, as nvidia-smi topo -m):", &|pi, ci| {
         m.path_classes[pi][ci].as_str().to_string()
     });

@@ -140,6 +140,12 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
         MapType::ThruHostBridge => Route::ThroughHostBridge,
         MapType::NotSupported => Route::Refused,
     };
+    // Snapshots from before BAR registers were recorded still carry raw config space.
+    let bus_start = bar.bus_start.or_else(|| {
+        let bytes = td.config_hex.as_deref().and_then(unhex)?;
+        crate::config::bar_bus_address(&bytes, bar.index, td.is_pci_bridge())
+    });
+    let bar = &Bar { bus_start, ..bar.clone() };
     let bus_address = bar.bus_start.map(|b| b + target.offset);
     let cpu_address = bar.start + target.offset;
     let iommu = engine.topo.machine.iommu;
@@ -211,6 +217,14 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
     })
 }
 
+/// The hex of `config_hex` back to bytes; None if it is not hex.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +239,13 @@ mod tests {
         assert!(TargetSpec::parse("gpu0:7").unwrap_err().contains("not 0 to 5"));
         assert!(TargetSpec::parse("gpu0+lots").unwrap_err().contains("not a number"));
         assert!(TargetSpec::parse(":1").is_err());
+    }
+
+    #[test]
+    fn unhex_reads_config_hex_and_refuses_garbage() {
+        assert_eq!(unhex("00fe10"), Some(vec![0, 0xfe, 0x10]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
     }
 }
