@@ -219,7 +219,7 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
 
 /// The hex of `config_hex` back to bytes; None if it is not hex.
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
