@@ -291,12 +291,13 @@ mod tests {
         let t = load("switch.toml");
         let e = Engine::new(&t).unwrap();
         let m = matrix(&e);
-        assert_eq!((m.providers.len(), m.clients.len()), (1, 2));
+        // Both NVMe are rows: nvme-a has its CMB, nvme-b a registers BAR.
+        assert_eq!((m.providers.len(), m.clients.len()), (2, 2));
         let b = t.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap();
         let col = m.clients.iter().position(|&c| c == b).unwrap();
         let v = &m.verdicts[m.cells[0][col] as usize];
         assert_eq!((v.map_type, v.distance), (MapType::BusAddr, Some(4)));
-        assert_eq!(m.counts, Counts { bus_addr: 1, thru_host_bridge: 0, not_supported: 0, own: 1 });
+        assert_eq!(m.counts, Counts { bus_addr: 2, thru_host_bridge: 0, not_supported: 0, own: 2 });
     }
 
     #[test]
