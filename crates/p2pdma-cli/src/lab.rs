@@ -130,8 +130,22 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
     });
     for ep in &spec.endpoints {
         let what = format!("endpoint {}", ep.name);
-        if ep.vfs > 0 || ep.acs.is_some() || ep.id.is_some() || ep.p2pmem_mib.is_some() || ep.published == Some(false) {
-            return Err(format!("{what}: the lab emulates plain NVMe (with or without a CMB) and e1000e NICs; vfs, acs, id, p2pmem_mib and published are not emulated"));
+        // A GPU is emulated by bochs-display: the file names its identity so that the
+        // offline answers describe the same device.
+        let gpu_id_ok = ep.kind == EndpointKind::Gpu && ep.id.as_deref() == Some(BOCHS_DISPLAY_ID);
+        if ep.vfs > 0
+            || ep.acs.is_some()
+            || (ep.id.is_some() && !gpu_id_ok)
+            || ep.p2pmem_mib.is_some()
+            || ep.published == Some(false)
+            || ep.bars.is_some()
+        {
+            return Err(format!("{what}: the lab emulates plain NVMe (with or without a CMB), e1000e NICs and bochs-display as a GPU-like BAR; vfs, acs, id, p2pmem_mib, published and bars are not emulated"));
+        }
+        if ep.kind == EndpointKind::Gpu && !gpu_id_ok {
+            return Err(format!(
+                "{what}: the lab's GPU-like device is QEMU's bochs-display: set id = \"{BOCHS_DISPLAY_ID}\" so that offline answers describe it"
+            ));
         }
         let kind = match ep.kind {
             EndpointKind::Nvme => {
@@ -145,7 +159,10 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
                 LabDeviceKind::Nvme { serial: ep.name.clone(), size_mib: ep.size_mib.unwrap_or(64), cmb_mib }
             }
             EndpointKind::Nic => LabDeviceKind::Nic,
-            other => return Err(format!("{what}: the lab cannot emulate a {other:?} endpoint (nvme and nic only)")),
+            EndpointKind::Gpu => LabDeviceKind::Display,
+            other => {
+                return Err(format!("{what}: the lab cannot emulate a {other:?} endpoint (nvme, nic and gpu only)"))
+            }
         };
         let (bus, slot) = match bus_of.get(ep.parent.as_str()) {
             Some(host_bus) => (host_bus.clone(), address[ep.name.as_str()].dev),
@@ -170,6 +187,9 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
         ..LabMachine::default()
     })
 }
+
+/// QEMU's bochs-display, the lab's GPU-like BAR device.
+const BOCHS_DISPLAY_ID: &str = "1234:1111";
 
 fn order_parents_first(devices: &mut Vec<LabDevice>) {
     let mut placed: std::collections::HashSet<String> = ["pcie.0".to_string()].into();

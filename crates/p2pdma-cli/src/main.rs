@@ -39,26 +39,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show the PCIe tree, providers and the P2P matrix of providers × DMA-capable endpoints.
+    /// Show the PCIe tree, providers and the all-pairs matrix (devices with memory × DMA-capable
+    /// endpoints): the kernel's verdict and the path class (nvidia-smi topo -m), NUMA and CPUs.
     Topo {
         #[command(flatten)]
         source: SourceArgs,
         #[arg(long)]
         json: bool,
+        /// Only these kinds of device in the matrix: gpu, nic, nvme, storage, accel, other.
+        #[arg(long, value_delimiter = ',')]
+        class: Vec<String>,
+        /// Only these devices in the matrix (a BDF or name; repeatable).
+        #[arg(long = "device", value_name = "DEVICE")]
+        devices: Vec<String>,
         /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
         #[arg(long, value_name = "FILE", conflicts_with = "json")]
         svg: Option<PathBuf>,
     },
     /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input,
     /// 3 uncertain (it depends on ACS registers that could not be read: run as root).
+    /// The provider is any endpoint with P2P memory or a memory BAR (a GPU, NIC, FPGA, NVMe).
     Check {
         #[command(flatten)]
         source: SourceArgs,
-        /// The device whose P2P memory is used (`0000:03:00.0`, `03:00.0` or a topology name).
+        /// The device whose memory is used: P2P memory it publishes, or a BAR it would offer
+        /// (`0000:03:00.0`, `03:00.0` or a topology name).
         provider: String,
         /// Devices that would DMA to or from it (PCI devices, or block/net/rdma device names).
         #[arg(required = true)]
         clients: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The address CLIENT must put on the bus to reach TARGET's BAR (the PCI bus address from
+    /// the BAR register, not the CPU address in sysfs), the BAR, and whether one fixed address
+    /// exists (by bus address below a switch; through the host bridge a translating IOMMU
+    /// needs a DMA mapping). Exit 0 an address or mapping path exists, 1 refused, 2 bad input.
+    Addr {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The device whose DMA engine writes or reads (a BDF or name).
+        client: String,
+        /// TARGET[:BAR][+OFFSET]: without BAR, the BAR holding its P2P memory, else its first
+        /// memory BAR (e.g. `gpu0:1+0x1000`, `0000:03:00.0:2`, `nvme-a+64K`).
+        target: String,
         #[arg(long)]
         json: bool,
     },
@@ -68,6 +92,10 @@ enum Command {
         source: SourceArgs,
         #[arg(required = true)]
         clients: Vec<String>,
+        /// Rank every device with P2P memory or a memory BAR (GPUs, FPGAs), not only published
+        /// P2P memory: the closest memory, not the kernel's automatic choice.
+        #[arg(long)]
+        any_bar: bool,
         #[arg(long)]
         json: bool,
     },
@@ -341,10 +369,16 @@ const UNCERTAIN: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json, svg } => {
+        Command::Topo { source, json, svg, class, devices } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = render::TopoReport::new(&engine);
+            let class = class
+                .iter()
+                .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
+            let filter = analysis::MatrixFilter::new(&engine, class, &devices)?;
+            let report = render::TopoReport::filtered(&engine, &filter);
             if let Some(path) = svg {
                 report::write_svg(&engine, &source, &path)?;
             } else if json {
@@ -358,7 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { source, provider, clients, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = analysis::check(&engine, &provider, &clients)?;
+            let report = analysis::check_memory(&engine, &provider, &clients)?;
             if json {
                 print_json(&report)?;
             } else {
@@ -366,10 +400,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(check_exit(&report)))
         }
-        Command::Find { source, clients, json } => {
+        Command::Addr { source, client, target, json } => {
             let loaded = source.load()?;
             let engine = Engine::new(&loaded.topology)?;
-            let report = analysis::find(&engine, &clients)?;
+            let target = p2pdma_core::addr::TargetSpec::parse(&target).map_err(anyhow::Error::msg)?;
+            let report = p2pdma_core::addr::addr(&engine, &client, &target)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                out::text(&render::addr(&report))?;
+            }
+            let refused = report.route == p2pdma_core::addr::Route::Refused;
+            Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Find { source, clients, any_bar, json } => {
+            let loaded = source.load()?;
+            let engine = Engine::new(&loaded.topology)?;
+            let report =
+                if any_bar { analysis::find_any_bar(&engine, &clients)? } else { analysis::find(&engine, &clients)? };
             if json {
                 print_json(&report)?;
             } else {

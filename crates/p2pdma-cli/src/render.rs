@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use p2pdma_core::analysis::{self, CheckReport, FindReport, Matrix, ProviderRow};
+use p2pdma_core::analysis::{self, Affinity, CheckReport, FindReport, Matrix, MatrixFilter, PairRow, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
 use p2pdma_core::iommu_groups::{self, GroupInfo, GroupSource};
 use p2pdma_core::kernel::{self, Built, KernelCapabilities};
@@ -26,6 +26,10 @@ pub struct TopoReport<'t> {
     pub iommu_groups: Option<&'t GroupInfo>,
     pub providers: Vec<ProviderRow>,
     pub matrix: Matrix,
+    /// Every cell of the matrix with both layers: verdict and path class.
+    pub pairs: Vec<PairRow>,
+    /// NUMA node and CPU affinity of every device in the matrix.
+    pub affinity: Vec<Affinity>,
 }
 
 #[derive(Serialize)]
@@ -36,8 +40,10 @@ pub struct BridgeReport<'t> {
 }
 
 impl<'t> TopoReport<'t> {
-    pub fn new(engine: &Engine<'t>) -> Self {
+    /// The report with the matrix narrowed to the devices `filter` keeps.
+    pub fn filtered(engine: &Engine<'t>, filter: &MatrixFilter) -> Self {
         let topo = engine.topo;
+        let matrix = analysis::matrix_filtered(engine, filter);
         TopoReport {
             machine: &topo.machine,
             kernel: kernel::capabilities(&topo.machine),
@@ -51,7 +57,9 @@ impl<'t> TopoReport<'t> {
             devices: &topo.devices,
             iommu_groups: topo.iommu_groups.as_ref(),
             providers: analysis::providers(topo),
-            matrix: analysis::matrix(engine),
+            pairs: analysis::pairs(&matrix),
+            affinity: analysis::affinity(engine, &matrix),
+            matrix,
         }
     }
 }
@@ -130,18 +138,13 @@ fn kernel_lines(k: &KernelCapabilities) -> String {
     out
 }
 
+/// The short mark on a device's line; the ACS registers follow on their own lines.
 fn acs_text(acs: Acs) -> Option<String> {
     match acs {
         Acs::Absent => None,
         Acs::Unknown => Some("ACS ?".into()),
-        Acs::Present { cap, ctrl, .. } => {
-            let on = acs_bits::names(ctrl);
-            let redirect = if ctrl & acs_bits::REDIRECT != 0 { " REDIRECT" } else { "" };
-            Some(format!(
-                "ACS cap {cap:#04x} ctrl {ctrl:#06x} [{}]{redirect}",
-                if on.is_empty() { "-".to_string() } else { on.join(" ") }
-            ))
-        }
+        Acs::Present { ctrl, .. } if ctrl & acs_bits::REDIRECT != 0 => Some("ACS REDIRECT".into()),
+        Acs::Present { .. } => Some("ACS".into()),
     }
 }
 
@@ -176,6 +179,10 @@ fn device_line(d: &Device) -> String {
     }
     if let Some(a) = acs_text(d.acs) {
         write!(s, "  {a}").unwrap();
+    }
+    let mem: Vec<String> = d.memory_bars().map(bar_text).collect();
+    if !mem.is_empty() {
+        write!(s, "  BARs {}", mem.join(", ")).unwrap();
     }
     if let Some(g) = d.iommu_group {
         write!(s, "  iommu group {g}").unwrap();
@@ -220,16 +227,33 @@ fn short(bdf: Bdf, names: &HashMap<Bdf, String>) -> String {
     })
 }
 
-pub fn cell(r: &PairResult, same: bool) -> String {
-    match (r.map_type, r.distance) {
+/// A memory BAR in short: `BAR1 256.0 MiB 64-bit pref`.
+pub fn bar_text(b: &p2pdma_core::model::Bar) -> String {
+    format!(
+        "BAR{} {}{}{}",
+        b.index,
+        bytes(b.size),
+        if b.is_64 { " 64-bit" } else { "" },
+        if b.prefetchable { " pref" } else { "" }
+    )
+}
+
+/// A verdict cell: `BUS2`, `HB4`, `NO`, `SELF`; `?` appended when it rests on ACS that
+/// could not be read (`BUS2?`).
+pub fn cell(r: &PairResult, same: bool, certain: bool) -> String {
+    let mut s = match (r.map_type, r.distance) {
         _ if same => "SELF".into(),
         (MapType::BusAddr, Some(d)) => format!("BUS{d}"),
         (MapType::ThruHostBridge, Some(d)) => format!("HB{d}"),
         _ => "NO".into(),
+    };
+    if !certain && !same {
+        s.push('?');
     }
+    s
 }
 
-pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the provider's own memory\n  (rows: providers; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
+pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the device's own memory\n  (rows: devices with P2P memory or a memory BAR; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
 
 pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let topo = engine.topo;
@@ -243,8 +267,13 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
         for (i, d) in list.iter().enumerate() {
             let last = i + 1 == list.len();
             writeln!(out, "{prefix}{}{}", if last { "└─ " } else { "├─ " }, device_line(d)).unwrap();
+            let next = format!("{prefix}{}", if last { "   " } else { "│  " });
+            if let Acs::Present { cap, ctrl, .. } = d.acs {
+                let bar = if children.contains_key(&Some(d.bdf)) { "│  " } else { "   " };
+                writeln!(out, "{next}{bar}ACSCap: {}", acs_bits::lspci(cap)).unwrap();
+                writeln!(out, "{next}{bar}ACSCtl: {}", acs_bits::lspci(ctrl)).unwrap();
+            }
             if let Some(kids) = children.get(&Some(d.bdf)) {
-                let next = format!("{prefix}{}", if last { "   " } else { "│  " });
                 walk(out, kids, &next, children);
             }
         }
@@ -267,14 +296,18 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
         walk(&mut out, &roots, "", &children);
     }
     out.push_str(&groups_text(topo));
+    out.push_str(&matrix_text(topo, r));
+    out
+}
+
+/// Both layers of the matrix, and each device's NUMA node and CPU affinity.
+pub fn matrix_text(topo: &p2pdma_core::Topology, r: &TopoReport<'_>) -> String {
+    let mut out = String::new();
     let m = &r.matrix;
     if m.providers.is_empty() {
+        out.push_str("\nNo device with P2P memory or a memory BAR (no row for a P2P matrix).\n");
         if r.kernel.p2pdma.built == Built::No {
-            out.push_str(
-                "\nNo P2P memory providers: this kernel is built without CONFIG_PCI_P2PDMA (see the first lines).\n",
-            );
-        } else {
-            out.push_str("\nNo P2P memory providers (no device has p2pmem/).\n");
+            out.push_str("This kernel is built without CONFIG_PCI_P2PDMA besides (see the first lines).\n");
         }
         return out;
     }
@@ -283,21 +316,46 @@ pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
     let rows: Vec<String> = m.providers.iter().map(|&p| short(p, &names)).collect();
     let w0 = rows.iter().map(String::len).max().unwrap_or(0);
     let widths: Vec<usize> = cols.iter().map(|c| c.len().max(5)).collect();
-    writeln!(out, "\nP2P matrix (the kernel's verdict):").unwrap();
-    write!(out, "{:w0$}", "").unwrap();
-    for (c, w) in cols.iter().zip(&widths) {
-        write!(out, "  {c:>w$}").unwrap();
-    }
-    out.push('\n');
-    for (pi, row) in rows.iter().enumerate() {
-        write!(out, "{row:w0$}").unwrap();
-        for (ci, w) in widths.iter().enumerate() {
-            let same = m.providers[pi] == m.clients[ci];
-            write!(out, "  {:>w$}", cell(&m.cells[pi][ci], same)).unwrap();
+    let table = |out: &mut String, title: &str, text: &dyn Fn(usize, usize) -> String| {
+        writeln!(out, "\n{title}").unwrap();
+        write!(out, "{:w0$}", "").unwrap();
+        for (c, w) in cols.iter().zip(&widths) {
+            write!(out, "  {c:>w$}").unwrap();
         }
         out.push('\n');
-    }
+        for (pi, row) in rows.iter().enumerate() {
+            write!(out, "{row:w0$}").unwrap();
+            for (ci, w) in widths.iter().enumerate() {
+                write!(out, "  {:>w$}", text(pi, ci)).unwrap();
+            }
+            out.push('\n');
+        }
+    };
+    table(&mut out, "P2P matrix (the kernel's verdict):", &|pi, ci| {
+        cell(&m.cells[pi][ci], m.providers[pi] == m.clients[ci], m.certain(pi, ci))
+    });
     out.push_str(LEGEND);
+    if !m.uncertain.is_empty() {
+        out.push_str("  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)\n");
+    }
+    table(&mut out, "Path classes (the hardware, as nvidia-smi topo -m):", &|pi, ci| {
+        m.path_classes[pi][ci].as_str().to_string()
+    });
+    out.push_str(p2pdma_core::pathclass::PATH_CLASS_LEGEND);
+    writeln!(out, "\nNUMA node and CPU affinity:").unwrap();
+    let wn = r.affinity.iter().map(|a| short(a.device, &names).len()).max().unwrap_or(0).max(6);
+    writeln!(out, "  {:wn$}  {:<7}  {:>4}  cpus", "device", "class", "numa").unwrap();
+    for a in &r.affinity {
+        writeln!(
+            out,
+            "  {:wn$}  {:<7}  {:>4}  {}",
+            short(a.device, &names),
+            a.class.as_str(),
+            a.numa_node.filter(|&n| n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            a.cpus.as_deref().unwrap_or("-")
+        )
+        .unwrap();
+    }
     out
 }
 
@@ -355,6 +413,17 @@ pub fn check(r: &CheckReport) -> String {
         map_type_text(r.map_type)
     )
     .unwrap();
+    let bars: Vec<String> = r.memory_bars.iter().map(bar_text).collect();
+    writeln!(
+        out,
+        "  publishes P2P memory: {}; memory BARs: {}",
+        if r.publishes { "yes" } else { "no" },
+        if bars.is_empty() { "none".to_string() } else { bars.join(", ") }
+    )
+    .unwrap();
+    if let Some(acs) = &r.acs {
+        writeln!(out, "  {acs}").unwrap();
+    }
     for n in &r.notes {
         writeln!(out, "  note: {n}").unwrap();
     }
@@ -377,6 +446,9 @@ pub fn check(r: &CheckReport) -> String {
         }
         if !v.path.is_empty() {
             writeln!(out, "  path: {}", v.path.join(" -> ")).unwrap();
+        }
+        for a in &v.acs_redirect {
+            writeln!(out, "  ACS {} ({:?} side): ACSCtl: {}", a.device, a.side, acs_bits::lspci(a.ctrl)).unwrap();
         }
         for reason in &v.reasons {
             writeln!(out, "  why: {reason}").unwrap();
@@ -411,12 +483,13 @@ pub fn find(r: &FindReport) -> String {
         for c in &r.candidates {
             let d = c.distance.map(|d| format!("distance {d}")).unwrap_or_else(|| "unusable".into());
             let tie = if r.tied.len() > 1 && r.tied.contains(&c.provider) { "  (tied)" } else { "" };
+            let memory =
+                if c.publishes { format!("{} free", bytes(c.available)) } else { "memory BAR, not published".into() };
             writeln!(
                 out,
-                "  {}{}  {d}, {} free{tie}",
+                "  {}{}  {d}, {memory}{tie}",
                 c.provider,
-                c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
-                bytes(c.available)
+                c.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
             )
             .unwrap();
         }
@@ -469,6 +542,60 @@ pub fn alloc(r: &crate::alloc::AllocReport) -> String {
             .unwrap(),
             Some(e) => writeln!(out, "read into it failed: {e}").unwrap(),
         }
+    }
+    out
+}
+
+pub fn addr(r: &p2pdma_core::addr::AddrReport) -> String {
+    use p2pdma_core::addr::Route;
+    let name = |n: &Option<String>| n.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+    let mut out = String::new();
+    let b = &r.bar;
+    writeln!(
+        out,
+        "target {}{} BAR {}: {}{}{}{}, offset {:#x}",
+        r.target,
+        name(&r.target_name),
+        b.index,
+        bytes(b.size),
+        if b.is_64 { ", 64-bit" } else { ", 32-bit" },
+        if b.prefetchable { ", prefetchable" } else { ", non-prefetchable" },
+        if r.bar_holds_p2pmem { ", holds its P2P memory" } else { "" },
+        r.offset
+    )
+    .unwrap();
+    match r.bus_address {
+        Some(a) => writeln!(out, "  bus address: {a:#x} (BAR register in config space)").unwrap(),
+        None => writeln!(out, "  bus address: unknown (config space not read)").unwrap(),
+    }
+    writeln!(out, "  CPU address: {:#x} (sysfs resource; not for devices)", r.cpu_address).unwrap();
+    if let Some(off) = r.host_bridge_offset.filter(|&o| o != 0) {
+        writeln!(out, "  host bridge offset: {off:#x} (CPU minus bus)").unwrap();
+    }
+    let route = match r.route {
+        Route::BusAddress => "by bus address below the common switch",
+        Route::ThroughHostBridge => "through the host bridge (root complex)",
+        Route::Refused => "REFUSED by the kernel",
+    };
+    writeln!(
+        out,
+        "client {}{}: {route} ({}{}){}",
+        r.client,
+        name(&r.client_name),
+        r.map_type.as_str(),
+        r.distance.map(|d| format!(", distance {d}")).unwrap_or_default(),
+        if r.certain { "" } else { ", UNCERTAIN: ACS could not be read" }
+    )
+    .unwrap();
+    match r.dma_address {
+        Some(a) => writeln!(out, "  DMA address: {a:#x}").unwrap(),
+        None => writeln!(out, "  DMA address: none fixed").unwrap(),
+    }
+    for a in &r.advice {
+        writeln!(out, "  {a}").unwrap();
+    }
+    for reason in &r.reasons {
+        writeln!(out, "  why: {reason}").unwrap();
     }
     out
 }

@@ -176,7 +176,9 @@ fn bad_input_is_one_line_and_exit_two() {
     std::fs::write(&newer, "{\"schema\": \"p2pdma-snapshot\", \"version\": 7}").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["check", "--spec", SWITCH, "nvme-a", "nvme-zz"], "unknown device `nvme-zz`"),
-        (vec!["check", "--spec", SWITCH, "nvme-b", "nvme-a"], "not a P2P memory provider"),
+        (vec!["check", "--spec", SWITCH, "sw0.1", "nvme-a"], "switch downstream port, not an endpoint with memory"),
+        (vec!["topo", "--spec", SWITCH, "--class", "fpga"], "--class: unknown device class `fpga`"),
+        (vec!["topo", "--spec", SWITCH, "--device", "nvme-zz"], "unknown device `nvme-zz`"),
         (vec!["check", "--spec", SWITCH, "nvme-a", "sw0.1"], "not a DMA client"),
         (vec!["check", "--spec", SWITCH, "nvme-a", "0000:0g:00.0"], "unknown device"),
         (vec!["topo", "--spec", bad_toml.to_str().unwrap()], "bad.toml: line 1"),
@@ -359,4 +361,116 @@ fn lab_refuses_a_dynamic_guest_binary_before_booting() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/bin/sh is dynamically linked") && err.contains("scripts/build-static"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+const GPU_SERVER: &str = "examples/topologies/gpu-server.toml";
+const CAPTURE_BOX: &str = "examples/topologies/capture-box.toml";
+
+/// GPUs publish no P2P memory, yet `check GPU NIC` answers with the verdict: 0 or 1, never 2.
+#[test]
+fn check_gpu_nic_on_the_gpu_machines_answers_with_the_verdict() {
+    for (spec, gpu, nic, code) in
+        [(GPU_SERVER, "gpu0", "nic0", 0), (GPU_SERVER, "gpu7", "nic0", 0), (CAPTURE_BOX, "gpu0", "nic0", 0)]
+    {
+        let (got, out, err) = p2pdma(&["check", "--spec", spec, gpu, nic, "--json"]);
+        assert_eq!(got, code, "{spec} {gpu} {nic}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["publishes"], false);
+        assert_eq!(v["memory_bars"][1]["index"], 1);
+        assert_eq!(v["memory_bars"][1]["is_64"], true);
+        assert_eq!(v["memory_bars"][1]["prefetchable"], true);
+    }
+    let (code, out, _) = p2pdma(&["check", "--spec", CAPTURE_BOX, "gpu0", "nic0"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("publishes P2P memory: no; memory BARs: BAR0 16.0 MiB, BAR1 256.0 MiB 64-bit pref"), "{out}");
+}
+
+#[test]
+fn topo_json_has_every_pair_with_both_layers_and_filters() {
+    let (code, out, _) = p2pdma(&["topo", "--spec", GPU_SERVER, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pairs = v["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 16 * 16);
+    let first = &pairs[1];
+    for key in ["provider", "client", "map_type", "distance", "path_class", "certain"] {
+        assert!(!first[key].is_null(), "{key}: {first}");
+    }
+    assert_eq!(v["affinity"][0]["numa_node"], 0);
+    let (code, out, _) = p2pdma(&["topo", "--spec", GPU_SERVER, "--json", "--class", "gpu,nic"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["matrix"]["clients"].as_array().unwrap().len(), 12);
+    let (code, out, _) = p2pdma(&["topo", "--spec", GPU_SERVER, "--device", "gpu0", "--device", "nic3"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gpu0   SELF    HB8") && out.contains("gpu0      X    SYS"), "{out}");
+}
+
+#[test]
+fn find_any_bar_ranks_memory_bars_beside_published_memory() {
+    let (code, out, _) = p2pdma(&["find", "--spec", CAPTURE_BOX, "nic0", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["provider"].as_str(), v["candidates"].as_array().unwrap().len()), (Some("0000:0c:00.0"), 1));
+    let (code, out, _) = p2pdma(&["find", "--spec", CAPTURE_BOX, "nic0", "gpu0", "--any-bar", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // nic0 and gpu0 share sw0 (redirected by ACS: through the host bridge, distance 4 each).
+    assert_eq!(v["candidates"][0]["distance"], 4);
+    assert_eq!(v["candidates"][0]["publishes"], false);
+    assert_eq!(v["tied"].as_array().unwrap().len(), 2, "nic0 and gpu0 tie");
+    assert!(
+        v["reasons"][1].as_str().unwrap_or_default().contains("only sees published")
+            || out.contains("only sees published")
+    );
+}
+
+#[test]
+fn addr_prints_the_bus_address_and_refuses_bad_bars() {
+    let (code, out, _) = p2pdma(&["addr", "--spec", CAPTURE_BOX, "gpu1", "nvme0", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["route"], "bus_address");
+    assert_eq!(v["dma_address"], v["bus_address"]);
+    let (code, out, _) = p2pdma(&["addr", "--spec", CAPTURE_BOX, "nic1", "fpga0"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("DMA address: none fixed") && out.contains("VFIO"), "{out}");
+    for (args, want) in [
+        (vec!["gpu1", "gpu0:2"], "gpu0 (0000:03:00.0) has no BAR 2"),
+        (vec!["gpu1", "gpu0:1+1G"], "offset 0x40000000 is past the BAR's end"),
+        (vec!["sw0", "gpu0"], "not a DMA client"),
+        (vec!["gpu1", "gpu0:9"], "BAR 9 is not 0 to 5"),
+    ] {
+        let mut a = vec!["addr", "--spec", CAPTURE_BOX];
+        a.extend(args);
+        let (code, out, err) = p2pdma(&a);
+        assert_eq!(code, 2, "{a:?}");
+        assert!(out.is_empty() && err.contains(want) && err.trim_end().lines().count() == 1, "{a:?}: {err}");
+    }
+}
+
+/// ACS that could not be read (a snapshot taken without root): the cells whose verdict
+/// rests on it are marked, `BUS2?` in the text, `certain: false` in `pairs`.
+#[test]
+fn topo_marks_cells_that_rest_on_unreadable_acs() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("s.json");
+    let (code, _, _) =
+        p2pdma(&["snapshot", "--spec", "examples/topologies/iommu-acs.toml", "-o", snap.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&snap).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for d in v["topology"]["devices"].as_array_mut().unwrap() {
+        d["acs"] = serde_json::json!({ "state": "unknown" });
+    }
+    std::fs::write(&snap, v.to_string()).unwrap();
+    let (code, out, err) = p2pdma(&["topo", "--snapshot", snap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("BUS2?"), "{out}");
+    let (_, out, _) = p2pdma(&["topo", "--snapshot", snap.to_str().unwrap(), "--json"]);
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let uncertain: Vec<&serde_json::Value> =
+        t["pairs"].as_array().unwrap().iter().filter(|p| p["certain"] == false).collect();
+    assert_eq!(uncertain.len(), 2, "nvme-a/nvme-b both ways: {uncertain:?}");
+    assert_eq!(t["matrix"]["uncertain"].as_array().unwrap().len(), 2);
 }

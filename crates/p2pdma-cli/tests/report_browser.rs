@@ -84,6 +84,24 @@ return {
 };
 "#;
 
+/// The path-class layer after the toggle: every drawn cell's text and colour, and the
+/// colours of the path legend's swatches; the toggle is set back afterwards.
+const PATH_LAYER: &str = r#"
+const t = document.getElementById('matrix');
+const colour = (e) => getComputedStyle(e).backgroundColor;
+const pick = (v) => { const i = document.querySelector('#layers input[value="' + v + '"]'); i.click(); };
+pick('path');
+const legend = {};
+document.querySelectorAll('#legend-path .sw').forEach((s) => { legend[s.classList[1]] = colour(s); });
+const cells = Array.from(t.querySelectorAll('tbody tr[aria-rowindex]')).flatMap((r) =>
+  Array.from(r.querySelectorAll('td[aria-colindex]')).map((c) => ({
+    pi: r.getAttribute('aria-rowindex') - 2, ci: parseInt(c.getAttribute('aria-colindex'), 10) - 2,
+    text: c.textContent, bg: colour(c) })));
+const shown = { path: !document.getElementById('legend-path').hidden, verdict: !document.getElementById('legend').hidden };
+pick('verdict');
+return { cells, legend, shown, back: document.getElementById('legend-path').hidden };
+"#;
+
 /// BUS4 / HB4 / NO / SELF and the CSS class that colours it.
 fn expected_cell(cell: &Value, same: bool) -> (String, &'static str) {
     match (cell["map_type"].as_str(), cell["distance"].as_u64()) {
@@ -127,10 +145,28 @@ fn check_report(b: &Browser, html: &Path, snap: &Path) -> Value {
         assert_eq!(cell["bg"], page["legend"][class], "{}: colour of [{pi}][{ci}] is the legend's", html.display());
     }
 
+    // The path-class layer: every cell as `topo --json`'s pairs say, coloured as its legend.
+    if !providers.is_empty() {
+        let layer = b.js(PATH_LAYER, json!([]));
+        assert_eq!(layer["shown"], json!({ "path": true, "verdict": false }), "the legends swap");
+        assert_eq!(layer["back"], true, "the toggle goes back to the verdicts");
+        let pairs = topo["pairs"].as_array().unwrap();
+        let shown = layer["cells"].as_array().unwrap();
+        assert_eq!(shown.len(), pairs.len(), "{}: every cell in the path layer", html.display());
+        for cell in shown {
+            let (pi, ci) = (cell["pi"].as_u64().unwrap() as usize, cell["ci"].as_u64().unwrap() as usize);
+            let want = &pairs[pi * clients.len() + ci];
+            assert_eq!((&want["provider"], &want["client"]), (&providers[pi], &clients[ci]));
+            let class = want["path_class"].as_str().unwrap();
+            assert_eq!(cell["text"], class, "{}: path class of [{pi}][{ci}]", html.display());
+            assert_eq!(cell["bg"], layer["legend"][format!("pc-{class}")], "colour of {class}");
+        }
+    }
+
     // Clicking a cell: its path (as `check --json` gives it) lights up, nothing else.
     for (pi, p) in providers.iter().enumerate() {
         for (ci, c) in clients.iter().enumerate() {
-            b.click(&b.find(&cell_css(pi, ci)));
+            click_cell(b, pi, ci);
             let sel = b.js(SELECTION, json!([]));
             let check = json_of(&[
                 "check",
@@ -183,6 +219,19 @@ fn check_report(b: &Browser, html: &Path, snap: &Path) -> Value {
     page
 }
 
+/// Clicks a cell as a user would, once it is scrolled to the middle of the matrix's box
+/// (at an edge, the sticky row and column headers would take the click).
+fn click_cell(b: &Browser, pi: usize, ci: usize) {
+    b.js_async(
+        r#"const done = arguments[arguments.length - 1];
+        const e = document.querySelector(arguments[0]);
+        if (e) e.scrollIntoView({ block: 'center', inline: 'center' });
+        requestAnimationFrame(() => requestAnimationFrame(() => done(null)));"#,
+        json!([cell_css(pi, ci)]),
+    );
+    b.click(&b.find(&cell_css(pi, ci)));
+}
+
 /// The drawn cell of provider row `pi` and client column `ci`.
 fn cell_css(pi: usize, ci: usize) -> String {
     format!("#matrix tr[aria-rowindex=\"{}\"] td[aria-colindex=\"{}\"]", pi + 2, ci + 2)
@@ -194,7 +243,7 @@ fn select(b: &Browser, page: &Value, provider: &str, client: &str) -> Value {
         list.as_array().unwrap().iter().find(|e| e[1] == name).map(|e| e[0].as_u64().unwrap() as usize).unwrap()
     };
     let (pi, ci) = (find(&page["rows"], provider), find(&page["header"], client));
-    b.click(&b.find(&cell_css(pi, ci)));
+    click_cell(b, pi, ci);
     let mut sel = b.js(SELECTION, json!([]));
     sel["cell"] = page["cells"].as_array().unwrap().iter().find(|c| c["pi"] == pi && c["ci"] == ci).unwrap().clone();
     sel
@@ -257,7 +306,15 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
                 );
                 assert_eq!(s["path"].as_array().unwrap().first().unwrap(), "0000:06:00.0", "from nvme-near");
             }
-            "no-provider" => assert_eq!(page["empty"], true),
+            // No P2P memory, but both NVMe have a registers BAR: the verdict a BAR would get.
+            "no-provider" => assert_eq!((page["empty"].as_bool(), &page["size"]), (Some(false), &json!([2, 2]))),
+            "capture-box" => {
+                let s = select(&b, &page, "gpu0", "nic0");
+                assert_eq!((s["cell"]["text"].as_str(), s["cell"]["bg"].as_str()), (Some("HB4"), Some(HOST_BRIDGE)));
+                let layer = b.js(PATH_LAYER, json!([]));
+                let cell = layer["cells"].as_array().unwrap().iter().find(|c| c["pi"] == 0 && c["ci"] == 1).unwrap();
+                assert_eq!(cell["text"], "PIX", "ACS sends it through the root complex, the wire is one switch");
+            }
             _ => {}
         }
     }
@@ -269,7 +326,8 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
         let name = format!("fixture-{fixture}");
         let (snap, html) = snapshot_and_report(dir.path(), &name, &["--sysfs-root", &sys, "--proc-root", &proc_]);
         let page = check_report(&b, &html, &snap);
-        assert_eq!(page["size"], json!([1, 5]));
+        assert_eq!(page["size"][1], 5, "the DMA-capable endpoints");
+        assert!(page["size"][0].as_u64().unwrap() > 1, "every endpoint with a memory BAR is a row");
         let badges = b.js(
             "return Array.from(document.querySelectorAll('#tree .b')).map((e) => e.getAttribute('class') + ': ' + e.textContent);",
             json!([]),
@@ -295,6 +353,8 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
             b.click(&b.find(&format!("#n{root_port} rect.box")));
             let panel = b.js("return document.getElementById('details').textContent;", json!([]));
             assert!(panel.as_str().unwrap().contains("ctrl 0x001d at 0x148 (redirects peer traffic)"), "{panel}");
+            let acs = "ACSCtl:SrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans-";
+            assert!(panel.as_str().unwrap().contains(acs), "ACS as lspci -vv prints it: {panel}");
         }
     }
 
@@ -323,7 +383,7 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
 /// A machine of 1,014 PCI functions: six host bridges (half of them whitelisted), four
 /// root ports each, a switch with eight ports below each (ACS on every other switch, the
 /// IOMMU on), four functions (GPU, NIC, NVMe, other) per port; every fourth port's GPU has
-/// 256 MiB of P2P memory: 48 providers × 768 DMA-capable endpoints.
+/// 256 MiB of P2P memory; every endpoint has memory BARs: 768 × 768 cells.
 fn thousand_devices() -> String {
     let mut t = String::from(
         "name = \"thousand\"\ndescription = \"generated: 6 host bridges, 24 switches, 768 endpoints, 48 providers\"\n\
@@ -414,7 +474,7 @@ fn report_in_chromium_thousand_devices_under_5_mb_and_renders_fast() {
         "const t = document.getElementById('matrix'); return [+t.getAttribute('aria-rowcount') - 1, +t.getAttribute('aria-colcount') - 1, t.querySelectorAll('td[aria-colindex]').length];",
         json!([]),
     );
-    assert_eq!((dims[0].as_u64(), dims[1].as_u64()), (Some(48), Some(768)));
+    assert_eq!((dims[0].as_u64(), dims[1].as_u64()), (Some(768), Some(768)));
     assert!(dims[2].as_u64().unwrap() < 5000, "drawn cells: {}", dims[2]);
     b.log("performance");
     b.js_async(

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::bdf::Bdf;
-use crate::model::{P2pMem, Topology};
+use crate::model::{Bar, P2pMem, Topology};
+use crate::pathclass::{DeviceClass, PathClass};
 use crate::verdict::{Engine, MapType, PairResult, PairVerdict};
 use crate::{resolve, Error, Target};
 
@@ -14,6 +15,14 @@ pub struct CheckReport {
     pub provider: Bdf,
     pub provider_name: Option<String>,
     pub p2pmem: Option<P2pMem>,
+    /// Whether it publishes P2P memory now (`p2pmem/published`); false when its memory would
+    /// be offered otherwise (a dma-buf export, a driver registering the BAR).
+    pub publishes: bool,
+    /// Its memory BARs (index, size, 64-bit, prefetchable, CPU and bus addresses).
+    pub memory_bars: Vec<Bar>,
+    /// `lspci -vv`'s ACS lines of the provider, where it has the capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acs: Option<String>,
     /// Overall: not_supported if any client is, else thru_host_bridge if any client is.
     pub map_type: MapType,
     /// `pci_p2pdma_distance_many`: the sum over clients; null when not supported.
@@ -79,6 +88,8 @@ pub struct Candidate {
     pub name: Option<String>,
     pub distance: Option<u32>,
     pub available: u64,
+    /// Whether it publishes P2P memory (false: a memory BAR, with `find --any-bar`).
+    pub publishes: bool,
 }
 
 /// `p2pdma providers`: one row per device with a `p2pmem/` directory.
@@ -93,13 +104,67 @@ pub struct ProviderRow {
     pub numa_node: Option<i32>,
 }
 
-/// Providers × DMA-capable endpoints, compact.
+/// Devices with memory (rows) × DMA-capable endpoints (columns), compact.
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
+    /// Every DMA-capable endpoint whose memory can be offered: P2P memory or a memory BAR.
     pub providers: Vec<Bdf>,
     pub clients: Vec<Bdf>,
     /// `cells[p][c]`.
     pub cells: Vec<Vec<PairResult>>,
+    /// The hardware layer, `path_classes[p][c]` (`nvidia-smi topo -m`'s meaning).
+    pub path_classes: Vec<Vec<PathClass>>,
+    /// Cells whose verdict rests on ACS that could not be read: `[p, c]` indices.
+    pub uncertain: Vec<[usize; 2]>,
+}
+
+impl Matrix {
+    pub fn certain(&self, p: usize, c: usize) -> bool {
+        !self.uncertain.contains(&[p, c])
+    }
+}
+
+/// One cell of the matrix, both layers (`topo --json`'s `pairs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRow {
+    pub provider: Bdf,
+    pub client: Bdf,
+    pub map_type: MapType,
+    pub distance: Option<u32>,
+    pub path_class: PathClass,
+    /// False when ACS that could not be read could change the verdict.
+    pub certain: bool,
+}
+
+/// Which devices a matrix shows (`--class`, `--device`); empty lists keep everything.
+#[derive(Debug, Clone, Default)]
+pub struct MatrixFilter {
+    pub classes: Vec<DeviceClass>,
+    /// Device indices.
+    pub devices: Vec<usize>,
+}
+
+impl MatrixFilter {
+    /// Resolves device names (as `check` takes them) into a filter.
+    pub fn new(engine: &Engine<'_>, classes: Vec<DeviceClass>, devices: &[String]) -> Result<Self, Error> {
+        let indices = devices.iter().map(|name| client_index(engine, name)).collect::<Result<_, _>>()?;
+        Ok(MatrixFilter { classes, devices: indices })
+    }
+
+    fn keeps(&self, engine: &Engine<'_>, i: usize) -> bool {
+        (self.classes.is_empty() || self.classes.contains(&DeviceClass::of(engine.device(i))))
+            && (self.devices.is_empty() || self.devices.contains(&i))
+    }
+}
+
+/// NUMA node and CPU affinity of a matrix device (nvidia-smi's last columns).
+#[derive(Debug, Clone, Serialize)]
+pub struct Affinity {
+    pub device: Bdf,
+    pub name: Option<String>,
+    pub class: DeviceClass,
+    pub numa_node: Option<i32>,
+    pub cpus: Option<String>,
 }
 
 /// Which PCI function the kernel evaluates for a client, and what to tell the user.
@@ -132,7 +197,17 @@ fn client_ref(engine: &Engine<'_>, name: &str) -> Result<ClientRef, Error> {
     }
 }
 
-fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+/// The PCI function the kernel evaluates for a client name; a name without one is refused.
+pub(crate) fn client_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+    match client_ref(engine, name)? {
+        ClientRef::Pci { index, .. } => Ok(index),
+        ClientRef::NotPci(n) => Err(Error::WrongRole(format!("{n} is not a PCI device and has no PCI parent"))),
+    }
+}
+
+/// A device that can be the provider side: with `any_memory`, P2P memory or a memory BAR;
+/// else P2P memory only (`p2pmem/`), what allocating from it needs.
+pub(crate) fn provider_index(engine: &Engine<'_>, name: &str, any_memory: bool) -> Result<usize, Error> {
     let i = match resolve(engine, name)? {
         Target::Pci(i) => i,
         Target::NotPci { name, .. } => {
@@ -140,11 +215,11 @@ fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
         }
     };
     let d = engine.device(i);
-    if d.p2pmem.is_none() && engine.p2pdma_absent() && d.cmb.is_some() {
-        // A provider on a kernel with P2PDMA: answer for it (not supported, and why).
+    if !any_memory && d.p2pmem.is_none() && engine.p2pdma_absent() && d.cmb.is_some() {
+        // A provider on a kernel without P2PDMA: answer for it (not supported, and why).
         return Ok(i);
     }
-    if d.p2pmem.is_none() {
+    if !any_memory && d.p2pmem.is_none() {
         if engine.p2pdma_absent() {
             return Err(Error::WrongRole(format!(
                 "{} is not a P2P memory provider, and none can be here: {}",
@@ -159,12 +234,36 @@ fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
             if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
         )));
     }
+    if !d.has_p2p_memory_side() {
+        let what = if d.is_dma_capable() {
+            "has no memory BAR and no P2P memory".to_string()
+        } else {
+            format!("is a {}, not an endpoint with memory", d.port_type.map(|t| t.label()).unwrap_or(d.kind()))
+        };
+        let providers: Vec<String> = providers(engine.topo).iter().map(|p| p.provider.to_string()).collect();
+        return Err(Error::WrongRole(format!(
+            "{} {what}: it cannot be the provider side; P2P memory providers here: {}",
+            d.label(),
+            if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
+        )));
+    }
     Ok(i)
 }
 
-/// The kernel's verdict for one provider and a set of clients.
+/// The kernel's verdict for one provider with P2P memory (`p2pmem/`: what `alloc`, `copy`
+/// and nvmet use) and a set of clients.
 pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
-    let p = provider_index(engine, provider)?;
+    check_provider(engine, provider_index(engine, provider, false)?, clients)
+}
+
+/// `p2pdma check`: the verdict for any endpoint with P2P memory or a memory BAR as the
+/// provider side (what the kernel decides when that memory is offered: published `p2pmem`,
+/// a dma-buf export, a registered BAR).
+pub fn check_memory(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
+    check_provider(engine, provider_index(engine, provider, true)?, clients)
+}
+
+fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<CheckReport, Error> {
     let pd = engine.device(p);
     let mut notes = Vec::new();
     if pd.p2pmem.is_none() {
@@ -179,6 +278,13 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
     if pd.p2pmem.as_ref().is_some_and(|m| !m.published) {
         notes.push(format!(
             "{} has P2P memory but does not publish it: `find` and nvmet's automatic choice will not use it",
+            pd.bdf
+        ));
+    }
+    if pd.p2pmem.is_none() {
+        notes.push(format!(
+            "{} publishes no P2P memory: this is the kernel's verdict when its BAR memory is offered \
+             (a dma-buf export, or a driver registering the BAR with pci_p2pdma_add_resource)",
             pd.bdf
         ));
     }
@@ -223,6 +329,9 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         provider: pd.bdf,
         provider_name: pd.name.clone(),
         p2pmem: pd.p2pmem.clone(),
+        publishes: pd.p2pmem.as_ref().is_some_and(|m| m.published),
+        memory_bars: pd.memory_bars().cloned().collect(),
+        acs: pd.acs.lspci(),
         map_type,
         distance,
         clients: verdicts,
@@ -235,6 +344,17 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
 
 /// `pci_p2pmem_find_many`: the closest published provider for all clients.
 pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error> {
+    find_among(engine, clients, false)
+}
+
+/// `find --any-bar`: the closest device whose memory the clients could use, published P2P
+/// memory or a memory BAR (a dma-buf export, a registered BAR): not the kernel's automatic
+/// choice, which only sees published memory.
+pub fn find_any_bar(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error> {
+    find_among(engine, clients, true)
+}
+
+fn find_among(engine: &Engine<'_>, clients: &[String], any_bar: bool) -> Result<FindReport, Error> {
     let mut indices = Vec::new();
     let mut reasons = Vec::new();
     let mut not_pci = None;
@@ -247,8 +367,13 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
             ClientRef::NotPci(n) => not_pci = Some(n),
         }
     }
-    let mut candidates: Vec<Candidate> = engine
-        .published_providers()
+    let pool: Vec<usize> = if any_bar {
+        (0..engine.topo.devices.len()).filter(|&i| engine.device(i).has_p2p_memory_side()).collect()
+    } else {
+        engine.published_providers().collect()
+    };
+    let mut candidates: Vec<Candidate> = pool
+        .into_iter()
         .map(|p| {
             let d = engine.device(p);
             Candidate {
@@ -256,6 +381,7 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
                 name: d.name.clone(),
                 distance: if not_pci.is_some() { None } else { engine.distance_many(p, &indices) },
                 available: d.p2pmem.as_ref().map_or(0, |m| m.available),
+                publishes: d.p2pmem.as_ref().is_some_and(|m| m.published),
             }
         })
         .collect();
@@ -268,10 +394,18 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
     } else if engine.p2pdma_absent() {
         reasons.push(crate::kernel::absent_reason(&engine.topo.machine));
         reasons.push(format!("fix: {}", crate::kernel::ABSENT_FIX));
+    } else if candidates.is_empty() && any_bar {
+        reasons.push("no device has P2P memory or a memory BAR".into());
     } else if candidates.is_empty() {
-        reasons.push("no device publishes P2P memory (no p2pmem/ with published = 1)".into());
+        reasons.push("no device publishes P2P memory (no p2pmem/ with published = 1); `find --any-bar` also ranks devices by their memory BARs".into());
     } else if tied.is_empty() {
         reasons.push("no published provider can reach every client (see `p2pdma check` for why)".into());
+    } else if any_bar && tied.len() > 1 {
+        reasons.push(format!(
+            "{} devices tie at distance {}, shown is the lowest address; the kernel's automatic choice (`find` without --any-bar) only sees published P2P memory",
+            tied.len(),
+            best.unwrap_or(0)
+        ));
     } else if tied.len() > 1 {
         reasons.push(format!(
             "{} providers tie at distance {}: the kernel picks one at random each time; shown is the lowest address",
@@ -283,6 +417,12 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
                 "the kernel keeps only the first 512 tied providers (one page of pointers) and ignores the rest".into(),
             );
         }
+    } else if any_bar {
+        reasons.push(format!(
+            "{} is the closest device with memory (distance {}); the kernel's automatic choice (`find` without --any-bar) only sees published P2P memory",
+            tied[0],
+            best.unwrap_or(0)
+        ));
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }
@@ -314,14 +454,75 @@ pub fn providers(topo: &Topology) -> Vec<ProviderRow> {
         .collect()
 }
 
-/// Providers against every DMA-capable endpoint.
+/// Every device with memory against every DMA-capable endpoint.
 pub fn matrix(engine: &Engine<'_>) -> Matrix {
+    matrix_filtered(engine, &MatrixFilter::default())
+}
+
+/// The matrix over the devices a filter keeps.
+pub fn matrix_filtered(engine: &Engine<'_>, filter: &MatrixFilter) -> Matrix {
     let topo = engine.topo;
-    let providers: Vec<usize> = (0..topo.devices.len()).filter(|&i| topo.devices[i].p2pmem.is_some()).collect();
-    let clients: Vec<usize> = (0..topo.devices.len()).filter(|&i| topo.devices[i].is_dma_capable()).collect();
+    let keep = |i: usize| filter.keeps(engine, i);
+    let providers: Vec<usize> =
+        (0..topo.devices.len()).filter(|&i| topo.devices[i].has_p2p_memory_side() && keep(i)).collect();
+    let clients: Vec<usize> =
+        (0..topo.devices.len()).filter(|&i| topo.devices[i].is_dma_capable() && keep(i)).collect();
+    let any_unknown = topo.devices.iter().any(|d| d.acs == crate::config::Acs::Unknown);
+    let mut uncertain = Vec::new();
+    if any_unknown {
+        for (pi, &p) in providers.iter().enumerate() {
+            for (ci, &c) in clients.iter().enumerate() {
+                if p != c && !engine.certain(p, c) {
+                    uncertain.push([pi, ci]);
+                }
+            }
+        }
+    }
     Matrix {
         providers: providers.iter().map(|&i| topo.devices[i].bdf).collect(),
         clients: clients.iter().map(|&i| topo.devices[i].bdf).collect(),
         cells: engine.matrix(&providers, &clients),
+        path_classes: providers.iter().map(|&p| clients.iter().map(|&c| engine.path_class(p, c)).collect()).collect(),
+        uncertain,
     }
+}
+
+/// The matrix as a flat list of pairs, both layers per pair.
+pub fn pairs(m: &Matrix) -> Vec<PairRow> {
+    let mut out = Vec::with_capacity(m.providers.len() * m.clients.len());
+    for (pi, &provider) in m.providers.iter().enumerate() {
+        for (ci, &client) in m.clients.iter().enumerate() {
+            let cell = m.cells[pi][ci];
+            out.push(PairRow {
+                provider,
+                client,
+                map_type: cell.map_type,
+                distance: cell.distance,
+                path_class: m.path_classes[pi][ci],
+                certain: m.certain(pi, ci),
+            });
+        }
+    }
+    out
+}
+
+/// NUMA node and CPU affinity of every device in the matrix (rows first, then columns).
+pub fn affinity(engine: &Engine<'_>, m: &Matrix) -> Vec<Affinity> {
+    let mut seen = std::collections::HashSet::new();
+    m.providers
+        .iter()
+        .chain(&m.clients)
+        .filter(|b| seen.insert(**b))
+        .filter_map(|&b| engine.index_of(b))
+        .map(|i| {
+            let d = engine.device(i);
+            Affinity {
+                device: d.bdf,
+                name: d.name.clone(),
+                class: DeviceClass::of(d),
+                numa_node: d.numa_node,
+                cpus: d.local_cpus.clone(),
+            }
+        })
+        .collect()
 }

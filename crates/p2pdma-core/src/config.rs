@@ -27,6 +27,24 @@ pub mod acs_bits {
     /// Every bit the ACS control register defines.
     pub const ALL: u16 = SV | TB | RR | CR | UF | EC | DT;
 
+    /// The bits as `lspci -vv` prints them (`ACSCap:` / `ACSCtl:`), every bit with + or -:
+    /// `SrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans-`.
+    pub fn lspci(bits: u16) -> String {
+        [
+            (SV, "SrcValid"),
+            (TB, "TransBlk"),
+            (RR, "ReqRedir"),
+            (CR, "CmpltRedir"),
+            (UF, "UpstreamFwd"),
+            (EC, "EgressCtrl"),
+            (DT, "DirectTrans"),
+        ]
+        .iter()
+        .map(|(b, n)| format!("{n}{}", if bits & b != 0 { '+' } else { '-' }))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
     /// Short names of the set bits, e.g. `["RR", "CR"]`.
     pub fn names(bits: u16) -> Vec<&'static str> {
         [(SV, "SV"), (TB, "TB"), (RR, "RR"), (CR, "CR"), (UF, "UF"), (EC, "EC"), (DT, "DT")]
@@ -103,6 +121,44 @@ impl Acs {
             Acs::Unknown => None,
             Acs::Present { ctrl, .. } => Some(ctrl & acs_bits::REDIRECT),
         }
+    }
+}
+
+impl Acs {
+    /// `ACSCap: ...` and `ACSCtl: ...` as `lspci -vv` prints them; None without the capability,
+    /// `ACS: unknown (...)` when it could not be read.
+    pub fn lspci(self) -> Option<String> {
+        match self {
+            Acs::Absent => None,
+            Acs::Unknown => Some("ACS: unknown (extended config space not readable without root)".into()),
+            Acs::Present { cap, ctrl, .. } => {
+                Some(format!("ACSCap: {} ACSCtl: {}", acs_bits::lspci(cap), acs_bits::lspci(ctrl)))
+            }
+        }
+    }
+}
+
+/// The PCI bus address a memory BAR register holds (`PCI_BASE_ADDRESS_n`, with the next
+/// register for a 64-bit BAR): what a peer must put on the bus to reach the BAR. None for
+/// an I/O BAR, a BAR beyond the header's registers, or bytes not read.
+pub fn bar_bus_address(bytes: &[u8], index: u8, is_bridge: bool) -> Option<u64> {
+    let count = if is_bridge { 2 } else { 6 };
+    if index >= count {
+        return None;
+    }
+    let off = 0x10 + 4 * index as usize;
+    let low = u32_at(bytes, off)?;
+    if low & 1 != 0 {
+        return None; // I/O space
+    }
+    let base = (low & !0xf) as u64;
+    if (low >> 1) & 3 == 2 {
+        if index + 1 >= count {
+            return None;
+        }
+        Some(base | (u32_at(bytes, off + 4)? as u64) << 32)
+    } else {
+        Some(base)
     }
 }
 
@@ -224,6 +280,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn acs_prints_like_lspci() {
+        let acs = Acs::Present { offset: 0x148, cap: 0x5f, ctrl: 0x1d };
+        assert_eq!(
+            acs.lspci().unwrap(),
+            "ACSCap: SrcValid+ TransBlk+ ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans+ \
+             ACSCtl: SrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+ EgressCtrl- DirectTrans-"
+        );
+        assert_eq!(Acs::Absent.lspci(), None);
+        assert!(Acs::Unknown.lspci().unwrap().contains("unknown"));
+    }
+
+    #[test]
+    fn bar_registers_give_bus_addresses_32_and_64_bit() {
+        let mut c = vec![0u8; 64];
+        c[0x10..0x14].copy_from_slice(&0xfe00_0000u32.to_le_bytes()); // BAR0: 32-bit memory
+        c[0x14..0x18].copy_from_slice(&0x0000_c001u32.to_le_bytes()); // BAR1: I/O
+        c[0x18..0x1c].copy_from_slice(&0x8000_000cu32.to_le_bytes()); // BAR2: 64-bit prefetchable
+        c[0x1c..0x20].copy_from_slice(&0x0000_0038u32.to_le_bytes());
+        assert_eq!(bar_bus_address(&c, 0, false), Some(0xfe00_0000));
+        assert_eq!(bar_bus_address(&c, 1, false), None);
+        assert_eq!(bar_bus_address(&c, 2, false), Some(0x38_8000_0000));
+        assert_eq!(bar_bus_address(&c, 2, true), None, "a bridge has two BARs");
+        assert_eq!(bar_bus_address(&c[..0x1c], 2, false), None, "high half not read");
+        assert_eq!(bar_bus_address(&c, 9, false), None);
+    }
+
+    #[test]
     fn decode_short_config_leaves_acs_unknown() {
         let full = root_port_config(0x5f, 0x1d);
         assert_eq!(decode(&full[..64]).acs, Acs::Unknown);
@@ -250,8 +333,9 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
-        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4200)) {
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4200), bar in any::<u8>()) {
             let _ = decode(&bytes);
+            let _ = bar_bus_address(&bytes, bar, bar & 1 == 0);
         }
 
         #[test]

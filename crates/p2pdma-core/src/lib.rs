@@ -2,6 +2,7 @@
 //! peer-to-peer DMA verdict, as pure code. The only OS access is reading files under
 //! caller-given roots (`sysfs`, `snapshot`, `spec`), so everything runs on fixtures.
 
+pub mod addr;
 pub mod analysis;
 pub mod bdf;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod kernel_live;
 pub mod kernel_params;
 pub mod metrics;
 pub mod model;
+pub mod pathclass;
 pub mod pciids;
 pub mod snapshot;
 pub mod spec;

@@ -94,6 +94,9 @@ pub struct Device {
     pub bars: Vec<Bar>,
     pub iommu_group: Option<u32>,
     pub numa_node: Option<i32>,
+    /// `local_cpulist`: the CPUs nearest the device (like nvidia-smi's CPU affinity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_cpus: Option<String>,
     /// The `p2pmem/` directory: present only on providers.
     pub p2pmem: Option<P2pMem>,
     /// An NVMe Controller Memory Buffer's size in bytes (the nvme driver's `cmbsz`), present
@@ -131,10 +134,18 @@ impl Link {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bar {
     pub index: u8,
+    /// Where the CPU sees it (sysfs `resource`): a CPU physical address.
     pub start: u64,
     pub size: u64,
     pub memory: bool,
     pub prefetchable: bool,
+    /// A 64-bit memory BAR (it takes this register and the next).
+    #[serde(default)]
+    pub is_64: bool,
+    /// What the BAR register in config space holds: the address on the PCI bus, which
+    /// differs from `start` by the host bridge's window offset. None when not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus_start: Option<u64>,
 }
 
 /// A provider's P2P memory pool (`p2pmem/size`, `available`, `published`).
@@ -172,6 +183,17 @@ impl Device {
             (None, Some(n)) => Some(n.clone()),
             (None, None) => None,
         }
+    }
+
+    /// Its memory BARs (I/O BARs left out).
+    pub fn memory_bars(&self) -> impl Iterator<Item = &Bar> {
+        self.bars.iter().filter(|b| b.memory)
+    }
+
+    /// Whether its memory can be offered for P2P (published `p2pmem`, a dma-buf export, a
+    /// BAR a driver registers): a DMA-capable endpoint with P2P memory or a memory BAR.
+    pub fn has_p2p_memory_side(&self) -> bool {
+        self.is_dma_capable() && (self.p2pmem.is_some() || self.memory_bars().next().is_some())
     }
 
     /// Class code 0x0604 / 0x0609 or a type-1 header.

@@ -188,6 +188,194 @@ pub struct SpecEndpoint {
     pub acs_ctrl: u16,
     /// vendor:device; defaults by kind.
     pub id: Option<String>,
+    /// Its BARs, replacing the kind's defaults (see [`default_bars`]).
+    pub bars: Option<Vec<SpecBar>>,
+}
+
+/// One BAR of an endpoint: `{ index = 1, size = "32G", prefetchable = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecBar {
+    /// 0 to 5; a 64-bit BAR also takes the next register.
+    pub index: u8,
+    /// Bytes, or a string with a K, M, G or T suffix (powers of 1024); a power of two.
+    pub size: SpecSize,
+    #[serde(default)]
+    pub prefetchable: bool,
+    /// 32 or 64; default 64 when prefetchable, else 32.
+    pub bits: Option<u8>,
+    /// An I/O BAR instead of memory.
+    #[serde(default)]
+    pub io: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SpecSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SpecSize {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            SpecSize::Bytes(b) => Ok(*b),
+            SpecSize::Text(t) => {
+                suffixed_bytes(t).ok_or_else(|| format!("size `{t}` is not a byte count (e.g. 16K, 256M, 32G)"))
+            }
+        }
+    }
+}
+
+/// `4096`, `16K`, `256M`, `32G`, `1T` (powers of 1024); None when it is not one or overflows.
+pub(crate) fn suffixed_bytes(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let (num, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(1u64 << shift))
+}
+
+/// A BAR as the kind's default layout gives it: (index, size, prefetchable, 64-bit).
+type BarLayout = (u8, u64, bool, bool);
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+/// Realistic BARs per endpoint kind, and the BAR that holds P2P memory when there is any:
+/// NVMe: 16 KiB of 64-bit registers (QEMU's nvme), the CMB in BAR 2; NIC: e1000e's memory
+/// BARs (128 KiB registers, 128 KiB flash, 16 KiB MSI-X table; its I/O BAR 2 left out); GPU: 16 MiB of registers, a 256 MiB 64-bit prefetchable
+/// aperture (BAR 1, where P2P memory lives) and 32 MiB (BAR 3), as NVIDIA's cards lay them
+/// out; accelerator (FPGA): 1 MiB of registers and a 256 MiB prefetchable BAR 2; any other
+/// device: 4 KiB of registers.
+pub fn default_bars(kind: EndpointKind) -> (&'static [BarLayout], u8) {
+    match kind {
+        EndpointKind::Nvme => (&[(0, 16 * KIB, false, true)], 2),
+        EndpointKind::Nic => {
+            (&[(0, 128 * KIB, false, false), (1, 128 * KIB, false, false), (3, 16 * KIB, false, false)], 4)
+        }
+        EndpointKind::Gpu => (&[(0, 16 * MIB, false, false), (1, 256 * MIB, true, true), (3, 32 * MIB, true, true)], 1),
+        EndpointKind::Accelerator => (&[(0, MIB, false, false), (2, 256 * MIB, true, true)], 2),
+        EndpointKind::Device => (&[(0, 4 * KIB, false, false)], 2),
+    }
+}
+
+/// The endpoint's BARs: the file's `bars`, else the kind's defaults; with P2P memory of
+/// `p2p_bytes`, the BAR that holds it (grown to fit in the defaults; in `bars`, the first
+/// prefetchable memory BAR large enough).
+fn endpoint_bars(ep: &SpecEndpoint, p2p_bytes: Option<u64>) -> Result<Vec<Bar>, String> {
+    let what = format!("endpoint {}", ep.name);
+    let bar = |index: u8, size: u64, prefetchable: bool, is_64: bool, memory: bool| Bar {
+        index,
+        start: 0,
+        size,
+        memory,
+        prefetchable,
+        is_64,
+        bus_start: None,
+    };
+    let mut bars = Vec::new();
+    match &ep.bars {
+        Some(list) => {
+            let mut taken = [false; 6];
+            for b in list {
+                let size = b.size.bytes().map_err(|e| format!("{what}: bar {}: {e}", b.index))?;
+                let is_64 = match b.bits {
+                    None => b.prefetchable && !b.io,
+                    Some(32) => false,
+                    Some(64) if !b.io => true,
+                    Some(n) => {
+                        return Err(format!(
+                            "{what}: bar {}: bits must be 32 or 64 (64 for memory only), not {n}",
+                            b.index
+                        ))
+                    }
+                };
+                let last = b.index as usize + usize::from(is_64);
+                if last > 5 {
+                    return Err(format!("{what}: bar {}: BARs are numbered 0 to 5 (a 64-bit BAR takes two)", b.index));
+                }
+                if !size.is_power_of_two() || !(16..=MAX_MIB * MIB).contains(&size) {
+                    return Err(format!(
+                        "{what}: bar {}: size {size} is not a power of two from 16 bytes to 16 TiB",
+                        b.index
+                    ));
+                }
+                if taken[b.index as usize] || taken[last] {
+                    return Err(format!("{what}: bar {}: overlaps another BAR's registers", b.index));
+                }
+                taken[b.index as usize] = true;
+                taken[last] = true;
+                bars.push(bar(b.index, size, b.prefetchable, is_64, !b.io));
+            }
+            if let Some(p2p) = p2p_bytes {
+                if !bars.iter().any(|b| b.memory && b.prefetchable && b.size >= p2p) {
+                    return Err(format!(
+                        "{what}: its P2P memory ({} MiB) needs a prefetchable memory BAR at least as large in `bars`",
+                        p2p / MIB
+                    ));
+                }
+            }
+        }
+        None => {
+            let (layout, p2p_index) = default_bars(ep.kind);
+            for &(index, size, prefetchable, is_64) in layout {
+                bars.push(bar(index, size, prefetchable, is_64, true));
+            }
+            if let Some(p2p) = p2p_bytes {
+                let size = p2p.next_power_of_two();
+                match bars.iter_mut().find(|b| b.index == p2p_index) {
+                    Some(b) => b.size = b.size.max(size),
+                    None => bars.push(bar(p2p_index, size, true, true, true)),
+                }
+                bars.sort_by_key(|b| b.index);
+            }
+        }
+    }
+    Ok(bars)
+}
+
+/// The BAR a device's P2P memory lives in: the smallest prefetchable memory BAR that holds
+/// it (not BAR 0, the registers, where another fits), else the smallest that holds it.
+pub fn p2pmem_bar(bars: &[Bar], size: u64) -> Option<&Bar> {
+    let fits = || bars.iter().filter(move |b| b.memory && b.size >= size);
+    fits()
+        .filter(|b| b.prefetchable && b.index != 0)
+        .min_by_key(|b| b.size)
+        .or_else(|| fits().filter(|b| b.index != 0).min_by_key(|b| b.size))
+        .or_else(|| fits().min_by_key(|b| b.size))
+}
+
+/// Addresses as firmware would hand them out: 32-bit BARs from 0x8000_0000 (below the
+/// 4 GiB hole's end), 64-bit BARs from 0x380_0000_0000, each aligned to its size, in
+/// address order. A topology file has no host bridge offset: bus and CPU addresses match.
+fn assign_bar_addresses(devices: &mut [Device]) {
+    const MEM32_END: u64 = 0xfc00_0000;
+    let (mut low, mut high) = (0x8000_0000u64, 0x380_0000_0000u64);
+    let mut io = 0x1000u64;
+    for d in devices.iter_mut() {
+        for b in &mut d.bars {
+            let place = |cursor: &mut u64| {
+                let start = cursor.div_ceil(b.size).saturating_mul(b.size);
+                *cursor = start.saturating_add(b.size);
+                start
+            };
+            b.start = if !b.memory {
+                place(&mut io)
+            } else if !b.is_64 && low.div_ceil(b.size) * b.size + b.size <= MEM32_END {
+                place(&mut low)
+            } else {
+                place(&mut high)
+            };
+            if b.memory {
+                b.bus_start = Some(b.start);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,19 +671,16 @@ impl Spec {
                     return Err(format!("endpoint {}: {field} must be at most {MAX_MIB} (16 TiB)", ep.name));
                 }
             }
-            // A memory BAR, and P2P memory in it when the driver would register it.
-            let add_memory = |n: &mut Node, bar: u8, size_mib: u64, registered: bool| {
-                if registered {
-                    n.p2pmem = Some(P2pMem { size: size_mib * mib, available: size_mib * mib, published });
-                }
-                let size = size_mib.next_power_of_two() * mib;
-                n.bars.push(Bar { index: bar, start: 0, size, memory: true, prefetchable: true });
-            };
-            match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
+            // The memory BAR (the CMB's, or the one holding the P2P memory), and P2P memory
+            // when the driver would register it.
+            let memory_mib = match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
                 // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap); QEMU's CMB is BAR 2.
                 (EndpointKind::Nvme, Some(cmb), None) => {
-                    add_memory(&mut n, 2, cmb, cmb > 0 && cmb % 2 == 0);
+                    if cmb > 0 && cmb % 2 == 0 {
+                        n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
+                    }
                     n.cmb = (cmb > 0).then_some(cmb * mib);
+                    Some(cmb)
                 }
                 (kind, Some(_), _) if kind != EndpointKind::Nvme => {
                     return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
@@ -503,9 +688,14 @@ impl Spec {
                 (_, Some(_), Some(_)) => {
                     return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name))
                 }
-                (_, None, Some(mem)) => add_memory(&mut n, 0, mem, true),
-                _ => {}
-            }
+                (_, None, Some(mem)) => {
+                    n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
+                    Some(mem)
+                }
+                _ => None,
+            };
+            n.bars = endpoint_bars(ep, memory_mib.filter(|&m| m > 0).map(|m| m * mib))?;
+            let vf_bars: Vec<Bar> = n.bars.iter().filter(|b| b.memory).take(1).cloned().collect();
             let pf = add(&mut nodes, &mut by_name, n)?;
             for i in 0..ep.vfs {
                 let devfn = (slot as u16) * 8 + ep.function as u16 + 1 + i as u16;
@@ -524,6 +714,7 @@ impl Spec {
                 );
                 vf.is_bridge = false;
                 vf.vf_of = Some(pf);
+                vf.bars = vf_bars.clone();
                 add(&mut nodes, &mut by_name, vf)?;
             }
         }
@@ -578,12 +769,14 @@ impl Spec {
                 bars: n.bars.clone(),
                 iommu_group: None,
                 numa_node: specs[host_bridge_of(&nodes, i)].numa_node,
+                local_cpus: None,
                 p2pmem: n.p2pmem.clone().filter(|_| p2pdma_built),
                 cmb: n.cmb,
                 config_hex: None,
             });
         }
         devices.sort_by_key(|d| d.bdf);
+        assign_bar_addresses(&mut devices);
 
         let mut aliases = BTreeMap::new();
         for v in &self.virtual_devices {

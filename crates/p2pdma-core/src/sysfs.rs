@@ -137,7 +137,7 @@ fn read_device(
         None
     };
     let is_bridge = decoded.as_ref().map(|d| d.is_bridge).unwrap_or(class >> 8 == 0x0604);
-    let bars = read_bars(&dir.join("resource"));
+    let bars = read_bars(&dir.join("resource"), config_bytes.as_deref(), is_bridge);
     let cmb = read_nvme_cmb(dir).or_else(|| cmb_bar(class, &bars));
     Ok(Device {
         bdf,
@@ -160,6 +160,7 @@ fn read_device(
         bars,
         iommu_group: link_name(&dir.join("iommu_group")).and_then(|n| n.parse().ok()),
         numa_node: read_trim(&dir.join("numa_node")).and_then(|s| s.parse().ok()),
+        local_cpus: read_trim(&dir.join("local_cpulist")).filter(|s| !s.is_empty()),
         p2pmem,
         cmb,
         config_hex: config_bytes.map(|b| hex(&b)),
@@ -184,10 +185,12 @@ fn read_nvme_cmb(dir: &Path) -> Option<u64> {
     (size > 0).then_some(size)
 }
 
-/// The first six lines of `resource`: `start end flags` per BAR.
-fn read_bars(path: &Path) -> Vec<Bar> {
+/// The first six lines of `resource`: `start end flags` per BAR (CPU addresses), and the
+/// bus address from each BAR register in config space.
+fn read_bars(path: &Path, config: Option<&[u8]>, is_bridge: bool) -> Vec<Bar> {
     const IORESOURCE_MEM: u64 = 0x200;
     const IORESOURCE_PREFETCH: u64 = 0x2000;
+    const IORESOURCE_MEM_64: u64 = 0x0010_0000;
     let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
     text.lines()
         .take(6)
@@ -204,6 +207,10 @@ fn read_bars(path: &Path) -> Vec<Bar> {
                     size: end - start + 1,
                     memory: flags & IORESOURCE_MEM != 0,
                     prefetchable: flags & IORESOURCE_PREFETCH != 0,
+                    is_64: flags & IORESOURCE_MEM_64 != 0,
+                    bus_start: config
+                        .filter(|_| flags & IORESOURCE_MEM != 0)
+                        .and_then(|c| config::bar_bus_address(c, i as u8, is_bridge)),
                 }),
                 _ => None,
             }

@@ -236,6 +236,30 @@ impl<'t> Engine<'t> {
         PairResult { map_type, distance: map_type.supported().then_some(dist) }
     }
 
+    /// Whether the verdict holds whatever the ACS that could not be read says.
+    pub fn certain(&self, provider: usize, client: usize) -> bool {
+        self.pair(provider, client).map_type == self.pair_if_redirected(provider, client)
+    }
+
+    /// The hardware path class (`nvidia-smi topo -m`), allocation-free; see [`PathClass`].
+    ///
+    /// [`PathClass`]: crate::pathclass::PathClass
+    pub fn path_class(&self, provider: usize, client: usize) -> crate::pathclass::PathClass {
+        use crate::config::PortType;
+        let mut switches = 0u32;
+        let (_, common) = self.walk(provider as u32, client as u32, |n, _| {
+            switches += u32::from(self.topo.devices[n as usize].port_type == Some(PortType::SwitchUpstream))
+        });
+        let (p, c) = (self.device(provider), self.device(client));
+        crate::pathclass::PathClass::classify(
+            provider == client,
+            common.is_some(),
+            switches,
+            self.host_bridge[provider] == self.host_bridge[client],
+            (p.numa_node, c.numa_node),
+        )
+    }
+
     /// `pci_p2pdma_distance_many`: the sum of distances, None if any client fails.
     pub fn distance_many(&self, provider: usize, clients: &[usize]) -> Option<u32> {
         if clients.is_empty() {

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{write_tree, Privilege};
-use p2pdma_core::analysis::{check, find, matrix};
+use p2pdma_core::analysis::{check, check_memory, find, matrix};
 use p2pdma_core::config::Acs;
 use p2pdma_core::verdict::MapType;
 use p2pdma_core::{snapshot, spec, sysfs, Engine, Error, Topology};
@@ -33,7 +33,7 @@ fn all_verdicts(t: &Topology) -> String {
     let mut out = serde_json::to_string(&m).unwrap();
     for p in &m.providers {
         for c in &m.clients {
-            let r = check(&e, &p.to_string(), &[c.to_string()]).unwrap();
+            let r = check_memory(&e, &p.to_string(), &[c.to_string()]).unwrap();
             out.push_str(&serde_json::to_string(&r).unwrap());
         }
     }
@@ -52,8 +52,8 @@ fn sysfs_fixture_reads_back_like_its_topology_file() {
         assert_eq!(from_sysfs.devices.len(), from_spec.devices.len(), "{}", path.display());
         for (a, b) in from_spec.devices.iter().zip(&from_sysfs.devices) {
             assert_eq!(
-                (a.bdf, a.upstream, a.acs, a.port_type, &a.p2pmem),
-                (b.bdf, b.upstream, b.acs, b.port_type, &b.p2pmem),
+                (a.bdf, a.upstream, a.acs, a.port_type, &a.p2pmem, &a.bars),
+                (b.bdf, b.upstream, b.acs, b.port_type, &b.p2pmem, &b.bars),
                 "{}",
                 path.display()
             );
@@ -87,7 +87,8 @@ fn sysfs_reader_finds_drivers_links_vfs_and_class_devices() {
     let nvme = live.devices.iter().find(|d| d.bdf.to_string() == "0000:03:00.0").unwrap();
     assert_eq!(nvme.driver.as_deref(), Some("nvme"));
     assert!(nvme.link.as_ref().unwrap().degraded());
-    assert_eq!(nvme.bars[0].index, 2);
+    let indices: Vec<u8> = nvme.bars.iter().map(|b| b.index).collect();
+    assert_eq!(indices, [0, 2], "registers and the CMB");
     assert_eq!(live.machine.kernel_release.as_deref(), Some("7.2.0-test"));
     assert_eq!(live.machine.cpu_family, Some(15));
     assert_eq!(live.aliases["nvme1n1"].pci_parent.unwrap().to_string(), "0000:04:00.0");

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use p2pdma_core::analysis::{check, find};
+use p2pdma_core::analysis::{check, check_memory, find};
 use p2pdma_core::spec;
 use p2pdma_core::verdict::{MapType, Side};
 use p2pdma_core::{Engine, Error, Topology};
@@ -396,8 +396,17 @@ fn non_pci_clients_are_refused_or_walked_up() {
 fn wrong_roles_and_unknown_devices_are_errors() {
     let t = topo(SWITCH);
     let e = Engine::new(&t).unwrap();
+    // Allocating needs p2pmem/ (`check`); the verdict for any endpoint with a memory BAR
+    // (`check_memory`: b has NVMe registers) does not; a bridge is neither.
     let err = check(&e, "b", &["a".into()]).unwrap_err();
     assert!(matches!(err, Error::WrongRole(_)) && err.to_string().contains("not a P2P memory provider"), "{err}");
+    assert!(check_memory(&e, "b", &["a".into()]).is_ok());
+    let err = check_memory(&e, "sw.1", &["a".into()]).unwrap_err();
+    assert!(matches!(err, Error::WrongRole(_)) && err.to_string().contains("not an endpoint with memory"), "{err}");
+    let mut no_bars = t.clone();
+    no_bars.devices.iter_mut().filter(|d| d.name.as_deref() == Some("b")).for_each(|d| d.bars.clear());
+    let err = check_memory(&Engine::new(&no_bars).unwrap(), "b", &["a".into()]).unwrap_err();
+    assert!(err.to_string().contains("has no memory BAR and no P2P memory"), "{err}");
     let err = check(&e, "a", &["sw.1".into()]).unwrap_err();
     assert!(err.to_string().contains("not a DMA client"), "{err}");
     let err = check(&e, "a", &["0000:09:00.0".into()]).unwrap_err();

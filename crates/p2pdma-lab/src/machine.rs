@@ -115,6 +115,9 @@ pub enum LabDeviceKind {
     Nvme { serial: String, size_mib: u64, cmb_mib: Option<u32> },
     /// A PCIe NIC (`e1000e`) on an isolated user-mode network; no guest driver is loaded.
     Nic,
+    /// A GPU-like BAR-only device (`bochs-display`, 1234:1111, class 0x0380): a 16 MiB
+    /// prefetchable framebuffer BAR and a 4 KiB register BAR, no P2P memory of its own.
+    Display,
 }
 
 impl LabDeviceKind {
@@ -126,6 +129,7 @@ impl LabDeviceKind {
             LabDeviceKind::SwitchDownstream { .. } => "xio3130-downstream",
             LabDeviceKind::Nvme { .. } => "nvme",
             LabDeviceKind::Nic => "e1000e",
+            LabDeviceKind::Display => "bochs-display",
         }
     }
 
@@ -258,6 +262,7 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
                 push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
                 opts.push(format!("netdev={netdev}"));
             }
+            LabDeviceKind::Display => {}
         }
         push(&["-device", &opts.join(",")]);
     }
@@ -385,7 +390,10 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
             (LabDeviceKind::RootPort { .. }, BusKind::HostBridge) => true,
             (LabDeviceKind::SwitchUpstream, BusKind::Port) => true,
             (LabDeviceKind::SwitchDownstream { .. }, BusKind::SwitchInternal) => true,
-            (LabDeviceKind::Nvme { .. } | LabDeviceKind::Nic, BusKind::HostBridge | BusKind::Port) => true,
+            (
+                LabDeviceKind::Nvme { .. } | LabDeviceKind::Nic | LabDeviceKind::Display,
+                BusKind::HostBridge | BusKind::Port,
+            ) => true,
             _ => false,
         };
         if !allowed {
@@ -465,7 +473,7 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
                     }
                 }
             }
-            LabDeviceKind::SwitchUpstream | LabDeviceKind::Nic => {}
+            LabDeviceKind::SwitchUpstream | LabDeviceKind::Nic | LabDeviceKind::Display => {}
         }
         if let Some(kind) = dev.kind.bus_kind() {
             buses.insert(id.clone(), kind);

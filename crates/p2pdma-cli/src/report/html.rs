@@ -64,10 +64,14 @@ fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
     let m = &data.matrix;
     let topo = engine.topo;
     if m.providers.is_empty() {
-        out.push_str(r#"<p class="empty" id="no-matrix">No P2P memory providers: no device has <code>p2pmem/</code>, so nothing can be a peer-to-peer target.</p>"#);
+        out.push_str(r#"<p class="empty" id="no-matrix">No device with P2P memory or a memory BAR, so nothing can be a peer-to-peer target.</p>"#);
         return;
     }
     let vertical = m.clients.len() > 6 || m.clients.iter().any(|&c| label(&topo.devices[c]).chars().count() > 9);
+    // The layer toggle: the kernel's verdict, or the hardware path class (report.js).
+    out.push_str(
+        r#"<div class="layers" id="layers" role="radiogroup" aria-label="matrix layer"><label><input type="radio" name="layer" value="verdict" checked> kernel verdict</label><label><input type="radio" name="layer" value="path"> path class (nvidia-smi topo -m)</label></div>"#,
+    );
     write!(
         out,
         r#"<div class="matrix-scroll" id="matrix-scroll"><table id="matrix" class="matrix{}" role="grid" aria-rowcount="{}" aria-colcount="{}"><thead><tr aria-rowindex="1"><th class="corner" aria-colindex="1"><span>provider ↓ · client →</span></th></tr></thead><tbody></tbody></table></div><noscript><p class="empty">The matrix is drawn by the page's script; <code>p2pdma topo</code> prints it as text.</p></noscript>"#,
@@ -83,6 +87,9 @@ fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
         out.push_str(r#"<li><span class="sw m-b u">?</span> depends on ACS that could not be read (run as root)</li>"#);
     }
     out.push_str("</ul>");
+    out.push_str(
+        r#"<ul class="legend" id="legend-path" hidden><li><span class="sw pc-X">X</span> the device itself</li><li><span class="sw pc-PIX">PIX</span> at most one PCIe switch between them</li><li><span class="sw pc-PXB">PXB</span> several PCIe switches, no host bridge</li><li><span class="sw pc-PHB">PHB</span> through a host bridge (root complex)</li><li><span class="sw pc-NODE">NODE</span> between host bridges of one NUMA node</li><li><span class="sw pc-SYS">SYS</span> across NUMA nodes (the socket interconnect)</li><li>the wiring, not the kernel's decision: ACS may still send a PIX pair through the root complex</li></ul>"#,
+    );
 }
 
 fn fact(out: &mut String, name: &str, value: &str, class: &str, note: &str) {
@@ -266,7 +273,7 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
     );
     out.push_str(&svg);
     out.push_str(
-        r#"</div></section><div class="side"><section class="card matrix-card"><h2>P2P matrix <small>rows: providers · columns: DMA-capable endpoints · click a cell</small></h2>"#,
+        r#"</div></section><div class="side"><section class="card matrix-card"><h2>P2P matrix <small>rows: devices with P2P memory or a memory BAR · columns: DMA-capable endpoints · click a cell</small></h2>"#,
     );
     matrix_html(&mut out, engine, data);
     out.push_str(

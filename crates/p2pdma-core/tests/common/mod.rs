@@ -57,6 +57,20 @@ pub fn config_bytes(d: &Device) -> Vec<u8> {
         c[o + 4..o + 6].copy_from_slice(&cap.to_le_bytes());
         c[o + 6..o + 8].copy_from_slice(&ctrl.to_le_bytes());
     }
+    // BAR registers hold bus addresses (`bus_start`), which may differ from `start`.
+    for b in &d.bars {
+        let off = 0x10 + 4 * b.index as usize;
+        let addr = b.bus_start.unwrap_or(b.start);
+        let low = if b.memory {
+            (addr as u32 & !0xf) | if b.is_64 { 0x4 } else { 0 } | if b.prefetchable { 0x8 } else { 0 }
+        } else {
+            (addr as u32 & !0x3) | 1
+        };
+        c[off..off + 4].copy_from_slice(&low.to_le_bytes());
+        if b.memory && b.is_64 {
+            c[off + 4..off + 8].copy_from_slice(&((addr >> 32) as u32).to_le_bytes());
+        }
+    }
     c
 }
 
@@ -109,9 +123,13 @@ pub fn write_tree(topo: &Topology, root: &Path, privilege: Privilege) -> (PathBu
             match d.bars.iter().find(|b| b.index == i) {
                 Some(b) => resource.push_str(&format!(
                     "0x{:016x} 0x{:016x} 0x{:016x}\n",
-                    0xfe00_0000u64,
-                    0xfe00_0000u64 + b.size - 1,
-                    0x0014_220cu64
+                    b.start,
+                    b.start + b.size - 1,
+                    if b.memory {
+                        0x0004_0200u64 | if b.prefetchable { 0x2000 } else { 0 } | if b.is_64 { 0x0010_0000 } else { 0 }
+                    } else {
+                        0x0004_0101
+                    }
                 )),
                 None => resource.push_str("0x0000000000000000 0x0000000000000000 0x0000000000000000\n"),
             }

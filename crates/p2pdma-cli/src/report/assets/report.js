@@ -6,6 +6,14 @@
   var SVG = 'http://www.w3.org/2000/svg';
   var data = JSON.parse(document.getElementById('p2pdma-data').textContent);
   var M = data.matrix;
+  // Rows of cells arrive run-length encoded: [verdict, count, verdict, count, ...].
+  M.cells = M.cells.map(function (runs) {
+    var row = [];
+    for (var i = 0; i < runs.length; i += 2) {
+      for (var n = 0; n < runs[i + 1]; n++) row.push(runs[i]);
+    }
+    return row;
+  });
   var devs = data.devices;
   var tree = document.getElementById('tree');
   var table = document.getElementById('matrix');
@@ -117,6 +125,21 @@
     var b = devs[i].bdf;
     return devs[i].name || (b.indexOf('0000:') === 0 ? b.slice(5) : b);
   }
+  // The hardware path class (`nvidia-smi topo -m`), as p2pdma_core::pathclass derives it:
+  // switches (upstream ports) on the path to the common device, else host bridge and NUMA.
+  var layer = 'verdict';
+  function pathClass(p, c, v) {
+    if (p === c) return 'X';
+    var common = v.common_upstream != null ? byBdf.get(v.common_upstream) : undefined;
+    if (common !== undefined) {
+      var n = 0;
+      pathOf(p, c, common).forEach(function (i) { if (i >= 0 && devs[i].port_type === 'switch_upstream') n++; });
+      return n <= 1 ? 'PIX' : 'PXB';
+    }
+    if (M.host_bridge[p] === M.host_bridge[c]) return 'PHB';
+    var a = devs[p].numa_node, b = devs[c].numa_node;
+    return a != null && b != null && a >= 0 && b >= 0 && a !== b ? 'SYS' : 'NODE';
+  }
   function cellText(v, same) {
     if (same) return 'SELF';
     if (v.map_type === 'bus_addr') return 'BUS' + v.distance;
@@ -181,8 +204,14 @@
       for (c = c0; c < c1; c++) {
         var v = M.verdicts[row[c]];
         var same = M.providers[r] === M.clients[c];
-        var td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain ? '' : '?'));
-        if (!v.certain) td.classList.add('u');
+        var td;
+        if (layer === 'path') {
+          var pc = pathClass(M.providers[r], M.clients[c], v);
+          td = el('td', 'pc-' + pc, pc);
+        } else {
+          td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain || same ? '' : '?'));
+          if (!v.certain && !same) td.classList.add('u');
+        }
         if (picked && picked[0] === r && picked[1] === c) td.classList.add('sel');
         td.setAttribute('aria-colindex', c + 2);
         tr.appendChild(td);
@@ -344,11 +373,22 @@
     if (acs.state === 'present') rows.push(['ACS', 'cap 0x' + hex(acs.cap, 4) + ', ctrl 0x' + hex(acs.ctrl, 4) + ' at 0x' + acs.offset.toString(16) + ((acs.ctrl & 0x2c) ? ' (redirects peer traffic)' : '')]);
     else if (acs.state === 'unknown') rows.push(['ACS', 'unknown (needs root)']);
     else rows.push(['ACS', 'no capability']);
+    if (acs.state === 'present') {
+      // As `lspci -vv` prints them (p2pdma_core::config::acs_bits::lspci).
+      var bits = function (v) {
+        return ['SrcValid', 'TransBlk', 'ReqRedir', 'CmpltRedir', 'UpstreamFwd', 'EgressCtrl', 'DirectTrans']
+          .map(function (n, i) { return n + ((v >> i) & 1 ? '+' : '-'); }).join(' ');
+      };
+      rows.push(['ACSCap:', bits(acs.cap)]);
+      rows.push(['ACSCtl:', bits(acs.ctrl)]);
+    }
     if (d.iommu_group != null) rows.push(['IOMMU group', String(d.iommu_group)]);
     if (d.numa_node != null) rows.push(['NUMA node', String(d.numa_node)]);
+    if (d.local_cpus) rows.push(['CPU affinity', d.local_cpus]);
     if (d.p2pmem) rows.push(['P2P memory', d.p2pmem.available + ' of ' + d.p2pmem.size + ' bytes free' + (d.p2pmem.published ? ', published' : ', not published')]);
     (d.bars || []).forEach(function (b) {
-      rows.push(['BAR ' + b.index, '0x' + b.start.toString(16) + ', ' + b.size + ' bytes' + (b.memory ? (b.prefetchable ? ', prefetchable' : ', memory') : ', I/O')]);
+      rows.push(['BAR ' + b.index, '0x' + b.start.toString(16) + ', ' + b.size + ' bytes' + (b.memory ? (b.prefetchable ? ', prefetchable' : ', memory') : ', I/O') + (b.is_64 ? ', 64-bit' : '') +
+        (b.bus_start != null && b.bus_start !== b.start ? ', bus address 0x' + b.bus_start.toString(16) : '')]);
     });
     var dl = el('dl', 'dev');
     rows.forEach(function (kv) {
@@ -362,6 +402,15 @@
 
   if (table) {
     drawMatrix(true);
+    // The layer toggle: redraw the cells in view with the other layer, swap the legends.
+    document.querySelectorAll('#layers input').forEach(function (input) {
+      input.addEventListener('change', function () {
+        layer = input.value;
+        document.getElementById('legend').hidden = layer === 'path';
+        document.getElementById('legend-path').hidden = layer !== 'path';
+        drawMatrix(true);
+      });
+    });
     var queued = false;
     box.addEventListener('scroll', function () {
       if (queued) return;
