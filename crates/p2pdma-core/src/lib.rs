@@ -7,6 +7,7 @@ pub mod bdf;
 pub mod config;
 mod error;
 mod explain;
+pub mod fio;
 pub mod input;
 pub mod iommu_groups;
 pub mod kernel_params;
