@@ -27,10 +27,8 @@ const PLAT_GROUPS: usize = 29;
 pub const BUCKETS: usize = PLAT_GROUPS * PLAT_VAL;
 
 /// fio's default completion-latency percentiles (`percentile_list`), in percent.
-pub const FIO_PERCENTILES: [f64; 17] = [
-    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9,
-    99.95, 99.99,
-];
+pub const FIO_PERCENTILES: [f64; 17] =
+    [1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
 
 /// The bucket of a latency in nanoseconds.
 fn bucket_of(ns: u64) -> usize {
@@ -107,14 +105,7 @@ impl Default for LatencyHistogram {
 
 impl LatencyHistogram {
     pub fn new() -> Self {
-        Self {
-            buckets: vec![0; BUCKETS].into_boxed_slice(),
-            count: 0,
-            min: u64::MAX,
-            max: 0,
-            sum: 0,
-            sum_sq: 0,
-        }
+        Self { buckets: vec![0; BUCKETS].into_boxed_slice(), count: 0, min: u64::MAX, max: 0, sum: 0, sum_sq: 0 }
     }
 
     /// Records one completion latency.
@@ -206,12 +197,7 @@ impl LatencyHistogram {
 
     /// Non-empty buckets as (fio's bucket value in ns, samples), ascending: json+ `bins`.
     pub fn bins(&self) -> Vec<(u64, u64)> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(idx, n)| (bucket_value(idx), *n))
-            .collect()
+        self.buckets.iter().enumerate().filter(|(_, n)| **n > 0).map(|(idx, n)| (bucket_value(idx), *n)).collect()
     }
 }
 
@@ -472,8 +458,7 @@ fn millis(d: Duration) -> u64 {
 /// fio's `time` field is ctime(3) ("Mon Nov 30 22:37:36 2026"); here in UTC.
 fn ctime_utc(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -535,9 +520,7 @@ pub fn parse_fio_time(text: &str) -> Result<Duration, String> {
         "d" | "day" => 86_400_000_000_000,
         _ => return Err(format!("time {text:?}: unknown unit {unit:?} (us, ms, s, m, h, d)")),
     };
-    n.checked_mul(nanos_per)
-        .map(Duration::from_nanos)
-        .ok_or_else(|| format!("time {text:?}: too large"))
+    n.checked_mul(nanos_per).map(Duration::from_nanos).ok_or_else(|| format!("time {text:?}: too large"))
 }
 
 #[cfg(test)]
@@ -558,6 +541,8 @@ mod tests {
         assert_eq!(bucket_value(bucket_of(423)), 422);
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
         assert_eq!(bucket_of((1 << 34) - 1), BUCKETS - 1);
+        // fio_jsonplus_clat2csv starts from fio's largest bucket value, 17112760320.
+        assert_eq!(bucket_value(BUCKETS - 1), 17_112_760_320);
     }
 
     #[test]
