@@ -249,7 +249,7 @@ pub struct FioJob {
     pub write: DirectionStats,
     /// Wall time of the whole job.
     pub runtime: Duration,
-    /// Non-zero when the run failed (fio's `error` is an errno; 1 when there is none).
+    /// fio's `error`: 0, or non-zero when the run failed (an errno where there is one).
     pub error: i32,
     /// What fio has no field for (memory kind, error text, P2P verdict), under `p2pdma`.
     pub extra: Option<serde_json::Value>,
