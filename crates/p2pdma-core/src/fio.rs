@@ -255,6 +255,42 @@ pub struct FioJob {
     pub extra: Option<serde_json::Value>,
 }
 
+impl FioJob {
+    /// One bench run as a fio job: named `{op}-{memory}-qd{depth}-bs{chunk}` (`read-p2p-qd8-bs128k`),
+    /// with `rw`, `bs`, `iodepth` and `size` under `job options` (bytes as text; `rw` is bench's
+    /// op, `read`, `write` or `copy`).
+    pub fn for_run(op: &str, memory: &str, depth: usize, chunk: u64, size: u64) -> Self {
+        let options = BTreeMap::from([
+            ("rw".to_string(), op.to_string()),
+            ("bs".to_string(), chunk.to_string()),
+            ("iodepth".to_string(), depth.to_string()),
+            ("size".to_string(), size.to_string()),
+        ]);
+        Self { name: format!("{op}-{memory}-qd{depth}-bs{}", short_size(chunk)), options, ..Self::default() }
+    }
+
+    /// The run's wall time, for the job and each direction that moved data.
+    pub fn set_runtime(&mut self, runtime: Duration) {
+        self.runtime = runtime;
+        for d in [&mut self.read, &mut self.write] {
+            if d.ios > 0 {
+                d.runtime = runtime;
+            }
+        }
+    }
+}
+
+/// `4096` → `4k`, `1048576` → `1m`: fio's way of writing a size in names, exact only.
+fn short_size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 4] = [("t", 40), ("g", 30), ("m", 20), ("k", 10)];
+    for (unit, shift) in UNITS {
+        if bytes >= 1 << shift && bytes.trailing_zeros() >= shift {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 /// A whole report: what `fio --output-format=json+` prints, for bench's runs.
 #[derive(Debug, Clone, Default)]
 pub struct FioReport {
@@ -645,6 +681,21 @@ mod tests {
         let j = JsonDirection::from(&d);
         assert_eq!((j.bw_bytes, j.bw, j.runtime, j.io_kbytes), (8_192_000, 8000, 500, 4000));
         assert_eq!(DirectionStats::default().iops(), 0.0);
+    }
+
+    #[test]
+    fn a_run_as_a_job() {
+        let mut j = FioJob::for_run("copy", "p2p", 8, 128 << 10, 16 << 20);
+        assert_eq!(j.name, "copy-p2p-qd8-bs128k");
+        assert_eq!(j.options["bs"], "131072");
+        assert_eq!(j.options["iodepth"], "8");
+        j.read.record_io(4096, Duration::from_micros(3));
+        j.set_runtime(Duration::from_millis(20));
+        assert_eq!((j.read.runtime, j.write.runtime), (Duration::from_millis(20), Duration::ZERO));
+        assert_eq!(short_size(4096), "4k");
+        assert_eq!(short_size(1 << 20), "1m");
+        assert_eq!(short_size(1536), "1536");
+        assert_eq!(short_size(3 << 30), "3g");
     }
 
     #[test]

@@ -77,14 +77,12 @@ fn sample_report() -> FioReport {
     }
     read.read.runtime = read.runtime;
 
-    let mut copy = FioJob { name: "copy-host-qd1-bs1m".into(), ..Default::default() };
-    copy.runtime = Duration::from_millis(300);
+    let mut copy = FioJob::for_run("copy", "host", 1, 1 << 20, 150 << 20);
     for i in 0..150u64 {
         copy.read.record_io(1 << 20, Duration::from_micros(900 + i));
         copy.write.record_io(1 << 20, Duration::from_micros(1200 + 2 * i));
     }
-    copy.read.runtime = copy.runtime;
-    copy.write.runtime = copy.runtime;
+    copy.set_runtime(Duration::from_millis(300));
     copy.extra = Some(serde_json::json!({"memory": "host", "op": "copy"}));
 
     let failed = FioJob {
@@ -149,6 +147,9 @@ fn bench_json_parses_with_the_fio_reader() {
 
     // 150 samples: p99 (needs 100) but not p99.5 (needs 200), and p1 (needs 100).
     let copy = &out.jobs[1];
+    assert_eq!(copy.jobname, "copy-host-qd1-bs1m");
+    assert_eq!((copy.read.runtime, copy.write.runtime, copy.write.iops), (300, 300, 500.0));
+    assert_eq!(copy.options["bs"], "1048576");
     for d in [&copy.read, &copy.write] {
         assert_eq!(d.clat_ns.n, 150);
         assert!(d.clat_ns.percentile.contains_key("99.000000"));
