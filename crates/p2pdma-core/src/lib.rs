@@ -9,6 +9,7 @@ pub mod config;
 pub mod diff;
 mod error;
 mod explain;
+pub mod fio;
 pub mod input;
 pub mod iommu_groups;
 pub mod kernel;
