@@ -75,7 +75,7 @@ pub fn run(
         anyhow::bail!("{provider} is not a PCI device and cannot provide P2P memory");
     };
     let dev = &topo.devices[i];
-    let dir = sysfs.join("bus/pci/devices").join(dev.bdf.to_string());
+    let dir = p2pdma_core::sysfs::pci_device_dir(sysfs, dev.bdf);
     let available_before = available(&dir);
     let mut buf = match P2pBuffer::allocate(&dir, size) {
         Ok(b) => b,
@@ -86,10 +86,12 @@ pub fn run(
     };
     let available_mapped = available(&dir);
     let read = read.map(|(path, offset)| {
-        buf.as_mut_slice().fill(FILL);
-        let result =
-            DirectFile::open(&path, p2pdma_mem::Access::Read).and_then(|f| f.read_exact_at(buf.as_mut_slice(), offset));
-        let data = buf.as_slice();
+        buf.fill(FILL);
+        let mut io = p2pdma_mem::IoBuffer::P2p(buf);
+        let result = DirectFile::open(&path, p2pdma_mem::Access::Read)
+            .and_then(|f| f.read_exact_into(&mut io, size, offset));
+        // Hashed from a copy: device memory is read with volatile reads, never as a slice.
+        let data = &io.copy_out(size)[..];
         ReadReport {
             device: path,
             offset,

@@ -5,6 +5,7 @@
 mod alloc;
 mod bench;
 mod copy;
+mod interrupt;
 mod lab;
 mod nvmet;
 mod render;
@@ -88,7 +89,9 @@ enum Command {
     },
     /// Copy a range between block devices or files through P2P memory (or host memory when
     /// P2P cannot serve both ends, saying why), with io_uring, and prove it with --verify.
-    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input.
+    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input,
+    /// 130/143 interrupted by SIGINT/SIGTERM (the I/O in flight finished, the written prefix
+    /// reported).
     Copy {
         #[command(flatten)]
         source: SourceArgs,
@@ -221,7 +224,16 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// When the process started (close enough: the first thing `main` does), for `copy`'s
+/// `setup_seconds`.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn started() -> std::time::Instant {
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
 fn main() -> ExitCode {
+    started();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -333,33 +345,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Copy { source, args, json } => {
-            let loaded = source.load_live("copy")?;
-            let engine = Engine::new(&loaded.topology)?;
-            let mountinfo = source.proc_root.join("self/mountinfo");
-            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let report = copy::run(&machine, &args, copy::wants_progress(json))?;
-            if json {
-                print_json(&report)?;
-            } else {
-                print!("{}", copy::render(&report));
-            }
-            Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Bench { source, args, json } => {
-            let loaded = source.load_live("bench")?;
-            let engine = Engine::new(&loaded.topology)?;
-            let mountinfo = source.proc_root.join("self/mountinfo");
-            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let report = bench::run(&machine, &args)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                print!("{}", bench::render(&report));
-            }
-            let failed = report.runs.iter().any(|r| r.error.is_some());
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-        }
+        Command::Copy { source, args, json } => copy::command(&source, &args, json),
+        Command::Bench { source, args, json } => bench::command(&source, &args, json),
         Command::Lab { command } => lab(command),
         Command::Nvmet { command } => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),

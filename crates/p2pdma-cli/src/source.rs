@@ -35,13 +35,18 @@ pub struct Loaded {
 
 impl SourceArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
+        self.load_from(true)
+    }
+
+    /// `pci_names`: look device names up in the PCI ID database.
+    fn load_from(&self, pci_names: bool) -> anyhow::Result<Loaded> {
         if let Some(path) = &self.spec {
             let (_, topology) = spec::load(path)?;
             return Ok(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
-            None => sysfs::read(&self.roots(), PciIds::load_default().as_ref())?,
+            None => sysfs::read(&self.roots(), pci_names.then(PciIds::load_default).flatten().as_ref())?,
         };
         if let Some(path) = &self.names {
             let (_, predicted) = spec::load(path)?;
@@ -56,11 +61,13 @@ impl SourceArgs {
 
 impl SourceArgs {
     /// The live machine only: `command` acts on real devices, so a file cannot stand in.
+    /// Without the PCI ID database: the commands that move data never print its names, and
+    /// parsing it costs time before the first I/O.
     pub fn load_live(&self, command: &str) -> anyhow::Result<Loaded> {
         if self.spec.is_some() || self.snapshot.is_some() {
             anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
         }
-        self.load()
+        self.load_from(false)
     }
 
     pub fn roots(&self) -> sysfs::Roots {

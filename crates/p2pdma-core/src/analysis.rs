@@ -114,9 +114,30 @@ fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
     Ok(i)
 }
 
-/// The kernel's verdict for one provider and a set of clients.
+/// The kernel's verdict for one provider and a set of clients, named on the command line.
 pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
     let p = provider_index(engine, provider)?;
+    let refs = clients.iter().map(|name| Ok((name.clone(), client_ref(engine, name)?))).collect::<Result<_, Error>>()?;
+    Ok(check_refs(engine, p, refs))
+}
+
+/// [`check`] for devices already resolved: a provider (index into the topology's devices,
+/// see [`provider_of`]) and PCI clients, taken as they are (a copy's ends: the PCI devices
+/// of its block devices).
+pub fn check_devices(engine: &Engine<'_>, provider: usize, clients: &[usize]) -> CheckReport {
+    let refs = clients
+        .iter()
+        .map(|&index| (engine.device(index).bdf.to_string(), ClientRef::Pci { index, note: None }))
+        .collect();
+    check_refs(engine, provider, refs)
+}
+
+/// The provider a name refers to, refused when it is no provider.
+pub fn provider_of(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+    provider_index(engine, name)
+}
+
+fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> CheckReport {
     let pd = engine.device(p);
     let mut notes = Vec::new();
     if pd.p2pmem.as_ref().is_some_and(|m| !m.published) {
@@ -126,12 +147,12 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         ));
     }
     let mut verdicts = Vec::new();
-    for name in clients {
-        let v = match client_ref(engine, name)? {
+    for (name, client) in refs {
+        let v = match client {
             ClientRef::Pci { index, note } => {
                 let mut v = engine.explain(p, index);
                 if let Some(note) = note {
-                    v.client_name = Some(name.clone());
+                    v.client_name = Some(name);
                     v.reasons.insert(0, note);
                 }
                 v
@@ -142,7 +163,7 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
     }
     let map_type = verdicts.iter().map(|v| v.map_type).max().unwrap_or(MapType::NotSupported);
     let distance = verdicts.iter().try_fold(0u32, |s, v| v.distance.map(|d| s + d)).filter(|_| !verdicts.is_empty());
-    Ok(CheckReport {
+    CheckReport {
         provider: pd.bdf,
         provider_name: pd.name.clone(),
         p2pmem: pd.p2pmem.clone(),
@@ -150,16 +171,26 @@ pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<
         distance,
         clients: verdicts,
         notes,
-    })
+    }
 }
 
 /// `pci_p2pmem_find_many`: the closest published provider for all clients.
 pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error> {
+    let refs = clients.iter().map(|name| client_ref(engine, name)).collect::<Result<_, Error>>()?;
+    Ok(find_refs(engine, refs))
+}
+
+/// [`find`] for PCI clients already resolved (indices into the topology's devices).
+pub fn find_devices(engine: &Engine<'_>, clients: &[usize]) -> FindReport {
+    find_refs(engine, clients.iter().map(|&index| ClientRef::Pci { index, note: None }).collect())
+}
+
+fn find_refs(engine: &Engine<'_>, refs: Vec<ClientRef>) -> FindReport {
     let mut indices = Vec::new();
     let mut reasons = Vec::new();
     let mut not_pci = None;
-    for name in clients {
-        match client_ref(engine, name)? {
+    for client in refs {
+        match client {
             ClientRef::Pci { index, note } => {
                 indices.push(index);
                 reasons.extend(note);
@@ -203,7 +234,7 @@ pub fn find(engine: &Engine<'_>, clients: &[String]) -> Result<FindReport, Error
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }
-    Ok(FindReport { provider: tied.first().copied(), distance: best, candidates, tied, reasons })
+    FindReport { provider: tied.first().copied(), distance: best, candidates, tied, reasons }
 }
 
 /// Every device with a `p2pmem/` directory.

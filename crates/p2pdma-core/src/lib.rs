@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod bdf;
 pub mod config;
+pub mod copy_plan;
 mod error;
 mod explain;
 pub mod kernel_params;

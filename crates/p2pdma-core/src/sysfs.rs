@@ -24,6 +24,12 @@ impl Default for Roots {
     }
 }
 
+/// A PCI device's sysfs directory (`<sys>/bus/pci/devices/0000:03:00.0`): the one place
+/// that path is built.
+pub fn pci_device_dir(sys: &Path, bdf: Bdf) -> PathBuf {
+    sys.join("bus/pci/devices").join(bdf.to_string())
+}
+
 /// The classes whose devices may be named as clients (`nvme0n1`, `nvme0`, `eth0`, `rxe0`).
 const ALIAS_CLASSES: &[&str] = &["block", "nvme", "net", "infiniband"];
 

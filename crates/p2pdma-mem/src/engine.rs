@@ -9,6 +9,7 @@
 //! instead of the process dying of SIGBUS).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
@@ -27,6 +28,9 @@ pub struct Job<'a> {
     pub chunk: usize,
     /// Keep every I/O's latency (for percentiles).
     pub record_latency: bool,
+    /// Set (by a signal handler) to stop: no new chunk is started, the chunks under way
+    /// finish, and the run ends with [`MemError::Interrupted`] and the written prefix.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// What a finished transfer measured.
@@ -51,26 +55,26 @@ pub struct Failure {
     pub elapsed: Duration,
 }
 
-/// How I/O is issued.
-pub enum Engine {
+/// How I/O is issued (the verdict's `p2pdma_core::Engine` is another thing: this one moves data).
+pub enum IoEngine {
     Uring(Box<IoUring>),
     Sync,
 }
 
-impl Engine {
+impl IoEngine {
     /// An io_uring with room for `depth` requests; fails (e.g. EPERM when the
-    /// `kernel.io_uring_disabled` sysctl forbids it) so the caller can choose [`Engine::Sync`].
-    pub fn uring(depth: usize) -> Result<Engine, MemError> {
+    /// `kernel.io_uring_disabled` sysctl forbids it) so the caller can choose [`IoEngine::Sync`].
+    pub fn uring(depth: usize) -> Result<IoEngine, MemError> {
         let entries = depth.clamp(1, 4096).next_power_of_two() as u32;
-        IoUring::new(entries).map(|r| Engine::Uring(Box::new(r))).map_err(|e| MemError::Uring {
+        IoUring::new(entries).map(|r| IoEngine::Uring(Box::new(r))).map_err(|e| MemError::Uring {
             cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
         })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Engine::Uring(_) => "io_uring",
-            Engine::Sync => "sync",
+            IoEngine::Uring(_) => "io_uring",
+            IoEngine::Sync => "sync",
         }
     }
 
@@ -85,8 +89,8 @@ impl Engine {
         assert!(job.src.is_some() || job.dst.is_some(), "a job reads, writes or both");
         assert!(!buffers.is_empty() && buffers.iter().all(|b| b.len() >= job.chunk), "buffers hold a chunk");
         match self {
-            Engine::Uring(ring) => run_uring(ring, job, buffers, progress),
-            Engine::Sync => run_sync(job, &mut buffers[0], progress),
+            IoEngine::Uring(ring) => run_uring(ring, job, buffers, progress),
+            IoEngine::Sync => run_sync(job, &mut buffers[0], progress),
         }
     }
 }
@@ -113,6 +117,25 @@ struct Chunk {
 }
 
 impl Job<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// How a run that was not stopped by an error ends: complete, or interrupted early.
+    fn finish(&self, mut stats: Stats, done: u64, start: Instant) -> Result<Stats, Failure> {
+        if done < self.length {
+            return Err(Failure {
+                error: MemError::Interrupted,
+                completed: done,
+                written_prefix: done,
+                elapsed: start.elapsed(),
+            });
+        }
+        stats.bytes = done;
+        stats.elapsed = start.elapsed();
+        Ok(stats)
+    }
+
     fn first_phase(&self) -> Phase {
         if self.src.is_some() {
             Phase::Read
@@ -171,7 +194,7 @@ fn run_uring(
 
     // Hands out the next chunk to a free slot.
     let assign = |slot: &mut Option<Chunk>, next: &mut u64| -> bool {
-        if *next >= job.length {
+        if *next >= job.length || job.stopping() {
             return false;
         }
         let len = (job.length - *next).min(job.chunk as u64) as usize;
@@ -287,11 +310,7 @@ fn run_uring(
         Some((_, error)) => {
             Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
         }
-        None => {
-            stats.bytes = completed;
-            stats.elapsed = start.elapsed();
-            Ok(stats)
-        }
+        None => job.finish(stats, completed, start),
     }
 }
 
@@ -303,21 +322,20 @@ fn prefix(slots: &[Option<Chunk>], next: u64) -> u64 {
 fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64)) -> Result<Stats, Failure> {
     let start = Instant::now();
     let mut stats = Stats::default();
-    let buf = buffer.as_mut_slice();
     let mut at = 0u64;
-    while at < job.length {
+    while at < job.length && !job.stopping() {
         let len = (job.length - at).min(job.chunk as u64) as usize;
         let fail = |error| Failure { error, completed: at, written_prefix: at, elapsed: start.elapsed() };
         if let Some((file, base)) = job.src {
             let t = Instant::now();
-            file.read_exact_at(&mut buf[..len], base + at).map_err(fail)?;
+            file.read_exact_into(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
                 stats.read_latency.push(t.elapsed());
             }
         }
         if let Some((file, base)) = job.dst {
             let t = Instant::now();
-            file.write_all_at(&buf[..len], base + at).map_err(fail)?;
+            file.write_all_from(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
                 stats.write_latency.push(t.elapsed());
             }
@@ -325,9 +343,7 @@ fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64))
         at += len as u64;
         progress(at);
     }
-    stats.bytes = at;
-    stats.elapsed = start.elapsed();
-    Ok(stats)
+    job.finish(stats, at, start)
 }
 
 #[cfg(test)]
@@ -347,9 +363,9 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
-    fn engines() -> Vec<Engine> {
-        let mut v = vec![Engine::Sync];
-        match Engine::uring(4) {
+    fn engines() -> Vec<IoEngine> {
+        let mut v = vec![IoEngine::Sync];
+        match IoEngine::uring(4) {
             Ok(e) => v.push(e),
             Err(e) => eprintln!("io_uring not tested here: {e}"),
         }
@@ -371,7 +387,7 @@ mod tests {
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
             let job =
-                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true };
+                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true, stop: None };
             let mut seen = Vec::new();
             let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
             assert_eq!(stats.bytes, len);
@@ -392,13 +408,47 @@ mod tests {
             let dst = file_with(&vec![0u8; 1 << 20]);
             let s = DirectFile::open(src.path(), Access::Read).unwrap();
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
-            let job =
-                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 128 * 1024, chunk: 8192, record_latency: false };
+            let job = Job {
+                src: Some((&s, 0)),
+                dst: Some((&d, 0)),
+                length: 128 * 1024,
+                chunk: 8192,
+                record_latency: false,
+                stop: None,
+            };
             let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
             let msg = f.error.to_string();
             assert!(msg.starts_with(&format!("{}: read failed at offset 65536", src.path().display())), "{msg}");
             assert_eq!(f.written_prefix, 65536, "{}", engine.name());
             assert_eq!(f.completed, 65536);
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_after_the_chunks_under_way_with_a_whole_prefix() {
+        let data = pattern(1 << 20);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let dst = file_with(&vec![0u8; 1 << 20]);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let stop = AtomicBool::new(false);
+            let job =
+                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 1 << 20, chunk: 8192, record_latency: false, stop: Some(&stop) };
+            // Stop once 64 KiB are done.
+            let f = engine
+                .run(&job, &mut host_buffers(4, 8192), &mut |done| {
+                    if done >= 65536 {
+                        stop.store(true, Ordering::Relaxed)
+                    }
+                })
+                .unwrap_err();
+            assert!(matches!(f.error, MemError::Interrupted), "{}", f.error);
+            assert!(f.written_prefix >= 65536 && f.written_prefix < 1 << 20, "{}", f.written_prefix);
+            assert_eq!(f.completed, f.written_prefix);
+            let out = std::fs::read(dst.path()).unwrap();
+            let n = f.written_prefix as usize;
+            assert_eq!(&out[..n], &data[..n], "{}", engine.name());
         }
     }
 }
