@@ -88,8 +88,8 @@ pub fn run(
     let read = read.map(|(path, offset)| {
         buf.fill(FILL);
         let mut io = p2pdma_mem::IoBuffer::P2p(buf);
-        let result = DirectFile::open(&path, p2pdma_mem::Access::Read)
-            .and_then(|f| f.read_exact_into(&mut io, size, offset));
+        let result =
+            DirectFile::open(&path, p2pdma_mem::Access::Read).and_then(|f| f.read_exact_into(&mut io, size, offset));
         // Hashed from a copy: device memory is read with volatile reads, never as a slice.
         let data = &io.copy_out(size)[..];
         ReadReport {

@@ -206,8 +206,17 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyh
                         break;
                     }
                     let setup = Setup { sysfs: m.sysfs, route, node, stop };
-                    let row =
-                        measure_one(&setup, &mut engine, op, depth, chunk, length, &src_file, dst_file.as_ref(), &mut notes);
+                    let row = measure_one(
+                        &setup,
+                        &mut engine,
+                        op,
+                        depth,
+                        chunk,
+                        length,
+                        &src_file,
+                        dst_file.as_ref(),
+                        &mut notes,
+                    );
                     pair.push(row.mib_per_s);
                     runs.push(RunRow { memory, ..row });
                 }

@@ -117,7 +117,8 @@ fn provider_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
 /// The kernel's verdict for one provider and a set of clients, named on the command line.
 pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
     let p = provider_index(engine, provider)?;
-    let refs = clients.iter().map(|name| Ok((name.clone(), client_ref(engine, name)?))).collect::<Result<_, Error>>()?;
+    let refs =
+        clients.iter().map(|name| Ok((name.clone(), client_ref(engine, name)?))).collect::<Result<_, Error>>()?;
     Ok(check_refs(engine, p, refs))
 }
 

@@ -181,8 +181,7 @@ pub fn plan_copy(
             plan.notes.extend(dst_users.into_iter().map(|u| format!("--force: writing although {u}")));
         } else {
             plan.refused = dst_users;
-            plan.refused
-                .push(format!("{} is in use: refusing to write to it (--force overrides)", plan.dst.end.path));
+            plan.refused.push(format!("{} is in use: refusing to write to it (--force overrides)", plan.dst.end.path));
             return Ok(plan);
         }
     }

@@ -386,8 +386,14 @@ mod tests {
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
-            let job =
-                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true, stop: None };
+            let job = Job {
+                src: Some((&s, 8192)),
+                dst: Some((&d, 12288)),
+                length: len,
+                chunk: 16384,
+                record_latency: true,
+                stop: None,
+            };
             let mut seen = Vec::new();
             let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
             assert_eq!(stats.bytes, len);
@@ -433,8 +439,14 @@ mod tests {
             let s = DirectFile::open(src.path(), Access::Read).unwrap();
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
             let stop = AtomicBool::new(false);
-            let job =
-                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 1 << 20, chunk: 8192, record_latency: false, stop: Some(&stop) };
+            let job = Job {
+                src: Some((&s, 0)),
+                dst: Some((&d, 0)),
+                length: 1 << 20,
+                chunk: 8192,
+                record_latency: false,
+                stop: Some(&stop),
+            };
             // Stop once 64 KiB are done.
             let f = engine
                 .run(&job, &mut host_buffers(4, 8192), &mut |done| {

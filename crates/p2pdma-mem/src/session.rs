@@ -171,7 +171,8 @@ pub fn run_copy(
             report.bytes = f.completed;
             report.seconds = f.elapsed.as_secs_f64();
             report.mib_per_s = mib_per_s(f.completed, report.seconds);
-            report.outcome = if matches!(f.error, MemError::Interrupted) { Outcome::Interrupted } else { Outcome::Failed };
+            report.outcome =
+                if matches!(f.error, MemError::Interrupted) { Outcome::Interrupted } else { Outcome::Failed };
             // What was written is made durable either way, so the prefix reported is on disk.
             let _ = dst.sync();
             report.error = Some(error_report(&f.error, f.completed, f.written_prefix));
