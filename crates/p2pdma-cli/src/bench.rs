@@ -146,12 +146,12 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyh
     if args.depths.contains(&0) {
         anyhow::bail!("--depth values must be at least 1");
     }
-    let src_path = copy::locate(m.engine, &args.src, false)?;
-    let (src, src_report) = copy::measure(m, &src_path, false, 0)?;
+    let src_path = copy::locate(Some(m.engine), &args.src, false)?;
+    let (src, src_report) = copy::measure(m.sysfs, &src_path, false, 0)?;
     let dst = match &args.dst {
         Some(d) => {
-            let path = copy::locate(m.engine, d, true)?;
-            Some(copy::measure(m, &path, true, 0)?)
+            let path = copy::locate(Some(m.engine), d, true)?;
+            Some(copy::measure(m.sysfs, &path, true, 0)?)
         }
         None => None,
     };
@@ -166,7 +166,7 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyh
     let mut ends = vec![&src_report];
     ends.extend(dst.as_ref().map(|(_, r)| r));
     let route = copy_plan::choose_route(m.engine, &args.via, &ends)?;
-    let node = copy_plan::numa_node(m.engine, &ends);
+    let node = copy_plan::numa_node(&ends);
     let mut notes = Vec::new();
     if let Route::Host { reasons } = &route {
         notes.push(format!("no P2P memory for these devices, host memory only: {}", reasons.join("; ")));

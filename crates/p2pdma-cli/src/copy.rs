@@ -64,34 +64,47 @@ pub struct Machine<'a> {
     pub mountinfo: &'a Path,
 }
 
-/// An operand as a path: a path as given, a device name as its block device.
-/// `may_create`: a destination, which may be a new file.
-pub fn locate(engine: &Engine<'_>, word: &str, may_create: bool) -> anyhow::Result<PathBuf> {
-    let is_file = !word.contains('/') && Path::new(word).symlink_metadata().is_ok();
-    let is_device = !word.contains('/') && p2pdma_core::resolve(engine, word).is_ok();
-    match copy_plan::operand(word, is_file, is_device, may_create)? {
-        Operand::Path(p) => Ok(p),
-        Operand::Device(name) => crate::alloc::block_device(engine, &name),
+/// An operand as a path: a path as given, a device name as its block device. `engine` is
+/// needed for bare words (device names, and telling them from files); `may_create`: a
+/// destination, which may be a new file.
+pub fn locate(engine: Option<&Engine<'_>>, word: &str, may_create: bool) -> anyhow::Result<PathBuf> {
+    let bare = !word.contains('/');
+    let is_file = bare && Path::new(word).symlink_metadata().is_ok();
+    let is_device = bare && engine.is_some_and(|e| p2pdma_core::resolve(e, word).is_ok());
+    match (copy_plan::operand(word, is_file, is_device, may_create)?, engine) {
+        (Operand::Device(name), Some(engine)) => crate::alloc::block_device(engine, &name),
+        // A device only when the topology knows it, so never without one.
+        (Operand::Device(name), None) => Ok(name.into()),
+        (Operand::Path(path), _) => Ok(path),
     }
 }
 
-/// Measures an end and places it on the topology.
-pub fn measure(m: &Machine<'_>, path: &Path, may_create: bool, offset: u64) -> anyhow::Result<(Measured, EndReport)> {
-    Ok(session::measure_end(m.engine, m.sysfs, path, may_create, offset)?)
+/// Measures an end: what it is, its block device, PCI device and NUMA node.
+pub fn measure(sysfs: &Path, path: &Path, may_create: bool, offset: u64) -> anyhow::Result<(Measured, EndReport)> {
+    Ok(session::measure_end(sysfs, path, may_create, offset)?)
 }
 
 /// Runs `p2pdma copy` and prints its outcome; the exit code: 0 copied (and verified),
 /// 1 refused, failed or mismatched, 130/143 interrupted by SIGINT/SIGTERM.
+///
+/// Only what the decision needs is read before the first I/O: the topology (one sysfs walk,
+/// without the PCI ID database) only when a name must be resolved or a P2P route judged;
+/// on a machine without P2P memory, paths and `--via host` need none.
 pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install()?;
-    let loaded = source.load_live("copy")?;
-    let engine = Engine::new(&loaded.topology)?;
+    source.require_live("copy")?;
+    let bare_word = |w: &str| !w.contains('/');
+    let needs_topology = bare_word(&args.src)
+        || bare_word(&args.dst)
+        || matches!(args.via, Via::Provider(_))
+        || (args.via == Via::Auto && p2pdma_mem::ends::any_p2p_provider(&source.sysfs_root));
+    let loaded = needs_topology.then(|| source.load_live("copy")).transpose()?;
+    let engine = loaded.as_ref().map(|l| Engine::new(&l.topology)).transpose()?;
     let mountinfo = source.proc_root.join("self/mountinfo");
-    let m = Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-    let src_path = locate(&engine, &args.src, false)?;
-    let dst_path = locate(&engine, &args.dst, true)?;
-    let (_, src) = measure(&m, &src_path, false, args.src_offset)?;
-    let (dst_measured, dst) = measure(&m, &dst_path, true, args.dst_offset)?;
+    let src_path = locate(engine.as_ref(), &args.src, false)?;
+    let dst_path = locate(engine.as_ref(), &args.dst, true)?;
+    let (_, src) = measure(&source.sysfs_root, &src_path, false, args.src_offset)?;
+    let (dst_measured, dst) = measure(&source.sysfs_root, &dst_path, true, args.dst_offset)?;
     let request = CopyRequest {
         src_offset: args.src_offset,
         dst_offset: args.dst_offset,
@@ -103,7 +116,8 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
         require_p2p: args.require_p2p,
         force: args.force,
     };
-    let plan = copy_plan::plan_copy(&engine, src, dst, p2pdma_mem::ends::in_use(&dst_measured, &mountinfo), &request)?;
+    let users = p2pdma_mem::ends::in_use(&dst_measured, &mountinfo);
+    let plan = copy_plan::plan_copy(engine.as_ref(), src, dst, users, &request)?;
     let opts = session::Options {
         sysfs: &source.sysfs_root,
         sync: args.sync_engine,

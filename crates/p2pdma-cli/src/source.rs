@@ -64,10 +64,16 @@ impl SourceArgs {
     /// Without the PCI ID database: the commands that move data never print its names, and
     /// parsing it costs time before the first I/O.
     pub fn load_live(&self, command: &str) -> anyhow::Result<Loaded> {
+        self.require_live(command)?;
+        self.load_from(false)
+    }
+
+    /// Refuses `--spec` and `--snapshot` for a command that acts on this machine.
+    pub fn require_live(&self, command: &str) -> anyhow::Result<()> {
         if self.spec.is_some() || self.snapshot.is_some() {
             anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
         }
-        self.load_from(false)
+        Ok(())
     }
 
     pub fn roots(&self) -> sysfs::Roots {

@@ -97,15 +97,8 @@ pub struct EndReport {
     /// The block device the data is on and its PCI device, when there are such.
     pub block_device: Option<String>,
     pub pci: Option<Bdf>,
-}
-
-impl EndReport {
-    /// Places a measured end on the topology: `disk` (`nvme0n1`) is looked up among the
-    /// topology's class devices for the PCI device above it.
-    pub fn new(engine: &Engine<'_>, end: End, disk: Option<String>, offset: u64) -> Self {
-        let pci = disk.as_ref().and_then(|d| engine.topo.aliases.get(d)).and_then(|a| a.pci_parent);
-        EndReport { end, offset, block_device: disk, pci }
-    }
+    /// That PCI device's NUMA node, where the machine has nodes.
+    pub numa_node: Option<i32>,
 }
 
 /// What the caller asked for, flags already parsed.
@@ -149,9 +142,11 @@ pub struct CopyPlan {
 }
 
 /// Plans a copy from `src` to `dst` (`dst_users`: who else uses the destination, from the
-/// OS layer). `Err` is bad input, never to be carried out (exit 2); a refusal is a plan.
+/// OS layer). `engine`: the verdict over the machine's topology; None when the machine has
+/// no P2P memory at all (no topology read: the route is host memory). `Err` is bad input,
+/// never to be carried out (exit 2); a refusal is a plan.
 pub fn plan_copy(
-    engine: &Engine<'_>,
+    engine: Option<&Engine<'_>>,
     src: EndReport,
     dst: EndReport,
     dst_users: Vec<String>,
@@ -162,10 +157,13 @@ pub fn plan_copy(
     if req.depth == 0 {
         return Err(RangeError::NoDepth.into());
     }
-    let route = choose_route(engine, &req.via, &[&src, &dst])?;
+    let route = match engine {
+        Some(engine) => choose_route(engine, &req.via, &[&src, &dst])?,
+        None => no_providers_route(&req.via)?,
+    };
     let chunks = usize::try_from(ranges.length.div_ceil(chunk as u64)).unwrap_or(usize::MAX);
     let mut plan = CopyPlan {
-        numa_node: numa_node(engine, &[&src, &dst]),
+        numa_node: numa_node(&[&src, &dst]),
         src,
         dst,
         length: ranges.length,
@@ -212,11 +210,21 @@ impl CopyPlan {
 
 /// The NUMA node of the ends' PCI devices (the first one known): where host memory for
 /// them is closest.
-pub fn numa_node(engine: &Engine<'_>, ends: &[&EndReport]) -> Option<i32> {
-    ends.iter()
-        .filter_map(|e| e.pci.and_then(|b| engine.index_of(b)))
-        .filter_map(|i| engine.device(i).numa_node)
-        .find(|&n| n >= 0)
+pub fn numa_node(ends: &[&EndReport]) -> Option<i32> {
+    ends.iter().filter_map(|e| e.numa_node).find(|&n| n >= 0)
+}
+
+/// The route on a machine without any P2P memory provider (no topology needed).
+pub fn no_providers_route(via: &Via) -> Result<Route, Error> {
+    match via {
+        Via::Host => Ok(Route::Host { reasons: vec!["host memory was asked for (--via host)".into()] }),
+        Via::Auto => Ok(Route::Host {
+            reasons: vec!["no PCI device on this machine has P2P memory (no p2pmem/ in sysfs)".into()],
+        }),
+        Via::Provider(p) => Err(Error::WrongRole(format!(
+            "{p} is not a P2P memory provider: no PCI device on this machine has P2P memory (no p2pmem/ in sysfs)"
+        ))),
+    }
 }
 
 /// The memory to use for data moving between `ends` (their PCI devices), by the verdict.
@@ -423,7 +431,9 @@ mod tests {
             extent_owner: format!("disk {disk}"),
             extent_base: 0,
         };
-        EndReport::new(engine, e, Some(disk.into()), 0)
+        let pci = engine.topo.aliases.get(disk).and_then(|a| a.pci_parent);
+        let numa_node = pci.and_then(|b| engine.index_of(b)).and_then(|i| engine.device(i).numa_node);
+        EndReport { end: e, offset: 0, block_device: Some(disk.into()), pci, numa_node }
     }
 
     fn request(via: &str) -> CopyRequest {
@@ -443,7 +453,7 @@ mod tests {
     fn plan(topo: &Topology, src: &str, dst: &str, users: &[&str], req: &CopyRequest) -> Result<CopyPlan, Error> {
         let engine = Engine::new(topo).unwrap();
         let (s, d) = (end(&engine, src, 64 * MIB), end(&engine, dst, 64 * MIB));
-        plan_copy(&engine, s, d, users.iter().map(|u| u.to_string()).collect(), req)
+        plan_copy(Some(&engine), s, d, users.iter().map(|u| u.to_string()).collect(), req)
     }
 
     #[test]
@@ -589,5 +599,20 @@ mod tests {
         assert_eq!(p.numa_node, Some(1));
         let p = plan(&switch(), "vda", "nvme0n1", &[], &req).unwrap();
         assert_eq!(p.numa_node, None, "the lab's devices have no node");
+    }
+
+    #[test]
+    fn without_providers_no_topology_is_needed() {
+        let engine_less = |via: &str| {
+            let topo = switch();
+            let engine = Engine::new(&topo).unwrap();
+            let (s, d) = (end(&engine, "nvme1n1", 64 * MIB), end(&engine, "nvme0n1", 64 * MIB));
+            plan_copy(None, s, d, Vec::new(), &request(via))
+        };
+        let p = engine_less("auto").unwrap();
+        let Route::Host { reasons } = &p.route else { panic!("{:?}", p.route) };
+        assert!(reasons[0].contains("no PCI device on this machine has P2P memory"), "{reasons:?}");
+        assert!(engine_less("host").is_ok());
+        assert!(matches!(engine_less("nvme-a"), Err(Error::WrongRole(_))));
     }
 }

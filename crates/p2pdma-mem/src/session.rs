@@ -10,23 +10,22 @@ use std::time::Instant;
 use p2pdma_core::copy_plan::{mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, Route, VerifyReport};
 use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::EndKind;
-use p2pdma_core::Engine;
 use rustix::io::Errno;
 
 use crate::ends::{self, Measured};
 use crate::{Access, DirectFile, HostBuffer, IoBuffer, IoEngine, Job, MemError, P2pBuffer};
 
-/// Measures the end at `path` and places it on the topology (its block device's PCI device).
+/// Measures the end at `path`: what it is, its block device, PCI device and NUMA node.
 pub fn measure_end(
-    engine: &Engine<'_>,
     sysfs: &Path,
     path: &Path,
     may_create: bool,
     offset: u64,
 ) -> Result<(Measured, EndReport), MemError> {
-    let measured = ends::measure(path, sysfs, may_create)?;
-    let report = EndReport::new(engine, measured.end.clone(), measured.disk.clone(), offset);
-    Ok((measured, report))
+    let m = ends::measure(path, sysfs, may_create)?;
+    let report =
+        EndReport { end: m.end.clone(), offset, block_device: m.disk.clone(), pci: m.pci, numa_node: m.numa_node };
+    Ok((m, report))
 }
 
 /// Up to `depth` buffers of `chunk` bytes from the route's memory (host memory on `node`).
