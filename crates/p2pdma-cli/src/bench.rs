@@ -297,6 +297,7 @@ fn measure_one(
         length,
         chunk,
         record_latency: true,
+        max_reads: 0,
         stop: setup.stop,
     };
     match engine.run(&job, &mut bufs, &mut |_| {}) {

@@ -40,6 +40,10 @@ pub struct CopyArgs {
     /// Chunks in flight at once (one buffer each).
     #[arg(long, default_value_t = 8)]
     depth: usize,
+    /// At most this many reads in flight at once, the other chunks being written meanwhile
+    /// (0: up to --depth).
+    #[arg(long, default_value_t = 0)]
+    reads: usize,
     /// Bytes per I/O (a multiple of the page size and both block sizes).
     #[arg(long, value_parser = crate::parse_size, default_value = "1M")]
     chunk: usize,
@@ -112,6 +116,7 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
         via: args.via.clone(),
         depth: args.depth,
         chunk: args.chunk,
+        reads: args.reads,
         page_size: p2pdma_mem::page_size(),
         require_p2p: args.require_p2p,
         force: args.force,

@@ -1,6 +1,7 @@
 //! `p2pdma`: the command-line front end. Parsing and printing only; the work is in the
 //! library crates. Exit codes: 0 success / P2P supported, 1 not supported or refused,
-//! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags).
+//! 2 bad input (unreadable or malformed files, unknown devices, wrong roles, bad flags),
+//! 130/143 `copy` or `bench` interrupted by SIGINT/SIGTERM.
 
 mod alloc;
 mod bench;

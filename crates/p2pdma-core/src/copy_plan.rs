@@ -113,6 +113,8 @@ pub struct CopyRequest {
     pub depth: usize,
     /// Bytes per I/O.
     pub chunk: usize,
+    /// At most this many reads in flight (0: up to `depth`).
+    pub reads: usize,
     /// The machine's page size (buffers are whole pages).
     pub page_size: usize,
     /// Refuse rather than fall back to host memory.
@@ -131,6 +133,8 @@ pub struct CopyPlan {
     pub chunk: usize,
     /// Chunks in flight (no more than there are chunks).
     pub depth: usize,
+    /// Reads among them at once (0: no limit below `depth`).
+    pub max_reads: usize,
     pub route: Route,
     /// The NUMA node host-memory buffers belong on: the ends' PCI devices' node.
     pub numa_node: Option<i32>,
@@ -169,6 +173,7 @@ pub fn plan_copy(
         length: ranges.length,
         chunk,
         depth: req.depth.min(chunks),
+        max_reads: req.reads,
         route,
         require_p2p: req.require_p2p,
         refused: Vec::new(),
@@ -331,6 +336,9 @@ pub struct CopyReport {
     /// From the process start to the first I/O: reading the machine, measuring, planning,
     /// buffers, opens.
     pub setup_seconds: f64,
+    /// The flush after the data phase (fsync: the data on stable storage, as the devices'
+    /// volatile caches would otherwise hold it).
+    pub flush_seconds: f64,
     pub verify: Option<VerifyReport>,
     pub error: Option<ErrorReport>,
     /// The signal that stopped the copy (`SIGINT`, `SIGTERM`), with `outcome: interrupted`.
@@ -358,6 +366,7 @@ impl CopyReport {
             seconds: 0.0,
             mib_per_s: 0.0,
             setup_seconds: 0.0,
+            flush_seconds: 0.0,
             verify: None,
             error: None,
             signal: None,
@@ -444,6 +453,7 @@ mod tests {
             via: via.parse().unwrap(),
             depth: 8,
             chunk: 1 << 20,
+            reads: 0,
             page_size: 4096,
             require_p2p: false,
             force: false,

@@ -28,6 +28,9 @@ pub struct Job<'a> {
     pub chunk: usize,
     /// Keep every I/O's latency (for percentiles).
     pub record_latency: bool,
+    /// At most this many reads in flight at once (0: as many as there are buffers); the
+    /// other buffers are being written out meanwhile. Reads are released in offset order.
+    pub max_reads: usize,
     /// Set (by a signal handler) to stop: no new chunk is started, the chunks under way
     /// finish, and the run ends with [`MemError::Interrupted`] and the written prefix.
     pub stop: Option<&'a AtomicBool>,
@@ -191,6 +194,10 @@ fn run_uring(
     let mut failure: Option<(u64, MemError)> = None;
     let mut ready: VecDeque<usize> = VecDeque::new();
     let mut in_flight = 0usize;
+    // New chunks wait here for a read slot when reads are limited (`max_reads`).
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let mut reading = 0usize;
+    let limited = job.max_reads > 0 && job.first_phase() == Phase::Read;
 
     // Hands out the next chunk to a free slot.
     let assign = |slot: &mut Option<Chunk>, next: &mut u64| -> bool {
@@ -204,11 +211,23 @@ fn run_uring(
     };
     for (i, slot) in slots.iter_mut().enumerate() {
         if assign(slot, &mut next) {
-            ready.push_back(i);
+            if limited {
+                waiting.push_back(i)
+            } else {
+                ready.push_back(i)
+            }
         }
     }
 
     loop {
+        while limited && reading < job.max_reads {
+            let Some(i) = waiting.pop_front() else { break };
+            let at = slots[i].as_ref().map_or(u64::MAX, |c| c.at);
+            if failure.as_ref().is_none_or(|(f, _)| at < *f) {
+                reading += 1;
+                ready.push_back(i);
+            }
+        }
         // Queue every slot that has a step to issue.
         while let Some(i) = ready.pop_front() {
             let chunk = slots[i].as_mut().expect("ready slots hold a chunk");
@@ -279,6 +298,9 @@ fn run_uring(
                 if failure.as_ref().is_none_or(|(at, _)| chunk.at < *at) {
                     failure = Some((chunk.at, job.error(chunk, errno)));
                 }
+                if limited && chunk.phase == Phase::Read {
+                    reading -= 1;
+                }
                 continue; // the slot keeps its chunk: it was not done
             }
             chunk.done += result as usize;
@@ -289,6 +311,9 @@ fn run_uring(
                 continue;
             }
             record(&mut stats, job, chunk);
+            if limited && chunk.phase == Phase::Read {
+                reading -= 1;
+            }
             if let Some(phase) = job.next_phase(chunk.phase) {
                 chunk.phase = phase;
                 chunk.done = 0;
@@ -302,7 +327,11 @@ fn run_uring(
             progress(completed);
             slots[i] = None;
             if failure.is_none() && assign(&mut slots[i], &mut next) {
-                ready.push_back(i);
+                if limited {
+                    waiting.push_back(i)
+                } else {
+                    ready.push_back(i)
+                }
             }
         }
     }
@@ -386,23 +415,26 @@ mod tests {
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
-            let job = Job {
-                src: Some((&s, 8192)),
-                dst: Some((&d, 12288)),
-                length: len,
-                chunk: 16384,
-                record_latency: true,
-                stop: None,
-            };
-            let mut seen = Vec::new();
-            let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
-            assert_eq!(stats.bytes, len);
-            assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
-            assert_eq!(*seen.last().unwrap(), len);
-            let out = std::fs::read(dst.path()).unwrap();
-            assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
-            assert!(out[..12288].iter().all(|&b| b == 0), "nothing written before the range");
-            assert!(out[12288 + len as usize..].iter().all(|&b| b == 0), "nothing written after the range");
+            for max_reads in [0, 1, 3] {
+                let job = Job {
+                    src: Some((&s, 8192)),
+                    dst: Some((&d, 12288)),
+                    length: len,
+                    chunk: 16384,
+                    record_latency: true,
+                    max_reads,
+                    stop: None,
+                };
+                let mut seen = Vec::new();
+                let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
+                assert_eq!(stats.bytes, len);
+                assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
+                assert_eq!(*seen.last().unwrap(), len);
+                let out = std::fs::read(dst.path()).unwrap();
+                assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
+                assert!(out[..12288].iter().all(|&b| b == 0), "nothing written before the range");
+                assert!(out[12288 + len as usize..].iter().all(|&b| b == 0), "nothing written after the range");
+            }
         }
     }
 
@@ -420,6 +452,7 @@ mod tests {
                 length: 128 * 1024,
                 chunk: 8192,
                 record_latency: false,
+                max_reads: 0,
                 stop: None,
             };
             let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
@@ -445,6 +478,7 @@ mod tests {
                 length: 1 << 20,
                 chunk: 8192,
                 record_latency: false,
+                max_reads: 1,
                 stop: Some(&stop),
             };
             // Stop once 64 KiB are done.

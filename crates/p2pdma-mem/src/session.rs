@@ -158,6 +158,7 @@ pub fn run_copy(
         length: plan.length,
         chunk: plan.chunk,
         record_latency: false,
+        max_reads: plan.max_reads,
         stop: opts.stop,
     };
     report.setup_seconds = opts.started.elapsed().as_secs_f64();
@@ -181,7 +182,10 @@ pub fn run_copy(
     report.bytes = stats.bytes;
     report.seconds = stats.elapsed.as_secs_f64();
     report.mib_per_s = mib_per_s(stats.bytes, report.seconds);
-    if let Err(e) = dst.sync() {
+    let flush = Instant::now();
+    let synced = dst.sync();
+    report.flush_seconds = flush.elapsed().as_secs_f64();
+    if let Err(e) = synced {
         report.outcome = Outcome::Failed;
         report.error = Some(error_report(&e, stats.bytes, stats.bytes));
         return Ok(report);
