@@ -248,33 +248,26 @@ fn run_uring(
             // `buffers` is borrowed mutably for the whole call so nothing else touches it.
             // The submission queue has room: it holds at least one entry per slot and each
             // slot has at most one request queued or in flight.
-            if unsafe { ring.submission().push(&sqe) }.is_err() {
-                unreachable!("the queue has one entry per buffer");
-            }
+            unsafe { push(ring, &sqe) };
             in_flight += 1;
         }
         if in_flight == 0 {
             break;
         }
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => continue,
-            Err(e) => {
-                // The ring itself failed: nothing more can be learnt of the requests in it,
-                // so wait for nothing and report (buffers stay alive until we return, and
-                // the kernel keeps pages it still uses pinned).
-                let err = MemError::Uring {
-                    cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
-                };
+        let done = match wait(ring) {
+            Ok(done) => done,
+            // The ring itself failed: nothing more can be learnt of the requests in it, so
+            // wait for nothing and report (buffers stay alive until we return, and the kernel
+            // keeps pages it still uses pinned).
+            Err(error) => {
                 return Err(Failure {
-                    error: err,
+                    error,
                     completed,
                     written_prefix: prefix(&slots, next),
                     elapsed: start.elapsed(),
-                });
+                })
             }
-        }
-        let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
+        };
         for (i, result) in done {
             in_flight -= 1;
             let chunk = slots[i].as_mut().expect("completions belong to a slot with a chunk");
@@ -340,6 +333,31 @@ fn run_uring(
             Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
         }
         None => job.finish(stats, completed, start),
+    }
+}
+
+/// Queues one request.
+///
+/// # Safety
+/// The memory the request reads or writes must stay valid, and untouched by anyone else,
+/// until its completion is seen; the queue must have room (one entry per buffer).
+pub(crate) unsafe fn push(ring: &mut IoUring, sqe: &io_uring::squeue::Entry) {
+    // SAFETY: the caller's promise, passed on.
+    if unsafe { ring.submission().push(sqe) }.is_err() {
+        unreachable!("the queue has one entry per buffer");
+    }
+}
+
+/// Submits what is queued, waits for at least one completion and returns every completion
+/// there is (user data, result); none when a signal interrupted the wait, so the caller
+/// looks at its stop flag and waits again. An error means the ring itself failed.
+pub(crate) fn wait(ring: &mut IoUring) -> Result<Vec<(usize, i32)>, MemError> {
+    match ring.submit_and_wait(1) {
+        Ok(_) => Ok(ring.completion().map(|c| (c.user_data() as usize, c.result())).collect()),
+        Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => Ok(Vec::new()),
+        Err(e) => {
+            Err(MemError::Uring { cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))) })
+        }
     }
 }
 

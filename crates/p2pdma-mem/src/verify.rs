@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use io_uring::{opcode, types, IoUring};
 use rustix::io::Errno;
 
-use crate::{DirectFile, HostBuffer, IoCause, MemError};
+use crate::engine::{push, wait};
+use crate::{DirectFile, HostBuffer, MemError};
 
 /// Chunk pairs in flight while comparing.
 const DEPTH: usize = 4;
@@ -130,27 +131,15 @@ fn compare_uring(
             // SAFETY: the buffers live in `pairs` until this function returns, and it does
             // not return while reads are in flight; the queue holds 2 * DEPTH entries, one
             // per (pair, side), each with at most one request at a time.
-            if unsafe { ring.submission().push(&sqe) }.is_err() {
-                unreachable!("the queue has one entry per buffer");
-            }
+            unsafe { push(ring, &sqe) };
             in_flight += 1;
         }
         if in_flight == 0 {
             break;
         }
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => continue,
-            Err(e) => {
-                // The ring failed: nothing more is known of the reads in it (the kernel keeps
-                // the pages it still uses pinned); report.
-                return Err(MemError::Uring {
-                    cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(Errno::IO.raw_os_error()))),
-                });
-            }
-        }
-        let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
-        for (tag, result) in done {
+        // A failed ring: nothing more is known of the reads in it (the kernel keeps the
+        // pages it still uses pinned); reported.
+        for (tag, result) in wait(ring)? {
             in_flight -= 1;
             let (i, side) = (tag / 2, tag % 2);
             let pair = &mut pairs[i];
