@@ -237,5 +237,14 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // One string, no formatting per byte: every device's 4 KiB of config space passes
+    // here before a copy's first I/O, and the lab's emulated CPU made the per-byte
+    // `format!` cost tens of milliseconds.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
