@@ -13,7 +13,7 @@ use p2pdma_mem::session;
 use p2pdma_mem::{Access, DirectFile, IoEngine, Job, MemError};
 use serde::Serialize;
 
-use crate::copy::{self, Machine};
+use crate::copy;
 use crate::interrupt::Interrupt;
 use crate::source::SourceArgs;
 
@@ -118,8 +118,8 @@ pub fn command(source: &SourceArgs, args: &BenchArgs, json: bool) -> anyhow::Res
     let loaded = source.load_live("bench")?;
     let engine = Engine::new(&loaded.topology)?;
     let mountinfo = source.proc_root.join("self/mountinfo");
-    let machine = Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-    let mut report = run(&machine, args, Some(interrupt.flag()))?;
+    let env = Env { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+    let mut report = run(&env, args, Some(interrupt.flag()))?;
     report.signal = interrupt.signal_name();
     if json {
         crate::print_json(&report)?;
@@ -138,7 +138,7 @@ pub fn command(source: &SourceArgs, args: &BenchArgs, json: bool) -> anyhow::Res
 
 /// Runs every combination; `Err` only for bad input. Refusals (a destination in use) are
 /// errors here too: a benchmark has no partial result worth keeping.
-pub fn run(m: &Machine<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::Result<BenchReport> {
+pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::Result<BenchReport> {
     let writes = args.ops.iter().any(|op| *op != Op::Read);
     if writes && args.dst.is_none() {
         anyhow::bail!("write and copy benchmarks need --dst (a scratch device or file: its range is overwritten)");
@@ -246,6 +246,13 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyh
         notes,
         signal: None,
     })
+}
+
+/// Where the machine is: the verdict, sysfs for devices and P2P memory, mountinfo for users.
+pub struct Env<'a> {
+    pub engine: &'a Engine<'a>,
+    pub sysfs: &'a Path,
+    pub mountinfo: &'a Path,
 }
 
 /// What every run shares: where the memory comes from, and the stop flag.

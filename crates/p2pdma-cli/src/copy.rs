@@ -61,13 +61,6 @@ pub struct CopyArgs {
     force: bool,
 }
 
-/// Where the machine is: sysfs for devices and P2P memory, mountinfo for users.
-pub struct Machine<'a> {
-    pub engine: &'a Engine<'a>,
-    pub sysfs: &'a Path,
-    pub mountinfo: &'a Path,
-}
-
 /// An operand as a path: a path as given, a device name as its block device. `engine` is
 /// needed for bare words (device names, and telling them from files); `may_create`: a
 /// destination, which may be a new file.
@@ -133,7 +126,7 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
     };
     let bar = wants_progress(json).then(|| progress_bar(plan.length));
     let mut printed_start = false;
-    let report = session::run_copy(
+    let mut report = session::run_copy(
         plan,
         &opts,
         &mut |r| {
@@ -153,7 +146,6 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut report = report;
     if report.outcome == Outcome::Interrupted {
         report.signal = interrupt.signal_name();
     }

@@ -193,7 +193,14 @@ pub fn run_copy(
     report.outcome = Outcome::Copied;
     if opts.verify {
         let t = Instant::now();
-        match crate::compare((&src, plan.src.offset), (&dst, plan.dst.offset), plan.length, plan.chunk, opts.stop) {
+        match crate::compare(
+            (&src, plan.src.offset),
+            (&dst, plan.dst.offset),
+            plan.length,
+            plan.chunk,
+            report.depth,
+            opts.stop,
+        ) {
             Ok(first_difference) => {
                 report.verify = Some(VerifyReport {
                     equal: first_difference.is_none(),

@@ -14,21 +14,21 @@ use rustix::io::Errno;
 use crate::engine::{push, wait};
 use crate::{DirectFile, HostBuffer, MemError};
 
-/// Chunk pairs in flight while comparing.
-const DEPTH: usize = 4;
-
 /// The first offset (relative to the range starts) where `a` and `b` differ over
-/// `length` bytes, read `chunk` bytes at a time; None when they are equal. `stop` (a
-/// signal) ends it early with [`MemError::Interrupted`].
+/// `length` bytes, read `chunk` bytes at a time with `depth` chunk pairs in flight (the
+/// copy's depth: its read-back runs as deep as the copy); None when they are equal. `stop`
+/// (a signal) ends it early with [`MemError::Interrupted`].
 pub fn compare(
     a: (&DirectFile, u64),
     b: (&DirectFile, u64),
     length: u64,
     chunk: usize,
+    depth: usize,
     stop: Option<&AtomicBool>,
 ) -> Result<Option<u64>, MemError> {
-    match IoUring::new((2 * DEPTH) as u32) {
-        Ok(mut ring) => compare_uring(&mut ring, [a, b], length, chunk, stop),
+    let depth = depth.clamp(1, 1024);
+    match IoUring::new((2 * depth).next_power_of_two() as u32) {
+        Ok(mut ring) => compare_uring(&mut ring, [a, b], length, chunk, depth, stop),
         Err(_) => compare_sync(a, b, length, chunk, stop),
     }
 }
@@ -81,10 +81,11 @@ fn compare_uring(
     ends: [(&DirectFile, u64); 2],
     length: u64,
     chunk: usize,
+    depth: usize,
     stop: Option<&AtomicBool>,
 ) -> Result<Option<u64>, MemError> {
-    let mut pairs = Vec::with_capacity(DEPTH);
-    for _ in 0..DEPTH {
+    let mut pairs = Vec::with_capacity(depth);
+    for _ in 0..depth {
         pairs.push(Pair {
             bufs: [HostBuffer::new(chunk)?, HostBuffer::new(chunk)?],
             at: 0,
@@ -129,7 +130,7 @@ fn compare_uring(
                 .build()
                 .user_data((i * 2 + side) as u64);
             // SAFETY: the buffers live in `pairs` until this function returns, and it does
-            // not return while reads are in flight; the queue holds 2 * DEPTH entries, one
+            // not return while reads are in flight; the queue holds 2 * depth entries, one
             // per (pair, side), each with at most one request at a time.
             unsafe { push(ring, &sqe) };
             in_flight += 1;
@@ -210,7 +211,7 @@ mod tests {
                 if sync {
                     compare_sync(x, y, len, chunk, None)
                 } else {
-                    compare(x, y, len, chunk, None)
+                    compare(x, y, len, chunk, 4, None)
                 }
             };
             assert_eq!(cmp((&a, 0), (&b, 0), 65536, 8192).unwrap(), Some(40000));
@@ -221,6 +222,6 @@ mod tests {
             assert!(e.to_string().contains("read failed at offset 65536"), "{e}");
         }
         let stop = AtomicBool::new(true);
-        assert!(matches!(compare((&a, 0), (&b, 0), 65536, 4096, Some(&stop)), Err(MemError::Interrupted)));
+        assert!(matches!(compare((&a, 0), (&b, 0), 65536, 4096, 4, Some(&stop)), Err(MemError::Interrupted)));
     }
 }
