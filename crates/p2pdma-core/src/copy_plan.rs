@@ -481,6 +481,14 @@ mod tests {
     }
 
     #[test]
+    fn dev_paths_name_the_devices_they_are() {
+        let topo = switch();
+        let engine = Engine::new(&topo).unwrap();
+        assert_eq!(crate::resolve(&engine, "/dev/nvme0n1").unwrap(), crate::resolve(&engine, "nvme0n1").unwrap());
+        assert!(crate::resolve(&engine, "/dev/nope").is_err());
+    }
+
+    #[test]
     fn p2p_through_the_provider_the_kernel_would_pick() {
         let p = plan(&switch(), "nvme1n1", "nvme0n1", &[], &request("auto")).unwrap();
         assert!(!p.is_refused(), "{:?}", p.refused);
