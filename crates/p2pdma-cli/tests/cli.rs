@@ -269,3 +269,29 @@ fn copy_is_locked_and_interruptible() {
     let dst = std::fs::read(dir.path().join("dst.bin")).unwrap();
     assert_eq!(&dst[..written as usize], &data[..written as usize], "the written prefix is the source's");
 }
+
+/// SIGTERM during `bench`: the run under way drains and is marked, later runs are not
+/// started, exit 143 with the signal in the JSON.
+#[test]
+fn bench_is_interruptible() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 64usize << 20;
+    std::fs::write(dir.path().join("src.bin"), vec![7u8; len]).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .args(["bench", "src.bin", "--dst", "dst.bin", "--ops", "read,write,copy", "--depth", "1,2"])
+        .args(["--chunk", "4K", "--size", "64M", "--json"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(143), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["signal"], "SIGTERM", "{text}");
+    let runs = v["runs"].as_array().unwrap();
+    assert!(runs.len() < 6, "later runs were not started: {text}");
+}
