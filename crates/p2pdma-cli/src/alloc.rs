@@ -78,7 +78,7 @@ pub fn run(
     if let Some(m) = dev.p2pmem.as_ref().filter(|m| size as u64 > m.size) {
         anyhow::bail!("{provider}: {size} bytes is more than its {} of P2P memory", crate::render::bytes(m.size));
     }
-    let dir = sysfs.join("bus/pci/devices").join(dev.bdf.to_string());
+    let dir = p2pdma_core::sysfs::pci_device_dir(sysfs, dev.bdf);
     let available_before = available(&dir);
     let mut buf = match P2pBuffer::allocate(&dir, size) {
         Ok(b) => b,
@@ -89,10 +89,12 @@ pub fn run(
     };
     let available_mapped = available(&dir);
     let read = read.map(|(path, offset)| {
-        buf.as_mut_slice().fill(FILL);
+        buf.fill(FILL);
+        let mut io = p2pdma_mem::IoBuffer::P2p(buf);
         let result =
-            DirectFile::open(&path, p2pdma_mem::Access::Read).and_then(|f| f.read_exact_at(buf.as_mut_slice(), offset));
-        let data = buf.as_slice();
+            DirectFile::open(&path, p2pdma_mem::Access::Read).and_then(|f| f.read_exact_into(&mut io, size, offset));
+        // Hashed from a copy: device memory is read with volatile reads, never as a slice.
+        let data = &io.copy_out(size)[..];
         ReadReport {
             device: path,
             offset,

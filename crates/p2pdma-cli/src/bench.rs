@@ -3,13 +3,19 @@
 //! queue depths and chunk sizes. Same engine, same checks and refusals as `copy`.
 
 use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use p2pdma_core::transfer;
-use p2pdma_mem::{Access, DirectFile, Job};
+use p2pdma_core::copy_plan::{self, mib_per_s, EndReport, Route, Via};
+use p2pdma_core::{transfer, Engine};
+use p2pdma_mem::session;
+use p2pdma_mem::{Access, DirectFile, IoEngine, Job, MemError};
 use serde::Serialize;
 
-use crate::copy::{self, Machine, Route, Via};
+use crate::copy;
+use crate::interrupt::Interrupt;
+use crate::source::SourceArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -52,8 +58,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
-    pub src: copy::EndReport,
-    pub dst: Option<copy::EndReport>,
+    pub src: EndReport,
+    pub dst: Option<EndReport>,
     pub route: Route,
     pub path: String,
     pub engine: String,
@@ -62,6 +68,9 @@ pub struct BenchReport {
     /// P2P against host memory for each op, depth and chunk (throughput ratio).
     pub comparisons: Vec<Comparison>,
     pub notes: Vec<String>,
+    /// The signal (`SIGINT`, `SIGTERM`) that stopped the benchmark: the run under way
+    /// finished its I/O in flight and is marked interrupted, later runs were not started.
+    pub signal: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,9 +112,33 @@ pub fn percentile_us(samples: &mut [Duration], q: usize) -> Option<f64> {
     Some(samples[rank - 1].as_secs_f64() * 1e6)
 }
 
+/// Runs `p2pdma bench` and prints it: exit 0, 1 when a run failed, 130/143 when interrupted.
+pub fn command(source: &SourceArgs, args: &BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let interrupt = Interrupt::install()?;
+    let loaded = source.load_live("bench")?;
+    let engine = Engine::new(&loaded.topology)?;
+    let mountinfo = source.proc_root.join("self/mountinfo");
+    let env = Env { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
+    let mut report = run(&env, args, Some(interrupt.flag()))?;
+    report.signal = interrupt.signal_name();
+    if json {
+        crate::print_json(&report)?;
+    } else {
+        crate::out::text(&render(&report))?;
+    }
+    let failed = report.runs.iter().any(|r| r.error.is_some());
+    Ok(if report.signal.is_some() {
+        interrupt.exit_code()
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Runs every combination; `Err` only for bad input. Refusals (a destination in use) are
 /// errors here too: a benchmark has no partial result worth keeping.
-pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
+pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::Result<BenchReport> {
     let writes = args.ops.iter().any(|op| *op != Op::Read);
     if writes && args.dst.is_none() {
         anyhow::bail!("write and copy benchmarks need --dst (a scratch device or file: its range is overwritten)");
@@ -113,12 +146,12 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     if args.depths.contains(&0) {
         anyhow::bail!("--depth values must be at least 1");
     }
-    let src_path = copy::locate(m.engine, &args.src)?;
-    let (src, src_report) = copy::measure(m, &src_path, false, 0)?;
+    let src_path = copy::locate(Some(m.engine), &args.src, false)?;
+    let (src, src_report) = copy::measure(m.sysfs, &src_path, false, 0)?;
     let dst = match &args.dst {
         Some(d) => {
-            let path = copy::locate(m.engine, d)?;
-            Some(copy::measure(m, &path, true, 0)?)
+            let path = copy::locate(Some(m.engine), d, true)?;
+            Some(copy::measure(m.sysfs, &path, true, 0)?)
         }
         None => None,
     };
@@ -132,7 +165,8 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     }
     let mut ends = vec![&src_report];
     ends.extend(dst.as_ref().map(|(_, r)| r));
-    let route = copy::choose_route(m.engine, &args.via, &ends)?;
+    let route = copy_plan::choose_route(m.engine, &args.via, &ends)?;
+    let node = copy_plan::numa_node(&ends);
     let mut notes = Vec::new();
     if let Route::Host { reasons } = &route {
         notes.push(format!("no P2P memory for these devices, host memory only: {}", reasons.join("; ")));
@@ -140,7 +174,7 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
 
     let src_file = DirectFile::open(&src_path, Access::Read)?;
     let dst_file = match &dst {
-        Some((d, _)) => {
+        Some((d, r)) => {
             let users = p2pdma_mem::ends::in_use(d, m.mountinfo);
             if !users.is_empty() && !args.force {
                 anyhow::bail!(
@@ -149,12 +183,12 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
                     users.join("; ")
                 );
             }
-            Some(copy::open_destination(d, args.force)?)
+            Some(session::open_destination(r, args.force)?)
         }
         None => None,
     };
     let max_depth = args.depths.iter().copied().max().unwrap_or(1);
-    let mut engine = copy::io_engine(false, max_depth, &mut notes);
+    let mut engine = session::io_engine(false, max_depth, &mut notes);
     let host = Route::Host { reasons: Vec::new() };
     let memories: Vec<(&'static str, &Route)> = match &route {
         Route::P2p { .. } => vec![("p2p", &route), ("host", &host)],
@@ -168,10 +202,13 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
             for &chunk in &args.chunks {
                 let mut pair = Vec::new();
                 for &(memory, route) in &memories {
+                    if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                        break;
+                    }
+                    let setup = Setup { sysfs: m.sysfs, route, node, stop };
                     let row = measure_one(
-                        m.sysfs,
+                        &setup,
                         &mut engine,
-                        route,
                         op,
                         depth,
                         chunk,
@@ -207,14 +244,29 @@ pub fn run(m: &Machine<'_>, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         runs,
         comparisons,
         notes,
+        signal: None,
     })
+}
+
+/// Where the machine is: the verdict, sysfs for devices and P2P memory, mountinfo for users.
+pub struct Env<'a> {
+    pub engine: &'a Engine<'a>,
+    pub sysfs: &'a Path,
+    pub mountinfo: &'a Path,
+}
+
+/// What every run shares: where the memory comes from, and the stop flag.
+struct Setup<'a> {
+    sysfs: &'a Path,
+    route: &'a Route,
+    node: Option<i32>,
+    stop: Option<&'a AtomicBool>,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn measure_one(
-    sysfs: &Path,
-    engine: &mut p2pdma_mem::Engine,
-    route: &Route,
+    setup: &Setup<'_>,
+    engine: &mut IoEngine,
     op: Op,
     depth: usize,
     chunk: usize,
@@ -237,8 +289,8 @@ fn measure_one(
         write_p99_us: None,
         error: None,
     };
-    let depth = if matches!(engine, p2pdma_mem::Engine::Sync) { 1 } else { depth };
-    let mut bufs = match copy::buffers(sysfs, route, depth, chunk, notes) {
+    let depth = if matches!(engine, IoEngine::Sync) { 1 } else { depth };
+    let mut bufs = match session::buffers(setup.sysfs, setup.route, depth, chunk, setup.node, notes) {
         Ok(b) => b,
         Err(e) => {
             row.error = Some(e.to_string());
@@ -252,17 +304,20 @@ fn measure_one(
         length,
         chunk,
         record_latency: true,
+        max_reads: 0,
+        stop: setup.stop,
     };
     match engine.run(&job, &mut bufs, &mut |_| {}) {
         Ok(mut stats) => {
             row.bytes = stats.bytes;
             row.seconds = stats.elapsed.as_secs_f64();
-            row.mib_per_s = copy::mib_per_s(stats.bytes, row.seconds);
+            row.mib_per_s = mib_per_s(stats.bytes, row.seconds);
             row.read_p50_us = percentile_us(&mut stats.read_latency, 50);
             row.read_p99_us = percentile_us(&mut stats.read_latency, 99);
             row.write_p50_us = percentile_us(&mut stats.write_latency, 50);
             row.write_p99_us = percentile_us(&mut stats.write_latency, 99);
         }
+        Err(f) if matches!(f.error, MemError::Interrupted) => row.error = Some("interrupted".into()),
         Err(f) => row.error = Some(f.error.to_string()),
     }
     row
@@ -283,6 +338,9 @@ pub fn render(r: &BenchReport) -> String {
     let _ = writeln!(s, "P2P path: {}", r.path);
     for n in &r.notes {
         let _ = writeln!(s, "note: {n}");
+    }
+    if let Some(sig) = &r.signal {
+        let _ = writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started");
     }
     let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     let _ = writeln!(

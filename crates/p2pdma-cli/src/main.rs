@@ -4,7 +4,8 @@
 //! sizes out of range) or output that cannot be written (a full disk, an unwritable `-o`),
 //! 3 uncertain (`check`: the verdict depends on ACS registers that could not be read;
 //! root reads them), 141 standard output closed by its reader (`p2pdma topo | head -1`:
-//! quiet, the status a shell shows for `cat` there), 125 the lab itself failed (`lab run`).
+//! quiet, the status a shell shows for `cat` there), 125 the lab itself failed (`lab run`),
+//! 130/143 `copy` or `bench` interrupted by SIGINT/SIGTERM.
 //! `diff`: 0 same, 1 different, 2 bad input.
 
 // Every write goes through `out` (a closed pipe or a full disk must not panic): no
@@ -15,6 +16,7 @@ mod alloc;
 mod bench;
 mod copy;
 mod fleet;
+mod interrupt;
 mod lab;
 mod nvmet;
 mod out;
@@ -128,7 +130,9 @@ enum Command {
     },
     /// Copy a range between block devices or files through P2P memory (or host memory when
     /// P2P cannot serve both ends, saying why), with io_uring, and prove it with --verify.
-    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input.
+    /// Exit 0 copied (and verified), 1 refused, failed or mismatched, 2 bad input,
+    /// 130/143 interrupted by SIGINT/SIGTERM (the I/O in flight finished, the written prefix
+    /// reported).
     Copy {
         #[command(flatten)]
         source: SourceArgs,
@@ -316,7 +320,16 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// When the process started (close enough: the first thing `main` does), for `copy`'s
+/// `setup_seconds`.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn started() -> std::time::Instant {
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
 fn main() -> ExitCode {
+    started();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -463,33 +476,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Copy { source, args, json } => {
-            let loaded = source.load_live("copy")?;
-            let engine = Engine::new(&loaded.topology)?;
-            let mountinfo = source.proc_root.join("self/mountinfo");
-            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let report = copy::run(&machine, &args, copy::wants_progress(json))?;
-            if json {
-                print_json(&report)?;
-            } else {
-                out::text(&copy::render(&report))?;
-            }
-            Ok(if report.outcome == copy::Outcome::Copied { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Bench { source, args, json } => {
-            let loaded = source.load_live("bench")?;
-            let engine = Engine::new(&loaded.topology)?;
-            let mountinfo = source.proc_root.join("self/mountinfo");
-            let machine = copy::Machine { engine: &engine, sysfs: &source.sysfs_root, mountinfo: &mountinfo };
-            let report = bench::run(&machine, &args)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                out::text(&bench::render(&report))?;
-            }
-            let failed = report.runs.iter().any(|r| r.error.is_some());
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-        }
+        Command::Copy { source, args, json } => copy::command(&source, &args, json),
+        Command::Bench { source, args, json } => bench::command(&source, &args, json),
         Command::Lab { command } => lab(command),
         Command::Nvmet { command } => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),

@@ -108,14 +108,22 @@ fn warn_params(notes: &[String]) {
 
 impl SourceArgs {
     /// The live machine only: `command` acts on real devices, so a file cannot stand in.
+    /// Without the PCI ID database: the commands that move data never print its names, and
+    /// parsing it costs time before the first I/O.
     pub fn load_live(&self, command: &str) -> anyhow::Result<Loaded> {
+        self.require_live(command)?;
+        self.load_unnamed()
+    }
+
+    /// Refuses `--spec` and `--snapshot` for a command that acts on this machine.
+    pub fn require_live(&self, command: &str) -> anyhow::Result<()> {
         if self.spec.is_some() || self.snapshot.is_some() {
             anyhow::bail!("{command} acts on this machine's devices: --spec and --snapshot do not apply");
         }
         if self.kernel_params.is_some() {
             anyhow::bail!("{command} acts on this machine as booted: --kernel-params (a what-if) does not apply");
         }
-        self.load_unnamed()
+        Ok(())
     }
 
     pub fn roots(&self) -> sysfs::Roots {

@@ -474,3 +474,143 @@ fn topo_marks_cells_that_rest_on_unreadable_acs() {
     assert_eq!(uncertain.len(), 2, "nvme-a/nvme-b both ways: {uncertain:?}");
     assert_eq!(t["matrix"]["uncertain"].as_array().unwrap().len(), 2);
 }
+
+/// Runs the binary in `dir`: exit status, stdout, stderr.
+fn p2pdma_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir(dir).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Issue 12: operands that cannot be mistaken, requests that create nothing when refused,
+/// one writer per file, the route before the first byte, `setup_seconds`.
+#[test]
+fn copy_operands_ranges_and_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.path().join("src.bin"), &data).unwrap();
+
+    // Bare words: an existing file, and a new destination file, both in the current directory.
+    let (code, out, err) = p2pdma_in(dir.path(), &["copy", "src.bin", "dst.bin", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(dir.path().join("dst.bin")).unwrap(), data);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (setup, seconds) = (v["setup_seconds"].as_f64().unwrap(), v["seconds"].as_f64().unwrap());
+    assert!(setup > 0.0 && seconds > 0.0, "{out}");
+
+    // Text output says the route before the outcome.
+    let (code, out, err) = p2pdma_in(dir.path(), &["copy", "src.bin", "dst2.bin"]);
+    assert_eq!(code, 0, "{err}");
+    let (path, copied) = (out.find("path: host memory").unwrap(), out.find("copied 1048576 bytes").unwrap());
+    assert!(path < copied, "{out}");
+
+    // A file named like a device of this machine (a PCI address) is ambiguous: exit 2,
+    // both spellings named, nothing written.
+    if let Some(bdf) = std::fs::read_dir("/sys/bus/pci/devices").ok().and_then(|mut d| d.next()).and_then(|e| e.ok()) {
+        let name = bdf.file_name().to_string_lossy().into_owned();
+        std::fs::write(dir.path().join(&name), b"").unwrap();
+        let (code, _, err) = p2pdma_in(dir.path(), &["copy", "src.bin", &name]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("ambiguous") && err.contains(&format!("`./{name}`")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(std::fs::metadata(dir.path().join(&name)).unwrap().len(), 0, "nothing written");
+    }
+    let (code, _, err) = p2pdma_in(dir.path(), &["copy", "no-such-source", "x.bin"]);
+    assert!(code == 2 && err.contains("no such file here and no such device"), "{err}");
+    assert!(!dir.path().join("x.bin").exists());
+
+    // Offsets far past an end, unaligned or overflowing requests: exit 2, nothing created.
+    for args in [
+        vec!["--src-offset", "1G"],
+        vec!["--dst-offset", "1G"],
+        vec!["--dst-offset", "100"],
+        vec!["--length", "1000"],
+        vec!["--length", "0"],
+        vec!["--depth", "0"],
+        vec!["--chunk", "4097"],
+    ] {
+        let mut all = vec!["copy", "src.bin", "new.bin"];
+        all.extend(&args);
+        let (code, _, err) = p2pdma_in(dir.path(), &all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(!dir.path().join("new.bin").exists(), "{args:?} created the destination");
+    }
+    // An existing destination file may not get a hole either.
+    let (code, _, err) = p2pdma_in(dir.path(), &["copy", "src.bin", "dst.bin", "--dst-offset", "2M"]);
+    assert!(code == 2 && err.contains("hole"), "{err}");
+}
+
+/// A second writer of the same file is refused while the first copies; SIGTERM during a
+/// copy stops it with exit 143, the outcome `interrupted` and a destination prefix equal to
+/// the source.
+#[test]
+fn copy_is_locked_and_interruptible() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let len = 128usize << 20;
+    let src = dir.path().join("src.bin");
+    let data: Vec<u8> = (0..len / 4096).flat_map(|i| [(i % 251) as u8; 4096]).collect();
+    std::fs::write(&src, &data).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .args(["copy", "src.bin", "dst.bin", "--sync", "--chunk", "4K"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The route is printed before the first byte: the copy is under way once it is here.
+    let route = lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("path: ")).expect("the route first");
+    assert_eq!(route, "path: host memory");
+    let (code, out, err) = p2pdma_in(dir.path(), &["copy", "src.bin", "dst.bin", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")), "{out}{err}");
+    assert!(v["refused"][0].as_str().unwrap().contains("another writer holds it"), "{out}");
+
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{rest:?}");
+    let text = rest.join("\n");
+    assert!(text.contains("INTERRUPTED after") && text.contains("stopped by SIGTERM"), "{text}");
+    let written: u64 = text
+        .split("destination written up to offset ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(written < len as u64, "interrupted before the end: {text}");
+    let dst = std::fs::read(dir.path().join("dst.bin")).unwrap();
+    assert_eq!(&dst[..written as usize], &data[..written as usize], "the written prefix is the source's");
+}
+
+/// SIGTERM during `bench`: the run under way drains and is marked, later runs are not
+/// started, exit 143 with the signal in the JSON.
+#[test]
+fn bench_is_interruptible() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 64usize << 20;
+    std::fs::write(dir.path().join("src.bin"), vec![7u8; len]).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .args(["bench", "src.bin", "--dst", "dst.bin", "--ops", "read,write,copy", "--depth", "1,2"])
+        .args(["--chunk", "4K", "--size", "64M", "--json"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(143), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["signal"], "SIGTERM", "{text}");
+    let runs = v["runs"].as_array().unwrap();
+    assert!(runs.len() < 6, "later runs were not started: {text}");
+}

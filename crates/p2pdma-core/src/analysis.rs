@@ -251,19 +251,41 @@ pub(crate) fn provider_index(engine: &Engine<'_>, name: &str, any_memory: bool) 
 }
 
 /// The kernel's verdict for one provider with P2P memory (`p2pmem/`: what `alloc`, `copy`
-/// and nvmet use) and a set of clients.
+/// and nvmet use) and a set of clients, named on the command line.
 pub fn check(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
-    check_provider(engine, provider_index(engine, provider, false)?, clients)
+    check_named(engine, provider_index(engine, provider, false)?, clients)
 }
 
 /// `p2pdma check`: the verdict for any endpoint with P2P memory or a memory BAR as the
 /// provider side (what the kernel decides when that memory is offered: published `p2pmem`,
 /// a dma-buf export, a registered BAR).
 pub fn check_memory(engine: &Engine<'_>, provider: &str, clients: &[String]) -> Result<CheckReport, Error> {
-    check_provider(engine, provider_index(engine, provider, true)?, clients)
+    check_named(engine, provider_index(engine, provider, true)?, clients)
 }
 
-fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<CheckReport, Error> {
+fn check_named(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<CheckReport, Error> {
+    let refs =
+        clients.iter().map(|name| Ok((name.clone(), client_ref(engine, name)?))).collect::<Result<_, Error>>()?;
+    Ok(check_refs(engine, p, refs))
+}
+
+/// [`check`] for devices already resolved: a provider (index into the topology's devices,
+/// see [`provider_of`]) and PCI clients, taken as they are (a copy's ends: the PCI devices
+/// of its block devices).
+pub fn check_devices(engine: &Engine<'_>, provider: usize, clients: &[usize]) -> CheckReport {
+    let refs = clients
+        .iter()
+        .map(|&index| (engine.device(index).bdf.to_string(), ClientRef::Pci { index, note: None }))
+        .collect();
+    check_refs(engine, provider, refs)
+}
+
+/// The provider with P2P memory (`p2pmem/`) a name refers to, refused when it is no provider.
+pub fn provider_of(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
+    provider_index(engine, name, false)
+}
+
+fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> CheckReport {
     let pd = engine.device(p);
     let mut notes = Vec::new();
     if pd.p2pmem.is_none() {
@@ -289,13 +311,13 @@ fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<C
         ));
     }
     let mut verdicts = Vec::new();
-    for name in clients {
-        let v = match client_ref(engine, name)? {
+    for (name, client) in refs {
+        let v = match client {
             ClientRef::Pci { index, note } => {
                 let mut v = engine.explain(p, index);
                 crate::explain::fix_costs(engine, &mut v);
                 if let Some(note) = note {
-                    v.client_name = Some(name.clone());
+                    v.client_name = Some(name);
                     v.reasons.insert(0, note);
                 }
                 v
@@ -325,7 +347,7 @@ fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<C
             devices.push(DeviceNames::of(d));
         }
     }
-    Ok(CheckReport {
+    CheckReport {
         provider: pd.bdf,
         provider_name: pd.name.clone(),
         p2pmem: pd.p2pmem.clone(),
@@ -339,7 +361,7 @@ fn check_provider(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<C
         certain,
         kernel: crate::kernel::summary(&engine.topo.machine),
         devices,
-    })
+    }
 }
 
 /// `pci_p2pmem_find_many`: the closest published provider for all clients.
@@ -355,11 +377,21 @@ pub fn find_any_bar(engine: &Engine<'_>, clients: &[String]) -> Result<FindRepor
 }
 
 fn find_among(engine: &Engine<'_>, clients: &[String], any_bar: bool) -> Result<FindReport, Error> {
+    let refs = clients.iter().map(|name| client_ref(engine, name)).collect::<Result<_, Error>>()?;
+    Ok(find_refs(engine, refs, any_bar))
+}
+
+/// [`find`] for PCI clients already resolved (indices into the topology's devices).
+pub fn find_devices(engine: &Engine<'_>, clients: &[usize]) -> FindReport {
+    find_refs(engine, clients.iter().map(|&index| ClientRef::Pci { index, note: None }).collect(), false)
+}
+
+fn find_refs(engine: &Engine<'_>, refs: Vec<ClientRef>, any_bar: bool) -> FindReport {
     let mut indices = Vec::new();
     let mut reasons = Vec::new();
     let mut not_pci = None;
-    for name in clients {
-        match client_ref(engine, name)? {
+    for client in refs {
+        match client {
             ClientRef::Pci { index, note } => {
                 indices.push(index);
                 reasons.extend(note);
@@ -426,14 +458,14 @@ fn find_among(engine: &Engine<'_>, clients: &[String], any_bar: bool) -> Result<
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
     }
-    Ok(FindReport {
+    FindReport {
         provider: tied.first().copied(),
         distance: best,
         candidates,
         tied,
         reasons,
         kernel: crate::kernel::summary(&engine.topo.machine),
-    })
+    }
 }
 
 /// Every device with a `p2pmem/` directory.

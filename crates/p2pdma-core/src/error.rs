@@ -25,6 +25,15 @@ pub enum Error {
     /// A device used in a role it cannot play (a non-provider as provider, a bridge as client).
     #[error("{0}")]
     WrongRole(String),
+    /// A copy operand that is both a file in the current directory and a device name.
+    #[error("`{0}` is ambiguous: it is both a file here and a device; write `./{0}` for the file or `/dev/{0}` (or the device's PCI address) for the device")]
+    AmbiguousOperand(String),
+    /// A copy source that is neither a file nor a device name.
+    #[error("`{0}`: no such file here and no such device (see `p2pdma topo`)")]
+    UnknownOperand(String),
+    /// A copy or benchmark that can never be carried out as asked (ranges, alignment, sizes).
+    #[error(transparent)]
+    Range(#[from] crate::transfer::RangeError),
 }
 
 impl Error {

@@ -6,6 +6,7 @@ pub mod addr;
 pub mod analysis;
 pub mod bdf;
 pub mod config;
+pub mod copy_plan;
 pub mod diff;
 mod error;
 mod explain;
@@ -79,8 +80,12 @@ pub enum Target {
     NotPci { name: String, pci_parent: Option<usize> },
 }
 
-/// Resolves `0000:03:00.0`, `03:00.0`, a topology-file name, or a class device (`nvme0n1`).
+/// Resolves `0000:03:00.0`, `03:00.0`, a topology-file name, or a class device (`nvme0n1`,
+/// also as `/dev/nvme0n1`).
 pub fn resolve(engine: &Engine<'_>, name: &str) -> Result<Target, Error> {
+    if let Some(dev) = name.strip_prefix("/dev/").filter(|d| engine.topo.aliases.contains_key(*d)) {
+        return resolve(engine, dev);
+    }
     if let Ok(bdf) = name.parse::<Bdf>() {
         return engine.index_of(bdf).map(Target::Pci).ok_or_else(|| Error::AbsentAddress { name: name.into(), bdf });
     }

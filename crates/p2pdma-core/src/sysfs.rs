@@ -24,6 +24,12 @@ impl Default for Roots {
     }
 }
 
+/// A PCI device's sysfs directory (`<sys>/bus/pci/devices/0000:03:00.0`): the one place
+/// that path is built.
+pub fn pci_device_dir(sys: &Path, bdf: Bdf) -> PathBuf {
+    sys.join("bus/pci/devices").join(bdf.to_string())
+}
+
 /// The classes whose devices may be named as clients (`nvme0n1`, `nvme0`, `eth0`, `rxe0`).
 const ALIAS_CLASSES: &[&str] = &["block", "nvme", "net", "infiniband"];
 
@@ -270,5 +276,14 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // One string, no formatting per byte: every device's 4 KiB of config space passes
+    // here before a copy's first I/O, and the lab's emulated CPU made the per-byte
+    // `format!` cost tens of milliseconds.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }

@@ -43,6 +43,10 @@ pub enum RangeError {
     OffsetPastEnd { path: String, offset: u64, size: u64 },
     #[error("{path}: {length} bytes from offset {offset} run past its end ({size} bytes); refusing to write or read outside it")]
     PastEnd { path: String, offset: u64, length: u64, size: u64 },
+    #[error("{path}: --dst-offset {offset} is past its end ({size} bytes): the copy would leave a hole of unwritten bytes; refusing")]
+    GapInFile { path: String, offset: u64, size: u64 },
+    #[error("--depth must be at least 1")]
+    NoDepth,
     #[error("nothing to copy: the length is 0")]
     Empty,
     #[error("{path}: {what} {value} is not a multiple of its logical block size ({block_size}); direct I/O needs whole blocks")]
@@ -63,8 +67,14 @@ pub fn plan_ranges(
     length: Option<u64>,
 ) -> Result<Ranges, RangeError> {
     let length = plan_read(src, src_offset, length)?;
-    if dst.kind == EndKind::BlockDevice {
-        fits(dst, dst_offset, length)?;
+    match dst.kind {
+        EndKind::BlockDevice => fits(dst, dst_offset, length)?,
+        // A file grows from its end, never with a hole before the range, and only as far as
+        // a file offset goes (a signed 64-bit number).
+        EndKind::File if dst_offset > dst.size => {
+            return Err(RangeError::GapInFile { path: dst.path.clone(), offset: dst_offset, size: dst.size })
+        }
+        EndKind::File => fits(&End { size: i64::MAX as u64, ..dst.clone() }, dst_offset, length)?,
     }
     aligned(dst, "--dst-offset", dst_offset)?;
     aligned(dst, "length", length)?;
@@ -176,10 +186,15 @@ mod tests {
         assert!(matches!(e, RangeError::PastEnd { ref path, .. } if path == "/dev/b"), "{e}");
         assert!(plan_ranges(&a, &b, 65 * MIB, 0, Some(512)).is_err());
         assert!(plan_ranges(&a, &b, 0, u64::MAX - 100, Some(4096)).is_err());
-        // A file destination grows.
+        // A file destination grows from its end, without a hole, up to what a file offset holds.
         let mut f = b.clone();
         f.kind = EndKind::File;
         assert!(plan_ranges(&a, &f, 0, 0, None).is_ok());
+        assert!(plan_ranges(&a, &f, 0, 32 * MIB, None).is_ok());
+        let e = plan_ranges(&a, &f, 0, 32 * MIB + 512, None).unwrap_err();
+        assert!(matches!(e, RangeError::GapInFile { .. }), "{e}");
+        f.size = u64::MAX - 512;
+        assert!(matches!(plan_ranges(&a, &f, 0, u64::MAX - 1023, Some(4096)), Err(RangeError::PastEnd { .. })));
     }
 
     #[test]

@@ -172,8 +172,7 @@ pub(crate) fn find_busybox() -> Result<PathBuf> {
     if let Some(found) = candidates.iter().map(Path::new).find(|p| is_static_file(p)) {
         return Ok(found.to_path_buf());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if root && find_in_path("apt-get").is_some() {
         crate::stderr_line("p2pdma-lab: installing busybox-static (apt-get install -y busybox-static)");
         run_checked(

@@ -535,9 +535,7 @@ impl PrivateApt {
 }
 
 fn current_user() -> String {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
+    if rustix::process::geteuid().is_root() {
         "root".into()
     } else {
         std::env::var("USER").unwrap_or_else(|_| "root".into())

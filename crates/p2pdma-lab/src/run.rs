@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -379,21 +379,19 @@ impl Drop for Guarded {
 /// Spawns QEMU so that it dies with us: PR_SET_PDEATHSIG(SIGKILL), and (for non-interactive
 /// runs) its own process group, so a terminal Ctrl-C reaches only us and we stop it cleanly.
 fn spawn_guarded(mut cmd: Command, own_group: bool) -> Result<Guarded> {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs in the child between fork and exec and only calls the
-    // async-signal-safe functions prctl, getppid and setpgid; it allocates nothing.
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and only makes the raw
+    // system calls prctl, getppid and setpgid (rustix: no libc state, no allocation on
+    // these paths), which are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
+            if rustix::process::getppid() != Some(parent) {
                 return Err(std::io::Error::other("parent exited"));
             }
-            if own_group && libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            if own_group {
+                rustix::process::setpgid(None, None)?;
             }
             Ok(())
         });
@@ -434,14 +432,13 @@ fn sweep_stale_dirs() {
             .to_str()
             .and_then(|n| n.strip_prefix("p2pdma-lab-"))
             .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let gone = pid > 0
-            && unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        // Signal 0 only checks whether the process exists.
+        let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
         if gone {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -526,22 +523,22 @@ fn emit(stdout: &std::io::Stdout, output: &mut String, line: &str, echo: bool) {
 
 // ---- SIGINT/SIGTERM while a run is in progress ----
 
-static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
-static SIGNAL_STATE: Mutex<(usize, Option<[libc::sigaction; 2]>)> = Mutex::new((0, None));
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-}
+/// The signal caught (0: none), shared with the handlers.
+static PENDING_SIGNAL: std::sync::LazyLock<std::sync::Arc<AtomicUsize>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicUsize::new(0)));
+/// How many runs are active, and the handlers while any is.
+static SIGNAL_STATE: Mutex<(usize, Vec<signal_hook::SigId>)> = Mutex::new((0, Vec::new()));
 
 fn pending_signal() -> Option<i32> {
     match PENDING_SIGNAL.load(Ordering::SeqCst) {
         0 => None,
-        sig => Some(sig),
+        sig => i32::try_from(sig).ok(),
     }
 }
 
 /// Catches SIGINT and SIGTERM while at least one run is active, so QEMU is stopped and the
-/// run directory removed; the previous handlers come back when the last guard drops.
+/// run directory removed; the handlers go when the last guard drops (signal-hook keeps the
+/// previous disposition chained).
 struct SignalGuard;
 
 impl SignalGuard {
@@ -549,20 +546,13 @@ impl SignalGuard {
         let mut state = SIGNAL_STATE.lock().unwrap_or_else(|p| p.into_inner());
         if state.0 == 0 {
             PENDING_SIGNAL.store(0, Ordering::SeqCst);
-            // SAFETY: all-zero is a valid `sigaction` (no handler, empty mask, no flags).
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            // SAFETY: `action.sa_mask` is a valid sigset_t owned by us.
-            unsafe { libc::sigemptyset(&mut action.sa_mask) };
-            action.sa_flags = libc::SA_RESTART;
-            // SAFETY: zeroed sigaction structs are valid out-parameters.
-            let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
-            for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
-                // SAFETY: `action` is fully initialised and `on_signal` only does an atomic
-                // store, which is async-signal-safe; `old[i]` is a valid out-parameter.
-                unsafe { libc::sigaction(sig, &action, &mut old[i]) };
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                let id = signal_hook::flag::register_usize(sig, std::sync::Arc::clone(&PENDING_SIGNAL), sig as usize);
+                // Registration fails only for forbidden signals (SIGKILL, SIGSTOP): not these.
+                if let Ok(id) = id {
+                    state.1.push(id);
+                }
             }
-            state.1 = Some(old);
         }
         state.0 += 1;
         SignalGuard
@@ -574,11 +564,8 @@ impl Drop for SignalGuard {
         let mut state = SIGNAL_STATE.lock().unwrap_or_else(|p| p.into_inner());
         state.0 = state.0.saturating_sub(1);
         if state.0 == 0 {
-            if let Some(old) = state.1.take() {
-                for (i, sig) in [libc::SIGINT, libc::SIGTERM].into_iter().enumerate() {
-                    // SAFETY: `old[i]` was filled in by sigaction when the guard was installed.
-                    unsafe { libc::sigaction(sig, &old[i], std::ptr::null_mut()) };
-                }
+            for id in state.1.drain(..) {
+                signal_hook::low_level::unregister(id);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Boots the real lab (QEMU/TCG, Debian unstable kernel). Slow and needs the host tools
-//! (lab/install-deps.sh) and a fetched or fetchable kernel, hence `#[ignore]`:
+//! (lab/install-deps.sh) and a fetched or fetchable kernel, hence the lab tier:
 //!
-//!     cargo test -p p2pdma-lab --test boot -- --ignored --test-threads=1
+//!     cargo test -p p2pdma-lab --features lab-tests --test boot -- --test-threads=1
 
 use std::time::Duration;
 
@@ -43,7 +43,6 @@ fn qemu_processes() -> usize {
 }
 
 #[test]
-#[ignore = "boots QEMU"]
 fn exit_status_is_propagated() {
     let outcome = p2pdma_lab::run(&LabMachine::default(), "echo hello; exit 3", &opts(120)).unwrap();
     assert_eq!(outcome.exit_status, 3);
@@ -51,7 +50,6 @@ fn exit_status_is_propagated() {
 }
 
 #[test]
-#[ignore = "boots QEMU"]
 fn switch_has_a_published_cmb() {
     let command =
         "cat /sys/bus/pci/devices/0000:03:00.0/p2pmem/size /sys/bus/pci/devices/0000:03:00.0/p2pmem/published; \
@@ -63,7 +61,6 @@ fn switch_has_a_published_cmb() {
 }
 
 #[test]
-#[ignore = "boots QEMU"]
 fn timeout_kills_qemu_and_shows_the_console() {
     let before = qemu_processes();
     let err = p2pdma_lab::run(&LabMachine::default(), "echo started; sleep 600", &opts(20)).unwrap_err();
@@ -75,7 +72,6 @@ fn timeout_kills_qemu_and_shows_the_console() {
 }
 
 #[test]
-#[ignore = "boots QEMU"]
 fn share_dir_brings_files_out() {
     let dir = std::env::temp_dir().join(format!("p2pdma-lab-test-share-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -70,14 +70,27 @@ impl P2pBuffer {
         self.map.is_empty()
     }
 
-    /// CPU access to device memory: fine while the provider stays, SIGBUS once it is removed.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.map
+    /// Copies the buffer out into host memory, with volatile reads: device memory is never
+    /// handed out as a Rust slice (the kernel may zap the mapping when the provider goes
+    /// away, and the CPU then gets SIGBUS, which no slice can promise against).
+    pub fn copy_to(&self, out: &mut [u8]) {
+        let len = out.len().min(self.map.len());
+        let src = self.map.as_ptr();
+        for (i, byte) in out[..len].iter_mut().enumerate() {
+            // SAFETY: `i < len <= self.map.len()`, so the read is inside the mapping, which
+            // lives as long as `self`; a volatile read keeps the compiler from inventing or
+            // merging accesses to device memory.
+            *byte = unsafe { src.add(i).read_volatile() };
+        }
     }
 
-    /// See [`P2pBuffer::as_slice`].
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.map
+    /// Fills the buffer with `byte`, with volatile writes (see [`P2pBuffer::copy_to`]).
+    pub fn fill(&mut self, byte: u8) {
+        let dst = self.map.as_mut_ptr();
+        for i in 0..self.map.len() {
+            // SAFETY: `i` is inside the mapping, which `&mut self` holds exclusively.
+            unsafe { dst.add(i).write_volatile(byte) };
+        }
     }
 }
 
@@ -89,6 +102,37 @@ pub struct HostBuffer {
 impl HostBuffer {
     pub fn new(size: usize) -> Result<Self, MemError> {
         MmapMut::map_anon(size).map(|map| HostBuffer { map }).map_err(|source| MemError::HostMemory { size, source })
+    }
+
+    /// Host memory preferably on NUMA node `node` (the devices' node, so their DMA does not
+    /// cross sockets): the policy is set before the first touch, so the pages come from
+    /// that node while it has free memory. Whether the kernel took the policy is returned
+    /// (false without NUMA support); the buffer is usable either way.
+    pub fn on_node(size: usize, node: Option<i32>) -> Result<(Self, bool), MemError> {
+        let buf = HostBuffer::new(size)?;
+        let bound = match node.and_then(|n| u32::try_from(n).ok()).filter(|&n| n < 1024) {
+            Some(node) => {
+                let mut mask = [0u64; 16];
+                mask[node as usize / 64] |= 1 << (node % 64);
+                // SAFETY: mbind only changes the policy of the range, which is exactly our
+                // fresh, untouched mapping; the mask outlives the call and holds
+                // 16 * 64 = 1024 bits, the `maxnode` passed.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_mbind,
+                        buf.map.as_ptr(),
+                        buf.map.len(),
+                        libc::MPOL_PREFERRED,
+                        mask.as_ptr(),
+                        1024usize,
+                        0u32,
+                    )
+                };
+                r == 0
+            }
+            None => false,
+        };
+        Ok((buf, bound))
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -123,12 +167,17 @@ impl IoBuffer {
         matches!(self, IoBuffer::P2p(_))
     }
 
-    /// The whole buffer, to hand to read/write syscalls (the CPU does not touch it).
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// A copy of the first `len` bytes in host memory (volatile reads for P2P memory).
+    pub fn copy_out(&self, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len.min(self.len())];
         match self {
-            IoBuffer::P2p(b) => b.as_mut_slice(),
-            IoBuffer::Host(b) => b.as_mut_slice(),
+            IoBuffer::P2p(b) => b.copy_to(&mut out),
+            IoBuffer::Host(b) => {
+                let n = out.len();
+                out.copy_from_slice(&b.map[..n])
+            }
         }
+        out
     }
 
     /// The start of the buffer, for I/O requests only: taking it does not touch the memory.
@@ -151,5 +200,18 @@ mod tests {
         assert!(matches!(err, MemError::NotProvider { .. }), "{err}");
         let err = P2pBuffer::allocate(dir.path(), 1000).err().unwrap();
         assert!(err.to_string().contains("multiple of the page size"), "{err}");
+    }
+
+    #[test]
+    fn host_buffers_on_a_node_are_usable_whether_or_not_numa_is_there() {
+        // Node 0 exists on every NUMA kernel; a node that does not exist is refused by the
+        // kernel and the buffer is still good.
+        for node in [Some(0), Some(1000), None, Some(-1)] {
+            let (buf, _) = HostBuffer::on_node(8192, node).unwrap();
+            let io = IoBuffer::Host(buf);
+            assert_eq!(io.copy_out(8192), vec![0u8; 8192]);
+        }
+        let (_, bound) = HostBuffer::on_node(4096, None).unwrap();
+        assert!(!bound);
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::{IoCause, MemError};
+use crate::{IoBuffer, IoCause, MemError};
 
 /// How a [`DirectFile`] is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,38 @@ impl DirectFile {
         };
         let fd = rustix::fs::open(path, flags | OFlags::DIRECT | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
             .map_err(|e| MemError::Io { path: path.into(), op: "open", offset: 0, cause: IoCause(e) })?;
-        Ok(DirectFile { fd, path: path.into() })
+        let file = DirectFile { fd, path: path.into() };
+        if matches!(access, Access::Write { .. }) {
+            file.lock_if_regular()?;
+        }
+        Ok(file)
+    }
+
+    /// A regular file written by a copy is locked for writing (an open file description
+    /// lock over the whole file, released when the file is closed), so a second p2pdma
+    /// writing the same file is refused instead of racing. Block devices have O_EXCL.
+    fn lock_if_regular(&self) -> Result<(), MemError> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(|e| self.error("fstat", 0, e))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Ok(());
+        }
+        // SAFETY: an all-zero `flock` is a valid value (plain integers).
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        // l_start = l_len = 0: the whole file, however far it grows; l_pid must be 0 for OFD locks.
+        // SAFETY: F_OFD_SETLK reads the `flock` we pass, which lives across the call; the fd
+        // is ours and open.
+        let r = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.fd), libc::F_OFD_SETLK, &lock) };
+        if r == 0 {
+            return Ok(());
+        }
+        match Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO) {
+            Errno::AGAIN | Errno::ACCESS => Err(MemError::Locked { path: self.path.clone() }),
+            // File systems without locks (some network ones): copy unlocked.
+            Errno::NOLCK | Errno::INVAL | Errno::NOSYS => Ok(()),
+            e => Err(self.error("lock", 0, e)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -61,6 +92,33 @@ impl DirectFile {
     pub fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<(), MemError> {
         let fd = self.fd.as_fd();
         self.until_done("write", buf.len(), offset, Errno::NOSPC, |done, at| rustix::io::pwrite(fd, &buf[done..], at))
+    }
+
+    /// Reads `len` bytes at `offset` into the start of `buf` (P2P or host memory): the
+    /// kernel writes the memory, the CPU does not touch it.
+    pub fn read_exact_into(&self, buf: &mut IoBuffer, len: usize, offset: u64) -> Result<(), MemError> {
+        assert!(len <= buf.len(), "the read fits the buffer");
+        let ptr = buf.as_mut_ptr();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+        self.until_done("read", len, offset, Errno::NXIO, |done, at| {
+            // SAFETY: `done < len <= buf.len()`: the kernel writes inside the buffer, which
+            // `&mut buf` keeps alive and unshared for the call. A raw pointer, not a slice,
+            // because the memory may be a device's.
+            let r = unsafe { libc::pread(fd, ptr.add(done).cast(), len - done, at as libc::off_t) };
+            syscall_result(r)
+        })
+    }
+
+    /// Writes the first `len` bytes of `buf` at `offset` (see [`DirectFile::read_exact_into`]).
+    pub fn write_all_from(&self, buf: &mut IoBuffer, len: usize, offset: u64) -> Result<(), MemError> {
+        assert!(len <= buf.len(), "the write fits the buffer");
+        let ptr = buf.as_mut_ptr().cast_const();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+        self.until_done("write", len, offset, Errno::NOSPC, |done, at| {
+            // SAFETY: as in `read_exact_into`; the kernel only reads the buffer.
+            let r = unsafe { libc::pwrite(fd, ptr.add(done).cast(), len - done, at as libc::off_t) };
+            syscall_result(r)
+        })
     }
 
     /// Makes written data durable (the device's volatile cache included).
@@ -96,6 +154,10 @@ impl DirectFile {
     }
 }
 
+fn syscall_result(r: isize) -> Result<usize, Errno> {
+    usize::try_from(r).map_err(|_| Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +170,19 @@ mod tests {
             "/nonexistent/dev: open failed at offset 0: No such file or directory (os error 2)"
         );
         assert_eq!(err.errno(), Some(2));
+    }
+
+    #[test]
+    fn a_second_writer_of_a_file_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dst");
+        let write = Access::Write { exclusive: false, create: true };
+        let first = DirectFile::open(&path, write).unwrap();
+        let err = DirectFile::open(&path, write).err().unwrap();
+        assert!(matches!(err, MemError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("another writer"), "{err}");
+        assert!(DirectFile::open(&path, Access::Read).is_ok(), "readers are not locked out");
+        drop(first);
+        assert!(DirectFile::open(&path, write).is_ok(), "the lock goes with the first writer");
     }
 }

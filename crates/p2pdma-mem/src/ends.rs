@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::{End, EndKind};
+use p2pdma_core::Bdf;
 use rustix::fs::{AtFlags, FileType, StatxFlags, CWD};
 use rustix::io::Errno;
 
@@ -19,6 +21,10 @@ pub struct Measured {
     /// or the disk under a file's file system), to find its PCI device; None for file
     /// systems without one (tmpfs, overlay).
     pub disk: Option<String>,
+    /// The PCI device above that disk (the nearest PCI address in its sysfs path) and that
+    /// device's NUMA node: read here, so that a copy needs no topology to know them.
+    pub pci: Option<Bdf>,
+    pub numa_node: Option<i32>,
     /// The sysfs directories of the device itself and of the block devices sharing its
     /// storage (its partitions, or its disk), for [`in_use`]; empty for files.
     related: Vec<PathBuf>,
@@ -65,6 +71,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: start * 512,
                 },
                 disk: file_name(&disk_dir),
+                pci: pci_above(&disk_dir),
+                numa_node: pci_above(&disk_dir).and_then(|b| numa_node(sys, b)),
                 related,
                 exists: true,
             })
@@ -87,6 +95,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: 0,
                 },
                 disk: disk_dir.as_deref().and_then(file_name),
+                pci: disk_dir.as_deref().and_then(pci_above),
+                numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
                 related: Vec::new(),
                 exists: true,
             })
@@ -117,6 +127,8 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
             extent_base: 0,
         },
         disk: disk_dir.as_deref().and_then(file_name),
+        pci: disk_dir.as_deref().and_then(pci_above),
+        numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
         related: Vec::new(),
         exists: false,
     })
@@ -145,6 +157,24 @@ fn dio_alignment(path: &Path) -> Result<Option<u32>, MemError> {
         }),
         n => Ok(Some(n)),
     }
+}
+
+/// The PCI device a block device hangs from: the last PCI address in its (canonical) sysfs
+/// path, `.../0000:03:00.0/nvme/nvme0/nvme0n1` → `0000:03:00.0`; None for virtual disks.
+fn pci_above(disk_dir: &Path) -> Option<Bdf> {
+    disk_dir.ancestors().find_map(|d| d.file_name()?.to_str()?.parse::<Bdf>().ok())
+}
+
+/// A PCI device's NUMA node (None for -1: no node, or a machine without NUMA).
+fn numa_node(sys: &Path, bdf: Bdf) -> Option<i32> {
+    read_trim(&pci_device_dir(sys, bdf).join("numa_node"))?.parse().ok().filter(|&n: &i32| n >= 0)
+}
+
+/// Whether any PCI device here has P2P memory (`p2pmem/`): when none has, a copy goes
+/// through host memory and needs no topology to say so.
+pub fn any_p2p_provider(sys: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(sys.join("bus/pci/devices")) else { return false };
+    entries.flatten().any(|e| e.path().join("p2pmem").exists())
 }
 
 fn logical_block_size(disk_dir: &Path) -> Option<u32> {
@@ -262,9 +292,37 @@ mod tests {
                 extent_base: 0,
             },
             disk: Some("nvme0n1".into()),
+            pci: None,
+            numa_node: None,
             related: std::iter::once(disk.clone()).chain(partitions(&disk)).collect(),
             exists: true,
         };
         assert_eq!(in_use(&m, &mountinfo), ["nvme0n1 is held by dm-0", "nvme0n1p1 is mounted at /data"]);
+    }
+
+    /// A sysfs fixture: a disk under PCI device 0000:81:00.0 on NUMA node 1, and a virtual
+    /// disk; the copy learns device and node without a topology.
+    #[test]
+    fn the_pci_device_and_numa_node_of_a_disk_come_from_sysfs() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path();
+        let pci = sys.join("devices/pci0000:80/0000:80:01.0/0000:81:00.0");
+        let disk = pci.join("nvme/nvme0/nvme0n1");
+        fs::create_dir_all(disk.join("queue")).unwrap();
+        fs::write(disk.join("size"), "2048\n").unwrap();
+        fs::write(disk.join("dev"), "259:0\n").unwrap();
+        fs::write(disk.join("queue/logical_block_size"), "512\n").unwrap();
+        fs::write(pci.join("numa_node"), "1\n").unwrap();
+        fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+        std::os::unix::fs::symlink(&pci, sys.join("bus/pci/devices/0000:81:00.0")).unwrap();
+        let canonical = fs::canonicalize(&disk).unwrap();
+        assert_eq!(pci_above(&canonical), Some("0000:81:00.0".parse().unwrap()));
+        assert_eq!(numa_node(sys, "0000:81:00.0".parse().unwrap()), Some(1));
+        fs::write(pci.join("numa_node"), "-1\n").unwrap();
+        assert_eq!(numa_node(sys, "0000:81:00.0".parse().unwrap()), None);
+        assert_eq!(pci_above(Path::new("/sys/devices/virtual/block/loop0")), None);
+        assert!(!any_p2p_provider(sys));
+        fs::create_dir_all(pci.join("p2pmem")).unwrap();
+        assert!(any_p2p_provider(sys));
     }
 }

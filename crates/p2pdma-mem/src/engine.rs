@@ -9,6 +9,7 @@
 //! instead of the process dying of SIGBUS).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
@@ -27,6 +28,12 @@ pub struct Job<'a> {
     pub chunk: usize,
     /// Keep every I/O's latency (for percentiles).
     pub record_latency: bool,
+    /// At most this many reads in flight at once (0: as many as there are buffers); the
+    /// other buffers are being written out meanwhile. Reads are released in offset order.
+    pub max_reads: usize,
+    /// Set (by a signal handler) to stop: no new chunk is started, the chunks under way
+    /// finish, and the run ends with [`MemError::Interrupted`] and the written prefix.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// What a finished transfer measured.
@@ -51,26 +58,26 @@ pub struct Failure {
     pub elapsed: Duration,
 }
 
-/// How I/O is issued.
-pub enum Engine {
+/// How I/O is issued (the verdict's `p2pdma_core::Engine` is another thing: this one moves data).
+pub enum IoEngine {
     Uring(Box<IoUring>),
     Sync,
 }
 
-impl Engine {
+impl IoEngine {
     /// An io_uring with room for `depth` requests; fails (e.g. EPERM when the
-    /// `kernel.io_uring_disabled` sysctl forbids it) so the caller can choose [`Engine::Sync`].
-    pub fn uring(depth: usize) -> Result<Engine, MemError> {
+    /// `kernel.io_uring_disabled` sysctl forbids it) so the caller can choose [`IoEngine::Sync`].
+    pub fn uring(depth: usize) -> Result<IoEngine, MemError> {
         let entries = depth.clamp(1, 4096).next_power_of_two() as u32;
-        IoUring::new(entries).map(|r| Engine::Uring(Box::new(r))).map_err(|e| MemError::Uring {
+        IoUring::new(entries).map(|r| IoEngine::Uring(Box::new(r))).map_err(|e| MemError::Uring {
             cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
         })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Engine::Uring(_) => "io_uring",
-            Engine::Sync => "sync",
+            IoEngine::Uring(_) => "io_uring",
+            IoEngine::Sync => "sync",
         }
     }
 
@@ -85,8 +92,8 @@ impl Engine {
         assert!(job.src.is_some() || job.dst.is_some(), "a job reads, writes or both");
         assert!(!buffers.is_empty() && buffers.iter().all(|b| b.len() >= job.chunk), "buffers hold a chunk");
         match self {
-            Engine::Uring(ring) => run_uring(ring, job, buffers, progress),
-            Engine::Sync => run_sync(job, &mut buffers[0], progress),
+            IoEngine::Uring(ring) => run_uring(ring, job, buffers, progress),
+            IoEngine::Sync => run_sync(job, &mut buffers[0], progress),
         }
     }
 }
@@ -113,6 +120,25 @@ struct Chunk {
 }
 
 impl Job<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// How a run that was not stopped by an error ends: complete, or interrupted early.
+    fn finish(&self, mut stats: Stats, done: u64, start: Instant) -> Result<Stats, Failure> {
+        if done < self.length {
+            return Err(Failure {
+                error: MemError::Interrupted,
+                completed: done,
+                written_prefix: done,
+                elapsed: start.elapsed(),
+            });
+        }
+        stats.bytes = done;
+        stats.elapsed = start.elapsed();
+        Ok(stats)
+    }
+
     fn first_phase(&self) -> Phase {
         if self.src.is_some() {
             Phase::Read
@@ -168,10 +194,14 @@ fn run_uring(
     let mut failure: Option<(u64, MemError)> = None;
     let mut ready: VecDeque<usize> = VecDeque::new();
     let mut in_flight = 0usize;
+    // New chunks wait here for a read slot when reads are limited (`max_reads`).
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let mut reading = 0usize;
+    let limited = job.max_reads > 0 && job.first_phase() == Phase::Read;
 
     // Hands out the next chunk to a free slot.
     let assign = |slot: &mut Option<Chunk>, next: &mut u64| -> bool {
-        if *next >= job.length {
+        if *next >= job.length || job.stopping() {
             return false;
         }
         let len = (job.length - *next).min(job.chunk as u64) as usize;
@@ -181,11 +211,23 @@ fn run_uring(
     };
     for (i, slot) in slots.iter_mut().enumerate() {
         if assign(slot, &mut next) {
-            ready.push_back(i);
+            if limited {
+                waiting.push_back(i)
+            } else {
+                ready.push_back(i)
+            }
         }
     }
 
     loop {
+        while limited && reading < job.max_reads {
+            let Some(i) = waiting.pop_front() else { break };
+            let at = slots[i].as_ref().map_or(u64::MAX, |c| c.at);
+            if failure.as_ref().is_none_or(|(f, _)| at < *f) {
+                reading += 1;
+                ready.push_back(i);
+            }
+        }
         // Queue every slot that has a step to issue.
         while let Some(i) = ready.pop_front() {
             let chunk = slots[i].as_mut().expect("ready slots hold a chunk");
@@ -206,33 +248,26 @@ fn run_uring(
             // `buffers` is borrowed mutably for the whole call so nothing else touches it.
             // The submission queue has room: it holds at least one entry per slot and each
             // slot has at most one request queued or in flight.
-            if unsafe { ring.submission().push(&sqe) }.is_err() {
-                unreachable!("the queue has one entry per buffer");
-            }
+            unsafe { push(ring, &sqe) };
             in_flight += 1;
         }
         if in_flight == 0 {
             break;
         }
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => continue,
-            Err(e) => {
-                // The ring itself failed: nothing more can be learnt of the requests in it,
-                // so wait for nothing and report (buffers stay alive until we return, and
-                // the kernel keeps pages it still uses pinned).
-                let err = MemError::Uring {
-                    cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))),
-                };
+        let done = match wait(ring) {
+            Ok(done) => done,
+            // The ring itself failed: nothing more can be learnt of the requests in it, so
+            // wait for nothing and report (buffers stay alive until we return, and the kernel
+            // keeps pages it still uses pinned).
+            Err(error) => {
                 return Err(Failure {
-                    error: err,
+                    error,
                     completed,
                     written_prefix: prefix(&slots, next),
                     elapsed: start.elapsed(),
-                });
+                })
             }
-        }
-        let done: Vec<(usize, i32)> = ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
+        };
         for (i, result) in done {
             in_flight -= 1;
             let chunk = slots[i].as_mut().expect("completions belong to a slot with a chunk");
@@ -256,6 +291,9 @@ fn run_uring(
                 if failure.as_ref().is_none_or(|(at, _)| chunk.at < *at) {
                     failure = Some((chunk.at, job.error(chunk, errno)));
                 }
+                if limited && chunk.phase == Phase::Read {
+                    reading -= 1;
+                }
                 continue; // the slot keeps its chunk: it was not done
             }
             chunk.done += result as usize;
@@ -266,6 +304,9 @@ fn run_uring(
                 continue;
             }
             record(&mut stats, job, chunk);
+            if limited && chunk.phase == Phase::Read {
+                reading -= 1;
+            }
             if let Some(phase) = job.next_phase(chunk.phase) {
                 chunk.phase = phase;
                 chunk.done = 0;
@@ -279,7 +320,11 @@ fn run_uring(
             progress(completed);
             slots[i] = None;
             if failure.is_none() && assign(&mut slots[i], &mut next) {
-                ready.push_back(i);
+                if limited {
+                    waiting.push_back(i)
+                } else {
+                    ready.push_back(i)
+                }
             }
         }
     }
@@ -287,10 +332,31 @@ fn run_uring(
         Some((_, error)) => {
             Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
         }
-        None => {
-            stats.bytes = completed;
-            stats.elapsed = start.elapsed();
-            Ok(stats)
+        None => job.finish(stats, completed, start),
+    }
+}
+
+/// Queues one request.
+///
+/// # Safety
+/// The memory the request reads or writes must stay valid, and untouched by anyone else,
+/// until its completion is seen; the queue must have room (one entry per buffer).
+pub(crate) unsafe fn push(ring: &mut IoUring, sqe: &io_uring::squeue::Entry) {
+    // SAFETY: the caller's promise, passed on.
+    if unsafe { ring.submission().push(sqe) }.is_err() {
+        unreachable!("the queue has one entry per buffer");
+    }
+}
+
+/// Submits what is queued, waits for at least one completion and returns every completion
+/// there is (user data, result); none when a signal interrupted the wait, so the caller
+/// looks at its stop flag and waits again. An error means the ring itself failed.
+pub(crate) fn wait(ring: &mut IoUring) -> Result<Vec<(usize, i32)>, MemError> {
+    match ring.submit_and_wait(1) {
+        Ok(_) => Ok(ring.completion().map(|c| (c.user_data() as usize, c.result())).collect()),
+        Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => Ok(Vec::new()),
+        Err(e) => {
+            Err(MemError::Uring { cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))) })
         }
     }
 }
@@ -303,21 +369,20 @@ fn prefix(slots: &[Option<Chunk>], next: u64) -> u64 {
 fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64)) -> Result<Stats, Failure> {
     let start = Instant::now();
     let mut stats = Stats::default();
-    let buf = buffer.as_mut_slice();
     let mut at = 0u64;
-    while at < job.length {
+    while at < job.length && !job.stopping() {
         let len = (job.length - at).min(job.chunk as u64) as usize;
         let fail = |error| Failure { error, completed: at, written_prefix: at, elapsed: start.elapsed() };
         if let Some((file, base)) = job.src {
             let t = Instant::now();
-            file.read_exact_at(&mut buf[..len], base + at).map_err(fail)?;
+            file.read_exact_into(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
                 stats.read_latency.push(t.elapsed());
             }
         }
         if let Some((file, base)) = job.dst {
             let t = Instant::now();
-            file.write_all_at(&buf[..len], base + at).map_err(fail)?;
+            file.write_all_from(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
                 stats.write_latency.push(t.elapsed());
             }
@@ -325,9 +390,7 @@ fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64))
         at += len as u64;
         progress(at);
     }
-    stats.bytes = at;
-    stats.elapsed = start.elapsed();
-    Ok(stats)
+    job.finish(stats, at, start)
 }
 
 #[cfg(test)]
@@ -347,9 +410,9 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
-    fn engines() -> Vec<Engine> {
-        let mut v = vec![Engine::Sync];
-        match Engine::uring(4) {
+    fn engines() -> Vec<IoEngine> {
+        let mut v = vec![IoEngine::Sync];
+        match IoEngine::uring(4) {
             Ok(e) => v.push(e),
             Err(e) => eprintln!("io_uring not tested here: {e}"),
         }
@@ -370,17 +433,26 @@ mod tests {
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
-            let job =
-                Job { src: Some((&s, 8192)), dst: Some((&d, 12288)), length: len, chunk: 16384, record_latency: true };
-            let mut seen = Vec::new();
-            let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
-            assert_eq!(stats.bytes, len);
-            assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
-            assert_eq!(*seen.last().unwrap(), len);
-            let out = std::fs::read(dst.path()).unwrap();
-            assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
-            assert!(out[..12288].iter().all(|&b| b == 0), "nothing written before the range");
-            assert!(out[12288 + len as usize..].iter().all(|&b| b == 0), "nothing written after the range");
+            for max_reads in [0, 1, 3] {
+                let job = Job {
+                    src: Some((&s, 8192)),
+                    dst: Some((&d, 12288)),
+                    length: len,
+                    chunk: 16384,
+                    record_latency: true,
+                    max_reads,
+                    stop: None,
+                };
+                let mut seen = Vec::new();
+                let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
+                assert_eq!(stats.bytes, len);
+                assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
+                assert_eq!(*seen.last().unwrap(), len);
+                let out = std::fs::read(dst.path()).unwrap();
+                assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
+                assert!(out[..12288].iter().all(|&b| b == 0), "nothing written before the range");
+                assert!(out[12288 + len as usize..].iter().all(|&b| b == 0), "nothing written after the range");
+            }
         }
     }
 
@@ -392,13 +464,55 @@ mod tests {
             let dst = file_with(&vec![0u8; 1 << 20]);
             let s = DirectFile::open(src.path(), Access::Read).unwrap();
             let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
-            let job =
-                Job { src: Some((&s, 0)), dst: Some((&d, 0)), length: 128 * 1024, chunk: 8192, record_latency: false };
+            let job = Job {
+                src: Some((&s, 0)),
+                dst: Some((&d, 0)),
+                length: 128 * 1024,
+                chunk: 8192,
+                record_latency: false,
+                max_reads: 0,
+                stop: None,
+            };
             let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
             let msg = f.error.to_string();
             assert!(msg.starts_with(&format!("{}: read failed at offset 65536", src.path().display())), "{msg}");
             assert_eq!(f.written_prefix, 65536, "{}", engine.name());
             assert_eq!(f.completed, 65536);
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_after_the_chunks_under_way_with_a_whole_prefix() {
+        let data = pattern(1 << 20);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let dst = file_with(&vec![0u8; 1 << 20]);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let stop = AtomicBool::new(false);
+            let job = Job {
+                src: Some((&s, 0)),
+                dst: Some((&d, 0)),
+                length: 1 << 20,
+                chunk: 8192,
+                record_latency: false,
+                max_reads: 1,
+                stop: Some(&stop),
+            };
+            // Stop once 64 KiB are done.
+            let f = engine
+                .run(&job, &mut host_buffers(4, 8192), &mut |done| {
+                    if done >= 65536 {
+                        stop.store(true, Ordering::Relaxed)
+                    }
+                })
+                .unwrap_err();
+            assert!(matches!(f.error, MemError::Interrupted), "{}", f.error);
+            assert!(f.written_prefix >= 65536 && f.written_prefix < 1 << 20, "{}", f.written_prefix);
+            assert_eq!(f.completed, f.written_prefix);
+            let out = std::fs::read(dst.path()).unwrap();
+            let n = f.written_prefix as usize;
+            assert_eq!(&out[..n], &data[..n], "{}", engine.name());
         }
     }
 }

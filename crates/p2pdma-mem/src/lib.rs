@@ -9,11 +9,12 @@ mod buffer;
 mod direct;
 pub mod ends;
 pub mod engine;
+pub mod session;
 mod verify;
 
 pub use buffer::{page_size, HostBuffer, IoBuffer, P2pBuffer};
 pub use direct::{Access, DirectFile};
-pub use engine::{Engine, Failure, Job, Stats};
+pub use engine::{Failure, IoEngine, Job, Stats};
 pub use verify::compare;
 
 use std::path::PathBuf;
@@ -43,6 +44,10 @@ pub enum MemError {
     HostMemory { size: usize, source: std::io::Error },
     #[error("io_uring unavailable: {cause}")]
     Uring { cause: IoCause },
+    #[error("{}: another writer holds it (a p2pdma copy or bench is writing it now); refusing to write at the same time", path.display())]
+    Locked { path: PathBuf },
+    #[error("interrupted by a signal: no new I/O was started, the I/O in flight finished")]
+    Interrupted,
     /// A path that is not what a copy can use (a directory, a character device, no sysfs entry).
     #[error("{path}: {msg}")]
     Unusable { path: PathBuf, msg: String },

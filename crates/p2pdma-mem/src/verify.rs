@@ -1,30 +1,193 @@
 //! Proof by read-back: both ranges read again with direct I/O (from the devices, not from
-//! any cache) into host memory and compared byte for byte.
+//! any cache) into host memory and compared byte for byte. Reads overlap through io_uring
+//! like the copy's (several chunks of both ranges in flight, each pair compared as it
+//! lands), so a verify costs about one more read pass, not a synchronous crawl; where
+//! io_uring is unavailable, one chunk at a time.
 
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use io_uring::{opcode, types, IoUring};
+use rustix::io::Errno;
+
+use crate::engine::{push, wait};
 use crate::{DirectFile, HostBuffer, MemError};
 
 /// The first offset (relative to the range starts) where `a` and `b` differ over
-/// `length` bytes, read `chunk` bytes at a time; None when they are equal.
+/// `length` bytes, read `chunk` bytes at a time with `depth` chunk pairs in flight (the
+/// copy's depth: its read-back runs as deep as the copy); None when they are equal. `stop`
+/// (a signal) ends it early with [`MemError::Interrupted`].
 pub fn compare(
     a: (&DirectFile, u64),
     b: (&DirectFile, u64),
     length: u64,
     chunk: usize,
+    depth: usize,
+    stop: Option<&AtomicBool>,
+) -> Result<Option<u64>, MemError> {
+    let depth = depth.clamp(1, 1024);
+    match IoUring::new((2 * depth).next_power_of_two() as u32) {
+        Ok(mut ring) => compare_uring(&mut ring, [a, b], length, chunk, depth, stop),
+        Err(_) => compare_sync(a, b, length, chunk, stop),
+    }
+}
+
+fn stopped(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(Ordering::Relaxed))
+}
+
+fn compare_sync(
+    a: (&DirectFile, u64),
+    b: (&DirectFile, u64),
+    length: u64,
+    chunk: usize,
+    stop: Option<&AtomicBool>,
 ) -> Result<Option<u64>, MemError> {
     let mut left = HostBuffer::new(chunk)?;
     let mut right = HostBuffer::new(chunk)?;
     let mut at = 0u64;
     while at < length {
+        if stopped(stop) {
+            return Err(MemError::Interrupted);
+        }
         let len = (length - at).min(chunk as u64) as usize;
         let (l, r) = (&mut left.as_mut_slice()[..len], &mut right.as_mut_slice()[..len]);
         a.0.read_exact_at(l, a.1 + at)?;
         b.0.read_exact_at(r, b.1 + at)?;
-        if let Some(i) = l.iter().zip(r.iter()).position(|(x, y)| x != y) {
+        if let Some(i) = first_difference(l, r) {
             return Ok(Some(at + i as u64));
         }
         at += len as u64;
     }
     Ok(None)
+}
+
+fn first_difference(l: &[u8], r: &[u8]) -> Option<usize> {
+    l.iter().zip(r.iter()).position(|(x, y)| x != y)
+}
+
+/// One chunk of both ranges on its way: two host buffers, bytes read into each.
+struct Pair {
+    bufs: [HostBuffer; 2],
+    at: u64,
+    len: usize,
+    done: [usize; 2],
+    busy: bool,
+}
+
+fn compare_uring(
+    ring: &mut IoUring,
+    ends: [(&DirectFile, u64); 2],
+    length: u64,
+    chunk: usize,
+    depth: usize,
+    stop: Option<&AtomicBool>,
+) -> Result<Option<u64>, MemError> {
+    let mut pairs = Vec::with_capacity(depth);
+    for _ in 0..depth {
+        pairs.push(Pair {
+            bufs: [HostBuffer::new(chunk)?, HostBuffer::new(chunk)?],
+            at: 0,
+            len: 0,
+            done: [0, 0],
+            busy: false,
+        });
+    }
+    let mut next = 0u64;
+    // The lowest differing offset and the lowest failed read, as they are found.
+    let mut difference: Option<u64> = None;
+    let mut failure: Option<(u64, MemError)> = None;
+    let mut interrupted = false;
+    let mut ready: VecDeque<(usize, usize)> = VecDeque::new(); // (pair, side) to submit
+    let mut in_flight = 0usize;
+
+    let assign = |pair: &mut Pair, next: &mut u64, limit: u64| -> bool {
+        if *next >= length || *next >= limit {
+            return false;
+        }
+        pair.at = *next;
+        pair.len = (length - *next).min(chunk as u64) as usize;
+        pair.done = [0, 0];
+        pair.busy = true;
+        *next += pair.len as u64;
+        true
+    };
+    for (i, pair) in pairs.iter_mut().enumerate() {
+        if assign(pair, &mut next, u64::MAX) {
+            ready.extend([(i, 0), (i, 1)]);
+        }
+    }
+    loop {
+        while let Some((i, side)) = ready.pop_front() {
+            let pair = &mut pairs[i];
+            let (file, base) = ends[side];
+            let done = pair.done[side];
+            // SAFETY: `done < len <= chunk`, the buffer's size: the address is inside it.
+            let addr = unsafe { pair.bufs[side].as_mut_slice().as_mut_ptr().add(done) };
+            let sqe = opcode::Read::new(types::Fd(file.fd().as_raw_fd()), addr, (pair.len - done) as u32)
+                .offset(base + pair.at + done as u64)
+                .build()
+                .user_data((i * 2 + side) as u64);
+            // SAFETY: the buffers live in `pairs` until this function returns, and it does
+            // not return while reads are in flight; the queue holds 2 * depth entries, one
+            // per (pair, side), each with at most one request at a time.
+            unsafe { push(ring, &sqe) };
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        // A failed ring: nothing more is known of the reads in it (the kernel keeps the
+        // pages it still uses pinned); reported.
+        for (tag, result) in wait(ring)? {
+            in_flight -= 1;
+            let (i, side) = (tag / 2, tag % 2);
+            let pair = &mut pairs[i];
+            if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
+                ready.push_back((i, side));
+                continue;
+            }
+            if result <= 0 {
+                let errno = if result == 0 { Errno::NXIO } else { Errno::from_raw_os_error(-result) };
+                let (file, base) = ends[side];
+                let at = pair.at + pair.done[side] as u64;
+                if failure.as_ref().is_none_or(|(f, _)| at < *f) {
+                    failure = Some((at, file.error("read", base + at, errno)));
+                }
+                pair.done[side] = pair.len; // nothing more is read into it
+            } else {
+                pair.done[side] += result as usize;
+                if pair.done[side] < pair.len {
+                    ready.push_back((i, side)); // a short read: the rest
+                    continue;
+                }
+            }
+            if pair.done != [pair.len, pair.len] || !pair.busy {
+                continue; // the other side is still reading
+            }
+            pair.busy = false;
+            if failure.is_none() {
+                let (l, r) = (&pair.bufs[0].as_slice()[..pair.len], &pair.bufs[1].as_slice()[..pair.len]);
+                if let Some(d) = first_difference(l, r).map(|d| pair.at + d as u64) {
+                    difference = Some(difference.map_or(d, |old| old.min(d)));
+                }
+            }
+            interrupted |= stopped(stop);
+            // No more chunks past a difference or an error: only the ones below can matter.
+            let limit = if failure.is_some() || interrupted { 0 } else { difference.unwrap_or(u64::MAX) };
+            if assign(pair, &mut next, limit) {
+                ready.extend([(i, 0), (i, 1)]);
+            }
+        }
+    }
+    if let Some((_, e)) = failure {
+        return Err(e);
+    }
+    if difference.is_none() && interrupted && next < length {
+        return Err(MemError::Interrupted);
+    }
+    Ok(difference)
 }
 
 #[cfg(test)]
@@ -40,10 +203,25 @@ mod tests {
         std::fs::write(&pa, &data).unwrap();
         let mut other = data.clone();
         other[40000] ^= 1;
+        other[60000] ^= 1;
         std::fs::write(&pb, &other).unwrap();
         let (a, b) = (DirectFile::open(&pa, Access::Read).unwrap(), DirectFile::open(&pb, Access::Read).unwrap());
-        assert_eq!(compare((&a, 0), (&b, 0), 65536, 8192).unwrap(), Some(40000));
-        assert_eq!(compare((&a, 0), (&b, 0), 36864, 8192).unwrap(), None);
-        assert_eq!(compare((&a, 4096), (&b, 4096), 61440, 4096).unwrap(), Some(40000 - 4096));
+        for sync in [false, true] {
+            let cmp = |x, y, len, chunk| {
+                if sync {
+                    compare_sync(x, y, len, chunk, None)
+                } else {
+                    compare(x, y, len, chunk, 4, None)
+                }
+            };
+            assert_eq!(cmp((&a, 0), (&b, 0), 65536, 8192).unwrap(), Some(40000));
+            assert_eq!(cmp((&a, 0), (&b, 0), 65536, 4096).unwrap(), Some(40000));
+            assert_eq!(cmp((&a, 0), (&b, 0), 36864, 8192).unwrap(), None);
+            assert_eq!(cmp((&a, 4096), (&b, 4096), 61440, 4096).unwrap(), Some(40000 - 4096));
+            let e = cmp((&a, 0), (&a, 0), 131072, 8192).unwrap_err();
+            assert!(e.to_string().contains("read failed at offset 65536"), "{e}");
+        }
+        let stop = AtomicBool::new(true);
+        assert!(matches!(compare((&a, 0), (&b, 0), 65536, 4096, 4, Some(&stop)), Err(MemError::Interrupted)));
     }
 }
