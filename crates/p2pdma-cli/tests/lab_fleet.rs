@@ -125,7 +125,7 @@ fn lab_names_diff_and_metrics() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s[1]["client"] == "0000:01:00.1")
+        .find(|s| s[1]["provider"] == "0000:01:00.0" && s[1]["client"] == "0000:01:00.1")
         .expect("a series for nvme-a -> nvme-b");
     assert_eq!((pair[1]["provider_name"].as_str(), pair[2].as_f64()), (Some("nvme-a"), Some(1.0)));
     assert_eq!(families["p2pdma_kernel_p2pdma_supported"][0][2], 1.0);

@@ -60,7 +60,12 @@ fn boot(kernel: &str) -> Share {
         "--",
         SCRIPT,
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .env("P2PDMA_GUEST_BINARY", common::guest_binary())
+        .args(args)
+        .current_dir("../..")
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
