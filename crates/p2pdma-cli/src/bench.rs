@@ -279,14 +279,8 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
                     if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                         break;
                     }
-                    let setup = Setup {
-                        sysfs: m.sysfs,
-                        route,
-                        node,
-                        stop,
-                        runtime: args.runtime,
-                        time_based: args.time_based,
-                    };
+                    let setup =
+                        Setup { sysfs: m.sysfs, route, node, stop, runtime: args.runtime, time_based: args.time_based };
                     let row = measure_one(
                         &setup,
                         &mut engine,

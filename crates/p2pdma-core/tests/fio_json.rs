@@ -186,7 +186,8 @@ fn fio_jsonplus_clat2csv_reads_bench_json() {
 #[test]
 fn percentiles_in_fio_order_when_serialized_directly() {
     let text = serde_json::to_string(&sample_report()).unwrap();
-    let (p1, p5, p10) = (text.find("\"1.000000\"").unwrap(), text.find("\"5.000000\"").unwrap(), text.find("\"10.000000\"").unwrap());
+    let (p1, p5, p10) =
+        (text.find("\"1.000000\"").unwrap(), text.find("\"5.000000\"").unwrap(), text.find("\"10.000000\"").unwrap());
     assert!(p1 < p5 && p5 < p10);
     let report = FioReport { extra: Some(serde_json::json!({"signal": null})), ..sample_report() };
     assert_eq!(report.to_fio_json()["p2pdma"]["signal"], Value::Null);
