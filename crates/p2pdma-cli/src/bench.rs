@@ -527,6 +527,17 @@ mod tests {
     }
 
     #[test]
+    fn every_fio_name_in_the_module_is_an_option_of_bench() {
+        let cmd = <BenchArgs as clap::Args>::augment_args(clap::Command::new("bench"));
+        for (fio_name, ours) in fio::OPTION_ALIASES {
+            let arg = cmd.get_arguments().find(|a| a.get_long() == Some(ours)).unwrap_or_else(|| panic!("--{ours}"));
+            let names: Vec<&str> =
+                arg.get_long().into_iter().chain(arg.get_all_aliases().unwrap_or_default()).collect();
+            assert!(names.contains(fio_name), "--{fio_name} is not an alias of --{ours}: {names:?}");
+        }
+    }
+
+    #[test]
     fn runtime_takes_fio_times_but_not_zero() {
         assert_eq!(parse_runtime("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_runtime("2"), Ok(Duration::from_secs(2)));

@@ -540,7 +540,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// fio's option names that mean the same as bench's, as (fio name, bench option). The
-/// command line takes them as aliases; docs/bench.md lists them.
+/// command line takes them as aliases; docs/fio.md lists them.
 pub const OPTION_ALIASES: &[(&str, &str)] = &[
     ("rw", "ops"),
     ("readwrite", "ops"),
@@ -549,6 +549,7 @@ pub const OPTION_ALIASES: &[(&str, &str)] = &[
     ("iodepth", "depth"),
     ("size", "size"),
     ("runtime", "runtime"),
+    ("time_based", "time-based"),
 ];
 
 /// A time in fio's format (`runtime=`): a whole number with an optional unit, `us`/`usec`,
