@@ -1,13 +1,19 @@
 //! `p2pdma bench`: throughput and latency of reads into P2P memory, writes out of it and
 //! copies through it, each measured side by side with the same through host memory, over
 //! queue depths and chunk sizes. Same engine, same checks and refusals as `copy`.
+//!
+//! fio's conventions (docs/fio.md): fio's option names as aliases, `--runtime` and
+//! `--time-based` with fio's meaning, IOPS, bandwidth and completion-latency percentiles at
+//! fio's points with their sample count, and `--json` in the shape of fio's json+ output.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use p2pdma_core::copy_plan::{self, mib_per_s, EndReport, Route, Via};
+use p2pdma_core::fio::{self, DirectionStats, FioJob, FioReport, LatencyHistogram, FIO_PERCENTILES};
 use p2pdma_core::{transfer, Engine};
 use p2pdma_mem::session;
 use p2pdma_mem::{Access, DirectFile, IoEngine, Job, MemError};
@@ -34,28 +40,46 @@ pub struct BenchArgs {
     /// The device or file read from.
     src: String,
     /// The device or file written to by write and copy runs: its range is overwritten.
+    /// Without it, only reads are measured.
     #[arg(long)]
     dst: Option<String>,
     /// P2P memory to compare with host memory: `auto`, or a provider.
     #[arg(long, default_value = "auto")]
     via: Via,
-    /// What to measure (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "read,write,copy")]
-    ops: Vec<Op>,
-    /// Queue depths (comma-separated).
-    #[arg(long = "depth", value_delimiter = ',', default_value = "1,8")]
+    /// What to measure (comma-separated; fio's --rw): read,write,copy with --dst, read without.
+    #[arg(long, value_enum, value_delimiter = ',', visible_aliases = ["rw", "readwrite"])]
+    ops: Option<Vec<Op>>,
+    /// Queue depths (comma-separated; fio's --iodepth).
+    #[arg(long = "depth", visible_alias = "iodepth", value_delimiter = ',', default_value = "1,8")]
     depths: Vec<usize>,
-    /// Chunk sizes (comma-separated, K/M suffixes).
-    #[arg(long = "chunk", value_delimiter = ',', value_parser = crate::parse_size, default_value = "128K,1M")]
+    /// Chunk sizes (comma-separated, K/M suffixes; fio's --bs, but each size is its own run).
+    #[arg(long = "chunk", visible_aliases = ["bs", "blocksize"], value_delimiter = ',', value_parser = crate::parse_size, default_value = "128K,1M")]
     chunks: Vec<usize>,
-    /// Bytes moved by each run.
+    /// Bytes moved by each run (its range of SRC and DST).
     #[arg(long, value_parser = crate::parse_bytes, default_value = "16M")]
     size: u64,
+    /// Time limit of each run, as fio's runtime (10, 500ms, 2m; no unit = seconds): a run
+    /// ends at the time or at the end of its range, whichever comes first.
+    #[arg(long, value_parser = parse_runtime)]
+    runtime: Option<Duration>,
+    /// Repeat each run over its range until --runtime is reached (fio's time_based).
+    #[arg(long = "time-based", visible_alias = "time_based", requires = "runtime")]
+    time_based: bool,
     /// Write to a destination that is mounted, held or open exclusively elsewhere.
     #[arg(long)]
     force: bool,
 }
 
+/// fio's time format, more than zero.
+fn parse_runtime(s: &str) -> Result<Duration, String> {
+    match fio::parse_fio_time(s)? {
+        d if d.is_zero() => Err(format!("--runtime {s}: must be more than 0")),
+        d => Ok(d),
+    }
+}
+
+/// What the benchmark measured. `--json` writes it as fio's JSON ([`fio_report`]): the runs
+/// as fio jobs, the rest under the top-level `p2pdma` key, which fio readers ignore.
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub src: EndReport,
@@ -63,7 +87,12 @@ pub struct BenchReport {
     pub route: Route,
     pub path: String,
     pub engine: String,
+    /// Bytes of each run's range.
     pub size: u64,
+    /// `--runtime` in seconds, and whether runs repeat over their range until it (`--time-based`).
+    pub runtime_seconds: Option<f64>,
+    pub time_based: bool,
+    #[serde(skip)]
     pub runs: Vec<RunRow>,
     /// P2P against host memory for each op, depth and chunk (throughput ratio).
     pub comparisons: Vec<Comparison>,
@@ -73,22 +102,34 @@ pub struct BenchReport {
     pub signal: Option<String>,
 }
 
+/// One run; in the JSON, a fio job's `p2pdma` object (its reads and writes are the job's
+/// `read` and `write`).
 #[derive(Debug, Serialize)]
 pub struct RunRow {
     pub op: Op,
     /// `p2p` or `host`.
     pub memory: &'static str,
+    /// Buffers in flight (less than asked when P2P memory ran out; 1 with the sync engine).
     pub depth: usize,
     pub chunk: usize,
     pub bytes: u64,
     pub seconds: f64,
     pub mib_per_s: f64,
-    /// Per I/O, submission to completion, in microseconds.
-    pub read_p50_us: Option<f64>,
-    pub read_p99_us: Option<f64>,
-    pub write_p50_us: Option<f64>,
-    pub write_p99_us: Option<f64>,
+    /// Chunks completed per second: each one read, written, or read and written (copy).
+    pub iops: f64,
+    /// Times the range was gone through (more than one only with `--time-based`).
+    pub passes: u64,
     pub error: Option<String>,
+    /// The errno of `error` where there is one (fio's `error` field).
+    #[serde(skip)]
+    pub errno: i32,
+    /// Stopped by SIGINT/SIGTERM: the counts are of the passes that completed.
+    pub interrupted: bool,
+    /// Reads and writes: bytes, I/Os, completion latencies.
+    #[serde(skip)]
+    pub read: DirectionStats,
+    #[serde(skip)]
+    pub write: DirectionStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,14 +143,42 @@ pub struct Comparison {
     pub ratio: f64,
 }
 
-/// The `q`-th percentile (0..=100) of `samples`, nearest rank, in microseconds.
-pub fn percentile_us(samples: &mut [Duration], q: usize) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
+/// The report as fio's JSON (`fio --output-format=json+`): one job per run, each with its
+/// [`RunRow`] under `p2pdma`, and the rest of the report under a top-level `p2pdma`.
+pub fn fio_report(r: &BenchReport) -> anyhow::Result<FioReport> {
+    let mut global_options = BTreeMap::from([
+        ("size".to_string(), r.size.to_string()),
+        ("ioengine".to_string(), r.engine.clone()),
+        ("direct".to_string(), "1".to_string()),
+    ]);
+    if let Some(t) = r.runtime_seconds {
+        global_options.insert("runtime".into(), format!("{}ms", (t * 1000.0).round() as u64));
     }
-    samples.sort_unstable();
-    let rank = (samples.len() * q).div_ceil(100).clamp(1, samples.len());
-    Some(samples[rank - 1].as_secs_f64() * 1e6)
+    if r.time_based {
+        global_options.insert("time_based".into(), "1".into());
+    }
+    let mut jobs = Vec::with_capacity(r.runs.len());
+    for row in &r.runs {
+        let mut job = FioJob::for_run(&op_name(row.op), row.memory, row.depth, row.chunk as u64, r.size);
+        job.read = row.read.clone();
+        job.write = row.write.clone();
+        job.set_runtime(Duration::from_secs_f64(row.seconds));
+        job.error = row.errno;
+        job.extra = Some(serde_json::to_value(row)?);
+        jobs.push(job);
+    }
+    let timestamp_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Ok(FioReport {
+        version: format!("p2pdma-{}", env!("CARGO_PKG_VERSION")),
+        timestamp_ms,
+        global_options,
+        jobs,
+        extra: Some(serde_json::to_value(r)?),
+    })
+}
+
+fn op_name(op: Op) -> String {
+    format!("{op:?}").to_lowercase()
 }
 
 /// Runs `p2pdma bench` and prints it: exit 0, 1 when a run failed, 130/143 when interrupted.
@@ -122,7 +191,7 @@ pub fn command(source: &SourceArgs, args: &BenchArgs, json: bool) -> anyhow::Res
     let mut report = run(&env, args, Some(interrupt.flag()))?;
     report.signal = interrupt.signal_name();
     if json {
-        crate::print_json(&report)?;
+        crate::print_json(&fio_report(&report)?)?;
     } else {
         crate::out::text(&render(&report))?;
     }
@@ -139,7 +208,12 @@ pub fn command(source: &SourceArgs, args: &BenchArgs, json: bool) -> anyhow::Res
 /// Runs every combination; `Err` only for bad input. Refusals (a destination in use) are
 /// errors here too: a benchmark has no partial result worth keeping.
 pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::Result<BenchReport> {
-    let writes = args.ops.iter().any(|op| *op != Op::Read);
+    // Without a destination only reads are possible, so only reads are the default.
+    let ops = args.ops.clone().unwrap_or_else(|| match args.dst {
+        Some(_) => vec![Op::Read, Op::Write, Op::Copy],
+        None => vec![Op::Read],
+    });
+    let writes = ops.iter().any(|op| *op != Op::Read);
     if writes && args.dst.is_none() {
         anyhow::bail!("write and copy benchmarks need --dst (a scratch device or file: its range is overwritten)");
     }
@@ -197,7 +271,7 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
 
     let mut runs = Vec::new();
     let mut comparisons = Vec::new();
-    for &op in &args.ops {
+    for &op in &ops {
         for &depth in &args.depths {
             for &chunk in &args.chunks {
                 let mut pair = Vec::new();
@@ -205,7 +279,8 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
                     if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                         break;
                     }
-                    let setup = Setup { sysfs: m.sysfs, route, node, stop };
+                    let setup =
+                        Setup { sysfs: m.sysfs, route, node, stop, runtime: args.runtime, time_based: args.time_based };
                     let row = measure_one(
                         &setup,
                         &mut engine,
@@ -241,6 +316,8 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
         route,
         engine: engine.name().into(),
         size: length,
+        runtime_seconds: args.runtime.map(|t| t.as_secs_f64()),
+        time_based: args.time_based,
         runs,
         comparisons,
         notes,
@@ -261,6 +338,8 @@ struct Setup<'a> {
     route: &'a Route,
     node: Option<i32>,
     stop: Option<&'a AtomicBool>,
+    runtime: Option<Duration>,
+    time_based: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -283,21 +362,25 @@ fn measure_one(
         bytes: 0,
         seconds: 0.0,
         mib_per_s: 0.0,
-        read_p50_us: None,
-        read_p99_us: None,
-        write_p50_us: None,
-        write_p99_us: None,
+        iops: 0.0,
+        passes: 0,
         error: None,
+        errno: 0,
+        interrupted: false,
+        read: DirectionStats::default(),
+        write: DirectionStats::default(),
     };
     let depth = if matches!(engine, IoEngine::Sync) { 1 } else { depth };
     let mut bufs = match session::buffers(setup.sysfs, setup.route, depth, chunk, setup.node, notes) {
         Ok(b) => b,
         Err(e) => {
+            row.errno = e.errno().unwrap_or(EIO);
             row.error = Some(e.to_string());
             return row;
         }
     };
     row.depth = bufs.len();
+    let start = Instant::now();
     let job = Job {
         src: (op != Op::Write).then_some((src, 0)),
         dst: if op == Op::Read { None } else { dst.map(|d| (d, 0)) },
@@ -306,32 +389,64 @@ fn measure_one(
         record_latency: true,
         max_reads: 0,
         stop: setup.stop,
+        deadline: setup.runtime.map(|t| start + t),
     };
-    match engine.run(&job, &mut bufs, &mut |_| {}) {
-        Ok(mut stats) => {
-            row.bytes = stats.bytes;
-            row.seconds = stats.elapsed.as_secs_f64();
-            row.mib_per_s = mib_per_s(stats.bytes, row.seconds);
-            row.read_p50_us = percentile_us(&mut stats.read_latency, 50);
-            row.read_p99_us = percentile_us(&mut stats.read_latency, 99);
-            row.write_p50_us = percentile_us(&mut stats.write_latency, 50);
-            row.write_p99_us = percentile_us(&mut stats.write_latency, 99);
+    let (mut reads, mut writes) = (LatencyHistogram::new(), LatencyHistogram::new());
+    // One pass over the range; with --time-based, passes until the deadline (fio's time_based).
+    loop {
+        match engine.run(&job, &mut bufs, &mut |_| {}) {
+            Ok(stats) => {
+                row.passes += 1;
+                row.bytes += stats.bytes;
+                reads.merge(&stats.read_latency);
+                writes.merge(&stats.write_latency);
+                let more_time = job.deadline.is_some_and(|d| Instant::now() < d);
+                if !setup.time_based || !more_time || stats.bytes == 0 {
+                    break;
+                }
+            }
+            Err(f) => {
+                row.interrupted = matches!(f.error, MemError::Interrupted);
+                row.errno = if row.interrupted { EINTR } else { f.error.errno().unwrap_or(EIO) };
+                row.error = Some(if row.interrupted { "interrupted".into() } else { f.error.to_string() });
+                break;
+            }
         }
-        Err(f) if matches!(f.error, MemError::Interrupted) => row.error = Some("interrupted".into()),
-        Err(f) => row.error = Some(f.error.to_string()),
     }
+    let elapsed = start.elapsed();
+    row.seconds = elapsed.as_secs_f64();
+    row.mib_per_s = mib_per_s(row.bytes, row.seconds);
+    let chunks = if op == Op::Write { writes.count() } else { reads.count() };
+    row.iops = if row.seconds > 0.0 { chunks as f64 / row.seconds } else { 0.0 };
+    // Every chunk completed was read (read, copy) and written (write, copy) whole.
+    let moved = |h: LatencyHistogram| DirectionStats {
+        bytes: if h.count() > 0 { row.bytes } else { 0 },
+        ios: h.count(),
+        runtime: if h.count() > 0 { elapsed } else { Duration::ZERO },
+        clat: h,
+    };
+    row.read = moved(reads);
+    row.write = moved(writes);
     row
 }
 
-/// The table `p2pdma bench` prints.
+const EIO: i32 = 5;
+const EINTR: i32 = 4;
+
+/// The table `p2pdma bench` prints, then each run's completion latencies at fio's points.
 pub fn render(r: &BenchReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    let limit = match r.runtime_seconds {
+        Some(t) if r.time_based => format!(", repeated for {t} s"),
+        Some(t) => format!(", at most {t} s"),
+        None => String::new(),
+    };
     let _ = writeln!(
         s,
-        "bench {} -> {}: {} bytes per run, {} engine",
+        "bench {} -> {}: {} bytes per run{limit}, {} engine",
         r.src.end.path,
-        r.dst.as_ref().map_or("-", |d| d.end.path.as_str()),
+        r.dst.as_ref().map_or("- (reads only)", |d| d.end.path.as_str()),
         r.size,
         r.engine
     );
@@ -342,37 +457,55 @@ pub fn render(r: &BenchReport) -> String {
     if let Some(sig) = &r.signal {
         let _ = writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started");
     }
-    let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     let _ = writeln!(
         s,
-        "{:<6} {:<5} {:>5} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "op", "mem", "depth", "chunk", "MiB/s", "rd p50us", "rd p99us", "wr p50us", "wr p99us"
+        "{:<6} {:<5} {:>5} {:>8} {:>10} {:>10} {:>8}",
+        "op", "mem", "depth", "chunk", "IOPS", "MiB/s", "seconds"
     );
     for row in &r.runs {
-        let op = format!("{:?}", row.op).to_lowercase();
-        match &row.error {
-            Some(e) => {
-                let _ = writeln!(s, "{op:<6} {:<5} {:>5} {:>8} error: {e}", row.memory, row.depth, row.chunk);
+        let op = op_name(row.op);
+        let _ = write!(s, "{op:<6} {:<5} {:>5} {:>8}", row.memory, row.depth, row.chunk);
+        let _ = match &row.error {
+            Some(e) if row.passes == 0 => writeln!(s, " error: {e}"),
+            _ => writeln!(s, " {:>10.1} {:>10.1} {:>8.3}", row.iops, row.mib_per_s, row.seconds),
+        };
+        for (dir, d) in [("read", &row.read), ("write", &row.write)] {
+            if d.ios > 0 {
+                let _ = writeln!(s, "  {dir} {}", clat_line(&d.clat));
             }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "{op:<6} {:<5} {:>5} {:>8} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
-                    row.memory,
-                    row.depth,
-                    row.chunk,
-                    row.mib_per_s,
-                    us(row.read_p50_us),
-                    us(row.read_p99_us),
-                    us(row.write_p50_us),
-                    us(row.write_p99_us)
-                );
-            }
+        }
+        if let (Some(e), true) = (&row.error, row.passes > 0) {
+            let _ = writeln!(s, "  error: {e}");
         }
     }
     for c in &r.comparisons {
-        let op = format!("{:?}", c.op).to_lowercase();
-        let _ = writeln!(s, "{op} depth {} chunk {}: P2P/host = {:.2}", c.depth, c.chunk, c.ratio);
+        let _ = writeln!(s, "{} depth {} chunk {}: P2P/host = {:.2}", op_name(c.op), c.depth, c.chunk, c.ratio);
+    }
+    s
+}
+
+/// `clat (us) N=128 min=.. avg=.. max=..: p1=.. p5=.. ...`, naming the points too few samples leave out.
+fn clat_line(h: &LatencyHistogram) -> String {
+    use std::fmt::Write;
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1000.0);
+    let mut s = format!(
+        "clat (us) N={} min={} avg={:.1} max={}:",
+        h.count(),
+        us(h.min().unwrap_or(0)),
+        h.mean() / 1000.0,
+        us(h.max().unwrap_or(0))
+    );
+    let shown = h.fio_percentiles();
+    for p in &shown {
+        let _ = write!(s, " p{}={}", p.point, us(p.value_ns));
+    }
+    let missing: Vec<String> = FIO_PERCENTILES
+        .iter()
+        .filter(|&&point| !shown.iter().any(|p| p.point == point))
+        .map(|point| format!("p{point}"))
+        .collect();
+    if !missing.is_empty() {
+        let _ = write!(s, " (too few samples for {})", missing.join(" "));
     }
     s
 }
@@ -382,11 +515,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
-        assert_eq!(percentile_us(&mut v, 50), Some(50.0));
-        assert_eq!(percentile_us(&mut v, 99), Some(99.0));
-        assert_eq!(percentile_us(&mut [Duration::from_micros(7)], 99), Some(7.0));
-        assert_eq!(percentile_us(&mut [], 50), None);
+    fn clat_line_names_the_points_left_out() {
+        let mut h = LatencyHistogram::new();
+        for us in 1..=10u64 {
+            h.record(us * 1000);
+        }
+        let line = clat_line(&h);
+        assert!(line.starts_with("clat (us) N=10 min=1.0 avg=5.5 max=10.0: p10=1.0"), "{line}");
+        assert!(line.contains(" p50=5.0 ") && line.contains(" p90=9.0 "), "{line}");
+        assert!(line.ends_with("(too few samples for p1 p5 p95 p99 p99.5 p99.9 p99.95 p99.99)"), "{line}");
+    }
+
+    #[test]
+    fn every_fio_name_in_the_module_is_an_option_of_bench() {
+        let cmd = <BenchArgs as clap::Args>::augment_args(clap::Command::new("bench"));
+        for (fio_name, ours) in fio::OPTION_ALIASES {
+            let arg = cmd.get_arguments().find(|a| a.get_long() == Some(ours)).unwrap_or_else(|| panic!("--{ours}"));
+            let names: Vec<&str> =
+                arg.get_long().into_iter().chain(arg.get_all_aliases().unwrap_or_default()).collect();
+            assert!(names.contains(fio_name), "--{fio_name} is not an alias of --{ours}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn runtime_takes_fio_times_but_not_zero() {
+        assert_eq!(parse_runtime("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_runtime("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_runtime("0").unwrap_err().contains("more than 0"));
+        assert!(parse_runtime("1.5s").is_err());
     }
 }

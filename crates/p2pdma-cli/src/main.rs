@@ -141,8 +141,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Throughput and latency (p50, p99) of reads into P2P memory, writes out of it and
-    /// copies through it, each beside the same through host memory, over depths and chunks.
+    /// IOPS, throughput and completion-latency percentiles of reads into P2P memory, writes
+    /// out of it and copies through it, each beside the same through host memory, over
+    /// depths and chunks; fio's option names and (--json) fio's JSON. Reads only without --dst.
     Bench {
         #[command(flatten)]
         source: SourceArgs,

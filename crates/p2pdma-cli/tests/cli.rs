@@ -244,11 +244,12 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
         p2pdma(&["bench", s, "--ops", "read", "--depth", "1,4", "--chunk", "64K", "--size", "1M", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let runs = v["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
-    assert!(runs
-        .iter()
-        .all(|r| r["bytes"] == 1 << 20 && r["read_p99_us"].as_f64().unwrap() >= r["read_p50_us"].as_f64().unwrap()));
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j["p2pdma"]["bytes"] == 1 << 20
+        && j["read"]["clat_ns"]["N"] == 16
+        && j["read"]["clat_ns"]["percentile"]["90.000000"].as_u64().unwrap()
+            >= j["read"]["clat_ns"]["percentile"]["50.000000"].as_u64().unwrap()));
     let (code, _, err) = p2pdma(&["bench", s, "--ops", "write"]);
     assert!(code == 2 && err.contains("need --dst"), "{err}");
 }
@@ -610,7 +611,9 @@ fn bench_is_interruptible() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(143), "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["signal"], "SIGTERM", "{text}");
-    let runs = v["runs"].as_array().unwrap();
-    assert!(runs.len() < 6, "later runs were not started: {text}");
+    assert_eq!(v["p2pdma"]["signal"], "SIGTERM", "{text}");
+    let jobs = v["jobs"].as_array().unwrap();
+    assert!(jobs.len() < 6, "later runs were not started: {text}");
+    let last = &jobs[jobs.len() - 1];
+    assert_eq!((last["error"].as_i64(), last["p2pdma"]["interrupted"].as_bool()), (Some(4), Some(true)), "{text}");
 }

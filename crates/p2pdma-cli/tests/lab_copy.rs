@@ -1,8 +1,9 @@
 //! `p2pdma copy` against the real kernel in the lab: exact copies through a CMB, the host
 //! fallback and its refusal, the emulator's silent-corruption trap caught by --verify,
 //! safety refusals (mounted, in use), ENOMEM, an injected I/O error at a chosen offset, and
-//! the provider removed mid-copy. One boot per scenario; each step leaves its JSON and exit
-//! status in the share for the asserts here.
+//! the provider removed mid-copy; `p2pdma bench` through the CMB, its fio-shaped JSON read
+//! as fio's. One boot per scenario; each step leaves its JSON and exit status in the share
+//! for the asserts here.
 //!
 //! Needs QEMU and the lab kernel (scripts/test installs them); P2PDMA_SKIP_LAB=1 skips.
 
@@ -11,6 +12,8 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
+#[path = "../../p2pdma-core/tests/fio_reader/mod.rs"]
+mod fio_reader;
 
 use common::skip_lab;
 
@@ -300,5 +303,55 @@ fn lab_copy_interrupted() {
         assert_eq!(r["bytes"].as_u64(), Some(prefix), "{r}");
         let (src, dst) = (run.read(&format!("{name}-src.sha")), run.read(&format!("{name}-dst.sha")));
         assert_eq!(src, dst, "{name}: the written prefix differs from the source");
+    }
+}
+
+/// `bench` through nvme-a's CMB beside host memory: reads only without --dst (fio's option
+/// names), then read, write and copy; its JSON read by the fio-style reader and by fio's
+/// `fio_jsonplus_clat2csv` on the host, each percentile only where N allows.
+#[test]
+fn lab_bench_through_the_cmb_reads_as_fio() {
+    if skip_lab() {
+        return;
+    }
+    let script = Script::new()
+        .step("bench-read", "p2pdma bench nvme-b --bs 4K --iodepth 8 --size 1M --json")
+        .step("bench-all", "p2pdma bench nvme-b --dst nvme-a --chunk 128K --depth 1,4 --size 4M --json");
+    let run = Run::boot("switch", &[], script);
+
+    let (rc, v) = run.step("bench-read");
+    assert_eq!(rc, 0, "{v}");
+    let out: fio_reader::Output = serde_json::from_value(v.clone()).expect("read as fio's");
+    let names: Vec<&str> = out.jobs.iter().map(|j| j.jobname.as_str()).collect();
+    assert_eq!(names, ["read-p2p-qd8-bs4k", "read-host-qd8-bs4k"], "{v}");
+    assert_eq!(v["p2pdma"]["route"]["memory"], "p2p", "{v}");
+    assert_eq!(v["p2pdma"]["dst"], Value::Null);
+    for job in &out.jobs {
+        let c = &job.read.clat_ns;
+        assert_eq!((job.error, job.read.total_ios, c.n), (0, 256, 256), "{}", job.jobname);
+        // 256 samples: p1 … p99.5, not p99.9 (1000) and up.
+        assert!(c.percentile.contains_key("99.500000") && !c.percentile.contains_key("99.900000"), "{}", job.jobname);
+    }
+
+    let (rc, v) = run.step("bench-all");
+    assert_eq!(rc, 0, "{v}");
+    let out: fio_reader::Output = serde_json::from_value(v.clone()).expect("read as fio's");
+    assert_eq!(out.jobs.len(), 12, "3 ops x 2 depths x (p2p, host): {v}");
+    for (job, raw) in out.jobs.iter().zip(v["jobs"].as_array().unwrap()) {
+        let op = raw["p2pdma"]["op"].as_str().unwrap();
+        let (reads, writes) = (job.read.total_ios, job.write.total_ios);
+        assert_eq!(job.error, 0, "{}: {raw}", job.jobname);
+        assert_eq!((reads > 0, writes > 0), (op != "write", op != "read"), "{}", job.jobname);
+        for d in [&job.read, &job.write] {
+            assert_eq!(d.clat_ns.n, d.total_ios, "{}", job.jobname);
+            assert!(d.total_ios == 0 || d.io_bytes == 4 * MIB, "{}", job.jobname);
+            assert!(d.total_ios == 0 || d.clat_ns.percentile.contains_key("50.000000"), "{}", job.jobname);
+            assert!(!d.clat_ns.percentile.contains_key("99.000000"), "32 samples: no p99 ({})", job.jobname);
+        }
+    }
+    assert_eq!(v["p2pdma"]["comparisons"].as_array().unwrap().len(), 6, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(csv) = fio_reader::clat2csv_job0(dir.path(), "lab-bench", &v.to_string()) {
+        assert!(csv.starts_with("nsec, read_slat_ns_count"), "{csv}");
     }
 }

@@ -300,12 +300,23 @@ pub struct FioReport {
     pub timestamp_ms: u64,
     pub global_options: BTreeMap<String, String>,
     pub jobs: Vec<FioJob>,
+    /// What fio has no field for about the whole report, under a top-level `p2pdma` key
+    /// (fio readers look up the keys they know and ignore it).
+    pub extra: Option<serde_json::Value>,
 }
 
 impl FioReport {
-    /// The report in fio's JSON shape.
+    /// The report in fio's JSON shape, as a value (its maps sorted by key; serializing the
+    /// report itself keeps fio's order, e.g. of the percentile points).
     pub fn to_fio_json(&self) -> serde_json::Value {
-        serde_json::to_value(JsonReport::from(self)).expect("plain data serializes")
+        serde_json::to_value(self).expect("plain data serializes")
+    }
+}
+
+/// Serializes in fio's JSON shape, in fio's order.
+impl Serialize for FioReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        JsonReport::from(self).serialize(s)
     }
 }
 
@@ -322,6 +333,8 @@ struct JsonReport<'a> {
     #[serde(rename = "global options", skip_serializing_if = "BTreeMap::is_empty")]
     global_options: &'a BTreeMap<String, String>,
     jobs: Vec<JsonJob<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p2pdma: Option<&'a serde_json::Value>,
 }
 
 impl<'a> From<&'a FioReport> for JsonReport<'a> {
@@ -333,6 +346,7 @@ impl<'a> From<&'a FioReport> for JsonReport<'a> {
             time: ctime_utc(r.timestamp_ms / 1000),
             global_options: &r.global_options,
             jobs: r.jobs.iter().map(JsonJob::from).collect(),
+            p2pdma: r.extra.as_ref(),
         }
     }
 }
@@ -526,7 +540,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// fio's option names that mean the same as bench's, as (fio name, bench option). The
-/// command line takes them as aliases; docs/bench.md lists them.
+/// command line takes them as aliases; docs/fio.md lists them.
 pub const OPTION_ALIASES: &[(&str, &str)] = &[
     ("rw", "ops"),
     ("readwrite", "ops"),
@@ -535,6 +549,7 @@ pub const OPTION_ALIASES: &[(&str, &str)] = &[
     ("iodepth", "depth"),
     ("size", "size"),
     ("runtime", "runtime"),
+    ("time_based", "time-based"),
 ];
 
 /// A time in fio's format (`runtime=`): a whole number with an optional unit, `us`/`usec`,

@@ -4,65 +4,14 @@
 //! --rw=read --name=seqwrite --rw=write`), and by fio's own `fio_jsonplus_clat2csv` (Debian's
 //! `fio` package; scripts/install-fio installs it, the test skips without it unless `CI` is set).
 
+mod fio_reader;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use fio_reader::{beyond_fio, clat2csv_job0, layout, Output, FIO_FIXTURE};
 use p2pdma_core::fio::{DirectionStats, FioJob, FioReport, FIO_PERCENTILES};
-use serde::Deserialize;
 use serde_json::Value;
-
-const FIO_FIXTURE: &str = include_str!("fixtures/fio-3.33-jsonplus.json");
-
-// What fio consumers read (fio-plot, dashboards, CI scripts): jobs[].jobname, per direction
-// iops (float), bw (KiB/s, integer), io_bytes, runtime (ms), total_ios, and clat_ns with N
-// and the percentile map keyed "99.900000".
-#[derive(Deserialize)]
-struct Output {
-    #[serde(rename = "fio version")]
-    version: String,
-    timestamp: u64,
-    jobs: Vec<Job>,
-}
-
-#[derive(Deserialize)]
-struct Job {
-    jobname: String,
-    error: i64,
-    #[serde(rename = "job options")]
-    options: BTreeMap<String, String>,
-    read: Direction,
-    write: Direction,
-    trim: Direction,
-}
-
-#[derive(Deserialize)]
-struct Direction {
-    io_bytes: u64,
-    io_kbytes: u64,
-    bw_bytes: u64,
-    bw: u64,
-    iops: f64,
-    runtime: u64,
-    total_ios: u64,
-    clat_ns: Lat,
-    lat_ns: Lat,
-}
-
-#[derive(Deserialize)]
-struct Lat {
-    min: u64,
-    max: u64,
-    mean: f64,
-    stddev: f64,
-    #[serde(rename = "N")]
-    n: u64,
-    #[serde(default)]
-    percentile: BTreeMap<String, u64>,
-    #[serde(default)]
-    bins: BTreeMap<String, u64>,
-}
 
 /// Three bench runs: a read of 10000 I/Os (every point), a copy of 150 (reads and writes; p99
 /// yes, p99.5 no), a failed write with nothing moved.
@@ -98,6 +47,7 @@ fn sample_report() -> FioReport {
         timestamp_ms: 1_796_078_256_123,
         global_options: BTreeMap::from([("size".to_string(), "16777216".to_string())]),
         jobs: vec![read, copy, failed],
+        extra: None,
     }
 }
 
@@ -182,52 +132,13 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// "int", "float", "string", ... of a JSON value, as a typed reader sees it.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Every path of a JSON value with the kind found there: array indices as `[]`, keys of maps
-/// that hold data (percentile points, bins, option names) as `*`.
-fn layout(v: &Value, path: &str, out: &mut BTreeMap<String, &'static str>) {
-    let data_maps = ["percentile", "bins", "job options", "global options"];
-    match v {
-        Value::Object(o) => {
-            let is_data = data_maps.iter().any(|m| path.ends_with(m));
-            for (k, v) in o {
-                let k = if is_data { "*" } else { k };
-                layout(v, &format!("{path}.{k}"), out);
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| layout(v, &format!("{path}[]"), out)),
-        _ => {
-            out.insert(path.to_string(), kind(v));
-        }
-    }
-}
-
 #[test]
 fn same_keys_and_types_as_real_fio_where_filled() {
     let fio: Value = serde_json::from_str(FIO_FIXTURE).unwrap();
     let ours = ours();
-    let (mut theirs, mut mine) = (BTreeMap::new(), BTreeMap::new());
-    layout(&fio, "", &mut theirs);
+    let mut mine = BTreeMap::new();
     layout(&ours, "", &mut mine);
-    let mut extra = Vec::new();
-    for (path, kind) in &mine {
-        match theirs.get(path) {
-            Some(t) => assert_eq!(kind, t, "type at {path}"),
-            None => extra.push(path.as_str()),
-        }
-    }
+    let extra = beyond_fio(&ours);
     // Only bench's own object is beyond fio's layout.
     assert!(extra.iter().all(|p| p.starts_with(".jobs[].p2pdma.")), "{extra:?}");
     assert!(!extra.is_empty());
@@ -257,42 +168,28 @@ fn same_keys_and_types_as_real_fio_where_filled() {
 /// fio's own json+ reader: turns clat bins into CSV, then `--validate` re-reads both.
 #[test]
 fn fio_jsonplus_clat2csv_reads_bench_json() {
-    let script = Path::new("/usr/bin/fio_jsonplus_clat2csv");
-    let python = Path::new("/usr/bin/python3");
-    let usable = script.exists() && Command::new(python).args(["-c", "import six"]).status().is_ok_and(|s| s.success());
-    if !usable {
-        let msg = "fio_jsonplus_clat2csv or python3-six missing: run scripts/install-fio";
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("skipped: {msg}");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [("fio", FIO_FIXTURE.to_string()), ("bench", serde_json::to_string_pretty(&ours()).unwrap())] {
-        let json = dir.path().join(format!("{name}.json"));
-        std::fs::write(&json, text).unwrap();
-        let csv = dir.path().join(format!("{name}.csv"));
-        for validate in [false, true] {
-            let mut cmd = Command::new(python);
-            cmd.arg(script).arg(&json).arg(&csv);
-            if validate {
-                cmd.arg("--validate");
-            }
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{name} (validate {validate}): {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let job0 = std::fs::read_to_string(dir.path().join(format!("{name}_job0.csv"))).unwrap();
+    let Some(fio) = clat2csv_job0(dir.path(), "fio", FIO_FIXTURE) else { return };
+    let job0 = clat2csv_job0(dir.path(), "bench", &serde_json::to_string_pretty(&ours()).unwrap()).unwrap();
+    for csv in [&fio, &job0] {
         // Header plus one line per distinct bucket of read clat (and the others).
-        assert!(job0.lines().count() > 10, "{name}: {job0}");
-        assert!(job0.starts_with("nsec, read_slat_ns_count"));
+        assert!(csv.lines().count() > 10, "{csv}");
+        assert!(csv.starts_with("nsec, read_slat_ns_count"));
     }
     // bench's job 0: the last line of read clat is the 100th percentile.
-    let job0 = std::fs::read_to_string(dir.path().join("bench_job0.csv")).unwrap();
     let last = job0.lines().last().unwrap();
     let cols: Vec<&str> = last.split(", ").collect();
     assert_eq!(cols[5..7], ["10000", "1.0"], "{last}");
+}
+
+/// Serializing the report itself keeps fio's order of the percentile points.
+#[test]
+fn percentiles_in_fio_order_when_serialized_directly() {
+    let text = serde_json::to_string(&sample_report()).unwrap();
+    let (p1, p5, p10) =
+        (text.find("\"1.000000\"").unwrap(), text.find("\"5.000000\"").unwrap(), text.find("\"10.000000\"").unwrap());
+    assert!(p1 < p5 && p5 < p10);
+    let report = FioReport { extra: Some(serde_json::json!({"signal": null})), ..sample_report() };
+    assert_eq!(report.to_fio_json()["p2pdma"]["signal"], Value::Null);
+    assert!(sample_report().to_fio_json().get("p2pdma").is_none());
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
+use p2pdma_core::fio::LatencyHistogram;
 use rustix::io::Errno;
 
 use crate::{DirectFile, IoBuffer, IoCause, MemError};
@@ -34,6 +35,9 @@ pub struct Job<'a> {
     /// Set (by a signal handler) to stop: no new chunk is started, the chunks under way
     /// finish, and the run ends with [`MemError::Interrupted`] and the written prefix.
     pub stop: Option<&'a AtomicBool>,
+    /// A time limit (bench's `--runtime`): no new chunk is started after it, the chunks
+    /// under way finish, and the run ends normally with the bytes done so far.
+    pub deadline: Option<Instant>,
 }
 
 /// What a finished transfer measured.
@@ -41,9 +45,10 @@ pub struct Job<'a> {
 pub struct Stats {
     pub bytes: u64,
     pub elapsed: Duration,
-    /// Per completed read and write (submission to completion), when recorded.
-    pub read_latency: Vec<Duration>,
-    pub write_latency: Vec<Duration>,
+    /// Per completed read and write (submission to completion), when recorded: fio's
+    /// histogram, so a long run costs no memory per I/O.
+    pub read_latency: LatencyHistogram,
+    pub write_latency: LatencyHistogram,
 }
 
 /// A transfer that stopped: the first error, and how far it got.
@@ -120,13 +125,22 @@ struct Chunk {
 }
 
 impl Job<'_> {
-    fn stopping(&self) -> bool {
+    fn interrupted(&self) -> bool {
         self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
-    /// How a run that was not stopped by an error ends: complete, or interrupted early.
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn stopping(&self) -> bool {
+        self.interrupted() || self.out_of_time()
+    }
+
+    /// How a run that was not stopped by an error ends: complete (the whole range, or as
+    /// much as its time allowed), or interrupted early.
     fn finish(&self, mut stats: Stats, done: u64, start: Instant) -> Result<Stats, Failure> {
-        if done < self.length {
+        if done < self.length && (self.interrupted() || !self.out_of_time()) {
             return Err(Failure {
                 error: MemError::Interrupted,
                 completed: done,
@@ -172,8 +186,8 @@ fn record(stats: &mut Stats, job: &Job<'_>, chunk: &Chunk) {
     if job.record_latency {
         let lat = chunk.issued.elapsed();
         match chunk.phase {
-            Phase::Read => stats.read_latency.push(lat),
-            Phase::Write => stats.write_latency.push(lat),
+            Phase::Read => stats.read_latency.record_duration(lat),
+            Phase::Write => stats.write_latency.record_duration(lat),
         }
     }
 }
@@ -377,14 +391,14 @@ fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64))
             let t = Instant::now();
             file.read_exact_into(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
-                stats.read_latency.push(t.elapsed());
+                stats.read_latency.record_duration(t.elapsed());
             }
         }
         if let Some((file, base)) = job.dst {
             let t = Instant::now();
             file.write_all_from(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
-                stats.write_latency.push(t.elapsed());
+                stats.write_latency.record_duration(t.elapsed());
             }
         }
         at += len as u64;
@@ -442,11 +456,12 @@ mod tests {
                     record_latency: true,
                     max_reads,
                     stop: None,
+                    deadline: None,
                 };
                 let mut seen = Vec::new();
                 let stats = engine.run(&job, &mut host_buffers(4, 16384), &mut |b| seen.push(b)).unwrap();
                 assert_eq!(stats.bytes, len);
-                assert_eq!(stats.read_latency.len(), 10, "{}", engine.name());
+                assert_eq!(stats.read_latency.count(), 10, "{}", engine.name());
                 assert_eq!(*seen.last().unwrap(), len);
                 let out = std::fs::read(dst.path()).unwrap();
                 assert_eq!(&out[12288..12288 + len as usize], &data[8192..8192 + len as usize], "{}", engine.name());
@@ -472,6 +487,7 @@ mod tests {
                 record_latency: false,
                 max_reads: 0,
                 stop: None,
+                deadline: None,
             };
             let f = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap_err();
             let msg = f.error.to_string();
@@ -498,6 +514,7 @@ mod tests {
                 record_latency: false,
                 max_reads: 1,
                 stop: Some(&stop),
+                deadline: None,
             };
             // Stop once 64 KiB are done.
             let f = engine
@@ -513,6 +530,30 @@ mod tests {
             let out = std::fs::read(dst.path()).unwrap();
             let n = f.written_prefix as usize;
             assert_eq!(&out[..n], &data[..n], "{}", engine.name());
+        }
+    }
+
+    #[test]
+    fn a_deadline_ends_the_run_normally_with_what_was_done() {
+        let data = pattern(1 << 20);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let job = Job {
+                src: Some((&s, 0)),
+                dst: None,
+                length: 1 << 20,
+                chunk: 8192,
+                record_latency: true,
+                max_reads: 0,
+                stop: None,
+                deadline: Some(Instant::now()),
+            };
+            let stats = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap();
+            assert_eq!((stats.bytes, stats.read_latency.count()), (0, 0), "{}", engine.name());
+            let job = Job { deadline: Some(Instant::now() + Duration::from_secs(60)), ..job };
+            let stats = engine.run(&job, &mut host_buffers(4, 8192), &mut |_| {}).unwrap();
+            assert_eq!((stats.bytes, stats.read_latency.count()), (1 << 20, 128), "{}", engine.name());
         }
     }
 }

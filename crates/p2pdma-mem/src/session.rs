@@ -160,6 +160,7 @@ pub fn run_copy(
         record_latency: false,
         max_reads: plan.max_reads,
         stop: opts.stop,
+        deadline: None,
     };
     report.setup_seconds = opts.started.elapsed().as_secs_f64();
     on_start(&report);
