@@ -208,7 +208,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR.
+    /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR
+    /// (made if absent; its parent must exist).
     Manpages {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
