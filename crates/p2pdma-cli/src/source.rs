@@ -31,7 +31,8 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PARAMS")]
     pub kernel_params: Option<String>,
     /// Judge as kernel release VERSION would (its host bridge whitelist and features, built
-    /// with CONFIG_PCI_P2PDMA), e.g. 6.6 or 7.2.13: for planning an upgrade.
+    /// with CONFIG_PCI_P2PDMA; before 4.20, without P2PDMA), e.g. 6.6 or 7.2.13: for
+    /// planning an upgrade.
     #[arg(long, value_name = "VERSION")]
     pub kernel: Option<String>,
 }
