@@ -84,19 +84,13 @@ pub fn write_metrics(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()>
 /// `p2pdma manpages DIR`: section-1 pages from the clap definitions (clap_mangen), one for
 /// the program and one per command (`p2pdma-lab-run.1`), as git and cargo ship theirs.
 pub fn write_manpages(cmd: clap::Command, dir: &Path) -> anyhow::Result<usize> {
-    // DIR is made if absent, but not its parents: a typo must not grow a tree of directories.
+    // DIR is made (with its parents, as `man/man1` in a staging tree needs) when absent;
+    // an existing file or device is refused rather than met with "File exists".
     let fail = |why: String| anyhow::anyhow!("cannot write the man pages into {}: {why}", dir.display());
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(fail("it is not a directory".into())),
-        Err(_) => {
-            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !parent.is_dir() {
-                let why = if parent.exists() { "is not a directory" } else { "does not exist" };
-                return Err(fail(format!("{} {why}", parent.display())));
-            }
-            std::fs::create_dir(dir).map_err(|e| fail(e.to_string()))?;
-        }
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?,
     }
     fn walk(cmd: clap::Command, name: String, dir: &Path, count: &mut usize) -> anyhow::Result<()> {
         let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));

@@ -89,6 +89,7 @@ enum Command {
         json: bool,
     },
     /// The provider the kernel would choose for a set of clients (`pci_p2pmem_find_many`).
+    /// Exit 0 a provider found, 1 none, 2 bad input.
     Find {
         #[command(flatten)]
         source: SourceArgs,
@@ -209,7 +210,7 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR
-    /// (made if absent; its parent must exist).
+    /// (made, with its parents, if absent).
     Manpages {
         #[arg(value_name = "DIR")]
         dir: PathBuf,

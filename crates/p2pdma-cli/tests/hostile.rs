@@ -460,11 +460,11 @@ fn diff_metrics_and_kernel_flags_refuse_bad_input_in_one_line() {
     ] {
         refused_saying(&["metrics", "--spec", SWITCH, "-o", &target], 2, &["cannot write the metrics to ", needle]);
     }
-    // Man pages go into a directory: not over a file, not into a tree of new parents.
+    // Man pages go into a directory: not over a file or a device, not below a file.
     for (dir, needle) in [
         (f.path("empty"), "empty: it is not a directory"),
         ("/dev/null".into(), "/dev/null: it is not a directory"),
-        (f.path("no/such/man"), "no/such does not exist"),
+        (format!("{}/man", f.path("empty")), "Not a directory"),
     ] {
         refused(&["manpages", &dir], 2, needle);
     }
