@@ -34,11 +34,8 @@ impl TargetSpec {
         // After the last `:` a BDF has `DEVICE.FUNCTION`; anything without a `.` is a BAR.
         let (device, bar) = match rest.rsplit_once(':') {
             Some((d, b)) if !b.contains('.') => {
-                let bar: u8 = b
-                    .parse()
-                    .ok()
-                    .filter(|&n| n <= 5)
-                    .ok_or_else(|| format!("{s}: BAR `{b}` is not 0 to 5"))?;
+                let bar: u8 =
+                    b.parse().ok().filter(|&n| n <= 5).ok_or_else(|| format!("{s}: BAR `{b}` is not 0 to 5"))?;
                 (d, Some(bar))
             }
             _ => (rest, None),
