@@ -273,7 +273,10 @@ mod tests {
         let n = measure(&new, Path::new("/sys"), true).unwrap();
         assert!(!n.exists && n.end.size == 0);
         let e = measure(dir.path(), Path::new("/sys"), false).unwrap_err();
-        assert!(e.to_string().contains("neither a block device nor a regular file"), "{e}");
+        assert!(e.to_string().ends_with(": is a directory, not a block device or a regular file"), "{e}");
+        let e = measure(&dir.path().join("no/such"), Path::new("/sys"), true).unwrap_err();
+        assert!(e.to_string().contains("no/such: cannot create it: "), "{e}");
+        assert!(!e.to_string().contains("offset"), "{e}");
     }
 
     /// A sysfs fixture: disk 259:0 with partition 259:1 mounted and 259:0 held by dm-0.
