@@ -72,7 +72,14 @@ impl SourceArgs {
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
-            None => sysfs::read(&self.roots(), None)?,
+            None => {
+                // A mistyped --proc-root would otherwise read as "kernel ?, CPU unknown".
+                if !self.proc_root.is_dir() {
+                    let why = if self.proc_root.exists() { "is not a directory" } else { "does not exist" };
+                    anyhow::bail!("--proc-root {}: {why}", self.proc_root.display());
+                }
+                sysfs::read(&self.roots(), None)?
+            }
         };
         if let Some(path) = &self.names {
             let (_, predicted) = spec::load(path)?;

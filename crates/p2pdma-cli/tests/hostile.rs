@@ -399,6 +399,8 @@ fn a_sysfs_root_that_is_not_a_tree_is_one_line() {
     refused(&["topo", "--sysfs-root", "/dev/null"], 2, "/dev/null/bus/pci/devices: Not a directory");
     refused(&["topo", "--sysfs-root", &f.path("a-directory")], 2, "a-directory/bus/pci/devices");
     refused(&["topo", "--sysfs-root", &f.path("missing")], 2, "missing/bus/pci/devices: No such file");
+    refused(&["topo", "--proc-root", "/dev/null"], 2, "--proc-root /dev/null: is not a directory");
+    refused(&["topo", "--proc-root", &f.path("missing")], 2, "missing: does not exist");
 }
 
 #[test]
