@@ -12,8 +12,20 @@ use p2pdma_core::{snapshot, spec, Topology};
 
 /// A snapshot (`p2pdma snapshot`), or a topology file (`.toml`).
 fn load(path: &Path) -> anyhow::Result<Topology> {
-    let mut topo =
-        if path.extension().is_some_and(|e| e == "toml") { spec::load(path)?.1 } else { snapshot::load(path)? };
+    // By content, not name: a snapshot is a JSON object, and a TOML file cannot start with
+    // `{` nor be valid JSON; a snapshot saved as `.toml` (or a topology file as `.json`) is
+    // still read right, and other JSON is refused as not a snapshot.
+    let text = p2pdma_core::input::read_text(path)?;
+    let start = text.trim_start();
+    if start.starts_with('<') {
+        anyhow::bail!("{}: HTML or XML (a report?), not a snapshot or a topology file", path.display());
+    }
+    let json = start.starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(start).is_ok();
+    let mut topo = if json {
+        snapshot::from_json(&text, path)?
+    } else {
+        spec::parse(&text, path)?.to_topology().map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?
+    };
     // Names only label the output; the diff ignores them.
     Names::load_for(&topo).annotate(&mut topo);
     Ok(topo)

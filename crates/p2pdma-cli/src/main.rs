@@ -187,7 +187,7 @@ enum Command {
     /// devices added or gone, ACS, links, BARs, IOMMU, kernel, whitelist; each with the
     /// provider/client pairs it flips. Exit 0 same, 1 different, 2 bad input.
     Diff {
-        /// The earlier snapshot (`p2pdma snapshot`) or topology file (.toml).
+        /// The earlier snapshot (`p2pdma snapshot`) or topology file (told apart by content).
         before: PathBuf,
         /// The later one.
         after: PathBuf,

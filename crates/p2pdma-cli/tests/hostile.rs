@@ -431,10 +431,11 @@ fn diff_metrics_and_kernel_flags_refuse_bad_input_in_one_line() {
     let before = tree(f.dir.path());
     for (path, needle) in [
         (f.path("missing.json"), "missing.json: No such file or directory"),
-        (f.path("report.html"), "report.html: not valid JSON"),
+        (f.path("report.html"), "report.html: HTML or XML (a report?), not a snapshot or a topology file"),
         (f.path("binary"), "binary: is not a text file"),
         (f.path("empty"), "empty: is empty"),
         (f.path("truncated.json"), "truncated.json: not valid JSON"),
+        (f.path("truncated.toml"), "truncated.toml: line "),
         (f.path("array.json"), "not a p2pdma snapshot"),
         (f.path("a-directory"), "a-directory: is a directory, not a file"),
         ("/dev/zero".into(), "/dev/zero: is a character device, not a file"),
@@ -442,8 +443,9 @@ fn diff_metrics_and_kernel_flags_refuse_bad_input_in_one_line() {
         refused(&["diff", SWITCH, &path], 2, needle);
         refused(&["diff", &path, SWITCH], 2, needle);
     }
-    // The same machine as a topology file and as its snapshot: no difference.
-    let snapshot = f.dir.path().join("s.json");
+    // The same machine as a topology file and as its snapshot: no difference, whatever
+    // the files are called (told apart by content).
+    let snapshot = f.dir.path().join("s.toml");
     assert_eq!(p2pdma(&["snapshot", "--spec", SWITCH, "-o", snapshot.to_str().unwrap()]).0, 0);
     assert_eq!(p2pdma(&["diff", SWITCH, snapshot.to_str().unwrap()]).0, 0);
     std::fs::remove_file(&snapshot).unwrap();
