@@ -408,6 +408,10 @@ pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
                 FIRST_P2PDMA.0, FIRST_P2PDMA.1
             )),
         };
+        // Nothing publishes P2P memory there (as a topology file with `p2pdma = false`).
+        for d in &mut topo.devices {
+            d.p2pmem = None;
+        }
         return Ok(());
     }
     machine.kernel.p2pdma = P2pdmaBuild {
@@ -484,6 +488,7 @@ mod tests {
         assert!(name_release(&mut t, "seven").is_err());
         name_release(&mut t, "4.19").unwrap();
         assert!(p2pdma_absent(&t.machine), "a release before 4.20 has no P2PDMA to build");
+        assert!(crate::metrics::kernel_p2pdma_support(&t) == Some(false));
         name_release(&mut t, "4.20").unwrap();
         assert!(!p2pdma_absent(&t.machine));
     }
