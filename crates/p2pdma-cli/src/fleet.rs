@@ -12,8 +12,20 @@ use p2pdma_core::{snapshot, spec, Topology};
 
 /// A snapshot (`p2pdma snapshot`), or a topology file (`.toml`).
 fn load(path: &Path) -> anyhow::Result<Topology> {
-    let mut topo =
-        if path.extension().is_some_and(|e| e == "toml") { spec::load(path)?.1 } else { snapshot::load(path)? };
+    // By content, not name: a snapshot is a JSON object, and a TOML file cannot start with
+    // `{` nor be valid JSON; a snapshot saved as `.toml` (or a topology file as `.json`) is
+    // still read right, and other JSON is refused as not a snapshot.
+    let text = p2pdma_core::input::read_text(path)?;
+    let start = text.trim_start();
+    if start.starts_with('<') {
+        anyhow::bail!("{}: HTML or XML (a report?), not a snapshot or a topology file", path.display());
+    }
+    let json = start.starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(start).is_ok();
+    let mut topo = if json {
+        snapshot::from_json(&text, path)?
+    } else {
+        spec::parse(&text, path)?.to_topology().map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?
+    };
     // Names only label the output; the diff ignores them.
     Names::load_for(&topo).annotate(&mut topo);
     Ok(topo)
@@ -84,13 +96,20 @@ pub fn write_metrics(text: &str, output: Option<&PathBuf>) -> anyhow::Result<()>
 /// `p2pdma manpages DIR`: section-1 pages from the clap definitions (clap_mangen), one for
 /// the program and one per command (`p2pdma-lab-run.1`), as git and cargo ship theirs.
 pub fn write_manpages(cmd: clap::Command, dir: &Path) -> anyhow::Result<usize> {
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    // DIR is made (with its parents, as `man/man1` in a staging tree needs) when absent;
+    // an existing file or device is refused rather than met with "File exists".
+    let fail = |why: String| anyhow::anyhow!("cannot write the man pages into {}: {why}", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(fail("it is not a directory".into())),
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?,
+    }
     fn walk(cmd: clap::Command, name: String, dir: &Path, count: &mut usize) -> anyhow::Result<()> {
         let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
         let path = dir.join(format!("{name}.1"));
         let mut page = Vec::new();
         clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-        std::fs::write(&path, page).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        std::fs::write(&path, page).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         *count += 1;
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             walk(sub.clone(), format!("{name}-{}", sub.get_name()), dir, count)?;

@@ -89,6 +89,7 @@ enum Command {
         json: bool,
     },
     /// The provider the kernel would choose for a set of clients (`pci_p2pmem_find_many`).
+    /// Exit 0 a provider found, 1 none, 2 bad input.
     Find {
         #[command(flatten)]
         source: SourceArgs,
@@ -187,7 +188,7 @@ enum Command {
     /// devices added or gone, ACS, links, BARs, IOMMU, kernel, whitelist; each with the
     /// provider/client pairs it flips. Exit 0 same, 1 different, 2 bad input.
     Diff {
-        /// The earlier snapshot (`p2pdma snapshot`) or topology file (.toml).
+        /// The earlier snapshot (`p2pdma snapshot`) or topology file (told apart by content).
         before: PathBuf,
         /// The later one.
         after: PathBuf,
@@ -209,7 +210,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR.
+    /// Write the man pages (p2pdma.1 and one per command, p2pdma-topo.1, ...) into DIR
+    /// (made, with its parents, if absent).
     Manpages {
         #[arg(value_name = "DIR")]
         dir: PathBuf,

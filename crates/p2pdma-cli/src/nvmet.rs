@@ -414,10 +414,12 @@ struct RestoreReport {
 fn restore(file: &Path, source: &SourceArgs, force: bool, a: &ChangeArgs) -> anyhow::Result<ExitCode> {
     model_plans_are_dry_runs(source, a.dry_run)?;
     let shown = file.display().to_string();
+    // The shared reader: no directories or devices (`/dev/zero` would never end), no binary,
+    // empty or oversized files.
     let text = if file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).map_err(|e| anyhow::anyhow!("standard input: {e}"))?
+        p2pdma_core::input::read_text_from(std::io::stdin(), Path::new("standard input"))?
     } else {
-        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{shown}: cannot read it: {e}"))?
+        p2pdma_core::input::read_text(file)?
     };
     let c = config::parse(&text, &shown).map_err(bad)?;
     let loaded = source.load()?;

@@ -31,7 +31,8 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PARAMS")]
     pub kernel_params: Option<String>,
     /// Judge as kernel release VERSION would (its host bridge whitelist and features, built
-    /// with CONFIG_PCI_P2PDMA), e.g. 6.6 or 7.2.13: for planning an upgrade.
+    /// with CONFIG_PCI_P2PDMA; before 4.20, without P2PDMA), e.g. 6.6 or 7.2.13: for
+    /// planning an upgrade.
     #[arg(long, value_name = "VERSION")]
     pub kernel: Option<String>,
 }
@@ -71,7 +72,14 @@ impl SourceArgs {
         }
         let mut topology = match &self.snapshot {
             Some(path) => snapshot::load(path)?,
-            None => sysfs::read(&self.roots(), None)?,
+            None => {
+                // A mistyped --proc-root would otherwise read as "kernel ?, CPU unknown".
+                if !self.proc_root.is_dir() {
+                    let why = if self.proc_root.exists() { "is not a directory" } else { "does not exist" };
+                    anyhow::bail!("--proc-root {}: {why}", self.proc_root.display());
+                }
+                sysfs::read(&self.roots(), None)?
+            }
         };
         if let Some(path) = &self.names {
             let (_, predicted) = spec::load(path)?;

@@ -440,7 +440,7 @@ fn addr_prints_the_bus_address_and_refuses_bad_bars() {
         (vec!["gpu1", "gpu0:2"], "gpu0 (0000:03:00.0) has no BAR 2"),
         (vec!["gpu1", "gpu0:1+1G"], "offset 0x40000000 is past the BAR's end"),
         (vec!["sw0", "gpu0"], "not a DMA client"),
-        (vec!["gpu1", "gpu0:9"], "BAR 9 is not 0 to 5"),
+        (vec!["gpu1", "gpu0:9"], "BAR `9` is not 0 to 5"),
     ] {
         let mut a = vec!["addr", "--spec", CAPTURE_BOX];
         a.extend(args);

@@ -337,6 +337,10 @@ fn a_closed_pipe_ends_quietly_and_a_full_disk_is_one_line() {
         vec!["snapshot", "--spec", SWITCH, "-o", "-"],
         vec!["report", "--spec", SWITCH, "-o", "-"],
         vec!["lab", "qemu-args", ROOT_PORTS],
+        vec!["addr", "--spec", SWITCH, "nvme-a", "nvme-b"],
+        vec!["diff", SWITCH, ROOT_PORTS],
+        vec!["metrics", "--spec", SWITCH],
+        vec!["completions", "bash"],
     ];
     for args in &commands {
         // The reader is gone before the first byte: every write is EPIPE.
@@ -395,4 +399,171 @@ fn a_sysfs_root_that_is_not_a_tree_is_one_line() {
     refused(&["topo", "--sysfs-root", "/dev/null"], 2, "/dev/null/bus/pci/devices: Not a directory");
     refused(&["topo", "--sysfs-root", &f.path("a-directory")], 2, "a-directory/bus/pci/devices");
     refused(&["topo", "--sysfs-root", &f.path("missing")], 2, "missing/bus/pci/devices: No such file");
+    refused(&["topo", "--proc-root", "/dev/null"], 2, "--proc-root /dev/null: is not a directory");
+    refused(&["topo", "--proc-root", &f.path("missing")], 2, "missing: does not exist");
+}
+
+#[test]
+fn addr_targets_name_what_is_wrong_with_them() {
+    for (target, needle) in [
+        ("nvme-b:7", "nvme-b:7: BAR `7` is not 0 to 5"),
+        ("nvme-b:-1", "BAR `-1` is not 0 to 5"),
+        ("nvme-b:bar1", "BAR `bar1` is not 0 to 5"),
+        ("nvme-b:", "BAR `` is not 0 to 5"),
+        ("nvme-b:99999999999999999999", "is not 0 to 5"),
+        ("nvme-b:2+-5", "offset `-5` is negative"),
+        ("nvme-b:2+99999999999G", "offset `99999999999G` is too large: more than 16 EiB"),
+        ("nvme-b+0xfffffffffffffffffff", "is too large"),
+        ("nvme-b+lots", "offset `lots` is not a number"),
+        ("nvme-b+0x100000000000", "is past the BAR's end"),
+        (":1", "`:1` names no device"),
+        ("", "`` names no device"),
+        ("absent:1", "unknown device `absent`"),
+        ("00:1f.7:1", "no PCI device at 0000:00:1f.7"),
+    ] {
+        refused(&["addr", "--spec", SWITCH, "nvme-a", target], 2, needle);
+    }
+}
+
+#[test]
+fn diff_metrics_and_kernel_flags_refuse_bad_input_in_one_line() {
+    let f = Files::new();
+    let before = tree(f.dir.path());
+    for (path, needle) in [
+        (f.path("missing.json"), "missing.json: No such file or directory"),
+        (f.path("report.html"), "report.html: HTML or XML (a report?), not a snapshot or a topology file"),
+        (f.path("binary"), "binary: is not a text file"),
+        (f.path("empty"), "empty: is empty"),
+        (f.path("truncated.json"), "truncated.json: not valid JSON"),
+        (f.path("truncated.toml"), "truncated.toml: line "),
+        (f.path("array.json"), "not a p2pdma snapshot"),
+        (f.path("a-directory"), "a-directory: is a directory, not a file"),
+        ("/dev/zero".into(), "/dev/zero: is a character device, not a file"),
+    ] {
+        refused(&["diff", SWITCH, &path], 2, needle);
+        refused(&["diff", &path, SWITCH], 2, needle);
+    }
+    // The same machine as a topology file and as its snapshot: no difference, whatever
+    // the files are called (told apart by content).
+    let snapshot = f.dir.path().join("s.toml");
+    assert_eq!(p2pdma(&["snapshot", "--spec", SWITCH, "-o", snapshot.to_str().unwrap()]).0, 0);
+    assert_eq!(p2pdma(&["diff", SWITCH, snapshot.to_str().unwrap()]).0, 0);
+    std::fs::remove_file(&snapshot).unwrap();
+    for version in ["", "6", "abc", "6.6 extra", "99999999999999999999.1"] {
+        refused(&["topo", "--spec", SWITCH, "--kernel", version], 2, "is not a kernel release");
+    }
+    refused(&["topo", "--spec", SWITCH, "--class", "bogus"], 2, "--class: unknown device class `bogus`");
+    refused(&["topo", "--spec", SWITCH, "--class", "nvme,,"], 2, "unknown device class ``");
+    refused(&["topo", "--spec", SWITCH, "--device", "absent"], 2, "unknown device `absent`");
+    refused(&["topo", "--spec", SWITCH, "--device", "00:1f.7"], 2, "no PCI device at 0000:00:1f.7");
+    refused(&["find", "--spec", SWITCH, "--any-bar", "absent"], 2, "unknown device `absent`");
+    for (target, needle) in [
+        (f.path("no/such/x.prom"), "does not exist"),
+        (f.path("a-directory"), "it is a directory"),
+        ("/dev/full".into(), "No space left on device"),
+    ] {
+        refused_saying(&["metrics", "--spec", SWITCH, "-o", &target], 2, &["cannot write the metrics to ", needle]);
+    }
+    // Man pages go into a directory: not over a file or a device, not below a file.
+    for (dir, needle) in [
+        (f.path("empty"), "empty: it is not a directory"),
+        ("/dev/null".into(), "/dev/null: it is not a directory"),
+        (format!("{}/man", f.path("empty")), "Not a directory"),
+    ] {
+        refused(&["manpages", &dir], 2, needle);
+    }
+    assert_eq!(tree(f.dir.path()), before, "a refused command created or changed a file");
+}
+
+#[test]
+fn nvmet_save_and_restore_refuse_bad_files_and_touch_nothing() {
+    let f = Files::new();
+    let cfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cfs.path().join("nvmet")).unwrap();
+    let root = cfs.path().to_str().unwrap();
+    let before = (tree(f.dir.path()), tree(cfs.path()));
+    for (target, needle) in [
+        ("/dev/full".to_string(), "No space left on device"),
+        (f.path("no/such/config.json"), "does not exist"),
+        (f.path("a-directory"), "it is a directory"),
+    ] {
+        refused_saying(
+            &["nvmet", "save", "--configfs-root", root, &target],
+            2,
+            &["cannot write the nvmet configuration to ", needle],
+        );
+    }
+    for (file, needle) in [
+        ("/dev/zero".to_string(), "/dev/zero: is a character device, not a file"),
+        (f.path("a-directory"), "a-directory: is a directory, not a file"),
+        (f.path("binary"), "binary: is not a text file"),
+        (f.path("empty"), "empty: is empty"),
+        (f.path("truncated.json"), "truncated.json: not JSON"),
+        (f.path("array.json"), "not an nvmetcli config"),
+        (f.path("missing.json"), "missing.json: No such file or directory"),
+    ] {
+        refused(&["nvmet", "restore", "--spec", SWITCH, "--dry-run", "--configfs-root", root, &file], 2, needle);
+    }
+    // Standard input is read with the same bound: an endless stream ends in an error.
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .args(["nvmet", "restore", "--spec", SWITCH, "--dry-run", "--configfs-root", root, "-"])
+        .current_dir("../..")
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_one_line(&["nvmet", "restore", "-"], &err);
+    assert!(err.contains("standard input: is larger than"), "{err}");
+    assert_eq!((tree(f.dir.path()), tree(cfs.path())), before, "a refused nvmet command changed something");
+}
+
+#[test]
+fn copy_operands_that_are_not_files_or_devices_are_named_and_nothing_is_created() {
+    let f = Files::new();
+    let src = f.dir.path().join("src.bin");
+    std::fs::write(&src, vec![7u8; 64 << 10]).unwrap();
+    let fifo = f.dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let before = tree_without_fifo(f.dir.path());
+    let (src, dst) = (src.to_str().unwrap(), f.path("dst.bin"));
+    let dir = f.path("a-directory");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![src, &dir], "a-directory: is a directory, not a block device or a regular file"),
+        (vec![&dir, &dst], "a-directory: is a directory, not a block device or a regular file"),
+        (vec!["/dev/null", &dst], "/dev/null: is a character device, not a block device or a regular file"),
+        (vec![src, "/dev/full"], "/dev/full: is a character device"),
+        (vec![fifo.to_str().unwrap(), &dst], "fifo: is a pipe"),
+        (vec![src, "/nonexistent/x.bin"], "/nonexistent/x.bin: cannot create it: /nonexistent: No such file"),
+        (vec![src, src], "are the same storage"),
+        (vec![src, &dst, "--length", "0"], "nothing to copy: the length is 0"),
+        (vec![src, &dst, "--length", "1M"], "run past its end"),
+        (vec![src, &dst, "--chunk", "3"], "--chunk 3 must be a positive multiple of 4096"),
+    ];
+    for (operands, needle) in cases {
+        let mut args = vec!["copy"];
+        args.extend(operands);
+        refused(&args, 2, needle);
+    }
+    assert_eq!(tree_without_fifo(f.dir.path()), before, "a refused copy created or changed a file");
+}
+
+/// [`tree`] without reading named pipes (a read would block).
+fn tree_without_fifo(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    use std::os::unix::fs::FileTypeExt;
+    let fifos: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_fifo())
+        .map(|e| e.path())
+        .collect();
+    let hidden = tempfile::tempdir().unwrap();
+    for f in &fifos {
+        std::fs::rename(f, hidden.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let t = tree(dir);
+    for f in &fifos {
+        std::fs::rename(hidden.path().join(f.file_name().unwrap()), f).unwrap();
+    }
+    t
 }

@@ -31,10 +31,11 @@ impl TargetSpec {
             Some((r, o)) => (r, parse_offset(o).map_err(|e| format!("{s}: {e}"))?),
             None => (s, 0),
         };
+        // After the last `:` a BDF has `DEVICE.FUNCTION`; anything without a `.` is a BAR.
         let (device, bar) = match rest.rsplit_once(':') {
-            Some((d, b)) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
+            Some((d, b)) if !b.contains('.') => {
                 let bar: u8 =
-                    b.parse().ok().filter(|&n| n <= 5).ok_or_else(|| format!("{s}: BAR {b} is not 0 to 5"))?;
+                    b.parse().ok().filter(|&n| n <= 5).ok_or_else(|| format!("{s}: BAR `{b}` is not 0 to 5"))?;
                 (d, Some(bar))
             }
             _ => (rest, None),
@@ -53,7 +54,22 @@ fn parse_offset(s: &str) -> Result<u64, String> {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => crate::spec::suffixed_bytes(t),
     };
-    parsed.ok_or_else(|| format!("offset `{s}` is not a number (4096, 0x1000, 64K)"))
+    parsed.ok_or_else(|| {
+        let well_formed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()),
+            None => {
+                let digits = t.trim_end_matches(['K', 'k', 'M', 'm', 'G', 'g', 'T', 't']);
+                !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+            }
+        };
+        if t.starts_with('-') {
+            format!("offset `{s}` is negative")
+        } else if well_formed {
+            format!("offset `{s}` is too large: more than 16 EiB")
+        } else {
+            format!("offset `{s}` is not a number (4096, 0x1000, 64K)")
+        }
+    })
 }
 
 /// How the client reaches the address.
@@ -239,6 +255,14 @@ mod tests {
         assert!(TargetSpec::parse("gpu0:7").unwrap_err().contains("not 0 to 5"));
         assert!(TargetSpec::parse("gpu0+lots").unwrap_err().contains("not a number"));
         assert!(TargetSpec::parse(":1").is_err());
+        assert!(TargetSpec::parse("gpu0:-1").unwrap_err().contains("BAR `-1` is not 0 to 5"));
+        assert!(TargetSpec::parse("gpu0:bar1").unwrap_err().contains("BAR `bar1`"));
+        assert!(TargetSpec::parse("gpu0:").unwrap_err().contains("BAR ``"));
+        assert!(TargetSpec::parse("gpu0:1+-5").unwrap_err().contains("is negative"));
+        assert!(TargetSpec::parse("gpu0:1+99999999999G").unwrap_err().contains("too large"));
+        assert!(TargetSpec::parse("gpu0+0xffffffffffffffffff").unwrap_err().contains("too large"));
+        assert_eq!(t("0000:03:00.0:2+0x1000").device, "0000:03:00.0");
+        assert_eq!(t("03:00.0").bar, None);
     }
 
     #[test]

@@ -20,8 +20,15 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
         return Err(Error::invalid(path, format!("is {kind}, not a file")));
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_text_from(file, path)
+}
+
+/// The text of a stream (standard input, an opened file), `shown` naming it in errors:
+/// the same limits as [`read_text`] (`restore - < /dev/zero` must end).
+pub fn read_text_from(stream: impl Read, shown: &Path) -> Result<String, Error> {
+    let path = shown;
     let mut bytes = Vec::new();
-    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    stream.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(Error::invalid(path, format!("is larger than {} MiB: not a p2pdma input", MAX_INPUT_BYTES >> 20)));
     }

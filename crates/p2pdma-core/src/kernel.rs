@@ -216,8 +216,11 @@ pub struct Feature {
 /// One feature row: (name, since (major, minor) or None for always, note).
 type FeatureRow = (&'static str, Option<(u32, u32)>, &'static str, &'static str);
 
+/// The first mainline release with P2PDMA (`CONFIG_PCI_P2PDMA`, drivers/pci/p2pdma.c).
+pub const FIRST_P2PDMA: (u32, u32) = (4, 20);
+
 const FEATURES: &[FeatureRow] = &[
-    ("nvmet_p2pmem", Some((4, 20)), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
+    ("nvmet_p2pmem", Some(FIRST_P2PDMA), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
     ("multipath_and_md", Some((7, 2)), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID; before, such a namespace rejects P2P buffers (use nvme_core multipath=N)"),
@@ -395,6 +398,22 @@ pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
     let r: Release = version.parse()?;
     let machine = &mut topo.machine;
     machine.kernel.named_release = Some(version.trim().to_string());
+    if !r.at_least(FIRST_P2PDMA) {
+        // No build of such a release has P2PDMA: judging it "as built" would say yes to
+        // pairs its kernel cannot serve.
+        machine.kernel.p2pdma = P2pdmaBuild {
+            built: Built::No,
+            evidence: Some(format!(
+                "--kernel {r}: P2PDMA (drivers/pci/p2pdma.c) came in {}.{}",
+                FIRST_P2PDMA.0, FIRST_P2PDMA.1
+            )),
+        };
+        // Nothing publishes P2P memory there (as a topology file with `p2pdma = false`).
+        for d in &mut topo.devices {
+            d.p2pmem = None;
+        }
+        return Ok(());
+    }
     machine.kernel.p2pdma = P2pdmaBuild {
         built: Built::Unknown,
         evidence: Some(format!("--kernel {r}: a release, not a build; judged as built with CONFIG_PCI_P2PDMA")),
@@ -467,6 +486,11 @@ mod tests {
             "--kernel beats the image"
         );
         assert!(name_release(&mut t, "seven").is_err());
+        name_release(&mut t, "4.19").unwrap();
+        assert!(p2pdma_absent(&t.machine), "a release before 4.20 has no P2PDMA to build");
+        assert!(crate::metrics::kernel_p2pdma_support(&t) == Some(false));
+        name_release(&mut t, "4.20").unwrap();
+        assert!(!p2pdma_absent(&t.machine));
     }
 
     #[test]

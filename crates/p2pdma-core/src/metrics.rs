@@ -14,9 +14,13 @@ use crate::model::{Device, Topology};
 use crate::verdict::{Engine, MapType, PairResult};
 
 /// Whether this kernel can do P2PDMA at all: `Some(true)` when it shows P2P memory providers
-/// (`p2pmem/` exists only with CONFIG_PCI_P2PDMA), `None` when nothing here tells (no
-/// provider hardware). The hook for the kernel's own capabilities once snapshots carry them.
+/// (`p2pmem/` exists only with CONFIG_PCI_P2PDMA), `Some(false)` when the kernel is known to
+/// lack it (its config, `p2pdma = false`, `--kernel` before 4.20), `None` when nothing here
+/// tells (no provider hardware).
 pub fn kernel_p2pdma_support(topo: &Topology) -> Option<bool> {
+    if crate::kernel::p2pdma_absent(&topo.machine) {
+        return Some(false);
+    }
     topo.devices.iter().any(|d| d.p2pmem.is_some()).then_some(true)
 }
 
@@ -95,7 +99,7 @@ pub fn exposition(engine: &Engine<'_>) -> String {
     let mut f = Family::new(
         &mut out,
         "p2pdma_kernel_p2pdma_supported",
-        "1 when the kernel supports P2PDMA (it shows P2P memory providers); NaN when this machine cannot tell.",
+        "1 when the kernel supports P2PDMA (it shows P2P memory providers); 0 when it is known to lack it; NaN when this machine cannot tell.",
     );
     f.sample(&[], kernel_p2pdma_support(topo).map(flag).unwrap_or(f64::NAN));
     let mut f = Family::new(&mut out, "p2pdma_iommu_enabled", "1 when an IOMMU is active; NaN when unknown.");

@@ -109,7 +109,9 @@ pub fn param_notes(topo: &Topology, extra: &str) -> Vec<String> {
             notes.push(format!("pci={name}= names no device: the kernel does nothing with it"));
             continue;
         }
-        for entry in value.split(';') {
+        // `__pci_config_acs` steps over a `;` and stops at the end of the string: one
+        // trailing `;` is harmless (a second is an empty entry it cannot parse).
+        for entry in value.strip_suffix(';').unwrap_or(value).split(';') {
             let device = if name == "config_acs" {
                 let Some((bits, device)) = entry.split_once('@') else {
                     notes.push(format!(
@@ -272,6 +274,11 @@ mod tests {
             assert_eq!(notes.len(), 1, "{bad}: {notes:?}");
             assert_eq!(iommu_groups::members(&t), iommu_groups::members(&before), "{bad}");
         }
+        // One trailing `;` is stepped over by the kernel: no note, the same effect.
+        let (mut with, mut without) = (spec(TWO_PORTS), spec(TWO_PORTS));
+        assert!(apply(&mut with, "pci=disable_acs_redir=0000:00:10.0;").is_empty());
+        apply(&mut without, "pci=disable_acs_redir=0000:00:10.0");
+        assert_eq!(iommu_groups::members(&with), iommu_groups::members(&without));
         let notes = apply(&mut spec(TWO_PORTS), "pci=disable_acs_redir=pci:1b36:0010");
         assert!(notes.iter().any(|n| n.contains("no ACS capability")), "{notes:?}");
     }

@@ -39,7 +39,7 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
     let stat = match rustix::fs::stat(path) {
         Ok(s) => s,
         Err(Errno::NOENT) if may_create => return measure_new_file(path, sys),
-        Err(e) => return Err(MemError::Io { path: path.into(), op: "stat", offset: 0, cause: IoCause(e) }),
+        Err(e) => return Err(unusable(IoCause(e).to_string())),
     };
     let shown = path.display().to_string();
     match FileType::from_raw_mode(stat.st_mode) {
@@ -101,7 +101,16 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                 exists: true,
             })
         }
-        other => Err(unusable(format!("{other:?} is neither a block device nor a regular file"))),
+        other => {
+            let kind = match other {
+                FileType::Directory => "a directory",
+                FileType::CharacterDevice => "a character device",
+                FileType::Fifo => "a pipe",
+                FileType::Socket => "a socket",
+                _ => "not a regular file",
+            };
+            Err(unusable(format!("is {kind}, not a block device or a regular file")))
+        }
     }
 }
 
@@ -110,11 +119,9 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let stat = rustix::fs::stat(parent).map_err(|e| MemError::Io {
-        path: parent.into(),
-        op: "stat",
-        offset: 0,
-        cause: IoCause(e),
+    let stat = rustix::fs::stat(parent).map_err(|e| MemError::Unusable {
+        path: path.into(),
+        msg: format!("cannot create it: {}: {}", parent.display(), IoCause(e)),
     })?;
     let (disk_dir, block_size) = disk_of(sys, stat.st_dev);
     Ok(Measured {
@@ -266,7 +273,10 @@ mod tests {
         let n = measure(&new, Path::new("/sys"), true).unwrap();
         assert!(!n.exists && n.end.size == 0);
         let e = measure(dir.path(), Path::new("/sys"), false).unwrap_err();
-        assert!(e.to_string().contains("neither a block device nor a regular file"), "{e}");
+        assert!(e.to_string().ends_with(": is a directory, not a block device or a regular file"), "{e}");
+        let e = measure(&dir.path().join("no/such"), Path::new("/sys"), true).unwrap_err();
+        assert!(e.to_string().contains("no/such: cannot create it: "), "{e}");
+        assert!(!e.to_string().contains("offset"), "{e}");
     }
 
     /// A sysfs fixture: disk 259:0 with partition 259:1 mounted and 259:0 held by dm-0.
