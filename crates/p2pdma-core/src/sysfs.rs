@@ -55,7 +55,7 @@ pub fn read(roots: &Roots, ids: Option<&PciIds>) -> Result<Topology, Error> {
     devices.sort_by_key(|d| d.bdf);
     let aliases = read_aliases(roots, &sys_canon, &devices);
     let mut topo = Topology {
-        machine: read_machine(roots),
+        machine: read_machine(roots, devices.iter().any(|d| d.p2pmem.is_some())),
         host_bridges: host_bridges.into_values().collect(),
         devices,
         aliases,
@@ -224,7 +224,8 @@ fn read_bars(path: &Path, config: Option<&[u8]>, is_bridge: bool) -> Vec<Bar> {
         .collect()
 }
 
-fn read_machine(roots: &Roots) -> Machine {
+/// `p2pmem_seen`: some device has `p2pmem/`, which only a P2PDMA kernel makes.
+fn read_machine(roots: &Roots, p2pmem_seen: bool) -> Machine {
     let cpuinfo = fs::read_to_string(roots.proc.join("cpuinfo")).unwrap_or_default();
     let field = |key: &str| {
         cpuinfo
@@ -248,7 +249,7 @@ fn read_machine(roots: &Roots) -> Machine {
         cpu_model_name: field("model name"),
         cpu_vendor,
         cmdline: read_trim(&roots.proc.join("cmdline")),
-        kernel: crate::kernel_live::read(roots, release.as_deref()),
+        kernel: crate::kernel_live::read(roots, release.as_deref(), p2pmem_seen),
         kernel_release: release,
         iommu,
     }
