@@ -253,6 +253,11 @@ enum LabCommand {
         /// trixie or bookworm (both without it).
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
+        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `backports` (the host
+        /// Debian's backports QEMU, fetched into the lab's cache: 10.0 on Debian 12) or a
+        /// program path [default: $P2PDMA_QEMU, else system].
+        #[arg(long, value_name = "QEMU")]
+        qemu: Option<p2pdma_lab::QemuChoice>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -262,6 +267,11 @@ enum LabCommand {
         /// The Debian suite's kernel to boot (sid, trixie, bookworm).
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
+        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `backports` (the host
+        /// Debian's backports QEMU, fetched into the lab's cache: 10.0 on Debian 12) or a
+        /// program path [default: $P2PDMA_QEMU, else system].
+        #[arg(long, value_name = "QEMU")]
+        qemu: Option<p2pdma_lab::QemuChoice>,
     },
     /// Print the QEMU command line for TOPOLOGY.
     QemuArgs { topology: PathBuf },
@@ -270,6 +280,9 @@ enum LabCommand {
     Fetch {
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
+        /// Fetch (or find in the cache) this QEMU instead of a kernel: `backports`.
+        #[arg(long, value_name = "QEMU", conflicts_with = "kernel")]
+        qemu: Option<p2pdma_lab::QemuChoice>,
     },
 }
 
@@ -278,7 +291,7 @@ const LAB_FAILED: u8 = 125;
 
 fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, kernel, command } => {
+        LabCommand::Run { topology, timeout, share, console, kernel_log, fault, kernel, qemu, command } => {
             let (_, _, mut machine) = lab::load(&topology)?;
             machine.disk_faults = fault;
             let mut opts = lab::options(&topology, timeout)?;
@@ -286,6 +299,7 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             opts.share_dir = share;
             opts.echo_console = console;
             opts.kernel_log = kernel_log;
+            opts.qemu = qemu;
             match p2pdma_lab::run(&machine, &lab::guest_command(&command), &opts) {
                 Ok(outcome) => Ok(ExitCode::from(outcome.exit_status.clamp(0, 255) as u8)),
                 Err(e) => {
@@ -294,9 +308,10 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        LabCommand::Shell { topology, kernel } => {
+        LabCommand::Shell { topology, kernel, qemu } => {
             let (_, _, machine) = lab::load(&topology)?;
             let mut opts = lab::options(&topology, 24 * 3600)?;
+            opts.qemu = qemu;
             opts.kernel = kernel.map(|k| lab::suite_kernel(&k)).transpose()?;
             let status = p2pdma_lab::shell(&machine, &opts)?;
             Ok(ExitCode::from(status.clamp(0, 255) as u8))
@@ -307,7 +322,12 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             out::text(&format!("{}\n", args.join(" ")))?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Fetch { kernel } => {
+        LabCommand::Fetch { qemu: Some(choice), .. } => {
+            let qemu = p2pdma_lab::find_qemu(&choice, &p2pdma_lab::default_cache_dir())?;
+            out::text(&format!("QEMU {} at {}\n", qemu.version, qemu.program.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Fetch { kernel, qemu: None } => {
             let kernel = match kernel {
                 Some(k) => lab::suite_kernel(&k)?,
                 None => p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?,

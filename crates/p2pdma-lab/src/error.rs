@@ -10,6 +10,10 @@ pub enum LabError {
     #[error("invalid lab machine: {0}")]
     InvalidMachine(String),
 
+    /// A lab option has a value it cannot take.
+    #[error("{0}")]
+    InvalidOption(String),
+
     /// A host tool the lab needs is missing.
     #[error("{tool} not found: {hint}")]
     MissingTool {

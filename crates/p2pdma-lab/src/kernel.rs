@@ -447,12 +447,13 @@ fn newest_in(root: &Path, need_p2pdma: bool) -> Option<Kernel> {
 }
 
 /// apt-get/apt-cache with their own sources list, state and cache under `root`.
-struct PrivateApt {
+pub(crate) struct PrivateApt {
     root: PathBuf,
+    suite: String,
 }
 
 impl PrivateApt {
-    fn new(root: &Path, suite: &str) -> Result<Self> {
+    pub(crate) fn new(root: &Path, suite: &str) -> Result<Self> {
         let (uri, keyring) = debian_mirror()?;
         for sub in [
             "etc/sources.list.d",
@@ -470,7 +471,7 @@ impl PrivateApt {
         }
         let sources = format!("deb [signed-by={keyring}] {uri} {suite} main\n");
         write(&root.join("etc/sources.list"), sources.as_bytes())?;
-        Ok(PrivateApt { root: root.to_path_buf() })
+        Ok(PrivateApt { root: root.to_path_buf(), suite: suite.to_string() })
     }
 
     fn command(&self, program: &str) -> Command {
@@ -500,7 +501,7 @@ impl PrivateApt {
         cmd
     }
 
-    fn update(&self) -> Result<()> {
+    pub(crate) fn update(&self) -> Result<()> {
         let mut cmd = self.command("apt-get");
         cmd.args(["-q", "update"]);
         let out = run_checked(&mut cmd, "check that the Debian mirror is reachable, or set P2PDMA_DEBIAN_MIRROR")?;
@@ -517,17 +518,15 @@ impl PrivateApt {
     }
 
     /// The control fields of the candidate version of `package`.
-    fn show(&self, package: &str) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn show(&self, package: &str) -> Result<BTreeMap<String, String>> {
         let mut cmd = self.command("apt-cache");
         cmd.args(["show", "--no-all-versions", package]);
-        let out = run_checked(
-            &mut cmd,
-            "the package is not in Debian unstable any more: run `p2pdma lab fetch` again later",
-        )?;
+        let hint = format!("{package} is not in Debian {} (any more): try again later", self.suite);
+        let out = run_checked(&mut cmd, &hint)?;
         Ok(parse_control(&String::from_utf8_lossy(&out.stdout)))
     }
 
-    fn download(&self, packages: &[String], into: &Path) -> Result<()> {
+    pub(crate) fn download(&self, packages: &[String], into: &Path) -> Result<()> {
         let mut cmd = self.command("apt-get");
         cmd.args(["-q", "download"]).args(packages).current_dir(into);
         run_checked(&mut cmd, "check the network and free disk space, then retry").map(drop)
@@ -678,14 +677,14 @@ pub(crate) fn run_checked(cmd: &mut Command, hint: &str) -> Result<Output> {
     })
 }
 
-fn recreate_dir(dir: &Path) -> Result<()> {
+pub(crate) fn recreate_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| LabError::io(format!("removing {}", dir.display()), e))?;
     }
     fs::create_dir_all(dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| LabError::io(format!("reading {}", dir.display()), e))?
         .flatten()
@@ -695,7 +694,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
 }
 

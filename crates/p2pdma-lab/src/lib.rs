@@ -19,6 +19,7 @@ mod error;
 mod initramfs;
 mod kernel;
 mod machine;
+mod qemu;
 mod run;
 
 pub use cpio::CpioWriter;
@@ -26,7 +27,10 @@ pub use elf::is_static_executable;
 pub use error::LabError;
 pub use initramfs::{DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES, GUEST_SHARE_DIR};
 pub use kernel::{default_cache_dir, fetch_kernel, find_kernel, suite_kernel, Kernel, KERNEL_DIR_ENV, SUITES};
-pub use machine::{blkdebug_config, qemu_args, DiskFault, FaultOp, LabAssets, LabDevice, LabDeviceKind, LabMachine};
+pub use machine::{
+    blkdebug_config, qemu_args, DiskFault, FaultOp, LabAssets, LabDevice, LabDeviceKind, LabMachine, NVME_BOUNCE_BUFFER,
+};
+pub use qemu::{find_qemu, Qemu, QemuChoice, QemuVersion, QEMU_ENV};
 pub use run::{run, shell, LabOptions, RunOutcome};
 
 /// A line on stderr that cannot panic: `eprintln!` does when stderr is a closed pipe

@@ -160,6 +160,11 @@ enum BusKind {
 pub struct LabAssets {
     /// The QEMU program (argv[0]).
     pub qemu: PathBuf,
+    /// Its firmware directories (`-L`, in this order); empty: its built-in ones.
+    pub qemu_data_dirs: Vec<PathBuf>,
+    /// Give each NVMe drive a DMA bounce buffer of this many bytes (QEMU 9.0 and later: see
+    /// [`NVME_BOUNCE_BUFFER`]); `None` for older QEMU, which has one page for the machine.
+    pub nvme_bounce_buffer: Option<u64>,
     /// The guest kernel (`-kernel`).
     pub kernel: PathBuf,
     /// The initramfs (`-initrd`).
@@ -177,6 +182,8 @@ impl LabAssets {
     pub fn placeholder() -> Self {
         LabAssets {
             qemu: "qemu-system-x86_64".into(),
+            qemu_data_dirs: Vec::new(),
+            nvme_bounce_buffer: None,
             kernel: "vmlinuz".into(),
             initrd: "initrd.cpio".into(),
             disk_dir: ".".into(),
@@ -196,6 +203,11 @@ impl LabAssets {
     }
 }
 
+/// The DMA bounce buffer each NVMe drive gets on QEMU 9.0 and later. A drive's DMA into a
+/// peer's CMB (MMIO) goes through it; QEMU's default is one page, so a 512 KiB command (the
+/// emulated drive's largest, MDTS 7) would be cut into 128 mappings. 1 MiB maps one whole.
+pub const NVME_BOUNCE_BUFFER: u64 = 1 << 20;
+
 /// The 9p mount tag of [`LabAssets::share_dir`].
 pub const SHARE_TAG: &str = "p2pdma-share";
 
@@ -208,6 +220,13 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
     validate(machine)?;
     let mut args: Vec<String> = vec![assets.qemu.display().to_string()];
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    for dir in &assets.qemu_data_dirs {
+        // -L takes the path as it is: not a comma-separated option value.
+        let dir = dir.to_str().ok_or_else(|| {
+            LabError::InvalidMachine(format!("path {} is not UTF-8: use another cache directory", dir.display()))
+        })?;
+        push(&["-L", dir]);
+    }
 
     let machine_opt = if machine.iommu { "q35,kernel-irqchip=split" } else { "q35" };
     push(&["-machine", machine_opt, "-accel", "tcg", "-cpu", &machine.cpu]);
@@ -255,6 +274,9 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
                 opts.push(format!("serial={serial}"));
                 if let Some(cmb) = cmb_mib {
                     opts.push(format!("cmb_size_mb={cmb}"));
+                }
+                if let Some(bytes) = assets.nvme_bounce_buffer {
+                    opts.push(format!("x-max-bounce-buffer-size={bytes}"));
                 }
             }
             LabDeviceKind::Nic => {
@@ -562,6 +584,21 @@ mod tests {
         // -append's value is one argv element.
         let append = args.iter().position(|a| a == "-append").unwrap();
         assert!(args[append + 1].starts_with("console=ttyS0"));
+    }
+
+    #[test]
+    fn newer_qemu_gets_its_firmware_dirs_and_nvme_bounce_buffers() {
+        let assets = LabAssets {
+            qemu_data_dirs: vec!["/cache/qemu/10/usr/share/qemu".into(), "/usr/share/qemu".into()],
+            nvme_bounce_buffer: Some(NVME_BOUNCE_BUFFER),
+            ..assets()
+        };
+        let joined = qemu_args(&switch_machine(), &assets).unwrap().join(" ");
+        assert!(
+            joined.starts_with("qemu-system-x86_64 -L /cache/qemu/10/usr/share/qemu -L /usr/share/qemu -machine q35")
+        );
+        assert!(joined.contains("serial=nvme-a,cmb_size_mb=16,x-max-bounce-buffer-size=1048576 "), "{joined}");
+        assert!(joined.ends_with("serial=nvme-b,x-max-bounce-buffer-size=1048576"), "{joined}");
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::initramfs::{
     build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES,
     EXIT_MARKER,
 };
-use crate::kernel::{default_cache_dir, find_in_path, find_kernel, Kernel};
-use crate::machine::{qemu_args, validate, LabAssets, LabDeviceKind, LabMachine};
+use crate::kernel::{default_cache_dir, find_kernel, Kernel};
+use crate::machine::{qemu_args, validate, LabAssets, LabDeviceKind, LabMachine, NVME_BOUNCE_BUFFER};
+use crate::qemu::{find_qemu, QemuChoice};
 
 /// How many console lines errors and [`RunOutcome::console_tail`] keep.
 const TAIL_LINES: usize = 40;
@@ -54,8 +55,8 @@ pub struct LabOptions {
     pub echo_console: bool,
     /// Let all kernel messages reach the console (`loglevel=7`), not only emergencies.
     pub kernel_log: bool,
-    /// The QEMU program; `None`: `$P2PDMA_QEMU` or `qemu-system-x86_64` on PATH.
-    pub qemu: Option<PathBuf>,
+    /// The QEMU to run; `None`: `$P2PDMA_QEMU`, else the machine's `qemu-system-x86_64`.
+    pub qemu: Option<QemuChoice>,
 }
 
 impl Default for LabOptions {
@@ -256,8 +257,11 @@ struct Prepared {
 
 fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Result<Prepared> {
     validate(machine)?;
-    let qemu = find_qemu(opts)?;
     let cache = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let qemu = match &opts.qemu {
+        Some(choice) => find_qemu(choice, &cache)?,
+        None => find_qemu(&QemuChoice::from_env()?, &cache)?,
+    };
     let kernel = match &opts.kernel {
         Some(kernel) => kernel.clone(),
         None => find_kernel(&cache)?,
@@ -281,7 +285,9 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
     let nonce = make_nonce();
     let dir = TempDir::create(&nonce)?;
     let assets = LabAssets {
-        qemu,
+        nvme_bounce_buffer: qemu.version.has_device_bounce_buffers().then_some(NVME_BOUNCE_BUFFER),
+        qemu: qemu.program,
+        qemu_data_dirs: qemu.data_dirs,
         kernel: kernel.vmlinuz.clone(),
         initrd: dir.0.join("initrd.cpio"),
         disk_dir: dir.0.clone(),
@@ -323,19 +329,6 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
     build_initramfs(&spec, &assets.initrd)?;
     let args = qemu_args(machine, &assets)?;
     Ok(Prepared { args, nonce, _dir: dir })
-}
-
-fn find_qemu(opts: &LabOptions) -> Result<PathBuf> {
-    let wanted = opts
-        .qemu
-        .clone()
-        .or_else(|| std::env::var_os("P2PDMA_QEMU").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-    find_in_path(&wanted.to_string_lossy()).ok_or_else(|| LabError::MissingTool {
-        tool: wanted.display().to_string(),
-        hint: "install it with `apt-get install qemu-system-x86` (or run lab/install-deps.sh), or set P2PDMA_QEMU"
-            .into(),
-    })
 }
 
 /// A QEMU child that is killed and reaped when dropped.
