@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use p2pdma_core::copy_plan::{self, CopyReport, CopyRequest, EndReport, Operand, Outcome, Route, Via};
+use p2pdma_core::copy_plan::{self, CopyReport, CopyRequest, EndReport, Operand, Outcome, ReadBack, Route, Via};
 use p2pdma_core::Engine;
 use p2pdma_mem::ends::Measured;
 use p2pdma_mem::session;
@@ -247,7 +247,11 @@ pub fn render_end(r: &CopyReport) -> String {
     if let Some(v) = &r.verify {
         match v.first_difference {
             None => {
-                let _ = writeln!(s, "verified: {} bytes read back, identical ({:.3} s)", v.bytes_compared, v.seconds);
+                let how = match v.read_back {
+                    ReadBack::InFlight => "each chunk read back from the destination as written".to_string(),
+                    ReadBack::AfterCopy => format!("both ranges read back after the copy, {:.3} s", v.seconds),
+                };
+                let _ = writeln!(s, "verified: {} bytes identical ({how})", v.bytes_compared);
             }
             Some(d) => {
                 let _ = writeln!(

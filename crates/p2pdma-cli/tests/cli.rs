@@ -213,6 +213,7 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
     assert_eq!((v["outcome"].as_str(), v["bytes"].as_u64()), (Some("copied"), Some(20480)));
     assert_eq!(v["route"]["memory"], "host");
     assert_eq!(v["verify"]["equal"], true);
+    assert_eq!(v["verify"]["read_back"], "in_flight", "through host memory each chunk is read back as written");
     assert_eq!(std::fs::read(&dst).unwrap(), &data[4096..4096 + 20480], "a new file holds exactly the range");
 
     // Bad input: exit 2 with one line naming the file and the rule.

@@ -265,6 +265,7 @@ fn lab_copy_verify_catches_the_iommu_trap() {
     assert_eq!(r["route"]["memory"], "p2p");
     assert_eq!(r["error"], Value::Null, "no I/O error: the kernel reported success");
     assert_eq!(r["verify"]["equal"], false);
+    assert_eq!(r["verify"]["read_back"], "after_copy", "through P2P memory the source is read again");
     assert!(r["verify"]["first_difference"].as_u64().is_some());
 }
 

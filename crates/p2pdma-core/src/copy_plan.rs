@@ -382,9 +382,25 @@ pub struct VerifyReport {
     pub bytes_compared: u64,
     /// The first differing byte, relative to the start of the range.
     pub first_difference: Option<u64>,
-    /// Time of the read-back alone.
+    /// Time of the read-back after the copy (0 when it ran in flight, inside the copy's
+    /// `seconds`).
     #[serde(default)]
     pub seconds: f64,
+    pub read_back: ReadBack,
+}
+
+/// How a copy was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadBack {
+    /// Through host memory: each chunk read back from the destination as soon as it was
+    /// written and compared with the buffer it was written from, before the buffer took the
+    /// next chunk (one more read of the destination, in flight with the copy).
+    InFlight,
+    /// After the copy, both ranges read again into host memory and compared: the route
+    /// through P2P memory (a DMA into it can be lost silently, e.g. under an IOMMU, so the
+    /// source is read again rather than trusted), or the synchronous engine.
+    AfterCopy,
 }
 
 /// An I/O error (or an interruption) and how far the copy got.

@@ -4,7 +4,13 @@
 //! of different chunks overlap; the synchronous engine (the `dd` baseline, and the fallback
 //! where io_uring is disabled) uses one buffer at a time.
 //!
-//! The CPU never touches the buffers: only the devices do, by DMA. That is what makes P2P
+//! With a read-back ([`IoEngine::run_read_back`], host-memory buffers only), each chunk is
+//! read again from the destination once written, into a second buffer, and compared with the
+//! one it was written from before the buffer takes the next chunk: `copy --verify` then costs
+//! one more read of the destination, in flight with the copy.
+//!
+//! The CPU never touches the buffers (but for that comparison, in host memory): only the
+//! devices do, by DMA. That is what makes P2P
 //! memory safe to use here even if its provider disappears (the I/O fails with EFAULT
 //! instead of the process dying of SIGBUS).
 
@@ -16,7 +22,7 @@ use io_uring::{opcode, types, IoUring};
 use p2pdma_core::fio::LatencyHistogram;
 use rustix::io::Errno;
 
-use crate::{DirectFile, IoBuffer, IoCause, MemError};
+use crate::{DirectFile, HostBuffer, IoBuffer, IoCause, MemError};
 
 /// One transfer: `length` bytes from `src` (at its offset) to `dst` (at its offset). Without
 /// `dst` chunks are only read (a read benchmark); without `src`, buffers are written as they
@@ -49,6 +55,9 @@ pub struct Stats {
     /// histogram, so a long run costs no memory per I/O.
     pub read_latency: LatencyHistogram,
     pub write_latency: LatencyHistogram,
+    /// With a read-back: the lowest offset (relative to the range start) where the
+    /// destination read back differs from what was written; None when every chunk matched.
+    pub first_difference: Option<u64>,
 }
 
 /// A transfer that stopped: the first error, and how far it got.
@@ -97,8 +106,30 @@ impl IoEngine {
         assert!(job.src.is_some() || job.dst.is_some(), "a job reads, writes or both");
         assert!(!buffers.is_empty() && buffers.iter().all(|b| b.len() >= job.chunk), "buffers hold a chunk");
         match self {
-            IoEngine::Uring(ring) => run_uring(ring, job, buffers, progress),
-            IoEngine::Sync => run_sync(job, &mut buffers[0], progress),
+            IoEngine::Uring(ring) => run_uring(ring, job, buffers, &mut [], progress),
+            IoEngine::Sync => run_sync(job, &mut buffers[0], None, progress),
+        }
+    }
+
+    /// Runs a copy `job` like [`IoEngine::run`], and reads every chunk back from the
+    /// destination into `check` (one per buffer) once written, comparing it with the host
+    /// buffer it came from; [`Stats::first_difference`] says where they differ.
+    pub fn run_read_back(
+        &mut self,
+        job: &Job<'_>,
+        buffers: &mut [IoBuffer],
+        check: &mut [HostBuffer],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Stats, Failure> {
+        assert!(job.src.is_some() && job.dst.is_some(), "a read-back belongs to a copy");
+        assert!(buffers.iter().all(|b| !b.is_p2p()), "only host memory is compared by the CPU");
+        assert!(
+            check.len() >= buffers.len() && check.iter().all(|c| c.as_slice().len() >= job.chunk),
+            "a check per buffer"
+        );
+        match self {
+            IoEngine::Uring(ring) => run_uring(ring, job, buffers, check, progress),
+            IoEngine::Sync => run_sync(job, &mut buffers[0], check.first_mut(), progress),
         }
     }
 }
@@ -111,6 +142,8 @@ fn libc_eio() -> i32 {
 enum Phase {
     Read,
     Write,
+    /// The written chunk read again from the destination, into the slot's check buffer.
+    ReadBack,
 }
 
 /// A chunk on its way through one buffer.
@@ -164,20 +197,28 @@ impl Job<'_> {
     fn end(&self, phase: Phase) -> (&DirectFile, u64) {
         let end = match phase {
             Phase::Read => self.src,
-            Phase::Write => self.dst,
+            Phase::Write | Phase::ReadBack => self.dst,
         };
         end.expect("a phase runs only for an end the job has")
     }
 
     /// The phase after `phase`, if the chunk has one.
-    fn next_phase(&self, phase: Phase) -> Option<Phase> {
-        (phase == Phase::Read && self.dst.is_some()).then_some(Phase::Write)
+    fn next_phase(&self, phase: Phase, read_back: bool) -> Option<Phase> {
+        match phase {
+            Phase::Read => self.dst.is_some().then_some(Phase::Write),
+            Phase::Write => read_back.then_some(Phase::ReadBack),
+            Phase::ReadBack => None,
+        }
     }
 
     /// The error for a failed step, naming the device and its own offset.
     fn error(&self, chunk: &Chunk, errno: Errno) -> MemError {
         let (file, base) = self.end(chunk.phase);
-        let op = if chunk.phase == Phase::Read { "read" } else { "write" };
+        let op = match chunk.phase {
+            Phase::Read => "read",
+            Phase::Write => "write",
+            Phase::ReadBack => "read back",
+        };
         file.error(op, base + chunk.at + chunk.done as u64, errno)
     }
 }
@@ -188,6 +229,7 @@ fn record(stats: &mut Stats, job: &Job<'_>, chunk: &Chunk) {
         match chunk.phase {
             Phase::Read => stats.read_latency.record_duration(lat),
             Phase::Write => stats.write_latency.record_duration(lat),
+            Phase::ReadBack => {}
         }
     }
 }
@@ -196,12 +238,15 @@ fn run_uring(
     ring: &mut IoUring,
     job: &Job<'_>,
     buffers: &mut [IoBuffer],
+    check: &mut [HostBuffer],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Stats, Failure> {
     let start = Instant::now();
     let mut stats = Stats::default();
     let mut slots: Vec<Option<Chunk>> = buffers.iter().map(|_| None).collect();
     let ptrs: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let check_ptrs: Vec<*mut u8> = check.iter_mut().map(|c| c.as_mut_slice().as_mut_ptr()).collect();
+    let read_back = !check.is_empty();
     let mut next = 0u64;
     let mut completed = 0u64;
     // The failed chunk with the lowest offset, and its error.
@@ -247,19 +292,21 @@ fn run_uring(
             let chunk = slots[i].as_mut().expect("ready slots hold a chunk");
             let (file, base) = job.end(chunk.phase);
             let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&file.fd()));
-            // SAFETY: `ptrs[i]` points into `buffers[i]`, which holds at least `job.chunk`
-            // bytes, and `done < len <= chunk`, so the range is inside the buffer.
-            let addr = unsafe { ptrs[i].add(chunk.done) };
+            let buffer = if chunk.phase == Phase::ReadBack { check_ptrs[i] } else { ptrs[i] };
+            // SAFETY: `buffer` points into `buffers[i]` or `check[i]`, each holding at least
+            // `job.chunk` bytes, and `done < len <= chunk`, so the range is inside it.
+            let addr = unsafe { buffer.add(chunk.done) };
             let len = (chunk.len - chunk.done) as u32;
             let offset = base + chunk.at + chunk.done as u64;
             let sqe = match chunk.phase {
-                Phase::Read => opcode::Read::new(fd, addr, len).offset(offset).build(),
+                Phase::Read | Phase::ReadBack => opcode::Read::new(fd, addr, len).offset(offset).build(),
                 Phase::Write => opcode::Write::new(fd, addr.cast_const(), len).offset(offset).build(),
             }
             .user_data(i as u64);
             // SAFETY: the buffer outlives the request: this function does not return while
             // requests are in flight (the loop below waits for every completion), and
-            // `buffers` is borrowed mutably for the whole call so nothing else touches it.
+            // `buffers` and `check` are borrowed mutably for the whole call so nothing else
+            // touches them (the comparison below reads them only between requests).
             // The submission queue has room: it holds at least one entry per slot and each
             // slot has at most one request queued or in flight.
             unsafe { push(ring, &sqe) };
@@ -297,7 +344,7 @@ fn run_uring(
             if result <= 0 {
                 // 0 bytes: the end of the source, or no room left at the destination.
                 let errno = match (result, chunk.phase) {
-                    (0, Phase::Read) => Errno::NXIO,
+                    (0, Phase::Read | Phase::ReadBack) => Errno::NXIO,
                     (0, Phase::Write) => Errno::NOSPC,
                     (r, _) => Errno::from_raw_os_error(-r),
                 };
@@ -321,7 +368,15 @@ fn run_uring(
             if limited && chunk.phase == Phase::Read {
                 reading -= 1;
             }
-            if let Some(phase) = job.next_phase(chunk.phase) {
+            if chunk.phase == Phase::ReadBack {
+                let IoBuffer::Host(written) = &buffers[i] else { unreachable!("read-backs use host buffers") };
+                let (written, read) = (&written.as_slice()[..chunk.len], &check[i].as_slice()[..chunk.len]);
+                if let Some(d) = crate::verify::first_difference(written, read) {
+                    let d = chunk.at + d as u64;
+                    stats.first_difference = Some(stats.first_difference.map_or(d, |old| old.min(d)));
+                }
+            }
+            if let Some(phase) = job.next_phase(chunk.phase, read_back) {
                 chunk.phase = phase;
                 chunk.done = 0;
                 chunk.issued = Instant::now();
@@ -380,7 +435,12 @@ fn prefix(slots: &[Option<Chunk>], next: u64) -> u64 {
     slots.iter().flatten().map(|c| c.at).min().unwrap_or(next)
 }
 
-fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64)) -> Result<Stats, Failure> {
+fn run_sync(
+    job: &Job<'_>,
+    buffer: &mut IoBuffer,
+    mut check: Option<&mut HostBuffer>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Stats, Failure> {
     let start = Instant::now();
     let mut stats = Stats::default();
     let mut at = 0u64;
@@ -399,6 +459,14 @@ fn run_sync(job: &Job<'_>, buffer: &mut IoBuffer, progress: &mut dyn FnMut(u64))
             file.write_all_from(buffer, len, base + at).map_err(fail)?;
             if job.record_latency {
                 stats.write_latency.record_duration(t.elapsed());
+            }
+            if let (Some(check), IoBuffer::Host(written)) = (check.as_deref_mut(), &*buffer) {
+                let read = &mut check.as_mut_slice()[..len];
+                file.read_exact_at(read, base + at).map_err(fail)?;
+                if let Some(d) = crate::verify::first_difference(&written.as_slice()[..len], read) {
+                    let d = at + d as u64;
+                    stats.first_difference = Some(stats.first_difference.map_or(d, |old| old.min(d)));
+                }
             }
         }
         at += len as u64;
@@ -435,6 +503,36 @@ mod tests {
 
     fn host_buffers(n: usize, size: usize) -> Vec<IoBuffer> {
         (0..n).map(|_| IoBuffer::Host(HostBuffer::new(size).unwrap())).collect()
+    }
+
+    #[test]
+    fn reads_back_every_chunk_with_both_engines() {
+        let data = pattern(1 << 20);
+        for mut engine in engines() {
+            let src = file_with(&data);
+            let dst = file_with(&vec![0u8; 1 << 20]);
+            let s = DirectFile::open(src.path(), Access::Read).unwrap();
+            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let len = 37 * 4096u64;
+            let job = Job {
+                src: Some((&s, 4096)),
+                dst: Some((&d, 8192)),
+                length: len,
+                chunk: 16384,
+                record_latency: false,
+                max_reads: 0,
+                stop: None,
+                deadline: None,
+            };
+            let mut checks: Vec<HostBuffer> = (0..4).map(|_| HostBuffer::new(16384).unwrap()).collect();
+            let stats = engine.run_read_back(&job, &mut host_buffers(4, 16384), &mut checks, &mut |_| {}).unwrap();
+            assert_eq!((stats.bytes, stats.first_difference), (len, None), "{}", engine.name());
+            let out = std::fs::read(dst.path()).unwrap();
+            assert_eq!(&out[8192..8192 + len as usize], &data[4096..4096 + len as usize], "{}", engine.name());
+            // What was read back is the destination's last chunk (37 blocks = 9 chunks and 1 block).
+            let last = checks.iter().any(|c| c.as_slice()[..4096] == data[4096 + 36 * 4096..4096 + 37 * 4096]);
+            assert!(last, "{}: the read-back landed in the check buffers", engine.name());
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use p2pdma_core::copy_plan::{mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, Route, VerifyReport};
+use p2pdma_core::copy_plan::{
+    mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, ReadBack, Route, VerifyReport,
+};
 use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::EndKind;
 use rustix::io::Errno;
@@ -162,9 +164,22 @@ pub fn run_copy(
         stop: opts.stop,
         deadline: None,
     };
+    // Through host memory each chunk is read back as soon as written; through P2P memory
+    // both ranges are read again after the copy (see `ReadBack`).
+    let in_flight = opts.verify && !plan.route.is_p2p();
+    let mut checks = Vec::new();
+    if in_flight {
+        for _ in 0..bufs.len() {
+            checks.push(HostBuffer::on_node(plan.chunk, plan.numa_node)?.0);
+        }
+    }
     report.setup_seconds = opts.started.elapsed().as_secs_f64();
     on_start(&report);
-    let result = engine.run(&job, &mut bufs, progress);
+    let result = if in_flight {
+        engine.run_read_back(&job, &mut bufs, &mut checks, progress)
+    } else {
+        engine.run(&job, &mut bufs, progress)
+    };
     drop(bufs); // P2P memory goes back to its provider before the read-back
     let stats = match result {
         Ok(stats) => stats,
@@ -192,7 +207,18 @@ pub fn run_copy(
         return Ok(report);
     }
     report.outcome = Outcome::Copied;
-    if opts.verify {
+    if in_flight {
+        report.verify = Some(VerifyReport {
+            equal: stats.first_difference.is_none(),
+            bytes_compared: stats.bytes,
+            first_difference: stats.first_difference,
+            seconds: 0.0,
+            read_back: ReadBack::InFlight,
+        });
+        if stats.first_difference.is_some() {
+            report.outcome = Outcome::Mismatch;
+        }
+    } else if opts.verify {
         let t = Instant::now();
         match crate::compare(
             (&src, plan.src.offset),
@@ -208,6 +234,7 @@ pub fn run_copy(
                     bytes_compared: plan.length,
                     first_difference,
                     seconds: t.elapsed().as_secs_f64(),
+                    read_back: ReadBack::AfterCopy,
                 });
                 if first_difference.is_some() {
                     report.outcome = Outcome::Mismatch;
