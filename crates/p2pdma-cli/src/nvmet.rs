@@ -148,6 +148,20 @@ impl ConfigfsArgs {
         self.configfs_root == Path::new(system::CONFIGFS)
     }
 
+    /// The root to read: the machine's even when configfs is not mounted (nvmet is then
+    /// simply not loaded), any other only if it is a directory (a mistyped root is not an
+    /// empty configuration).
+    fn root(&self) -> anyhow::Result<&Path> {
+        if !self.is_machine() && !self.configfs_root.is_dir() {
+            anyhow::bail!(
+                "--configfs-root {}: no such directory (the machine's configfs is {})",
+                self.configfs_root.display(),
+                system::CONFIGFS
+            );
+        }
+        Ok(&self.configfs_root)
+    }
+
     /// The kernel log from now on, if it belongs to this configfs and can be read.
     fn kernel_log(&self) -> Box<dyn KernelLog> {
         if self.is_machine() {
@@ -231,7 +245,7 @@ pub fn run(command: NvmetCommand) -> anyhow::Result<ExitCode> {
             }
         },
         NvmetCommand::Remove { nqn, change: ChangeArgs { dry_run, configfs, json } } => {
-            let st = state::read(&configfs.configfs_root).map_err(bad)?;
+            let st = state::read(configfs.root()?).map_err(bad)?;
             let plan = plan_remove(&st, &nqn).map_err(bad)?;
             let applied = (plan.outcome == Outcome::Proceed && !dry_run).then(|| {
                 let mut fs = DirConfigFs { root: configfs.configfs_root.clone() };
@@ -300,7 +314,7 @@ fn model_device(name: &str, engine: &Engine<'_>) -> anyhow::Result<NamespaceDevi
 
 /// configfs as it is, with each namespace's block device where the machine can tell.
 fn read_state(configfs: &ConfigfsArgs, source: Option<&SourceArgs>) -> anyhow::Result<NvmetState> {
-    let mut st = state::read(&configfs.configfs_root).map_err(bad)?;
+    let mut st = state::read(configfs.root()?).map_err(bad)?;
     if let Some(source) = source.filter(|s| is_live(s)) {
         for n in st.subsystems.iter_mut().flat_map(|s| s.namespaces.iter_mut()) {
             if let (PathKind::Block, Some(b)) = system::inspect_path(Path::new(&n.device_path), &source.sysfs_root) {
@@ -385,7 +399,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// `save`: the config as nvmetcli writes it, to a file (whole or not at all) or stdout.
 fn save(file: &Path, configfs: &ConfigfsArgs) -> anyhow::Result<ExitCode> {
-    let c = config::read(&configfs.configfs_root).map_err(bad)?;
+    let c = config::read(configfs.root()?).map_err(bad)?;
     crate::out::write_file(file, config::to_json(&c).as_bytes(), "the nvmet configuration")?;
     if file != Path::new("-") {
         crate::out::text(&format!(

@@ -515,6 +515,15 @@ fn nvmet_save_and_restore_refuse_bad_files_and_touch_nothing() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_one_line(&["nvmet", "restore", "-"], &err);
     assert!(err.contains("standard input: is larger than"), "{err}");
+    // A mistyped configfs root is not an empty configuration.
+    let typo = f.path("no-such-configfs");
+    for args in [
+        vec!["nvmet", "list", "--configfs-root", &typo],
+        vec!["nvmet", "save", "--configfs-root", &typo, "-"],
+        vec!["nvmet", "remove", "--nqn", "nqn.2014-08.org.example:x", "--configfs-root", &typo],
+    ] {
+        refused(&args, 2, "no-such-configfs: no such directory");
+    }
     assert_eq!((tree(f.dir.path()), tree(cfs.path())), before, "a refused nvmet command changed something");
 }
 
