@@ -544,6 +544,8 @@ fn copy_operands_that_are_not_files_or_devices_are_named_and_nothing_is_created(
         (vec![src, "/dev/full"], "/dev/full: is a character device"),
         (vec![fifo.to_str().unwrap(), &dst], "fifo: is a pipe"),
         (vec![src, "/nonexistent/x.bin"], "/nonexistent/x.bin: cannot create it: /nonexistent: No such file"),
+        // A mistyped device is not a new file in /dev.
+        (vec![src, "/dev/p2pdma-test-no-such-disk"], "/dev/p2pdma-test-no-such-disk: no such device"),
         (vec![src, src], "are the same storage"),
         (vec![src, &dst, "--length", "0"], "nothing to copy: the length is 0"),
         (vec![src, &dst, "--length", "1M"], "run past its end"),
@@ -555,6 +557,7 @@ fn copy_operands_that_are_not_files_or_devices_are_named_and_nothing_is_created(
         refused(&args, 2, needle);
     }
     assert_eq!(tree_without_fifo(f.dir.path()), before, "a refused copy created or changed a file");
+    assert!(!Path::new("/dev/p2pdma-test-no-such-disk").exists(), "a file was created in /dev");
 }
 
 /// [`tree`] without reading named pipes (a read would block).

@@ -74,8 +74,12 @@ fn conformance(scenario: &str) {
         "dd if=/dev/urandom of=/tmp/pattern bs=1M count=1 2>/dev/null; sha256sum /tmp/pattern > pattern.sha; ",
     );
     for c in &clients {
+        // Only onto a block device: a name resolved to a path that does not exist would make
+        // dd write a regular file in /dev, and the kernel's "verdict" a memcpy from it.
         script.push_str(&format!(
-            "dd if=/tmp/pattern of=$(p2pdma resolve --block {c}) bs=1M count=1 conv=fsync 2>/dev/null; "
+            "d=$(p2pdma resolve --block {c}); if [ -b \"$d\" ]; then \
+             dd if=/tmp/pattern of=$d bs=1M count=1 conv=fsync 2>/dev/null; \
+             else echo \"{c}: $d\" >> not-block-devices.txt; fi; "
         ));
     }
     for p in &providers {
@@ -99,6 +103,11 @@ fn conformance(scenario: &str) {
         std::fs::read_to_string(share.path().join(name)).unwrap_or_else(|e| panic!("{scenario}: {name}: {e}"))
     };
     let pattern = read("pattern.sha").split_whitespace().next().unwrap().to_string();
+    assert!(
+        !share.path().join("not-block-devices.txt").exists(),
+        "{scenario}: names resolved to paths that are not block devices: {}",
+        read("not-block-devices.txt")
+    );
     let dmesg = read("dmesg.txt");
     let snapshot = share.path().join("snapshot.json");
     let mut rows = Vec::new();

@@ -123,6 +123,17 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
         path: path.into(),
         msg: format!("cannot create it: {}: {}", parent.display(), IoCause(e)),
     })?;
+    // A mistyped device (`/dev/nvme9n1`) must not become a regular file in the device file
+    // system (memory, not a disk; the copy would "succeed"). /dev/shm is another mount.
+    if rustix::fs::stat("/dev").is_ok_and(|dev| dev.st_dev == stat.st_dev) {
+        return Err(MemError::Unusable {
+            path: path.into(),
+            msg: format!(
+                "no such device (a new file there would be a regular file in {}, the device file system, not on a disk): check the device name",
+                parent.display()
+            ),
+        });
+    }
     let (disk_dir, block_size) = disk_of(sys, stat.st_dev);
     Ok(Measured {
         end: End {
