@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use p2pdma_core::multipath::{self, pci_above};
 use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::{End, EndKind};
 use p2pdma_core::Bdf;
@@ -71,8 +72,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: start * 512,
                 },
                 disk: file_name(&disk_dir),
-                pci: pci_above(&disk_dir),
-                numa_node: pci_above(&disk_dir).and_then(|b| numa_node(sys, b)),
+                pci: pci_of_disk(sys, &disk_dir),
+                numa_node: pci_of_disk(sys, &disk_dir).and_then(|b| numa_node(sys, b)),
                 related,
                 exists: true,
             })
@@ -95,8 +96,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: 0,
                 },
                 disk: disk_dir.as_deref().and_then(file_name),
-                pci: disk_dir.as_deref().and_then(pci_above),
-                numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
+                pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
+                numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
                 related: Vec::new(),
                 exists: true,
             })
@@ -134,8 +135,8 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
             extent_base: 0,
         },
         disk: disk_dir.as_deref().and_then(file_name),
-        pci: disk_dir.as_deref().and_then(pci_above),
-        numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
+        pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
+        numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
         related: Vec::new(),
         exists: false,
     })
@@ -167,9 +168,14 @@ fn dio_alignment(path: &Path) -> Result<Option<u32>, MemError> {
 }
 
 /// The PCI device a block device hangs from: the last PCI address in its (canonical) sysfs
-/// path, `.../0000:03:00.0/nvme/nvme0/nvme0n1` → `0000:03:00.0`; None for virtual disks.
-fn pci_above(disk_dir: &Path) -> Option<Bdf> {
-    disk_dir.ancestors().find_map(|d| d.file_name()?.to_str()?.parse::<Bdf>().ok())
+/// path, `.../0000:03:00.0/nvme/nvme0/nvme0n1` → `0000:03:00.0`; for an NVMe multipath
+/// head, the one PCI device all its paths are on; None for virtual disks (and heads whose
+/// paths are on several devices: the plan judges each path through the topology).
+fn pci_of_disk(sys: &Path, disk_dir: &Path) -> Option<Bdf> {
+    pci_above(disk_dir).or_else(|| {
+        let paths = multipath::read_paths(sys, &file_name(disk_dir)?);
+        multipath::shared_pci(&paths)
+    })
 }
 
 /// A PCI device's NUMA node (None for -1: no node, or a machine without NUMA).

@@ -1434,7 +1434,7 @@ mod tests {
         let e0 = Engine::new(&t).unwrap();
         let ns = e0.device(e0.topo.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap()).bdf;
         let nic = t.devices.iter().find(|d| d.name.as_deref() == Some("rnic")).unwrap().bdf;
-        t.aliases.insert("rxe0".into(), Alias { class: "infiniband".into(), pci_parent: None });
+        t.aliases.insert("rxe0".into(), Alias::new("infiniband", None));
         let e = Engine::new(&t).unwrap();
         let mut r = request(&ns.to_string(), "nvme-a");
         r.transport = Transport::Rdma;
@@ -1444,7 +1444,7 @@ mod tests {
         assert!(p.p2p.rdma_devices[0].why.contains("rxe0 has no PCI device"));
         assert!(p.p2p.kernel_log.is_empty());
 
-        t.aliases.insert("mlx5_0".into(), Alias { class: "infiniband".into(), pci_parent: Some(nic) });
+        t.aliases.insert("mlx5_0".into(), Alias::new("infiniband", Some(nic)));
         let e = Engine::new(&t).unwrap();
         let p = plan_export(&e, &r, &empty()).unwrap();
         assert!(p.p2p.used);
