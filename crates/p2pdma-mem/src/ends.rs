@@ -341,4 +341,26 @@ mod tests {
         fs::create_dir_all(pci.join("p2pmem")).unwrap();
         assert!(any_p2p_provider(sys));
     }
+    /// An NVMe multipath head sits under the virtual nvme-subsystem device: its PCI device
+    /// is its path's controller's (from `multipath/`, else by the path's name).
+    #[test]
+    fn a_multipath_heads_pci_device_is_its_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path();
+        let ctrl = sys.join("devices/pci0000:00/0000:00:10.0/0000:03:00.0/nvme/nvme0");
+        let head = sys.join("devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1");
+        fs::create_dir_all(ctrl.join("nvme0c0n1")).unwrap();
+        fs::create_dir_all(&head).unwrap();
+        fs::create_dir_all(sys.join("class/block")).unwrap();
+        fs::create_dir_all(sys.join("class/nvme")).unwrap();
+        std::os::unix::fs::symlink(&head, sys.join("class/block/nvme0n1")).unwrap();
+        std::os::unix::fs::symlink(&ctrl, sys.join("class/nvme/nvme0")).unwrap();
+        let a = Some("0000:03:00.0".parse().unwrap());
+        assert_eq!(pci_above(&head), None);
+        assert_eq!(pci_of_disk(sys, &head), a, "by the name rule");
+        fs::create_dir_all(head.join("multipath")).unwrap();
+        std::os::unix::fs::symlink(ctrl.join("nvme0c0n1"), head.join("multipath/nvme0c0n1")).unwrap();
+        fs::remove_file(sys.join("class/nvme/nvme0")).unwrap();
+        assert_eq!(pci_of_disk(sys, &head), a, "by multipath/");
+    }
 }
