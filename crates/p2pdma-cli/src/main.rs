@@ -514,10 +514,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         pci_parent.map(|i| loaded.topology.devices[i].bdf)
                     }
                 };
-                let block_device = alloc::block_device(&engine, name).ok();
-                if block && block_device.is_none() {
-                    anyhow::bail!("{name} has no block device");
-                }
+                // With --block, why there is none (a hidden multipath path says where to go).
+                let block_device = match alloc::block_device(&engine, name) {
+                    Ok(path) => Some(path),
+                    Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e),
+                    Err(_) if block => anyhow::bail!("{name} has no block device"),
+                    Err(_) => None,
+                };
                 rows.push(serde_json::json!({ "name": name, "pci": bdf, "block_device": block_device }));
             }
             if json {
