@@ -13,7 +13,7 @@ use common::{write_tree, Privilege};
 use p2pdma_core::copy_plan::{choose_route, EndReport, Route, Via};
 use p2pdma_core::model::{Alias, MultipathPath};
 use p2pdma_core::transfer::{End, EndKind};
-use p2pdma_core::{kernel, spec, sysfs, Bdf, Engine, Topology};
+use p2pdma_core::{analysis, kernel, spec, sysfs, Bdf, Engine, MapType, Topology};
 
 /// nvme-a (with a CMB) and nvme-b behind one switch, nvme-c on a second root port: the
 /// host bridge (not whitelisted) refuses nvme-a <-> nvme-c.
@@ -166,6 +166,25 @@ fn a_head_on_two_controllers_needs_every_path_to_allow_p2p_and_names_the_refused
         assert!(text.contains(&format!("nvme1n1 path nvme1c2n1 (controller nvme2, {c}): ")), "{via}: {text}");
         assert!(!text.contains("nvme1c1n1"), "{via}: the path that can do P2P is no reason: {text}");
     }
+}
+
+#[test]
+fn check_and_find_judge_a_head_by_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let heads =
+        [Head { subsys: 0, paths: &[("nvme-a", 0)] }, Head { subsys: 1, paths: &[("nvme-b", 1), ("nvme-c", 2)] }];
+    let topo = read_machine(dir.path(), &heads, true);
+    let engine = Engine::new(&topo).unwrap();
+    let a = bdf("nvme-a").to_string();
+    let r = analysis::check(&engine, &a, &["nvme1n1".into()]).unwrap();
+    assert_eq!(r.map_type, MapType::NotSupported);
+    let verdicts: Vec<_> = r.clients.iter().map(|v| (v.client_bdf, v.map_type)).collect();
+    assert_eq!(verdicts, [(Some(bdf("nvme-b")), MapType::BusAddr), (Some(bdf("nvme-c")), MapType::NotSupported)]);
+    assert!(r.clients[1].reasons[0].contains("down path nvme1c2n1 (controller nvme2"), "{:?}", r.clients[1].reasons);
+    assert_eq!(analysis::find(&engine, &["nvme1n1".into()]).unwrap().provider, None);
+    // The one-path head is its controller.
+    let r = analysis::check(&engine, &a, &["/dev/nvme0n1".into()]).unwrap();
+    assert_eq!(r.map_type, MapType::BusAddr);
 }
 
 #[test]
