@@ -8,8 +8,6 @@
 //! The QEMU is `$P2PDMA_QEMU` (default `backports`: the lab's QEMU from bookworm-backports).
 //! Needs QEMU and the lab kernel (scripts/test installs them); P2PDMA_SKIP_LAB=1 skips.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 mod common;
@@ -19,24 +17,9 @@ use common::skip_lab;
 /// Boots the `switch` scenario on the multipath-capable QEMU, runs `script` in the guest
 /// (in the share), and returns the share.
 fn boot(script: &str) -> tempfile::TempDir {
-    let share = tempfile::tempdir().unwrap();
     let qemu = std::env::var("P2PDMA_QEMU").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "backports".into());
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
-        .env("P2PDMA_GUEST_BINARY", common::guest_binary())
-        .env("P2PDMA_QEMU", &qemu)
-        .args(["lab", "run", common::SWITCH, "--timeout", "300", "--share", share.path().to_str().unwrap()])
-        .args(["--", &format!("cd /lab/share; {script}")])
-        .current_dir("../..")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "lab run (QEMU {qemu}) failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    share
+    let script = format!("cd /lab/share; {script}");
+    common::lab_run(common::SWITCH, &[], &[("P2PDMA_QEMU", &qemu)], &script, &format!("QEMU {qemu}"))
 }
 
 /// Runs `cmd` in the guest keeping stdout, stderr and the exit status as `name.{out,err,rc}`.

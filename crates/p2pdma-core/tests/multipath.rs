@@ -123,6 +123,16 @@ fn one_path_each(group: bool) -> (tempfile::TempDir, Topology) {
     (dir, topo)
 }
 
+/// nvme0n1 on nvme-a; nvme1n1 on two controllers, nvme-b (which reaches nvme-a below the
+/// switch) and nvme-c (which does not).
+fn two_controllers() -> (tempfile::TempDir, Topology) {
+    let dir = tempfile::tempdir().unwrap();
+    let heads =
+        [Head { subsys: 0, paths: &[("nvme-a", 0)] }, Head { subsys: 1, paths: &[("nvme-b", 1), ("nvme-c", 2)] }];
+    let topo = read_machine(dir.path(), &heads, true);
+    (dir, topo)
+}
+
 #[test]
 fn a_head_with_one_path_is_on_that_controller_and_the_path_is_hidden() {
     let (_dir, topo) = one_path_each(true);
@@ -149,10 +159,7 @@ fn without_the_multipath_group_the_paths_are_found_by_name_under_their_controlle
 
 #[test]
 fn a_head_on_two_controllers_needs_every_path_to_allow_p2p_and_names_the_refused_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let heads =
-        [Head { subsys: 0, paths: &[("nvme-a", 0)] }, Head { subsys: 1, paths: &[("nvme-b", 1), ("nvme-c", 2)] }];
-    let topo = read_machine(dir.path(), &heads, true);
+    let (_dir, topo) = two_controllers();
     let (b, c) = (bdf("nvme-b"), bdf("nvme-c"));
     let head = &topo.aliases["nvme1n1"];
     assert_eq!(head.pci_parent, None, "two controllers: no single PCI device");
@@ -170,10 +177,7 @@ fn a_head_on_two_controllers_needs_every_path_to_allow_p2p_and_names_the_refused
 
 #[test]
 fn check_and_find_judge_a_head_by_every_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let heads =
-        [Head { subsys: 0, paths: &[("nvme-a", 0)] }, Head { subsys: 1, paths: &[("nvme-b", 1), ("nvme-c", 2)] }];
-    let topo = read_machine(dir.path(), &heads, true);
+    let (_dir, topo) = two_controllers();
     let engine = Engine::new(&topo).unwrap();
     let a = bdf("nvme-a").to_string();
     let r = analysis::check(&engine, &a, &["nvme1n1".into()]).unwrap();
