@@ -510,9 +510,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in &devices {
                 let bdf = match p2pdma_core::resolve(&engine, name)? {
                     p2pdma_core::Target::Pci(i) => Some(loaded.topology.devices[i].bdf),
-                    p2pdma_core::Target::NotPci { pci_parent, .. } => {
-                        pci_parent.map(|i| loaded.topology.devices[i].bdf)
-                    }
+                    // A multipath head: the PCI device of its paths (when they share one).
+                    p2pdma_core::Target::NotPci { pci_parent, name } => pci_parent
+                        .map(|i| loaded.topology.devices[i].bdf)
+                        .or_else(|| loaded.topology.aliases.get(&name).and_then(|a| a.data_pci())),
                 };
                 // With --block, why there is none (a hidden multipath path says where to go).
                 let block_device = match alloc::block_device(&engine, name) {

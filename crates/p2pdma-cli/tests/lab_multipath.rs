@@ -47,31 +47,44 @@ impl Share {
     }
 }
 
+/// nvmet's own P2P check on a head namespace, straight through configfs (p2pdma refuses
+/// before the kernel is asked): `$B` with nvme-a's CMB as `p2pmem`.
+const RAW_NVMET: &str = "modprobe nvmet; mount -t configfs none /sys/kernel/config 2>/dev/null; \
+    S=/sys/kernel/config/nvmet/subsystems/nqn.2026-12.io.example:raw; mkdir $S; mkdir $S/namespaces/1; \
+    echo $B > $S/namespaces/1/device_path; echo 0000:03:00.0 > $S/namespaces/1/p2pmem; \
+    echo 1 > $S/namespaces/1/enable 2> raw-enable.err; echo $? > raw-enable.rc; \
+    rmdir $S/namespaces/1; rmdir $S; dmesg > dmesg.txt; ";
+
 #[test]
 fn lab_multipath_heads() {
     if skip_lab() {
         return;
     }
     let copy = "p2pdma copy nvme-b nvme-a --via nvme-a --length 32M --require-p2p --verify --json";
+    let export =
+        "p2pdma nvmet export --nqn nqn.2026-12.io.example:mp --ns nvme-b --transport loop --allow-any-host --json";
+    // The drives probe in either order: every name is taken from what the guest says.
     let script = [
-        "ls /dev > dev.txt; ls /sys/block > block.txt; cat /sys/block/nvme0c0n1/hidden > hidden.txt; ".to_string(),
+        "ls /dev > dev.txt; ls /sys/block > block.txt; ".to_string(),
         step("resolve-a", "p2pdma resolve --block nvme-a"),
         step("resolve-b", "p2pdma resolve --block nvme-b"),
-        step("resolve-path", "p2pdma resolve --block nvme0c0n1"),
-        "A=$(cat resolve-a.out); B=$(cat resolve-b.out); dd if=/dev/urandom of=$B bs=1M count=32 2>/dev/null; ".into(),
+        "A=$(cat resolve-a.out); B=$(cat resolve-b.out); ls /sys/block/${A#/dev/}/multipath > a-paths.txt; \
+         P=$(cat a-paths.txt); cat /sys/block/$P/hidden > hidden.txt; "
+            .into(),
+        step("resolve-path", "p2pdma resolve --block $P"),
+        "dd if=/dev/urandom of=$B bs=1M count=32 2>/dev/null; ".into(),
         step("copy", copy),
         "dd if=$B bs=1M count=32 2>/dev/null | sha256sum | cut -c1-64 > src.sha; ".into(),
         "dd if=$A bs=1M count=32 2>/dev/null | sha256sum | cut -c1-64 > dst.sha; ".into(),
         step("copy-7.1", &format!("{copy} --kernel 7.1")),
         step("alloc", "p2pdma alloc nvme-a 1M --read $B --json"),
         step("check", "p2pdma check nvme-a nvme-b --json"),
-        step("check-head", "p2pdma check nvme-a nvme1n1 --json"),
+        step("check-head", "p2pdma check nvme-a ${B#/dev/} --json"),
         step("topo", "p2pdma topo --json"),
-        step(
-            "nvmet",
-            "p2pdma nvmet export --nqn nqn.2026-12.io.example:mp --ns nvme-b --transport loop --allow-any-host \
-             --dry-run --json",
-        ),
+        step("nvmet-p2pmem", &format!("{export} --p2pmem nvme-a")),
+        step("nvmet-auto", &format!("{export} --p2pmem auto")),
+        step("nvmet-remove", "p2pdma nvmet remove --nqn nqn.2026-12.io.example:mp --json"),
+        RAW_NVMET.into(),
         "modprobe ext4; mke2fs -q $A && mkdir -p /mnt/a && mount $A /mnt/a; ".into(),
         step("mounted", "p2pdma copy nvme-b nvme-a --length 4K --json"),
         "umount /mnt/a".into(),
@@ -80,25 +93,40 @@ fn lab_multipath_heads() {
     let share = Share(boot(&script));
 
     // The machine has multipath: heads in /dev, hidden paths only in sysfs.
+    let (a, b) = (share.step("resolve-a"), share.step("resolve-b"));
+    assert_eq!((a.0, b.0), (0, 0), "{a:?} {b:?}");
+    let (a, b) =
+        (a.1.trim().strip_prefix("/dev/").unwrap().to_string(), b.1.trim().strip_prefix("/dev/").unwrap().to_string());
+    let path = share.read("a-paths.txt").trim().to_string();
     let (dev, block) = (share.read("dev.txt"), share.read("block.txt"));
-    let lines = |s: &str| s.lines().map(str::to_string).collect::<Vec<_>>();
-    assert!(lines(&dev).contains(&"nvme0n1".into()) && !lines(&dev).contains(&"nvme0c0n1".into()), "{dev}");
-    assert!(lines(&block).contains(&"nvme0c0n1".into()), "{block}");
+    let has = |list: &str, name: &str| list.lines().any(|l| l == name);
+    for head in [&a, &b] {
+        assert!(p2pdma_core::multipath::parse_disk_name(head).is_some() && has(&dev, head), "{head}: {dev}");
+    }
+    assert!(
+        matches!(
+            p2pdma_core::multipath::parse_disk_name(&path),
+            Some(p2pdma_core::multipath::NvmeDiskName::Path { .. })
+        ),
+        "{path}"
+    );
+    assert!(has(&block, &path) && !has(&dev, &path), "{path}: {dev}");
     assert_eq!(share.read("hidden.txt").trim(), "1");
 
-    // Names resolve to the heads; the hidden path is refused as bad input, naming its head.
-    assert_eq!(share.step("resolve-a"), (0, "/dev/nvme0n1\n".into(), String::new()));
-    assert_eq!(share.step("resolve-b"), (0, "/dev/nvme1n1\n".into(), String::new()));
+    // The hidden path is refused as bad input, naming its head.
     let (rc, _, err) = share.step("resolve-path");
     assert_eq!(rc, 2, "{err}");
-    assert!(err.contains("nvme0c0n1 is a hidden disk") && err.contains("use its head /dev/nvme0n1"), "{err}");
+    assert!(
+        err.contains(&format!("{path} is a hidden disk")) && err.contains(&format!("use its head /dev/{a}")),
+        "{err}"
+    );
 
     // P2P through the heads on 7.2, byte for byte.
     let (rc, r) = share.json("copy");
     assert_eq!((rc, &r["outcome"]), (0, &Value::from("copied")), "{r}");
     assert_eq!(r["route"]["memory"], "p2p", "{r}");
     assert_eq!(r["path"], "P2P, bus address, distance 4, via 0000:03:00.0 (nvme-a)");
-    assert_eq!((&r["src"]["block_device"], &r["dst"]["block_device"]), (&"nvme1n1".into(), &"nvme0n1".into()));
+    assert_eq!((&r["src"]["block_device"], &r["dst"]["block_device"]), (&b.as_str().into(), &a.as_str().into()));
     assert_eq!((&r["src"]["pci"], &r["dst"]["pci"]), (&"0000:04:00.0".into(), &"0000:03:00.0".into()), "{r}");
     assert_eq!(r["verify"]["equal"], true, "{r}");
     let (src, dst) = (share.read("src.sha"), share.read("dst.sha"));
@@ -113,26 +141,38 @@ fn lab_multipath_heads() {
     // The kernel reads a head into the CMB (O_DIRECT with P2P pages).
     let (rc, r) = share.json("alloc");
     assert_eq!((rc, &r["read"]["ok"], &r["read"]["unchanged"]), (0, &true.into(), &false.into()), "{r}");
-    assert_eq!(r["read"]["device"], "/dev/nvme1n1");
+    assert_eq!(r["read"]["device"], format!("/dev/{b}"));
 
     // check and topo as without multipath: PCI devices and their verdicts; the head's
-    // verdict is its controller's.
+    // verdict is its path's controller's.
     let (rc, c) = share.json("check");
     assert_eq!((rc, &c["map_type"], &c["distance"]), (0, &"bus_addr".into(), &4.into()), "{c}");
     let (rc, h) = share.json("check-head");
     assert_eq!((rc, &h["map_type"], &h["distance"]), (0, &"bus_addr".into(), &4.into()), "{h}");
+    assert!(h["clients"][0]["reasons"][0].as_str().unwrap().contains("NVMe multipath head"), "{h}");
     let (rc, t) = share.json("topo");
     assert_eq!(rc, 0);
     let names: Vec<_> = t["devices"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
     assert!(names.contains(&"nvme-a") && names.contains(&"nvme-b"), "{names:?}");
 
-    // nvmet exports the head.
-    let (rc, out, err) = share.step("nvmet");
-    assert_eq!(rc, 0, "{out}{err}");
-    assert!(out.contains("/dev/nvme1n1") && !out.contains("nvme1c1n1"), "{out}");
+    // nvmet exports the head, but its P2P check judges the head's own device (virtual):
+    // p2pdma refuses a provider, auto exports without one, and the kernel agrees.
+    let (rc, r) = share.json("nvmet-p2pmem");
+    assert_eq!((rc, &r["outcome"]), (1, &Value::from("refused")), "{r}");
+    assert!(r["reasons"].to_string().contains("is an NVMe multipath head"), "{r}");
+    let (rc, r) = share.json("nvmet-auto");
+    assert_eq!((rc, &r["ok"]), (0, &true.into()), "{r}");
+    assert!(r.to_string().contains(&format!("/dev/{b}")), "{r}");
+    assert_eq!(share.step("nvmet-remove").0, 0);
+    assert_ne!(share.read("raw-enable.rc").trim(), "0", "the kernel enabled a head namespace with p2pmem");
+    let dmesg = share.read("dmesg.txt");
+    assert!(
+        dmesg.contains(&format!("block {b}: cannot be used for peer-to-peer DMA as it is not a PCI device")),
+        "{dmesg}"
+    );
 
     // A mounted head is in use.
     let (rc, r) = share.json("mounted");
     assert_eq!((rc, &r["outcome"]), (1, &Value::from("refused")), "{r}");
-    assert!(r["refused"][0].as_str().unwrap().ends_with("nvme0n1 is mounted at /mnt/a"), "{r}");
+    assert!(r["refused"][0].as_str().unwrap().ends_with(&format!("{a} is mounted at /mnt/a")), "{r}");
 }

@@ -227,7 +227,7 @@ pub(crate) fn client_index(engine: &Engine<'_>, name: &str) -> Result<usize, Err
         ClientRef::Pci { index, .. } => Ok(index),
         ClientRef::NotPci(n) if engine.topo.aliases.get(&n).is_some_and(|a| a.is_multipath_head()) => {
             Err(Error::WrongRole(format!(
-                "{n} is an NVMe multipath head on several controllers: name one of them (its paths: {})",
+                "{n} is an NVMe multipath head, not a PCI device: name the controller of one of its paths ({})",
                 engine.topo.aliases[&n].paths.iter().map(|p| p.controller.as_str()).collect::<Vec<_>>().join(", ")
             )))
         }

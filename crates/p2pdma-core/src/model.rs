@@ -161,8 +161,8 @@ pub struct P2pMem {
 pub struct Alias {
     /// The class it was found in (`block`, `nvme`, `net`, `infiniband`) or `spec`.
     pub class: String,
-    /// The first PCI device found walking up its parents; None when there is none (rxe, loop).
-    /// For an NVMe multipath head: the PCI device of its paths when they all share one.
+    /// The first PCI device found walking up its parents; None when there is none (rxe, loop,
+    /// an NVMe multipath head: its parent is the virtual nvme-subsystem device).
     pub pci_parent: Option<Bdf>,
     /// A hidden disk (`/sys/block/<name>/hidden` is 1): an NVMe multipath path such as
     /// `nvme0c0n1`, with no `/dev` node; I/O goes through its head.
@@ -192,6 +192,13 @@ impl Alias {
     /// Whether this is an NVMe multipath head.
     pub fn is_multipath_head(&self) -> bool {
         !self.paths.is_empty()
+    }
+
+    /// The PCI device its data moves through: its PCI parent, else (a multipath head) the
+    /// one PCI device all its paths are on. The kernel's own walk (nvmet's P2P check) sees
+    /// only `pci_parent`.
+    pub fn data_pci(&self) -> Option<Bdf> {
+        self.pci_parent.or_else(|| crate::multipath::shared_pci(&self.paths))
     }
 }
 

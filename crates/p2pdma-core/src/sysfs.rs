@@ -273,8 +273,8 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
             out.insert(name, Alias::new(class, pci_parent));
         }
     }
-    // NVMe multipath: hidden path disks, and heads (no PCI parent of their own) with the
-    // PCI devices of their paths.
+    // NVMe multipath: hidden path disks, and heads (no PCI parent of their own: the kernel
+    // walks up to the virtual nvme-subsystem device) with the PCI devices of their paths.
     for (name, alias) in out.iter_mut().filter(|(_, a)| a.class == "block") {
         alias.hidden = crate::multipath::is_hidden(&roots.sys, name);
         if alias.pci_parent.is_none() {
@@ -282,7 +282,6 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
             for path in &mut alias.paths {
                 path.pci = path.pci.filter(|b| known.contains(b));
             }
-            alias.pci_parent = crate::multipath::shared_pci(&alias.paths);
         }
     }
     out

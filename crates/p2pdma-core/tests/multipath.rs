@@ -104,7 +104,7 @@ fn end(topo: &Topology, disk: &str) -> EndReport {
         },
         offset: 0,
         block_device: Some(disk.into()),
-        pci: alias.pci_parent,
+        pci: alias.data_pci(),
         numa_node: None,
     }
 }
@@ -138,7 +138,7 @@ fn a_head_with_one_path_is_on_that_controller_and_the_path_is_hidden() {
     let (_dir, topo) = one_path_each(true);
     let a = bdf("nvme-a");
     let head = &topo.aliases["nvme0n1"];
-    assert_eq!(head.pci_parent, Some(a));
+    assert_eq!((head.pci_parent, head.data_pci()), (None, Some(a)), "the kernel's walk ends at the subsystem");
     assert!(!head.hidden);
     assert_eq!(head.paths, [MultipathPath { disk: "nvme0c0n1".into(), controller: "nvme0".into(), pci: Some(a) }]);
     let path = &topo.aliases["nvme0c0n1"];
@@ -162,7 +162,7 @@ fn a_head_on_two_controllers_needs_every_path_to_allow_p2p_and_names_the_refused
     let (_dir, topo) = two_controllers();
     let (b, c) = (bdf("nvme-b"), bdf("nvme-c"));
     let head = &topo.aliases["nvme1n1"];
-    assert_eq!(head.pci_parent, None, "two controllers: no single PCI device");
+    assert_eq!((head.pci_parent, head.data_pci()), (None, None), "two controllers: no single PCI device");
     let pcis: Vec<_> = head.paths.iter().map(|p| (p.disk.as_str(), p.pci)).collect();
     assert_eq!(pcis, [("nvme1c1n1", Some(b)), ("nvme1c2n1", Some(c))]);
     for via in ["nvme-a", "auto"] {
