@@ -176,3 +176,41 @@ fn lab_multipath_heads() {
     assert_eq!((rc, &r["outcome"]), (1, &Value::from("refused")), "{r}");
     assert!(r["refused"][0].as_str().unwrap().ends_with(&format!("{a} is mounted at /mnt/a")), "{r}");
 }
+
+/// The fix the refusals name, `nvme_core.multipath=N` on the kernel command line (the
+/// topology file's `kernel_params`): no heads, and nvmet takes nvme-a's CMB for nvme-b.
+#[test]
+fn lab_multipath_off_gives_plain_namespaces_and_nvmet_p2p() {
+    if skip_lab() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let switch = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/topologies/switch.toml"))
+        .unwrap()
+        .replace("[machine]\n", "[machine]\nkernel_params = \"nvme_core.multipath=N\"\n");
+    let spec = dir.path().join("switch-multipath-off.toml");
+    std::fs::write(&spec, switch).unwrap();
+    let qemu = std::env::var("P2PDMA_QEMU").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "backports".into());
+    let script = [
+        "cd /lab/share; cat /sys/module/nvme_core/parameters/multipath > param.txt; ls /sys/block > block.txt; ",
+        &step(
+            "export",
+            "p2pdma nvmet export --nqn nqn.2026-12.io.example:off --ns nvme-b --transport loop --p2pmem nvme-a \
+             --allow-any-host --json",
+        ),
+    ]
+    .concat();
+    let share =
+        Share(common::lab_run(spec.to_str().unwrap(), &[], &[("P2PDMA_QEMU", &qemu)], &script, "multipath off"));
+    assert_eq!(share.read("param.txt").trim(), "N");
+    let block = share.read("block.txt");
+    assert!(
+        block.lines().all(|l| !matches!(
+            p2pdma_core::multipath::parse_disk_name(l),
+            Some(p2pdma_core::multipath::NvmeDiskName::Path { .. })
+        )),
+        "{block}"
+    );
+    let (rc, r) = share.json("export");
+    assert_eq!((rc, &r["ok"], &r["p2p"]["p2pmem"]), (0, &true.into(), &"0000:03:00.0".into()), "{r}");
+}
