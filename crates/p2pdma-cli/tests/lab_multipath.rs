@@ -14,10 +14,15 @@ mod common;
 
 use common::skip_lab;
 
+/// The QEMU that shows multipath heads: `$P2PDMA_QEMU`, else the lab's `backports`.
+fn qemu() -> String {
+    std::env::var("P2PDMA_QEMU").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "backports".into())
+}
+
 /// Boots the `switch` scenario on the multipath-capable QEMU, runs `script` in the guest
 /// (in the share), and returns the share.
 fn boot(script: &str) -> tempfile::TempDir {
-    let qemu = std::env::var("P2PDMA_QEMU").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "backports".into());
+    let qemu = qemu();
     let script = format!("cd /lab/share; {script}");
     common::lab_run(common::SWITCH, &[], &[("P2PDMA_QEMU", &qemu)], &script, &format!("QEMU {qemu}"))
 }
@@ -190,7 +195,7 @@ fn lab_multipath_off_gives_plain_namespaces_and_nvmet_p2p() {
         .replace("[machine]\n", "[machine]\nkernel_params = \"nvme_core.multipath=N\"\n");
     let spec = dir.path().join("switch-multipath-off.toml");
     std::fs::write(&spec, switch).unwrap();
-    let qemu = std::env::var("P2PDMA_QEMU").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "backports".into());
+    let qemu = qemu();
     let script = [
         "cd /lab/share; cat /sys/module/nvme_core/parameters/multipath > param.txt; ls /sys/block > block.txt; ",
         &step(
