@@ -42,7 +42,13 @@ pub fn block_device(engine: &Engine<'_>, name: &str) -> anyhow::Result<PathBuf> 
     if name.starts_with('/') {
         return Ok(PathBuf::from(name));
     }
-    if topo.aliases.get(name).is_some_and(|a| a.class == "block") {
+    if let Some(alias) = topo.aliases.get(name).filter(|a| a.class == "block") {
+        if alias.hidden {
+            anyhow::bail!(
+                "{name} is a hidden disk (an NVMe multipath path, with no /dev node): {}",
+                head_hint(engine, name)
+            );
+        }
         return Ok(PathBuf::from("/dev").join(name));
     }
     let Target::Pci(i) = resolve(engine, name)? else {
@@ -50,13 +56,24 @@ pub fn block_device(engine: &Engine<'_>, name: &str) -> anyhow::Result<PathBuf> 
     };
     let bdf = topo.devices[i].bdf;
     // Namespaces (nvme0n1), not partitions (nvme0n1p1): the shortest name under the device.
+    // With NVMe multipath the namespace is the head above the controller's hidden path disk.
+    let on_device =
+        |a: &p2pdma_core::model::Alias| a.pci_parent == Some(bdf) || a.paths.iter().any(|p| p.pci == Some(bdf));
     topo.aliases
         .iter()
-        .filter(|(n, a)| a.class == "block" && a.pci_parent == Some(bdf) && !n.contains('p'))
+        .filter(|(n, a)| a.class == "block" && !a.hidden && on_device(a) && !n.contains('p'))
         .map(|(n, _)| n)
         .min_by_key(|n| (n.len(), n.to_string()))
         .map(|n| PathBuf::from("/dev").join(n))
         .ok_or_else(|| anyhow::anyhow!("{name} ({bdf}) has no block device"))
+}
+
+/// Where to do I/O instead of the hidden path disk `path`: its head.
+fn head_hint(engine: &Engine<'_>, path: &str) -> String {
+    match engine.topo.aliases.iter().find(|(_, a)| a.paths.iter().any(|p| p.disk == path)) {
+        Some((head, _)) => format!("use its head /dev/{head}"),
+        None => "use its multipath head".into(),
+    }
 }
 
 fn available(dir: &std::path::Path) -> u64 {

@@ -530,14 +530,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in &devices {
                 let bdf = match p2pdma_core::resolve(&engine, name)? {
                     p2pdma_core::Target::Pci(i) => Some(loaded.topology.devices[i].bdf),
-                    p2pdma_core::Target::NotPci { pci_parent, .. } => {
-                        pci_parent.map(|i| loaded.topology.devices[i].bdf)
-                    }
+                    // A multipath head: the PCI device of its paths (when they share one).
+                    p2pdma_core::Target::NotPci { pci_parent, name } => pci_parent
+                        .map(|i| loaded.topology.devices[i].bdf)
+                        .or_else(|| loaded.topology.aliases.get(&name).and_then(|a| a.data_pci())),
                 };
-                let block_device = alloc::block_device(&engine, name).ok();
-                if block && block_device.is_none() {
-                    anyhow::bail!("{name} has no block device");
-                }
+                // With --block, why there is none (a hidden multipath path says where to go).
+                let block_device = match alloc::block_device(&engine, name) {
+                    Ok(path) => Some(path),
+                    Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e),
+                    Err(_) if block => anyhow::bail!("{name} has no block device"),
+                    Err(_) => None,
+                };
                 rows.push(serde_json::json!({ "name": name, "pci": bdf, "block_device": block_device }));
             }
             if json {

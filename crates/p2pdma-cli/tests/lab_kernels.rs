@@ -8,8 +8,6 @@
 //! Needs QEMU and the network once (the kernels are fetched with the lab's private apt
 //! configuration and cached); P2PDMA_SKIP_LAB=1 skips. One boot each, about 15 s under TCG.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 mod common;
@@ -46,34 +44,7 @@ impl Share {
 }
 
 fn boot(kernel: &str) -> Share {
-    let share = tempfile::tempdir().unwrap();
-    let args = [
-        "lab",
-        "run",
-        "examples/topologies/switch.toml",
-        "--kernel",
-        kernel,
-        "--timeout",
-        "300",
-        "--share",
-        share.path().to_str().unwrap(),
-        "--",
-        SCRIPT,
-    ];
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
-        .env("P2PDMA_GUEST_BINARY", common::guest_binary())
-        .args(args)
-        .current_dir("../..")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{kernel}: lab run failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Share(share)
+    Share(common::lab_run(common::SWITCH, &["--kernel", kernel], &[], SCRIPT, kernel))
 }
 
 fn names_option(v: &Value) -> bool {

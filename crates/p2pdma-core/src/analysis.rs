@@ -197,10 +197,40 @@ fn client_ref(engine: &Engine<'_>, name: &str) -> Result<ClientRef, Error> {
     }
 }
 
+/// The clients a name stands for: an NVMe multipath head is every path's controller (the
+/// kernel may send the head's I/O down any of them), anything else its [`client_ref`].
+fn client_refs(engine: &Engine<'_>, name: &str) -> Result<Vec<ClientRef>, Error> {
+    let head = engine.topo.aliases.get(name.strip_prefix("/dev/").unwrap_or(name)).filter(|a| a.is_multipath_head());
+    let Some(head) = head else { return Ok(vec![client_ref(engine, name)?]) };
+    let refusal = crate::multipath::head_refusal(&engine.topo.machine, name, &head.paths);
+    head.paths
+        .iter()
+        .map(|path| match path.pci.and_then(|b| engine.index_of(b)) {
+            Some(index) => Ok(ClientRef::Pci {
+                index,
+                note: Some(format!(
+                    "{name} is an NVMe multipath head: the kernel may send its I/O down path {} (controller {}, {}){}",
+                    path.disk,
+                    path.controller,
+                    engine.device(index).bdf,
+                    refusal.as_deref().map(|r| format!("; {r}")).unwrap_or_default()
+                )),
+            }),
+            None => Ok(ClientRef::NotPci(format!("{name} path {} (controller {})", path.disk, path.controller))),
+        })
+        .collect()
+}
+
 /// The PCI function the kernel evaluates for a client name; a name without one is refused.
 pub(crate) fn client_index(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
     match client_ref(engine, name)? {
         ClientRef::Pci { index, .. } => Ok(index),
+        ClientRef::NotPci(n) if engine.topo.aliases.get(&n).is_some_and(|a| a.is_multipath_head()) => {
+            Err(Error::WrongRole(format!(
+                "{n} is an NVMe multipath head, not a PCI device: name the controller of one of its paths ({})",
+                engine.topo.aliases[&n].paths.iter().map(|p| p.controller.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
         ClientRef::NotPci(n) => Err(Error::WrongRole(format!("{n} is not a PCI device and has no PCI parent"))),
     }
 }
@@ -264,8 +294,10 @@ pub fn check_memory(engine: &Engine<'_>, provider: &str, clients: &[String]) -> 
 }
 
 fn check_named(engine: &Engine<'_>, p: usize, clients: &[String]) -> Result<CheckReport, Error> {
-    let refs =
-        clients.iter().map(|name| Ok((name.clone(), client_ref(engine, name)?))).collect::<Result<_, Error>>()?;
+    let mut refs = Vec::new();
+    for name in clients {
+        refs.extend(client_refs(engine, name)?.into_iter().map(|r| (name.clone(), r)));
+    }
     Ok(check_refs(engine, p, refs))
 }
 
@@ -377,7 +409,10 @@ pub fn find_any_bar(engine: &Engine<'_>, clients: &[String]) -> Result<FindRepor
 }
 
 fn find_among(engine: &Engine<'_>, clients: &[String], any_bar: bool) -> Result<FindReport, Error> {
-    let refs = clients.iter().map(|name| client_ref(engine, name)).collect::<Result<_, Error>>()?;
+    let mut refs = Vec::new();
+    for name in clients {
+        refs.extend(client_refs(engine, name)?);
+    }
     Ok(find_refs(engine, refs, any_bar))
 }
 

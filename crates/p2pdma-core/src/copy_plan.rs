@@ -242,7 +242,33 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> Resu
         Via::Auto => None,
     };
     let mut clients = Vec::new();
+    // The paths of NVMe multipath heads among the ends: the head's I/O may take any of
+    // them, so each path's controller is a client, named in the reasons by its path.
+    let mut path_names: Vec<(Bdf, String)> = Vec::new();
     for end in ends {
+        let head = end.block_device.as_deref().and_then(|d| Some(d).zip(engine.topo.aliases.get(d)));
+        if let Some((name, alias)) = head.filter(|(_, a)| a.is_multipath_head()) {
+            if let Some(why) = crate::multipath::head_refusal(&engine.topo.machine, name, &alias.paths) {
+                return Ok(Route::Host { reasons: vec![why] });
+            }
+            for path in &alias.paths {
+                match path.pci.and_then(|b| engine.index_of(b).map(|i| (b, i))) {
+                    Some((bdf, i)) => {
+                        clients.push(i);
+                        path_names.push((bdf, format!("{name} path {} (controller {}, {bdf})", path.disk, path.controller)));
+                    }
+                    None => {
+                        return Ok(Route::Host {
+                            reasons: vec![format!(
+                                "{} (on {name}): its multipath path {} (controller {}) is not on a PCI device, so no P2P memory can serve it",
+                                end.end.path, path.disk, path.controller
+                            )],
+                        })
+                    }
+                }
+            }
+            continue;
+        }
         match end.pci.and_then(|b| engine.index_of(b)) {
             Some(i) => clients.push(i),
             None => {
@@ -266,7 +292,7 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> Resu
                     let mut reasons = found.reasons;
                     for c in found.candidates.iter().take(3) {
                         if let Some(p) = engine.index_of(c.provider) {
-                            reasons.extend(why_not(&analysis::check_devices(engine, p, &clients)));
+                            reasons.extend(why_not(&analysis::check_devices(engine, p, &clients), &path_names));
                         }
                     }
                     reasons.dedup();
@@ -287,7 +313,7 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> Resu
         }
     }
     let mut reasons: Vec<String> = check.notes.clone();
-    reasons.extend(why_not(&check));
+    reasons.extend(why_not(&check, &path_names));
     reasons.dedup();
     if reasons.is_empty() {
         reasons.push(format!("{} has no P2P memory to lend (p2pmem/size is 0)", check.provider));
@@ -295,9 +321,16 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> Resu
     Ok(Route::Host { reasons })
 }
 
-/// The reasons of the clients the provider cannot serve (not those of the ones it can).
-fn why_not(check: &CheckReport) -> impl Iterator<Item = String> + '_ {
-    check.clients.iter().filter(|v| !v.map_type.supported()).flat_map(|v| v.reasons.iter().cloned())
+/// The reasons of the clients the provider cannot serve (not those of the ones it can),
+/// a multipath path's led by the path's name.
+fn why_not<'a>(check: &'a CheckReport, path_names: &'a [(Bdf, String)]) -> impl Iterator<Item = String> + 'a {
+    check.clients.iter().filter(|v| !v.map_type.supported()).flat_map(move |v| {
+        let path = path_names.iter().find(|(b, _)| Some(*b) == v.client_bdf).map(|(_, n)| n);
+        v.reasons.iter().map(move |r| match path {
+            Some(p) => format!("{p}: {r}"),
+            None => r.clone(),
+        })
+    })
 }
 
 /// How a copy ended.
@@ -441,9 +474,9 @@ mod tests {
         let (_, mut topo) = crate::spec::load(std::path::Path::new(path)).unwrap();
         for (name, dev) in [("nvme0n1", "nvme-a"), ("nvme1n1", "nvme-b")] {
             let bdf = topo.devices.iter().find(|d| d.name.as_deref() == Some(dev)).unwrap().bdf;
-            topo.aliases.insert(name.into(), Alias { class: "block".into(), pci_parent: Some(bdf) });
+            topo.aliases.insert(name.into(), Alias::new("block", Some(bdf)));
         }
-        topo.aliases.insert("vda".into(), Alias { class: "block".into(), pci_parent: None });
+        topo.aliases.insert("vda".into(), Alias::new("block", None));
         topo
     }
 

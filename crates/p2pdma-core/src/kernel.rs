@@ -64,7 +64,7 @@ impl Release {
         Release { major, minor, patch }
     }
 
-    fn at_least(&self, (major, minor): (u32, u32)) -> bool {
+    pub fn at_least(&self, (major, minor): (u32, u32)) -> bool {
         (self.major, self.minor) >= (major, minor)
     }
 
@@ -223,7 +223,7 @@ const FEATURES: &[FeatureRow] = &[
     ("nvmet_p2pmem", Some(FIRST_P2PDMA), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
-    ("multipath_and_md", Some((7, 2)), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID; before, such a namespace rejects P2P buffers (use nvme_core multipath=N)"),
+    ("multipath_and_md", Some(crate::multipath::P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
     ("fixed_buffers", None, "-", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
 ];
 

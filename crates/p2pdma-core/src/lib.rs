@@ -19,6 +19,7 @@ pub mod kernel_live;
 pub mod kernel_params;
 pub mod metrics;
 pub mod model;
+pub mod multipath;
 pub mod pathclass;
 pub mod pciids;
 pub mod snapshot;

@@ -157,12 +157,49 @@ pub struct P2pMem {
 }
 
 /// A non-PCI device name and the PCI device above it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alias {
     /// The class it was found in (`block`, `nvme`, `net`, `infiniband`) or `spec`.
     pub class: String,
-    /// The first PCI device found walking up its parents; None when there is none (rxe, loop).
+    /// The first PCI device found walking up its parents; None when there is none (rxe, loop,
+    /// an NVMe multipath head: its parent is the virtual nvme-subsystem device).
     pub pci_parent: Option<Bdf>,
+    /// A hidden disk (`/sys/block/<name>/hidden` is 1): an NVMe multipath path such as
+    /// `nvme0c0n1`, with no `/dev` node; I/O goes through its head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
+    /// An NVMe multipath head (`nvme0n1` above `nvme0c0n1`, ...): its paths, each on its
+    /// controller. The kernel may send the head's I/O down any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<MultipathPath>,
+}
+
+/// One path of an NVMe multipath head: the hidden path disk, its controller, and the PCI
+/// device above that controller (None for fabrics controllers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipathPath {
+    pub disk: String,
+    pub controller: String,
+    pub pci: Option<Bdf>,
+}
+
+impl Alias {
+    /// An alias found in `class` below `pci_parent`.
+    pub fn new(class: &str, pci_parent: Option<Bdf>) -> Self {
+        Alias { class: class.into(), pci_parent, ..Default::default() }
+    }
+
+    /// Whether this is an NVMe multipath head.
+    pub fn is_multipath_head(&self) -> bool {
+        !self.paths.is_empty()
+    }
+
+    /// The PCI device its data moves through: its PCI parent, else (a multipath head) the
+    /// one PCI device all its paths are on. The kernel's own walk (nvmet's P2P check) sees
+    /// only `pci_parent`.
+    pub fn data_pci(&self) -> Option<Bdf> {
+        self.pci_parent.or_else(|| crate::multipath::shared_pci(&self.paths))
+    }
 }
 
 impl Device {

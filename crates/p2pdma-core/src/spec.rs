@@ -792,7 +792,7 @@ impl Spec {
             if by_name.contains_key(&v.name) {
                 return Err(format!("the name `{}` is used twice", v.name));
             }
-            aliases.insert(v.name.clone(), Alias { class: "spec".into(), pci_parent });
+            aliases.insert(v.name.clone(), Alias::new("spec", pci_parent));
         }
 
         let cmdline = self.machine.kernel_params.trim();

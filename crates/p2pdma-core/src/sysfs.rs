@@ -270,7 +270,18 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
                 .rev()
                 .filter_map(|c| c.as_os_str().to_str().and_then(|s| s.parse::<Bdf>().ok()))
                 .find(|b| known.contains(b));
-            out.insert(name, Alias { class: class.to_string(), pci_parent });
+            out.insert(name, Alias::new(class, pci_parent));
+        }
+    }
+    // NVMe multipath: hidden path disks, and heads (no PCI parent of their own: the kernel
+    // walks up to the virtual nvme-subsystem device) with the PCI devices of their paths.
+    for (name, alias) in out.iter_mut().filter(|(_, a)| a.class == "block") {
+        alias.hidden = crate::multipath::is_hidden(&roots.sys, name);
+        if alias.pci_parent.is_none() {
+            alias.paths = crate::multipath::read_paths(&roots.sys, name);
+            for path in &mut alias.paths {
+                path.pci = path.pci.filter(|b| known.contains(b));
+            }
         }
     }
     out

@@ -233,8 +233,17 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 . /lab/env
 note() { echo "p2pdma-lab: $*"; }
+# Module parameters from the kernel command line (`nvme_core.multipath=N`), as kmod's
+# modprobe passes them: the kernel itself applies them only to built-in modules.
+modparams=$(tr ' ' '\n' < /proc/cmdline | grep '^[a-z0-9_-]*\.[^=]*=')
 while read -r module; do
-    insmod "/lib/modules/$(uname -r)/$module" || note "insmod $module failed"
+    params=
+    if [ -n "$modparams" ]; then
+        name=${module##*/}; name=$(echo "${name%%.ko*}" | tr - _)
+        params=$(echo "$modparams" | sed -n "s/^$name\.//p")
+    fi
+    # shellcheck disable=SC2086 # one word per parameter
+    insmod "/lib/modules/$(uname -r)/$module" $params || note "insmod $module failed"
 done < /lab/boot-modules
 if grep -qw configfs /proc/filesystems; then
     mount -t configfs configfs /sys/kernel/config
@@ -244,13 +253,15 @@ ip link set lo up
 if [ -n "$LAB_SHARE" ]; then
     mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 p2pdma-share /lab/share || note "cannot mount the 9p share"
 fi
-# NVMe probing is asynchronous: wait (up to 10 s) for every namespace's block device.
+# NVMe probing is asynchronous: wait (up to 10 s) for every namespace's block device (with
+# native multipath, its head: hidden path disks `nvme0c0n1` are not counted).
+namespaces() { ls -d /sys/block/nvme* 2>/dev/null | grep -cv 'nvme[0-9]*c[0-9]'; }
 tries=0
-while [ "$(ls -d /sys/block/nvme* 2>/dev/null | wc -l)" -lt "$LAB_NVME_COUNT" ] && [ "$tries" -lt 200 ]; do
+while [ "$(namespaces)" -lt "$LAB_NVME_COUNT" ] && [ "$tries" -lt 200 ]; do
     sleep 0.05
     tries=$((tries + 1))
 done
-[ "$tries" -lt 200 ] || note "expected $LAB_NVME_COUNT NVMe namespaces, found $(ls -d /sys/block/nvme* 2>/dev/null | wc -l)"
+[ "$tries" -lt 200 ] || note "expected $LAB_NVME_COUNT NVMe namespaces, found $(namespaces)"
 cd /root
 if [ "$LAB_MODE" = run ]; then
     echo "P2PDMA-LAB-BEGIN:$LAB_NONCE"

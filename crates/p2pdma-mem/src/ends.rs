@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use p2pdma_core::multipath::{self, pci_above};
 use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::{End, EndKind};
 use p2pdma_core::Bdf;
@@ -71,8 +72,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: start * 512,
                 },
                 disk: file_name(&disk_dir),
-                pci: pci_above(&disk_dir),
-                numa_node: pci_above(&disk_dir).and_then(|b| numa_node(sys, b)),
+                pci: pci_of_disk(sys, &disk_dir),
+                numa_node: pci_of_disk(sys, &disk_dir).and_then(|b| numa_node(sys, b)),
                 related,
                 exists: true,
             })
@@ -95,8 +96,8 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_base: 0,
                 },
                 disk: disk_dir.as_deref().and_then(file_name),
-                pci: disk_dir.as_deref().and_then(pci_above),
-                numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
+                pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
+                numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
                 related: Vec::new(),
                 exists: true,
             })
@@ -145,8 +146,8 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
             extent_base: 0,
         },
         disk: disk_dir.as_deref().and_then(file_name),
-        pci: disk_dir.as_deref().and_then(pci_above),
-        numa_node: disk_dir.as_deref().and_then(pci_above).and_then(|b| numa_node(sys, b)),
+        pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
+        numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
         related: Vec::new(),
         exists: false,
     })
@@ -178,9 +179,14 @@ fn dio_alignment(path: &Path) -> Result<Option<u32>, MemError> {
 }
 
 /// The PCI device a block device hangs from: the last PCI address in its (canonical) sysfs
-/// path, `.../0000:03:00.0/nvme/nvme0/nvme0n1` → `0000:03:00.0`; None for virtual disks.
-fn pci_above(disk_dir: &Path) -> Option<Bdf> {
-    disk_dir.ancestors().find_map(|d| d.file_name()?.to_str()?.parse::<Bdf>().ok())
+/// path, `.../0000:03:00.0/nvme/nvme0/nvme0n1` → `0000:03:00.0`; for an NVMe multipath
+/// head, the one PCI device all its paths are on; None for virtual disks (and heads whose
+/// paths are on several devices: the plan judges each path through the topology).
+fn pci_of_disk(sys: &Path, disk_dir: &Path) -> Option<Bdf> {
+    pci_above(disk_dir).or_else(|| {
+        let paths = multipath::read_paths(sys, &file_name(disk_dir)?);
+        multipath::shared_pci(&paths)
+    })
 }
 
 /// A PCI device's NUMA node (None for -1: no node, or a machine without NUMA).
@@ -345,5 +351,27 @@ mod tests {
         assert!(!any_p2p_provider(sys));
         fs::create_dir_all(pci.join("p2pmem")).unwrap();
         assert!(any_p2p_provider(sys));
+    }
+    /// An NVMe multipath head sits under the virtual nvme-subsystem device: its PCI device
+    /// is its path's controller's (from `multipath/`, else by the path's name).
+    #[test]
+    fn a_multipath_heads_pci_device_is_its_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path();
+        let ctrl = sys.join("devices/pci0000:00/0000:00:10.0/0000:03:00.0/nvme/nvme0");
+        let head = sys.join("devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1");
+        fs::create_dir_all(ctrl.join("nvme0c0n1")).unwrap();
+        fs::create_dir_all(&head).unwrap();
+        fs::create_dir_all(sys.join("class/block")).unwrap();
+        fs::create_dir_all(sys.join("class/nvme")).unwrap();
+        std::os::unix::fs::symlink(&head, sys.join("class/block/nvme0n1")).unwrap();
+        std::os::unix::fs::symlink(&ctrl, sys.join("class/nvme/nvme0")).unwrap();
+        let a = Some("0000:03:00.0".parse().unwrap());
+        assert_eq!(pci_above(&head), None);
+        assert_eq!(pci_of_disk(sys, &head), a, "by the name rule");
+        fs::create_dir_all(head.join("multipath")).unwrap();
+        std::os::unix::fs::symlink(ctrl.join("nvme0c0n1"), head.join("multipath/nvme0c0n1")).unwrap();
+        fs::remove_file(sys.join("class/nvme/nvme0")).unwrap();
+        assert_eq!(pci_of_disk(sys, &head), a, "by multipath/");
     }
 }

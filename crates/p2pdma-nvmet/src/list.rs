@@ -184,10 +184,7 @@ mod tests {
 
     fn topology() -> p2pdma_core::Topology {
         let mut t = p2pdma_core::spec::load(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
-        t.aliases.insert(
-            "nvme0n1".into(),
-            Alias { class: "block".into(), pci_parent: Some("0000:04:00.0".parse().unwrap()) },
-        );
+        t.aliases.insert("nvme0n1".into(), Alias::new("block", Some("0000:04:00.0".parse().unwrap())));
         t
     }
 

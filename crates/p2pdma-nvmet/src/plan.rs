@@ -442,6 +442,17 @@ fn port_address(req: &ExportRequest) -> Result<Address, NvmetError> {
 fn namespace_p2p_capable(engine: &Engine<'_>, ns: &NamespaceDevice) -> Result<usize, String> {
     let what = ns.block_name.clone().unwrap_or_else(|| ns.path.clone());
     let kernel = format!("the kernel refuses: \"peer-to-peer DMA is not supported by the driver of {}\"", ns.path);
+    if let Some(head) =
+        ns.block_name.as_deref().filter(|b| engine.topo.aliases.get(*b).is_some_and(|a| a.is_multipath_head()))
+    {
+        // nvmet judges the namespace's own device; a head's is the virtual nvme-subsystem
+        // device (seen on 7.2.13 in the lab: p2pdma-cli/tests/lab_multipath.rs).
+        return Err(format!(
+            "{head} is an NVMe multipath head, whose device is the virtual nvme-subsystem device, not a PCI \
+             device: the kernel refuses (\"block {head}: cannot be used for peer-to-peer DMA as it is not a PCI \
+             device\"); export without P2P memory (--p2pmem off), or boot with nvme_core.multipath=N"
+        ));
+    }
     let Some(i) = ns.pci_device.and_then(|b| engine.index_of(b)) else {
         return Err(format!(
             "{what} has no PCI device above it (a loop, fabric or virtual disk), so its queue cannot do P2P DMA: {kernel}"
@@ -1351,6 +1362,29 @@ mod tests {
     }
 
     #[test]
+    fn a_multipath_head_namespace_refuses_a_provider_and_auto_turns_off() {
+        // nvme0n1 as a head above nvme-b's path disk: nvmet judges the head's own device.
+        let mut t = topo("switch");
+        let mut head = Alias::new("block", None);
+        head.paths.push(p2pdma_core::model::MultipathPath {
+            disk: "nvme0c1n1".into(),
+            controller: "nvme1".into(),
+            pci: Some(bdf("0000:04:00.0")),
+        });
+        t.aliases.insert("nvme0n1".into(), head);
+        let e = Engine::new(&t).unwrap();
+        let mut r = request("0000:04:00.0", "nvme-a");
+        r.namespace.pci_device = None;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!(p.outcome, Outcome::Refused);
+        assert!(p.reasons[0].contains("nvme0n1 is an NVMe multipath head"), "{:?}", p.reasons);
+        assert!(p.reasons[0].contains("nvme_core.multipath=N"), "{:?}", p.reasons);
+        r.p2pmem = P2pmemRequest::Auto;
+        let p = plan_export(&e, &r, &empty()).unwrap();
+        assert_eq!((p.outcome, p.p2p.p2pmem.clone()), (Outcome::Proceed, None));
+    }
+
+    #[test]
     fn exporting_twice_changes_nothing_and_a_different_export_is_nqn_in_use() {
         let t = topo("switch");
         let e = Engine::new(&t).unwrap();
@@ -1434,7 +1468,7 @@ mod tests {
         let e0 = Engine::new(&t).unwrap();
         let ns = e0.device(e0.topo.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap()).bdf;
         let nic = t.devices.iter().find(|d| d.name.as_deref() == Some("rnic")).unwrap().bdf;
-        t.aliases.insert("rxe0".into(), Alias { class: "infiniband".into(), pci_parent: None });
+        t.aliases.insert("rxe0".into(), Alias::new("infiniband", None));
         let e = Engine::new(&t).unwrap();
         let mut r = request(&ns.to_string(), "nvme-a");
         r.transport = Transport::Rdma;
@@ -1444,7 +1478,7 @@ mod tests {
         assert!(p.p2p.rdma_devices[0].why.contains("rxe0 has no PCI device"));
         assert!(p.p2p.kernel_log.is_empty());
 
-        t.aliases.insert("mlx5_0".into(), Alias { class: "infiniband".into(), pci_parent: Some(nic) });
+        t.aliases.insert("mlx5_0".into(), Alias::new("infiniband", Some(nic)));
         let e = Engine::new(&t).unwrap();
         let p = plan_export(&e, &r, &empty()).unwrap();
         assert!(p.p2p.used);

@@ -24,6 +24,30 @@ pub fn p2pdma(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Boots topology file `spec` in the lab (`extra`: more `lab run` flags, `env`: its
+/// environment), runs `script` in the guest, and returns the fresh share the script wrote
+/// into; a failed run fails the test, its output shown under `what`.
+pub fn lab_run(spec: &str, extra: &[&str], env: &[(&str, &str)], script: &str, what: &str) -> tempfile::TempDir {
+    let share = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pdma"))
+        .env("P2PDMA_GUEST_BINARY", guest_binary())
+        .envs(env.iter().copied())
+        .args(["lab", "run", spec])
+        .args(extra)
+        .args(["--timeout", "300", "--share", share.path().to_str().unwrap(), "--", script])
+        .current_dir("../..")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: lab run failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    share
+}
+
 /// P2PDMA_SKIP_LAB=1 skips the tests that boot the lab (saying so).
 pub fn skip_lab() -> bool {
     let skip = std::env::var("P2PDMA_SKIP_LAB").is_ok_and(|v| v == "1");
