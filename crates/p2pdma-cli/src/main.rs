@@ -603,4 +603,37 @@ mod tests {
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+
+    /// `defer`: a command's description in its parent's list (eager, from the variant) is the
+    /// one it has once built (an `Args` struct's doc comment would replace it), at every level.
+    #[test]
+    fn deferred_commands_keep_their_descriptions_when_built() {
+        fn walk(listed: &clap::Command, built: &clap::Command, path: &str) {
+            for sub in listed.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let b = built.find_subcommand(sub.get_name()).unwrap_or_else(|| panic!("{path} missing once built"));
+                let text = |c: &clap::Command| {
+                    (c.get_about().map(|a| a.to_string()), c.get_long_about().map(|a| a.to_string()))
+                };
+                assert_eq!(text(sub), text(b), "{path}");
+                walk(sub, b, &path);
+            }
+        }
+        let mut built = super::Cli::command();
+        built.build();
+        walk(&super::Cli::command(), &built, "p2pdma");
+    }
+
+    /// The `help` command knows the nested commands (`help lab run`), as the completions
+    /// and man pages need: `lab` and `nvmet` are registered eagerly for it.
+    #[test]
+    fn help_knows_the_nested_commands() {
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let help = cmd.find_subcommand("help").expect("a help command");
+        for (parent, child) in [("lab", "run"), ("lab", "qemu-args"), ("nvmet", "export"), ("nvmet", "soft-roce")] {
+            let nested = help.find_subcommand(parent).and_then(|p| p.find_subcommand(child));
+            assert!(nested.is_some(), "help {parent} {child}");
+        }
+    }
 }
