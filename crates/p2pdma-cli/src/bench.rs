@@ -34,7 +34,7 @@ pub enum Op {
     Copy,
 }
 
-/// `bench` arguments.
+// `bench` arguments (a plain comment: see `copy::CopyArgs`).
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// The device or file read from.

@@ -14,7 +14,8 @@ use p2pdma_mem::session;
 use crate::interrupt::Interrupt;
 use crate::source::SourceArgs;
 
-/// `copy` arguments.
+// `copy` arguments. A plain comment: a doc comment here would become the command's
+// description when clap builds it deferred (main.rs `Command`), over the variant's.
 #[derive(clap::Args, Debug)]
 pub struct CopyArgs {
     /// Source: a path (anything with a `/`, or an existing file here) or a device name

@@ -39,7 +39,14 @@ struct Cli {
     command: Command,
 }
 
+/// `defer`: a command's arguments are built only when it runs (or for help, completions and
+/// man pages, which build them all); the variants' names and descriptions stay eager for the
+/// top-level help. Building every command's arguments at start cost each process in the lab's
+/// emulated CPU some milliseconds (scripts/bench-startup); `LabCommand` and `NvmetCommand`
+/// defer theirs likewise. An `Args` struct flattened into a deferred command must not have a
+/// doc comment: clap would apply it as the command's description, over the variant's.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Show the PCIe tree, providers and the all-pairs matrix (devices with memory × DMA-capable
     /// endpoints): the kernel's verdict and the path class (nvidia-smi topo -m), NUMA and CPUs.
@@ -165,17 +172,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The lab: a real P2PDMA kernel on emulated PCIe hardware described by a topology file.
-    Lab {
-        #[command(subcommand)]
-        command: LabCommand,
-    },
-    /// NVMe-oF exports through the kernel's target (nvmet) with P2P memory, checked first,
-    /// closed to hosts not named; nvmetcli's config.json saved and restored.
-    Nvmet {
-        #[command(subcommand)]
-        command: nvmet::NvmetCommand,
-    },
+    #[command(flatten)]
+    Nested(Nested),
     /// Write everything the verdict needs (raw config space included) to one JSON file.
     Snapshot {
         #[command(flatten)]
@@ -227,7 +225,28 @@ enum Command {
     },
 }
 
+/// The commands with commands of their own, registered eagerly (flattened into `Command`,
+/// where they were): clap's `help` command copies its parent's tree before deferred commands
+/// are built, so deferred, `help lab run` and `help nvmet export` would be lost from the
+/// completions. Their own commands' arguments are deferred (`LabCommand`, `NvmetCommand`).
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // one value per process, as `Command`
+enum Nested {
+    /// The lab: a real P2PDMA kernel on emulated PCIe hardware described by a topology file.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// NVMe-oF exports through the kernel's target (nvmet) with P2P memory, checked first,
+    /// closed to hosts not named; nvmetcli's config.json saved and restored.
+    Nvmet {
+        #[command(subcommand)]
+        command: nvmet::NvmetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
 enum LabCommand {
     /// Boot TOPOLOGY under QEMU, run COMMAND in the guest (p2pdma on PATH, device names from
     /// the file), stream its output and exit with its status (125 if the lab itself fails).
@@ -501,8 +520,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Copy { source, args, json } => copy::command(&source, &args, json),
         Command::Bench { source, args, json } => bench::command(&source, &args, json),
-        Command::Lab { command } => lab(command),
-        Command::Nvmet { command } => nvmet::run(command),
+        Command::Nested(Nested::Lab { command }) => lab(command),
+        Command::Nested(Nested::Nvmet { command }) => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),
         Command::Diff { before, after, json } => fleet::run_diff(&before, &after, json),
         Command::Metrics { source, output } => {
@@ -607,5 +626,38 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// `defer`: a command's description in its parent's list (eager, from the variant) is the
+    /// one it has once built (an `Args` struct's doc comment would replace it), at every level.
+    #[test]
+    fn deferred_commands_keep_their_descriptions_when_built() {
+        fn walk(listed: &clap::Command, built: &clap::Command, path: &str) {
+            for sub in listed.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let b = built.find_subcommand(sub.get_name()).unwrap_or_else(|| panic!("{path} missing once built"));
+                let text = |c: &clap::Command| {
+                    (c.get_about().map(|a| a.to_string()), c.get_long_about().map(|a| a.to_string()))
+                };
+                assert_eq!(text(sub), text(b), "{path}");
+                walk(sub, b, &path);
+            }
+        }
+        let mut built = super::Cli::command();
+        built.build();
+        walk(&super::Cli::command(), &built, "p2pdma");
+    }
+
+    /// The `help` command knows the nested commands (`help lab run`), as the completions
+    /// and man pages need: `lab` and `nvmet` are registered eagerly for it.
+    #[test]
+    fn help_knows_the_nested_commands() {
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let help = cmd.find_subcommand("help").expect("a help command");
+        for (parent, child) in [("lab", "run"), ("lab", "qemu-args"), ("nvmet", "export"), ("nvmet", "soft-roce")] {
+            let nested = help.find_subcommand(parent).and_then(|p| p.find_subcommand(child));
+            assert!(nested.is_some(), "help {parent} {child}");
+        }
     }
 }

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::source::SourceArgs;
 
 #[derive(Subcommand)]
+#[command(defer = true)] // as `Command` in main.rs
 pub enum NvmetCommand {
     /// Export a block device over NVMe-oF through the kernel's target, P2P memory checked
     /// first: refused before configfs is touched if the kernel would refuse, rolled back
@@ -123,7 +124,7 @@ pub struct ExportArgs {
     change: ChangeArgs,
 }
 
-/// What every command that changes configfs takes.
+// What every command that changes configfs takes (a plain comment: see `copy::CopyArgs`).
 #[derive(Args, Clone)]
 pub struct ChangeArgs {
     /// Plan and show the steps; change nothing.

@@ -219,6 +219,51 @@ fn lab_copy_fault_injection() {
     assert_eq!(e["written_prefix"], 8 * MIB, "{r}");
 }
 
+/// Durability at the cost of one flush: a copy ends with exactly one flush request at the
+/// destination drive (its `/sys/block/*/stat` flush count, Documentation/block/stat.rst; the
+/// kernel's `blkdev_fsync` issues it with `blkdev_issue_flush`), whatever the chunk count,
+/// and the source drive gets none. busybox dd is the control: none without `conv=fsync`,
+/// one with it.
+#[test]
+fn lab_copy_flushes_the_destination_once() {
+    if skip_lab() {
+        return;
+    }
+    let flushes = |dev: &str, file: &str| format!("awk '{{print $16}}' /sys/block/${{{dev}#/dev/}}/stat >> {file}");
+    let mut script = Script::new();
+    let cases = [
+        ("one-chunk", copy("$B $A --via host --length 1M")),
+        ("many-chunks", copy("$B $A --via host --length 32M --chunk 1M --depth 8")),
+        ("dd", "dd if=$B of=$A bs=1M count=32 iflag=direct oflag=direct 2>/dev/null".to_string()),
+        ("dd-fsync", "dd if=$B of=$A bs=1M count=32 iflag=direct oflag=direct conv=fsync 2>/dev/null".to_string()),
+    ];
+    for (name, cmd) in &cases {
+        script = script
+            .raw(&flushes("A", &format!("{name}.dst")))
+            .raw(&flushes("B", &format!("{name}.src")))
+            .step(name, cmd)
+            .raw(&flushes("A", &format!("{name}.dst")))
+            .raw(&flushes("B", &format!("{name}.src")));
+    }
+    let run = Run::boot("switch", &[], script);
+    let delta = |file: &str| -> i64 {
+        let counts: Vec<i64> = run.read(file).lines().map(|l| l.trim().parse().unwrap()).collect();
+        counts[1] - counts[0]
+    };
+    for (name, expected) in [("one-chunk", 1), ("many-chunks", 1), ("dd", 0), ("dd-fsync", 1)] {
+        let rc: i32 = run.read(&format!("{name}.rc")).trim().parse().unwrap();
+        assert_eq!(rc, 0, "{name}: {}", run.read(&format!("{name}.err")));
+        assert_eq!(delta(&format!("{name}.dst")), expected, "{name}: flushes of the destination");
+        assert_eq!(delta(&format!("{name}.src")), 0, "{name}: flushes of the source");
+    }
+    for name in ["one-chunk", "many-chunks"] {
+        let (_, r) = run.step(name);
+        assert_eq!(r["outcome"], "copied", "{r}");
+        // The flush is timed apart from the data phase and the setup.
+        assert!(r["flush_seconds"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
 #[test]
 fn lab_copy_root_ports_falls_back_or_refuses() {
     if skip_lab() {
