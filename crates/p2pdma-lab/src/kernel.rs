@@ -166,15 +166,7 @@ fn fetch_suite_kernel(cache: &Path, suite: &str) -> Result<Kernel> {
     apt.download(&packages, &downloads)?;
 
     let staging = kernel_root.join(format!(".{release}.partial"));
-    recreate_dir(&staging)?;
-    for entry in read_dir_sorted(&downloads)? {
-        if entry.extension().is_some_and(|e| e == "deb") {
-            run_checked(
-                Command::new("dpkg-deb").arg("-x").arg(&entry).arg(&staging),
-                "check free disk space in the cache directory",
-            )?;
-        }
-    }
+    unpack_debs(&downloads, &staging)?;
     let tree = ["usr/lib/modules", "lib/modules"]
         .iter()
         .map(|base| staging.join(base).join(&release))
@@ -675,6 +667,20 @@ pub(crate) fn run_checked(cmd: &mut Command, hint: &str) -> Result<Output> {
         detail: format!("{}: {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join("\n")),
         hint: hint.into(),
     })
+}
+
+/// Every `.deb` in `downloads` unpacked (`dpkg-deb -x`, nothing installed) into a fresh `staging`.
+pub(crate) fn unpack_debs(downloads: &Path, staging: &Path) -> Result<()> {
+    recreate_dir(staging)?;
+    for deb in read_dir_sorted(downloads)? {
+        if deb.extension().is_some_and(|e| e == "deb") {
+            run_checked(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(staging),
+                "check free disk space in the cache directory",
+            )?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn recreate_dir(dir: &Path) -> Result<()> {

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use crate::error::{LabError, Result};
-use crate::kernel::{find_in_path, read_dir_sorted, recreate_dir, run_checked, write, PrivateApt};
+use crate::kernel::{find_in_path, read_dir_sorted, recreate_dir, run_checked, unpack_debs, write, PrivateApt};
 
 /// Environment variable choosing the QEMU when no option does: `system`, `backports` or a path.
 pub const QEMU_ENV: &str = "P2PDMA_QEMU";
@@ -187,7 +187,8 @@ fn backports_qemu(cache: &Path) -> Result<Qemu> {
         detail: "no Version field".into(),
         hint: "use `--qemu system` or a program path".into(),
     })?;
-    let dest = root.join(version.replace([':', '/'], "_"));
+    let dir_name = version.replace([':', '/'], "_");
+    let dest = root.join(&dir_name);
     if dest.join(COMPLETE_MARKER).exists() {
         return unpacked(&dest);
     }
@@ -195,16 +196,8 @@ fn backports_qemu(cache: &Path) -> Result<Qemu> {
     recreate_dir(&downloads)?;
     let packages: Vec<String> = BACKPORTS_PACKAGES.iter().map(|p| p.to_string()).collect();
     apt.download(&packages, &downloads)?;
-    let staging = root.join(format!(".{}.partial", version.replace([':', '/'], "_")));
-    recreate_dir(&staging)?;
-    for deb in read_dir_sorted(&downloads)? {
-        if deb.extension().is_some_and(|e| e == "deb") {
-            run_checked(
-                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&staging),
-                "check free disk space in the cache directory",
-            )?;
-        }
-    }
+    let staging = root.join(format!(".{dir_name}.partial"));
+    unpack_debs(&downloads, &staging)?;
     // It must start on this host's libraries before it is kept.
     unpacked(&staging)?;
     if dest.exists() {

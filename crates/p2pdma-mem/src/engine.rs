@@ -501,6 +501,22 @@ mod tests {
         v
     }
 
+    /// A source file holding `data`, a zeroed destination of `dst_len` bytes, both opened.
+    fn source_and_destination(
+        data: &[u8],
+        dst_len: usize,
+    ) -> (tempfile::NamedTempFile, tempfile::NamedTempFile, DirectFile, DirectFile) {
+        let (src, dst) = (file_with(data), file_with(&vec![0u8; dst_len]));
+        let s = DirectFile::open(src.path(), Access::Read).unwrap();
+        let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+        (src, dst, s, d)
+    }
+
+    /// A job of `length` bytes in `chunk`s with no ends yet and nothing else asked.
+    fn copy_job(length: u64, chunk: usize) -> Job<'static> {
+        Job { src: None, dst: None, length, chunk, record_latency: false, max_reads: 0, stop: None, deadline: None }
+    }
+
     fn host_buffers(n: usize, size: usize) -> Vec<IoBuffer> {
         (0..n).map(|_| IoBuffer::Host(HostBuffer::new(size).unwrap())).collect()
     }
@@ -509,21 +525,9 @@ mod tests {
     fn reads_back_every_chunk_with_both_engines() {
         let data = pattern(1 << 20);
         for mut engine in engines() {
-            let src = file_with(&data);
-            let dst = file_with(&vec![0u8; 1 << 20]);
-            let s = DirectFile::open(src.path(), Access::Read).unwrap();
-            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let (_src, dst, s, d) = source_and_destination(&data, 1 << 20);
             let len = 37 * 4096u64;
-            let job = Job {
-                src: Some((&s, 4096)),
-                dst: Some((&d, 8192)),
-                length: len,
-                chunk: 16384,
-                record_latency: false,
-                max_reads: 0,
-                stop: None,
-                deadline: None,
-            };
+            let job = Job { src: Some((&s, 4096)), dst: Some((&d, 8192)), ..copy_job(len, 16384) };
             let mut checks: Vec<HostBuffer> = (0..4).map(|_| HostBuffer::new(16384).unwrap()).collect();
             let stats = engine.run_read_back(&job, &mut host_buffers(4, 16384), &mut checks, &mut |_| {}).unwrap();
             assert_eq!((stats.bytes, stats.first_difference), (len, None), "{}", engine.name());
@@ -539,10 +543,7 @@ mod tests {
     fn copies_ranges_exactly_with_both_engines() {
         let data = pattern(1 << 20);
         for mut engine in engines() {
-            let src = file_with(&data);
-            let dst = file_with(&vec![0u8; 2 << 20]);
-            let s = DirectFile::open(src.path(), Access::Read).unwrap();
-            let d = DirectFile::open(dst.path(), Access::Write { exclusive: false, create: false }).unwrap();
+            let (_src, dst, s, d) = source_and_destination(&data, 2 << 20);
             // An odd number of 4 KiB blocks, from one offset to another, chunks that don't divide it.
             let len = 37 * 4096u64;
             for max_reads in [0, 1, 3] {
