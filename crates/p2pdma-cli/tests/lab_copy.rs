@@ -264,6 +264,29 @@ fn lab_copy_flushes_the_destination_once() {
     }
 }
 
+/// `--verify` through host memory reads each chunk back as it is written: against a drive
+/// that acknowledges writes and keeps nothing (the kernel's null_blk, without memory
+/// backing), both engines report the mismatch at the first byte, exit 1, and no I/O error.
+#[test]
+fn lab_copy_verify_in_flight_catches_a_drive_that_drops_writes() {
+    if skip_lab() {
+        return;
+    }
+    let script = Script::new()
+        .raw("modprobe null_blk nr_devices=1 gb=1 && [ -b /dev/nullb0 ]")
+        .step("uring", &copy("$B /dev/nullb0 --via host --length 4M --verify"))
+        .step("sync", &copy("$B /dev/nullb0 --via host --length 4M --verify --sync"));
+    let run = Run::boot("switch", &[], script);
+    for name in ["uring", "sync"] {
+        let (rc, r) = run.step(name);
+        assert_eq!((rc, &r["outcome"]), (1, &Value::from("mismatch")), "{name}: {r}");
+        assert_eq!(r["error"], Value::Null, "{name}: every write was acknowledged");
+        assert_eq!(r["verify"]["read_back"], "in_flight", "{name}: {r}");
+        assert_eq!(r["verify"]["equal"], false, "{name}");
+        assert_eq!(r["verify"]["first_difference"], 0, "{name}: {r}");
+    }
+}
+
 #[test]
 fn lab_copy_root_ports_falls_back_or_refuses() {
     if skip_lab() {

@@ -27,6 +27,7 @@ pub const DEFAULT_EXTRA_MODULES: &[&str] = &[
     "nvme-rdma",
     "dummy",
     "ext4",
+    "null_blk",
 ];
 /// Where the host's share directory is mounted in the guest.
 pub const GUEST_SHARE_DIR: &str = "/lab/share";
