@@ -19,7 +19,9 @@ use std::process::Command;
 use std::str::FromStr;
 
 use crate::error::{LabError, Result};
-use crate::kernel::{find_in_path, read_dir_sorted, recreate_dir, run_checked, unpack_debs, write, PrivateApt};
+use crate::kernel::{
+    find_in_path, read_dir_sorted, recreate_dir, require_tool, run_checked, unpack_debs, write, PrivateApt,
+};
 
 /// Environment variable choosing the QEMU when no option does: `system`, `backports` or a path.
 pub const QEMU_ENV: &str = "P2PDMA_QEMU";
@@ -170,6 +172,9 @@ fn host_codename() -> Result<String> {
 /// one when the mirror cannot be reached.
 fn backports_qemu(cache: &Path) -> Result<Qemu> {
     let suite = format!("{}-backports", host_codename()?);
+    for tool in ["apt-get", "dpkg-deb"] {
+        require_tool(tool, "the backports QEMU comes from Debian's apt: use `--qemu system` or a program path")?;
+    }
     let root = cache.join("qemu");
     let apt = PrivateApt::new(&cache.join(format!("apt-{suite}")), &suite)?;
     if let Err(err) = apt.update() {
