@@ -123,7 +123,10 @@ fn kernel_lines(k: &KernelCapabilities) -> String {
                 Some(false) => "no",
                 None => "?",
             };
-            format!("{} {mark} (since {})", f.name, f.since)
+            match f.since {
+                "never" => format!("{} {mark} (never)", f.name),
+                since => format!("{} {mark} (since {since})", f.name),
+            }
         })
         .collect();
     writeln!(out, "  features: {}", have.join(", ")).unwrap();

@@ -206,7 +206,8 @@ impl WhitelistSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Feature {
     pub name: &'static str,
-    /// The first mainline release with it ("always" when P2PDMA always had it).
+    /// The first mainline release with it ("always" when P2PDMA always had it, "never" for a
+    /// limitation no release lifts).
     pub since: &'static str,
     /// Whether this kernel has it; null when its release is unknown.
     pub available: Option<bool>,
@@ -224,7 +225,7 @@ const FEATURES: &[FeatureRow] = &[
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
     ("multipath_and_md", Some(crate::multipath::P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
-    ("fixed_buffers", None, "-", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
+    ("fixed_buffers", None, "never", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
 ];
 
 /// The kernel as p2pdma judges it: shown by `topo`, the report and every `--json`.
