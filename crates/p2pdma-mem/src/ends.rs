@@ -62,6 +62,7 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
             } else {
                 related.extend(partitions(&dir));
             }
+            let (disk, pci, numa_node) = placement(sys, Some(&disk_dir));
             Ok(Measured {
                 end: End {
                     path: shown,
@@ -71,9 +72,9 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     extent_owner: format!("disk {}", read_trim(&disk_dir.join("dev")).unwrap_or(dev)),
                     extent_base: start * 512,
                 },
-                disk: file_name(&disk_dir),
-                pci: pci_of_disk(sys, &disk_dir),
-                numa_node: pci_of_disk(sys, &disk_dir).and_then(|b| numa_node(sys, b)),
+                disk,
+                pci,
+                numa_node,
                 related,
                 exists: true,
             })
@@ -81,6 +82,7 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
         FileType::RegularFile => {
             let (disk_dir, fallback) = disk_of(sys, stat.st_dev);
             let block_size = dio_alignment(path)?.or(fallback).unwrap_or(512);
+            let (disk, pci, numa_node) = placement(sys, disk_dir.as_deref());
             Ok(Measured {
                 end: End {
                     path: shown,
@@ -95,9 +97,9 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
                     ),
                     extent_base: 0,
                 },
-                disk: disk_dir.as_deref().and_then(file_name),
-                pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
-                numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
+                disk,
+                pci,
+                numa_node,
                 related: Vec::new(),
                 exists: true,
             })
@@ -136,6 +138,7 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
         });
     }
     let (disk_dir, block_size) = disk_of(sys, stat.st_dev);
+    let (disk, pci, numa_node) = placement(sys, disk_dir.as_deref());
     Ok(Measured {
         end: End {
             path: path.display().to_string(),
@@ -145,9 +148,9 @@ fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
             extent_owner: format!("new file {}", path.display()),
             extent_base: 0,
         },
-        disk: disk_dir.as_deref().and_then(file_name),
-        pci: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)),
-        numa_node: disk_dir.as_deref().and_then(|d| pci_of_disk(sys, d)).and_then(|b| numa_node(sys, b)),
+        disk,
+        pci,
+        numa_node,
         related: Vec::new(),
         exists: false,
     })
@@ -176,6 +179,14 @@ fn dio_alignment(path: &Path) -> Result<Option<u32>, MemError> {
         }),
         n => Ok(Some(n)),
     }
+}
+
+/// Where a disk sits: its name, its PCI device and that device's NUMA node, each looked up
+/// once (a multipath head's PCI device costs sysfs reads).
+fn placement(sys: &Path, disk_dir: Option<&Path>) -> (Option<String>, Option<Bdf>, Option<i32>) {
+    let Some(disk_dir) = disk_dir else { return (None, None, None) };
+    let pci = pci_of_disk(sys, disk_dir);
+    (file_name(disk_dir), pci, pci.and_then(|b| numa_node(sys, b)))
 }
 
 /// The PCI device a block device hangs from: the last PCI address in its (canonical) sysfs
