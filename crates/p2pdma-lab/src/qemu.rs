@@ -119,24 +119,20 @@ pub struct Qemu {
 
 /// The QEMU `choice` names, fetched into `cache` for [`QemuChoice::Backports`].
 pub fn find_qemu(choice: &QemuChoice, cache: &Path) -> Result<Qemu> {
-    match choice {
-        QemuChoice::System | QemuChoice::Program(_) => {
-            let wanted = match choice {
-                QemuChoice::Program(p) => p.display().to_string(),
-                _ => SYSTEM_PROGRAM.to_string(),
-            };
-            let program = find_in_path(&wanted).ok_or_else(|| LabError::MissingTool {
-                tool: wanted.clone(),
-                hint: format!(
-                    "install it with `apt-get install qemu-system-x86`, or use the backports QEMU \
-                     (`--qemu backports` or {QEMU_ENV}=backports)"
-                ),
-            })?;
-            let version = version_of(&program)?;
-            Ok(Qemu { program, data_dirs: Vec::new(), version })
-        }
-        QemuChoice::Backports => backports_qemu(cache),
-    }
+    let wanted = match choice {
+        QemuChoice::Backports => return backports_qemu(cache),
+        QemuChoice::System => SYSTEM_PROGRAM.to_string(),
+        QemuChoice::Program(p) => p.display().to_string(),
+    };
+    let program = find_in_path(&wanted).ok_or_else(|| LabError::MissingTool {
+        tool: wanted,
+        hint: format!(
+            "install it with `apt-get install qemu-system-x86`, or use the backports QEMU \
+             (`--qemu backports` or {QEMU_ENV}=backports)"
+        ),
+    })?;
+    let version = version_of(&program)?;
+    Ok(Qemu { program, data_dirs: Vec::new(), version })
 }
 
 fn version_of(program: &Path) -> Result<QemuVersion> {

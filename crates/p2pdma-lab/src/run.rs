@@ -258,10 +258,11 @@ struct Prepared {
 fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Result<Prepared> {
     validate(machine)?;
     let cache = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let qemu = match &opts.qemu {
-        Some(choice) => find_qemu(choice, &cache)?,
-        None => find_qemu(&QemuChoice::from_env()?, &cache)?,
+    let choice = match &opts.qemu {
+        Some(choice) => choice.clone(),
+        None => QemuChoice::from_env()?,
     };
+    let qemu = find_qemu(&choice, &cache)?;
     let kernel = match &opts.kernel {
         Some(kernel) => kernel.clone(),
         None => find_kernel(&cache)?,

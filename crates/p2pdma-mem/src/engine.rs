@@ -22,6 +22,7 @@ use io_uring::{opcode, types, IoUring};
 use p2pdma_core::fio::LatencyHistogram;
 use rustix::io::Errno;
 
+use crate::verify::note_difference;
 use crate::{DirectFile, HostBuffer, IoBuffer, IoCause, MemError};
 
 /// One transfer: `length` bytes from `src` (at its offset) to `dst` (at its offset). Without
@@ -371,10 +372,7 @@ fn run_uring(
             if chunk.phase == Phase::ReadBack {
                 let IoBuffer::Host(written) = &buffers[i] else { unreachable!("read-backs use host buffers") };
                 let (written, read) = (&written.as_slice()[..chunk.len], &check[i].as_slice()[..chunk.len]);
-                if let Some(d) = crate::verify::first_difference(written, read) {
-                    let d = chunk.at + d as u64;
-                    stats.first_difference = Some(stats.first_difference.map_or(d, |old| old.min(d)));
-                }
+                note_difference(&mut stats.first_difference, chunk.at, written, read);
             }
             if let Some(phase) = job.next_phase(chunk.phase, read_back) {
                 chunk.phase = phase;
@@ -463,10 +461,7 @@ fn run_sync(
             if let (Some(check), IoBuffer::Host(written)) = (check.as_deref_mut(), &*buffer) {
                 let read = &mut check.as_mut_slice()[..len];
                 file.read_exact_at(read, base + at).map_err(fail)?;
-                if let Some(d) = crate::verify::first_difference(&written.as_slice()[..len], read) {
-                    let d = at + d as u64;
-                    stats.first_difference = Some(stats.first_difference.map_or(d, |old| old.min(d)));
-                }
+                note_difference(&mut stats.first_difference, at, &written.as_slice()[..len], read);
             }
         }
         at += len as u64;

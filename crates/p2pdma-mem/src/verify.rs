@@ -65,11 +65,20 @@ fn compare_sync(
 
 /// Where `l` and `r` first differ. Equal slices are compared with `memcmp` (a byte loop cost
 /// the lab's emulated CPU a second per 32 MiB); only a mismatch is searched byte by byte.
-pub(crate) fn first_difference(l: &[u8], r: &[u8]) -> Option<usize> {
+fn first_difference(l: &[u8], r: &[u8]) -> Option<usize> {
     if l == r {
         return None;
     }
     l.iter().zip(r.iter()).position(|(x, y)| x != y)
+}
+
+/// Compares one chunk (at offset `at` of the range) and keeps in `lowest` the lowest offset
+/// where any chunk differed: chunks complete out of order.
+pub(crate) fn note_difference(lowest: &mut Option<u64>, at: u64, l: &[u8], r: &[u8]) {
+    if let Some(d) = first_difference(l, r) {
+        let d = at + d as u64;
+        *lowest = Some(lowest.map_or(d, |old| old.min(d)));
+    }
 }
 
 /// One chunk of both ranges on its way: two host buffers, bytes read into each.
@@ -174,9 +183,7 @@ fn compare_uring(
             pair.busy = false;
             if failure.is_none() {
                 let (l, r) = (&pair.bufs[0].as_slice()[..pair.len], &pair.bufs[1].as_slice()[..pair.len]);
-                if let Some(d) = first_difference(l, r).map(|d| pair.at + d as u64) {
-                    difference = Some(difference.map_or(d, |old| old.min(d)));
-                }
+                note_difference(&mut difference, pair.at, l, r);
             }
             interrupted |= stopped(stop);
             // No more chunks past a difference or an error: only the ones below can matter.
