@@ -1,34 +1,16 @@
 #!/bin/sh
-# Install the host tools the p2pdma lab needs (Debian/Ubuntu). Idempotent: installs only
-# what is missing. Uses the machine's own apt sources; never adds other suites.
+# Install the host tools the p2pdma lab needs (Debian/Ubuntu), only by adding packages
+# (scripts/lib/apt-add.sh: it refuses to remove, downgrade or upgrade anything).
 #
-#   qemu-system-x86  qemu-system-x86_64 (TCG is enough; KVM is not needed)
 #   busybox-static   the guest userland (static busybox, copied into the initramfs)
-#   kmod             modinfo (read module dependencies on the host)
-#   xz-utils         decompress .ko.xz modules (busybox insmod may not read xz)
-#   dpkg / apt       apt-get download + dpkg-deb (fetching the Debian unstable kernel)
+#   dpkg / apt       apt-get download + dpkg-deb (the Debian kernels and QEMU the lab unpacks)
 #   ca-certificates  for https mirrors
+#
+# QEMU is not installed here: the lab runs the machine's qemu-system-x86_64 when it has one,
+# else Debian's, unpacked into ~/.cache/p2pdma with the libraries the machine lacks
+# (`p2pdma lab fetch --qemu suite`). Installing Debian 12's qemu-system-x86 would remove the
+# backports qemu-utils such machines often have. Kernel modules are decompressed by p2pdma.
 set -eu
-
-want="qemu-system-x86 busybox-static kmod xz-utils dpkg apt ca-certificates"
-missing=""
-for pkg in $want; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        missing="$missing $pkg"
-    fi
-done
-
-if [ -z "$missing" ]; then
-    echo "lab dependencies already installed"
-    exit 0
-fi
-
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-    SUDO="sudo"
-fi
-echo "installing:$missing"
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
-qemu-system-x86_64 --version | head -n1
+here=$(dirname "$0")
+. "$here/../scripts/lib/apt-add.sh"
+apt_add "lab dependencies" busybox-static dpkg apt ca-certificates

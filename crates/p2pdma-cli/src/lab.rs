@@ -275,13 +275,13 @@ pub fn options(topology: &std::path::Path, timeout_secs: u64) -> anyhow::Result<
     })
 }
 
-/// `--kernel SUITE`: the suite's kernel from the cache, fetched when missing.
-pub fn suite_kernel(name: &str) -> anyhow::Result<p2pdma_lab::Kernel> {
+/// `--kernel SUITE`: the suite's kernel from the cache, fetched when missing (or on a refresh).
+pub fn suite_kernel(name: &str, freshness: p2pdma_lab::Freshness) -> anyhow::Result<p2pdma_lab::Kernel> {
     if !p2pdma_lab::SUITES.iter().any(|(n, _)| *n == name) {
         let names: Vec<&str> = p2pdma_lab::SUITES.iter().map(|(n, _)| *n).collect();
         anyhow::bail!("--kernel: unknown kernel `{name}` (one of {})", names.join(", "));
     }
-    Ok(p2pdma_lab::suite_kernel(&p2pdma_lab::default_cache_dir(), name)?)
+    Ok(p2pdma_lab::suite_kernel(&p2pdma_lab::default_cache_dir(), name, freshness)?)
 }
 
 /// The guest command line: names from the topology file, then the user's command.

@@ -272,9 +272,10 @@ enum LabCommand {
         /// trixie or bookworm (both without it).
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
-        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `backports` (the host
-        /// Debian's backports QEMU, fetched into the lab's cache: 10.0 on Debian 12) or a
-        /// program path [default: $P2PDMA_QEMU, else system].
+        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `suite` (the host Debian's
+        /// QEMU, 7.2 on Debian 12) or `backports` (10.0 on Debian 12), both unpacked into the
+        /// lab's cache and never installed, `auto` (system when on PATH, else suite) or a
+        /// program path [default: $P2PDMA_QEMU, else auto].
         #[arg(long, value_name = "QEMU")]
         qemu: Option<p2pdma_lab::QemuChoice>,
         #[arg(last = true, required = true)]
@@ -286,22 +287,29 @@ enum LabCommand {
         /// The Debian suite's kernel to boot (sid, trixie, bookworm).
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
-        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `backports` (the host
-        /// Debian's backports QEMU, fetched into the lab's cache: 10.0 on Debian 12) or a
-        /// program path [default: $P2PDMA_QEMU, else system].
+        /// The QEMU to run: `system` (qemu-system-x86_64 on PATH), `suite` (the host Debian's
+        /// QEMU, 7.2 on Debian 12) or `backports` (10.0 on Debian 12), both unpacked into the
+        /// lab's cache and never installed, `auto` (system when on PATH, else suite) or a
+        /// program path [default: $P2PDMA_QEMU, else auto].
         #[arg(long, value_name = "QEMU")]
         qemu: Option<p2pdma_lab::QemuChoice>,
     },
     /// Print the QEMU command line for TOPOLOGY.
     QemuArgs { topology: PathBuf },
     /// Download (or find in the cache) the Debian unstable kernel the lab boots (or, with
-    /// --kernel, trixie's or bookworm's).
+    /// --kernel, trixie's or bookworm's). One fetch at a time per cache entry: concurrent
+    /// callers wait and share the result.
     Fetch {
         #[arg(long, value_name = "SUITE")]
         kernel: Option<String>,
-        /// Fetch (or find in the cache) this QEMU instead of a kernel: `backports`.
+        /// Fetch (or find in the cache) this QEMU instead of a kernel: `suite`, `backports`
+        /// (or `auto`, `system`, a path: found, not fetched).
         #[arg(long, value_name = "QEMU", conflicts_with = "kernel")]
         qemu: Option<p2pdma_lab::QemuChoice>,
+        /// Ask the Debian mirror for the current version even when the cache has one
+        /// (without it, a cached kernel or QEMU is used without the network).
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -314,7 +322,7 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             let (_, _, mut machine) = lab::load(&topology)?;
             machine.disk_faults = fault;
             let mut opts = lab::options(&topology, timeout)?;
-            opts.kernel = kernel.map(|k| lab::suite_kernel(&k)).transpose()?;
+            opts.kernel = kernel.map(|k| lab::suite_kernel(&k, p2pdma_lab::Freshness::Cached)).transpose()?;
             opts.share_dir = share;
             opts.echo_console = console;
             opts.kernel_log = kernel_log;
@@ -331,7 +339,7 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             let (_, _, machine) = lab::load(&topology)?;
             let mut opts = lab::options(&topology, 24 * 3600)?;
             opts.qemu = qemu;
-            opts.kernel = kernel.map(|k| lab::suite_kernel(&k)).transpose()?;
+            opts.kernel = kernel.map(|k| lab::suite_kernel(&k, p2pdma_lab::Freshness::Cached)).transpose()?;
             let status = p2pdma_lab::shell(&machine, &opts)?;
             Ok(ExitCode::from(status.clamp(0, 255) as u8))
         }
@@ -341,15 +349,15 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             out::text(&format!("{}\n", args.join(" ")))?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Fetch { qemu: Some(choice), .. } => {
-            let qemu = p2pdma_lab::find_qemu(&choice, &p2pdma_lab::default_cache_dir())?;
+        LabCommand::Fetch { qemu: Some(choice), refresh, .. } => {
+            let qemu = p2pdma_lab::find_qemu(&choice, &p2pdma_lab::default_cache_dir(), freshness(refresh))?;
             out::text(&format!("QEMU {} at {}\n", qemu.version, qemu.program.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Fetch { kernel, qemu: None } => {
+        LabCommand::Fetch { kernel, qemu: None, refresh } => {
             let kernel = match kernel {
-                Some(k) => lab::suite_kernel(&k)?,
-                None => p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir())?,
+                Some(k) => lab::suite_kernel(&k, freshness(refresh))?,
+                None => p2pdma_lab::fetch_kernel(&p2pdma_lab::default_cache_dir(), freshness(refresh))?,
             };
             let p2pdma = if kernel.p2pdma { "with" } else { "without" };
             out::text(&format!(
@@ -359,6 +367,14 @@ fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn freshness(refresh: bool) -> p2pdma_lab::Freshness {
+    if refresh {
+        p2pdma_lab::Freshness::Refresh
+    } else {
+        p2pdma_lab::Freshness::Cached
     }
 }
 

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match ours.first().map(String::as_str) {
         Some("fetch") => {
             let started = Instant::now();
-            match p2pdma_lab::fetch_kernel(&cache) {
+            match p2pdma_lab::fetch_kernel(&cache, p2pdma_lab::Freshness::Cached) {
                 Ok(kernel) => {
                     println!(
                         "{} ({:?}) in {}: {:.1} s",

@@ -14,10 +14,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::SystemTime;
 
+use crate::cache::{self, Freshness};
 use crate::elf;
 use crate::error::{LabError, Result};
 
@@ -35,6 +37,8 @@ pub const SUITES: &[(&str, &str)] =
 const META_PACKAGE: &str = "linux-image-amd64";
 const COMPLETE_MARKER: &str = ".complete";
 const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// The machine's dpkg database, read (never written) to see which packages it has.
+const MACHINE_DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// A guest kernel on the host: its image, config and module tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,25 +86,20 @@ pub fn default_cache_dir() -> PathBuf {
 /// The kernel to boot without touching the network when possible: `$P2PDMA_KERNEL_DIR`,
 /// else the most recently fetched cached kernel, else [`fetch_kernel`].
 pub fn find_kernel(cache: &Path) -> Result<Kernel> {
-    if let Some(dir) = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty()) {
-        return Kernel::from_dir(Path::new(&dir), None);
-    }
-    match newest_cached(cache) {
-        Some(kernel) => Ok(kernel),
-        None => fetch_kernel(cache),
-    }
+    fetch_kernel(cache, Freshness::Cached)
 }
 
-/// Resolves the current Debian unstable `linux-image-amd64`, downloads its binary, modules
-/// and base packages with a private apt configuration under `<cache>/apt`, unpacks them to
-/// `<cache>/kernel/<release>/`, and checks `CONFIG_PCI_P2PDMA=y`. A kernel already in the
-/// cache is reused. `$P2PDMA_KERNEL_DIR` overrides all of this. If the mirror cannot be
-/// reached, the newest cached kernel is used (with a note on stderr).
-pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
+/// Debian unstable's `linux-image-amd64`: its binary, modules and base packages, downloaded
+/// with a private apt configuration under `<cache>/apt` and unpacked to
+/// `<cache>/kernel/<release>/`, which must have `CONFIG_PCI_P2PDMA=y`. With
+/// [`Freshness::Cached`] the newest cached kernel answers without the network;
+/// `$P2PDMA_KERNEL_DIR` overrides all of this. If the mirror cannot be reached on a refresh,
+/// the newest cached kernel is used (with a note on stderr).
+pub fn fetch_kernel(cache: &Path, freshness: Freshness) -> Result<Kernel> {
     if let Some(dir) = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty()) {
         return Kernel::from_dir(Path::new(&dir), None);
     }
-    let kernel = fetch_suite_kernel(cache, SUITE)?;
+    let kernel = fetch_suite_kernel(cache, SUITE, freshness)?;
     if !kernel.p2pdma {
         return Err(LabError::KernelConfig {
             version: kernel.release.clone(),
@@ -113,25 +112,44 @@ pub fn fetch_kernel(cache: &Path) -> Result<Kernel> {
 
 /// The kernel of a suite by `--kernel` name (`sid`, `trixie`, `bookworm`), fetched with the
 /// private apt configuration and cached by release; with P2PDMA or without.
-pub fn suite_kernel(cache: &Path, name: &str) -> Result<Kernel> {
+pub fn suite_kernel(cache: &Path, name: &str, freshness: Freshness) -> Result<Kernel> {
     let suite = SUITES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(|| {
         let names: Vec<&str> = SUITES.iter().map(|(n, _)| *n).collect();
         LabError::Kernel(format!("unknown kernel `{name}`: one of {}", names.join(", ")))
     })?;
-    fetch_suite_kernel(cache, suite)
+    fetch_suite_kernel(cache, suite, freshness)
 }
 
-fn fetch_suite_kernel(cache: &Path, suite: &str) -> Result<Kernel> {
+/// Where a suite's apt state and kernels live in the cache.
+fn suite_dirs(cache: &Path, suite: &str) -> (String, PathBuf) {
+    if suite == SUITE {
+        ("apt".into(), cache.join("kernel"))
+    } else {
+        (format!("apt-{suite}"), cache.join("kernel").join(suite))
+    }
+}
+
+fn fetch_suite_kernel(cache: &Path, suite: &str, freshness: Freshness) -> Result<Kernel> {
+    let (apt_name, kernel_root) = suite_dirs(cache, suite);
+    let need_p2pdma = suite == SUITE;
+    if freshness == Freshness::Cached {
+        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
+            return Ok(kernel);
+        }
+    }
     require_tool("apt-get", "install apt (Debian/Ubuntu hosts only) or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
     require_tool("dpkg-deb", "install dpkg or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
-    let (apt_dir, kernel_root) = if suite == SUITE {
-        (cache.join("apt"), cache.join("kernel"))
-    } else {
-        (cache.join(format!("apt-{suite}")), cache.join("kernel").join(suite))
-    };
+    let _lock = cache::lock(cache, &apt_name)?;
+    // Another process may have fetched it while this one waited for the lock.
+    if freshness == Freshness::Cached {
+        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
+            return Ok(kernel);
+        }
+    }
+    let apt_dir = cache.join(&apt_name);
     let apt = PrivateApt::new(&apt_dir, suite)?;
     if let Err(err) = apt.update() {
-        if let Some(kernel) = newest_in(&kernel_root, suite == SUITE) {
+        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
             crate::stderr_line(&format!(
                 "p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}",
                 kernel.release
@@ -161,6 +179,11 @@ fn fetch_suite_kernel(cache: &Path, suite: &str) -> Result<Kernel> {
             .into_iter()
             .filter(|name| name.ends_with(&format!("-{release}"))),
     );
+    crate::stderr_line(&format!(
+        "p2pdma-lab: fetching Debian {suite}'s kernel {release} ({}) into {}",
+        packages.join(" "),
+        kernel_root.display()
+    ));
     let downloads = apt_dir.join("downloads").join(&release);
     recreate_dir(&downloads)?;
     apt.download(&packages, &downloads)?;
@@ -179,16 +202,16 @@ fn fetch_suite_kernel(cache: &Path, suite: &str) -> Result<Kernel> {
             fs::rename(&boot, tree.join(name)).map_err(|e| LabError::io(format!("moving {}", boot.display()), e))?;
         }
     }
-    let kernel = Kernel::from_dir(&tree, package_version.clone())?;
+    // Checked (vmlinuz, config) before it is moved into place.
+    Kernel::from_dir(&tree, package_version.clone())?;
+    if let Some(version) = &package_version {
+        write(&tree.join(".package-version"), version.as_bytes())?;
+    }
+    write(&tree.join(COMPLETE_MARKER), b"")?;
     if dest.exists() {
         fs::remove_dir_all(&dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
     }
     fs::rename(&tree, &dest).map_err(|e| LabError::io(format!("moving the kernel to {}", dest.display()), e))?;
-    drop(kernel);
-    if let Some(version) = &package_version {
-        write(&dest.join(".package-version"), version.as_bytes())?;
-    }
-    write(&dest.join(COMPLETE_MARKER), b"")?;
     // The .debs (about 125 MB) and the rest of the packages are not needed any more.
     let _ = fs::remove_dir_all(&staging);
     let _ = fs::remove_dir_all(&downloads);
@@ -375,53 +398,41 @@ fn normalize(name: &str) -> String {
     name.trim().replace('-', "_")
 }
 
+/// A module decompressed into `dest` (xz, zstd or gzip, by its name; copied when plain),
+/// through a temporary file in the same directory renamed into place, so that lab runs
+/// sharing the cache never read half a module.
 fn decompress_module(src: &Path, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Ok(());
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| LabError::io(format!("creating {}", parent.display()), e))?;
-    let name = src.to_string_lossy();
-    let tool = if name.ends_with(".xz") {
-        Some(("xz", "install xz-utils (lab/install-deps.sh)"))
-    } else if name.ends_with(".zst") {
-        Some(("zstd", "install zstd"))
-    } else if name.ends_with(".gz") {
-        Some(("gzip", "install gzip"))
-    } else {
-        None
+    cache::create_private_dir(parent)?;
+    let reading = |e| LabError::io(format!("reading {}", src.display()), e);
+    let file = fs::File::open(src).map_err(reading)?;
+    let mut input: Box<dyn Read> = match src.extension().and_then(|e| e.to_str()) {
+        Some("xz") => Box::new(xz2::read::XzDecoder::new(file)),
+        Some("zst") => Box::new(ruzstd::decoding::StreamingDecoder::new(file).map_err(|e| {
+            LabError::Kernel(format!(
+                "{}: not zstd ({e}): delete the cached kernel and run `p2pdma lab fetch`",
+                src.display()
+            ))
+        })?),
+        Some("gz") => Box::new(flate2::read::GzDecoder::new(file)),
+        _ => Box::new(file),
     };
-    let tmp = dest.with_extension("ko.partial");
-    match tool {
-        None => {
-            fs::copy(src, &tmp).map_err(|e| LabError::io(format!("copying {}", src.display()), e))?;
-        }
-        Some((tool, hint)) => {
-            require_tool(tool, hint)?;
-            let out = fs::File::create(&tmp).map_err(|e| LabError::io(format!("creating {}", tmp.display()), e))?;
-            let status = Command::new(tool)
-                .arg("-dc")
-                .arg(src)
-                .stdout(out)
-                .stderr(Stdio::inherit())
-                .status()
-                .map_err(|e| LabError::io(format!("running {tool}"), e))?;
-            if !status.success() {
-                let _ = fs::remove_file(&tmp);
-                return Err(LabError::CommandFailed {
-                    command: format!("{tool} -dc {}", src.display()),
-                    detail: status.to_string(),
-                    hint: "the cached kernel may be damaged: delete it and run `p2pdma lab fetch`".into(),
-                });
-            }
-        }
-    }
-    fs::rename(&tmp, dest).map_err(|e| LabError::io(format!("writing {}", dest.display()), e))
-}
-
-/// The most recently fetched P2PDMA kernel in the cache (the lab's default).
-fn newest_cached(cache: &Path) -> Option<Kernel> {
-    newest_in(&cache.join("kernel"), true)
+    let mut tmp = tempfile::NamedTempFile::new_in(parent)
+        .map_err(|e| LabError::io(format!("creating a temporary file in {}", parent.display()), e))?;
+    std::io::copy(&mut input, &mut tmp).map_err(|e| {
+        LabError::io(
+            format!(
+                "decompressing {} (delete the cached kernel and run `p2pdma lab fetch` if it is damaged)",
+                src.display()
+            ),
+            e,
+        )
+    })?;
+    tmp.persist(dest).map_err(|e| LabError::io(format!("writing {}", dest.display()), e.error))?;
+    Ok(())
 }
 
 fn newest_in(root: &Path, need_p2pdma: bool) -> Option<Kernel> {
@@ -461,7 +472,13 @@ impl PrivateApt {
         if !status.exists() {
             write(&status, b"")?;
         }
-        let sources = format!("deb [signed-by={keyring}] {uri} {suite} main\n");
+        // A backports suite holds only what it backports: the rest of its dependencies come
+        // from the suite it extends (and `APT::Default-Release` prefers the backports).
+        let mut sources = String::new();
+        if let Some(base) = suite.strip_suffix("-backports") {
+            sources.push_str(&format!("deb [signed-by={keyring}] {uri} {base} main\n"));
+        }
+        sources.push_str(&format!("deb [signed-by={keyring}] {uri} {suite} main\n"));
         write(&root.join("etc/sources.list"), sources.as_bytes())?;
         Ok(PrivateApt { root: root.to_path_buf(), suite: suite.to_string() })
     }
@@ -486,6 +503,7 @@ impl PrivateApt {
             ("Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled", "false".into()),
             ("APT::Sandbox::User", current_user()),
             ("Debug::NoLocking", "1".into()),
+            ("APT::Default-Release", self.suite.clone()),
         ] {
             cmd.arg("-o").arg(format!("{key}={value}"));
         }
@@ -516,6 +534,19 @@ impl PrivateApt {
         let hint = format!("{package} is not in Debian {} (any more): try again later", self.suite);
         let out = run_checked(&mut cmd, &hint)?;
         Ok(parse_control(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// What installing `packages` (without recommends) would add to this machine: the
+    /// packages themselves and every dependency the machine's dpkg database lacks, in the
+    /// versions this configuration's suite has. A simulation (`apt-get -s`): nothing is
+    /// installed, and the machine's database is only read.
+    pub(crate) fn missing_on_this_machine(&self, packages: &[&str]) -> Result<Vec<String>> {
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-o", &format!("Dir::State::status={MACHINE_DPKG_STATUS}")]);
+        cmd.args(["-s", "-q", "install", "--no-install-recommends"]).args(packages);
+        let hint = format!("the packages {} cannot be resolved in Debian {}", packages.join(" "), self.suite);
+        let out = run_checked(&mut cmd, &hint)?;
+        Ok(simulated_installs(&String::from_utf8_lossy(&out.stdout)))
     }
 
     pub(crate) fn download(&self, packages: &[String], into: &Path) -> Result<()> {
@@ -558,6 +589,15 @@ fn parse_control(text: &str) -> BTreeMap<String, String> {
         }
     }
     fields
+}
+
+/// The packages an `apt-get -s install` would unpack: `Inst NAME [old] (new ...)` lines.
+fn simulated_installs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("Inst "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|name| name.split(':').next().unwrap_or(name).to_string())
+        .collect()
 }
 
 /// Package names in a Depends field (all alternatives, version constraints dropped).
@@ -734,6 +774,12 @@ mod tests {
         let list = "deb [arch=amd64] http://m.example/debian bookworm main\ndeb http://m.example/debian-security bookworm-security main\n";
         assert_eq!(one_line_mirrors(list)[0].0, "http://m.example/debian");
         assert_eq!(one_line_mirrors(list).len(), 1);
+    }
+
+    #[test]
+    fn reads_the_packages_a_simulated_install_adds() {
+        let text = "Reading package lists...\nRemv qemu-utils [1:10.0.2+ds-2]\nInst libfdt1 (1.6.1-4+b1 Debian:12.15/oldstable [amd64])\nInst liblzma5:amd64 [5.4.1-1] (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])\nConf libfdt1 (1.6.1-4+b1 Debian:12.15/oldstable [amd64])\n";
+        assert_eq!(simulated_installs(text), ["libfdt1", "liblzma5"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 // stderr through `stderr_line` (a closed pipe must not panic while QEMU runs).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cache;
 mod cpio;
 mod elf;
 mod error;
@@ -22,6 +23,7 @@ mod machine;
 mod qemu;
 mod run;
 
+pub use cache::{lock as lock_cache, CacheLock, Freshness};
 pub use cpio::CpioWriter;
 pub use elf::is_static_executable;
 pub use error::LabError;

@@ -1,42 +1,53 @@
-//! The QEMU the lab runs: the machine's own (`qemu-system-x86_64` on PATH), the newer one
-//! in the host's Debian backports suite (fetched with the lab's private apt configuration
-//! and unpacked into the cache, never installed), or a program the user names.
+//! The QEMU the lab runs: the machine's own (`qemu-system-x86_64` on PATH); Debian's, unpacked
+//! into the cache with the libraries the machine lacks and never installed (the host's own
+//! suite, or its backports suite for a newer one); or a program the user names. The default
+//! is the machine's when it has one, else the host suite's, unpacked: installing Debian's
+//! `qemu-system-x86` may replace packages the machine has (on Debian 12 it removes the
+//! backports `qemu-utils` that such machines often carry).
 //!
-//! Why a second QEMU: before 9.0, QEMU had one page-sized bounce buffer for the whole machine
+//! Why a newer QEMU: before 9.0, QEMU had one page-sized bounce buffer for the whole machine
 //! for DMA into another device's MMIO (a peer's CMB: `address_space_map` in
 //! system/physmem.c), which serialises every P2P transfer page by page; 9.0 gives each
 //! device's address space its own, sized by `x-max-bounce-buffer-size`. Its NVMe drives also
 //! show up as most enterprise drives do under Debian's `CONFIG_NVME_MULTIPATH=y`: a
 //! multipath head (`nvme0n1`) over a hidden path disk (`nvme0c0n1`).
 //!
-//! Cache layout: `apt-<codename>-backports/` (private apt state), `qemu/<version>/` (the
-//! unpacked packages, `.complete` once they started).
+//! Cache layout: `apt-<suite>/` (private apt state), `qemu/<suite>/<version>/` (the unpacked
+//! packages, `.complete` once they started), `apt-<suite>.lock` (one fetch at a time).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 
+use crate::cache::{self, Freshness};
 use crate::error::{LabError, Result};
 use crate::kernel::{
     find_in_path, read_dir_sorted, recreate_dir, require_tool, run_checked, unpack_debs, write, PrivateApt,
 };
 
-/// Environment variable choosing the QEMU when no option does: `system`, `backports` or a path.
+/// Environment variable choosing the QEMU when no option does: `auto`, `system`, `suite`,
+/// `backports` or a path.
 pub const QEMU_ENV: &str = "P2PDMA_QEMU";
 const SYSTEM_PROGRAM: &str = "qemu-system-x86_64";
-/// The backports packages: the emulator, its firmware and option ROMs, and the BIOS it expects.
-const BACKPORTS_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-data", "seabios"];
+/// Debian's packages of a private QEMU: the emulator, its firmware and option ROMs, and the
+/// BIOS it expects (their libraries come with them when the machine lacks them).
+const QEMU_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-data", "seabios"];
 const COMPLETE_MARKER: &str = ".complete";
 
 /// Which QEMU to run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum QemuChoice {
-    /// `qemu-system-x86_64` on PATH (Debian 12: 7.2).
+    /// The machine's (`system`) when it has one, else the host suite's (`suite`), said on stderr.
     #[default]
+    Auto,
+    /// `qemu-system-x86_64` on PATH.
     System,
-    /// The host suite's backports (Debian 12: bookworm-backports, 10.0).
+    /// The host's Debian suite's QEMU (Debian 12: 7.2), unpacked into the cache.
+    Suite,
+    /// The host suite's backports (Debian 12: bookworm-backports, 10.0), unpacked into the cache.
     Backports,
     /// This program.
     Program(PathBuf),
@@ -47,9 +58,13 @@ impl FromStr for QemuChoice {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(QemuChoice::Auto),
             "system" => Ok(QemuChoice::System),
+            "suite" => Ok(QemuChoice::Suite),
             "backports" => Ok(QemuChoice::Backports),
-            "" => Err(LabError::InvalidOption("expected `system`, `backports` or a QEMU program path".into())),
+            "" => Err(LabError::InvalidOption(
+                "expected `auto`, `system`, `suite`, `backports` or a QEMU program path".into(),
+            )),
             path => Ok(QemuChoice::Program(PathBuf::from(path))),
         }
     }
@@ -58,7 +73,9 @@ impl FromStr for QemuChoice {
 impl fmt::Display for QemuChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            QemuChoice::Auto => f.write_str("auto"),
             QemuChoice::System => f.write_str("system"),
+            QemuChoice::Suite => f.write_str("suite"),
             QemuChoice::Backports => f.write_str("backports"),
             QemuChoice::Program(p) => write!(f, "{}", p.display()),
         }
@@ -66,11 +83,11 @@ impl fmt::Display for QemuChoice {
 }
 
 impl QemuChoice {
-    /// `$P2PDMA_QEMU` when set and not empty, else [`QemuChoice::System`].
+    /// `$P2PDMA_QEMU` when set and not empty, else [`QemuChoice::Auto`].
     pub fn from_env() -> Result<Self> {
         match std::env::var(QEMU_ENV) {
             Ok(v) if !v.trim().is_empty() => v.trim().parse(),
-            _ => Ok(QemuChoice::System),
+            _ => Ok(QemuChoice::Auto),
         }
     }
 }
@@ -114,32 +131,64 @@ pub struct Qemu {
     pub program: PathBuf,
     /// Firmware directories (`-L`), searched in this order; empty for the machine's own.
     pub data_dirs: Vec<PathBuf>,
+    /// Libraries unpacked beside a private QEMU, searched before the machine's
+    /// (`LD_LIBRARY_PATH`); empty for the machine's own.
+    pub library_dirs: Vec<PathBuf>,
     pub version: QemuVersion,
 }
 
-/// The QEMU `choice` names, fetched into `cache` for [`QemuChoice::Backports`].
-pub fn find_qemu(choice: &QemuChoice, cache: &Path) -> Result<Qemu> {
+impl Qemu {
+    /// The environment the program runs in: its private libraries, if any.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        library_env(&self.library_dirs).into_iter().collect()
+    }
+}
+
+/// The QEMU `choice` names; a private one is unpacked into `cache` when it is not there yet
+/// (or, with [`Freshness::Refresh`], when the mirror has a newer one).
+pub fn find_qemu(choice: &QemuChoice, cache: &Path, freshness: Freshness) -> Result<Qemu> {
     let wanted = match choice {
-        QemuChoice::Backports => return backports_qemu(cache),
+        QemuChoice::Auto => match find_in_path(SYSTEM_PROGRAM) {
+            Some(program) => return system_qemu(program),
+            None => {
+                let qemu = private_qemu(cache, &host_codename()?, freshness)?;
+                crate::stderr_line(&format!(
+                    "p2pdma-lab: no {SYSTEM_PROGRAM} on PATH: running Debian {}'s QEMU {} from {} \
+                     (--qemu system|suite|backports|PATH chooses)",
+                    host_codename()?,
+                    qemu.version,
+                    qemu.program.display()
+                ));
+                return Ok(qemu);
+            }
+        },
+        QemuChoice::Suite => return private_qemu(cache, &host_codename()?, freshness),
+        QemuChoice::Backports => return private_qemu(cache, &format!("{}-backports", host_codename()?), freshness),
         QemuChoice::System => SYSTEM_PROGRAM.to_string(),
         QemuChoice::Program(p) => p.display().to_string(),
     };
     let program = find_in_path(&wanted).ok_or_else(|| LabError::MissingTool {
         tool: wanted,
         hint: format!(
-            "install it with `apt-get install qemu-system-x86`, or use the backports QEMU \
-             (`--qemu backports` or {QEMU_ENV}=backports)"
+            "install it, or let the lab unpack Debian's QEMU into its cache without installing anything \
+             (`--qemu suite` or `--qemu backports`, or {QEMU_ENV}=suite)"
         ),
     })?;
-    let version = version_of(&program)?;
-    Ok(Qemu { program, data_dirs: Vec::new(), version })
+    system_qemu(program)
 }
 
-fn version_of(program: &Path) -> Result<QemuVersion> {
+fn system_qemu(program: PathBuf) -> Result<Qemu> {
+    let version = version_of(&program, &[])?;
+    Ok(Qemu { program, data_dirs: Vec::new(), library_dirs: Vec::new(), version })
+}
+
+fn version_of(program: &Path, library_dirs: &[PathBuf]) -> Result<QemuVersion> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--version").envs(library_env(library_dirs));
     let out = run_checked(
-        Command::new(program).arg("--version"),
-        "the QEMU program does not start: for the backports QEMU, `apt-get install qemu-system-x86` \
-         brings the libraries it links against",
+        &mut cmd,
+        "the QEMU program does not start: for an unpacked QEMU, delete its directory in the cache \
+         and run `p2pdma lab fetch --qemu ...` again (it brings the libraries this machine lacks)",
     )?;
     let text = String::from_utf8_lossy(&out.stdout);
     QemuVersion::parse(&text).ok_or_else(|| LabError::CommandFailed {
@@ -149,8 +198,13 @@ fn version_of(program: &Path) -> Result<QemuVersion> {
     })
 }
 
-/// The host's Debian codename (`VERSION_CODENAME` in os-release), whose backports suite is
-/// built against the libraries the host has.
+fn library_env(library_dirs: &[PathBuf]) -> Option<(OsString, OsString)> {
+    let joined = std::env::join_paths(library_dirs).ok().filter(|p| !p.is_empty())?;
+    Some(("LD_LIBRARY_PATH".into(), joined))
+}
+
+/// The host's Debian codename (`VERSION_CODENAME` in os-release), whose suite (and its
+/// backports) are built against the libraries the host has.
 fn host_codename() -> Result<String> {
     let text = fs::read_to_string("/etc/os-release").unwrap_or_default();
     text.lines()
@@ -158,21 +212,38 @@ fn host_codename() -> Result<String> {
         .map(|v| v.trim_matches('"').to_string())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| LabError::MissingTool {
-            tool: "backports QEMU".into(),
-            hint: "/etc/os-release names no Debian release (VERSION_CODENAME): use `--qemu system` or a program path"
+            tool: "Debian's QEMU".into(),
+            hint: "/etc/os-release names no Debian release (VERSION_CODENAME): install qemu-system-x86_64 \
+                   and use `--qemu system` or a program path"
                 .into(),
         })
 }
 
-/// QEMU from `<codename>-backports`, fetched once and cached by package version; the cached
-/// one when the mirror cannot be reached.
-fn backports_qemu(cache: &Path) -> Result<Qemu> {
-    let suite = format!("{}-backports", host_codename()?);
-    for tool in ["apt-get", "dpkg-deb"] {
-        require_tool(tool, "the backports QEMU comes from Debian's apt: use `--qemu system` or a program path")?;
+/// Debian `suite`'s QEMU, with the libraries this machine lacks, unpacked into
+/// `<cache>/qemu/<suite>/<version>/` and kept only if it starts. Fetched under the suite's
+/// cache lock; the cached one when the mirror cannot be reached.
+fn private_qemu(cache: &Path, suite: &str, freshness: Freshness) -> Result<Qemu> {
+    let root = cache.join("qemu").join(suite);
+    if freshness == Freshness::Cached {
+        if let Some(qemu) = newest_cached(&root) {
+            return Ok(qemu);
+        }
     }
-    let root = cache.join("qemu");
-    let apt = PrivateApt::new(&cache.join(format!("apt-{suite}")), &suite)?;
+    for tool in ["apt-get", "dpkg-deb"] {
+        require_tool(
+            tool,
+            "Debian's QEMU comes from Debian's apt: install qemu-system-x86_64 and use `--qemu system`",
+        )?;
+    }
+    let apt_name = format!("apt-{suite}");
+    let _lock = cache::lock(cache, &apt_name)?;
+    // Another process may have unpacked it while this one waited for the lock.
+    if freshness == Freshness::Cached {
+        if let Some(qemu) = newest_cached(&root) {
+            return Ok(qemu);
+        }
+    }
+    let apt = PrivateApt::new(&cache.join(&apt_name), suite)?;
     if let Err(err) = apt.update() {
         if let Some(qemu) = newest_cached(&root) {
             crate::stderr_line(&format!(
@@ -183,7 +254,7 @@ fn backports_qemu(cache: &Path) -> Result<Qemu> {
         }
         return Err(err);
     }
-    let version = apt.show(BACKPORTS_PACKAGES[0])?.remove("Version").ok_or_else(|| LabError::CommandFailed {
+    let version = apt.show(QEMU_PACKAGES[0])?.remove("Version").ok_or_else(|| LabError::CommandFailed {
         command: format!("apt-cache show qemu-system-x86 ({suite}, private lab configuration)"),
         detail: "no Version field".into(),
         hint: "use `--qemu system` or a program path".into(),
@@ -193,28 +264,44 @@ fn backports_qemu(cache: &Path) -> Result<Qemu> {
     if dest.join(COMPLETE_MARKER).exists() {
         return unpacked(&dest);
     }
-    let downloads = cache.join(format!("apt-{suite}")).join("downloads").join("qemu");
+    // The QEMU packages always; of their dependencies, those this machine lacks.
+    let mut packages: Vec<String> = QEMU_PACKAGES.iter().map(|p| p.to_string()).collect();
+    for name in apt.missing_on_this_machine(QEMU_PACKAGES)? {
+        if !packages.contains(&name) {
+            packages.push(name);
+        }
+    }
+    crate::stderr_line(&format!(
+        "p2pdma-lab: unpacking Debian {suite}'s QEMU {version} into {} (nothing is installed): {}",
+        dest.display(),
+        packages.join(" ")
+    ));
+    let downloads = cache.join(&apt_name).join("downloads").join("qemu");
     recreate_dir(&downloads)?;
-    let packages: Vec<String> = BACKPORTS_PACKAGES.iter().map(|p| p.to_string()).collect();
     apt.download(&packages, &downloads)?;
     let staging = root.join(format!(".{dir_name}.partial"));
     unpack_debs(&downloads, &staging)?;
-    // It must start on this host's libraries before it is kept.
+    // It must start on this host before it is kept.
     unpacked(&staging)?;
+    write(&staging.join(COMPLETE_MARKER), version.as_bytes())?;
     if dest.exists() {
         fs::remove_dir_all(&dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
     }
     fs::rename(&staging, &dest).map_err(|e| LabError::io(format!("moving QEMU to {}", dest.display()), e))?;
-    write(&dest.join(COMPLETE_MARKER), version.as_bytes())?;
     let _ = fs::remove_dir_all(&downloads);
     unpacked(&dest)
 }
 
-/// An unpacked backports QEMU: its own firmware first, then the machine's (option ROMs of
-/// the machine's ipxe-qemu, when installed).
+/// An unpacked QEMU: its own firmware first, then the machine's (option ROMs of the
+/// machine's ipxe-qemu, when installed); its own libraries before the machine's.
 fn unpacked(dir: &Path) -> Result<Qemu> {
     let program = dir.join("usr/bin").join(SYSTEM_PROGRAM);
-    let version = version_of(&program)?;
+    let library_dirs: Vec<PathBuf> = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib"]
+        .iter()
+        .map(|sub| dir.join(sub))
+        .filter(|d| d.is_dir())
+        .collect();
+    let version = version_of(&program, &library_dirs)?;
     let data_dirs = [
         dir.join("usr/share/qemu"),
         dir.join("usr/share/seabios"),
@@ -224,7 +311,7 @@ fn unpacked(dir: &Path) -> Result<Qemu> {
     .into_iter()
     .filter(|d| d.is_dir())
     .collect();
-    Ok(Qemu { program, data_dirs, version })
+    Ok(Qemu { program, data_dirs, library_dirs, version })
 }
 
 fn newest_cached(root: &Path) -> Option<Qemu> {
@@ -254,7 +341,10 @@ mod tests {
 
     #[test]
     fn parses_qemu_choices() {
+        assert_eq!("auto".parse::<QemuChoice>().unwrap(), QemuChoice::Auto);
+        assert_eq!(QemuChoice::default(), QemuChoice::Auto);
         assert_eq!("system".parse::<QemuChoice>().unwrap(), QemuChoice::System);
+        assert_eq!("suite".parse::<QemuChoice>().unwrap(), QemuChoice::Suite);
         assert_eq!("backports".parse::<QemuChoice>().unwrap(), QemuChoice::Backports);
         assert_eq!(
             "/opt/qemu/bin/qemu-system-x86_64".parse::<QemuChoice>().unwrap(),

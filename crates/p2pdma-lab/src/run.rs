@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::machine::blkdebug_config;
 
+use crate::cache::Freshness;
 use crate::error::{LabError, Result};
 use crate::initramfs::{
     build_initramfs, find_busybox, InitramfsSpec, BEGIN_MARKER, DEFAULT_BOOT_MODULES, DEFAULT_EXTRA_MODULES,
@@ -108,7 +109,11 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
     let _signals = SignalGuard::install();
 
     let mut cmd = Command::new(&prepared.args[0]);
-    cmd.args(&prepared.args[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&prepared.args[1..])
+        .envs(prepared.qemu_env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut qemu = spawn_guarded(cmd, true)?;
     let qemu_started = Instant::now();
 
@@ -219,7 +224,7 @@ pub fn shell(machine: &LabMachine, opts: &LabOptions) -> Result<i32> {
     let prepared = prepare(machine, opts, None)?;
     let _signals = SignalGuard::install();
     let mut cmd = Command::new(&prepared.args[0]);
-    cmd.args(&prepared.args[1..]);
+    cmd.args(&prepared.args[1..]).envs(prepared.qemu_env.iter().cloned());
     // QEMU owns the terminal (raw mode): it must stay in our process group.
     let mut qemu = spawn_guarded(cmd, false)?;
     loop {
@@ -251,6 +256,8 @@ enum Event {
 /// Everything a run needs on disk, removed when dropped.
 struct Prepared {
     args: Vec<String>,
+    /// QEMU's environment: an unpacked QEMU's library path.
+    qemu_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     nonce: String,
     _dir: TempDir,
 }
@@ -262,7 +269,8 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
         Some(choice) => choice.clone(),
         None => QemuChoice::from_env()?,
     };
-    let qemu = find_qemu(&choice, &cache)?;
+    let qemu = find_qemu(&choice, &cache, Freshness::Cached)?;
+    let qemu_env = qemu.env();
     let kernel = match &opts.kernel {
         Some(kernel) => kernel.clone(),
         None => find_kernel(&cache)?,
@@ -329,7 +337,7 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
     };
     build_initramfs(&spec, &assets.initrd)?;
     let args = qemu_args(machine, &assets)?;
-    Ok(Prepared { args, nonce, _dir: dir })
+    Ok(Prepared { args, qemu_env, nonce, _dir: dir })
 }
 
 /// A QEMU child that is killed and reaped when dropped.
