@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{p2pdma, prometheus_parse, SWITCH};
+use common::{p2pdma, prometheus_parse, scenarios, SWITCH};
 
 const IOMMU_ACS: &str = "examples/topologies/iommu-acs.toml";
 const IOMMU_ACS_DISABLED: &str = "examples/topologies/iommu-acs-disabled.toml";
@@ -71,9 +70,7 @@ fn diff_refuses_bad_input_exit_2() {
 
 #[test]
 fn metrics_of_every_scenario_pass_the_prometheus_parser() {
-    for entry in std::fs::read_dir("../../examples/topologies").unwrap() {
-        let path = entry.unwrap().path();
-        let spec = Path::new("examples/topologies").join(path.file_name().unwrap());
+    for spec in scenarios() {
         let (code, text, err) = p2pdma(&["metrics", "--spec", spec.to_str().unwrap()]);
         assert_eq!(code, 0, "{}: {err}", spec.display());
         let families = prometheus_parse(&text);

@@ -264,7 +264,7 @@ fn report_in_chromium_scenarios_and_fixtures_show_verdicts_paths_and_request_not
         .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     scenarios.sort();
-    assert!(scenarios.len() >= 7, "{scenarios:?}");
+    assert!(scenarios.len() >= common::MIN_SCENARIOS, "{scenarios:?}");
     for name in &scenarios {
         let spec = format!("examples/topologies/{name}.toml");
         let (snap, html) = snapshot_and_report(dir.path(), name, &["--spec", &spec]);

@@ -4,6 +4,7 @@
 //! --rw=read --name=seqwrite --rw=write`), and by fio's own `fio_jsonplus_clat2csv` (Debian's
 //! `fio` package; scripts/install-fio installs it, the test skips without it unless `CI` is set).
 
+mod common;
 mod fio_reader;
 
 use std::collections::BTreeMap;

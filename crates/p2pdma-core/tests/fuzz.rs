@@ -2,6 +2,8 @@
 //! and whatever they accept can be analysed without panicking. (The config-space decoder
 //! has its own in src/config.rs.)
 
+mod common;
+
 use std::path::Path;
 
 use p2pdma_core::analysis::{check, find, matrix};
@@ -21,14 +23,10 @@ fn analyse(t: &Topology) {
     }
 }
 
+/// The scenario files' texts, the corpus the mutations start from (never empty), sorted by
+/// text as always (the regression file's `which` picks from this order).
 fn scenario_texts() -> Vec<String> {
-    let mut v = Vec::new();
-    for entry in std::fs::read_dir("../../examples/topologies").unwrap() {
-        let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "toml") {
-            v.push(std::fs::read_to_string(p).unwrap());
-        }
-    }
+    let mut v: Vec<String> = common::scenarios().into_iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
     v.sort();
     v
 }

@@ -1,18 +1,30 @@
 //! The whitelist read out of the lab kernel's own image equals p2pdma's table for that
 //! release: the table's history and the image reader check each other.
+//!
+//! The lab kernel comes from `p2pdma lab fetch` (scripts/test fetches it before this tier);
+//! without one the test skips, or fails under CI (`common::missing`).
+
+mod common;
 
 use std::path::PathBuf;
 
 use p2pdma_core::kernel::{Release, WhitelistEntry};
 use p2pdma_core::{kernel_image, whitelist};
 
-/// Cached lab kernels (`<cache>/kernel/<release>/vmlinuz`, other suites' under
-/// `<cache>/kernel/<suite>/<release>/`), as p2pdma-lab lays them out.
-fn cached_kernels() -> Vec<(String, PathBuf)> {
+/// p2pdma-lab's cache, by its rule (`p2pdma_lab::default_cache_dir`, which this crate
+/// cannot reach): `$P2PDMA_CACHE_DIR`, else `$XDG_CACHE_HOME/p2pdma`, else `~/.cache/p2pdma`.
+fn cache_dir() -> PathBuf {
     let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let cache = env("P2PDMA_CACHE_DIR")
+    env("P2PDMA_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("p2pdma")))
-        .unwrap_or_else(|| env("HOME").unwrap_or_default().join(".cache/p2pdma"));
+        .unwrap_or_else(|| env("HOME").unwrap_or_else(std::env::temp_dir).join(".cache/p2pdma"))
+}
+
+/// Cached lab kernels (`<cache>/kernel/<release>/vmlinuz`, other suites' under
+/// `<cache>/kernel/<suite>/<release>/`, each complete once `.complete` is there), as
+/// p2pdma-lab lays them out.
+fn cached_kernels() -> Vec<(String, PathBuf)> {
+    let cache = cache_dir();
     let list = |dir: PathBuf| -> Vec<PathBuf> {
         std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     };
@@ -30,8 +42,11 @@ fn cached_kernels() -> Vec<(String, PathBuf)> {
 fn lab_kernel_image_whitelist_equals_the_release_table() {
     let kernels = cached_kernels();
     if kernels.is_empty() {
-        eprintln!("skipped: no cached lab kernel (run `p2pdma lab fetch` to get Debian unstable's)");
-        return;
+        return common::missing(
+            &format!("no cached lab kernel in {}", cache_dir().join("kernel").display()),
+            "run `p2pdma lab fetch` to get Debian unstable's (the cache is $P2PDMA_CACHE_DIR, else \
+             $XDG_CACHE_HOME/p2pdma, else ~/.cache/p2pdma)",
+        );
     }
     let mut checked = 0;
     for (release, dir) in kernels {
@@ -55,4 +70,11 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
         checked += 1;
     }
     eprintln!("{checked} kernel image(s) with P2PDMA checked");
+    if checked == 0 {
+        // Only other suites' kernels (built without P2PDMA): no table was compared.
+        common::missing(
+            &format!("no cached lab kernel with CONFIG_PCI_P2PDMA in {}", cache_dir().join("kernel").display()),
+            "run `p2pdma lab fetch` to get Debian unstable's",
+        );
+    }
 }

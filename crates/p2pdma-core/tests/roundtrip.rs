@@ -3,23 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{write_tree, Privilege};
+use common::{scenarios, write_tree, Privilege};
 use p2pdma_core::analysis::{check, check_memory, find, matrix};
 use p2pdma_core::config::Acs;
 use p2pdma_core::verdict::MapType;
 use p2pdma_core::{snapshot, spec, sysfs, Engine, Error, Topology};
-
-fn scenarios() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("../../examples/topologies")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    v.sort();
-    v
-}
 
 fn live(topo: &Topology, dir: &Path, privilege: Privilege) -> Topology {
     let (sys, proc) = write_tree(topo, dir, privilege);

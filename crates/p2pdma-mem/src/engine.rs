@@ -487,13 +487,9 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
+    /// Sync and io_uring; io_uring left out only where the kernel has none (crate::testing).
     fn engines() -> Vec<IoEngine> {
-        let mut v = vec![IoEngine::Sync];
-        match IoEngine::uring(4) {
-            Ok(e) => v.push(e),
-            Err(e) => eprintln!("io_uring not tested here: {e}"),
-        }
-        v
+        crate::testing::engines(4)
     }
 
     /// A source file holding `data`, a zeroed destination of `dst_len` bytes, both opened.

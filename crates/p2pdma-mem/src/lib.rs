@@ -10,6 +10,8 @@ mod direct;
 pub mod ends;
 pub mod engine;
 pub mod session;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 pub use buffer::{page_size, HostBuffer, IoBuffer, P2pBuffer};

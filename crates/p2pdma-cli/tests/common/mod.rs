@@ -1,8 +1,8 @@
-//! What the binary's integration tests share: running `p2pdma`, the scenario files, and the
-//! switch that skips the lab.
+//! What the binary's integration tests share: running `p2pdma`, the scenario files, the
+//! switch that skips the lab, and what a test does when a prerequisite is missing.
 #![allow(dead_code)] // each test crate uses its own part
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -46,6 +46,67 @@ pub fn lab_run(spec: &str, extra: &[&str], env: &[(&str, &str)], script: &str, w
         String::from_utf8_lossy(&out.stderr)
     );
     share
+}
+
+/// Whether the tests run under CI: `CI` set to anything but empty, `0` or `false`.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// A prerequisite from outside the repository is missing: `what` names it, `how` says how
+/// to get it. Under CI (see [`under_ci`]) the test fails here with one message naming both;
+/// elsewhere this prints `skipped: ...` and the test returns (`return missing(..)`).
+#[track_caller]
+pub fn missing(what: &str, how: &str) {
+    assert!(
+        !under_ci(),
+        "missing prerequisite: {what}; {how} (CI is set: a missing prerequisite fails, it does not skip)"
+    );
+    eprintln!("skipped: {what}; {how}");
+}
+
+/// The scenario files (`examples/topologies/*.toml`), sorted, as paths from the workspace
+/// root; never empty (the corpus-driven tests would pass on nothing).
+pub fn scenarios() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/topologies");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| Path::new("examples/topologies").join(p.file_name().unwrap()))
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= MIN_SCENARIOS,
+        "{}: {} scenario files, expected at least {MIN_SCENARIOS}",
+        dir.display(),
+        v.len()
+    );
+    v
+}
+
+/// How many scenario files examples/topologies/ holds today (12): fewer means some were lost.
+pub const MIN_SCENARIOS: usize = 12;
+
+/// The cached lab kernels with CONFIG_PCI_P2PDMA (Debian unstable's, fetched by `p2pdma lab
+/// fetch`), newest fetched first: `<cache>/kernel/<release>/` complete with `.complete`, in
+/// p2pdma-lab's cache (`p2pdma_lab::default_cache_dir`: `$P2PDMA_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/p2pdma`, else `~/.cache/p2pdma`). Other suites' kernels, under
+/// `<cache>/kernel/<suite>/<release>/`, have no P2PDMA and are not listed.
+pub fn cached_lab_kernels() -> Vec<p2pdma_lab::Kernel> {
+    let root = p2pdma_lab::default_cache_dir().join("kernel");
+    let mut found: Vec<(std::time::SystemTime, p2pdma_lab::Kernel)> = std::fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|dir| {
+            let complete = std::fs::metadata(dir.join(".complete")).and_then(|m| m.modified()).ok()?;
+            let kernel = p2pdma_lab::Kernel::from_dir(&dir, None).ok()?;
+            (kernel.p2pdma && kernel.vmlinuz.is_file()).then_some((complete, kernel))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.release.cmp(&b.1.release)));
+    found.into_iter().map(|(_, k)| k).collect()
 }
 
 /// P2PDMA_SKIP_LAB=1 skips the tests that boot the lab (saying so).

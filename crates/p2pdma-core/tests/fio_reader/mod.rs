@@ -1,6 +1,8 @@
 //! Reading fio's JSON the way fio-consuming tools do, shared by the tests that check bench's
 //! JSON against it: p2pdma-core's `fio_json` (the module's own output) and p2pdma-cli's
-//! `bench_fio` (the command's output), which includes this file by path.
+//! `bench_fio` (the command's output), which includes this file by path. Each test crate
+//! that includes it has a `common` module with `missing` (a prerequisite absent: skip, or
+//! fail under CI).
 #![allow(dead_code)] // each test crate uses its own part
 
 use std::collections::BTreeMap;
@@ -113,15 +115,17 @@ pub fn beyond_fio(ours: &Value) -> Vec<String> {
 
 /// fio's own json+ reader, `fio_jsonplus_clat2csv` (Debian's `fio`; scripts/install-fio),
 /// run on `json` then with `--validate`: the CSV of job 0, or `None` (skipped, with a note)
-/// when the script is missing outside CI.
+/// when the script is missing outside CI; under CI that fails (`common::missing` of the
+/// test crate that includes this module).
 pub fn clat2csv_job0(dir: &Path, name: &str, json: &str) -> Option<String> {
     let script = Path::new("/usr/bin/fio_jsonplus_clat2csv");
     let python = Path::new("/usr/bin/python3");
     let usable = script.exists() && Command::new(python).args(["-c", "import six"]).status().is_ok_and(|s| s.success());
     if !usable {
-        let msg = "fio_jsonplus_clat2csv or python3-six missing: run scripts/install-fio";
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("skipped: {msg}");
+        crate::common::missing(
+            "fio's fio_jsonplus_clat2csv (/usr/bin) or python3-six",
+            "run scripts/install-fio (Debian's fio and python3-six)",
+        );
         return None;
     }
     let path = dir.join(format!("{name}.json"));
