@@ -7,10 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cache::Freshness;
 use crate::cpio::CpioWriter;
+use crate::debs::{run_checked, unpacked_in_cache, Unpack};
 use crate::elf;
 use crate::error::{LabError, Result};
-use crate::kernel::{find_in_path, run_checked, Kernel, Module};
+use crate::kernel::{Kernel, Module};
 
 /// Modules loaded by `/init` at boot (with their dependencies).
 pub const DEFAULT_BOOT_MODULES: &[&str] = &["nvme", "configfs"];
@@ -165,7 +167,10 @@ fn modules_dep(modules: &[Module]) -> String {
 
 /// Finds a static busybox: `$P2PDMA_BUSYBOX`, `/bin/busybox`, `/usr/bin/busybox`; installs
 /// Debian's busybox-static when missing and running as root with apt-get.
-pub(crate) fn find_busybox() -> Result<PathBuf> {
+/// A static busybox: `$P2PDMA_BUSYBOX`, else the machine's, else Debian's `busybox-static`
+/// of the host's suite, unpacked into `<cache>/busybox/` (never installed: on Debian it
+/// conflicts with the `busybox` package a machine may have).
+pub(crate) fn find_busybox(cache: &Path) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("P2PDMA_BUSYBOX").filter(|v| !v.is_empty()) {
         return check_busybox(Path::new(&path));
     }
@@ -173,22 +178,16 @@ pub(crate) fn find_busybox() -> Result<PathBuf> {
     if let Some(found) = candidates.iter().map(Path::new).find(|p| is_static_file(p)) {
         return Ok(found.to_path_buf());
     }
-    let root = rustix::process::geteuid().is_root();
-    if root && find_in_path("apt-get").is_some() {
-        crate::stderr_line("p2pdma-lab: installing busybox-static (apt-get install -y busybox-static)");
-        run_checked(
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "busybox-static"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            "install busybox-static yourself (lab/install-deps.sh) or set P2PDMA_BUSYBOX to a static busybox",
-        )?;
-        if let Some(found) = candidates.iter().map(Path::new).find(|p| is_static_file(p)) {
-            return Ok(found.to_path_buf());
-        }
-    }
-    Err(LabError::MissingTool {
+    let suite = crate::qemu::host_codename().map_err(|_| LabError::MissingTool {
         tool: "static busybox".into(),
-        hint: "install it with `apt-get install busybox-static` (or run lab/install-deps.sh), or set P2PDMA_BUSYBOX to a static busybox binary".into(),
+        hint: "set P2PDMA_BUSYBOX to a static busybox binary (this is no Debian machine: /etc/os-release names no codename)"
+            .into(),
+    })?;
+    let what =
+        Unpack { kind: "busybox", suite: &suite, packages: &["busybox-static"], with_missing_dependencies: false };
+    unpacked_in_cache(cache, &what, Freshness::Cached, |dir| {
+        let inside = ["bin/busybox", "usr/bin/busybox"].map(|p| dir.join(p));
+        check_busybox(inside.iter().find(|p| p.exists()).unwrap_or(&inside[0]))
     })
 }
 

@@ -15,6 +15,7 @@
 
 mod cache;
 mod cpio;
+mod debs;
 mod elf;
 mod error;
 mod initramfs;

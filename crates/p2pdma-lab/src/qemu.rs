@@ -22,11 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 
-use crate::cache::{self, Freshness};
+use crate::cache::Freshness;
+use crate::debs::{find_in_path, run_checked, unpacked_in_cache, Unpack};
 use crate::error::{LabError, Result};
-use crate::kernel::{
-    find_in_path, read_dir_sorted, recreate_dir, require_tool, run_checked, unpack_debs, write, PrivateApt,
-};
 
 /// Environment variable choosing the QEMU when no option does: `auto`, `system`, `suite`,
 /// `backports` or a path.
@@ -35,7 +33,6 @@ const SYSTEM_PROGRAM: &str = "qemu-system-x86_64";
 /// Debian's packages of a private QEMU: the emulator, its firmware and option ROMs, and the
 /// BIOS it expects (their libraries come with them when the machine lacks them).
 const QEMU_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-data", "seabios"];
-const COMPLETE_MARKER: &str = ".complete";
 
 /// Which QEMU to run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -205,7 +202,7 @@ fn library_env(library_dirs: &[PathBuf]) -> Option<(OsString, OsString)> {
 
 /// The host's Debian codename (`VERSION_CODENAME` in os-release), whose suite (and its
 /// backports) are built against the libraries the host has.
-fn host_codename() -> Result<String> {
+pub(crate) fn host_codename() -> Result<String> {
     let text = fs::read_to_string("/etc/os-release").unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
@@ -220,76 +217,10 @@ fn host_codename() -> Result<String> {
 }
 
 /// Debian `suite`'s QEMU, with the libraries this machine lacks, unpacked into
-/// `<cache>/qemu/<suite>/<version>/` and kept only if it starts. Fetched under the suite's
-/// cache lock; the cached one when the mirror cannot be reached.
+/// `<cache>/qemu/<suite>/<version>/` and kept only if it starts.
 fn private_qemu(cache: &Path, suite: &str, freshness: Freshness) -> Result<Qemu> {
-    let root = cache.join("qemu").join(suite);
-    if freshness == Freshness::Cached {
-        if let Some(qemu) = newest_cached(&root) {
-            return Ok(qemu);
-        }
-    }
-    for tool in ["apt-get", "dpkg-deb"] {
-        require_tool(
-            tool,
-            "Debian's QEMU comes from Debian's apt: install qemu-system-x86_64 and use `--qemu system`",
-        )?;
-    }
-    let apt_name = format!("apt-{suite}");
-    let _lock = cache::lock(cache, &apt_name)?;
-    // Another process may have unpacked it while this one waited for the lock.
-    if freshness == Freshness::Cached {
-        if let Some(qemu) = newest_cached(&root) {
-            return Ok(qemu);
-        }
-    }
-    let apt = PrivateApt::new(&cache.join(&apt_name), suite)?;
-    if let Err(err) = apt.update() {
-        if let Some(qemu) = newest_cached(&root) {
-            crate::stderr_line(&format!(
-                "p2pdma-lab: cannot refresh the {suite} package lists ({err}); using cached QEMU {}",
-                qemu.version
-            ));
-            return Ok(qemu);
-        }
-        return Err(err);
-    }
-    let version = apt.show(QEMU_PACKAGES[0])?.remove("Version").ok_or_else(|| LabError::CommandFailed {
-        command: format!("apt-cache show qemu-system-x86 ({suite}, private lab configuration)"),
-        detail: "no Version field".into(),
-        hint: "use `--qemu system` or a program path".into(),
-    })?;
-    let dir_name = version.replace([':', '/'], "_");
-    let dest = root.join(&dir_name);
-    if dest.join(COMPLETE_MARKER).exists() {
-        return unpacked(&dest);
-    }
-    // The QEMU packages always; of their dependencies, those this machine lacks.
-    let mut packages: Vec<String> = QEMU_PACKAGES.iter().map(|p| p.to_string()).collect();
-    for name in apt.missing_on_this_machine(QEMU_PACKAGES)? {
-        if !packages.contains(&name) {
-            packages.push(name);
-        }
-    }
-    crate::stderr_line(&format!(
-        "p2pdma-lab: unpacking Debian {suite}'s QEMU {version} into {} (nothing is installed): {}",
-        dest.display(),
-        packages.join(" ")
-    ));
-    let downloads = cache.join(&apt_name).join("downloads").join("qemu");
-    recreate_dir(&downloads)?;
-    apt.download(&packages, &downloads)?;
-    let staging = root.join(format!(".{dir_name}.partial"));
-    unpack_debs(&downloads, &staging)?;
-    // It must start on this host before it is kept.
-    unpacked(&staging)?;
-    write(&staging.join(COMPLETE_MARKER), version.as_bytes())?;
-    if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
-    }
-    fs::rename(&staging, &dest).map_err(|e| LabError::io(format!("moving QEMU to {}", dest.display()), e))?;
-    let _ = fs::remove_dir_all(&downloads);
-    unpacked(&dest)
+    let what = Unpack { kind: "qemu", suite, packages: QEMU_PACKAGES, with_missing_dependencies: true };
+    unpacked_in_cache(cache, &what, freshness, unpacked)
 }
 
 /// An unpacked QEMU: its own firmware first, then the machine's (option ROMs of the
@@ -312,15 +243,6 @@ fn unpacked(dir: &Path) -> Result<Qemu> {
     .filter(|d| d.is_dir())
     .collect();
     Ok(Qemu { program, data_dirs, library_dirs, version })
-}
-
-fn newest_cached(root: &Path) -> Option<Qemu> {
-    read_dir_sorted(root)
-        .ok()?
-        .into_iter()
-        .filter(|d| d.join(COMPLETE_MARKER).exists())
-        .filter_map(|d| unpacked(&d).ok())
-        .max_by_key(|q| q.version)
 }
 
 #[cfg(test)]

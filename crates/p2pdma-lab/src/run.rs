@@ -327,7 +327,7 @@ fn prepare(machine: &LabMachine, opts: &LabOptions, command: Option<&str>) -> Re
         ko_cache: cache.join("ko"),
         boot_modules: opts.boot_modules.clone(),
         extra_modules: opts.extra_modules.clone(),
-        busybox: find_busybox()?,
+        busybox: find_busybox(&cache)?,
         p2pdma_binary: opts.p2pdma_binary.clone(),
         extra_files: &opts.extra_files,
         command,
