@@ -223,8 +223,8 @@ fn private_qemu(cache: &Path, suite: &str, freshness: Freshness) -> Result<Qemu>
     unpacked_in_cache(cache, &what, freshness, unpacked)
 }
 
-/// An unpacked QEMU: its own firmware first, then the machine's (option ROMs of the
-/// machine's ipxe-qemu, when installed); its own libraries before the machine's.
+/// An unpacked QEMU: its own firmware first (BIOS, and the NICs' option ROMs from its
+/// ipxe-qemu), then the machine's; its own libraries before the machine's.
 fn unpacked(dir: &Path) -> Result<Qemu> {
     let program = dir.join("usr/bin").join(SYSTEM_PROGRAM);
     let library_dirs: Vec<PathBuf> = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib"]
@@ -233,15 +233,14 @@ fn unpacked(dir: &Path) -> Result<Qemu> {
         .filter(|d| d.is_dir())
         .collect();
     let version = version_of(&program, &library_dirs)?;
-    let data_dirs = [
-        dir.join("usr/share/qemu"),
-        dir.join("usr/share/seabios"),
-        PathBuf::from("/usr/share/qemu"),
-        PathBuf::from("/usr/share/seabios"),
-    ]
-    .into_iter()
-    .filter(|d| d.is_dir())
-    .collect();
+    // Debian builds QEMU with this firmware path; `-L` replaces it, so every part is named.
+    let firmware = ["usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu"];
+    let data_dirs = firmware
+        .iter()
+        .map(|sub| dir.join(sub))
+        .chain(firmware.iter().map(|sub| Path::new("/").join(sub)))
+        .filter(|d| d.is_dir())
+        .collect();
     Ok(Qemu { program, data_dirs, library_dirs, version })
 }
 
