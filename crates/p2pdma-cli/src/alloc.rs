@@ -77,7 +77,7 @@ fn head_hint(engine: &Engine<'_>, path: &str) -> String {
 }
 
 fn available(dir: &std::path::Path) -> u64 {
-    std::fs::read_to_string(dir.join("p2pmem/available")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    p2pdma_host::sysfs::p2pmem_available(dir).unwrap_or(0)
 }
 
 pub fn run(
@@ -95,7 +95,7 @@ pub fn run(
     if let Some(m) = dev.p2pmem.as_ref().filter(|m| size as u64 > m.size) {
         anyhow::bail!("{provider}: {size} bytes is more than its {} of P2P memory", crate::render::bytes(m.size));
     }
-    let dir = p2pdma_core::sysfs::pci_device_dir(sysfs, dev.bdf);
+    let dir = p2pdma_host::sysfs::pci_device_dir(sysfs, dev.bdf);
     let available_before = available(&dir);
     let mut buf = match P2pBuffer::allocate(&dir, size) {
         Ok(b) => b,

@@ -95,7 +95,7 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
     let needs_topology = bare_word(&args.src)
         || bare_word(&args.dst)
         || matches!(args.via, Via::Provider(_))
-        || (args.via == Via::Auto && p2pdma_mem::ends::any_p2p_provider(&source.sysfs_root));
+        || (args.via == Via::Auto && p2pdma_host::block::any_p2p_provider(&source.sysfs_root));
     let loaded = needs_topology.then(|| source.load_live("copy")).transpose()?;
     let engine = loaded.as_ref().map(|l| Engine::new(&l.topology)).transpose()?;
     let mountinfo = source.proc_root.join("self/mountinfo");

@@ -235,7 +235,7 @@ pub const GUEST_TOPOLOGY: &str = "/lab/topology.toml";
 
 /// Loads a topology file and its lab machine, with errors naming the file.
 pub fn load(path: &std::path::Path) -> anyhow::Result<(Spec, Topology, LabMachine)> {
-    let (spec, topo) = p2pdma_core::spec::load(path)?;
+    let (spec, topo) = p2pdma_host::input::read_spec(path)?;
     let machine = lab_machine(&spec, &topo)
         .map_err(|e| anyhow::anyhow!("{}: the lab cannot emulate this: {e}", path.display()))?;
     Ok((spec, topo, machine))

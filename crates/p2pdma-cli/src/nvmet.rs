@@ -432,9 +432,9 @@ fn restore(file: &Path, source: &SourceArgs, force: bool, a: &ChangeArgs) -> any
     // The shared reader: no directories or devices (`/dev/zero` would never end), no binary,
     // empty or oversized files.
     let text = if file == Path::new("-") {
-        p2pdma_core::input::read_text_from(std::io::stdin(), Path::new("standard input"))?
+        p2pdma_host::input::read_text_from(std::io::stdin(), Path::new("standard input"))?
     } else {
-        p2pdma_core::input::read_text(file)?
+        p2pdma_host::input::read_text(file)?
     };
     let c = config::parse(&text, &shown).map_err(bad)?;
     let loaded = source.load()?;

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use p2pdma_core::config::Acs;
-use p2pdma_core::pciids::Names;
-use p2pdma_core::{snapshot, spec, sysfs, what_if, Topology};
+use p2pdma_core::{spec, what_if, Topology};
+use p2pdma_host::input::{read_snapshot, read_spec};
+use p2pdma_host::roots::Roots;
+use p2pdma_host::{machine, pciids};
 
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
@@ -48,7 +50,7 @@ impl SourceArgs {
     /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let mut loaded = self.load_unnamed()?;
-        Names::load_for(&loaded.topology).annotate(&mut loaded.topology);
+        pciids::names_for(&loaded.topology).annotate(&mut loaded.topology);
         Ok(loaded)
     }
 
@@ -59,7 +61,7 @@ impl SourceArgs {
             v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
         }
         if let Some(path) = &self.spec {
-            let (mut file, mut topology) = spec::load(path)?;
+            let (mut file, mut topology) = read_spec(path)?;
             if let Some(extra) = &self.kernel_params {
                 // A topology file knows its firmware ACS values: lower it again, exactly.
                 file.machine.kernel_params = format!("{} {extra}", file.machine.kernel_params);
@@ -71,18 +73,18 @@ impl SourceArgs {
             return self.with_kernel(Loaded { topology, live_or_snapshot: false });
         }
         let mut topology = match &self.snapshot {
-            Some(path) => snapshot::load(path)?,
+            Some(path) => read_snapshot(path)?,
             None => {
                 // A mistyped --proc-root would otherwise read as "kernel ?, CPU unknown".
                 if !self.proc_root.is_dir() {
                     let why = if self.proc_root.exists() { "is not a directory" } else { "does not exist" };
                     anyhow::bail!("--proc-root {}: {why}", self.proc_root.display());
                 }
-                sysfs::read(&self.roots(), None)?
+                machine::read(&self.roots(), None)?
             }
         };
         if let Some(path) = &self.names {
-            let (_, predicted) = spec::load(path)?;
+            let (_, predicted) = read_spec(path)?;
             let missing = spec::apply_names(&mut topology, &predicted);
             if !missing.is_empty() {
                 anyhow::bail!("{}: this machine is not the one described: {}", path.display(), missing.join("; "));
@@ -134,8 +136,8 @@ impl SourceArgs {
         Ok(())
     }
 
-    pub fn roots(&self) -> sysfs::Roots {
-        sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
+    pub fn roots(&self) -> Roots {
+        Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
     }
 }
 

@@ -470,8 +470,8 @@ mod tests {
 
     /// The `switch` scenario: nvme-a (with a CMB) and nvme-b under one switch.
     fn switch() -> Topology {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/topologies/switch.toml");
-        let (_, mut topo) = crate::spec::load(std::path::Path::new(path)).unwrap();
+        let text = include_str!("../../../examples/topologies/switch.toml");
+        let (_, mut topo) = crate::spec::from_text(text, std::path::Path::new("switch.toml")).unwrap();
         for (name, dev) in [("nvme0n1", "nvme-a"), ("nvme1n1", "nvme-b")] {
             let bdf = topo.devices.iter().find(|d| d.name.as_deref() == Some(dev)).unwrap().bdf;
             topo.aliases.insert(name.into(), Alias::new("block", Some(bdf)));

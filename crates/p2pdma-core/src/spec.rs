@@ -414,10 +414,9 @@ const MAX_MIB: u64 = 1 << 24;
 /// QEMU places the ACS capability here on its root ports; we use it for every spec device.
 const SPEC_ACS_OFFSET: u16 = 0x148;
 
-/// Reads and lowers a topology file.
-pub fn load(path: &Path) -> Result<(Spec, Topology), Error> {
-    let text = crate::input::read_text(path)?;
-    let spec = parse(&text, path)?;
+/// Parses and lowers a topology file's text; `path` names the file in errors.
+pub fn from_text(text: &str, path: &Path) -> Result<(Spec, Topology), Error> {
+    let spec = parse(text, path)?;
     let topo = spec.to_topology().map_err(|msg| Error::invalid(path, msg))?;
     Ok((spec, topo))
 }

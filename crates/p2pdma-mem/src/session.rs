@@ -10,8 +10,8 @@ use std::time::Instant;
 use p2pdma_core::copy_plan::{
     mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, ReadBack, Route, VerifyReport,
 };
-use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::EndKind;
+use p2pdma_host::sysfs::pci_device_dir;
 use rustix::io::Errno;
 
 use crate::ends::{self, Measured};

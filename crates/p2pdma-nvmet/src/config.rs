@@ -705,7 +705,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../fixtures/nvmetcli-config.json");
 
     fn topo(name: &str) -> Topology {
-        p2pdma_core::spec::load(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+        p2pdma_host::input::read_spec(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
     }
 
     /// Every path is nvme-b's namespace (`0000:04:00.0` in `switch`, `0000:02:00.0` in

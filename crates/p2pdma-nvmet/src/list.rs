@@ -183,7 +183,8 @@ mod tests {
     }
 
     fn topology() -> p2pdma_core::Topology {
-        let mut t = p2pdma_core::spec::load(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
+        let mut t =
+            p2pdma_host::input::read_spec(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
         t.aliases.insert("nvme0n1".into(), Alias::new("block", Some("0000:04:00.0".parse().unwrap())));
         t
     }

@@ -1215,7 +1215,9 @@ mod tests {
     use crate::state::Namespace;
 
     fn topo(name: &str) -> Topology {
-        p2pdma_core::spec::load(std::path::Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+        p2pdma_host::input::read_spec(std::path::Path::new(&format!("../../examples/topologies/{name}.toml")))
+            .unwrap()
+            .1
     }
 
     fn bdf(s: &str) -> Bdf {

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use p2pdma_core::kernel::{Release, WhitelistEntry};
-use p2pdma_core::{kernel_image, whitelist};
+use p2pdma_core::whitelist;
+use p2pdma_host::kernel_image;
 
 /// Cached lab kernels (`<cache>/kernel/<release>/vmlinuz`, other suites' under
 /// `<cache>/kernel/<suite>/<release>/`), as p2pdma-lab lays them out.
@@ -55,4 +56,22 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
         checked += 1;
     }
     eprintln!("{checked} kernel image(s) with P2PDMA checked");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+    /// Kernel images from anywhere: an answer or an error, never a panic.
+    #[test]
+    fn kernel_image_reader_never_panics(
+        prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        magic in 0usize..5,
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
+        let magics: [&[u8]; 5] = [b"", &[0x28, 0xb5, 0x2f, 0xfd], &[0xfd, b'7', b'z', b'X', b'Z', 0], &[0x1f, 0x8b, 0x08], &[0x02, 0x21, 0x4c, 0x18]];
+        let mut image = prefix;
+        image.extend_from_slice(magics[magic]);
+        image.extend_from_slice(&body);
+        let _ = kernel_image::whitelist_from_image(&image);
+    }
 }

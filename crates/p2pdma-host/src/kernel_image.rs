@@ -10,8 +10,8 @@
 
 use std::io::Read;
 
-use crate::kernel::WhitelistEntry;
-use crate::whitelist::{self, ANY_DEVICE};
+use p2pdma_core::kernel::WhitelistEntry;
+use p2pdma_core::whitelist::{self, ANY_DEVICE};
 
 /// Why an image gave no whitelist (said with the file's name by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]

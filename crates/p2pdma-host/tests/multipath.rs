@@ -13,7 +13,9 @@ use common::{write_tree, Privilege};
 use p2pdma_core::copy_plan::{choose_route, EndReport, Route, Via};
 use p2pdma_core::model::{Alias, MultipathPath};
 use p2pdma_core::transfer::{End, EndKind};
-use p2pdma_core::{analysis, kernel, spec, sysfs, Bdf, Engine, MapType, Topology};
+use p2pdma_core::{analysis, kernel, spec, Bdf, Engine, MapType, Topology};
+use p2pdma_host::machine;
+use p2pdma_host::roots::Roots;
 
 /// nvme-a (with a CMB) and nvme-b behind one switch, nvme-c on a second root port: the
 /// host bridge (not whitelisted) refuses nvme-a <-> nvme-c.
@@ -81,7 +83,7 @@ fn read_machine(dir: &Path, heads: &[Head<'_>], group: bool) -> Topology {
             }
         }
     }
-    sysfs::read(&sysfs::Roots { sys, proc }, None).unwrap()
+    machine::read(&Roots { sys, proc }, None).unwrap()
 }
 
 /// A device's address by its topology-file name (a live read has no names).
