@@ -72,7 +72,7 @@ pub struct BenchArgs {
 
 /// fio's time format, more than zero.
 fn parse_runtime(s: &str) -> Result<Duration, String> {
-    match fio::parse_fio_time(s)? {
+    match fio::parse_fio_time(s).map_err(|e| e.to_string())? {
         d if d.is_zero() => Err(format!("--runtime {s}: must be more than 0")),
         d => Ok(d),
     }

@@ -26,7 +26,11 @@ pub struct TargetSpec {
 
 impl TargetSpec {
     /// `gpu0`, `gpu0:1`, `0000:03:00.0:2+0x1000`, `nvme-a+64K`.
-    pub fn parse(s: &str) -> Result<TargetSpec, String> {
+    pub fn parse(s: &str) -> Result<TargetSpec, Error> {
+        Self::parse_text(s).map_err(Error::BadValue)
+    }
+
+    fn parse_text(s: &str) -> Result<TargetSpec, String> {
         let (rest, offset) = match s.rsplit_once('+') {
             Some((r, o)) => (r, parse_offset(o).map_err(|e| format!("{s}: {e}"))?),
             None => (s, 0),
@@ -252,15 +256,15 @@ mod tests {
         assert_eq!(t("gpu0:1+0x1000"), TargetSpec { device: "gpu0".into(), bar: Some(1), offset: 0x1000 });
         assert_eq!(t("0000:03:00.0:2+64K"), TargetSpec { device: "0000:03:00.0".into(), bar: Some(2), offset: 65536 });
         assert_eq!(t("03:00.0"), TargetSpec { device: "03:00.0".into(), bar: None, offset: 0 });
-        assert!(TargetSpec::parse("gpu0:7").unwrap_err().contains("not 0 to 5"));
-        assert!(TargetSpec::parse("gpu0+lots").unwrap_err().contains("not a number"));
+        assert!(TargetSpec::parse("gpu0:7").unwrap_err().to_string().contains("not 0 to 5"));
+        assert!(TargetSpec::parse("gpu0+lots").unwrap_err().to_string().contains("not a number"));
         assert!(TargetSpec::parse(":1").is_err());
-        assert!(TargetSpec::parse("gpu0:-1").unwrap_err().contains("BAR `-1` is not 0 to 5"));
-        assert!(TargetSpec::parse("gpu0:bar1").unwrap_err().contains("BAR `bar1`"));
-        assert!(TargetSpec::parse("gpu0:").unwrap_err().contains("BAR ``"));
-        assert!(TargetSpec::parse("gpu0:1+-5").unwrap_err().contains("is negative"));
-        assert!(TargetSpec::parse("gpu0:1+99999999999G").unwrap_err().contains("too large"));
-        assert!(TargetSpec::parse("gpu0+0xffffffffffffffffff").unwrap_err().contains("too large"));
+        assert!(TargetSpec::parse("gpu0:-1").unwrap_err().to_string().contains("BAR `-1` is not 0 to 5"));
+        assert!(TargetSpec::parse("gpu0:bar1").unwrap_err().to_string().contains("BAR `bar1`"));
+        assert!(TargetSpec::parse("gpu0:").unwrap_err().to_string().contains("BAR ``"));
+        assert!(TargetSpec::parse("gpu0:1+-5").unwrap_err().to_string().contains("is negative"));
+        assert!(TargetSpec::parse("gpu0:1+99999999999G").unwrap_err().to_string().contains("too large"));
+        assert!(TargetSpec::parse("gpu0+0xffffffffffffffffff").unwrap_err().to_string().contains("too large"));
         assert_eq!(t("0000:03:00.0:2+0x1000").device, "0000:03:00.0");
         assert_eq!(t("03:00.0").bar, None);
     }

@@ -29,6 +29,10 @@ pub enum Error {
     /// A copy source that is neither a file nor a device name.
     #[error("`{0}`: no such file here and no such device (see `p2pdma topo`)")]
     UnknownOperand(String),
+    /// A value that does not parse (a kernel release, a device class, an `addr` target, a
+    /// time) or a topology file whose parts do not fit; the message says which and why.
+    #[error("{0}")]
+    BadValue(String),
     /// A copy or benchmark that can never be carried out as asked (ranges, alignment, sizes).
     #[error(transparent)]
     Range(#[from] crate::transfer::RangeError),

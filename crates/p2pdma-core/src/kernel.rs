@@ -22,9 +22,15 @@ pub struct Release {
 }
 
 impl FromStr for Release {
-    type Err = String;
+    type Err = crate::Error;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        Release::parse_text(s).map_err(crate::Error::BadValue)
+    }
+}
+
+impl Release {
+    fn parse_text(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
                 "`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)"
@@ -395,7 +401,7 @@ pub fn iommu_mode_from_group_type(kind: &str) -> Option<IommuMode> {
 /// Applies `--kernel VERSION`: judge as that release would (its whitelist, its features),
 /// built with P2PDMA (a release is not a build), so a drive whose CMB this kernel leaves
 /// unused is judged as the provider it would be.
-pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
+pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), crate::Error> {
     let r: Release = version.parse()?;
     let machine = &mut topo.machine;
     machine.kernel.named_release = Some(version.trim().to_string());
@@ -433,10 +439,10 @@ mod tests {
 
     #[test]
     fn releases_parse_from_uname_and_users() {
-        assert_eq!("7.2.13+deb14-amd64".parse(), Ok(Release::new(7, 2, 13)));
-        assert_eq!("6.1.0-28-amd64".parse(), Ok(Release::new(6, 1, 0)));
-        assert_eq!("6.6".parse(), Ok(Release::new(6, 6, 0)));
-        assert_eq!("v7.3-rc1".parse(), Ok(Release::new(7, 3, 0)));
+        assert_eq!("7.2.13+deb14-amd64".parse::<Release>().unwrap(), Release::new(7, 2, 13));
+        assert_eq!("6.1.0-28-amd64".parse::<Release>().unwrap(), Release::new(6, 1, 0));
+        assert_eq!("6.6".parse::<Release>().unwrap(), Release::new(6, 6, 0));
+        assert_eq!("v7.3-rc1".parse::<Release>().unwrap(), Release::new(7, 3, 0));
         for bad in ["", "7", "abc", "7.x", "7.2.13.4", "1.0", "7..2", "99999.1"] {
             assert!(bad.parse::<Release>().is_err(), "{bad}");
         }

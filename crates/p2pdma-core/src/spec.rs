@@ -417,7 +417,7 @@ const SPEC_ACS_OFFSET: u16 = 0x148;
 /// Parses and lowers a topology file's text; `path` names the file in errors.
 pub fn from_text(text: &str, path: &Path) -> Result<(Spec, Topology), Error> {
     let spec = parse(text, path)?;
-    let topo = spec.to_topology().map_err(|msg| Error::invalid(path, msg))?;
+    let topo = spec.to_topology().map_err(|e| Error::invalid(path, e.to_string()))?;
     Ok((spec, topo))
 }
 
@@ -474,7 +474,11 @@ enum Parent {
 
 impl Spec {
     /// The model the kernel would build for this machine.
-    pub fn to_topology(&self) -> Result<Topology, String> {
+    pub fn to_topology(&self) -> Result<Topology, Error> {
+        self.lower().map_err(Error::BadValue)
+    }
+
+    fn lower(&self) -> Result<Topology, String> {
         let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve()?;
         let p2pdma_built = self.machine.p2pdma.unwrap_or(true);
         let mut bridges: Vec<PlacedBridge> = Vec::new();

@@ -141,8 +141,9 @@ fn gpu_as_provider_has_a_verdict_and_its_bars() {
 #[test]
 fn bars_in_topology_files_are_checked() {
     let base = "[[root_port]]\nname = \"rp0\"\n[[endpoint]]\nname = \"x\"\nkind = \"gpu\"\nparent = \"rp0\"\n";
-    let err =
-        |extra: &str| spec::parse(&format!("{base}{extra}"), Path::new("t.toml")).unwrap().to_topology().unwrap_err();
+    let err = |extra: &str| {
+        spec::parse(&format!("{base}{extra}"), Path::new("t.toml")).unwrap().to_topology().unwrap_err().to_string()
+    };
     assert!(err("bars = [{ index = 5, size = \"1M\", bits = 64 }]").contains("numbered 0 to 5"));
     assert!(err("bars = [{ index = 0, size = \"3M\" }]").contains("power of two"));
     assert!(err("bars = [{ index = 0, size = \"1M\", bits = 64 }, { index = 1, size = \"1M\" }]").contains("overlaps"));

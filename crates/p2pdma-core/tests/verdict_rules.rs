@@ -426,7 +426,7 @@ fn wrong_roles_and_unknown_devices_are_errors() {
 fn spec_errors_name_the_part() {
     let bad = |s: &str| {
         spec::parse(s, Path::new("t.toml"))
-            .and_then(|sp| sp.to_topology().map_err(|m| Error::Invalid { path: "t.toml".into(), msg: m }))
+            .and_then(|sp| sp.to_topology().map_err(|m| Error::Invalid { path: "t.toml".into(), msg: m.to_string() }))
             .unwrap_err()
             .to_string()
     };

@@ -52,10 +52,11 @@ impl Transport {
 }
 
 impl FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Transport::from_trtype(s)
-            .ok_or_else(|| format!("`{s}` is not a transport p2pdma exports over (tcp, rdma, loop)"))
+    type Err = NvmetError;
+    fn from_str(s: &str) -> Result<Self, NvmetError> {
+        Transport::from_trtype(s).ok_or_else(|| {
+            NvmetError::BadInput(format!("`{s}` is not a transport p2pdma exports over (tcp, rdma, loop)"))
+        })
     }
 }
 
@@ -74,16 +75,17 @@ pub enum P2pmemRequest {
 }
 
 impl FromStr for P2pmemRequest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NvmetError;
+    fn from_str(s: &str) -> Result<Self, NvmetError> {
+        let bad = |msg: String| Err(NvmetError::BadInput(msg));
         match s {
             "off" => Ok(P2pmemRequest::Off),
             "auto" => Ok(P2pmemRequest::Auto),
-            "" => Err("--p2pmem wants off, auto or a provider (BDF or name)".into()),
+            "" => bad("--p2pmem wants off, auto or a provider (BDF or name)".into()),
             "1" | "on" | "y" | "yes" | "true" => {
-                Err(format!("--p2pmem {s}: say auto (p2pdma writes the kernel's 1 for it)"))
+                bad(format!("--p2pmem {s}: say auto (p2pdma writes the kernel's 1 for it)"))
             }
-            "0" | "n" | "no" | "false" | "none" => Err(format!("--p2pmem {s}: say off")),
+            "0" | "n" | "no" | "false" | "none" => bad(format!("--p2pmem {s}: say off")),
             p => Ok(P2pmemRequest::Provider(p.to_string())),
         }
     }
