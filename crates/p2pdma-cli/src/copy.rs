@@ -70,7 +70,9 @@ pub fn locate(engine: Option<&Engine<'_>>, word: &str, may_create: bool) -> anyh
     let is_file = bare && Path::new(word).symlink_metadata().is_ok();
     let is_device = bare && engine.is_some_and(|e| p2pdma_core::resolve(e, word).is_ok());
     match (copy_plan::operand(word, is_file, is_device, may_create)?, engine) {
-        (Operand::Device(name), Some(engine)) => crate::alloc::block_device(engine, &name),
+        (Operand::Device(name), Some(engine)) => {
+            p2pdma_core::block_device::block_device(engine, &name).map_err(Into::into)
+        }
         // A device only when the topology knows it, so never without one.
         (Operand::Device(name), None) => Ok(name.into()),
         (Operand::Path(path), _) => Ok(path),

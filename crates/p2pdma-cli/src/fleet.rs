@@ -26,7 +26,7 @@ fn load(path: &Path) -> anyhow::Result<Topology> {
         spec::parse(&text, path)?.to_topology().map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?
     };
     // Names only label the output; the diff ignores them.
-    p2pdma_host::pciids::names_for(&topo).annotate(&mut topo);
+    topo.annotate_names(&p2pdma_host::pciids::names_for(&topo));
     Ok(topo)
 }
 

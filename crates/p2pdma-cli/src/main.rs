@@ -496,7 +496,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alloc { source, provider, size, read, offset, json } => {
             let loaded = source.load_live("alloc")?;
             let engine = Engine::new(&loaded.topology)?;
-            let read = read.map(|r| alloc::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
+            let read =
+                read.map(|r| p2pdma_core::block_device::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
             match alloc::run(&engine, &source.sysfs_root, &provider, size, read)? {
                 Ok(report) => {
                     let failed = report.read.as_ref().is_some_and(|r| !r.ok);
@@ -555,9 +556,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .or_else(|| loaded.topology.aliases.get(&name).and_then(|a| a.data_pci())),
                 };
                 // With --block, why there is none (a hidden multipath path says where to go).
-                let block_device = match alloc::block_device(&engine, name) {
+                let block_device = match p2pdma_core::block_device::block_device(&engine, name) {
                     Ok(path) => Some(path),
-                    Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e),
+                    Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e.into()),
                     Err(_) if block => anyhow::bail!("{name} has no block device"),
                     Err(_) => None,
                 };

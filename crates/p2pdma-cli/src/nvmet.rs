@@ -332,7 +332,7 @@ fn namespace(args: &ExportArgs, engine: &Engine<'_>) -> anyhow::Result<Namespace
     if !is_live(&args.source) {
         return model_device(&args.ns, engine);
     }
-    let path = crate::alloc::block_device(engine, &args.ns)?;
+    let path = p2pdma_core::block_device::block_device(engine, &args.ns)?;
     Ok(device_at(&path, &args.source, engine))
 }
 

@@ -50,7 +50,8 @@ impl SourceArgs {
     /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let mut loaded = self.load_unnamed()?;
-        pciids::names_for(&loaded.topology).annotate(&mut loaded.topology);
+        let names = pciids::names_for(&loaded.topology);
+        loaded.topology.annotate_names(&names);
         Ok(loaded)
     }
 

@@ -1,7 +1,70 @@
-//! Human reasons, concrete fixes and the kernel's own log lines for a verdict.
+//! A verdict explained: [`Engine::explain`] walks a pair again (the fast `pair()` walk is
+//! `verdict`'s) and records path, ACS findings and the host bridge decision; then human
+//! reasons, concrete fixes and the kernel's own log lines.
 
-use crate::config::acs_bits;
-use crate::verdict::{Engine, MapType, PairVerdict, Side};
+use crate::config::{acs_bits, Acs};
+use crate::verdict::{AcsRedirect, Engine, MapType, PairVerdict, Side};
+
+impl Engine<'_> {
+    /// Everything about one pair: path, ACS findings, host bridge decision, reasons, fixes,
+    /// and the lines the kernel logs when it evaluates the pair verbosely.
+    pub fn explain(&self, provider: usize, client: usize) -> PairVerdict {
+        let mut checked: Vec<(u32, bool)> = Vec::new();
+        let (dist, common) = self.walk(provider as u32, client as u32, |n, side| checked.push((n, side)));
+        let mut redirect = Vec::new();
+        let mut unknown = Vec::new();
+        if common.is_some() {
+            for &(n, provider_side) in &checked {
+                let d = self.device(n as usize);
+                match d.acs {
+                    Acs::Present { offset, ctrl, .. } if ctrl & acs_bits::REDIRECT != 0 => redirect.push(AcsRedirect {
+                        device: d.bdf,
+                        bits: acs_bits::names(ctrl & acs_bits::REDIRECT),
+                        ctrl,
+                        cap_offset: offset,
+                        side: if Some(n) == common {
+                            Side::Common
+                        } else if provider_side {
+                            Side::Provider
+                        } else {
+                            Side::Client
+                        },
+                    }),
+                    Acs::Unknown => unknown.push(d.bdf),
+                    _ => {}
+                }
+            }
+        }
+        let result = self.pair(provider, client);
+        let host_bridge = (common.is_none() || !redirect.is_empty()).then(|| self.host_bridge_check(provider, client));
+        let path = self.path(provider as u32, client as u32, common);
+        let mut v = PairVerdict {
+            provider: self.device(provider).bdf,
+            client: self.device(client).bdf.to_string(),
+            client_name: self.device(client).name.clone(),
+            client_bdf: Some(self.device(client).bdf),
+            map_type: result.map_type,
+            distance: result.distance,
+            hops: dist,
+            common_upstream: common.map(|c| self.device(c as usize).bdf),
+            path,
+            acs_redirect: redirect,
+            acs_unknown: unknown,
+            host_bridge,
+            certain: true,
+            reasons: Vec::new(),
+            fixes: Vec::new(),
+            kernel_log: Vec::new(),
+            fix_costs: Vec::new(),
+            fix_costs_note: None,
+        };
+        annotate(self, &mut v, provider, client);
+        if self.p2pdma_absent() {
+            absent(self, &mut v);
+        }
+        v
+    }
+}
 
 /// On a kernel without CONFIG_PCI_P2PDMA: the build is the reason, a kernel with it the
 /// fix; what such a kernel would decide is kept as a note. The kernel logs nothing.

@@ -7,9 +7,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::model::{Machine, P2pMem, Topology};
+use crate::model::{Built, IommuMode, Machine, P2pMem, P2pdmaBuild, Topology, WhitelistEntry};
 use crate::whitelist::{self, Entry, ANY_DEVICE};
 
 /// A kernel release, `major.minor[.patch]`, read from `uname -r` (`7.2.13+deb14-amd64`,
@@ -80,58 +80,6 @@ impl Release {
     }
 }
 
-/// Yes, no, or not known (never guessed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Built {
-    Yes,
-    No,
-    #[default]
-    Unknown,
-}
-
-/// Whether the kernel has `CONFIG_PCI_P2PDMA`, and what said so.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct P2pdmaBuild {
-    pub built: Built,
-    /// The file (and line) that decided, or why nothing could.
-    #[serde(default)]
-    pub evidence: Option<String>,
-}
-
-/// How the IOMMU treats DMA: what a P2P mapping has to go through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IommuMode {
-    /// No IOMMU: bus addresses are physical addresses.
-    Off,
-    /// Identity domains (`iommu=pt`): DMA is not translated.
-    Passthrough,
-    /// DMA domains: every DMA address is translated.
-    Translated,
-}
-
-impl IommuMode {
-    pub fn meaning(self) -> &'static str {
-        match self {
-            IommuMode::Off => "no IOMMU: peers are reached by bus address; ACS is not forced on by the IOMMU",
-            IommuMode::Passthrough => "IOMMU in passthrough (identity): DMA is not translated, but the IOMMU still asks for ACS redirect on ports that have ACS",
-            IommuMode::Translated => "IOMMU translates DMA: ACS redirect sends peer traffic to the root complex, and a pair through the host bridge is mapped through the IOMMU",
-        }
-    }
-}
-
-/// A whitelist entry as the kernel in force has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WhitelistEntry {
-    pub vendor: u16,
-    /// 0xffff: every device of the vendor (`PCI_ANY_ID`).
-    pub device: u16,
-    pub same_host_bridge_only: bool,
-    #[serde(default)]
-    pub label: String,
-}
-
 impl From<&Entry> for WhitelistEntry {
     fn from(e: &Entry) -> Self {
         WhitelistEntry {
@@ -155,33 +103,6 @@ impl WhitelistEntry {
             format!("{:04x}:{:04x}", self.vendor, self.device)
         }
     }
-}
-
-/// `pci_p2pdma_whitelist` as read out of a kernel image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageWhitelist {
-    /// The image it was read from.
-    pub image: String,
-    pub entries: Vec<WhitelistEntry>,
-}
-
-/// What is recorded about the kernel (live, in snapshots, from topology files). Everything
-/// defaults to unknown so older snapshots load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelFacts {
-    #[serde(default)]
-    pub p2pdma: P2pdmaBuild,
-    /// The whitelist compiled into the kernel, when its image could be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_whitelist: Option<ImageWhitelist>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iommu_mode: Option<IommuMode>,
-    /// The release the user named with `--kernel` (it replaces what was read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named_release: Option<String>,
-    /// What could not be read, one line each (file and cause).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
 }
 
 /// Which source decided the whitelist in force.
@@ -226,11 +147,18 @@ type FeatureRow = (&'static str, Option<(u32, u32)>, &'static str, &'static str)
 /// The first mainline release with P2PDMA (`CONFIG_PCI_P2PDMA`, drivers/pci/p2pdma.c).
 pub const FIRST_P2PDMA: (u32, u32) = (4, 20);
 
+/// The first release whose multipath heads take P2P buffers: fb0eeeed91f3 "nvme-multipath:
+/// enable PCI P2PDMA for multipath devices" (for-7.2/block, 26 May 2026) sets
+/// `BLK_FEAT_PCI_P2PDMA` on the head, and 7882834048f1 clears it in `blk_stack_limits()`
+/// when a path's queue lacks it. Before, the head's queue never had it: O_DIRECT with P2P
+/// pages through the head fails.
+pub const MULTIPATH_P2PDMA_SINCE: (u32, u32) = (7, 2);
+
 const FEATURES: &[FeatureRow] = &[
     ("nvmet_p2pmem", Some(FIRST_P2PDMA), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
-    ("multipath_and_md", Some(crate::multipath::P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
+    ("multipath_and_md", Some(MULTIPATH_P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
     ("fixed_buffers", None, "never", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
 ];
 
@@ -436,6 +364,7 @@ pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), crate::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ImageWhitelist;
 
     #[test]
     fn releases_parse_from_uname_and_users() {

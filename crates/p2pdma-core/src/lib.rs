@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod analysis;
 pub mod bdf;
+pub mod block_device;
 pub mod config;
 pub mod copy_plan;
 pub mod diff;

@@ -11,14 +11,6 @@
 
 use crate::kernel::{self, Release};
 use crate::model::{Machine, MultipathPath};
-use crate::Bdf;
-
-/// The first release whose multipath heads take P2P buffers: fb0eeeed91f3 "nvme-multipath:
-/// enable PCI P2PDMA for multipath devices" (for-7.2/block, 26 May 2026) sets
-/// `BLK_FEAT_PCI_P2PDMA` on the head, and 7882834048f1 clears it in `blk_stack_limits()`
-/// when a path's queue lacks it. Before, the head's queue never had it: O_DIRECT with P2P
-/// pages through the head fails.
-pub const P2PDMA_SINCE: (u32, u32) = (7, 2);
 
 /// What an NVMe block device name says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,17 +36,11 @@ pub fn parse_disk_name(name: &str) -> Option<NvmeDiskName> {
     }
 }
 
-/// The one PCI device all `paths` are on, None when they are on several or none.
-pub fn shared_pci(paths: &[MultipathPath]) -> Option<Bdf> {
-    let first = paths.first()?.pci?;
-    paths.iter().all(|p| p.pci == Some(first)).then_some(first)
-}
-
 /// Why P2P through the head `head` cannot work on the kernel judged, None when it can (or
 /// the release is unknown).
 pub fn head_refusal(machine: &Machine, head: &str, paths: &[MultipathPath]) -> Option<String> {
     let release: Release = kernel::release(machine)?;
-    if release.at_least(P2PDMA_SINCE) {
+    if release.at_least(kernel::MULTIPATH_P2PDMA_SINCE) {
         return None;
     }
     let names: Vec<&str> = paths.iter().map(|p| p.disk.as_str()).collect();
@@ -63,10 +49,10 @@ pub fn head_refusal(machine: &Machine, head: &str, paths: &[MultipathPath]) -> O
          (their queues got BLK_FEAT_PCI_P2PDMA in {}.{}, fb0eeeed91f3); boot with nvme_core.multipath=N, \
          or a kernel {}.{} or newer",
         names.join(", "),
-        P2PDMA_SINCE.0,
-        P2PDMA_SINCE.1,
-        P2PDMA_SINCE.0,
-        P2PDMA_SINCE.1
+        kernel::MULTIPATH_P2PDMA_SINCE.0,
+        kernel::MULTIPATH_P2PDMA_SINCE.1,
+        kernel::MULTIPATH_P2PDMA_SINCE.0,
+        kernel::MULTIPATH_P2PDMA_SINCE.1
     ))
 }
 

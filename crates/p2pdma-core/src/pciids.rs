@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 
-use crate::model::Topology;
-
 /// Names parsed from one `pci.ids` file.
 #[derive(Debug, Default)]
 pub struct PciIds {
@@ -143,22 +141,6 @@ impl Names {
 
     pub fn class(&self, class_code: u32) -> Option<&str> {
         self.system.as_ref().and_then(|s| s.class(class_code)).or_else(|| builtin::class(class_code))
-    }
-
-    /// Fills in the names a topology lacks (files and older snapshots have none; names
-    /// already there, e.g. read by another machine, are kept).
-    pub fn annotate(&self, topo: &mut Topology) {
-        for d in &mut topo.devices {
-            if d.vendor_name.is_none() {
-                d.vendor_name = self.vendor(d.vendor).map(str::to_string);
-            }
-            if d.device_name.is_none() {
-                d.device_name = self.device(d.vendor, d.device).map(str::to_string);
-            }
-            if d.class_name.is_none() {
-                d.class_name = self.class(d.class).map(str::to_string);
-            }
-        }
     }
 }
 

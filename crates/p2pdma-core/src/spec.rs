@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
-use crate::kernel::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::kernel_params::{predict_acs_ctrl, AcsParams, DeviceIdentity};
 use crate::model::{Alias, Bar, Device, HostBridge, Machine, P2pMem, Topology};
+use crate::model::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::Error;
 
 /// The file as written.

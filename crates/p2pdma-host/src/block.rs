@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use p2pdma_core::{multipath, Bdf};
+use p2pdma_core::{model, Bdf};
 
 use crate::multipath::{pci_above, read_paths};
 use crate::sysfs::pci_device_dir;
@@ -75,7 +75,7 @@ pub fn placement(sys: &Path, disk_dir: Option<&Path>) -> Placement {
 pub fn pci_of_disk(sys: &Path, disk_dir: &Path) -> Option<Bdf> {
     pci_above(disk_dir).or_else(|| {
         let paths = read_paths(sys, &file_name(disk_dir)?);
-        multipath::shared_pci(&paths)
+        model::shared_pci(&paths)
     })
 }
 

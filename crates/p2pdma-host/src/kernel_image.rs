@@ -10,7 +10,7 @@
 
 use std::io::Read;
 
-use p2pdma_core::kernel::WhitelistEntry;
+use p2pdma_core::model::WhitelistEntry;
 use p2pdma_core::whitelist::{self, ANY_DEVICE};
 
 /// Why an image gave no whitelist (said with the file's name by the caller, as a warning:

@@ -10,7 +10,8 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use p2pdma_core::kernel::{self, Built, ImageWhitelist, IommuMode, KernelFacts, P2pdmaBuild, WhitelistEntry};
+use p2pdma_core::kernel;
+use p2pdma_core::model::{Built, ImageWhitelist, IommuMode, KernelFacts, P2pdmaBuild, WhitelistEntry};
 
 use crate::kernel_image;
 use crate::roots::Roots;

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use p2pdma_core::kernel::{Release, WhitelistEntry};
+use p2pdma_core::kernel::Release;
+use p2pdma_core::model::WhitelistEntry;
 use p2pdma_core::whitelist;
 use p2pdma_host::kernel_image;
 

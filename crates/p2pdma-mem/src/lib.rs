@@ -5,10 +5,12 @@
 //! The rules (ranges, alignment, overlap, which memory to use) are pure code in
 //! `p2pdma_core::transfer` and the verdict engine; this crate only measures and acts.
 
+pub mod alloc;
 mod buffer;
 mod direct;
 pub mod ends;
 pub mod engine;
+mod ring;
 pub mod session;
 mod verify;
 

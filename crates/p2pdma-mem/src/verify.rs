@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use io_uring::{opcode, types, IoUring};
 use rustix::io::Errno;
 
-use crate::engine::{push, wait};
+use crate::ring::{push, wait};
 use crate::{DirectFile, HostBuffer, MemError};
 
 /// The first offset (relative to the range starts) where `a` and `b` differ over

@@ -137,9 +137,9 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize, topo:
     fact(out, "Kernel", m.kernel_release.as_deref().unwrap_or("unknown"), "", m.arch.as_deref().unwrap_or(""));
     let caps = p2pdma_core::kernel::capabilities(m);
     let (built, class) = match caps.p2pdma.built {
-        p2pdma_core::kernel::Built::Yes => ("CONFIG_PCI_P2PDMA=y", "good"),
-        p2pdma_core::kernel::Built::No => ("not built: no P2P at all", "warn"),
-        p2pdma_core::kernel::Built::Unknown => ("unknown (judged as built)", ""),
+        p2pdma_core::model::Built::Yes => ("CONFIG_PCI_P2PDMA=y", "good"),
+        p2pdma_core::model::Built::No => ("not built: no P2P at all", "warn"),
+        p2pdma_core::model::Built::Unknown => ("unknown (judged as built)", ""),
     };
     let note = format!(
         "{}; whitelist: {}",
@@ -298,11 +298,9 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
 
 /// The IOMMU groups in one line, and the what-if they were predicted under: with
 /// `report --kernel-params`, the page is the machine after a chosen fix.
-fn groups_fact(
-    topo: &p2pdma_core::Topology,
-    info: &p2pdma_core::iommu_groups::GroupInfo,
-) -> (String, &'static str, String) {
-    use p2pdma_core::iommu_groups::{members, GroupSource};
+fn groups_fact(topo: &p2pdma_core::Topology, info: &p2pdma_core::model::GroupInfo) -> (String, &'static str, String) {
+    use p2pdma_core::iommu_groups::members;
+    use p2pdma_core::model::GroupSource;
     let groups = members(topo);
     let shared: Vec<String> = groups
         .iter()
