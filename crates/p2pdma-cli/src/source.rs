@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use p2pdma_core::config::Acs;
-use p2pdma_core::{spec, what_if, Topology};
+use p2pdma_core::release::NamedRelease;
+use p2pdma_core::{kernel, spec, what_if, Topology};
 use p2pdma_host::input::{read_snapshot, read_spec};
 use p2pdma_host::roots::Roots;
 use p2pdma_host::{machine, pciids};
@@ -57,10 +58,8 @@ impl SourceArgs {
 
     /// The topology without looking names up (no `pci.ids` read: `copy` starts fast).
     pub fn load_unnamed(&self) -> anyhow::Result<Loaded> {
-        if let Some(v) = &self.kernel {
-            // Checked before anything is read: a malformed value is a one-line error (exit 2).
-            v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
-        }
+        // Parsed before anything is read: a malformed value is a one-line error (exit 2).
+        let named = self.named_release()?;
         if let Some(path) = &self.spec {
             let (mut file, mut topology) = read_spec(path)?;
             if let Some(extra) = &self.kernel_params {
@@ -71,7 +70,7 @@ impl SourceArgs {
                 warn_params(&notes);
                 what_if::annotate(&mut topology, extra, notes);
             }
-            return self.with_kernel(Loaded { topology, live_or_snapshot: false });
+            return Ok(with_kernel(Loaded { topology, live_or_snapshot: false }, named.as_ref()));
         }
         let mut topology = match &self.snapshot {
             Some(path) => read_snapshot(path)?,
@@ -94,19 +93,25 @@ impl SourceArgs {
         if let Some(extra) = &self.kernel_params {
             warn_params(&what_if::apply(&mut topology, extra));
         }
-        self.with_kernel(Loaded { topology, live_or_snapshot: true })
+        Ok(with_kernel(Loaded { topology, live_or_snapshot: true }, named.as_ref()))
     }
 
-    /// `--kernel`, then the kernel's warnings (unreadable image, /boot), once, on stderr.
-    fn with_kernel(&self, mut loaded: Loaded) -> anyhow::Result<Loaded> {
-        if let Some(v) = &self.kernel {
-            p2pdma_core::kernel::name_release(&mut loaded.topology, v).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
-        }
-        for w in &loaded.topology.machine.kernel.warnings {
-            crate::out::note(&format!("warning: {w}"));
-        }
-        Ok(loaded)
+    /// `--kernel`, parsed: the one place its text becomes a release.
+    fn named_release(&self) -> anyhow::Result<Option<NamedRelease>> {
+        self.kernel.as_deref().map(|v| v.parse().map_err(|e| anyhow::anyhow!("--kernel: {e}"))).transpose()
     }
+}
+
+/// The machine as `--kernel`'s release would see it, then the kernel's warnings
+/// (unreadable image, /boot), once, on stderr.
+fn with_kernel(mut loaded: Loaded, named: Option<&NamedRelease>) -> Loaded {
+    if let Some(named) = named {
+        loaded.topology = kernel::as_release(&loaded.topology, named);
+    }
+    for w in &loaded.topology.machine.kernel.warnings {
+        crate::out::note(&format!("warning: {w}"));
+    }
+    loaded
 }
 
 /// What the kernel would do with `--kernel-params` that it ignores: said once, on stderr

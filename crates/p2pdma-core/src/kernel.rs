@@ -4,81 +4,11 @@
 //! reads (config files, `/proc/kallsyms`, the kernel image) are in `kernel_live`.
 //! Sources for every fact: docs/kernel.md.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Serialize;
 
 use crate::model::{Built, IommuMode, Machine, P2pMem, P2pdmaBuild, Topology, WhitelistEntry};
+use crate::release::{KernelRelease, NamedRelease};
 use crate::whitelist::{self, Entry, ANY_DEVICE};
-
-/// A kernel release, `major.minor[.patch]`, read from `uname -r` (`7.2.13+deb14-amd64`,
-/// `6.1.0-28-amd64`) or given by the user (`6.6`, `7.1.3`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Release {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl FromStr for Release {
-    type Err = crate::Error;
-
-    fn from_str(s: &str) -> Result<Self, crate::Error> {
-        Release::parse_text(s).map_err(crate::Error::BadValue)
-    }
-}
-
-impl Release {
-    fn parse_text(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)"
-            )
-        };
-        let t = s.trim().strip_prefix('v').unwrap_or(s.trim());
-        // The version ends where a suffix starts: `-rc1`, `-28-amd64`, `+deb14-amd64`.
-        let head = t.split(['-', '+', '_', '~']).next().unwrap_or("");
-        let mut parts = head.split('.');
-        let mut num = |required: bool| -> Result<Option<u32>, String> {
-            match parts.next() {
-                Some(p) if !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    p.parse().map(Some).map_err(|_| bad())
-                }
-                None if !required => Ok(None),
-                _ => Err(bad()),
-            }
-        };
-        let major = num(true)?.ok_or_else(bad)?;
-        let minor = num(true)?.ok_or_else(bad)?;
-        let patch = num(false)?.unwrap_or(0);
-        if parts.next().is_some() || !(2..=99).contains(&major) {
-            return Err(bad());
-        }
-        Ok(Release { major, minor, patch })
-    }
-}
-
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl Release {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Release { major, minor, patch }
-    }
-
-    pub fn at_least(&self, (major, minor): (u32, u32)) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-
-    /// The newest release whose whitelist p2pdma knows.
-    pub fn newest_known() -> Self {
-        Release::new(whitelist::NEWEST_KNOWN.0, whitelist::NEWEST_KNOWN.1, 0)
-    }
-}
 
 impl From<&Entry> for WhitelistEntry {
     fn from(e: &Entry) -> Self {
@@ -186,7 +116,7 @@ pub struct KernelSummary {
 
 pub fn summary(machine: &Machine) -> KernelSummary {
     KernelSummary {
-        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        release: release_text(machine),
         p2pdma: machine.kernel.p2pdma.clone(),
         whitelist_source: whitelist_in_force(machine).1,
     }
@@ -198,8 +128,16 @@ pub fn p2pdma_absent(machine: &Machine) -> bool {
 }
 
 /// The release being judged: `--kernel`, else the machine's, parsed.
-pub fn release(machine: &Machine) -> Option<Release> {
-    machine.kernel.named_release.as_deref().or(machine.kernel_release.as_deref()).and_then(|r| r.parse().ok())
+pub fn release(machine: &Machine) -> Option<KernelRelease> {
+    match &machine.kernel.named_release {
+        Some(named) => Some(named.release),
+        None => machine.kernel_release.as_deref().and_then(|r| r.parse().ok()),
+    }
+}
+
+/// The release as reports show it: `--kernel`'s words, else `uname -r`.
+fn release_text(machine: &Machine) -> Option<String> {
+    machine.kernel.named_release.as_ref().map(|n| n.text.clone()).or_else(|| machine.kernel_release.clone())
 }
 
 /// The whitelist in force and the source that decided it: the image beats a release, a
@@ -216,7 +154,7 @@ pub fn whitelist_in_force(machine: &Machine) -> (Vec<WhitelistEntry>, WhitelistS
             WhitelistSource::ReleaseTable { release: r.to_string() },
         ),
         None => {
-            let r = Release::newest_known();
+            let r = KernelRelease::newest_known();
             (
                 whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect(),
                 WhitelistSource::NewestKnown { release: format!("{}.{}", r.major, r.minor) },
@@ -248,7 +186,7 @@ pub fn capabilities(machine: &Machine) -> KernelCapabilities {
         _ => None,
     });
     KernelCapabilities {
-        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        release: release_text(machine),
         p2pdma: machine.kernel.p2pdma.clone(),
         features,
         iommu_mode,
@@ -326,17 +264,18 @@ pub fn iommu_mode_from_group_type(kind: &str) -> Option<IommuMode> {
     }
 }
 
-/// Applies `--kernel VERSION`: judge as that release would (its whitelist, its features),
-/// built with P2PDMA (a release is not a build), so a drive whose CMB this kernel leaves
-/// unused is judged as the provider it would be.
-pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), crate::Error> {
-    let r: Release = version.parse()?;
-    let machine = &mut topo.machine;
-    machine.kernel.named_release = Some(version.trim().to_string());
+/// "What if this kernel": the observed machine as kernel release `named` would see it (its
+/// whitelist, its features), built with P2PDMA (a release is not a build), so a drive whose
+/// CMB this kernel leaves unused is judged as the provider it would be. A new topology for
+/// the verdicts; the observed one is left as it was read.
+pub fn as_release(observed: &Topology, named: &NamedRelease) -> Topology {
+    let mut view = observed.clone();
+    let r = named.release;
+    view.machine.kernel.named_release = Some(named.clone());
     if !r.at_least(FIRST_P2PDMA) {
         // No build of such a release has P2PDMA: judging it "as built" would say yes to
         // pairs its kernel cannot serve.
-        machine.kernel.p2pdma = P2pdmaBuild {
+        view.machine.kernel.p2pdma = P2pdmaBuild {
             built: Built::No,
             evidence: Some(format!(
                 "--kernel {r}: P2PDMA (drivers/pci/p2pdma.c) came in {}.{}",
@@ -344,38 +283,27 @@ pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), crate::Err
             )),
         };
         // Nothing publishes P2P memory there (as a topology file with `p2pdma = false`).
-        for d in &mut topo.devices {
+        for d in &mut view.devices {
             d.p2pmem = None;
         }
-        return Ok(());
+        return view;
     }
-    machine.kernel.p2pdma = P2pdmaBuild {
+    view.machine.kernel.p2pdma = P2pdmaBuild {
         built: Built::Unknown,
         evidence: Some(format!("--kernel {r}: a release, not a build; judged as built with CONFIG_PCI_P2PDMA")),
     };
-    for d in &mut topo.devices {
+    for d in &mut view.devices {
         if let (None, Some(size)) = (&d.p2pmem, d.cmb) {
             d.p2pmem = Some(P2pMem { size, available: size, published: true });
         }
     }
-    Ok(())
+    view
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::ImageWhitelist;
-
-    #[test]
-    fn releases_parse_from_uname_and_users() {
-        assert_eq!("7.2.13+deb14-amd64".parse::<Release>().unwrap(), Release::new(7, 2, 13));
-        assert_eq!("6.1.0-28-amd64".parse::<Release>().unwrap(), Release::new(6, 1, 0));
-        assert_eq!("6.6".parse::<Release>().unwrap(), Release::new(6, 6, 0));
-        assert_eq!("v7.3-rc1".parse::<Release>().unwrap(), Release::new(7, 3, 0));
-        for bad in ["", "7", "abc", "7.x", "7.2.13.4", "1.0", "7..2", "99999.1"] {
-            assert!(bad.parse::<Release>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn config_and_kallsyms_say_yes_no_or_nothing() {
@@ -409,23 +337,28 @@ mod tests {
         let (wl, src) = whitelist_in_force(&m);
         assert!(matches!(src, WhitelistSource::Image { .. }));
         assert_eq!(wl.len(), 1);
-        let mut t = Topology {
+        let observed = Topology {
             machine: m,
             host_bridges: vec![],
             devices: vec![],
             aliases: Default::default(),
             iommu_groups: None,
         };
-        name_release(&mut t, "7.3").unwrap();
+        let named = |v: &str| v.parse::<NamedRelease>().unwrap();
+        let t = as_release(&observed, &named("7.3"));
         assert!(
             matches!(whitelist_in_force(&t.machine).1, WhitelistSource::ReleaseTable { .. }),
             "--kernel beats the image"
         );
-        assert!(name_release(&mut t, "seven").is_err());
-        name_release(&mut t, "4.19").unwrap();
+        assert!(
+            matches!(whitelist_in_force(&observed.machine).1, WhitelistSource::Image { .. }),
+            "a view, not an edit"
+        );
+        assert!("seven".parse::<NamedRelease>().is_err());
+        let t = as_release(&observed, &named("4.19"));
         assert!(p2pdma_absent(&t.machine), "a release before 4.20 has no P2PDMA to build");
         assert!(crate::metrics::kernel_p2pdma_support(&t) == Some(false));
-        name_release(&mut t, "4.20").unwrap();
+        let t = as_release(&t, &named("4.20"));
         assert!(!p2pdma_absent(&t.machine));
     }
 

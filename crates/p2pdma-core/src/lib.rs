@@ -24,6 +24,7 @@ pub mod model;
 pub mod multipath;
 pub mod pathclass;
 pub mod pciids;
+pub mod release;
 pub mod snapshot;
 pub mod spec;
 pub mod transfer;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
 use crate::pciids::{self, Names};
+use crate::release::NamedRelease;
 
 /// A machine's PCI devices and the facts outside /sys that the kernel's verdict rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,7 +341,7 @@ pub struct KernelFacts {
     pub iommu_mode: Option<IommuMode>,
     /// The release the user named with `--kernel` (it replaces what was read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named_release: Option<String>,
+    pub named_release: Option<NamedRelease>,
     /// What could not be read, one line each (file and cause).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

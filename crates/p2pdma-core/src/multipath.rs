@@ -9,8 +9,9 @@
 //! The names and the rules; reading a head's paths out of sysfs is p2pdma-host's
 //! `multipath`.
 
-use crate::kernel::{self, Release};
+use crate::kernel;
 use crate::model::{Machine, MultipathPath};
+use crate::release::KernelRelease;
 
 /// What an NVMe block device name says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub fn parse_disk_name(name: &str) -> Option<NvmeDiskName> {
 /// Why P2P through the head `head` cannot work on the kernel judged, None when it can (or
 /// the release is unknown).
 pub fn head_refusal(machine: &Machine, head: &str, paths: &[MultipathPath]) -> Option<String> {
-    let release: Release = kernel::release(machine)?;
+    let release: KernelRelease = kernel::release(machine)?;
     if release.at_least(kernel::MULTIPATH_P2PDMA_SINCE) {
         return None;
     }

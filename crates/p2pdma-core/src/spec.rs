@@ -800,7 +800,7 @@ impl Spec {
 
         let cmdline = self.machine.kernel_params.trim();
         if let Some(r) = &self.machine.kernel_release {
-            r.parse::<crate::kernel::Release>().map_err(|e| format!("machine.kernel_release: {e}"))?;
+            r.parse::<crate::release::KernelRelease>().map_err(|e| format!("machine.kernel_release: {e}"))?;
         }
         let mut topo = Topology {
             machine: Machine {

@@ -125,7 +125,7 @@ proptest! {
     /// p2pdma-host's tests/kernel_image.rs).
     #[test]
     fn release_parser_never_panics(release in ".{0,24}") {
-        let _ = release.parse::<p2pdma_core::kernel::Release>();
+        let _ = release.parse::<p2pdma_core::release::KernelRelease>();
         let _ = p2pdma_core::kernel::whitelisted_from(&release);
     }
 }

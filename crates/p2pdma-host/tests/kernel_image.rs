@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use p2pdma_core::kernel::Release;
 use p2pdma_core::model::WhitelistEntry;
+use p2pdma_core::release::KernelRelease;
 use p2pdma_core::whitelist;
 use p2pdma_host::kernel_image;
 
@@ -48,7 +48,7 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
             continue;
         }
         let read = read.unwrap_or_else(|e| panic!("{release}: {e}"));
-        let r: Release = release.parse().unwrap();
+        let r: KernelRelease = release.parse().unwrap();
         let table: Vec<WhitelistEntry> =
             whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect();
         let ids =

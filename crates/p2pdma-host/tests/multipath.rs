@@ -195,8 +195,8 @@ fn check_and_find_judge_a_head_by_every_path() {
 
 #[test]
 fn before_7_2_a_p2p_copy_through_a_head_is_refused_naming_multipath_and_the_fix() {
-    let (_dir, mut topo) = one_path_each(true);
-    kernel::name_release(&mut topo, "7.1").unwrap();
+    let (_dir, observed) = one_path_each(true);
+    let topo = kernel::as_release(&observed, &"7.1".parse().unwrap());
     let Route::Host { reasons } = route(&topo, "nvme1n1", "nvme0n1", "nvme-a") else { panic!("P2P on 7.1") };
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     for part in
@@ -204,7 +204,7 @@ fn before_7_2_a_p2p_copy_through_a_head_is_refused_naming_multipath_and_the_fix(
     {
         assert!(reasons[0].contains(part), "{part}: {}", reasons[0]);
     }
-    kernel::name_release(&mut topo, "7.2").unwrap();
+    let topo = kernel::as_release(&observed, &"7.2".parse().unwrap());
     assert!(matches!(route(&topo, "nvme1n1", "nvme0n1", "nvme-a"), Route::P2p { .. }));
 }
 
