@@ -16,6 +16,7 @@
 mod cpio;
 mod elf;
 mod error;
+pub mod from_spec;
 mod initramfs;
 mod kernel;
 mod machine;
