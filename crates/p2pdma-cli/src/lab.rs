@@ -23,7 +23,7 @@ pub fn parse_fault(s: &str) -> Result<p2pdma_lab::DiskFault, String> {
         return Err(format!("`{s}`: a fault is NAME:OFFSET[:read|:write]"));
     }
     let offset = crate::parse_bytes(offset)?;
-    Ok(p2pdma_lab::DiskFault { device: qemu_id(name)?, offset, only, errno: 5 })
+    Ok(p2pdma_lab::DiskFault { device: qemu_id(name).map_err(|e| e.to_string())?, offset, only, errno: 5 })
 }
 
 /// Where the topology file is inside the guest; `P2PDMA_NAMES` points there.

@@ -78,7 +78,7 @@ pub const CPU_PRESETS: &[(&str, &str, u32, &str)] = &[
 
 impl CpuSpec {
     /// (vendor_id, family, QEMU model if there is one).
-    pub fn resolve(&self) -> Result<(String, u32, Option<&'static str>), String> {
+    pub fn resolve(&self) -> Result<(String, u32, Option<&'static str>), Error> {
         match self {
             CpuSpec::Preset(p) => CPU_PRESETS
                 .iter()
@@ -86,10 +86,10 @@ impl CpuSpec {
                 .map(|(_, v, f, q)| (v.to_string(), *f, Some(*q)))
                 .ok_or_else(|| {
                     let names: Vec<&str> = CPU_PRESETS.iter().map(|p| p.0).collect();
-                    format!(
+                    Error::BadValue(format!(
                         "unknown cpu preset `{p}` (one of {}, or {{ vendor = \"AuthenticAMD\", family = 25 }})",
                         names.join(", ")
-                    )
+                    ))
                 }),
             CpuSpec::Custom { vendor, family, .. } => Ok((vendor.clone(), *family, None)),
         }
@@ -481,7 +481,7 @@ impl Spec {
     /// In steps: host bridges, then the functions below them (each step places `Node`s
     /// in a `Tree`), then addresses, then the model's devices, aliases and machine.
     fn lower(&self) -> Result<Topology, String> {
-        let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve()?;
+        let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve().map_err(|e| e.to_string())?;
         let p2pdma_built = self.machine.p2pdma.unwrap_or(true);
         let specs: Vec<SpecHostBridge> = if self.host_bridges.is_empty() {
             vec![SpecHostBridge { name: "pci0000:00".into(), id: None, bus: None, domain: 0, numa_node: None }]

@@ -17,7 +17,11 @@ const Q35_HOST_BRIDGE: &str = "8086:29c0";
 const BOCHS_DISPLAY_ID: &str = "1234:1111";
 
 /// A topology-file name as a QEMU device id, or why it cannot be one.
-pub fn qemu_id(name: &str) -> Result<String, String> {
+pub fn qemu_id(name: &str) -> Result<String, LabError> {
+    id_of(name).map_err(LabError::InvalidOption)
+}
+
+fn id_of(name: &str) -> Result<String, String> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
     if ok {
@@ -43,7 +47,7 @@ pub fn lab_machine(spec: &Spec, topo: &Topology) -> Result<LabMachine, LabError>
 }
 
 fn lower(spec: &Spec, topo: &Topology) -> Result<LabMachine, String> {
-    let (_, _, qemu_cpu) = spec.machine.cpu.resolve()?;
+    let (_, _, qemu_cpu) = spec.machine.cpu.resolve().map_err(|e| e.to_string())?;
     let cpu = qemu_cpu.ok_or("machine.cpu: a custom { vendor, family } has no QEMU model; use a preset")?.to_string();
     // Addresses come from the lowered topology, so the lab places devices exactly where
     // `--spec` predicts them.
@@ -102,7 +106,7 @@ impl<'a> Placed<'a> {
                 ));
             }
             let bus_nr = topo.host_bridges[i].bus;
-            let id = qemu_id(&hb.name)?;
+            let id = id_of(&hb.name)?;
             self.devices.push(LabDevice {
                 id: id.clone(),
                 bus: "pcie.0".into(),
@@ -130,7 +134,7 @@ impl<'a> Placed<'a> {
             };
             let c = self.next_chassis()?;
             self.devices.push(LabDevice {
-                id: qemu_id(&rp.name)?,
+                id: id_of(&rp.name)?,
                 bus,
                 addr: Some((address[rp.name.as_str()].dev, 0)),
                 multifunction: false,
@@ -152,10 +156,10 @@ impl<'a> Placed<'a> {
             {
                 return Err(format!("{what}: the lab's switch is QEMU's x3130 (104c:8232/104c:8233)"));
             }
-            let up = qemu_id(&sw.name)?;
+            let up = id_of(&sw.name)?;
             self.devices.push(LabDevice {
                 id: up.clone(),
-                bus: qemu_id(&sw.parent)?,
+                bus: id_of(&sw.parent)?,
                 addr: None,
                 multifunction: false,
                 kind: LabDeviceKind::SwitchUpstream,
@@ -163,7 +167,7 @@ impl<'a> Placed<'a> {
             for i in 0..sw.ports {
                 let c = self.next_chassis()?;
                 self.devices.push(LabDevice {
-                    id: qemu_id(&format!("{}.{i}", sw.name))?,
+                    id: id_of(&format!("{}.{i}", sw.name))?,
                     bus: up.clone(),
                     addr: Some((i, 0)),
                     multifunction: false,
@@ -184,10 +188,10 @@ impl<'a> Placed<'a> {
             let kind = endpoint_kind(ep)?;
             let (bus, slot) = match self.bus_of.get(ep.parent.as_str()) {
                 Some(host_bus) => (host_bus.clone(), address[ep.name.as_str()].dev),
-                None => (qemu_id(&ep.parent)?, 0),
+                None => (id_of(&ep.parent)?, 0),
             };
             self.devices.push(LabDevice {
-                id: qemu_id(&ep.name)?,
+                id: id_of(&ep.name)?,
                 bus,
                 addr: Some((slot, ep.function)),
                 multifunction: ep.function == 0 && functions_per_parent[ep.parent.as_str()] > 1,
