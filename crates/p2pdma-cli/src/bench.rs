@@ -442,44 +442,46 @@ pub fn render(r: &BenchReport) -> String {
         Some(t) => format!(", at most {t} s"),
         None => String::new(),
     };
-    let _ = writeln!(
+    writeln!(
         s,
         "bench {} -> {}: {} bytes per run{limit}, {} engine",
         r.src.end.path,
         r.dst.as_ref().map_or("- (reads only)", |d| d.end.path.as_str()),
         r.size,
         r.engine
-    );
-    let _ = writeln!(s, "P2P path: {}", r.path);
+    )
+    .unwrap();
+    writeln!(s, "P2P path: {}", r.path).unwrap();
     for n in &r.notes {
-        let _ = writeln!(s, "note: {n}");
+        writeln!(s, "note: {n}").unwrap();
     }
     if let Some(sig) = &r.signal {
-        let _ = writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started");
+        writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started").unwrap();
     }
-    let _ = writeln!(
+    writeln!(
         s,
         "{:<6} {:<5} {:>5} {:>8} {:>10} {:>10} {:>8}",
         "op", "mem", "depth", "chunk", "IOPS", "MiB/s", "seconds"
-    );
+    )
+    .unwrap();
     for row in &r.runs {
         let op = op_name(row.op);
-        let _ = write!(s, "{op:<6} {:<5} {:>5} {:>8}", row.memory, row.depth, row.chunk);
+        write!(s, "{op:<6} {:<5} {:>5} {:>8}", row.memory, row.depth, row.chunk).unwrap();
         let _ = match &row.error {
             Some(e) if row.passes == 0 => writeln!(s, " error: {e}"),
             _ => writeln!(s, " {:>10.1} {:>10.1} {:>8.3}", row.iops, row.mib_per_s, row.seconds),
         };
         for (dir, d) in [("read", &row.read), ("write", &row.write)] {
             if d.ios > 0 {
-                let _ = writeln!(s, "  {dir} {}", clat_line(&d.clat));
+                writeln!(s, "  {dir} {}", clat_line(&d.clat)).unwrap();
             }
         }
         if let (Some(e), true) = (&row.error, row.passes > 0) {
-            let _ = writeln!(s, "  error: {e}");
+            writeln!(s, "  error: {e}").unwrap();
         }
     }
     for c in &r.comparisons {
-        let _ = writeln!(s, "{} depth {} chunk {}: P2P/host = {:.2}", op_name(c.op), c.depth, c.chunk, c.ratio);
+        writeln!(s, "{} depth {} chunk {}: P2P/host = {:.2}", op_name(c.op), c.depth, c.chunk, c.ratio).unwrap();
     }
     s
 }
@@ -497,7 +499,7 @@ fn clat_line(h: &LatencyHistogram) -> String {
     );
     let shown = h.fio_percentiles();
     for p in &shown {
-        let _ = write!(s, " p{}={}", p.point, us(p.value_ns));
+        write!(s, " p{}={}", p.point, us(p.value_ns)).unwrap();
     }
     let missing: Vec<String> = FIO_PERCENTILES
         .iter()
@@ -505,7 +507,7 @@ fn clat_line(h: &LatencyHistogram) -> String {
         .map(|point| format!("p{point}"))
         .collect();
     if !missing.is_empty() {
-        let _ = write!(s, " (too few samples for {})", missing.join(" "));
+        write!(s, " (too few samples for {})", missing.join(" ")).unwrap();
     }
     s
 }
