@@ -41,68 +41,9 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
         Err(Errno::NOENT) if may_create => return measure_new_file(path, sys),
         Err(e) => return Err(unusable(IoCause(e).to_string())),
     };
-    let shown = path.display().to_string();
     match FileType::from_raw_mode(stat.st_mode) {
-        FileType::BlockDevice => {
-            let (major, minor) = (rustix::fs::major(stat.st_rdev), rustix::fs::minor(stat.st_rdev));
-            let dev = format!("{major}:{minor}");
-            let dir = block::dev_dir(sys, major, minor)
-                .map_err(|e| unusable(format!("block device {dev} has no sysfs entry: {e}")))?;
-            let is_partition = block::is_partition(&dir);
-            let disk_dir =
-                if is_partition { dir.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir.clone() };
-            let sectors = block::sectors(&dir).ok_or_else(|| unusable("unreadable sysfs size".into()))?;
-            let start = if is_partition { block::partition_start(&dir).unwrap_or(0) } else { 0 };
-            let block_size =
-                block::logical_block_size(&disk_dir).ok_or_else(|| unusable("unreadable logical block size".into()))?;
-            let mut related = vec![dir.clone()];
-            if is_partition {
-                related.push(disk_dir.clone());
-            } else {
-                related.extend(block::partitions(&dir));
-            }
-            let Placement { disk, pci, numa_node } = block::placement(sys, Some(&disk_dir));
-            Ok(Measured {
-                end: End {
-                    path: shown,
-                    kind: EndKind::BlockDevice,
-                    size: sectors * 512,
-                    block_size,
-                    extent_owner: format!("disk {}", block::dev_number(&disk_dir).unwrap_or(dev)),
-                    extent_base: start * 512,
-                },
-                disk,
-                pci,
-                numa_node,
-                related,
-                exists: true,
-            })
-        }
-        FileType::RegularFile => {
-            let (disk_dir, fallback) = disk_of(sys, stat.st_dev);
-            let block_size = dio_alignment(path)?.or(fallback).unwrap_or(512);
-            let Placement { disk, pci, numa_node } = block::placement(sys, disk_dir.as_deref());
-            Ok(Measured {
-                end: End {
-                    path: shown,
-                    kind: EndKind::File,
-                    size: stat.st_size as u64,
-                    block_size,
-                    extent_owner: format!(
-                        "file {}:{}:{}",
-                        rustix::fs::major(stat.st_dev),
-                        rustix::fs::minor(stat.st_dev),
-                        stat.st_ino
-                    ),
-                    extent_base: 0,
-                },
-                disk,
-                pci,
-                numa_node,
-                related: Vec::new(),
-                exists: true,
-            })
-        }
+        FileType::BlockDevice => measure_block_device(path, sys, &stat),
+        FileType::RegularFile => measure_file(path, sys, &stat),
         other => {
             let kind = match other {
                 FileType::Directory => "a directory",
@@ -114,6 +55,73 @@ pub fn measure(path: &Path, sys: &Path, may_create: bool) -> Result<Measured, Me
             Err(unusable(format!("is {kind}, not a block device or a regular file")))
         }
     }
+}
+
+/// A block device (a disk or a partition): its size and logical block size from sysfs,
+/// where its bytes sit on the disk, and the devices sharing its storage.
+fn measure_block_device(path: &Path, sys: &Path, stat: &rustix::fs::Stat) -> Result<Measured, MemError> {
+    let unusable = |msg: String| MemError::Unusable { path: path.into(), msg };
+    let shown = path.display().to_string();
+    let (major, minor) = (rustix::fs::major(stat.st_rdev), rustix::fs::minor(stat.st_rdev));
+    let dev = format!("{major}:{minor}");
+    let dir = block::dev_dir(sys, major, minor)
+        .map_err(|e| unusable(format!("block device {dev} has no sysfs entry: {e}")))?;
+    let is_partition = block::is_partition(&dir);
+    let disk_dir = if is_partition { dir.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir.clone() };
+    let sectors = block::sectors(&dir).ok_or_else(|| unusable("unreadable sysfs size".into()))?;
+    let start = if is_partition { block::partition_start(&dir).unwrap_or(0) } else { 0 };
+    let block_size =
+        block::logical_block_size(&disk_dir).ok_or_else(|| unusable("unreadable logical block size".into()))?;
+    let mut related = vec![dir.clone()];
+    if is_partition {
+        related.push(disk_dir.clone());
+    } else {
+        related.extend(block::partitions(&dir));
+    }
+    let Placement { disk, pci, numa_node } = block::placement(sys, Some(&disk_dir));
+    Ok(Measured {
+        end: End {
+            path: shown,
+            kind: EndKind::BlockDevice,
+            size: sectors * 512,
+            block_size,
+            extent_owner: format!("disk {}", block::dev_number(&disk_dir).unwrap_or(dev)),
+            extent_base: start * 512,
+        },
+        disk,
+        pci,
+        numa_node,
+        related,
+        exists: true,
+    })
+}
+
+/// A regular file: its size, the alignment direct I/O needs, the disk under its file system.
+fn measure_file(path: &Path, sys: &Path, stat: &rustix::fs::Stat) -> Result<Measured, MemError> {
+    let shown = path.display().to_string();
+    let (disk_dir, fallback) = disk_of(sys, stat.st_dev);
+    let block_size = dio_alignment(path)?.or(fallback).unwrap_or(512);
+    let Placement { disk, pci, numa_node } = block::placement(sys, disk_dir.as_deref());
+    Ok(Measured {
+        end: End {
+            path: shown,
+            kind: EndKind::File,
+            size: stat.st_size as u64,
+            block_size,
+            extent_owner: format!(
+                "file {}:{}:{}",
+                rustix::fs::major(stat.st_dev),
+                rustix::fs::minor(stat.st_dev),
+                stat.st_ino
+            ),
+            extent_base: 0,
+        },
+        disk,
+        pci,
+        numa_node,
+        related: Vec::new(),
+        exists: true,
+    })
 }
 
 fn measure_new_file(path: &Path, sys: &Path) -> Result<Measured, MemError> {
