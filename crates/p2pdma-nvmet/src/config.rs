@@ -663,76 +663,11 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
             hosts_created.push(h.nqn.clone());
         }
     }
-    // A port's transport type first (the other fields are checked against it), treq after
-    // tsas (writing tsas changes treq).
-    const ADDR_ORDER: &[&str] = &["trtype", "adrfam", "traddr", "trsvcid", "tsas", "treq"];
     for p in &c.ports {
-        let dir = format!("nvmet/ports/{}", p.portid);
-        steps.push(Step::Mkdir { path: dir.clone() });
-        set_group(&mut steps, &dir, "addr", &p.addr, ADDR_ORDER);
-        set_group(&mut steps, &dir, "param", &p.param, &[]);
-        for g in &p.ana_groups {
-            let gdir = format!("{dir}/ana_groups/{}", g.grpid);
-            // Group 1 comes with the port.
-            if g.grpid != 1 {
-                steps.push(Step::Mkdir { path: gdir.clone() });
-            }
-            set_group(&mut steps, &gdir, "ana", &g.ana, &[]);
-        }
-        for r in &p.referrals {
-            let rdir = format!("{dir}/referrals/{}", r.name);
-            steps.push(Step::Mkdir { path: rdir.clone() });
-            set_group(&mut steps, &rdir, "addr", &r.addr, ADDR_ORDER);
-            if r.enable == Some(1) {
-                steps.push(Step::Write { path: format!("{rdir}/enable"), value: "1".into() });
-            }
-        }
+        port_steps(&mut steps, p);
     }
     for s in &c.subsystems {
-        let dir = format!("nvmet/subsystems/{}", s.nqn);
-        steps.push(Step::Mkdir { path: dir.clone() });
-        set_group(&mut steps, &dir, "attr", &s.attr, &[]);
-        // A disabled passthru's settings, as nvmetcli restores them (the kernel also sets
-        // clear_ids by itself when a loop host connects); an enabled one was refused.
-        for pt in &s.passthru {
-            let pdir = format!("{dir}/passthru");
-            let device: Attrs = pt
-                .device
-                .iter()
-                .filter(|(_, v)| !matches!(v.as_str(), "" | "(null)"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            set_group(&mut steps, &pdir, "device", &device, &[]);
-            for (name, v) in
-                [("clear_ids", pt.clear_ids), ("admin_timeout", pt.admin_timeout), ("io_timeout", pt.io_timeout)]
-            {
-                if let Some(v) = v {
-                    steps.push(Step::Set { path: format!("{pdir}/{name}"), value: v.to_string() });
-                }
-            }
-        }
-        for h in &s.allowed_hosts {
-            steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
-        }
-        for n in &s.namespaces {
-            let ndir = format!("{dir}/namespaces/{}", n.nsid);
-            steps.push(Step::Mkdir { path: ndir.clone() });
-            set_group(&mut steps, &ndir, "device", &n.device, &["path"]);
-            let mut ana = n.ana.clone();
-            if let (Some(g), false) = (n.ana_grpid, ana.contains_key("grpid")) {
-                if g != 0 {
-                    ana.insert("grpid".into(), g.to_string());
-                }
-            }
-            set_group(&mut steps, &ndir, "ana", &ana, &[]);
-            set_group(&mut steps, &ndir, "resv", &n.resv, &[]);
-            if let Some(v) = &n.p2pmem {
-                steps.push(Step::Set { path: format!("{ndir}/p2pmem"), value: v.clone() });
-            }
-            if n.enable == Some(1) {
-                steps.push(Step::Write { path: format!("{ndir}/enable"), value: "1".into() });
-            }
-        }
+        subsystem_steps(&mut steps, s);
     }
     for p in &c.ports {
         for nqn in &p.subsystems {
@@ -743,6 +678,87 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
         }
     }
     steps
+}
+
+/// A port's transport type first (the other fields are checked against it), treq after
+/// tsas (writing tsas changes treq).
+const ADDR_ORDER: &[&str] = &["trtype", "adrfam", "traddr", "trsvcid", "tsas", "treq"];
+
+/// A port with its address, parameters, ANA groups and referrals (not yet listening).
+fn port_steps(steps: &mut Vec<Step>, p: &PortConfig) {
+    let dir = format!("nvmet/ports/{}", p.portid);
+    steps.push(Step::Mkdir { path: dir.clone() });
+    set_group(steps, &dir, "addr", &p.addr, ADDR_ORDER);
+    set_group(steps, &dir, "param", &p.param, &[]);
+    for g in &p.ana_groups {
+        let gdir = format!("{dir}/ana_groups/{}", g.grpid);
+        // Group 1 comes with the port.
+        if g.grpid != 1 {
+            steps.push(Step::Mkdir { path: gdir.clone() });
+        }
+        set_group(steps, &gdir, "ana", &g.ana, &[]);
+    }
+    for r in &p.referrals {
+        let rdir = format!("{dir}/referrals/{}", r.name);
+        steps.push(Step::Mkdir { path: rdir.clone() });
+        set_group(steps, &rdir, "addr", &r.addr, ADDR_ORDER);
+        if r.enable == Some(1) {
+            steps.push(Step::Write { path: format!("{rdir}/enable"), value: "1".into() });
+        }
+    }
+}
+
+/// A subsystem with its attributes, passthru settings, allowed hosts and namespaces.
+fn subsystem_steps(steps: &mut Vec<Step>, s: &SubsystemConfig) {
+    let dir = format!("nvmet/subsystems/{}", s.nqn);
+    steps.push(Step::Mkdir { path: dir.clone() });
+    set_group(steps, &dir, "attr", &s.attr, &[]);
+    // A disabled passthru's settings, as nvmetcli restores them (the kernel also sets
+    // clear_ids by itself when a loop host connects); an enabled one was refused.
+    for pt in &s.passthru {
+        let pdir = format!("{dir}/passthru");
+        let device: Attrs = pt
+            .device
+            .iter()
+            .filter(|(_, v)| !matches!(v.as_str(), "" | "(null)"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        set_group(steps, &pdir, "device", &device, &[]);
+        for (name, v) in
+            [("clear_ids", pt.clear_ids), ("admin_timeout", pt.admin_timeout), ("io_timeout", pt.io_timeout)]
+        {
+            if let Some(v) = v {
+                steps.push(Step::Set { path: format!("{pdir}/{name}"), value: v.to_string() });
+            }
+        }
+    }
+    for h in &s.allowed_hosts {
+        steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
+    }
+    for n in &s.namespaces {
+        namespace_steps(steps, &dir, n);
+    }
+}
+
+/// A namespace: device, ANA group, reservations, p2pmem, then enable.
+fn namespace_steps(steps: &mut Vec<Step>, dir: &str, n: &NamespaceConfig) {
+    let ndir = format!("{dir}/namespaces/{}", n.nsid);
+    steps.push(Step::Mkdir { path: ndir.clone() });
+    set_group(steps, &ndir, "device", &n.device, &["path"]);
+    let mut ana = n.ana.clone();
+    if let (Some(g), false) = (n.ana_grpid, ana.contains_key("grpid")) {
+        if g != 0 {
+            ana.insert("grpid".into(), g.to_string());
+        }
+    }
+    set_group(steps, &ndir, "ana", &ana, &[]);
+    set_group(steps, &ndir, "resv", &n.resv, &[]);
+    if let Some(v) = &n.p2pmem {
+        steps.push(Step::Set { path: format!("{ndir}/p2pmem"), value: v.clone() });
+    }
+    if n.enable == Some(1) {
+        steps.push(Step::Write { path: format!("{ndir}/enable"), value: "1".into() });
+    }
 }
 
 #[cfg(test)]
