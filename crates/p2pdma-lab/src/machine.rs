@@ -241,55 +241,7 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
     push(&["-append", &kernel_command_line(machine, assets)]);
 
     for dev in &machine.devices {
-        let mut opts = vec![dev.kind.qemu_name().to_string(), format!("id={}", dev.id), format!("bus={}", dev.bus)];
-        if let Some((slot, function)) = dev.addr {
-            opts.push(format!("addr={slot:#04x}.{function:x}"));
-        }
-        if dev.multifunction {
-            opts.push("multifunction=on".into());
-        }
-        match &dev.kind {
-            LabDeviceKind::PxbPcie { bus_nr, numa_node } => {
-                opts.push(format!("bus_nr={bus_nr}"));
-                if let Some(node) = numa_node {
-                    opts.push(format!("numa_node={node}"));
-                }
-            }
-            LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
-                opts.push(format!("chassis={chassis}"));
-                opts.push(format!("slot={slot}"));
-            }
-            LabDeviceKind::SwitchUpstream => {}
-            LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
-                let drive = format!("drv-{}", dev.id);
-                let image = path_arg(&assets.disk_path(&dev.id))?;
-                let file = if blkdebug_config(machine, &dev.id).is_some() {
-                    let config = path_arg(&assets.blkdebug_path(&dev.id))?;
-                    format!("file.driver=blkdebug,file.config={config},file.image.filename={image}")
-                } else {
-                    format!("file={image}")
-                };
-                // The images are scratch files, deleted after the run: the host need not
-                // fdatasync them when the guest flushes (the guest still sends its flushes,
-                // and the drive still reports a volatile write cache).
-                push(&["-drive", &format!("{file},if=none,id={drive},format=raw,cache=unsafe")]);
-                opts.push(format!("drive={drive}"));
-                opts.push(format!("serial={serial}"));
-                if let Some(cmb) = cmb_mib {
-                    opts.push(format!("cmb_size_mb={cmb}"));
-                }
-                if let Some(bytes) = assets.nvme_bounce_buffer {
-                    opts.push(format!("x-max-bounce-buffer-size={bytes}"));
-                }
-            }
-            LabDeviceKind::Nic => {
-                let netdev = format!("net-{}", dev.id);
-                push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
-                opts.push(format!("netdev={netdev}"));
-            }
-            LabDeviceKind::Display => {}
-        }
-        push(&["-device", &opts.join(",")]);
+        device_args(machine, assets, dev, &mut push)?;
     }
 
     if let Some(share) = &assets.share_dir {
@@ -301,6 +253,65 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
         ]);
     }
     Ok(args)
+}
+
+/// One device's `-device` option (and the `-drive` or `-netdev` behind it).
+fn device_args(
+    machine: &LabMachine,
+    assets: &LabAssets,
+    dev: &LabDevice,
+    push: &mut impl FnMut(&[&str]),
+) -> Result<()> {
+    let mut opts = vec![dev.kind.qemu_name().to_string(), format!("id={}", dev.id), format!("bus={}", dev.bus)];
+    if let Some((slot, function)) = dev.addr {
+        opts.push(format!("addr={slot:#04x}.{function:x}"));
+    }
+    if dev.multifunction {
+        opts.push("multifunction=on".into());
+    }
+    match &dev.kind {
+        LabDeviceKind::PxbPcie { bus_nr, numa_node } => {
+            opts.push(format!("bus_nr={bus_nr}"));
+            if let Some(node) = numa_node {
+                opts.push(format!("numa_node={node}"));
+            }
+        }
+        LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
+            opts.push(format!("chassis={chassis}"));
+            opts.push(format!("slot={slot}"));
+        }
+        LabDeviceKind::SwitchUpstream => {}
+        LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
+            let drive = format!("drv-{}", dev.id);
+            let image = path_arg(&assets.disk_path(&dev.id))?;
+            let file = if blkdebug_config(machine, &dev.id).is_some() {
+                let config = path_arg(&assets.blkdebug_path(&dev.id))?;
+                format!("file.driver=blkdebug,file.config={config},file.image.filename={image}")
+            } else {
+                format!("file={image}")
+            };
+            // The images are scratch files, deleted after the run: the host need not
+            // fdatasync them when the guest flushes (the guest still sends its flushes,
+            // and the drive still reports a volatile write cache).
+            push(&["-drive", &format!("{file},if=none,id={drive},format=raw,cache=unsafe")]);
+            opts.push(format!("drive={drive}"));
+            opts.push(format!("serial={serial}"));
+            if let Some(cmb) = cmb_mib {
+                opts.push(format!("cmb_size_mb={cmb}"));
+            }
+            if let Some(bytes) = assets.nvme_bounce_buffer {
+                opts.push(format!("x-max-bounce-buffer-size={bytes}"));
+            }
+        }
+        LabDeviceKind::Nic => {
+            let netdev = format!("net-{}", dev.id);
+            push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
+            opts.push(format!("netdev={netdev}"));
+        }
+        LabDeviceKind::Display => {}
+    }
+    push(&["-device", &opts.join(",")]);
+    Ok(())
 }
 
 /// The guest kernel command line.
