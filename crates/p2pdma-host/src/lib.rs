@@ -1,5 +1,5 @@
 //! p2pdma-host: the one reader of the machine. Everything that reads the live system or a
-//! file lives here: the whole machine (`machine`), sysfs and procfs facts (`sysfs`, `block`, `multipath`), what the running kernel
+//! file lives here: the whole machine (`machine`), sysfs and procfs facts (`sysfs`, `procfs`, `block`, `multipath`), what the running kernel
 //! says about itself (`kernel_live`, `kernel_image`: its config, BTF, image and whitelist),
 //! the PCI ID file (`pciids`), and the files a person names (`input`: topology files,
 //! snapshots). Every reader takes its root as a parameter, so fixture trees work.
@@ -16,6 +16,7 @@ pub mod kernel_live;
 pub mod machine;
 pub mod multipath;
 pub mod pciids;
+pub mod procfs;
 pub mod roots;
 pub mod sysfs;
 
