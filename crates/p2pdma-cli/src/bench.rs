@@ -10,14 +10,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use p2pdma_core::copy_plan::{self, mib_per_s, EndReport, Route, Via};
+use p2pdma_core::copy_plan::{self, EndReport, Route, Via};
 use p2pdma_core::fio::{self, DirectionStats, FioJob, FioReport, LatencyHistogram, FIO_PERCENTILES};
 use p2pdma_core::{transfer, Engine};
+use p2pdma_mem::bench::RunSetup;
 use p2pdma_mem::ends::Measured;
 use p2pdma_mem::session;
-use p2pdma_mem::{Access, DirectFile, IoEngine, Job, MemError};
+use p2pdma_mem::{Access, DirectFile, IoEngine};
 use serde::Serialize;
 
 use crate::copy;
@@ -363,7 +364,7 @@ impl Sweep<'_> {
                 break;
             }
             let args = self.args;
-            let setup = Setup {
+            let setup = RunSetup {
                 sysfs: self.m.sysfs,
                 route,
                 node: self.node,
@@ -387,19 +388,10 @@ pub struct Env<'a> {
     pub mountinfo: &'a Path,
 }
 
-/// What every run shares: where the memory comes from, and the stop flag.
-struct Setup<'a> {
-    sysfs: &'a Path,
-    route: &'a Route,
-    node: Option<i32>,
-    stop: Option<&'a AtomicBool>,
-    runtime: Option<Duration>,
-    time_based: bool,
-}
-
+/// One run through `p2pdma_mem::bench`, as a row of the report.
 #[allow(clippy::too_many_arguments)]
 fn measure_one(
-    setup: &Setup<'_>,
+    setup: &RunSetup<'_>,
     engine: &mut IoEngine,
     op: Op,
     depth: usize,
@@ -409,96 +401,26 @@ fn measure_one(
     dst: Option<&DirectFile>,
     notes: &mut Vec<String>,
 ) -> RunRow {
-    let mut row = RunRow {
+    let src = (op != Op::Write).then_some(src);
+    let dst = if op == Op::Read { None } else { dst };
+    let m = p2pdma_mem::bench::measure(setup, engine, src, dst, depth, chunk, length, notes);
+    RunRow {
         op,
         memory: "",
-        depth,
+        depth: m.depth,
         chunk,
-        bytes: 0,
-        seconds: 0.0,
-        mib_per_s: 0.0,
-        iops: 0.0,
-        passes: 0,
-        error: None,
-        errno: 0,
-        interrupted: false,
-        read: DirectionStats::default(),
-        write: DirectionStats::default(),
-    };
-    let depth = if matches!(engine, IoEngine::Sync) { 1 } else { depth };
-    let mut bufs = match session::buffers(setup.sysfs, setup.route, depth, chunk, setup.node, notes) {
-        Ok(b) => b,
-        Err(e) => {
-            row.errno = e.errno().unwrap_or(EIO);
-            row.error = Some(e.to_string());
-            return row;
-        }
-    };
-    row.depth = bufs.len();
-    let start = Instant::now();
-    let job = Job {
-        src: (op != Op::Write).then_some((src, 0)),
-        dst: if op == Op::Read { None } else { dst.map(|d| (d, 0)) },
-        length,
-        chunk,
-        record_latency: true,
-        max_reads: 0,
-        stop: setup.stop,
-        deadline: setup.runtime.map(|t| start + t),
-    };
-    let (reads, writes) = run_passes(engine, &job, &mut bufs, setup.time_based, &mut row);
-    let elapsed = start.elapsed();
-    row.seconds = elapsed.as_secs_f64();
-    row.mib_per_s = mib_per_s(row.bytes, row.seconds);
-    let chunks = if op == Op::Write { writes.count() } else { reads.count() };
-    row.iops = if row.seconds > 0.0 { chunks as f64 / row.seconds } else { 0.0 };
-    // Every chunk completed was read (read, copy) and written (write, copy) whole.
-    let moved = |h: LatencyHistogram| DirectionStats {
-        bytes: if h.count() > 0 { row.bytes } else { 0 },
-        ios: h.count(),
-        runtime: if h.count() > 0 { elapsed } else { Duration::ZERO },
-        clat: h,
-    };
-    row.read = moved(reads);
-    row.write = moved(writes);
-    row
-}
-
-/// One pass over the range, or with `--time-based` passes until the deadline (fio's
-/// time_based): bytes, passes and errors into `row`, the latencies of reads and writes.
-fn run_passes(
-    engine: &mut IoEngine,
-    job: &Job<'_>,
-    bufs: &mut [p2pdma_mem::IoBuffer],
-    time_based: bool,
-    row: &mut RunRow,
-) -> (LatencyHistogram, LatencyHistogram) {
-    let (mut reads, mut writes) = (LatencyHistogram::new(), LatencyHistogram::new());
-    loop {
-        match engine.run(job, bufs, &mut |_| {}) {
-            Ok(stats) => {
-                row.passes += 1;
-                row.bytes += stats.bytes;
-                reads.merge(&stats.read_latency);
-                writes.merge(&stats.write_latency);
-                let more_time = job.deadline.is_some_and(|d| Instant::now() < d);
-                if !time_based || !more_time || stats.bytes == 0 {
-                    break;
-                }
-            }
-            Err(f) => {
-                row.interrupted = matches!(f.error, MemError::Interrupted);
-                row.errno = if row.interrupted { EINTR } else { f.error.errno().unwrap_or(EIO) };
-                row.error = Some(if row.interrupted { "interrupted".into() } else { f.error.to_string() });
-                break;
-            }
-        }
+        bytes: m.bytes,
+        seconds: m.seconds,
+        mib_per_s: m.mib_per_s,
+        iops: m.iops,
+        passes: m.passes,
+        error: m.error,
+        errno: m.errno,
+        interrupted: m.interrupted,
+        read: m.read,
+        write: m.write,
     }
-    (reads, writes)
 }
-
-const EIO: i32 = 5;
-const EINTR: i32 = 4;
 
 /// The table `p2pdma bench` prints, then each run's completion latencies at fio's points.
 pub fn render(r: &BenchReport) -> String {

@@ -6,6 +6,7 @@
 //! `p2pdma_core::transfer` and the verdict engine; this crate only measures and acts.
 
 pub mod alloc;
+pub mod bench;
 mod buffer;
 mod direct;
 pub mod ends;
