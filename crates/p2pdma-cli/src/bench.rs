@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use p2pdma_core::copy_plan::{self, mib_per_s, EndReport, Route, Via};
+use p2pdma_core::copy_plan::{self, EndReport, Route, Via};
 use p2pdma_core::fio::{self, DirectionStats, FioJob, FioReport, LatencyHistogram, FIO_PERCENTILES};
 use p2pdma_core::{transfer, Engine};
+use p2pdma_mem::bench::RunSetup;
+use p2pdma_mem::ends::Measured;
 use p2pdma_mem::session;
-use p2pdma_mem::{Access, DirectFile, IoEngine, Job, MemError};
+use p2pdma_mem::{Access, DirectFile, IoEngine};
 use serde::Serialize;
 
 use crate::copy;
@@ -72,7 +74,7 @@ pub struct BenchArgs {
 
 /// fio's time format, more than zero.
 fn parse_runtime(s: &str) -> Result<Duration, String> {
-    match fio::parse_fio_time(s)? {
+    match fio::parse_fio_time(s).map_err(|e| e.to_string())? {
         d if d.is_zero() => Err(format!("--runtime {s}: must be more than 0")),
         d => Ok(d),
     }
@@ -220,47 +222,16 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
     if args.depths.contains(&0) {
         anyhow::bail!("--depth values must be at least 1");
     }
-    let src_path = copy::locate(Some(m.engine), &args.src, false)?;
-    let (src, src_report) = copy::measure(m.sysfs, &src_path, false, 0)?;
-    let dst = match &args.dst {
-        Some(d) => {
-            let path = copy::locate(Some(m.engine), d, true)?;
-            Some(copy::measure(m.sysfs, &path, true, 0)?)
-        }
-        None => None,
-    };
-    let length = match &dst {
-        Some((d, _)) => transfer::plan_ranges(&src.end, &d.end, 0, 0, Some(args.size))?.length,
-        None => transfer::plan_read(&src.end, 0, Some(args.size))?,
-    };
-    let measured: Vec<&transfer::End> = std::iter::once(&src.end).chain(dst.as_ref().map(|(d, _)| &d.end)).collect();
-    for &chunk in &args.chunks {
-        transfer::check_chunk(chunk, p2pdma_mem::page_size(), &measured, length)?;
-    }
-    let mut ends = vec![&src_report];
-    ends.extend(dst.as_ref().map(|(_, r)| r));
-    let route = copy_plan::choose_route(m.engine, &args.via, &ends)?;
-    let node = copy_plan::numa_node(&ends);
+    let ends = BenchEnds::measure(m, args)?;
+    let mut reports = vec![&ends.src.1];
+    reports.extend(ends.dst.as_ref().map(|(_, r)| r));
+    let route = copy_plan::choose_route(m.engine, &args.via, &reports)?;
+    let node = copy_plan::numa_node(&reports);
     let mut notes = Vec::new();
     if let Route::Host { reasons } = &route {
         notes.push(format!("no P2P memory for these devices, host memory only: {}", reasons.join("; ")));
     }
-
-    let src_file = DirectFile::open(&src_path, Access::Read)?;
-    let dst_file = match &dst {
-        Some((d, r)) => {
-            let users = p2pdma_mem::ends::in_use(d, m.mountinfo);
-            if !users.is_empty() && !args.force {
-                anyhow::bail!(
-                    "{}: in use ({}): refusing to overwrite it (--force overrides)",
-                    d.end.path,
-                    users.join("; ")
-                );
-            }
-            Some(session::open_destination(r, args.force)?)
-        }
-        None => None,
-    };
+    let (src_file, dst_file) = ends.open(m, args)?;
     let max_depth = args.depths.iter().copied().max().unwrap_or(1);
     let mut engine = session::io_engine(false, max_depth, &mut notes);
     let host = Route::Host { reasons: Vec::new() };
@@ -268,54 +239,17 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
         Route::P2p { .. } => vec![("p2p", &route), ("host", &host)],
         Route::Host { .. } => vec![("host", &host)],
     };
-
-    let mut runs = Vec::new();
-    let mut comparisons = Vec::new();
-    for &op in &ops {
-        for &depth in &args.depths {
-            for &chunk in &args.chunks {
-                let mut pair = Vec::new();
-                for &(memory, route) in &memories {
-                    if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-                        break;
-                    }
-                    let setup =
-                        Setup { sysfs: m.sysfs, route, node, stop, runtime: args.runtime, time_based: args.time_based };
-                    let row = measure_one(
-                        &setup,
-                        &mut engine,
-                        op,
-                        depth,
-                        chunk,
-                        length,
-                        &src_file,
-                        dst_file.as_ref(),
-                        &mut notes,
-                    );
-                    pair.push(row.mib_per_s);
-                    runs.push(RunRow { memory, ..row });
-                }
-                if let [p2p, host] = pair[..] {
-                    comparisons.push(Comparison {
-                        op,
-                        depth,
-                        chunk,
-                        p2p_mib_per_s: p2p,
-                        host_mib_per_s: host,
-                        ratio: if host > 0.0 { p2p / host } else { 0.0 },
-                    });
-                }
-            }
-        }
-    }
+    let files = (&src_file, dst_file.as_ref());
+    let sweep = Sweep { m, args, stop, node, length: ends.length, files, memories: &memories };
+    let (runs, comparisons) = sweep.run(&ops, &mut engine, &mut notes);
     notes.dedup();
     Ok(BenchReport {
-        src: src_report,
-        dst: dst.map(|(_, r)| r),
+        src: ends.src.1,
+        dst: ends.dst.map(|(_, r)| r),
         path: route.summary(),
         route,
         engine: engine.name().into(),
-        size: length,
+        size: ends.length,
         runtime_seconds: args.runtime.map(|t| t.as_secs_f64()),
         time_based: args.time_based,
         runs,
@@ -325,6 +259,128 @@ pub fn run(m: &Env<'_>, args: &BenchArgs, stop: Option<&AtomicBool>) -> anyhow::
     })
 }
 
+/// The benchmark's ends, measured, and the length every run moves.
+struct BenchEnds {
+    src_path: std::path::PathBuf,
+    src: (Measured, EndReport),
+    dst: Option<(Measured, EndReport)>,
+    length: u64,
+}
+
+impl BenchEnds {
+    /// Both ends found and measured; the length and every chunk size checked against them.
+    fn measure(m: &Env<'_>, args: &BenchArgs) -> anyhow::Result<BenchEnds> {
+        let src_path = copy::locate(Some(m.engine), &args.src, false)?;
+        let src = copy::measure(m.sysfs, &src_path, false, 0)?;
+        let dst = match &args.dst {
+            Some(d) => {
+                let path = copy::locate(Some(m.engine), d, true)?;
+                Some(copy::measure(m.sysfs, &path, true, 0)?)
+            }
+            None => None,
+        };
+        let length = match &dst {
+            Some((d, _)) => transfer::plan_ranges(&src.0.end, &d.end, 0, 0, Some(args.size))?.length,
+            None => transfer::plan_read(&src.0.end, 0, Some(args.size))?,
+        };
+        let measured: Vec<&transfer::End> =
+            std::iter::once(&src.0.end).chain(dst.as_ref().map(|(d, _)| &d.end)).collect();
+        for &chunk in &args.chunks {
+            transfer::check_chunk(chunk, p2pdma_mem::page_size(), &measured, length)?;
+        }
+        Ok(BenchEnds { src_path, src, dst, length })
+    }
+
+    /// The source, and the destination unless it is in use (`--force` overrides).
+    fn open(&self, m: &Env<'_>, args: &BenchArgs) -> anyhow::Result<(DirectFile, Option<DirectFile>)> {
+        let src_file = DirectFile::open(&self.src_path, Access::Read)?;
+        let dst_file = match &self.dst {
+            Some((d, r)) => {
+                let users = p2pdma_mem::ends::in_use(d, m.mountinfo);
+                if !users.is_empty() && !args.force {
+                    anyhow::bail!(
+                        "{}: in use ({}): refusing to overwrite it (--force overrides)",
+                        d.end.path,
+                        users.join("; ")
+                    );
+                }
+                Some(session::open_destination(r, args.force)?)
+            }
+            None => None,
+        };
+        Ok((src_file, dst_file))
+    }
+}
+
+/// Every operation × depth × chunk, each through every memory (P2P, then host).
+struct Sweep<'a> {
+    m: &'a Env<'a>,
+    args: &'a BenchArgs,
+    stop: Option<&'a AtomicBool>,
+    node: Option<i32>,
+    length: u64,
+    files: (&'a DirectFile, Option<&'a DirectFile>),
+    memories: &'a [(&'static str, &'a Route)],
+}
+
+impl Sweep<'_> {
+    /// The rows, and P2P beside host memory where both ran.
+    fn run(&self, ops: &[Op], engine: &mut IoEngine, notes: &mut Vec<String>) -> (Vec<RunRow>, Vec<Comparison>) {
+        let mut runs = Vec::new();
+        let mut comparisons = Vec::new();
+        for &op in ops {
+            for &depth in &self.args.depths {
+                for &chunk in &self.args.chunks {
+                    let pair = self.combination(engine, op, depth, chunk, notes, &mut runs);
+                    if let [p2p, host] = pair[..] {
+                        comparisons.push(Comparison {
+                            op,
+                            depth,
+                            chunk,
+                            p2p_mib_per_s: p2p,
+                            host_mib_per_s: host,
+                            ratio: if host > 0.0 { p2p / host } else { 0.0 },
+                        });
+                    }
+                }
+            }
+        }
+        (runs, comparisons)
+    }
+
+    /// One combination through each memory until a stop; the MiB/s of each.
+    fn combination(
+        &self,
+        engine: &mut IoEngine,
+        op: Op,
+        depth: usize,
+        chunk: usize,
+        notes: &mut Vec<String>,
+        runs: &mut Vec<RunRow>,
+    ) -> Vec<f64> {
+        let mut pair = Vec::new();
+        for &(memory, route) in self.memories {
+            if self.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                break;
+            }
+            let args = self.args;
+            let setup = RunSetup {
+                sysfs: self.m.sysfs,
+                route,
+                node: self.node,
+                stop: self.stop,
+                runtime: args.runtime,
+                time_based: args.time_based,
+            };
+            let (src, dst) = self.files;
+            let row = measure_one(&setup, engine, op, depth, chunk, self.length, src, dst, notes);
+            pair.push(row.mib_per_s);
+            runs.push(RunRow { memory, ..row });
+        }
+        pair
+    }
+}
+
 /// Where the machine is: the verdict, sysfs for devices and P2P memory, mountinfo for users.
 pub struct Env<'a> {
     pub engine: &'a Engine<'a>,
@@ -332,19 +388,10 @@ pub struct Env<'a> {
     pub mountinfo: &'a Path,
 }
 
-/// What every run shares: where the memory comes from, and the stop flag.
-struct Setup<'a> {
-    sysfs: &'a Path,
-    route: &'a Route,
-    node: Option<i32>,
-    stop: Option<&'a AtomicBool>,
-    runtime: Option<Duration>,
-    time_based: bool,
-}
-
+/// One run through `p2pdma_mem::bench`, as a row of the report.
 #[allow(clippy::too_many_arguments)]
 fn measure_one(
-    setup: &Setup<'_>,
+    setup: &RunSetup<'_>,
     engine: &mut IoEngine,
     op: Op,
     depth: usize,
@@ -354,84 +401,26 @@ fn measure_one(
     dst: Option<&DirectFile>,
     notes: &mut Vec<String>,
 ) -> RunRow {
-    let mut row = RunRow {
+    let src = (op != Op::Write).then_some(src);
+    let dst = if op == Op::Read { None } else { dst };
+    let m = p2pdma_mem::bench::measure(setup, engine, src, dst, depth, chunk, length, notes);
+    RunRow {
         op,
         memory: "",
-        depth,
+        depth: m.depth,
         chunk,
-        bytes: 0,
-        seconds: 0.0,
-        mib_per_s: 0.0,
-        iops: 0.0,
-        passes: 0,
-        error: None,
-        errno: 0,
-        interrupted: false,
-        read: DirectionStats::default(),
-        write: DirectionStats::default(),
-    };
-    let depth = if matches!(engine, IoEngine::Sync) { 1 } else { depth };
-    let mut bufs = match session::buffers(setup.sysfs, setup.route, depth, chunk, setup.node, notes) {
-        Ok(b) => b,
-        Err(e) => {
-            row.errno = e.errno().unwrap_or(EIO);
-            row.error = Some(e.to_string());
-            return row;
-        }
-    };
-    row.depth = bufs.len();
-    let start = Instant::now();
-    let job = Job {
-        src: (op != Op::Write).then_some((src, 0)),
-        dst: if op == Op::Read { None } else { dst.map(|d| (d, 0)) },
-        length,
-        chunk,
-        record_latency: true,
-        max_reads: 0,
-        stop: setup.stop,
-        deadline: setup.runtime.map(|t| start + t),
-    };
-    let (mut reads, mut writes) = (LatencyHistogram::new(), LatencyHistogram::new());
-    // One pass over the range; with --time-based, passes until the deadline (fio's time_based).
-    loop {
-        match engine.run(&job, &mut bufs, &mut |_| {}) {
-            Ok(stats) => {
-                row.passes += 1;
-                row.bytes += stats.bytes;
-                reads.merge(&stats.read_latency);
-                writes.merge(&stats.write_latency);
-                let more_time = job.deadline.is_some_and(|d| Instant::now() < d);
-                if !setup.time_based || !more_time || stats.bytes == 0 {
-                    break;
-                }
-            }
-            Err(f) => {
-                row.interrupted = matches!(f.error, MemError::Interrupted);
-                row.errno = if row.interrupted { EINTR } else { f.error.errno().unwrap_or(EIO) };
-                row.error = Some(if row.interrupted { "interrupted".into() } else { f.error.to_string() });
-                break;
-            }
-        }
+        bytes: m.bytes,
+        seconds: m.seconds,
+        mib_per_s: m.mib_per_s,
+        iops: m.iops,
+        passes: m.passes,
+        error: m.error,
+        errno: m.errno,
+        interrupted: m.interrupted,
+        read: m.read,
+        write: m.write,
     }
-    let elapsed = start.elapsed();
-    row.seconds = elapsed.as_secs_f64();
-    row.mib_per_s = mib_per_s(row.bytes, row.seconds);
-    let chunks = if op == Op::Write { writes.count() } else { reads.count() };
-    row.iops = if row.seconds > 0.0 { chunks as f64 / row.seconds } else { 0.0 };
-    // Every chunk completed was read (read, copy) and written (write, copy) whole.
-    let moved = |h: LatencyHistogram| DirectionStats {
-        bytes: if h.count() > 0 { row.bytes } else { 0 },
-        ios: h.count(),
-        runtime: if h.count() > 0 { elapsed } else { Duration::ZERO },
-        clat: h,
-    };
-    row.read = moved(reads);
-    row.write = moved(writes);
-    row
 }
-
-const EIO: i32 = 5;
-const EINTR: i32 = 4;
 
 /// The table `p2pdma bench` prints, then each run's completion latencies at fio's points.
 pub fn render(r: &BenchReport) -> String {
@@ -442,44 +431,46 @@ pub fn render(r: &BenchReport) -> String {
         Some(t) => format!(", at most {t} s"),
         None => String::new(),
     };
-    let _ = writeln!(
+    writeln!(
         s,
         "bench {} -> {}: {} bytes per run{limit}, {} engine",
         r.src.end.path,
         r.dst.as_ref().map_or("- (reads only)", |d| d.end.path.as_str()),
         r.size,
         r.engine
-    );
-    let _ = writeln!(s, "P2P path: {}", r.path);
+    )
+    .unwrap();
+    writeln!(s, "P2P path: {}", r.path).unwrap();
     for n in &r.notes {
-        let _ = writeln!(s, "note: {n}");
+        writeln!(s, "note: {n}").unwrap();
     }
     if let Some(sig) = &r.signal {
-        let _ = writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started");
+        writeln!(s, "stopped by {sig}: the run under way drained its I/O; later runs were not started").unwrap();
     }
-    let _ = writeln!(
+    writeln!(
         s,
         "{:<6} {:<5} {:>5} {:>8} {:>10} {:>10} {:>8}",
         "op", "mem", "depth", "chunk", "IOPS", "MiB/s", "seconds"
-    );
+    )
+    .unwrap();
     for row in &r.runs {
         let op = op_name(row.op);
-        let _ = write!(s, "{op:<6} {:<5} {:>5} {:>8}", row.memory, row.depth, row.chunk);
+        write!(s, "{op:<6} {:<5} {:>5} {:>8}", row.memory, row.depth, row.chunk).unwrap();
         let _ = match &row.error {
             Some(e) if row.passes == 0 => writeln!(s, " error: {e}"),
             _ => writeln!(s, " {:>10.1} {:>10.1} {:>8.3}", row.iops, row.mib_per_s, row.seconds),
         };
         for (dir, d) in [("read", &row.read), ("write", &row.write)] {
             if d.ios > 0 {
-                let _ = writeln!(s, "  {dir} {}", clat_line(&d.clat));
+                writeln!(s, "  {dir} {}", clat_line(&d.clat)).unwrap();
             }
         }
         if let (Some(e), true) = (&row.error, row.passes > 0) {
-            let _ = writeln!(s, "  error: {e}");
+            writeln!(s, "  error: {e}").unwrap();
         }
     }
     for c in &r.comparisons {
-        let _ = writeln!(s, "{} depth {} chunk {}: P2P/host = {:.2}", op_name(c.op), c.depth, c.chunk, c.ratio);
+        writeln!(s, "{} depth {} chunk {}: P2P/host = {:.2}", op_name(c.op), c.depth, c.chunk, c.ratio).unwrap();
     }
     s
 }
@@ -497,7 +488,7 @@ fn clat_line(h: &LatencyHistogram) -> String {
     );
     let shown = h.fio_percentiles();
     for p in &shown {
-        let _ = write!(s, " p{}={}", p.point, us(p.value_ns));
+        write!(s, " p{}={}", p.point, us(p.value_ns)).unwrap();
     }
     let missing: Vec<String> = FIO_PERCENTILES
         .iter()
@@ -505,7 +496,7 @@ fn clat_line(h: &LatencyHistogram) -> String {
         .map(|point| format!("p{point}"))
         .collect();
     if !missing.is_empty() {
-        let _ = write!(s, " (too few samples for {})", missing.join(" "));
+        write!(s, " (too few samples for {})", missing.join(" ")).unwrap();
     }
     s
 }

@@ -70,7 +70,9 @@ pub fn locate(engine: Option<&Engine<'_>>, word: &str, may_create: bool) -> anyh
     let is_file = bare && Path::new(word).symlink_metadata().is_ok();
     let is_device = bare && engine.is_some_and(|e| p2pdma_core::resolve(e, word).is_ok());
     match (copy_plan::operand(word, is_file, is_device, may_create)?, engine) {
-        (Operand::Device(name), Some(engine)) => crate::alloc::block_device(engine, &name),
+        (Operand::Device(name), Some(engine)) => {
+            p2pdma_core::block_device::block_device(engine, &name).map_err(Into::into)
+        }
         // A device only when the topology knows it, so never without one.
         (Operand::Device(name), None) => Ok(name.into()),
         (Operand::Path(path), _) => Ok(path),
@@ -95,7 +97,7 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
     let needs_topology = bare_word(&args.src)
         || bare_word(&args.dst)
         || matches!(args.via, Via::Provider(_))
-        || (args.via == Via::Auto && p2pdma_mem::ends::any_p2p_provider(&source.sysfs_root));
+        || (args.via == Via::Auto && p2pdma_host::block::any_p2p_provider(&source.sysfs_root));
     let loaded = needs_topology.then(|| source.load_live("copy")).transpose()?;
     let engine = loaded.as_ref().map(|l| Engine::new(&l.topology)).transpose()?;
     let mountinfo = source.proc_root.join("self/mountinfo");
@@ -192,15 +194,15 @@ pub fn render_start(r: &CopyReport) -> String {
         };
         format!("{} @ {}{on}", e.end.path, e.offset)
     };
-    let _ = writeln!(s, "copy {} -> {}, {} bytes", end(&r.src), end(&r.dst), r.length);
-    let _ = writeln!(s, "path: {}", r.path);
+    writeln!(s, "copy {} -> {}, {} bytes", end(&r.src), end(&r.dst), r.length).unwrap();
+    writeln!(s, "path: {}", r.path).unwrap();
     if let Route::Host { reasons } = &r.route {
         for reason in reasons {
-            let _ = writeln!(s, "  why not P2P: {reason}");
+            writeln!(s, "  why not P2P: {reason}").unwrap();
         }
     }
     for n in &r.notes {
-        let _ = writeln!(s, "note: {n}");
+        writeln!(s, "note: {n}").unwrap();
     }
     s
 }
@@ -211,9 +213,9 @@ pub fn render_end(r: &CopyReport) -> String {
     let mut s = String::new();
     let done = match r.outcome {
         Outcome::Refused => {
-            let _ = writeln!(s, "REFUSED, nothing written:");
+            writeln!(s, "REFUSED, nothing written:").unwrap();
             for reason in &r.refused {
-                let _ = writeln!(s, "  {reason}");
+                writeln!(s, "  {reason}").unwrap();
             }
             None
         }
@@ -222,28 +224,30 @@ pub fn render_end(r: &CopyReport) -> String {
         Outcome::Copied | Outcome::Mismatch => Some("copied"),
     };
     if let Some(done) = done {
-        let _ = writeln!(
+        writeln!(
             s,
             "{done} {} bytes in {:.3} s ({:.1} MiB/s), {} engine, depth {}, chunk {}; {:.3} s before the first I/O",
             r.bytes, r.seconds, r.mib_per_s, r.engine, r.depth, r.chunk, r.setup_seconds
-        );
+        )
+        .unwrap();
     }
     if let Some(e) = &r.error {
         match &r.signal {
             Some(sig) => {
-                let _ = writeln!(s, "stopped by {sig}: no new I/O was started, the I/O in flight finished");
+                writeln!(s, "stopped by {sig}: no new I/O was started, the I/O in flight finished").unwrap();
             }
             None => {
-                let _ = writeln!(s, "error: {}", e.message);
+                writeln!(s, "error: {}", e.message).unwrap();
             }
         }
-        let _ = writeln!(
+        writeln!(
             s,
             "  destination written up to offset {} (range start + {}); {} bytes of whole chunks completed",
             r.dst.offset + e.written_prefix,
             e.written_prefix,
             e.completed
-        );
+        )
+        .unwrap();
     }
     if let Some(v) = &r.verify {
         match v.first_difference {
@@ -252,17 +256,17 @@ pub fn render_end(r: &CopyReport) -> String {
                     ReadBack::InFlight => "each chunk read back from the destination as written".to_string(),
                     ReadBack::AfterCopy => format!("both ranges read back after the copy, {:.3} s", v.seconds),
                 };
-                let _ = writeln!(s, "verified: {} bytes identical ({how})", v.bytes_compared);
+                writeln!(s, "verified: {} bytes identical ({how})", v.bytes_compared).unwrap();
             }
             Some(d) => {
-                let _ = writeln!(
+                writeln!(
                     s,
                     "VERIFY FAILED: first difference at byte {d} of the range ({} offset {}, {} offset {}): the data did not arrive",
                     r.src.end.path,
                     r.src.offset + d,
                     r.dst.end.path,
                     r.dst.offset + d
-                );
+                ).unwrap();
             }
         }
     }

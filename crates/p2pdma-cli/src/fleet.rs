@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use p2pdma_core::diff::{self, Diff, PairChange, PairKey};
-use p2pdma_core::pciids::Names;
 use p2pdma_core::{snapshot, spec, Topology};
 
 /// A snapshot (`p2pdma snapshot`), or a topology file (`.toml`).
@@ -15,7 +14,7 @@ fn load(path: &Path) -> anyhow::Result<Topology> {
     // By content, not name: a snapshot is a JSON object, and a TOML file cannot start with
     // `{` nor be valid JSON; a snapshot saved as `.toml` (or a topology file as `.json`) is
     // still read right, and other JSON is refused as not a snapshot.
-    let text = p2pdma_core::input::read_text(path)?;
+    let text = p2pdma_host::input::read_text(path)?;
     let start = text.trim_start();
     if start.starts_with('<') {
         anyhow::bail!("{}: HTML or XML (a report?), not a snapshot or a topology file", path.display());
@@ -27,7 +26,7 @@ fn load(path: &Path) -> anyhow::Result<Topology> {
         spec::parse(&text, path)?.to_topology().map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?
     };
     // Names only label the output; the diff ignores them.
-    Names::load_for(&topo).annotate(&mut topo);
+    topo.annotate_names(&p2pdma_host::pciids::names_for(&topo));
     Ok(topo)
 }
 

@@ -24,7 +24,7 @@ mod render;
 mod report;
 mod source;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -440,99 +440,13 @@ const UNCERTAIN: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json, svg, class, devices } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            let class = class
-                .iter()
-                .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
-            let filter = analysis::MatrixFilter::new(&engine, class, &devices)?;
-            let report = render::TopoReport::filtered(&engine, &filter);
-            if let Some(path) = svg {
-                report::write_svg(&engine, &source, &path)?;
-            } else if json {
-                print_json(&report)?;
-            } else {
-                out::text(&render::topo(&engine, &report))?;
-            }
-            loaded.warn_unknown_acs();
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { source, provider, clients, json } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            let report = analysis::check_memory(&engine, &provider, &clients)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                out::text(&render::check(&report))?;
-            }
-            Ok(ExitCode::from(check_exit(&report)))
-        }
-        Command::Addr { source, client, target, json } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            let target = p2pdma_core::addr::TargetSpec::parse(&target).map_err(anyhow::Error::msg)?;
-            let report = p2pdma_core::addr::addr(&engine, &client, &target)?;
-            if json {
-                print_json(&report)?;
-            } else {
-                out::text(&render::addr(&report))?;
-            }
-            let refused = report.route == p2pdma_core::addr::Route::Refused;
-            Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
-        }
-        Command::Find { source, clients, any_bar, json } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            let report =
-                if any_bar { analysis::find_any_bar(&engine, &clients)? } else { analysis::find(&engine, &clients)? };
-            if json {
-                print_json(&report)?;
-            } else {
-                out::text(&render::find(&report))?;
-            }
-            Ok(if report.provider.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Providers { source, json } => {
-            let loaded = source.load()?;
-            let rows = analysis::providers(&loaded.topology);
-            if json {
-                print_json(&rows)?;
-            } else {
-                out::text(&render::providers(&rows))?;
-                if p2pdma_core::kernel::p2pdma_absent(&loaded.topology.machine) {
-                    out::text(&format!("{}\n", p2pdma_core::kernel::absent_reason(&loaded.topology.machine)))?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Topo { source, json, svg, class, devices } => topo(&source, json, svg, &class, &devices),
+        Command::Check { source, provider, clients, json } => check(&source, &provider, &clients, json),
+        Command::Addr { source, client, target, json } => addr(&source, &client, &target, json),
+        Command::Find { source, clients, any_bar, json } => find(&source, &clients, any_bar, json),
+        Command::Providers { source, json } => providers(&source, json),
         Command::Alloc { source, provider, size, read, offset, json } => {
-            let loaded = source.load_live("alloc")?;
-            let engine = Engine::new(&loaded.topology)?;
-            let read = read.map(|r| alloc::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
-            match alloc::run(&engine, &source.sysfs_root, &provider, size, read)? {
-                Ok(report) => {
-                    let failed = report.read.as_ref().is_some_and(|r| !r.ok);
-                    if json {
-                        print_json(&report)?;
-                    } else {
-                        out::text(&render::alloc(&report))?;
-                    }
-                    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-                }
-                Err((e, bdf)) => {
-                    if json {
-                        print_json(
-                            &serde_json::json!({ "provider": bdf, "size": size, "error": e.to_string(), "errno": e.errno() }),
-                        )?;
-                    }
-                    out::note(&e.to_string());
-                    Ok(ExitCode::from(1))
-                }
-            }
+            alloc_command(&source, &provider, size, read, offset, json)
         }
         Command::Copy { source, args, json } => copy::command(&source, &args, json),
         Command::Bench { source, args, json } => bench::command(&source, &args, json),
@@ -540,76 +454,209 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nested(Nested::Nvmet { command }) => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),
         Command::Diff { before, after, json } => fleet::run_diff(&before, &after, json),
-        Command::Metrics { source, output } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine), output.as_ref())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Completions { shell } => {
-            // Into memory first: clap_complete panics on a failed write (a closed pipe).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "p2pdma", &mut script);
-            out::text(&String::from_utf8_lossy(&script))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Manpages { dir } => {
-            let written = fleet::write_manpages(<Cli as clap::CommandFactory>::command(), &dir)?;
-            out::note(&format!("wrote {written} man pages to {}", dir.display()));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Resolve { source, devices, block, json } => {
-            let loaded = source.load()?;
-            let engine = Engine::new(&loaded.topology)?;
-            let mut rows = Vec::new();
-            for name in &devices {
-                let bdf = match p2pdma_core::resolve(&engine, name)? {
-                    p2pdma_core::Target::Pci(i) => Some(loaded.topology.devices[i].bdf),
-                    // A multipath head: the PCI device of its paths (when they share one).
-                    p2pdma_core::Target::NotPci { pci_parent, name } => pci_parent
-                        .map(|i| loaded.topology.devices[i].bdf)
-                        .or_else(|| loaded.topology.aliases.get(&name).and_then(|a| a.data_pci())),
-                };
-                // With --block, why there is none (a hidden multipath path says where to go).
-                let block_device = match alloc::block_device(&engine, name) {
-                    Ok(path) => Some(path),
-                    Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e),
-                    Err(_) if block => anyhow::bail!("{name} has no block device"),
-                    Err(_) => None,
-                };
-                rows.push(serde_json::json!({ "name": name, "pci": bdf, "block_device": block_device }));
-            }
-            if json {
-                print_json(&rows)?;
-            } else {
-                let mut text = String::new();
-                for r in &rows {
-                    if block {
-                        text += &format!("{}\n", r["block_device"].as_str().unwrap_or_default());
-                    } else {
-                        text += &format!(
-                            "{}  pci {}  block {}\n",
-                            r["name"].as_str().unwrap_or_default(),
-                            r["pci"].as_str().unwrap_or("-"),
-                            r["block_device"].as_str().unwrap_or("-")
-                        );
-                    }
-                }
-                out::text(&text)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Snapshot { source, output } => {
-            let loaded = source.load()?;
-            let text = snapshot::to_json(&loaded.topology);
-            out::write_file(&output, (text + "\n").as_bytes(), "the snapshot")?;
-            if output.as_os_str() != "-" {
-                out::note(&format!("wrote {} ({} devices)", output.display(), loaded.topology.devices.len()));
-            }
-            loaded.warn_unknown_acs();
-            Ok(ExitCode::SUCCESS)
+        Command::Metrics { source, output } => metrics(&source, output.as_ref()),
+        Command::Completions { shell } => completions(shell),
+        Command::Manpages { dir } => manpages(&dir),
+        Command::Resolve { source, devices, block, json } => resolve_names(&source, &devices, block, json),
+        Command::Snapshot { source, output } => snapshot_command(&source, &output),
+    }
+}
+
+/// `topo`: the tree and the matrix (text, `--json` or `--svg`), filtered by class and devices.
+fn topo(
+    source: &SourceArgs,
+    json: bool,
+    svg: Option<PathBuf>,
+    class: &[String],
+    devices: &[String],
+) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let class = class
+        .iter()
+        .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
+    let filter = analysis::MatrixFilter::new(&engine, class, devices)?;
+    let report = render::TopoReport::filtered(&engine, &filter);
+    if let Some(path) = svg {
+        report::write_svg(&engine, source, &path)?;
+    } else if json {
+        print_json(&report)?;
+    } else {
+        out::text(&render::topo(&engine, &report))?;
+    }
+    loaded.warn_unknown_acs();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: the verdict for a provider and clients.
+fn check(source: &SourceArgs, provider: &str, clients: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let report = analysis::check_memory(&engine, provider, clients)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        out::text(&render::check(&report))?;
+    }
+    Ok(ExitCode::from(check_exit(&report)))
+}
+
+/// `addr`: the address a client uses for a target, and the route.
+fn addr(source: &SourceArgs, client: &str, target: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let target = p2pdma_core::addr::TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
+    let report = p2pdma_core::addr::addr(&engine, client, &target)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        out::text(&render::addr(&report))?;
+    }
+    let refused = report.route == p2pdma_core::addr::Route::Refused;
+    Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `find`: the provider the kernel would pick for the clients.
+fn find(source: &SourceArgs, clients: &[String], any_bar: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let report = if any_bar { analysis::find_any_bar(&engine, clients)? } else { analysis::find(&engine, clients)? };
+    if json {
+        print_json(&report)?;
+    } else {
+        out::text(&render::find(&report))?;
+    }
+    Ok(if report.provider.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `providers`: the devices with P2P memory.
+fn providers(source: &SourceArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let rows = analysis::providers(&loaded.topology);
+    if json {
+        print_json(&rows)?;
+    } else {
+        out::text(&render::providers(&rows))?;
+        if p2pdma_core::kernel::p2pdma_absent(&loaded.topology.machine) {
+            out::text(&format!("{}\n", p2pdma_core::kernel::absent_reason(&loaded.topology.machine)))?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `alloc`: P2P memory from a provider, optionally read into.
+fn alloc_command(
+    source: &SourceArgs,
+    provider: &str,
+    size: usize,
+    read: Option<String>,
+    offset: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = source.load_live("alloc")?;
+    let engine = Engine::new(&loaded.topology)?;
+    let read = read.map(|r| p2pdma_core::block_device::block_device(&engine, &r).map(|p| (p, offset))).transpose()?;
+    match alloc::run(&engine, &source.sysfs_root, provider, size, read)? {
+        Ok(report) => {
+            let failed = report.read.as_ref().is_some_and(|r| !r.ok);
+            if json {
+                print_json(&report)?;
+            } else {
+                out::text(&render::alloc(&report))?;
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Err((e, bdf)) => {
+            if json {
+                print_json(
+                    &serde_json::json!({ "provider": bdf, "size": size, "error": e.to_string(), "errno": e.errno() }),
+                )?;
+            }
+            out::note(&e.to_string());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `metrics`: the Prometheus text.
+fn metrics(source: &SourceArgs, output: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine), output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `completions`: the shell's completion script.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    // Into memory first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "p2pdma", &mut script);
+    out::text(&String::from_utf8_lossy(&script))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `manpages`: one man page per command into `dir`.
+fn manpages(dir: &Path) -> anyhow::Result<ExitCode> {
+    let written = fleet::write_manpages(<Cli as clap::CommandFactory>::command(), dir)?;
+    out::note(&format!("wrote {written} man pages to {}", dir.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `resolve`: each name's PCI device and block device.
+fn resolve_names(source: &SourceArgs, devices: &[String], block: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let engine = Engine::new(&loaded.topology)?;
+    let mut rows = Vec::new();
+    for name in devices {
+        let bdf = match p2pdma_core::resolve(&engine, name)? {
+            p2pdma_core::Target::Pci(i) => Some(loaded.topology.devices[i].bdf),
+            // A multipath head: the PCI device of its paths (when they share one).
+            p2pdma_core::Target::NotPci { pci_parent, name } => pci_parent
+                .map(|i| loaded.topology.devices[i].bdf)
+                .or_else(|| loaded.topology.aliases.get(&name).and_then(|a| a.data_pci())),
+        };
+        // With --block, why there is none (a hidden multipath path says where to go).
+        let block_device = match p2pdma_core::block_device::block_device(&engine, name) {
+            Ok(path) => Some(path),
+            Err(e) if block && engine.topo.aliases.get(name).is_some_and(|a| a.hidden) => return Err(e.into()),
+            Err(_) if block => anyhow::bail!("{name} has no block device"),
+            Err(_) => None,
+        };
+        rows.push(serde_json::json!({ "name": name, "pci": bdf, "block_device": block_device }));
+    }
+    if json {
+        print_json(&rows)?;
+    } else {
+        let mut text = String::new();
+        for r in &rows {
+            if block {
+                text += &format!("{}\n", r["block_device"].as_str().unwrap_or_default());
+            } else {
+                text += &format!(
+                    "{}  pci {}  block {}\n",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["pci"].as_str().unwrap_or("-"),
+                    r["block_device"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        out::text(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `snapshot`: the topology written as a snapshot file.
+fn snapshot_command(source: &SourceArgs, output: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = source.load()?;
+    let text = snapshot::to_json(&loaded.topology);
+    out::write_file(output, (text + "\n").as_bytes(), "the snapshot")?;
+    if output.as_os_str() != "-" {
+        out::note(&format!("wrote {} ({} devices)", output.display(), loaded.topology.devices.len()));
+    }
+    loaded.warn_unknown_acs();
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -332,7 +332,7 @@ fn namespace(args: &ExportArgs, engine: &Engine<'_>) -> anyhow::Result<Namespace
     if !is_live(&args.source) {
         return model_device(&args.ns, engine);
     }
-    let path = crate::alloc::block_device(engine, &args.ns)?;
+    let path = p2pdma_core::block_device::block_device(engine, &args.ns)?;
     Ok(device_at(&path, &args.source, engine))
 }
 
@@ -432,9 +432,9 @@ fn restore(file: &Path, source: &SourceArgs, force: bool, a: &ChangeArgs) -> any
     // The shared reader: no directories or devices (`/dev/zero` would never end), no binary,
     // empty or oversized files.
     let text = if file == Path::new("-") {
-        p2pdma_core::input::read_text_from(std::io::stdin(), Path::new("standard input"))?
+        p2pdma_host::input::read_text_from(std::io::stdin(), Path::new("standard input"))?
     } else {
-        p2pdma_core::input::read_text(file)?
+        p2pdma_host::input::read_text(file)?
     };
     let c = config::parse(&text, &shown).map_err(bad)?;
     let loaded = source.load()?;

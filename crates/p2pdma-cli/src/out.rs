@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn error_line_drops_a_cause_the_message_already_holds() {
         let io = io::Error::from_raw_os_error(2);
-        let e = anyhow::Error::new(p2pdma_core::Error::Io { path: "/x".into(), source: io });
+        let e = anyhow::Error::new(p2pdma_host::Error::Io { path: "/x".into(), source: io });
         assert_eq!(error_line(&e), "/x: No such file or directory (os error 2)");
         let e = anyhow::anyhow!("inner cause").context("outer");
         assert_eq!(error_line(&e), "outer: inner cause");

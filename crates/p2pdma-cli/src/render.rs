@@ -5,9 +5,11 @@ use std::fmt::Write;
 
 use p2pdma_core::analysis::{self, Affinity, CheckReport, FindReport, Matrix, MatrixFilter, PairRow, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
-use p2pdma_core::iommu_groups::{self, GroupInfo, GroupSource};
-use p2pdma_core::kernel::{self, Built, KernelCapabilities};
+use p2pdma_core::iommu_groups;
+use p2pdma_core::kernel::{self, KernelCapabilities};
+use p2pdma_core::model::Built;
 use p2pdma_core::model::{Device, HostBridge, Machine};
+use p2pdma_core::model::{GroupInfo, GroupSource};
 use p2pdma_core::verdict::{BridgeVerdict, MapType, PairResult};
 use p2pdma_core::{Bdf, Engine};
 use serde::Serialize;
@@ -522,7 +524,7 @@ pub fn providers(rows: &[ProviderRow]) -> String {
     out
 }
 
-pub fn alloc(r: &crate::alloc::AllocReport) -> String {
+pub fn alloc(r: &p2pdma_mem::alloc::AllocReport) -> String {
     let mut out = format!(
         "allocated {} of P2P memory from {}{} (available {} before, {} while mapped)\n",
         bytes(r.size as u64),

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use p2pdma_core::config::Acs;
-use p2pdma_core::pciids::Names;
-use p2pdma_core::{snapshot, spec, sysfs, what_if, Topology};
+use p2pdma_core::release::NamedRelease;
+use p2pdma_core::{kernel, spec, what_if, Topology};
+use p2pdma_host::input::{read_snapshot, read_spec};
+use p2pdma_host::roots::Roots;
+use p2pdma_host::{machine, pciids};
 
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
@@ -48,18 +51,17 @@ impl SourceArgs {
     /// built-in database), for the commands that print devices.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let mut loaded = self.load_unnamed()?;
-        Names::load_for(&loaded.topology).annotate(&mut loaded.topology);
+        let names = pciids::names_for(&loaded.topology);
+        loaded.topology.annotate_names(&names);
         Ok(loaded)
     }
 
     /// The topology without looking names up (no `pci.ids` read: `copy` starts fast).
     pub fn load_unnamed(&self) -> anyhow::Result<Loaded> {
-        if let Some(v) = &self.kernel {
-            // Checked before anything is read: a malformed value is a one-line error (exit 2).
-            v.parse::<p2pdma_core::kernel::Release>().map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
-        }
+        // Parsed before anything is read: a malformed value is a one-line error (exit 2).
+        let named = self.named_release()?;
         if let Some(path) = &self.spec {
-            let (mut file, mut topology) = spec::load(path)?;
+            let (mut file, mut topology) = read_spec(path)?;
             if let Some(extra) = &self.kernel_params {
                 // A topology file knows its firmware ACS values: lower it again, exactly.
                 file.machine.kernel_params = format!("{} {extra}", file.machine.kernel_params);
@@ -68,21 +70,21 @@ impl SourceArgs {
                 warn_params(&notes);
                 what_if::annotate(&mut topology, extra, notes);
             }
-            return self.with_kernel(Loaded { topology, live_or_snapshot: false });
+            return Ok(with_kernel(Loaded { topology, live_or_snapshot: false }, named.as_ref()));
         }
         let mut topology = match &self.snapshot {
-            Some(path) => snapshot::load(path)?,
+            Some(path) => read_snapshot(path)?,
             None => {
                 // A mistyped --proc-root would otherwise read as "kernel ?, CPU unknown".
                 if !self.proc_root.is_dir() {
                     let why = if self.proc_root.exists() { "is not a directory" } else { "does not exist" };
                     anyhow::bail!("--proc-root {}: {why}", self.proc_root.display());
                 }
-                sysfs::read(&self.roots(), None)?
+                machine::read(&self.roots(), None)?
             }
         };
         if let Some(path) = &self.names {
-            let (_, predicted) = spec::load(path)?;
+            let (_, predicted) = read_spec(path)?;
             let missing = spec::apply_names(&mut topology, &predicted);
             if !missing.is_empty() {
                 anyhow::bail!("{}: this machine is not the one described: {}", path.display(), missing.join("; "));
@@ -91,19 +93,25 @@ impl SourceArgs {
         if let Some(extra) = &self.kernel_params {
             warn_params(&what_if::apply(&mut topology, extra));
         }
-        self.with_kernel(Loaded { topology, live_or_snapshot: true })
+        Ok(with_kernel(Loaded { topology, live_or_snapshot: true }, named.as_ref()))
     }
 
-    /// `--kernel`, then the kernel's warnings (unreadable image, /boot), once, on stderr.
-    fn with_kernel(&self, mut loaded: Loaded) -> anyhow::Result<Loaded> {
-        if let Some(v) = &self.kernel {
-            p2pdma_core::kernel::name_release(&mut loaded.topology, v).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?;
-        }
-        for w in &loaded.topology.machine.kernel.warnings {
-            crate::out::note(&format!("warning: {w}"));
-        }
-        Ok(loaded)
+    /// `--kernel`, parsed: the one place its text becomes a release.
+    fn named_release(&self) -> anyhow::Result<Option<NamedRelease>> {
+        self.kernel.as_deref().map(|v| v.parse().map_err(|e| anyhow::anyhow!("--kernel: {e}"))).transpose()
     }
+}
+
+/// The machine as `--kernel`'s release would see it, then the kernel's warnings
+/// (unreadable image, /boot), once, on stderr.
+fn with_kernel(mut loaded: Loaded, named: Option<&NamedRelease>) -> Loaded {
+    if let Some(named) = named {
+        loaded.topology = kernel::as_release(&loaded.topology, named);
+    }
+    for w in &loaded.topology.machine.kernel.warnings {
+        crate::out::note(&format!("warning: {w}"));
+    }
+    loaded
 }
 
 /// What the kernel would do with `--kernel-params` that it ignores: said once, on stderr
@@ -134,8 +142,8 @@ impl SourceArgs {
         Ok(())
     }
 
-    pub fn roots(&self) -> sysfs::Roots {
-        sysfs::Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
+    pub fn roots(&self) -> Roots {
+        Roots { sys: self.sysfs_root.clone(), proc: self.proc_root.clone() }
     }
 }
 

@@ -164,7 +164,7 @@ fn live_read_takes_the_whitelist_from_the_kernel_image() {
     };
     let release = kernel.release.as_str();
     // The image holds the table of its release (tests/kernel_image.rs in p2pdma-core checks them equal).
-    let r: p2pdma_core::kernel::Release = release.parse().unwrap();
+    let r: p2pdma_core::release::KernelRelease = release.parse().unwrap();
     let entries = p2pdma_core::whitelist::for_release(r.major, r.minor, r.patch).len();
     let root = tempfile::tempdir().unwrap();
     let (proc, boot) = (root.path().join("proc"), root.path().join("boot"));

@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use crate::analysis::{client_index, provider_index};
-use crate::model::Bar;
+use crate::model::{Bar, Device};
 use crate::verdict::{Engine, MapType};
 use crate::{Bdf, Error};
 
@@ -26,7 +26,11 @@ pub struct TargetSpec {
 
 impl TargetSpec {
     /// `gpu0`, `gpu0:1`, `0000:03:00.0:2+0x1000`, `nvme-a+64K`.
-    pub fn parse(s: &str) -> Result<TargetSpec, String> {
+    pub fn parse(s: &str) -> Result<TargetSpec, Error> {
+        Self::parse_text(s).map_err(Error::BadValue)
+    }
+
+    fn parse_text(s: &str) -> Result<TargetSpec, String> {
         let (rest, offset) = match s.rsplit_once('+') {
             Some((r, o)) => (r, parse_offset(o).map_err(|e| format!("{s}: {e}"))?),
             None => (s, 0),
@@ -116,17 +120,59 @@ pub struct AddrReport {
     pub reasons: Vec<String>,
 }
 
-/// The address `client` must use to reach `target`.
+/// The address `client` must use to reach `target`: the BAR chosen, the route the
+/// verdict gives, then the address and what to do with it.
 pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<AddrReport, Error> {
     let c = client_index(engine, client)?;
     let t = provider_index(engine, &target.device, true)?;
     let (cd, td) = (engine.device(c), engine.device(t));
+    let p2p_bar = td.p2pmem.as_ref().and_then(|m| crate::spec::p2pmem_bar(&td.bars, m.size)).map(|b| b.index);
+    let bar = target_bar(td, target, p2p_bar)?;
+    let v = engine.explain(t, c);
+    let route = match v.map_type {
+        MapType::BusAddr => Route::BusAddress,
+        MapType::ThruHostBridge => Route::ThroughHostBridge,
+        MapType::NotSupported => Route::Refused,
+    };
+    // Snapshots from before BAR registers were recorded still carry raw config space.
+    let bus_start = bar.bus_start.or_else(|| {
+        let bytes = td.config_hex.as_deref().and_then(unhex)?;
+        crate::config::bar_bus_address(&bytes, bar.index, td.is_pci_bridge())
+    });
+    let bar = &Bar { bus_start, ..bar.clone() };
+    let bus_address = bar.bus_start.map(|b| b + target.offset);
+    let iommu = engine.topo.machine.iommu;
+    let (dma_address, advice) = advise(cd.bdf, bar, route, bus_address, iommu);
+    Ok(AddrReport {
+        client: cd.bdf,
+        client_name: cd.name.clone(),
+        target: td.bdf,
+        target_name: td.name.clone(),
+        bar: bar.clone(),
+        bar_holds_p2pmem: p2p_bar == Some(bar.index),
+        offset: target.offset,
+        bus_address,
+        cpu_address: bar.start + target.offset,
+        host_bridge_offset: bar.bus_start.map(|b| bar.start as i128 - b as i128),
+        route,
+        map_type: v.map_type,
+        distance: v.distance,
+        certain: v.certain,
+        iommu,
+        dma_address,
+        advice,
+        reasons: v.reasons,
+    })
+}
+
+/// The memory BAR asked for (else the one holding P2P memory, else the first), with the
+/// offset inside it.
+fn target_bar<'d>(td: &'d Device, target: &TargetSpec, p2p_bar: Option<u8>) -> Result<&'d Bar, Error> {
     let memory: Vec<&Bar> = td.memory_bars().collect();
     if memory.is_empty() {
         return Err(Error::WrongRole(format!("{} has no memory BAR to address", td.label())));
     }
     let list = || memory.iter().map(|b| b.index.to_string()).collect::<Vec<_>>().join(", ");
-    let p2p_bar = td.p2pmem.as_ref().and_then(|m| crate::spec::p2pmem_bar(&td.bars, m.size)).map(|b| b.index);
     let bar = match target.bar {
         Some(i) => match td.bars.iter().find(|b| b.index == i) {
             Some(b) if b.memory => b,
@@ -150,28 +196,24 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
             bar.size
         )));
     }
-    let v = engine.explain(t, c);
-    let route = match v.map_type {
-        MapType::BusAddr => Route::BusAddress,
-        MapType::ThruHostBridge => Route::ThroughHostBridge,
-        MapType::NotSupported => Route::Refused,
-    };
-    // Snapshots from before BAR registers were recorded still carry raw config space.
-    let bus_start = bar.bus_start.or_else(|| {
-        let bytes = td.config_hex.as_deref().and_then(unhex)?;
-        crate::config::bar_bus_address(&bytes, bar.index, td.is_pci_bridge())
-    });
-    let bar = &Bar { bus_start, ..bar.clone() };
-    let bus_address = bar.bus_start.map(|b| b + target.offset);
-    let cpu_address = bar.start + target.offset;
-    let iommu = engine.topo.machine.iommu;
+    Ok(bar)
+}
+
+/// The address to program into the client (when one fixed address exists) and what to
+/// do, in order, for the route.
+fn advise(
+    client: Bdf,
+    bar: &Bar,
+    route: Route,
+    bus_address: Option<u64>,
+    iommu: Option<bool>,
+) -> (Option<u64>, Vec<String>) {
     let mut advice = Vec::new();
     let dma_address = match route {
         Route::BusAddress => {
             match bus_address {
                 Some(a) => advice.push(format!(
-                    "program {a:#x} into {}'s DMA engine: the pair shares a switch without ACS redirection, so the switch routes it by PCI bus address (no IOMMU on the way)",
-                    cd.bdf
+                    "program {a:#x} into {client}'s DMA engine: the pair shares a switch without ACS redirection, so the switch routes it by PCI bus address (no IOMMU on the way)"
                 )),
                 None => advice.push("the BAR register was not read (config space): take a new snapshot, or read it with `setpci -s BDF BASE_ADDRESS_n`".into()),
             }
@@ -186,8 +228,7 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
         }
         Route::ThroughHostBridge => {
             advice.push(format!(
-                "through the root complex without an IOMMU: {} reaches the BAR at its bus address{}",
-                cd.bdf,
+                "through the root complex without an IOMMU: {client} reaches the BAR at its bus address{}",
                 bus_address.map(|a| format!(" {a:#x}")).unwrap_or_default()
             ));
             bus_address
@@ -201,8 +242,7 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
     };
     if route != Route::Refused {
         advice.push(format!(
-            "test with posted writes first ({} writing into the BAR): writes need no completion, while reads need completions routed back, which root complexes drop more often",
-            cd.bdf
+            "test with posted writes first ({client} writing into the BAR): writes need no completion, while reads need completions routed back, which root complexes drop more often"
         ));
     }
     if let (Some(b), true) = (bar.bus_start, bar.bus_start != Some(bar.start)) {
@@ -211,26 +251,7 @@ pub fn addr(engine: &Engine<'_>, client: &str, target: &TargetSpec) -> Result<Ad
             bar.start, b
         ));
     }
-    Ok(AddrReport {
-        client: cd.bdf,
-        client_name: cd.name.clone(),
-        target: td.bdf,
-        target_name: td.name.clone(),
-        bar: bar.clone(),
-        bar_holds_p2pmem: p2p_bar == Some(bar.index),
-        offset: target.offset,
-        bus_address,
-        cpu_address,
-        host_bridge_offset: bar.bus_start.map(|b| bar.start as i128 - b as i128),
-        route,
-        map_type: v.map_type,
-        distance: v.distance,
-        certain: v.certain,
-        iommu,
-        dma_address,
-        advice,
-        reasons: v.reasons,
-    })
+    (dma_address, advice)
 }
 
 /// The hex of `config_hex` back to bytes; None if it is not hex.
@@ -252,15 +273,15 @@ mod tests {
         assert_eq!(t("gpu0:1+0x1000"), TargetSpec { device: "gpu0".into(), bar: Some(1), offset: 0x1000 });
         assert_eq!(t("0000:03:00.0:2+64K"), TargetSpec { device: "0000:03:00.0".into(), bar: Some(2), offset: 65536 });
         assert_eq!(t("03:00.0"), TargetSpec { device: "03:00.0".into(), bar: None, offset: 0 });
-        assert!(TargetSpec::parse("gpu0:7").unwrap_err().contains("not 0 to 5"));
-        assert!(TargetSpec::parse("gpu0+lots").unwrap_err().contains("not a number"));
+        assert!(TargetSpec::parse("gpu0:7").unwrap_err().to_string().contains("not 0 to 5"));
+        assert!(TargetSpec::parse("gpu0+lots").unwrap_err().to_string().contains("not a number"));
         assert!(TargetSpec::parse(":1").is_err());
-        assert!(TargetSpec::parse("gpu0:-1").unwrap_err().contains("BAR `-1` is not 0 to 5"));
-        assert!(TargetSpec::parse("gpu0:bar1").unwrap_err().contains("BAR `bar1`"));
-        assert!(TargetSpec::parse("gpu0:").unwrap_err().contains("BAR ``"));
-        assert!(TargetSpec::parse("gpu0:1+-5").unwrap_err().contains("is negative"));
-        assert!(TargetSpec::parse("gpu0:1+99999999999G").unwrap_err().contains("too large"));
-        assert!(TargetSpec::parse("gpu0+0xffffffffffffffffff").unwrap_err().contains("too large"));
+        assert!(TargetSpec::parse("gpu0:-1").unwrap_err().to_string().contains("BAR `-1` is not 0 to 5"));
+        assert!(TargetSpec::parse("gpu0:bar1").unwrap_err().to_string().contains("BAR `bar1`"));
+        assert!(TargetSpec::parse("gpu0:").unwrap_err().to_string().contains("BAR ``"));
+        assert!(TargetSpec::parse("gpu0:1+-5").unwrap_err().to_string().contains("is negative"));
+        assert!(TargetSpec::parse("gpu0:1+99999999999G").unwrap_err().to_string().contains("too large"));
+        assert!(TargetSpec::parse("gpu0+0xffffffffffffffffff").unwrap_err().to_string().contains("too large"));
         assert_eq!(t("0000:03:00.0:2+0x1000").device, "0000:03:00.0");
         assert_eq!(t("03:00.0").bar, None);
     }

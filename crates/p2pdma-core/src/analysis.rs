@@ -456,7 +456,28 @@ fn find_refs(engine: &Engine<'_>, refs: Vec<ClientRef>, any_bar: bool) -> FindRe
     let best = candidates.iter().filter_map(|c| c.distance).min();
     let tied: Vec<Bdf> =
         candidates.iter().filter(|c| c.distance.is_some() && c.distance == best).map(|c| c.provider).collect();
-    if let Some(n) = &not_pci {
+    find_reasons(engine, &mut reasons, not_pci.as_deref(), &candidates, &tied, best, any_bar);
+    FindReport {
+        provider: tied.first().copied(),
+        distance: best,
+        candidates,
+        tied,
+        reasons,
+        kernel: crate::kernel::summary(&engine.topo.machine),
+    }
+}
+
+/// Why `find` picked what it picked, or nothing: the kernel's view of the candidates.
+fn find_reasons(
+    engine: &Engine<'_>,
+    reasons: &mut Vec<String>,
+    not_pci: Option<&str>,
+    candidates: &[Candidate],
+    tied: &[Bdf],
+    best: Option<u32>,
+    any_bar: bool,
+) {
+    if let Some(n) = not_pci {
         reasons.push(format!("{n} is not a PCI device: the kernel finds no provider for a set that includes it"));
     } else if engine.p2pdma_absent() {
         reasons.push(crate::kernel::absent_reason(&engine.topo.machine));
@@ -492,14 +513,6 @@ fn find_refs(engine: &Engine<'_>, refs: Vec<ClientRef>, any_bar: bool) -> FindRe
         ));
     } else {
         reasons.push(format!("{} is the closest published provider (distance {})", tied[0], best.unwrap_or(0)));
-    }
-    FindReport {
-        provider: tied.first().copied(),
-        distance: best,
-        candidates,
-        tied,
-        reasons,
-        kernel: crate::kernel::summary(&engine.topo.machine),
     }
 }
 

@@ -241,84 +241,100 @@ pub fn choose_route(engine: &Engine<'_>, via: &Via, ends: &[&EndReport]) -> Resu
         Via::Provider(p) => Some(analysis::provider_of(engine, p)?),
         Via::Auto => None,
     };
-    let mut clients = Vec::new();
-    // The paths of NVMe multipath heads among the ends: the head's I/O may take any of
-    // them, so each path's controller is a client, named in the reasons by its path.
-    let mut path_names: Vec<(Bdf, String)> = Vec::new();
+    let clients = match route_clients(engine, ends) {
+        Ok(c) => c,
+        Err(reasons) => return Ok(Route::Host { reasons }),
+    };
+    let provider = match asked.map_or_else(|| auto_provider(engine, &clients), Ok) {
+        Ok(p) => p,
+        Err(reasons) => return Ok(Route::Host { reasons }),
+    };
+    Ok(route_through(engine, provider, &clients))
+}
+
+/// The PCI devices a route must serve, and the names of multipath paths among them.
+struct RouteClients {
+    devices: Vec<usize>,
+    /// The paths of NVMe multipath heads among the ends: the head's I/O may take any of
+    /// them, so each path's controller is a client, named in the reasons by its path.
+    path_names: Vec<(Bdf, String)>,
+}
+
+/// Each end's PCI device (every path's controller for a multipath head); Err: why host
+/// memory it must be (an end on no PCI device, a head the kernel refuses).
+fn route_clients(engine: &Engine<'_>, ends: &[&EndReport]) -> Result<RouteClients, Vec<String>> {
+    let mut clients = RouteClients { devices: Vec::new(), path_names: Vec::new() };
     for end in ends {
         let head = end.block_device.as_deref().and_then(|d| Some(d).zip(engine.topo.aliases.get(d)));
         if let Some((name, alias)) = head.filter(|(_, a)| a.is_multipath_head()) {
             if let Some(why) = crate::multipath::head_refusal(&engine.topo.machine, name, &alias.paths) {
-                return Ok(Route::Host { reasons: vec![why] });
+                return Err(vec![why]);
             }
             for path in &alias.paths {
-                match path.pci.and_then(|b| engine.index_of(b).map(|i| (b, i))) {
-                    Some((bdf, i)) => {
-                        clients.push(i);
-                        path_names.push((bdf, format!("{name} path {} (controller {}, {bdf})", path.disk, path.controller)));
-                    }
-                    None => {
-                        return Ok(Route::Host {
-                            reasons: vec![format!(
-                                "{} (on {name}): its multipath path {} (controller {}) is not on a PCI device, so no P2P memory can serve it",
-                                end.end.path, path.disk, path.controller
-                            )],
-                        })
-                    }
-                }
+                let Some((bdf, i)) = path.pci.and_then(|b| engine.index_of(b).map(|i| (b, i))) else {
+                    return Err(vec![format!(
+                        "{} (on {name}): its multipath path {} (controller {}) is not on a PCI device, so no P2P memory can serve it",
+                        end.end.path, path.disk, path.controller
+                    )]);
+                };
+                clients.devices.push(i);
+                clients
+                    .path_names
+                    .push((bdf, format!("{name} path {} (controller {}, {bdf})", path.disk, path.controller)));
             }
             continue;
         }
         match end.pci.and_then(|b| engine.index_of(b)) {
-            Some(i) => clients.push(i),
+            Some(i) => clients.devices.push(i),
             None => {
                 let on = end.block_device.as_deref().map(|d| format!(" (on {d})")).unwrap_or_default();
-                return Ok(Route::Host {
-                    reasons: vec![format!(
-                        "{}{on} is not on a PCI device, so no P2P memory can serve it",
-                        end.end.path
-                    )],
-                });
+                return Err(vec![format!(
+                    "{}{on} is not on a PCI device, so no P2P memory can serve it",
+                    end.end.path
+                )]);
             }
         }
     }
-    let provider = match asked {
-        Some(p) => p,
-        None => {
-            let found = analysis::find_devices(engine, &clients);
-            match found.provider.and_then(|b| engine.index_of(b)) {
-                Some(p) => p,
-                None => {
-                    let mut reasons = found.reasons;
-                    for c in found.candidates.iter().take(3) {
-                        if let Some(p) = engine.index_of(c.provider) {
-                            reasons.extend(why_not(&analysis::check_devices(engine, p, &clients), &path_names));
-                        }
-                    }
-                    reasons.dedup();
-                    return Ok(Route::Host { reasons });
-                }
-            }
+    Ok(clients)
+}
+
+/// The provider `find` picks for the clients; Err: why none (the best candidates' reasons).
+fn auto_provider(engine: &Engine<'_>, clients: &RouteClients) -> Result<usize, Vec<String>> {
+    let found = analysis::find_devices(engine, &clients.devices);
+    if let Some(p) = found.provider.and_then(|b| engine.index_of(b)) {
+        return Ok(p);
+    }
+    let mut reasons = found.reasons;
+    for c in found.candidates.iter().take(3) {
+        if let Some(p) = engine.index_of(c.provider) {
+            reasons.extend(why_not(&analysis::check_devices(engine, p, &clients.devices), &clients.path_names));
         }
-    };
-    let check = analysis::check_devices(engine, provider, &clients);
+    }
+    reasons.dedup();
+    Err(reasons)
+}
+
+/// P2P through `provider` when the verdict allows it and it has memory to lend, else host
+/// memory with the reasons.
+fn route_through(engine: &Engine<'_>, provider: usize, clients: &RouteClients) -> Route {
+    let check = analysis::check_devices(engine, provider, &clients.devices);
     if let (true, Some(distance)) = (check.map_type.supported(), check.distance) {
         if check.p2pmem.as_ref().is_some_and(|m| m.size > 0) {
-            return Ok(Route::P2p {
+            return Route::P2p {
                 provider: check.provider,
                 provider_name: check.provider_name,
                 map_type: check.map_type,
                 distance,
-            });
+            };
         }
     }
     let mut reasons: Vec<String> = check.notes.clone();
-    reasons.extend(why_not(&check, &path_names));
+    reasons.extend(why_not(&check, &clients.path_names));
     reasons.dedup();
     if reasons.is_empty() {
         reasons.push(format!("{} has no P2P memory to lend (p2pmem/size is 0)", check.provider));
     }
-    Ok(Route::Host { reasons })
+    Route::Host { reasons }
 }
 
 /// The reasons of the clients the provider cannot serve (not those of the ones it can),
@@ -470,8 +486,8 @@ mod tests {
 
     /// The `switch` scenario: nvme-a (with a CMB) and nvme-b under one switch.
     fn switch() -> Topology {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/topologies/switch.toml");
-        let (_, mut topo) = crate::spec::load(std::path::Path::new(path)).unwrap();
+        let text = include_str!("../../../examples/topologies/switch.toml");
+        let (_, mut topo) = crate::spec::from_text(text, std::path::Path::new("switch.toml")).unwrap();
         for (name, dev) in [("nvme0n1", "nvme-a"), ("nvme1n1", "nvme-b")] {
             let bdf = topo.devices.iter().find(|d| d.name.as_deref() == Some(dev)).unwrap().bdf;
             topo.aliases.insert(name.into(), Alias::new("block", Some(bdf)));

@@ -92,12 +92,31 @@ pub struct PairChange {
     pub path_after: Vec<String>,
 }
 
-/// Compares two topologies (`a` before, `b` after).
-pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
-    let (ea, eb) = (Engine::new(a)?, Engine::new(b)?);
-    let mut changes = Vec::new();
+/// Two topologies with their devices as JSON values, compared step by step.
+struct Sides<'a> {
+    ea: Engine<'a>,
+    eb: Engine<'a>,
+    da: BTreeMap<Bdf, (&'a Device, Value)>,
+    db: BTreeMap<Bdf, (&'a Device, Value)>,
+}
 
-    // Machine-wide facts, field by field.
+/// Compares two topologies (`a` before, `b` after): the machine, host bridges and devices
+/// field by field, then every pair's verdict; each change gets the flipped pairs whose
+/// path runs through it.
+pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
+    let sides = Sides { ea: Engine::new(a)?, eb: Engine::new(b)?, da: device_values(a), db: device_values(b) };
+    let mut changes = machine_changes(a, b, &sides);
+    changes.extend(host_bridge_changes(&sides));
+    changes.extend(device_changes(&sides));
+    let pairs = pair_changes(&sides);
+    attribute(&mut changes, &pairs);
+    Ok(Diff { same: changes.is_empty() && pairs.is_empty(), changes, pairs })
+}
+
+/// Machine-wide facts, field by field, and the CPU rule.
+fn machine_changes(a: &Topology, b: &Topology, sides: &Sides<'_>) -> Vec<Change> {
+    let (ea, eb) = (&sides.ea, &sides.eb);
+    let mut changes = Vec::new();
     for (field, before, after) in value_diff(&to_value(&a.machine), &to_value(&b.machine), &[]) {
         changes.push(change(Scope::Machine, "machine".into(), None, ChangeKind::Changed, Some(field), before, after));
     }
@@ -113,12 +132,17 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
             Some(after),
         ));
     }
+    changes
+}
 
-    // Host bridges and their whitelist verdicts.
+/// Host bridges and their whitelist verdicts.
+fn host_bridge_changes(sides: &Sides<'_>) -> Vec<Change> {
+    let (ea, eb) = (&sides.ea, &sides.eb);
+    let mut changes = Vec::new();
     let bridges = |e: &Engine<'_>| -> BTreeMap<String, Value> {
         e.host_bridge_info().into_iter().map(|v| (v.host_bridge.clone(), to_value(&v))).collect()
     };
-    let (ba, bb) = (bridges(&ea), bridges(&eb));
+    let (ba, bb) = (bridges(ea), bridges(eb));
     for (name, kind, before, after) in keyed_diff(&ba, &bb) {
         match kind {
             ChangeKind::Changed => {
@@ -129,9 +153,13 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
             _ => changes.push(change(Scope::HostBridge, name, None, kind, None, before.cloned(), after.cloned())),
         }
     }
+    changes
+}
 
-    // Devices, field by field.
-    let (da, db) = (device_values(a), device_values(b));
+/// Devices, field by field (added and removed ones whole).
+fn device_changes(sides: &Sides<'_>) -> Vec<Change> {
+    let (da, db) = (&sides.da, &sides.db);
+    let mut changes = Vec::new();
     for bdf in da.keys().chain(db.keys()).collect::<BTreeSet<_>>() {
         let label = db.get(bdf).or(da.get(bdf)).and_then(|(d, _)| label(d));
         match (da.get(bdf), db.get(bdf)) {
@@ -157,8 +185,12 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
             (None, None) => unreachable!("the key came from one of the maps"),
         }
     }
+    changes
+}
 
-    // Verdicts, pair by pair.
+/// Verdicts, pair by pair: every pair whose verdict differs, with its path on each side.
+fn pair_changes(sides: &Sides<'_>) -> Vec<PairChange> {
+    let (ea, eb, da, db) = (&sides.ea, &sides.eb, &sides.da, &sides.db);
     let cells = |e: &Engine<'_>| -> BTreeMap<PairKey, PairResult> {
         let m = analysis::matrix(e);
         let mut out = BTreeMap::new();
@@ -171,7 +203,7 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
         }
         out
     };
-    let (ca, cb) = (cells(&ea), cells(&eb));
+    let (ca, cb) = (cells(ea), cells(eb));
     let path = |e: &Engine<'_>, k: &PairKey, present: bool| -> Vec<String> {
         match (present, e.index_of(k.provider), e.index_of(k.client)) {
             (true, Some(p), Some(c)) => e.explain(p, c).path,
@@ -192,13 +224,17 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
             client_label: label_of(key.client),
             before,
             after,
-            path_before: path(&ea, key, before.is_some()),
-            path_after: path(&eb, key, after.is_some()),
+            path_before: path(ea, key, before.is_some()),
+            path_after: path(eb, key, after.is_some()),
         });
     }
+    pairs
+}
 
-    // Each fact gets the flipped pairs whose path runs through it.
-    for c in &mut changes {
+/// Each fact gets the flipped pairs whose path runs through it (all of them for
+/// machine-wide facts).
+fn attribute(changes: &mut [Change], pairs: &[PairChange]) {
+    for c in changes.iter_mut() {
         c.pairs = pairs
             .iter()
             .filter(|p| {
@@ -210,7 +246,6 @@ pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
             .map(|p| PairKey { provider: p.provider, client: p.client })
             .collect();
     }
-    Ok(Diff { same: changes.is_empty() && pairs.is_empty(), changes, pairs })
 }
 
 fn device_values(t: &Topology) -> BTreeMap<Bdf, (&Device, Value)> {

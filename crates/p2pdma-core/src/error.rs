@@ -1,11 +1,9 @@
 use std::path::PathBuf;
 
-/// Everything that can go wrong reading a topology or asking for a verdict.
+/// Everything that can go wrong judging a topology's text or asking for a verdict.
 /// Each message names the file or device and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
     /// A file that exists but does not say what it should (malformed, truncated, wrong type).
     #[error("{}: {msg}", path.display())]
     Invalid { path: PathBuf, msg: String },
@@ -31,16 +29,16 @@ pub enum Error {
     /// A copy source that is neither a file nor a device name.
     #[error("`{0}`: no such file here and no such device (see `p2pdma topo`)")]
     UnknownOperand(String),
+    /// A value that does not parse (a kernel release, a device class, an `addr` target, a
+    /// time) or a topology file whose parts do not fit; the message says which and why.
+    #[error("{0}")]
+    BadValue(String),
     /// A copy or benchmark that can never be carried out as asked (ranges, alignment, sizes).
     #[error(transparent)]
     Range(#[from] crate::transfer::RangeError),
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
-    }
-
     pub(crate) fn invalid(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), msg: msg.into() }
     }

@@ -554,7 +554,11 @@ pub const OPTION_ALIASES: &[(&str, &str)] = &[
 
 /// A time in fio's format (`runtime=`): a whole number with an optional unit, `us`/`usec`,
 /// `ms`/`msec`, `s`/`sec`, `m`/`min`, `h`/`hour`, `d`/`day`; no unit means seconds.
-pub fn parse_fio_time(text: &str) -> Result<Duration, String> {
+pub fn parse_fio_time(text: &str) -> Result<Duration, crate::Error> {
+    fio_time(text).map_err(crate::Error::BadValue)
+}
+
+fn fio_time(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -722,11 +726,11 @@ mod tests {
 
     #[test]
     fn fio_time_format() {
-        assert_eq!(parse_fio_time("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_fio_time("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_fio_time("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_fio_time("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_fio_time("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_fio_time("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(parse_fio_time("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(parse_fio_time("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_fio_time("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_fio_time("250us").ok(), Some(Duration::from_micros(250)));
         assert!(parse_fio_time("").is_err());
         assert!(parse_fio_time("1.5s").is_err());
         assert!(parse_fio_time("3 weeks").is_err());

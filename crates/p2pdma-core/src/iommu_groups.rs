@@ -22,46 +22,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::bdf::Bdf;
 use crate::config::{acs_bits, Acs, PortType};
-use crate::model::Topology;
+use crate::model::{Doubt, GroupInfo, GroupSource, Topology};
 
 /// `REQ_ACS_FLAGS` in drivers/iommu/iommu.c: what a bridge must enforce to isolate.
 pub const REQ_ACS_FLAGS: u16 = acs_bits::SV | acs_bits::RR | acs_bits::CR | acs_bits::UF;
-
-/// Where the devices' `iommu_group` numbers came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupSource {
-    /// Read from the kernel (`/sys/bus/pci/devices/*/iommu_group`), or a snapshot of it.
-    Kernel,
-    /// Computed by this module from the kernel's rules.
-    Predicted,
-}
-
-/// How a topology's IOMMU groups were found, and what the model could not know.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupInfo {
-    pub source: GroupSource,
-    /// Devices whose group rests on something the model lacks (a quirk, unreadable ACS).
-    #[serde(default)]
-    pub uncertain: Vec<Doubt>,
-    /// The what-if kernel parameters the groups (and ACS) were predicted under, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_params: Option<String>,
-    /// What the kernel would say about those parameters (ignored, unparsable, no such device).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-/// One device whose predicted group may be wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Doubt {
-    pub device: Bdf,
-    pub reason: String,
-}
 
 /// Predicted groups: one id per device (same order as `Topology::devices`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,127 +4,11 @@
 //! reads (config files, `/proc/kallsyms`, the kernel image) are in `kernel_live`.
 //! Sources for every fact: docs/kernel.md.
 
-use std::fmt;
-use std::str::FromStr;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{Machine, P2pMem, Topology};
+use crate::model::{Built, IommuMode, Machine, P2pMem, P2pdmaBuild, Topology, WhitelistEntry};
+use crate::release::{KernelRelease, NamedRelease};
 use crate::whitelist::{self, Entry, ANY_DEVICE};
-
-/// A kernel release, `major.minor[.patch]`, read from `uname -r` (`7.2.13+deb14-amd64`,
-/// `6.1.0-28-amd64`) or given by the user (`6.6`, `7.1.3`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Release {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl FromStr for Release {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "`{s}` is not a kernel release (expected MAJOR.MINOR[.PATCH], e.g. 6.6, 7.2.13 or 7.2.13+deb14-amd64)"
-            )
-        };
-        let t = s.trim().strip_prefix('v').unwrap_or(s.trim());
-        // The version ends where a suffix starts: `-rc1`, `-28-amd64`, `+deb14-amd64`.
-        let head = t.split(['-', '+', '_', '~']).next().unwrap_or("");
-        let mut parts = head.split('.');
-        let mut num = |required: bool| -> Result<Option<u32>, String> {
-            match parts.next() {
-                Some(p) if !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    p.parse().map(Some).map_err(|_| bad())
-                }
-                None if !required => Ok(None),
-                _ => Err(bad()),
-            }
-        };
-        let major = num(true)?.ok_or_else(bad)?;
-        let minor = num(true)?.ok_or_else(bad)?;
-        let patch = num(false)?.unwrap_or(0);
-        if parts.next().is_some() || !(2..=99).contains(&major) {
-            return Err(bad());
-        }
-        Ok(Release { major, minor, patch })
-    }
-}
-
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl Release {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Release { major, minor, patch }
-    }
-
-    pub fn at_least(&self, (major, minor): (u32, u32)) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-
-    /// The newest release whose whitelist p2pdma knows.
-    pub fn newest_known() -> Self {
-        Release::new(whitelist::NEWEST_KNOWN.0, whitelist::NEWEST_KNOWN.1, 0)
-    }
-}
-
-/// Yes, no, or not known (never guessed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Built {
-    Yes,
-    No,
-    #[default]
-    Unknown,
-}
-
-/// Whether the kernel has `CONFIG_PCI_P2PDMA`, and what said so.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct P2pdmaBuild {
-    pub built: Built,
-    /// The file (and line) that decided, or why nothing could.
-    #[serde(default)]
-    pub evidence: Option<String>,
-}
-
-/// How the IOMMU treats DMA: what a P2P mapping has to go through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IommuMode {
-    /// No IOMMU: bus addresses are physical addresses.
-    Off,
-    /// Identity domains (`iommu=pt`): DMA is not translated.
-    Passthrough,
-    /// DMA domains: every DMA address is translated.
-    Translated,
-}
-
-impl IommuMode {
-    pub fn meaning(self) -> &'static str {
-        match self {
-            IommuMode::Off => "no IOMMU: peers are reached by bus address; ACS is not forced on by the IOMMU",
-            IommuMode::Passthrough => "IOMMU in passthrough (identity): DMA is not translated, but the IOMMU still asks for ACS redirect on ports that have ACS",
-            IommuMode::Translated => "IOMMU translates DMA: ACS redirect sends peer traffic to the root complex, and a pair through the host bridge is mapped through the IOMMU",
-        }
-    }
-}
-
-/// A whitelist entry as the kernel in force has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WhitelistEntry {
-    pub vendor: u16,
-    /// 0xffff: every device of the vendor (`PCI_ANY_ID`).
-    pub device: u16,
-    pub same_host_bridge_only: bool,
-    #[serde(default)]
-    pub label: String,
-}
 
 impl From<&Entry> for WhitelistEntry {
     fn from(e: &Entry) -> Self {
@@ -149,33 +33,6 @@ impl WhitelistEntry {
             format!("{:04x}:{:04x}", self.vendor, self.device)
         }
     }
-}
-
-/// `pci_p2pdma_whitelist` as read out of a kernel image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageWhitelist {
-    /// The image it was read from.
-    pub image: String,
-    pub entries: Vec<WhitelistEntry>,
-}
-
-/// What is recorded about the kernel (live, in snapshots, from topology files). Everything
-/// defaults to unknown so older snapshots load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelFacts {
-    #[serde(default)]
-    pub p2pdma: P2pdmaBuild,
-    /// The whitelist compiled into the kernel, when its image could be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_whitelist: Option<ImageWhitelist>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iommu_mode: Option<IommuMode>,
-    /// The release the user named with `--kernel` (it replaces what was read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named_release: Option<String>,
-    /// What could not be read, one line each (file and cause).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
 }
 
 /// Which source decided the whitelist in force.
@@ -220,11 +77,18 @@ type FeatureRow = (&'static str, Option<(u32, u32)>, &'static str, &'static str)
 /// The first mainline release with P2PDMA (`CONFIG_PCI_P2PDMA`, drivers/pci/p2pdma.c).
 pub const FIRST_P2PDMA: (u32, u32) = (4, 20);
 
+/// The first release whose multipath heads take P2P buffers: fb0eeeed91f3 "nvme-multipath:
+/// enable PCI P2PDMA for multipath devices" (for-7.2/block, 26 May 2026) sets
+/// `BLK_FEAT_PCI_P2PDMA` on the head, and 7882834048f1 clears it in `blk_stack_limits()`
+/// when a path's queue lacks it. Before, the head's queue never had it: O_DIRECT with P2P
+/// pages through the head fails.
+pub const MULTIPATH_P2PDMA_SINCE: (u32, u32) = (7, 2);
+
 const FEATURES: &[FeatureRow] = &[
     ("nvmet_p2pmem", Some(FIRST_P2PDMA), "4.20", "nvmet namespaces can use P2P memory (configfs `p2pmem`)"),
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
-    ("multipath_and_md", Some(crate::multipath::P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
+    ("multipath_and_md", Some(MULTIPATH_P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
     ("fixed_buffers", None, "never", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
 ];
 
@@ -252,7 +116,7 @@ pub struct KernelSummary {
 
 pub fn summary(machine: &Machine) -> KernelSummary {
     KernelSummary {
-        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        release: release_text(machine),
         p2pdma: machine.kernel.p2pdma.clone(),
         whitelist_source: whitelist_in_force(machine).1,
     }
@@ -264,8 +128,16 @@ pub fn p2pdma_absent(machine: &Machine) -> bool {
 }
 
 /// The release being judged: `--kernel`, else the machine's, parsed.
-pub fn release(machine: &Machine) -> Option<Release> {
-    machine.kernel.named_release.as_deref().or(machine.kernel_release.as_deref()).and_then(|r| r.parse().ok())
+pub fn release(machine: &Machine) -> Option<KernelRelease> {
+    match &machine.kernel.named_release {
+        Some(named) => Some(named.release),
+        None => machine.kernel_release.as_deref().and_then(|r| r.parse().ok()),
+    }
+}
+
+/// The release as reports show it: `--kernel`'s words, else `uname -r`.
+fn release_text(machine: &Machine) -> Option<String> {
+    machine.kernel.named_release.as_ref().map(|n| n.text.clone()).or_else(|| machine.kernel_release.clone())
 }
 
 /// The whitelist in force and the source that decided it: the image beats a release, a
@@ -282,7 +154,7 @@ pub fn whitelist_in_force(machine: &Machine) -> (Vec<WhitelistEntry>, WhitelistS
             WhitelistSource::ReleaseTable { release: r.to_string() },
         ),
         None => {
-            let r = Release::newest_known();
+            let r = KernelRelease::newest_known();
             (
                 whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect(),
                 WhitelistSource::NewestKnown { release: format!("{}.{}", r.major, r.minor) },
@@ -314,7 +186,7 @@ pub fn capabilities(machine: &Machine) -> KernelCapabilities {
         _ => None,
     });
     KernelCapabilities {
-        release: machine.kernel.named_release.clone().or_else(|| machine.kernel_release.clone()),
+        release: release_text(machine),
         p2pdma: machine.kernel.p2pdma.clone(),
         features,
         iommu_mode,
@@ -392,17 +264,18 @@ pub fn iommu_mode_from_group_type(kind: &str) -> Option<IommuMode> {
     }
 }
 
-/// Applies `--kernel VERSION`: judge as that release would (its whitelist, its features),
-/// built with P2PDMA (a release is not a build), so a drive whose CMB this kernel leaves
-/// unused is judged as the provider it would be.
-pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
-    let r: Release = version.parse()?;
-    let machine = &mut topo.machine;
-    machine.kernel.named_release = Some(version.trim().to_string());
+/// "What if this kernel": the observed machine as kernel release `named` would see it (its
+/// whitelist, its features), built with P2PDMA (a release is not a build), so a drive whose
+/// CMB this kernel leaves unused is judged as the provider it would be. A new topology for
+/// the verdicts; the observed one is left as it was read.
+pub fn as_release(observed: &Topology, named: &NamedRelease) -> Topology {
+    let mut view = observed.clone();
+    let r = named.release;
+    view.machine.kernel.named_release = Some(named.clone());
     if !r.at_least(FIRST_P2PDMA) {
         // No build of such a release has P2PDMA: judging it "as built" would say yes to
         // pairs its kernel cannot serve.
-        machine.kernel.p2pdma = P2pdmaBuild {
+        view.machine.kernel.p2pdma = P2pdmaBuild {
             built: Built::No,
             evidence: Some(format!(
                 "--kernel {r}: P2PDMA (drivers/pci/p2pdma.c) came in {}.{}",
@@ -410,37 +283,27 @@ pub fn name_release(topo: &mut Topology, version: &str) -> Result<(), String> {
             )),
         };
         // Nothing publishes P2P memory there (as a topology file with `p2pdma = false`).
-        for d in &mut topo.devices {
+        for d in &mut view.devices {
             d.p2pmem = None;
         }
-        return Ok(());
+        return view;
     }
-    machine.kernel.p2pdma = P2pdmaBuild {
+    view.machine.kernel.p2pdma = P2pdmaBuild {
         built: Built::Unknown,
         evidence: Some(format!("--kernel {r}: a release, not a build; judged as built with CONFIG_PCI_P2PDMA")),
     };
-    for d in &mut topo.devices {
+    for d in &mut view.devices {
         if let (None, Some(size)) = (&d.p2pmem, d.cmb) {
             d.p2pmem = Some(P2pMem { size, available: size, published: true });
         }
     }
-    Ok(())
+    view
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn releases_parse_from_uname_and_users() {
-        assert_eq!("7.2.13+deb14-amd64".parse(), Ok(Release::new(7, 2, 13)));
-        assert_eq!("6.1.0-28-amd64".parse(), Ok(Release::new(6, 1, 0)));
-        assert_eq!("6.6".parse(), Ok(Release::new(6, 6, 0)));
-        assert_eq!("v7.3-rc1".parse(), Ok(Release::new(7, 3, 0)));
-        for bad in ["", "7", "abc", "7.x", "7.2.13.4", "1.0", "7..2", "99999.1"] {
-            assert!(bad.parse::<Release>().is_err(), "{bad}");
-        }
-    }
+    use crate::model::ImageWhitelist;
 
     #[test]
     fn config_and_kallsyms_say_yes_no_or_nothing() {
@@ -474,23 +337,28 @@ mod tests {
         let (wl, src) = whitelist_in_force(&m);
         assert!(matches!(src, WhitelistSource::Image { .. }));
         assert_eq!(wl.len(), 1);
-        let mut t = Topology {
+        let observed = Topology {
             machine: m,
             host_bridges: vec![],
             devices: vec![],
             aliases: Default::default(),
             iommu_groups: None,
         };
-        name_release(&mut t, "7.3").unwrap();
+        let named = |v: &str| v.parse::<NamedRelease>().unwrap();
+        let t = as_release(&observed, &named("7.3"));
         assert!(
             matches!(whitelist_in_force(&t.machine).1, WhitelistSource::ReleaseTable { .. }),
             "--kernel beats the image"
         );
-        assert!(name_release(&mut t, "seven").is_err());
-        name_release(&mut t, "4.19").unwrap();
+        assert!(
+            matches!(whitelist_in_force(&observed.machine).1, WhitelistSource::Image { .. }),
+            "a view, not an edit"
+        );
+        assert!("seven".parse::<NamedRelease>().is_err());
+        let t = as_release(&observed, &named("4.19"));
         assert!(p2pdma_absent(&t.machine), "a release before 4.20 has no P2PDMA to build");
         assert!(crate::metrics::kernel_p2pdma_support(&t) == Some(false));
-        name_release(&mut t, "4.20").unwrap();
+        let t = as_release(&t, &named("4.20"));
         assert!(!p2pdma_absent(&t.machine));
     }
 

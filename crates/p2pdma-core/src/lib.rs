@@ -1,30 +1,32 @@
 //! p2pdma-core: the PCIe topology model, config-space decoding and the Linux kernel's
-//! peer-to-peer DMA verdict, as pure code. The only OS access is reading files under
-//! caller-given roots (`sysfs`, `snapshot`, `spec`), so everything runs on fixtures.
+//! peer-to-peer DMA verdict, as pure code: no filesystem call (a clippy lint in this
+//! crate's `clippy.toml` refuses one). Reading the machine and files is p2pdma-host's;
+//! here text and bytes come in, judgements go out, so everything runs on fixtures.
+
+// Unit tests build fixture trees and read example files; the crate itself may not.
+#![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
 pub mod addr;
 pub mod analysis;
 pub mod bdf;
+pub mod block_device;
 pub mod config;
 pub mod copy_plan;
 pub mod diff;
 mod error;
 mod explain;
 pub mod fio;
-pub mod input;
 pub mod iommu_groups;
 pub mod kernel;
-pub mod kernel_image;
-pub mod kernel_live;
 pub mod kernel_params;
 pub mod metrics;
 pub mod model;
 pub mod multipath;
 pub mod pathclass;
 pub mod pciids;
+pub mod release;
 pub mod snapshot;
 pub mod spec;
-pub mod sysfs;
 pub mod transfer;
 pub mod verdict;
 pub mod what_if;

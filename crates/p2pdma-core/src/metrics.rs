@@ -83,11 +83,20 @@ fn gts(s: &Option<String>) -> Option<f64> {
 
 /// The exposition of everything the verdicts rest on, and the verdicts.
 pub fn exposition(engine: &Engine<'_>) -> String {
+    let mut out = String::new();
+    machine_families(&mut out, engine);
+    pair_families(&mut out, engine);
+    acs_families(&mut out, engine.topo);
+    link_families(&mut out, engine.topo);
+    provider_families(&mut out, engine.topo);
+    out
+}
+
+/// The machine, the kernel, the IOMMU, the CPU rule and each host bridge's whitelisting.
+fn machine_families(out: &mut String, engine: &Engine<'_>) {
     let topo = engine.topo;
     let m = &topo.machine;
-    let mut out = String::new();
-
-    let mut f = Family::new(&mut out, "p2pdma_machine_info", "The machine p2pdma read (value always 1).");
+    let mut f = Family::new(out, "p2pdma_machine_info", "The machine p2pdma read (value always 1).");
     f.sample(
         &[
             ("kernel_release", m.kernel_release.as_deref().unwrap_or("")),
@@ -97,30 +106,32 @@ pub fn exposition(engine: &Engine<'_>) -> String {
         1.0,
     );
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_kernel_p2pdma_supported",
         "1 when the kernel supports P2PDMA (it shows P2P memory providers); 0 when it is known to lack it; NaN when this machine cannot tell.",
     );
     f.sample(&[], kernel_p2pdma_support(topo).map(flag).unwrap_or(f64::NAN));
-    let mut f = Family::new(&mut out, "p2pdma_iommu_enabled", "1 when an IOMMU is active; NaN when unknown.");
+    let mut f = Family::new(out, "p2pdma_iommu_enabled", "1 when an IOMMU is active; NaN when unknown.");
     f.sample(&[], m.iommu.map(flag).unwrap_or(f64::NAN));
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_cpu_allows_p2pdma",
         "1 when the CPU rule (AMD Zen or newer) lets P2P through any host bridge.",
     );
     f.sample(&[], flag(engine.cpu_allows()));
 
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_host_bridge_whitelisted",
         "1 when the host bridge's root device is on the kernel's P2PDMA whitelist.",
     );
     for b in engine.host_bridge_info() {
         f.sample(&[("host_bridge", &b.host_bridge), ("id", b.id.as_deref().unwrap_or(""))], flag(b.entry.is_some()));
     }
+}
 
-    // Per pair: the matrix the `topo` command shows.
+/// Per pair: the matrix the `topo` command shows.
+fn pair_families(out: &mut String, engine: &Engine<'_>) {
     let matrix = analysis::matrix(engine);
     let device = |bdf| engine.index_of(bdf).map(|i| engine.device(i));
     let mut pairs: Vec<(Vec<(&str, String)>, PairResult)> = Vec::new();
@@ -139,7 +150,7 @@ pub fn exposition(engine: &Engine<'_>) -> String {
         }
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_pair_supported",
         "1 when the kernel allows P2PDMA between provider and client (bus address or through the host bridge).",
     );
@@ -147,7 +158,7 @@ pub fn exposition(engine: &Engine<'_>) -> String {
         f.owned(labels, flag(cell.map_type.supported()));
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_pair_bus_address",
         "1 when the kernel maps the pair by PCI bus address (peer traffic stays below a common bridge).",
     );
@@ -155,7 +166,7 @@ pub fn exposition(engine: &Engine<'_>) -> String {
         f.owned(labels, flag(cell.map_type == MapType::BusAddr));
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_pair_distance",
         "The kernel's P2PDMA distance of the pair (absent when not supported).",
     );
@@ -164,10 +175,12 @@ pub fn exposition(engine: &Engine<'_>) -> String {
             f.owned(labels, f64::from(d));
         }
     }
+}
 
-    // Per port: ACS redirects (only devices with the capability; unreadable ACS is NaN).
+/// Per port: ACS redirects (only devices with the capability; unreadable ACS is NaN).
+fn acs_families(out: &mut String, topo: &Topology) {
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_acs_redirect",
         "1 when the device's ACS control redirects peer traffic upstream (RR, CR or EC set); NaN when unreadable.",
     );
@@ -179,51 +192,54 @@ pub fn exposition(engine: &Engine<'_>) -> String {
         };
         f.sample(&[("device", &d.bdf.to_string()), ("name", &name(d)), ("acs_ctrl", &bits)], value);
     }
+}
 
-    // Per link.
+/// Per link: degraded, speed, width.
+fn link_families(out: &mut String, topo: &Topology) {
     let links: Vec<(&Device, &crate::model::Link)> =
         topo.devices.iter().filter_map(|d| d.link.as_ref().map(|l| (d, l))).collect();
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_link_degraded",
         "1 when the PCIe link trained below the speed or width both ends can do.",
     );
     for (d, l) in &links {
         f.sample(&[("device", &d.bdf.to_string()), ("name", &name(d))], flag(l.degraded()));
     }
-    let mut f = Family::new(&mut out, "p2pdma_link_speed_gts", "Current PCIe link speed in GT/s.");
+    let mut f = Family::new(out, "p2pdma_link_speed_gts", "Current PCIe link speed in GT/s.");
     for (d, l) in &links {
         if let Some(s) = gts(&l.current_speed) {
             f.sample(&[("device", &d.bdf.to_string()), ("name", &name(d))], s);
         }
     }
-    let mut f = Family::new(&mut out, "p2pdma_link_width", "Current PCIe link width in lanes.");
+    let mut f = Family::new(out, "p2pdma_link_width", "Current PCIe link width in lanes.");
     for (d, l) in &links {
         if let Some(w) = l.current_width {
             f.sample(&[("device", &d.bdf.to_string()), ("name", &name(d))], f64::from(w));
         }
     }
+}
 
-    // Per provider.
+/// Per provider: free and total P2P memory, published.
+fn provider_families(out: &mut String, topo: &Topology) {
     let providers: Vec<&Device> = topo.devices.iter().filter(|d| d.p2pmem.is_some()).collect();
     let mem = |d: &Device| d.p2pmem.clone().expect("filtered on p2pmem");
-    let mut f = Family::new(&mut out, "p2pdma_p2pmem_free_bytes", "P2P memory not yet allocated, per provider.");
+    let mut f = Family::new(out, "p2pdma_p2pmem_free_bytes", "P2P memory not yet allocated, per provider.");
     for d in &providers {
         f.sample(&[("provider", &d.bdf.to_string()), ("name", &name(d))], mem(d).available as f64);
     }
-    let mut f = Family::new(&mut out, "p2pdma_p2pmem_size_bytes", "P2P memory a provider offers in total.");
+    let mut f = Family::new(out, "p2pdma_p2pmem_size_bytes", "P2P memory a provider offers in total.");
     for d in &providers {
         f.sample(&[("provider", &d.bdf.to_string()), ("name", &name(d))], mem(d).size as f64);
     }
     let mut f = Family::new(
-        &mut out,
+        out,
         "p2pdma_p2pmem_published",
         "1 when the provider publishes its P2P memory (usable by pci_p2pmem_find and nvmet's automatic choice).",
     );
     for d in &providers {
         f.sample(&[("provider", &d.bdf.to_string()), ("name", &name(d))], flag(mem(d).published));
     }
-    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
-use crate::iommu_groups::GroupInfo;
+use crate::pciids::{self, Names};
+use crate::release::NamedRelease;
 
 /// A machine's PCI devices and the facts outside /sys that the kernel's verdict rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +44,7 @@ pub struct Machine {
     pub iommu: Option<bool>,
     /// What the kernel has for P2P (build, whitelist image, IOMMU mode); unknown in older snapshots.
     #[serde(default)]
-    pub kernel: crate::kernel::KernelFacts,
+    pub kernel: KernelFacts,
 }
 
 /// A PCI host bridge: the root of one PCI hierarchy.
@@ -198,7 +199,7 @@ impl Alias {
     /// one PCI device all its paths are on. The kernel's own walk (nvmet's P2P check) sees
     /// only `pci_parent`.
     pub fn data_pci(&self) -> Option<Bdf> {
-        self.pci_parent.or_else(|| crate::multipath::shared_pci(&self.paths))
+        self.pci_parent.or_else(|| shared_pci(&self.paths))
     }
 }
 
@@ -260,7 +261,146 @@ impl Device {
             0x0b40 => "co-processor",
             _ if self.is_pci_bridge() => "PCI bridge",
             // Any other class: its name in the built-in PCI ID database, as lspci prints it.
-            _ => crate::pciids::builtin::class(self.class).unwrap_or("device"),
+            _ => pciids::builtin::class(self.class).unwrap_or("device"),
+        }
+    }
+}
+
+// What is recorded about the kernel (the rules over it are `kernel`).
+
+/// Yes, no, or not known (never guessed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Built {
+    Yes,
+    No,
+    #[default]
+    Unknown,
+}
+
+/// Whether the kernel has `CONFIG_PCI_P2PDMA`, and what said so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pdmaBuild {
+    pub built: Built,
+    /// The file (and line) that decided, or why nothing could.
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+/// How the IOMMU treats DMA: what a P2P mapping has to go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IommuMode {
+    /// No IOMMU: bus addresses are physical addresses.
+    Off,
+    /// Identity domains (`iommu=pt`): DMA is not translated.
+    Passthrough,
+    /// DMA domains: every DMA address is translated.
+    Translated,
+}
+
+impl IommuMode {
+    pub fn meaning(self) -> &'static str {
+        match self {
+            IommuMode::Off => "no IOMMU: peers are reached by bus address; ACS is not forced on by the IOMMU",
+            IommuMode::Passthrough => "IOMMU in passthrough (identity): DMA is not translated, but the IOMMU still asks for ACS redirect on ports that have ACS",
+            IommuMode::Translated => "IOMMU translates DMA: ACS redirect sends peer traffic to the root complex, and a pair through the host bridge is mapped through the IOMMU",
+        }
+    }
+}
+
+/// A whitelist entry as the kernel in force has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhitelistEntry {
+    pub vendor: u16,
+    /// 0xffff: every device of the vendor (`PCI_ANY_ID`).
+    pub device: u16,
+    pub same_host_bridge_only: bool,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// `pci_p2pdma_whitelist` as read out of a kernel image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageWhitelist {
+    /// The image it was read from.
+    pub image: String,
+    pub entries: Vec<WhitelistEntry>,
+}
+
+/// What is recorded about the kernel (live, in snapshots, from topology files). Everything
+/// defaults to unknown so older snapshots load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelFacts {
+    #[serde(default)]
+    pub p2pdma: P2pdmaBuild,
+    /// The whitelist compiled into the kernel, when its image could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_whitelist: Option<ImageWhitelist>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_mode: Option<IommuMode>,
+    /// The release the user named with `--kernel` (it replaces what was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_release: Option<NamedRelease>,
+    /// What could not be read, one line each (file and cause).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+// How the IOMMU groups were found (the kernel's grouping rules are `iommu_groups`).
+
+/// Where the devices' `iommu_group` numbers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSource {
+    /// Read from the kernel (`/sys/bus/pci/devices/*/iommu_group`), or a snapshot of it.
+    Kernel,
+    /// Computed by this module from the kernel's rules.
+    Predicted,
+}
+
+/// How a topology's IOMMU groups were found, and what the model could not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub source: GroupSource,
+    /// Devices whose group rests on something the model lacks (a quirk, unreadable ACS).
+    #[serde(default)]
+    pub uncertain: Vec<Doubt>,
+    /// The what-if kernel parameters the groups (and ACS) were predicted under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_params: Option<String>,
+    /// What the kernel would say about those parameters (ignored, unparsable, no such device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One device whose predicted group may be wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Doubt {
+    pub device: Bdf,
+    pub reason: String,
+}
+
+/// The one PCI device all `paths` are on, None when they are on several or none.
+pub fn shared_pci(paths: &[MultipathPath]) -> Option<Bdf> {
+    let first = paths.first()?.pci?;
+    paths.iter().all(|p| p.pci == Some(first)).then_some(first)
+}
+
+impl Topology {
+    /// Fills in the vendor, device and class names the devices lack (files and older
+    /// snapshots have none; names already there, e.g. read by another machine, are kept).
+    pub fn annotate_names(&mut self, names: &Names) {
+        for d in &mut self.devices {
+            if d.vendor_name.is_none() {
+                d.vendor_name = names.vendor(d.vendor).map(str::to_string);
+            }
+            if d.device_name.is_none() {
+                d.device_name = names.device(d.vendor, d.device).map(str::to_string);
+            }
+            if d.class_name.is_none() {
+                d.class_name = names.class(d.class).map(str::to_string);
+            }
         }
     }
 }

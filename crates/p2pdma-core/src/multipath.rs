@@ -6,22 +6,12 @@
 //! I/O to the head goes down any live path, so the head is where data moves, and a P2P
 //! verdict for it must hold for every path's controller.
 //!
-//! Since 6.15 (4dbd2b2ebe4c) the head lists its paths in `/sys/block/<head>/multipath/`;
-//! before, the paths are found by the name rule under `/sys/class/nvme/<ctrl>/`.
+//! The names and the rules; reading a head's paths out of sysfs is p2pdma-host's
+//! `multipath`.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use crate::kernel::{self, Release};
+use crate::kernel;
 use crate::model::{Machine, MultipathPath};
-use crate::Bdf;
-
-/// The first release whose multipath heads take P2P buffers: fb0eeeed91f3 "nvme-multipath:
-/// enable PCI P2PDMA for multipath devices" (for-7.2/block, 26 May 2026) sets
-/// `BLK_FEAT_PCI_P2PDMA` on the head, and 7882834048f1 clears it in `blk_stack_limits()`
-/// when a path's queue lacks it. Before, the head's queue never had it: O_DIRECT with P2P
-/// pages through the head fails.
-pub const P2PDMA_SINCE: (u32, u32) = (7, 2);
+use crate::release::KernelRelease;
 
 /// What an NVMe block device name says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,75 +37,11 @@ pub fn parse_disk_name(name: &str) -> Option<NvmeDiskName> {
     }
 }
 
-/// The PCI device a sysfs directory hangs from: the last PCI address in its canonical path,
-/// `.../0000:03:00.0/nvme/nvme0/nvme0c0n1` → `0000:03:00.0`; None for virtual devices.
-pub fn pci_above(dir: &Path) -> Option<Bdf> {
-    dir.ancestors().find_map(|d| d.file_name()?.to_str()?.parse::<Bdf>().ok())
-}
-
-/// One path of a head as sysfs shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathDir {
-    pub disk: String,
-    /// The controller the path disk sits under (`nvme1`).
-    pub controller: String,
-    /// Its canonical sysfs directory.
-    pub dir: PathBuf,
-}
-
-/// The paths of the block device `disk` (empty when it is no multipath head): from the
-/// head's `multipath/` links, else by the name rule (`nvme<s>c<c>n<h>` under each
-/// `/sys/class/nvme/nvme<c>/`).
-pub fn head_paths(sys: &Path, disk: &str) -> Vec<PathDir> {
-    let path_dir = |dir: PathBuf| -> Option<PathDir> {
-        let dir = fs::canonicalize(dir).ok()?;
-        let disk = dir.file_name()?.to_str()?.to_string();
-        let controller = dir.parent()?.file_name()?.to_str()?.to_string();
-        Some(PathDir { disk, controller, dir })
-    };
-    let mut paths: Vec<PathDir> = match fs::read_dir(sys.join("class/block").join(disk).join("multipath")) {
-        Ok(entries) => entries.flatten().filter_map(|e| path_dir(e.path())).collect(),
-        Err(_) => {
-            let Some(NvmeDiskName::Namespace { instance, ns }) = parse_disk_name(disk) else { return Vec::new() };
-            let Ok(ctrls) = fs::read_dir(sys.join("class/nvme")) else { return Vec::new() };
-            ctrls
-                .flatten()
-                .filter_map(|c| {
-                    let ctrl: u32 = c.file_name().to_str()?.strip_prefix("nvme")?.parse().ok()?;
-                    let candidate = c.path().join(format!("nvme{instance}c{ctrl}n{ns}"));
-                    candidate.is_dir().then(|| path_dir(candidate))?
-                })
-                .collect()
-        }
-    };
-    paths.sort_by(|a, b| a.disk.cmp(&b.disk));
-    paths
-}
-
-/// The paths of `disk` with their PCI devices (for the model).
-pub fn read_paths(sys: &Path, disk: &str) -> Vec<MultipathPath> {
-    head_paths(sys, disk)
-        .into_iter()
-        .map(|p| MultipathPath { pci: pci_above(&p.dir), disk: p.disk, controller: p.controller })
-        .collect()
-}
-
-/// The one PCI device all `paths` are on, None when they are on several or none.
-pub fn shared_pci(paths: &[MultipathPath]) -> Option<Bdf> {
-    let first = paths.first()?.pci?;
-    paths.iter().all(|p| p.pci == Some(first)).then_some(first)
-}
-
-/// Whether `disk` is hidden (`<sys>/class/block/<disk>/hidden` reads 1): a multipath path.
-pub fn is_hidden(sys: &Path, disk: &str) -> bool {
-    fs::read_to_string(sys.join("class/block").join(disk).join("hidden")).is_ok_and(|s| s.trim() == "1")
-}
-
 /// Why P2P through the head `head` cannot work on the kernel judged, None when it can (or
 /// the release is unknown).
 pub fn head_refusal(machine: &Machine, head: &str, paths: &[MultipathPath]) -> Option<String> {
-    let release: Release = kernel::release(machine)?;
-    if release.at_least(P2PDMA_SINCE) {
+    let release: KernelRelease = kernel::release(machine)?;
+    if release.at_least(kernel::MULTIPATH_P2PDMA_SINCE) {
         return None;
     }
     let names: Vec<&str> = paths.iter().map(|p| p.disk.as_str()).collect();
@@ -124,10 +50,10 @@ pub fn head_refusal(machine: &Machine, head: &str, paths: &[MultipathPath]) -> O
          (their queues got BLK_FEAT_PCI_P2PDMA in {}.{}, fb0eeeed91f3); boot with nvme_core.multipath=N, \
          or a kernel {}.{} or newer",
         names.join(", "),
-        P2PDMA_SINCE.0,
-        P2PDMA_SINCE.1,
-        P2PDMA_SINCE.0,
-        P2PDMA_SINCE.1
+        kernel::MULTIPATH_P2PDMA_SINCE.0,
+        kernel::MULTIPATH_P2PDMA_SINCE.1,
+        kernel::MULTIPATH_P2PDMA_SINCE.0,
+        kernel::MULTIPATH_P2PDMA_SINCE.1
     ))
 }
 

@@ -4,20 +4,11 @@
 //! usually the newer), and the database built into the binary by the `pci-ids` crate (static
 //! tables: nothing to load, so the lab's guest and machines without `pci.ids` get names too).
 //! Each lookup asks the machine's file first and the built-in tables second, so an entry
-//! missing from an older file is still found. Only the commands that print devices look
-//! names up (`Names::load` reads the file once, when called); `copy` does not pay for it.
+//! missing from an older file is still found. Finding and reading the machine's file is
+//! p2pdma-host's `pciids`; only the commands that print devices ask for it, so `copy` does
+//! not pay for it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use crate::model::Topology;
-
-/// Where distributions install `pci.ids` (Debian: package `pci.ids`).
-pub const DEFAULT_PATHS: &[&str] = &["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids"];
-
-/// `P2PDMA_PCI_IDS=FILE` uses that file (then the built-in database); `P2PDMA_PCI_IDS=builtin`
-/// uses the built-in database alone.
-pub const ENV: &str = "P2PDMA_PCI_IDS";
 
 /// Names parsed from one `pci.ids` file.
 #[derive(Debug, Default)]
@@ -29,38 +20,15 @@ pub struct PciIds {
 }
 
 impl PciIds {
-    /// The first database found (`P2PDMA_PCI_IDS` first), or None: names are a nicety.
-    pub fn load_default() -> Option<Self> {
-        Self::load_default_vendors(|_| true)
-    }
-
-    /// `load_default` keeping only the vendors `keep` wants (see `load_vendors`).
-    pub fn load_default_vendors(keep: impl Fn(u16) -> bool) -> Option<Self> {
-        let env = std::env::var_os(ENV).map(PathBuf::from);
-        if env.as_deref() == Some(Path::new("builtin")) {
-            return None;
-        }
-        env.into_iter().chain(DEFAULT_PATHS.iter().map(PathBuf::from)).find_map(|p| Self::load_vendors(&p, &keep))
-    }
-
-    pub fn load(path: &Path) -> Option<Self> {
-        Self::load_vendors(path, |_| true)
-    }
-
-    /// Like `load`, keeping only the vendors `keep` wants (and every class): a machine has a
-    /// handful of vendors, and skipping the other ~2,500 makes reading the file 5x cheaper.
-    pub fn load_vendors(path: &Path, keep: impl Fn(u16) -> bool) -> Option<Self> {
-        let bytes = std::fs::read(path).ok()?;
-        Some(Self::parse_vendors(&String::from_utf8_lossy(&bytes), keep))
-    }
-
     /// Vendor lines `vvvv  Name`, device lines `\tdddd  Name`, then the class section:
     /// `C cc  Name`, `\tss  Name`, `\t\tpp  Name` (programming interfaces, not kept).
     pub fn parse(text: &str) -> Self {
         Self::parse_vendors(text, |_| true)
     }
 
-    fn parse_vendors(text: &str, keep: impl Fn(u16) -> bool) -> Self {
+    /// Like `parse`, keeping only the vendors `keep` wants (and every class): a machine has a
+    /// handful of vendors, and skipping the other ~2,500 makes reading the file 5x cheaper.
+    pub fn parse_vendors(text: &str, keep: impl Fn(u16) -> bool) -> Self {
         let mut ids = PciIds::default();
         let mut vendor: Option<u16> = None;
         let mut class: Option<u8> = None;
@@ -154,17 +122,6 @@ pub struct Names {
 }
 
 impl Names {
-    /// Reads the machine's file (see `PciIds::load_default`); the built-in database is always there.
-    pub fn load() -> Self {
-        Names { system: PciIds::load_default() }
-    }
-
-    /// Like `load`, reading from the file only the vendors in `topo` (what `annotate` needs).
-    pub fn load_for(topo: &Topology) -> Self {
-        let vendors: std::collections::HashSet<u16> = topo.devices.iter().map(|d| d.vendor).collect();
-        Names { system: PciIds::load_default_vendors(|v| vendors.contains(&v)) }
-    }
-
     /// The built-in database alone.
     pub fn builtin() -> Self {
         Names { system: None }
@@ -184,22 +141,6 @@ impl Names {
 
     pub fn class(&self, class_code: u32) -> Option<&str> {
         self.system.as_ref().and_then(|s| s.class(class_code)).or_else(|| builtin::class(class_code))
-    }
-
-    /// Fills in the names a topology lacks (files and older snapshots have none; names
-    /// already there, e.g. read by another machine, are kept).
-    pub fn annotate(&self, topo: &mut Topology) {
-        for d in &mut topo.devices {
-            if d.vendor_name.is_none() {
-                d.vendor_name = self.vendor(d.vendor).map(str::to_string);
-            }
-            if d.device_name.is_none() {
-                d.device_name = self.device(d.vendor, d.device).map(str::to_string);
-            }
-            if d.class_name.is_none() {
-                d.class_name = self.class(d.class).map(str::to_string);
-            }
-        }
     }
 }
 

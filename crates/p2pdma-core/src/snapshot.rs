@@ -63,9 +63,3 @@ pub fn from_json(text: &str, path: &Path) -> Result<Topology, Error> {
     crate::iommu_groups::fill(&mut env.topology);
     Ok(env.topology)
 }
-
-/// Reads a snapshot file.
-pub fn load(path: &Path) -> Result<Topology, Error> {
-    let text = crate::input::read_text(path)?;
-    from_json(&text, path)
-}

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use crate::bdf::Bdf;
 use crate::config::{Acs, PortType};
-use crate::kernel::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::kernel_params::{predict_acs_ctrl, AcsParams, DeviceIdentity};
 use crate::model::{Alias, Bar, Device, HostBridge, Machine, P2pMem, Topology};
+use crate::model::{Built, IommuMode, KernelFacts, P2pdmaBuild};
 use crate::Error;
 
 /// The file as written.
@@ -78,7 +78,7 @@ pub const CPU_PRESETS: &[(&str, &str, u32, &str)] = &[
 
 impl CpuSpec {
     /// (vendor_id, family, QEMU model if there is one).
-    pub fn resolve(&self) -> Result<(String, u32, Option<&'static str>), String> {
+    pub fn resolve(&self) -> Result<(String, u32, Option<&'static str>), Error> {
         match self {
             CpuSpec::Preset(p) => CPU_PRESETS
                 .iter()
@@ -86,10 +86,10 @@ impl CpuSpec {
                 .map(|(_, v, f, q)| (v.to_string(), *f, Some(*q)))
                 .ok_or_else(|| {
                     let names: Vec<&str> = CPU_PRESETS.iter().map(|p| p.0).collect();
-                    format!(
+                    Error::BadValue(format!(
                         "unknown cpu preset `{p}` (one of {}, or {{ vendor = \"AuthenticAMD\", family = 25 }})",
                         names.join(", ")
-                    )
+                    ))
                 }),
             CpuSpec::Custom { vendor, family, .. } => Ok((vendor.clone(), *family, None)),
         }
@@ -414,11 +414,10 @@ const MAX_MIB: u64 = 1 << 24;
 /// QEMU places the ACS capability here on its root ports; we use it for every spec device.
 const SPEC_ACS_OFFSET: u16 = 0x148;
 
-/// Reads and lowers a topology file.
-pub fn load(path: &Path) -> Result<(Spec, Topology), Error> {
-    let text = crate::input::read_text(path)?;
-    let spec = parse(&text, path)?;
-    let topo = spec.to_topology().map_err(|msg| Error::invalid(path, msg))?;
+/// Parses and lowers a topology file's text; `path` names the file in errors.
+pub fn from_text(text: &str, path: &Path) -> Result<(Spec, Topology), Error> {
+    let spec = parse(text, path)?;
+    let topo = spec.to_topology().map_err(|e| Error::invalid(path, e.to_string()))?;
     Ok((spec, topo))
 }
 
@@ -475,71 +474,251 @@ enum Parent {
 
 impl Spec {
     /// The model the kernel would build for this machine.
-    pub fn to_topology(&self) -> Result<Topology, String> {
-        let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve()?;
+    pub fn to_topology(&self) -> Result<Topology, Error> {
+        self.lower().map_err(Error::BadValue)
+    }
+
+    /// In steps: host bridges, then the functions below them (each step places `Node`s
+    /// in a `Tree`), then addresses, then the model's devices, aliases and machine.
+    fn lower(&self) -> Result<Topology, String> {
+        let (cpu_vendor, cpu_family, _) = self.machine.cpu.resolve().map_err(|e| e.to_string())?;
         let p2pdma_built = self.machine.p2pdma.unwrap_or(true);
-        let mut bridges: Vec<PlacedBridge> = Vec::new();
         let specs: Vec<SpecHostBridge> = if self.host_bridges.is_empty() {
             vec![SpecHostBridge { name: "pci0000:00".into(), id: None, bus: None, domain: 0, numa_node: None }]
         } else {
             self.host_bridges.clone()
         };
-        for (i, hb) in specs.iter().enumerate() {
-            let bus = match hb.bus {
-                Some(b) => b,
-                None if i == 0 => 0,
-                None => u8::try_from(0x60 + 0x20 * i)
-                    .map_err(|_| format!("host bridge {}: give it a root `bus` (no default left)", hb.name))?,
-            };
-            let id = match (&hb.id, i) {
-                (Some(id), _) => Some(parse_id(id, &format!("host bridge {}", hb.name))?),
-                (None, 0) => Some((0x8086, 0x29c0)),
-                (None, _) => None,
-            };
-            let kernel_name = format!("pci{:04x}:{:02x}", hb.domain, bus);
-            if bridges.iter().any(|b| b.bridge.name == kernel_name) {
-                return Err(format!("host bridge {}: root bus {kernel_name} is used twice", hb.name));
+        let mut tree = Tree::new(place_host_bridges(&specs)?);
+        tree.host_functions()?;
+        tree.root_ports(&self.root_ports)?;
+        tree.switches(&self.switches)?;
+        for ep in &self.endpoints {
+            tree.endpoint(ep)?;
+        }
+        let bdfs = assign_addresses(&tree.nodes, &tree.bridges)?;
+        let mut devices = self.devices(&tree, &bdfs, &specs, p2pdma_built)?;
+        devices.sort_by_key(|d| d.bdf);
+        assign_bar_addresses(&mut devices);
+        let aliases = self.aliases(&tree, &bdfs)?;
+        if let Some(r) = &self.machine.kernel_release {
+            r.parse::<crate::release::KernelRelease>().map_err(|e| format!("machine.kernel_release: {e}"))?;
+        }
+        let mut topo = Topology {
+            machine: self.lowered_machine(cpu_vendor, cpu_family, p2pdma_built),
+            host_bridges: tree.bridges.into_iter().map(|b| b.bridge).collect(),
+            devices,
+            aliases,
+            iommu_groups: None,
+        };
+        crate::iommu_groups::fill(&mut topo);
+        Ok(topo)
+    }
+
+    /// The placed functions as the model's devices: addresses, upstream links, ACS as the
+    /// kernel would program it under the file's command line, P2P memory if built.
+    fn devices(
+        &self,
+        tree: &Tree,
+        bdfs: &[Bdf],
+        specs: &[SpecHostBridge],
+        p2pdma_built: bool,
+    ) -> Result<Vec<Device>, String> {
+        let nodes = &tree.nodes;
+        let params = AcsParams::from_cmdline(&self.machine.kernel_params);
+        let mut devices = Vec::with_capacity(nodes.len());
+        let mut seen = HashSet::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let bdf = bdfs[i];
+            if !seen.insert(bdf) {
+                return Err(format!("{}: address {bdf} is taken twice (check slots and functions)", n.name));
             }
-            bridges.push(PlacedBridge {
-                spec_name: hb.name.clone(),
-                bridge: HostBridge { name: kernel_name, domain: hb.domain, bus },
-                id,
+            let upstream = match n.parent {
+                Parent::Bridge(p) => Some(bdfs[p]),
+                Parent::HostBridge(_) => None,
+            };
+            let chain = chain_of(nodes, bdfs, i);
+            let acs = match n.acs {
+                None => Acs::Absent,
+                Some((cap, fw)) => {
+                    let ident = DeviceIdentity {
+                        bdf,
+                        vendor: n.vendor,
+                        device: n.device,
+                        subsystem: None,
+                        upstream_chain: &chain,
+                    };
+                    let ctrl = predict_acs_ctrl(cap, fw, self.machine.iommu, &params, &ident);
+                    Acs::Present { offset: SPEC_ACS_OFFSET, cap, ctrl }
+                }
+            };
+            let hb = host_bridge_of(nodes, i);
+            devices.push(Device {
+                bdf,
+                // The host bridge's own function carries the bridge's name, not one of its own.
+                name: (n.class != 0x060000).then(|| n.name.clone()),
+                vendor: n.vendor,
+                device: n.device,
+                class: n.class,
+                subsystem: None,
+                vendor_name: None,
+                device_name: None,
+                class_name: None,
+                driver: None,
+                upstream,
+                host_bridge: tree.bridges[hb].bridge.name.clone(),
+                physfn: n.vf_of.map(|p| bdfs[p]),
+                is_bridge: n.is_bridge,
+                port_type: Some(n.port_type),
+                link: None,
+                acs,
+                bars: n.bars.clone(),
+                iommu_group: None,
+                numa_node: specs[hb].numa_node,
+                local_cpus: None,
+                p2pmem: n.p2pmem.clone().filter(|_| p2pdma_built),
+                cmb: n.cmb,
+                config_hex: None,
             });
         }
+        Ok(devices)
+    }
 
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        let hb_by_name: HashMap<&str, usize> =
-            bridges.iter().enumerate().map(|(i, b)| (b.spec_name.as_str(), i)).collect();
-        let add = |nodes: &mut Vec<Node>, by_name: &mut HashMap<String, usize>, n: Node| -> Result<usize, String> {
-            if by_name.contains_key(&n.name) || hb_by_name.contains_key(n.name.as_str()) {
-                return Err(format!("the name `{}` is used twice", n.name));
+    /// `[[virtual]]` devices: names for clients that are no PCI device, with their parent.
+    fn aliases(&self, tree: &Tree, bdfs: &[Bdf]) -> Result<BTreeMap<String, Alias>, String> {
+        let mut aliases = BTreeMap::new();
+        for v in &self.virtual_devices {
+            let pci_parent = match &v.parent {
+                Some(p) => Some(
+                    *tree
+                        .by_name
+                        .get(p)
+                        .map(|&i| &bdfs[i])
+                        .ok_or_else(|| format!("virtual {}: no device named `{p}`", v.name))?,
+                ),
+                None => None,
+            };
+            if tree.by_name.contains_key(&v.name) {
+                return Err(format!("the name `{}` is used twice", v.name));
             }
-            by_name.insert(n.name.clone(), nodes.len());
-            nodes.push(n);
-            Ok(nodes.len() - 1)
-        };
+            aliases.insert(v.name.clone(), Alias::new("spec", pci_parent));
+        }
+        Ok(aliases)
+    }
 
-        for (i, PlacedBridge { bridge: hb, id, .. }) in bridges.iter().enumerate() {
-            if let Some((vendor, device)) = id {
+    /// The machine the file describes: CPU, command line, IOMMU, whether P2PDMA is built.
+    fn lowered_machine(&self, cpu_vendor: String, cpu_family: u32, p2pdma_built: bool) -> Machine {
+        let cmdline = self.machine.kernel_params.trim();
+        Machine {
+            arch: Some("x86_64".into()),
+            cpu_vendor: Some(cpu_vendor),
+            cpu_family: Some(cpu_family),
+            cpu_model_name: None,
+            kernel_release: self.machine.kernel_release.clone(),
+            cmdline: (!cmdline.is_empty()).then(|| cmdline.to_string()),
+            iommu: Some(self.machine.iommu),
+            kernel: KernelFacts {
+                p2pdma: P2pdmaBuild {
+                    built: if p2pdma_built { Built::Yes } else { Built::No },
+                    evidence: Some(match self.machine.p2pdma {
+                        Some(v) => format!("the topology file says machine.p2pdma = {v}"),
+                        None => "the topology file (machine.p2pdma defaults to true)".into(),
+                    }),
+                },
+                iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
+                ..KernelFacts::default()
+            },
+        }
+    }
+}
+
+/// The host bridges with their root buses and 00.0 identities (the first one is q35's
+/// 8086:29c0 unless the file says otherwise).
+fn place_host_bridges(specs: &[SpecHostBridge]) -> Result<Vec<PlacedBridge>, String> {
+    let mut bridges: Vec<PlacedBridge> = Vec::new();
+    for (i, hb) in specs.iter().enumerate() {
+        let bus = match hb.bus {
+            Some(b) => b,
+            None if i == 0 => 0,
+            None => u8::try_from(0x60 + 0x20 * i)
+                .map_err(|_| format!("host bridge {}: give it a root `bus` (no default left)", hb.name))?,
+        };
+        let id = match (&hb.id, i) {
+            (Some(id), _) => Some(parse_id(id, &format!("host bridge {}", hb.name))?),
+            (None, 0) => Some((0x8086, 0x29c0)),
+            (None, _) => None,
+        };
+        let kernel_name = format!("pci{:04x}:{:02x}", hb.domain, bus);
+        if bridges.iter().any(|b| b.bridge.name == kernel_name) {
+            return Err(format!("host bridge {}: root bus {kernel_name} is used twice", hb.name));
+        }
+        bridges.push(PlacedBridge {
+            spec_name: hb.name.clone(),
+            bridge: HostBridge { name: kernel_name, domain: hb.domain, bus },
+            id,
+        });
+    }
+    Ok(bridges)
+}
+
+/// The functions placed so far under the host bridges, by name (names are unique across
+/// functions and host bridges).
+struct Tree {
+    bridges: Vec<PlacedBridge>,
+    hb_by_name: HashMap<String, usize>,
+    nodes: Vec<Node>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Tree {
+    fn new(bridges: Vec<PlacedBridge>) -> Tree {
+        let hb_by_name = bridges.iter().enumerate().map(|(i, b)| (b.spec_name.clone(), i)).collect();
+        Tree { bridges, hb_by_name, nodes: Vec::new(), by_name: HashMap::new() }
+    }
+
+    fn add(&mut self, n: Node) -> Result<usize, String> {
+        if self.by_name.contains_key(&n.name) || self.hb_by_name.contains_key(n.name.as_str()) {
+            return Err(format!("the name `{}` is used twice", n.name));
+        }
+        self.by_name.insert(n.name.clone(), self.nodes.len());
+        self.nodes.push(n);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Each host bridge's own 00.0 function, when it has an identity.
+    fn host_functions(&mut self) -> Result<(), String> {
+        let functions: Vec<Node> = self
+            .bridges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let (vendor, device) = b.id?;
                 let n = Node::plain(
-                    format!("{}-host", hb.name),
-                    *vendor,
-                    *device,
+                    format!("{}-host", b.bridge.name),
+                    vendor,
+                    device,
                     0x060000,
                     PortType::RootComplexIntegratedEndpoint,
                     Parent::HostBridge(i),
                     0,
                     0,
                 );
-                add(&mut nodes, &mut by_name, Node { is_bridge: false, ..n })?;
-            }
+                Some(Node { is_bridge: false, ..n })
+            })
+            .collect();
+        for n in functions {
+            self.add(n)?;
         }
+        Ok(())
+    }
 
+    /// Root ports on their host bridges, slots given or counted up after the bridge's
+    /// own function.
+    fn root_ports(&mut self, ports: &[SpecRootPort]) -> Result<(), String> {
         let mut auto_slot: HashMap<usize, u8> = HashMap::new();
-        for rp in &self.root_ports {
+        for rp in ports {
             let hb = match &rp.host_bridge {
-                Some(h) => *hb_by_name
+                Some(h) => *self
+                    .hb_by_name
                     .get(h.as_str())
                     .ok_or_else(|| format!("root port {}: no host bridge named `{h}`", rp.name))?,
                 None => 0,
@@ -548,7 +727,7 @@ impl Spec {
                 Some(s) => s,
                 None => {
                     // After the bridge's own 00.0 function, if it has one (like q35), else from 0.
-                    let first = if bridges[hb].id.is_some() { 0x10 } else { 0 };
+                    let first = if self.bridges[hb].id.is_some() { 0x10 } else { 0 };
                     let next = auto_slot.entry(hb).or_insert(first);
                     let s = *next;
                     *next = next
@@ -567,51 +746,21 @@ impl Spec {
                 .map_err(|e| format!("root port {}: {e}", rp.name))?;
             let mut n = Node::port(rp.name.clone(), (vendor, device), PortType::RootPort, Parent::HostBridge(hb), slot);
             n.acs = acs.map(|c| (c, rp.acs_ctrl));
-            add(&mut nodes, &mut by_name, n)?;
+            self.add(n)?;
         }
+        Ok(())
+    }
 
-        // Switches may hang below other switches: place them once their parent exists.
-        let mut pending: Vec<&SpecSwitch> = self.switches.iter().collect();
+    /// Switches may hang below other switches: each is placed once its parent exists.
+    fn switches(&mut self, switches: &[SpecSwitch]) -> Result<(), String> {
+        let mut pending: Vec<&SpecSwitch> = switches.iter().collect();
         while !pending.is_empty() {
             let before = pending.len();
             let mut still = Vec::new();
             for sw in pending {
-                let Some(&parent) = by_name.get(&sw.parent) else {
-                    still.push(sw);
-                    continue;
-                };
-                let p = &nodes[parent];
-                if !matches!(p.port_type, PortType::RootPort | PortType::SwitchDownstream) {
-                    return Err(format!(
-                        "switch {}: parent `{}` is not a root port or switch downstream port",
-                        sw.name, sw.parent
-                    ));
-                }
-                let (uv, ud) = parse_id(sw.id.as_deref().unwrap_or("104c:8232"), &format!("switch {}", sw.name))?;
-                let (dv, dd) =
-                    parse_id(sw.downstream_id.as_deref().unwrap_or("104c:8233"), &format!("switch {}", sw.name))?;
-                let acs = match &sw.acs {
-                    Some(a) => a.cap().map_err(|e| format!("switch {}: {e}", sw.name))?,
-                    None => None,
-                };
-                if sw.ports == 0 || sw.ports > 32 {
-                    return Err(format!("switch {}: ports must be 1 to 32, not {}", sw.name, sw.ports));
-                }
-                let up = add(
-                    &mut nodes,
-                    &mut by_name,
-                    Node::port(sw.name.clone(), (uv, ud), PortType::SwitchUpstream, Parent::Bridge(parent), 0),
-                )?;
-                for i in 0..sw.ports {
-                    let mut n = Node::port(
-                        format!("{}.{i}", sw.name),
-                        (dv, dd),
-                        PortType::SwitchDownstream,
-                        Parent::Bridge(up),
-                        i,
-                    );
-                    n.acs = acs.map(|c| (c, sw.acs_ctrl));
-                    add(&mut nodes, &mut by_name, n)?;
+                match self.by_name.get(&sw.parent) {
+                    Some(&parent) => self.switch(sw, parent)?,
+                    None => still.push(sw),
                 }
             }
             if still.len() == before {
@@ -620,214 +769,142 @@ impl Spec {
             }
             pending = still;
         }
-
-        for ep in &self.endpoints {
-            let parent = match (by_name.get(&ep.parent), hb_by_name.get(ep.parent.as_str())) {
-                (Some(&p), _) => {
-                    if !matches!(nodes[p].port_type, PortType::RootPort | PortType::SwitchDownstream) {
-                        return Err(format!(
-                            "endpoint {}: parent `{}` is not a root port, switch downstream port or host bridge",
-                            ep.name, ep.parent
-                        ));
-                    }
-                    if ep.slot.is_some_and(|s| s != 0) {
-                        return Err(format!("endpoint {}: only slot 0 exists below a PCIe port", ep.name));
-                    }
-                    Parent::Bridge(p)
-                }
-                (None, Some(&h)) => Parent::HostBridge(h),
-                (None, None) => {
-                    return Err(format!("endpoint {}: no port or host bridge named `{}`", ep.name, ep.parent))
-                }
-            };
-            if ep.function > 7 {
-                return Err(format!("endpoint {}: function {} is out of range 0-7", ep.name, ep.function));
-            }
-            let slot = match parent {
-                Parent::Bridge(_) => 0,
-                Parent::HostBridge(_) => {
-                    ep.slot.ok_or_else(|| format!("endpoint {}: a device on a root bus needs a `slot`", ep.name))?
-                }
-            };
-            let (default_id, class) = match ep.kind {
-                EndpointKind::Nvme => ("1b36:0010", 0x010802),
-                EndpointKind::Nic => ("8086:10d3", 0x020000),
-                EndpointKind::Gpu => ("10de:2330", 0x030200),
-                EndpointKind::Accelerator => ("1de5:3000", 0x120000),
-                EndpointKind::Device => ("1b36:0005", 0xff0000),
-            };
-            let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
-            let mut n =
-                Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
-            n.is_bridge = false;
-            n.acs = match &ep.acs {
-                Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
-                None => None,
-            };
-            let published = ep.published.unwrap_or(true);
-            let mib = 1u64 << 20;
-            for (field, v) in [("cmb_mib", ep.cmb_mib), ("p2pmem_mib", ep.p2pmem_mib), ("size_mib", ep.size_mib)] {
-                if v.is_some_and(|v| v > MAX_MIB) {
-                    return Err(format!("endpoint {}: {field} must be at most {MAX_MIB} (16 TiB)", ep.name));
-                }
-            }
-            // The memory BAR (the CMB's, or the one holding the P2P memory), and P2P memory
-            // when the driver would register it.
-            let memory_mib = match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
-                // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap); QEMU's CMB is BAR 2.
-                (EndpointKind::Nvme, Some(cmb), None) => {
-                    if cmb > 0 && cmb % 2 == 0 {
-                        n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
-                    }
-                    n.cmb = (cmb > 0).then_some(cmb * mib);
-                    Some(cmb)
-                }
-                (kind, Some(_), _) if kind != EndpointKind::Nvme => {
-                    return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
-                }
-                (_, Some(_), Some(_)) => {
-                    return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name))
-                }
-                (_, None, Some(mem)) => {
-                    n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
-                    Some(mem)
-                }
-                _ => None,
-            };
-            n.bars = endpoint_bars(ep, memory_mib.filter(|&m| m > 0).map(|m| m * mib))?;
-            let vf_bars: Vec<Bar> = n.bars.iter().filter(|b| b.memory).take(1).cloned().collect();
-            let pf = add(&mut nodes, &mut by_name, n)?;
-            for i in 0..ep.vfs {
-                let devfn = (slot as u16) * 8 + ep.function as u16 + 1 + i as u16;
-                if devfn > 0xff {
-                    return Err(format!("endpoint {}: {} VFs do not fit on its bus", ep.name, ep.vfs));
-                }
-                let mut vf = Node::plain(
-                    format!("{}-vf{i}", ep.name),
-                    vendor,
-                    device,
-                    class,
-                    PortType::Endpoint,
-                    parent,
-                    (devfn >> 3) as u8,
-                    (devfn & 7) as u8,
-                );
-                vf.is_bridge = false;
-                vf.vf_of = Some(pf);
-                vf.bars = vf_bars.clone();
-                add(&mut nodes, &mut by_name, vf)?;
-            }
-        }
-
-        let bdfs = assign_addresses(&nodes, &bridges)?;
-        let params = AcsParams::from_cmdline(&self.machine.kernel_params);
-        let mut devices = Vec::with_capacity(nodes.len());
-        let mut seen = HashSet::new();
-        for (i, n) in nodes.iter().enumerate() {
-            let bdf = bdfs[i];
-            if !seen.insert(bdf) {
-                return Err(format!("{}: address {bdf} is taken twice (check slots and functions)", n.name));
-            }
-            let upstream = match n.parent {
-                Parent::Bridge(p) => Some(bdfs[p]),
-                Parent::HostBridge(_) => None,
-            };
-            let chain = chain_of(&nodes, &bdfs, i);
-            let acs = match n.acs {
-                None => Acs::Absent,
-                Some((cap, fw)) => {
-                    let ident = DeviceIdentity {
-                        bdf,
-                        vendor: n.vendor,
-                        device: n.device,
-                        subsystem: None,
-                        upstream_chain: &chain,
-                    };
-                    let ctrl = predict_acs_ctrl(cap, fw, self.machine.iommu, &params, &ident);
-                    Acs::Present { offset: SPEC_ACS_OFFSET, cap, ctrl }
-                }
-            };
-            devices.push(Device {
-                bdf,
-                // The host bridge's own function carries the bridge's name, not one of its own.
-                name: (n.class != 0x060000).then(|| n.name.clone()),
-                vendor: n.vendor,
-                device: n.device,
-                class: n.class,
-                subsystem: None,
-                vendor_name: None,
-                device_name: None,
-                class_name: None,
-                driver: None,
-                upstream,
-                host_bridge: bridges[host_bridge_of(&nodes, i)].bridge.name.clone(),
-                physfn: n.vf_of.map(|p| bdfs[p]),
-                is_bridge: n.is_bridge,
-                port_type: Some(n.port_type),
-                link: None,
-                acs,
-                bars: n.bars.clone(),
-                iommu_group: None,
-                numa_node: specs[host_bridge_of(&nodes, i)].numa_node,
-                local_cpus: None,
-                p2pmem: n.p2pmem.clone().filter(|_| p2pdma_built),
-                cmb: n.cmb,
-                config_hex: None,
-            });
-        }
-        devices.sort_by_key(|d| d.bdf);
-        assign_bar_addresses(&mut devices);
-
-        let mut aliases = BTreeMap::new();
-        for v in &self.virtual_devices {
-            let pci_parent = match &v.parent {
-                Some(p) => Some(
-                    *by_name
-                        .get(p)
-                        .map(|&i| &bdfs[i])
-                        .ok_or_else(|| format!("virtual {}: no device named `{p}`", v.name))?,
-                ),
-                None => None,
-            };
-            if by_name.contains_key(&v.name) {
-                return Err(format!("the name `{}` is used twice", v.name));
-            }
-            aliases.insert(v.name.clone(), Alias::new("spec", pci_parent));
-        }
-
-        let cmdline = self.machine.kernel_params.trim();
-        if let Some(r) = &self.machine.kernel_release {
-            r.parse::<crate::kernel::Release>().map_err(|e| format!("machine.kernel_release: {e}"))?;
-        }
-        let mut topo = Topology {
-            machine: Machine {
-                arch: Some("x86_64".into()),
-                cpu_vendor: Some(cpu_vendor),
-                cpu_family: Some(cpu_family),
-                cpu_model_name: None,
-                kernel_release: self.machine.kernel_release.clone(),
-                cmdline: (!cmdline.is_empty()).then(|| cmdline.to_string()),
-                iommu: Some(self.machine.iommu),
-                kernel: KernelFacts {
-                    p2pdma: P2pdmaBuild {
-                        built: if p2pdma_built { Built::Yes } else { Built::No },
-                        evidence: Some(match self.machine.p2pdma {
-                            Some(v) => format!("the topology file says machine.p2pdma = {v}"),
-                            None => "the topology file (machine.p2pdma defaults to true)".into(),
-                        }),
-                    },
-                    iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
-                    ..KernelFacts::default()
-                },
-            },
-            host_bridges: bridges.into_iter().map(|b| b.bridge).collect(),
-            devices,
-            aliases,
-            iommu_groups: None,
-        };
-        crate::iommu_groups::fill(&mut topo);
-        Ok(topo)
+        Ok(())
     }
+
+    /// One switch below node `parent`: its upstream port and downstream ports.
+    fn switch(&mut self, sw: &SpecSwitch, parent: usize) -> Result<(), String> {
+        if !matches!(self.nodes[parent].port_type, PortType::RootPort | PortType::SwitchDownstream) {
+            return Err(format!(
+                "switch {}: parent `{}` is not a root port or switch downstream port",
+                sw.name, sw.parent
+            ));
+        }
+        let (uv, ud) = parse_id(sw.id.as_deref().unwrap_or("104c:8232"), &format!("switch {}", sw.name))?;
+        let (dv, dd) = parse_id(sw.downstream_id.as_deref().unwrap_or("104c:8233"), &format!("switch {}", sw.name))?;
+        let acs = match &sw.acs {
+            Some(a) => a.cap().map_err(|e| format!("switch {}: {e}", sw.name))?,
+            None => None,
+        };
+        if sw.ports == 0 || sw.ports > 32 {
+            return Err(format!("switch {}: ports must be 1 to 32, not {}", sw.name, sw.ports));
+        }
+        let up =
+            self.add(Node::port(sw.name.clone(), (uv, ud), PortType::SwitchUpstream, Parent::Bridge(parent), 0))?;
+        for i in 0..sw.ports {
+            let mut n =
+                Node::port(format!("{}.{i}", sw.name), (dv, dd), PortType::SwitchDownstream, Parent::Bridge(up), i);
+            n.acs = acs.map(|c| (c, sw.acs_ctrl));
+            self.add(n)?;
+        }
+        Ok(())
+    }
+
+    /// Where an endpoint hangs: below a port (slot 0), or on a root bus at its `slot`.
+    fn endpoint_place(&self, ep: &SpecEndpoint) -> Result<(Parent, u8), String> {
+        let parent = match (self.by_name.get(&ep.parent), self.hb_by_name.get(ep.parent.as_str())) {
+            (Some(&p), _) => {
+                if !matches!(self.nodes[p].port_type, PortType::RootPort | PortType::SwitchDownstream) {
+                    return Err(format!(
+                        "endpoint {}: parent `{}` is not a root port, switch downstream port or host bridge",
+                        ep.name, ep.parent
+                    ));
+                }
+                if ep.slot.is_some_and(|s| s != 0) {
+                    return Err(format!("endpoint {}: only slot 0 exists below a PCIe port", ep.name));
+                }
+                Parent::Bridge(p)
+            }
+            (None, Some(&h)) => Parent::HostBridge(h),
+            (None, None) => return Err(format!("endpoint {}: no port or host bridge named `{}`", ep.name, ep.parent)),
+        };
+        if ep.function > 7 {
+            return Err(format!("endpoint {}: function {} is out of range 0-7", ep.name, ep.function));
+        }
+        let slot = match parent {
+            Parent::Bridge(_) => 0,
+            Parent::HostBridge(_) => {
+                ep.slot.ok_or_else(|| format!("endpoint {}: a device on a root bus needs a `slot`", ep.name))?
+            }
+        };
+        Ok((parent, slot))
+    }
+
+    /// An endpoint (its identity, ACS, memory BAR and P2P memory) and its VFs.
+    fn endpoint(&mut self, ep: &SpecEndpoint) -> Result<(), String> {
+        let (parent, slot) = self.endpoint_place(ep)?;
+        let (default_id, class) = match ep.kind {
+            EndpointKind::Nvme => ("1b36:0010", 0x010802),
+            EndpointKind::Nic => ("8086:10d3", 0x020000),
+            EndpointKind::Gpu => ("10de:2330", 0x030200),
+            EndpointKind::Accelerator => ("1de5:3000", 0x120000),
+            EndpointKind::Device => ("1b36:0005", 0xff0000),
+        };
+        let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
+        let mut n = Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
+        n.is_bridge = false;
+        n.acs = match &ep.acs {
+            Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
+            None => None,
+        };
+        let memory = endpoint_memory(ep, &mut n)?;
+        n.bars = endpoint_bars(ep, memory)?;
+        let vf_bars: Vec<Bar> = n.bars.iter().filter(|b| b.memory).take(1).cloned().collect();
+        let pf = self.add(n)?;
+        for i in 0..ep.vfs {
+            let devfn = (slot as u16) * 8 + ep.function as u16 + 1 + i as u16;
+            if devfn > 0xff {
+                return Err(format!("endpoint {}: {} VFs do not fit on its bus", ep.name, ep.vfs));
+            }
+            let mut vf = Node::plain(
+                format!("{}-vf{i}", ep.name),
+                vendor,
+                device,
+                class,
+                PortType::Endpoint,
+                parent,
+                (devfn >> 3) as u8,
+                (devfn & 7) as u8,
+            );
+            vf.is_bridge = false;
+            vf.vf_of = Some(pf);
+            vf.bars = vf_bars.clone();
+            self.add(vf)?;
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint's memory BAR size in bytes (the CMB's, or the one holding the P2P memory),
+/// setting the node's P2P memory when the driver would register it and its CMB.
+fn endpoint_memory(ep: &SpecEndpoint, n: &mut Node) -> Result<Option<u64>, String> {
+    let published = ep.published.unwrap_or(true);
+    let mib = 1u64 << 20;
+    for (field, v) in [("cmb_mib", ep.cmb_mib), ("p2pmem_mib", ep.p2pmem_mib), ("size_mib", ep.size_mib)] {
+        if v.is_some_and(|v| v > MAX_MIB) {
+            return Err(format!("endpoint {}: {field} must be at most {MAX_MIB} (16 TiB)", ep.name));
+        }
+    }
+    let memory_mib = match (ep.kind, ep.cmb_mib, ep.p2pmem_mib) {
+        // nvme_map_cmb stops silently unless the CMB is 2 MiB aligned (memremap); QEMU's CMB is BAR 2.
+        (EndpointKind::Nvme, Some(cmb), None) => {
+            if cmb > 0 && cmb % 2 == 0 {
+                n.p2pmem = Some(P2pMem { size: cmb * mib, available: cmb * mib, published });
+            }
+            n.cmb = (cmb > 0).then_some(cmb * mib);
+            Some(cmb)
+        }
+        (kind, Some(_), _) if kind != EndpointKind::Nvme => {
+            return Err(format!("endpoint {}: cmb_mib is for NVMe; use p2pmem_mib", ep.name))
+        }
+        (_, Some(_), Some(_)) => return Err(format!("endpoint {}: give cmb_mib or p2pmem_mib, not both", ep.name)),
+        (_, None, Some(mem)) => {
+            n.p2pmem = Some(P2pMem { size: mem * mib, available: mem * mib, published });
+            Some(mem)
+        }
+        _ => None,
+    };
+    Ok(memory_mib.filter(|&m| m > 0).map(|m| m * mib))
 }
 
 impl Node {

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::bdf::Bdf;
-use crate::config::{acs_bits, Acs};
-use crate::kernel::{self, WhitelistEntry};
+use crate::kernel;
+use crate::model::WhitelistEntry;
 use crate::model::{Device, Topology};
 use crate::whitelist;
 use crate::Error;
@@ -169,7 +169,7 @@ impl<'t> Engine<'t> {
     /// The kernel's walk. Calls `on_node(device, provider_side)` for every node whose ACS
     /// is checked on the way to a common device. Returns (distance, common device).
     #[inline]
-    fn walk(&self, provider: u32, client: u32, mut on_node: impl FnMut(u32, bool)) -> (u32, Option<u32>) {
+    pub(crate) fn walk(&self, provider: u32, client: u32, mut on_node: impl FnMut(u32, bool)) -> (u32, Option<u32>) {
         let (mut a, mut dist_a, mut dist_b) = (provider, 0u32, 0u32);
         while a != NONE {
             dist_b = 0;
@@ -278,65 +278,6 @@ impl<'t> Engine<'t> {
             .map(|(i, _)| i)
     }
 
-    /// Everything about one pair: path, ACS findings, host bridge decision, reasons, fixes,
-    /// and the lines the kernel logs when it evaluates the pair verbosely.
-    pub fn explain(&self, provider: usize, client: usize) -> PairVerdict {
-        let mut checked: Vec<(u32, bool)> = Vec::new();
-        let (dist, common) = self.walk(provider as u32, client as u32, |n, side| checked.push((n, side)));
-        let mut redirect = Vec::new();
-        let mut unknown = Vec::new();
-        if common.is_some() {
-            for &(n, provider_side) in &checked {
-                let d = self.device(n as usize);
-                match d.acs {
-                    Acs::Present { offset, ctrl, .. } if ctrl & acs_bits::REDIRECT != 0 => redirect.push(AcsRedirect {
-                        device: d.bdf,
-                        bits: acs_bits::names(ctrl & acs_bits::REDIRECT),
-                        ctrl,
-                        cap_offset: offset,
-                        side: if Some(n) == common {
-                            Side::Common
-                        } else if provider_side {
-                            Side::Provider
-                        } else {
-                            Side::Client
-                        },
-                    }),
-                    Acs::Unknown => unknown.push(d.bdf),
-                    _ => {}
-                }
-            }
-        }
-        let result = self.pair(provider, client);
-        let host_bridge = (common.is_none() || !redirect.is_empty()).then(|| self.host_bridge_check(provider, client));
-        let path = self.path(provider as u32, client as u32, common);
-        let mut v = PairVerdict {
-            provider: self.device(provider).bdf,
-            client: self.device(client).bdf.to_string(),
-            client_name: self.device(client).name.clone(),
-            client_bdf: Some(self.device(client).bdf),
-            map_type: result.map_type,
-            distance: result.distance,
-            hops: dist,
-            common_upstream: common.map(|c| self.device(c as usize).bdf),
-            path,
-            acs_redirect: redirect,
-            acs_unknown: unknown,
-            host_bridge,
-            certain: true,
-            reasons: Vec::new(),
-            fixes: Vec::new(),
-            kernel_log: Vec::new(),
-            fix_costs: Vec::new(),
-            fix_costs_note: None,
-        };
-        crate::explain::annotate(self, &mut v, provider, client);
-        if self.p2pdma_absent {
-            crate::explain::absent(self, &mut v);
-        }
-        v
-    }
-
     /// The kernel is built without CONFIG_PCI_P2PDMA: every verdict is not supported.
     pub fn p2pdma_absent(&self) -> bool {
         self.p2pdma_absent
@@ -369,7 +310,7 @@ impl<'t> Engine<'t> {
         }
     }
 
-    fn path(&self, provider: u32, client: u32, common: Option<u32>) -> Vec<String> {
+    pub(crate) fn path(&self, provider: u32, client: u32, common: Option<u32>) -> Vec<String> {
         let chain = |mut n: u32, stop: u32| {
             let mut out = Vec::new();
             while n != NONE {
@@ -405,7 +346,7 @@ impl<'t> Engine<'t> {
         }
     }
 
-    fn host_bridge_check(&self, provider: usize, client: usize) -> HostBridgeCheck {
+    pub(crate) fn host_bridge_check(&self, provider: usize, client: usize) -> HostBridgeCheck {
         let m = &self.topo.machine;
         let (ha, hb) = (self.host_bridge[provider], self.host_bridge[client]);
         let same = ha == hb;

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use crate::bdf::Bdf;
 use crate::config::{acs_bits, Acs};
-use crate::iommu_groups::{self, GroupInfo, GroupMerge, GroupSource};
+use crate::iommu_groups::{self, GroupMerge};
 use crate::kernel_params::{estimate_firmware_ctrl, predict_acs_ctrl, spec_matches, AcsParams, DeviceIdentity};
 use crate::model::{Device, Topology};
+use crate::model::{GroupInfo, GroupSource};
 
 /// The bridges above each device, nearest first: what `pci_dev_str_match`'s path form walks.
 fn chains(topo: &Topology) -> Vec<Vec<Bdf>> {

@@ -4,6 +4,9 @@
 //! --rw=read --name=seqwrite --rw=write`), and by fio's own `fio_jsonplus_clat2csv` (Debian's
 //! `fio` package; scripts/install-fio installs it, the test skips without it unless `CI` is set).
 
+// Tests and examples read files; the crate itself may not touch the filesystem.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 mod fio_reader;
 

@@ -2,6 +2,9 @@
 //! and whatever they accept can be analysed without panicking. (The config-space decoder
 //! has its own in src/config.rs.)
 
+// Tests and examples read files; the crate itself may not touch the filesystem.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::path::Path;
@@ -116,20 +119,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Kernel images and releases from anywhere: an answer or an error, never a panic.
+    /// Releases from anywhere: an answer or an error, never a panic (kernel images:
+    /// p2pdma-host's tests/kernel_image.rs).
     #[test]
-    fn kernel_image_reader_and_release_parser_never_panic(
-        prefix in proptest::collection::vec(any::<u8>(), 0..64),
-        magic in 0usize..5,
-        body in proptest::collection::vec(any::<u8>(), 0..512),
-        release in ".{0,24}",
-    ) {
-        let magics: [&[u8]; 5] = [b"", &[0x28, 0xb5, 0x2f, 0xfd], &[0xfd, b'7', b'z', b'X', b'Z', 0], &[0x1f, 0x8b, 0x08], &[0x02, 0x21, 0x4c, 0x18]];
-        let mut image = prefix;
-        image.extend_from_slice(magics[magic]);
-        image.extend_from_slice(&body);
-        let _ = p2pdma_core::kernel_image::whitelist_from_image(&image);
-        let _ = release.parse::<p2pdma_core::kernel::Release>();
+    fn release_parser_never_panics(release in ".{0,24}") {
+        let _ = release.parse::<p2pdma_core::release::KernelRelease>();
         let _ = p2pdma_core::kernel::whitelisted_from(&release);
     }
 }

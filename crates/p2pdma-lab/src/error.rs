@@ -10,6 +10,10 @@ pub enum LabError {
     #[error("invalid lab machine: {0}")]
     InvalidMachine(String),
 
+    /// A topology file with a part QEMU cannot emulate (the part named).
+    #[error("the lab cannot emulate this: {0}")]
+    CannotEmulate(String),
+
     /// A lab option has a value it cannot take.
     #[error("{0}")]
     InvalidOption(String),

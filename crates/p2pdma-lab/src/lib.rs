@@ -18,6 +18,7 @@ mod cpio;
 mod debs;
 mod elf;
 mod error;
+pub mod from_spec;
 mod initramfs;
 mod kernel;
 mod machine;

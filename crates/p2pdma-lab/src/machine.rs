@@ -241,55 +241,7 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
     push(&["-append", &kernel_command_line(machine, assets)]);
 
     for dev in &machine.devices {
-        let mut opts = vec![dev.kind.qemu_name().to_string(), format!("id={}", dev.id), format!("bus={}", dev.bus)];
-        if let Some((slot, function)) = dev.addr {
-            opts.push(format!("addr={slot:#04x}.{function:x}"));
-        }
-        if dev.multifunction {
-            opts.push("multifunction=on".into());
-        }
-        match &dev.kind {
-            LabDeviceKind::PxbPcie { bus_nr, numa_node } => {
-                opts.push(format!("bus_nr={bus_nr}"));
-                if let Some(node) = numa_node {
-                    opts.push(format!("numa_node={node}"));
-                }
-            }
-            LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
-                opts.push(format!("chassis={chassis}"));
-                opts.push(format!("slot={slot}"));
-            }
-            LabDeviceKind::SwitchUpstream => {}
-            LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
-                let drive = format!("drv-{}", dev.id);
-                let image = path_arg(&assets.disk_path(&dev.id))?;
-                let file = if blkdebug_config(machine, &dev.id).is_some() {
-                    let config = path_arg(&assets.blkdebug_path(&dev.id))?;
-                    format!("file.driver=blkdebug,file.config={config},file.image.filename={image}")
-                } else {
-                    format!("file={image}")
-                };
-                // The images are scratch files, deleted after the run: the host need not
-                // fdatasync them when the guest flushes (the guest still sends its flushes,
-                // and the drive still reports a volatile write cache).
-                push(&["-drive", &format!("{file},if=none,id={drive},format=raw,cache=unsafe")]);
-                opts.push(format!("drive={drive}"));
-                opts.push(format!("serial={serial}"));
-                if let Some(cmb) = cmb_mib {
-                    opts.push(format!("cmb_size_mb={cmb}"));
-                }
-                if let Some(bytes) = assets.nvme_bounce_buffer {
-                    opts.push(format!("x-max-bounce-buffer-size={bytes}"));
-                }
-            }
-            LabDeviceKind::Nic => {
-                let netdev = format!("net-{}", dev.id);
-                push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
-                opts.push(format!("netdev={netdev}"));
-            }
-            LabDeviceKind::Display => {}
-        }
-        push(&["-device", &opts.join(",")]);
+        device_args(machine, assets, dev, &mut push)?;
     }
 
     if let Some(share) = &assets.share_dir {
@@ -301,6 +253,65 @@ pub fn qemu_args(machine: &LabMachine, assets: &LabAssets) -> Result<Vec<String>
         ]);
     }
     Ok(args)
+}
+
+/// One device's `-device` option (and the `-drive` or `-netdev` behind it).
+fn device_args(
+    machine: &LabMachine,
+    assets: &LabAssets,
+    dev: &LabDevice,
+    push: &mut impl FnMut(&[&str]),
+) -> Result<()> {
+    let mut opts = vec![dev.kind.qemu_name().to_string(), format!("id={}", dev.id), format!("bus={}", dev.bus)];
+    if let Some((slot, function)) = dev.addr {
+        opts.push(format!("addr={slot:#04x}.{function:x}"));
+    }
+    if dev.multifunction {
+        opts.push("multifunction=on".into());
+    }
+    match &dev.kind {
+        LabDeviceKind::PxbPcie { bus_nr, numa_node } => {
+            opts.push(format!("bus_nr={bus_nr}"));
+            if let Some(node) = numa_node {
+                opts.push(format!("numa_node={node}"));
+            }
+        }
+        LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
+            opts.push(format!("chassis={chassis}"));
+            opts.push(format!("slot={slot}"));
+        }
+        LabDeviceKind::SwitchUpstream => {}
+        LabDeviceKind::Nvme { serial, cmb_mib, .. } => {
+            let drive = format!("drv-{}", dev.id);
+            let image = path_arg(&assets.disk_path(&dev.id))?;
+            let file = if blkdebug_config(machine, &dev.id).is_some() {
+                let config = path_arg(&assets.blkdebug_path(&dev.id))?;
+                format!("file.driver=blkdebug,file.config={config},file.image.filename={image}")
+            } else {
+                format!("file={image}")
+            };
+            // The images are scratch files, deleted after the run: the host need not
+            // fdatasync them when the guest flushes (the guest still sends its flushes,
+            // and the drive still reports a volatile write cache).
+            push(&["-drive", &format!("{file},if=none,id={drive},format=raw,cache=unsafe")]);
+            opts.push(format!("drive={drive}"));
+            opts.push(format!("serial={serial}"));
+            if let Some(cmb) = cmb_mib {
+                opts.push(format!("cmb_size_mb={cmb}"));
+            }
+            if let Some(bytes) = assets.nvme_bounce_buffer {
+                opts.push(format!("x-max-bounce-buffer-size={bytes}"));
+            }
+        }
+        LabDeviceKind::Nic => {
+            let netdev = format!("net-{}", dev.id);
+            push(&["-netdev", &format!("user,id={netdev},restrict=on")]);
+            opts.push(format!("netdev={netdev}"));
+        }
+        LabDeviceKind::Display => {}
+    }
+    push(&["-device", &opts.join(",")]);
+    Ok(())
 }
 
 /// The guest kernel command line.
@@ -358,7 +369,20 @@ fn path_arg(path: &Path) -> Result<String> {
 
 /// Checks everything QEMU would reject (or silently get wrong), with a message saying how to fix it.
 pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
-    let bad = |msg: String| Err(LabError::InvalidMachine(msg));
+    validate_resources(machine)?;
+    let mut seen = Seen::default();
+    for dev in &machine.devices {
+        seen.device(dev)?;
+    }
+    validate_faults(machine)
+}
+
+fn bad(msg: String) -> Result<()> {
+    Err(LabError::InvalidMachine(msg))
+}
+
+/// CPU model and count, memory, kernel parameters, NUMA nodes.
+fn validate_resources(machine: &LabMachine) -> Result<()> {
     if machine.cpu.is_empty() || !machine.cpu.chars().all(|c| c.is_ascii_alphanumeric() || "-_.,=+".contains(c)) {
         return bad(format!("cpu model {:?} is not a QEMU -cpu value (e.g. \"qemu64\", \"EPYC\")", machine.cpu));
     }
@@ -388,27 +412,63 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
             machine.memory_mib
         ));
     }
+    Ok(())
+}
 
-    // Bus name -> kind of bus, and the addresses used on it.
-    let mut buses: HashMap<String, BusKind> = HashMap::from([("pcie.0".to_string(), BusKind::HostBridge)]);
-    let mut used_addrs: HashMap<(String, u8, u8), String> = HashMap::new();
-    let mut slots: HashMap<(u8, u16), String> = HashMap::new();
-    let mut serials: HashMap<String, String> = HashMap::new();
-    let mut bus_numbers: HashMap<u8, String> = HashMap::new();
-    for dev in &machine.devices {
+/// What the devices checked so far use: bus names and their kinds, addresses per bus,
+/// port chassis/slot pairs, NVMe serials, pxb bus numbers.
+struct Seen {
+    buses: HashMap<String, BusKind>,
+    used_addrs: HashMap<(String, u8, u8), String>,
+    slots: HashMap<(u8, u16), String>,
+    serials: HashMap<String, String>,
+    bus_numbers: HashMap<u8, String>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            buses: HashMap::from([("pcie.0".to_string(), BusKind::HostBridge)]),
+            used_addrs: HashMap::new(),
+            slots: HashMap::new(),
+            serials: HashMap::new(),
+            bus_numbers: HashMap::new(),
+        }
+    }
+}
+
+impl Seen {
+    /// One device, in list order (parents before children).
+    fn device(&mut self, dev: &LabDevice) -> Result<()> {
+        let parent = self.placement(dev)?;
+        self.address(dev, parent)?;
+        self.kind(dev)?;
+        if let Some(kind) = dev.kind.bus_kind() {
+            self.buses.insert(dev.id.clone(), kind);
+        }
+        Ok(())
+    }
+
+    /// A unique id, on a bus listed before it that may hold this kind of device; the
+    /// kind of that bus.
+    fn placement(&self, dev: &LabDevice) -> Result<BusKind> {
         let id = &dev.id;
         if !valid_id(id) {
-            return bad(format!("device id {id:?}: use a letter then letters, digits, '-', '.', '_' (max 32)"));
+            return Err(LabError::InvalidMachine(format!(
+                "device id {id:?}: use a letter then letters, digits, '-', '.', '_' (max 32)"
+            )));
         }
-        if buses.contains_key(id) || used_addrs.values().any(|other| other == id) {
-            return bad(format!("device id {id:?} is used twice (ids must be unique and not \"pcie.0\")"));
+        if self.buses.contains_key(id) || self.used_addrs.values().any(|other| other == id) {
+            return Err(LabError::InvalidMachine(format!(
+                "device id {id:?} is used twice (ids must be unique and not \"pcie.0\")"
+            )));
         }
-        let Some(&parent) = buses.get(&dev.bus) else {
-            return bad(format!(
+        let Some(&parent) = self.buses.get(&dev.bus) else {
+            return Err(LabError::InvalidMachine(format!(
                 "device {id:?}: bus {:?} is not \"pcie.0\" or the id of an earlier pxb, root port or switch port \
                  (list parents before children)",
                 dev.bus
-            ));
+            )));
         };
         let allowed = match (&dev.kind, parent) {
             (LabDeviceKind::PxbPcie { .. }, BusKind::HostBridge) => dev.bus == "pcie.0",
@@ -422,57 +482,67 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
             _ => false,
         };
         if !allowed {
-            return bad(format!(
+            return Err(LabError::InvalidMachine(format!(
                 "device {id:?} ({}) cannot sit on bus {:?}: pxb-pcie goes on pcie.0; root ports on pcie.0 or a pxb; \
                  a switch upstream port below a root/downstream port; downstream ports below an upstream port; \
                  endpoints on a host bridge or below a root/downstream port",
                 dev.kind.qemu_name(),
                 dev.bus
+            )));
+        }
+        Ok(parent)
+    }
+
+    /// The device's address on its bus: in range, free, function 0 first.
+    fn address(&mut self, dev: &LabDevice, parent: BusKind) -> Result<()> {
+        let id = &dev.id;
+        let Some((slot, function)) = dev.addr else {
+            if dev.multifunction {
+                return bad(format!("device {id:?}: multifunction needs an explicit addr"));
+            }
+            // Record the id so duplicates are caught.
+            self.used_addrs.insert((format!("auto:{id}"), 0, 0), id.clone());
+            return Ok(());
+        };
+        if slot > 31 || function > 7 {
+            return bad(format!(
+                "device {id:?}: addr ({slot:#x}, {function}) is out of range (slot 0..=31, function 0..=7)"
             ));
         }
-        if let Some((slot, function)) = dev.addr {
-            if slot > 31 || function > 7 {
-                return bad(format!(
-                    "device {id:?}: addr ({slot:#x}, {function}) is out of range (slot 0..=31, function 0..=7)"
-                ));
-            }
-            if parent == BusKind::Port && slot != 0 {
-                return bad(format!("device {id:?}: a PCIe port has one slot; use addr (0, function)"));
-            }
-            if dev.bus == "pcie.0" && (slot == 0 || slot == 0x1f || slot == SHARE_SLOT) {
-                return bad(format!(
-                    "device {id:?}: slot {slot:#x} on pcie.0 is taken by the q35 host bridge (0), ICH9 (0x1f) or \
-                     the lab's 9p share ({SHARE_SLOT:#x}); pick another"
-                ));
-            }
-            if let Some(other) = used_addrs.insert((dev.bus.clone(), slot, function), id.clone()) {
-                return bad(format!(
-                    "devices {other:?} and {id:?} both use addr ({slot:#x}, {function}) on {:?}",
-                    dev.bus
-                ));
-            }
-            if function != 0 && !used_addrs.contains_key(&(dev.bus.clone(), slot, 0)) {
-                return bad(format!(
-                    "device {id:?}: function {function} needs function 0 of slot {slot:#x} listed before it"
-                ));
-            }
-        } else if dev.multifunction {
-            return bad(format!("device {id:?}: multifunction needs an explicit addr"));
-        } else {
-            // Record the id so duplicates are caught.
-            used_addrs.insert((format!("auto:{id}"), 0, 0), id.clone());
+        if parent == BusKind::Port && slot != 0 {
+            return bad(format!("device {id:?}: a PCIe port has one slot; use addr (0, function)"));
         }
+        if dev.bus == "pcie.0" && (slot == 0 || slot == 0x1f || slot == SHARE_SLOT) {
+            return bad(format!(
+                "device {id:?}: slot {slot:#x} on pcie.0 is taken by the q35 host bridge (0), ICH9 (0x1f) or \
+                 the lab's 9p share ({SHARE_SLOT:#x}); pick another"
+            ));
+        }
+        if let Some(other) = self.used_addrs.insert((dev.bus.clone(), slot, function), id.clone()) {
+            return bad(format!("devices {other:?} and {id:?} both use addr ({slot:#x}, {function}) on {:?}", dev.bus));
+        }
+        if function != 0 && !self.used_addrs.contains_key(&(dev.bus.clone(), slot, 0)) {
+            return bad(format!(
+                "device {id:?}: function {function} needs function 0 of slot {slot:#x} listed before it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// What each kind needs: pxb bus numbers, port chassis/slot pairs, NVMe serials and sizes.
+    fn kind(&mut self, dev: &LabDevice) -> Result<()> {
+        let id = &dev.id;
         match &dev.kind {
             LabDeviceKind::PxbPcie { bus_nr, .. } => {
                 if *bus_nr == 0 {
                     return bad(format!("pxb {id:?}: bus_nr 0 is pcie.0's; use e.g. 0x80"));
                 }
-                if let Some(other) = bus_numbers.insert(*bus_nr, id.clone()) {
+                if let Some(other) = self.bus_numbers.insert(*bus_nr, id.clone()) {
                     return bad(format!("pxbs {other:?} and {id:?} both use bus_nr {bus_nr}"));
                 }
             }
             LabDeviceKind::RootPort { chassis, slot } | LabDeviceKind::SwitchDownstream { chassis, slot } => {
-                if let Some(other) = slots.insert((*chassis, *slot), id.clone()) {
+                if let Some(other) = self.slots.insert((*chassis, *slot), id.clone()) {
                     return bad(format!(
                         "ports {other:?} and {id:?} both use chassis {chassis} slot {slot}; make each pair unique"
                     ));
@@ -484,7 +554,7 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
                         "nvme {id:?}: serial {serial:?} must be 1-20 printable ASCII characters without ','"
                     ));
                 }
-                if let Some(other) = serials.insert(serial.clone(), id.clone()) {
+                if let Some(other) = self.serials.insert(serial.clone(), id.clone()) {
                     return bad(format!(
                         "nvme {other:?} and {id:?} both have serial {serial:?}; serials must be unique"
                     ));
@@ -500,10 +570,12 @@ pub(crate) fn validate(machine: &LabMachine) -> Result<()> {
             }
             LabDeviceKind::SwitchUpstream | LabDeviceKind::Nic | LabDeviceKind::Display => {}
         }
-        if let Some(kind) = dev.kind.bus_kind() {
-            buses.insert(id.clone(), kind);
-        }
+        Ok(())
     }
+}
+
+/// Each injected fault on an NVMe drive, at a sector boundary inside it, with a real errno.
+fn validate_faults(machine: &LabMachine) -> Result<()> {
     for f in &machine.disk_faults {
         let size = machine.devices.iter().find(|d| d.id == f.device).and_then(|d| match d.kind {
             LabDeviceKind::Nvme { size_mib, .. } => Some(size_mib << 20),

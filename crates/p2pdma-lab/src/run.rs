@@ -136,13 +136,7 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
     });
     drop(tx);
 
-    let begin = format!("{BEGIN_MARKER}{}", prepared.nonce);
-    let exit_prefix = format!("{EXIT_MARKER}{}:", prepared.nonce);
-    let mut tail: VecDeque<String> = VecDeque::new();
-    let mut output = String::new();
-    let mut command_started: Option<Instant> = None;
-    let mut exit: Option<(i32, Instant)> = None;
-    let mut panicked = false;
+    let mut console = Console::new(&prepared.nonce);
     let deadline = qemu_started + opts.timeout;
     let stdout = std::io::stdout();
 
@@ -152,42 +146,18 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
             return Err(LabError::Interrupted(sig));
         }
         let now = Instant::now();
-        if exit.is_none() && now >= deadline {
+        if console.exit.is_none() && now >= deadline {
             qemu.kill();
-            return Err(LabError::Timeout { timeout: opts.timeout, tail: tail.into() });
+            return Err(LabError::Timeout { timeout: opts.timeout, tail: console.tail.into() });
         }
-        if let Some((_, at)) = exit {
+        if let Some((_, at)) = console.exit {
             if now >= at + POWEROFF_GRACE {
                 qemu.kill();
                 break;
             }
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Line(raw)) => {
-                let line = printable(&raw);
-                panicked |= line.contains("Kernel panic");
-                push_tail(&mut tail, line.clone());
-                if exit.is_some() {
-                    if opts.echo_console {
-                        crate::stderr_line(&line);
-                    }
-                } else if command_started.is_none() {
-                    if line.contains(&begin) {
-                        command_started = Some(Instant::now());
-                    } else if opts.echo_console {
-                        crate::stderr_line(&line);
-                    }
-                } else if let Some(pos) = raw.find(&exit_prefix) {
-                    let before = &raw[..pos];
-                    if !before.is_empty() {
-                        emit(&stdout, &mut output, before, opts.echo_output);
-                    }
-                    let status = raw[pos + exit_prefix.len()..].trim().parse::<i32>().unwrap_or(255);
-                    exit = Some((status, Instant::now()));
-                } else {
-                    emit(&stdout, &mut output, &raw, opts.echo_output);
-                }
-            }
+            Ok(Event::Line(raw)) => console.line(&raw, opts, &stdout),
             Ok(Event::StdoutClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -197,11 +167,11 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
     let status = qemu.wait_with_deadline(Duration::from_secs(5));
     let stderr_text = stderr_reader.join().unwrap_or_default();
     let total_time = started.elapsed();
-    match (exit, command_started) {
+    match (console.exit, console.command_started) {
         (Some((exit_status, exit_at)), Some(begin_at)) => Ok(RunOutcome {
             exit_status,
-            output,
-            console_tail: tail.into(),
+            output: console.output,
+            console_tail: console.tail.into(),
             qemu_args: prepared.args.clone(),
             prepare_time,
             boot_time: begin_at - qemu_started,
@@ -210,10 +180,64 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
         }),
         _ => Err(LabError::GuestDied {
             status: status.map_or_else(|| "killed".to_string(), |s| s.to_string()),
-            panicked,
+            panicked: console.panicked,
             stderr: stderr_text.trim().to_string(),
-            tail: tail.into(),
+            tail: console.tail.into(),
         }),
+    }
+}
+
+/// What the guest's console said so far: the markers around the command (with this run's
+/// nonce), the command's output, its exit status, the last lines, a kernel panic.
+struct Console {
+    begin: String,
+    exit_prefix: String,
+    tail: VecDeque<String>,
+    output: String,
+    command_started: Option<Instant>,
+    exit: Option<(i32, Instant)>,
+    panicked: bool,
+}
+
+impl Console {
+    fn new(nonce: &str) -> Console {
+        Console {
+            begin: format!("{BEGIN_MARKER}{nonce}"),
+            exit_prefix: format!("{EXIT_MARKER}{nonce}:"),
+            tail: VecDeque::new(),
+            output: String::new(),
+            command_started: None,
+            exit: None,
+            panicked: false,
+        }
+    }
+
+    /// One console line: boot noise before the begin marker, the command's output after
+    /// it, its exit status from the exit marker, power-off noise after that.
+    fn line(&mut self, raw: &str, opts: &LabOptions, stdout: &std::io::Stdout) {
+        let line = printable(raw);
+        self.panicked |= line.contains("Kernel panic");
+        push_tail(&mut self.tail, line.clone());
+        if self.exit.is_some() {
+            if opts.echo_console {
+                crate::stderr_line(&line);
+            }
+        } else if self.command_started.is_none() {
+            if line.contains(&self.begin) {
+                self.command_started = Some(Instant::now());
+            } else if opts.echo_console {
+                crate::stderr_line(&line);
+            }
+        } else if let Some(pos) = raw.find(&self.exit_prefix) {
+            let before = &raw[..pos];
+            if !before.is_empty() {
+                emit(stdout, &mut self.output, before, opts.echo_output);
+            }
+            let status = raw[pos + self.exit_prefix.len()..].trim().parse::<i32>().unwrap_or(255);
+            self.exit = Some((status, Instant::now()));
+        } else {
+            emit(stdout, &mut self.output, raw, opts.echo_output);
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use io_uring::{opcode, types, IoUring};
 use p2pdma_core::fio::LatencyHistogram;
 use rustix::io::Errno;
 
+use crate::ring::{push, wait};
 use crate::verify::note_difference;
 use crate::{DirectFile, HostBuffer, IoBuffer, IoCause, MemError};
 
@@ -243,57 +244,119 @@ fn run_uring(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Stats, Failure> {
     let start = Instant::now();
-    let mut stats = Stats::default();
-    let mut slots: Vec<Option<Chunk>> = buffers.iter().map(|_| None).collect();
-    let ptrs: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    let check_ptrs: Vec<*mut u8> = check.iter_mut().map(|c| c.as_mut_slice().as_mut_ptr()).collect();
-    let read_back = !check.is_empty();
-    let mut next = 0u64;
-    let mut completed = 0u64;
-    // The failed chunk with the lowest offset, and its error.
-    let mut failure: Option<(u64, MemError)> = None;
-    let mut ready: VecDeque<usize> = VecDeque::new();
-    let mut in_flight = 0usize;
-    // New chunks wait here for a read slot when reads are limited (`max_reads`).
-    let mut waiting: VecDeque<usize> = VecDeque::new();
-    let mut reading = 0usize;
-    let limited = job.max_reads > 0 && job.first_phase() == Phase::Read;
-
-    // Hands out the next chunk to a free slot.
-    let assign = |slot: &mut Option<Chunk>, next: &mut u64| -> bool {
-        if *next >= job.length || job.stopping() {
-            return false;
+    let mut run = UringRun::new(job, buffers, check);
+    loop {
+        run.admit_reads(job);
+        // SAFETY: the buffers behind `run`'s pointers are `buffers` and `check`, borrowed
+        // mutably for this whole call, and this function does not return while requests
+        // are in flight: the loop only ends when `in_flight` is 0, and a failed ring ends
+        // it with the kernel keeping the pages it still uses pinned.
+        unsafe { run.submit_ready(ring, job) };
+        if run.in_flight == 0 {
+            break;
         }
-        let len = (job.length - *next).min(job.chunk as u64) as usize;
-        *slot = Some(Chunk { at: *next, len, phase: job.first_phase(), done: 0, issued: Instant::now() });
-        *next += len as u64;
-        true
-    };
-    for (i, slot) in slots.iter_mut().enumerate() {
-        if assign(slot, &mut next) {
-            if limited {
-                waiting.push_back(i)
-            } else {
-                ready.push_back(i)
+        let done = match wait(ring) {
+            Ok(done) => done,
+            // The ring itself failed: nothing more can be learnt of the requests in it, so
+            // wait for nothing and report (buffers stay alive until we return, and the kernel
+            // keeps pages it still uses pinned).
+            Err(error) => return Err(run.failed(error, start)),
+        };
+        for (i, result) in done {
+            run.complete(job, buffers, check, i, result, progress);
+        }
+    }
+    match run.failure.take() {
+        Some((_, error)) => Err(run.failed(error, start)),
+        None => job.finish(run.stats, run.completed, start),
+    }
+}
+
+/// One io_uring run's state: a chunk per slot (buffer), the steps ready to issue, the
+/// reads admitted so far (`max_reads`), what completed, and the lowest failure.
+struct UringRun {
+    stats: Stats,
+    slots: Vec<Option<Chunk>>,
+    /// Each slot's buffer and check buffer, for the kernel (never read as slices here
+    /// while a request on them is in flight).
+    ptrs: Vec<*mut u8>,
+    check_ptrs: Vec<*mut u8>,
+    read_back: bool,
+    /// The offset of the next chunk to hand out.
+    next: u64,
+    completed: u64,
+    /// The failed chunk with the lowest offset, and its error.
+    failure: Option<(u64, MemError)>,
+    ready: VecDeque<usize>,
+    in_flight: usize,
+    /// New chunks wait here for a read slot when reads are limited (`max_reads`).
+    waiting: VecDeque<usize>,
+    reading: usize,
+    limited: bool,
+}
+
+impl UringRun {
+    fn new(job: &Job<'_>, buffers: &mut [IoBuffer], check: &mut [HostBuffer]) -> UringRun {
+        let mut run = UringRun {
+            stats: Stats::default(),
+            slots: buffers.iter().map(|_| None).collect(),
+            ptrs: buffers.iter_mut().map(|b| b.as_mut_ptr()).collect(),
+            check_ptrs: check.iter_mut().map(|c| c.as_mut_slice().as_mut_ptr()).collect(),
+            read_back: !check.is_empty(),
+            next: 0,
+            completed: 0,
+            failure: None,
+            ready: VecDeque::new(),
+            in_flight: 0,
+            waiting: VecDeque::new(),
+            reading: 0,
+            limited: job.max_reads > 0 && job.first_phase() == Phase::Read,
+        };
+        for i in 0..run.slots.len() {
+            run.assign(job, i);
+        }
+        run
+    }
+
+    /// Hands out the next chunk to free slot `i` and queues its first step.
+    fn assign(&mut self, job: &Job<'_>, i: usize) {
+        if self.next >= job.length || job.stopping() {
+            return;
+        }
+        let len = (job.length - self.next).min(job.chunk as u64) as usize;
+        self.slots[i] = Some(Chunk { at: self.next, len, phase: job.first_phase(), done: 0, issued: Instant::now() });
+        self.next += len as u64;
+        if self.limited {
+            self.waiting.push_back(i)
+        } else {
+            self.ready.push_back(i)
+        }
+    }
+
+    /// With reads limited, lets waiting chunks read while there is room, in offset order
+    /// (none above a failure).
+    fn admit_reads(&mut self, job: &Job<'_>) {
+        while self.limited && self.reading < job.max_reads {
+            let Some(i) = self.waiting.pop_front() else { break };
+            let at = self.slots[i].as_ref().map_or(u64::MAX, |c| c.at);
+            if self.failure.as_ref().is_none_or(|(f, _)| at < *f) {
+                self.reading += 1;
+                self.ready.push_back(i);
             }
         }
     }
 
-    loop {
-        while limited && reading < job.max_reads {
-            let Some(i) = waiting.pop_front() else { break };
-            let at = slots[i].as_ref().map_or(u64::MAX, |c| c.at);
-            if failure.as_ref().is_none_or(|(f, _)| at < *f) {
-                reading += 1;
-                ready.push_back(i);
-            }
-        }
-        // Queue every slot that has a step to issue.
-        while let Some(i) = ready.pop_front() {
-            let chunk = slots[i].as_mut().expect("ready slots hold a chunk");
+    /// Queues every slot that has a step to issue.
+    ///
+    /// # Safety
+    /// The buffers behind `ptrs` and `check_ptrs` must stay valid, and untouched by anyone
+    /// else, until every request queued here has completed.
+    unsafe fn submit_ready(&mut self, ring: &mut IoUring, job: &Job<'_>) {
+        while let Some(i) = self.ready.pop_front() {
+            let chunk = self.slots[i].as_mut().expect("ready slots hold a chunk");
             let (file, base) = job.end(chunk.phase);
             let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&file.fd()));
-            let buffer = if chunk.phase == Phase::ReadBack { check_ptrs[i] } else { ptrs[i] };
+            let buffer = if chunk.phase == Phase::ReadBack { self.check_ptrs[i] } else { self.ptrs[i] };
             // SAFETY: `buffer` points into `buffers[i]` or `check[i]`, each holding at least
             // `job.chunk` bytes, and `done < len <= chunk`, so the range is inside it.
             let addr = unsafe { buffer.add(chunk.done) };
@@ -304,126 +367,95 @@ fn run_uring(
                 Phase::Write => opcode::Write::new(fd, addr.cast_const(), len).offset(offset).build(),
             }
             .user_data(i as u64);
-            // SAFETY: the buffer outlives the request: this function does not return while
-            // requests are in flight (the loop below waits for every completion), and
-            // `buffers` and `check` are borrowed mutably for the whole call so nothing else
-            // touches them (the comparison below reads them only between requests).
-            // The submission queue has room: it holds at least one entry per slot and each
-            // slot has at most one request queued or in flight.
+            // SAFETY: the buffer outlives the request (this function's own promise, from
+            // run_uring: it waits for every completion before it returns, and holds the
+            // buffers mutably borrowed, so nothing else touches them; the comparison in
+            // `complete` reads them only between requests). The submission queue has room:
+            // it holds at least one entry per slot and each slot has at most one request
+            // queued or in flight.
             unsafe { push(ring, &sqe) };
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let done = match wait(ring) {
-            Ok(done) => done,
-            // The ring itself failed: nothing more can be learnt of the requests in it, so
-            // wait for nothing and report (buffers stay alive until we return, and the kernel
-            // keeps pages it still uses pinned).
-            Err(error) => {
-                return Err(Failure {
-                    error,
-                    completed,
-                    written_prefix: prefix(&slots, next),
-                    elapsed: start.elapsed(),
-                })
-            }
-        };
-        for (i, result) in done {
-            in_flight -= 1;
-            let chunk = slots[i].as_mut().expect("completions belong to a slot with a chunk");
-            // After an error, chunks below it still finish (so the destination is whole up to
-            // the error); the ones above it stop.
-            let go_on = failure.as_ref().is_none_or(|(at, _)| chunk.at < *at);
-            if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
-                if go_on {
-                    ready.push_back(i);
-                }
-                continue;
-            }
-            if result <= 0 {
-                // 0 bytes: the end of the source, or no room left at the destination.
-                let errno = match (result, chunk.phase) {
-                    (0, Phase::Read | Phase::ReadBack) => Errno::NXIO,
-                    (0, Phase::Write) => Errno::NOSPC,
-                    (r, _) => Errno::from_raw_os_error(-r),
-                };
-                // Report the lowest failing offset: it is where the destination stops being whole.
-                if failure.as_ref().is_none_or(|(at, _)| chunk.at < *at) {
-                    failure = Some((chunk.at, job.error(chunk, errno)));
-                }
-                if limited && chunk.phase == Phase::Read {
-                    reading -= 1;
-                }
-                continue; // the slot keeps its chunk: it was not done
-            }
-            chunk.done += result as usize;
-            if chunk.done < chunk.len {
-                if go_on {
-                    ready.push_back(i); // a short transfer: issue the rest
-                }
-                continue;
-            }
-            record(&mut stats, job, chunk);
-            if limited && chunk.phase == Phase::Read {
-                reading -= 1;
-            }
-            if chunk.phase == Phase::ReadBack {
-                let IoBuffer::Host(written) = &buffers[i] else { unreachable!("read-backs use host buffers") };
-                let (written, read) = (&written.as_slice()[..chunk.len], &check[i].as_slice()[..chunk.len]);
-                note_difference(&mut stats.first_difference, chunk.at, written, read);
-            }
-            if let Some(phase) = job.next_phase(chunk.phase, read_back) {
-                chunk.phase = phase;
-                chunk.done = 0;
-                chunk.issued = Instant::now();
-                if go_on {
-                    ready.push_back(i);
-                }
-                continue;
-            }
-            completed += chunk.len as u64;
-            progress(completed);
-            slots[i] = None;
-            if failure.is_none() && assign(&mut slots[i], &mut next) {
-                if limited {
-                    waiting.push_back(i)
-                } else {
-                    ready.push_back(i)
-                }
-            }
+            self.in_flight += 1;
         }
     }
-    match failure {
-        Some((_, error)) => {
-            Err(Failure { error, completed, written_prefix: prefix(&slots, next), elapsed: start.elapsed() })
-        }
-        None => job.finish(stats, completed, start),
-    }
-}
 
-/// Queues one request.
-///
-/// # Safety
-/// The memory the request reads or writes must stay valid, and untouched by anyone else,
-/// until its completion is seen; the queue must have room (one entry per buffer).
-pub(crate) unsafe fn push(ring: &mut IoUring, sqe: &io_uring::squeue::Entry) {
-    // SAFETY: the caller's promise, passed on.
-    if unsafe { ring.submission().push(sqe) }.is_err() {
-        unreachable!("the queue has one entry per buffer");
+    /// One completion (slot `i`, the kernel's result): a retry, a failure, the rest of a
+    /// short transfer, the chunk's next step, or the chunk done and the slot given the next.
+    fn complete(
+        &mut self,
+        job: &Job<'_>,
+        buffers: &[IoBuffer],
+        check: &[HostBuffer],
+        i: usize,
+        result: i32,
+        progress: &mut dyn FnMut(u64),
+    ) {
+        self.in_flight -= 1;
+        let chunk = self.slots[i].as_mut().expect("completions belong to a slot with a chunk");
+        // After an error, chunks below it still finish (so the destination is whole up to
+        // the error); the ones above it stop.
+        let go_on = self.failure.as_ref().is_none_or(|(at, _)| chunk.at < *at);
+        if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
+            if go_on {
+                self.ready.push_back(i);
+            }
+            return;
+        }
+        if result <= 0 {
+            // 0 bytes: the end of the source, or no room left at the destination.
+            let errno = match (result, chunk.phase) {
+                (0, Phase::Read | Phase::ReadBack) => Errno::NXIO,
+                (0, Phase::Write) => Errno::NOSPC,
+                (r, _) => Errno::from_raw_os_error(-r),
+            };
+            // Report the lowest failing offset: it is where the destination stops being whole.
+            if self.failure.as_ref().is_none_or(|(at, _)| chunk.at < *at) {
+                self.failure = Some((chunk.at, job.error(chunk, errno)));
+            }
+            if self.limited && chunk.phase == Phase::Read {
+                self.reading -= 1;
+            }
+            return; // the slot keeps its chunk: it was not done
+        }
+        chunk.done += result as usize;
+        if chunk.done < chunk.len {
+            if go_on {
+                self.ready.push_back(i); // a short transfer: issue the rest
+            }
+            return;
+        }
+        record(&mut self.stats, job, chunk);
+        if self.limited && chunk.phase == Phase::Read {
+            self.reading -= 1;
+        }
+        if chunk.phase == Phase::ReadBack {
+            let IoBuffer::Host(written) = &buffers[i] else { unreachable!("read-backs use host buffers") };
+            let (written, read) = (&written.as_slice()[..chunk.len], &check[i].as_slice()[..chunk.len]);
+            note_difference(&mut self.stats.first_difference, chunk.at, written, read);
+        }
+        if let Some(phase) = job.next_phase(chunk.phase, self.read_back) {
+            chunk.phase = phase;
+            chunk.done = 0;
+            chunk.issued = Instant::now();
+            if go_on {
+                self.ready.push_back(i);
+            }
+            return;
+        }
+        self.completed += chunk.len as u64;
+        progress(self.completed);
+        self.slots[i] = None;
+        if self.failure.is_none() {
+            self.assign(job, i);
+        }
     }
-}
 
-/// Submits what is queued, waits for at least one completion and returns every completion
-/// there is (user data, result); none when a signal interrupted the wait, so the caller
-/// looks at its stop flag and waits again. An error means the ring itself failed.
-pub(crate) fn wait(ring: &mut IoUring) -> Result<Vec<(usize, i32)>, MemError> {
-    match ring.submit_and_wait(1) {
-        Ok(_) => Ok(ring.completion().map(|c| (c.user_data() as usize, c.result())).collect()),
-        Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => Ok(Vec::new()),
-        Err(e) => {
-            Err(MemError::Uring { cause: IoCause(Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc_eio()))) })
+    /// The run ended by `error`: what completed and the written prefix.
+    fn failed(&self, error: MemError, start: Instant) -> Failure {
+        Failure {
+            error,
+            completed: self.completed,
+            written_prefix: prefix(&self.slots, self.next),
+            elapsed: start.elapsed(),
         }
     }
 }

@@ -5,10 +5,13 @@
 //! The rules (ranges, alignment, overlap, which memory to use) are pure code in
 //! `p2pdma_core::transfer` and the verdict engine; this crate only measures and acts.
 
+pub mod alloc;
+pub mod bench;
 mod buffer;
 mod direct;
 pub mod ends;
 pub mod engine;
+mod ring;
 pub mod session;
 #[cfg(test)]
 mod testing;

@@ -10,11 +10,12 @@ use std::time::Instant;
 use p2pdma_core::copy_plan::{
     mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, ReadBack, Route, VerifyReport,
 };
-use p2pdma_core::sysfs::pci_device_dir;
 use p2pdma_core::transfer::EndKind;
+use p2pdma_host::sysfs::pci_device_dir;
 use rustix::io::Errno;
 
 use crate::ends::{self, Measured};
+use crate::engine::{Failure, Stats};
 use crate::{Access, DirectFile, HostBuffer, IoBuffer, IoEngine, Job, MemError, P2pBuffer};
 
 /// Measures the end at `path`: what it is, its block device, PCI device and NUMA node.
@@ -125,32 +126,10 @@ pub fn run_copy(
     if plan.is_refused() {
         return Ok(CopyReport::planned(&plan));
     }
-    let mut notes = Vec::new();
-    let mut bufs = match buffers(opts.sysfs, &plan.route, plan.depth, plan.chunk, plan.numa_node, &mut notes) {
-        Ok(b) => b,
-        Err(e) if plan.route.is_p2p() => {
-            plan.fall_back(e.to_string());
-            if plan.is_refused() {
-                return Ok(CopyReport::planned(&plan));
-            }
-            buffers(opts.sysfs, &plan.route, plan.depth, plan.chunk, plan.numa_node, &mut notes)?
-        }
-        Err(e) => return Err(e),
-    };
-    plan.notes.append(&mut notes);
+    let Some(mut bufs) = plan_buffers(&mut plan, opts)? else { return Ok(CopyReport::planned(&plan)) };
     let mut report = CopyReport::planned(&plan);
     let src = DirectFile::open(Path::new(&plan.src.end.path), Access::Read)?;
-    let dst = match open_destination(&plan.dst, opts.force) {
-        Ok(f) => f,
-        Err(e @ (MemError::Locked { .. } | MemError::Io { cause: crate::IoCause(Errno::BUSY), .. })) => {
-            report.refused.push(match e {
-                MemError::Locked { .. } => e.to_string(),
-                _ => format!("{e}; refusing (--force overrides)"),
-            });
-            return Ok(report);
-        }
-        Err(e) => return Err(e),
-    };
+    let Some(dst) = open_destination_or_refuse(&plan, opts.force, &mut report)? else { return Ok(report) };
     let mut engine = io_engine(opts.sync, bufs.len(), &mut report.notes);
     report.engine = engine.name().into();
     report.depth = if matches!(engine, IoEngine::Sync) { 1 } else { bufs.len() };
@@ -183,30 +162,11 @@ pub fn run_copy(
     drop(bufs); // P2P memory goes back to its provider before the read-back
     let stats = match result {
         Ok(stats) => stats,
-        Err(f) => {
-            report.bytes = f.completed;
-            report.seconds = f.elapsed.as_secs_f64();
-            report.mib_per_s = mib_per_s(f.completed, report.seconds);
-            report.outcome =
-                if matches!(f.error, MemError::Interrupted) { Outcome::Interrupted } else { Outcome::Failed };
-            // What was written is made durable either way, so the prefix reported is on disk.
-            let _ = dst.sync();
-            report.error = Some(error_report(&f.error, f.completed, f.written_prefix));
-            return Ok(report);
-        }
+        Err(f) => return Ok(copy_failed(report, &f, &dst)),
     };
-    report.bytes = stats.bytes;
-    report.seconds = stats.elapsed.as_secs_f64();
-    report.mib_per_s = mib_per_s(stats.bytes, report.seconds);
-    let flush = Instant::now();
-    let synced = dst.sync();
-    report.flush_seconds = flush.elapsed().as_secs_f64();
-    if let Err(e) = synced {
-        report.outcome = Outcome::Failed;
-        report.error = Some(error_report(&e, stats.bytes, stats.bytes));
+    if !flushed(&mut report, &stats, &dst) {
         return Ok(report);
     }
-    report.outcome = Outcome::Copied;
     if in_flight {
         report.verify = Some(VerifyReport {
             equal: stats.first_difference.is_none(),
@@ -219,36 +179,110 @@ pub fn run_copy(
             report.outcome = Outcome::Mismatch;
         }
     } else if opts.verify {
-        let t = Instant::now();
-        match crate::compare(
-            (&src, plan.src.offset),
-            (&dst, plan.dst.offset),
-            plan.length,
-            plan.chunk,
-            report.depth,
-            opts.stop,
-        ) {
-            Ok(first_difference) => {
-                report.verify = Some(VerifyReport {
-                    equal: first_difference.is_none(),
-                    bytes_compared: plan.length,
-                    first_difference,
-                    seconds: t.elapsed().as_secs_f64(),
-                    read_back: ReadBack::AfterCopy,
-                });
-                if first_difference.is_some() {
-                    report.outcome = Outcome::Mismatch;
-                }
-            }
-            Err(MemError::Interrupted) => {
-                report.outcome = Outcome::Interrupted;
-                report.error = Some(error_report(&MemError::Interrupted, plan.length, plan.length));
-            }
-            Err(e) => {
-                report.outcome = Outcome::Failed;
-                report.error = Some(error_report(&e, plan.length, plan.length));
-            }
-        }
+        verify_after_copy(&mut report, &plan, &src, &dst, opts.stop);
     }
     Ok(report)
+}
+
+/// The route's buffers; when P2P memory runs out, the plan falls back to host memory (None:
+/// the plan then refuses, as `--require-p2p` asks).
+fn plan_buffers(plan: &mut CopyPlan, opts: &Options<'_>) -> Result<Option<Vec<IoBuffer>>, MemError> {
+    let mut notes = Vec::new();
+    let bufs = match buffers(opts.sysfs, &plan.route, plan.depth, plan.chunk, plan.numa_node, &mut notes) {
+        Ok(b) => b,
+        Err(e) if plan.route.is_p2p() => {
+            plan.fall_back(e.to_string());
+            if plan.is_refused() {
+                return Ok(None);
+            }
+            buffers(opts.sysfs, &plan.route, plan.depth, plan.chunk, plan.numa_node, &mut notes)?
+        }
+        Err(e) => return Err(e),
+    };
+    plan.notes.append(&mut notes);
+    Ok(Some(bufs))
+}
+
+/// The destination opened for writing; in use (EBUSY, another writer's lock) is a refusal
+/// in the report (None), any other failure the error.
+fn open_destination_or_refuse(
+    plan: &CopyPlan,
+    force: bool,
+    report: &mut CopyReport,
+) -> Result<Option<DirectFile>, MemError> {
+    match open_destination(&plan.dst, force) {
+        Ok(f) => Ok(Some(f)),
+        Err(e @ (MemError::Locked { .. } | MemError::Io { cause: crate::IoCause(Errno::BUSY), .. })) => {
+            report.refused.push(match e {
+                MemError::Locked { .. } => e.to_string(),
+                _ => format!("{e}; refusing (--force overrides)"),
+            });
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The report of a copy the engine stopped: what completed, interrupted or failed, and the
+/// written prefix made durable.
+fn copy_failed(mut report: CopyReport, f: &Failure, dst: &DirectFile) -> CopyReport {
+    report.bytes = f.completed;
+    report.seconds = f.elapsed.as_secs_f64();
+    report.mib_per_s = mib_per_s(f.completed, report.seconds);
+    report.outcome = if matches!(f.error, MemError::Interrupted) { Outcome::Interrupted } else { Outcome::Failed };
+    // What was written is made durable either way, so the prefix reported is on disk.
+    let _ = dst.sync();
+    report.error = Some(error_report(&f.error, f.completed, f.written_prefix));
+    report
+}
+
+/// The copy's numbers and the destination's flush; false (the report says failed) when the
+/// flush fails.
+fn flushed(report: &mut CopyReport, stats: &Stats, dst: &DirectFile) -> bool {
+    report.bytes = stats.bytes;
+    report.seconds = stats.elapsed.as_secs_f64();
+    report.mib_per_s = mib_per_s(stats.bytes, report.seconds);
+    let flush = Instant::now();
+    let synced = dst.sync();
+    report.flush_seconds = flush.elapsed().as_secs_f64();
+    if let Err(e) = synced {
+        report.outcome = Outcome::Failed;
+        report.error = Some(error_report(&e, stats.bytes, stats.bytes));
+        return false;
+    }
+    report.outcome = Outcome::Copied;
+    true
+}
+
+/// `--verify` through P2P memory: both ranges read again and compared after the copy.
+fn verify_after_copy(
+    report: &mut CopyReport,
+    plan: &CopyPlan,
+    src: &DirectFile,
+    dst: &DirectFile,
+    stop: Option<&AtomicBool>,
+) {
+    let t = Instant::now();
+    match crate::compare((src, plan.src.offset), (dst, plan.dst.offset), plan.length, plan.chunk, report.depth, stop) {
+        Ok(first_difference) => {
+            report.verify = Some(VerifyReport {
+                equal: first_difference.is_none(),
+                bytes_compared: plan.length,
+                first_difference,
+                seconds: t.elapsed().as_secs_f64(),
+                read_back: ReadBack::AfterCopy,
+            });
+            if first_difference.is_some() {
+                report.outcome = Outcome::Mismatch;
+            }
+        }
+        Err(MemError::Interrupted) => {
+            report.outcome = Outcome::Interrupted;
+            report.error = Some(error_report(&MemError::Interrupted, plan.length, plan.length));
+        }
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(error_report(&e, plan.length, plan.length));
+        }
+    }
 }

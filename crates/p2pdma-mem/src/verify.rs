@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use io_uring::{opcode, types, IoUring};
 use rustix::io::Errno;
 
-use crate::engine::{push, wait};
+use crate::ring::{push, wait};
 use crate::{DirectFile, HostBuffer, MemError};
 
 /// The first offset (relative to the range starts) where `a` and `b` differ over
@@ -98,43 +98,97 @@ fn compare_uring(
     depth: usize,
     stop: Option<&AtomicBool>,
 ) -> Result<Option<u64>, MemError> {
-    let mut pairs = Vec::with_capacity(depth);
-    for _ in 0..depth {
-        pairs.push(Pair {
-            bufs: [HostBuffer::new(chunk)?, HostBuffer::new(chunk)?],
-            at: 0,
-            len: 0,
-            done: [0, 0],
-            busy: false,
-        });
-    }
-    let mut next = 0u64;
-    // The lowest differing offset and the lowest failed read, as they are found.
-    let mut difference: Option<u64> = None;
-    let mut failure: Option<(u64, MemError)> = None;
-    let mut interrupted = false;
-    let mut ready: VecDeque<(usize, usize)> = VecDeque::new(); // (pair, side) to submit
-    let mut in_flight = 0usize;
-
-    let assign = |pair: &mut Pair, next: &mut u64, limit: u64| -> bool {
-        if *next >= length || *next >= limit {
-            return false;
+    let mut run = CompareRun::new(length, chunk, depth)?;
+    loop {
+        // SAFETY: the buffers live in `run.pairs` until this function returns, and it does
+        // not return while reads are in flight: the loop ends only when none is, and a
+        // failed ring (below) leaves the pages the kernel still uses pinned.
+        unsafe { run.submit_ready(ring, &ends) };
+        if run.in_flight == 0 {
+            break;
         }
-        pair.at = *next;
-        pair.len = (length - *next).min(chunk as u64) as usize;
+        // A failed ring: nothing more is known of the reads in it (the kernel keeps the
+        // pages it still uses pinned); reported.
+        for (tag, result) in wait(ring)? {
+            run.complete(tag, result, &ends, stop);
+        }
+    }
+    if let Some((_, e)) = run.failure {
+        return Err(e);
+    }
+    if run.difference.is_none() && run.interrupted && run.next < length {
+        return Err(MemError::Interrupted);
+    }
+    Ok(run.difference)
+}
+
+/// One io_uring comparison's state: the chunk pairs, the reads ready to submit, and what
+/// was found (the lowest difference, the lowest failed read, a stop).
+struct CompareRun {
+    pairs: Vec<Pair>,
+    length: u64,
+    chunk: usize,
+    next: u64,
+    // The lowest differing offset and the lowest failed read, as they are found.
+    difference: Option<u64>,
+    failure: Option<(u64, MemError)>,
+    interrupted: bool,
+    /// (pair, side) to submit.
+    ready: VecDeque<(usize, usize)>,
+    in_flight: usize,
+}
+
+impl CompareRun {
+    fn new(length: u64, chunk: usize, depth: usize) -> Result<CompareRun, MemError> {
+        let mut pairs = Vec::with_capacity(depth);
+        for _ in 0..depth {
+            pairs.push(Pair {
+                bufs: [HostBuffer::new(chunk)?, HostBuffer::new(chunk)?],
+                at: 0,
+                len: 0,
+                done: [0, 0],
+                busy: false,
+            });
+        }
+        let mut run = CompareRun {
+            pairs,
+            length,
+            chunk,
+            next: 0,
+            difference: None,
+            failure: None,
+            interrupted: false,
+            ready: VecDeque::new(),
+            in_flight: 0,
+        };
+        for i in 0..depth {
+            run.assign(i, u64::MAX);
+        }
+        Ok(run)
+    }
+
+    /// Gives pair `i` the next chunk below `limit` and queues both its reads.
+    fn assign(&mut self, i: usize, limit: u64) {
+        if self.next >= self.length || self.next >= limit {
+            return;
+        }
+        let pair = &mut self.pairs[i];
+        pair.at = self.next;
+        pair.len = (self.length - self.next).min(self.chunk as u64) as usize;
         pair.done = [0, 0];
         pair.busy = true;
-        *next += pair.len as u64;
-        true
-    };
-    for (i, pair) in pairs.iter_mut().enumerate() {
-        if assign(pair, &mut next, u64::MAX) {
-            ready.extend([(i, 0), (i, 1)]);
-        }
+        self.next += pair.len as u64;
+        self.ready.extend([(i, 0), (i, 1)]);
     }
-    loop {
-        while let Some((i, side)) = ready.pop_front() {
-            let pair = &mut pairs[i];
+
+    /// Submits every ready read.
+    ///
+    /// # Safety
+    /// `self` (its buffers) must stay where it is and alive until every read queued here
+    /// has completed.
+    unsafe fn submit_ready(&mut self, ring: &mut IoUring, ends: &[(&DirectFile, u64); 2]) {
+        while let Some((i, side)) = self.ready.pop_front() {
+            let pair = &mut self.pairs[i];
             let (file, base) = ends[side];
             let done = pair.done[side];
             // SAFETY: `done < len <= chunk`, the buffer's size: the address is inside it.
@@ -143,63 +197,52 @@ fn compare_uring(
                 .offset(base + pair.at + done as u64)
                 .build()
                 .user_data((i * 2 + side) as u64);
-            // SAFETY: the buffers live in `pairs` until this function returns, and it does
-            // not return while reads are in flight; the queue holds 2 * depth entries, one
-            // per (pair, side), each with at most one request at a time.
+            // SAFETY: the buffers outlive the read (this function's own promise, from
+            // compare_uring); the queue holds 2 * depth entries, one per (pair, side), each
+            // with at most one request at a time.
             unsafe { push(ring, &sqe) };
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        // A failed ring: nothing more is known of the reads in it (the kernel keeps the
-        // pages it still uses pinned); reported.
-        for (tag, result) in wait(ring)? {
-            in_flight -= 1;
-            let (i, side) = (tag / 2, tag % 2);
-            let pair = &mut pairs[i];
-            if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
-                ready.push_back((i, side));
-                continue;
-            }
-            if result <= 0 {
-                let errno = if result == 0 { Errno::NXIO } else { Errno::from_raw_os_error(-result) };
-                let (file, base) = ends[side];
-                let at = pair.at + pair.done[side] as u64;
-                if failure.as_ref().is_none_or(|(f, _)| at < *f) {
-                    failure = Some((at, file.error("read", base + at, errno)));
-                }
-                pair.done[side] = pair.len; // nothing more is read into it
-            } else {
-                pair.done[side] += result as usize;
-                if pair.done[side] < pair.len {
-                    ready.push_back((i, side)); // a short read: the rest
-                    continue;
-                }
-            }
-            if pair.done != [pair.len, pair.len] || !pair.busy {
-                continue; // the other side is still reading
-            }
-            pair.busy = false;
-            if failure.is_none() {
-                let (l, r) = (&pair.bufs[0].as_slice()[..pair.len], &pair.bufs[1].as_slice()[..pair.len]);
-                note_difference(&mut difference, pair.at, l, r);
-            }
-            interrupted |= stopped(stop);
-            // No more chunks past a difference or an error: only the ones below can matter.
-            let limit = if failure.is_some() || interrupted { 0 } else { difference.unwrap_or(u64::MAX) };
-            if assign(pair, &mut next, limit) {
-                ready.extend([(i, 0), (i, 1)]);
-            }
+            self.in_flight += 1;
         }
     }
-    if let Some((_, e)) = failure {
-        return Err(e);
+
+    /// One completed read (`tag`: pair and side): a retry, a failure, the rest of a short
+    /// read, or, once both sides are in, the comparison and the pair's next chunk.
+    fn complete(&mut self, tag: usize, result: i32, ends: &[(&DirectFile, u64); 2], stop: Option<&AtomicBool>) {
+        self.in_flight -= 1;
+        let (i, side) = (tag / 2, tag % 2);
+        let pair = &mut self.pairs[i];
+        if result == -Errno::INTR.raw_os_error() || result == -Errno::AGAIN.raw_os_error() {
+            self.ready.push_back((i, side));
+            return;
+        }
+        if result <= 0 {
+            let errno = if result == 0 { Errno::NXIO } else { Errno::from_raw_os_error(-result) };
+            let (file, base) = ends[side];
+            let at = pair.at + pair.done[side] as u64;
+            if self.failure.as_ref().is_none_or(|(f, _)| at < *f) {
+                self.failure = Some((at, file.error("read", base + at, errno)));
+            }
+            pair.done[side] = pair.len; // nothing more is read into it
+        } else {
+            pair.done[side] += result as usize;
+            if pair.done[side] < pair.len {
+                self.ready.push_back((i, side)); // a short read: the rest
+                return;
+            }
+        }
+        if pair.done != [pair.len, pair.len] || !pair.busy {
+            return; // the other side is still reading
+        }
+        pair.busy = false;
+        if self.failure.is_none() {
+            let (l, r) = (&pair.bufs[0].as_slice()[..pair.len], &pair.bufs[1].as_slice()[..pair.len]);
+            note_difference(&mut self.difference, pair.at, l, r);
+        }
+        self.interrupted |= stopped(stop);
+        // No more chunks past a difference or an error: only the ones below can matter.
+        let limit = if self.failure.is_some() || self.interrupted { 0 } else { self.difference.unwrap_or(u64::MAX) };
+        self.assign(i, limit);
     }
-    if difference.is_none() && interrupted && next < length {
-        return Err(MemError::Interrupted);
-    }
-    Ok(difference)
 }
 
 #[cfg(test)]

@@ -462,6 +462,29 @@ pub fn plan_restore(
         reasons: Vec::new(),
         steps: Vec::new(),
     };
+    check_references(config, file, state)?;
+    for p in config.ports.iter().filter(|p| state.ports.iter().any(|sp| sp.id == Some(p.portid))) {
+        plan.reasons.push(format!(
+            "port {} exists in configfs: restore only adds (remove what is there first, or restore onto a fresh configfs)",
+            p.portid
+        ));
+    }
+    let restore = Restore { engine, config, file, state, device, force };
+    let mut devices_seen = Vec::new();
+    for (i, s) in config.subsystems.iter().enumerate() {
+        restore.subsystem(i, s, &mut plan, &mut devices_seen)?;
+    }
+    if !plan.reasons.is_empty() {
+        plan.outcome = Outcome::Refused;
+        return Ok(plan);
+    }
+    plan.steps = restore_steps(config, state, &mut plan.hosts_created);
+    Ok(plan)
+}
+
+/// Every allowed host and every port's subsystem is in the file or in configfs (bad input
+/// otherwise, named by field).
+fn check_references(config: &NvmetConfig, file: &str, state: &NvmetState) -> Result<(), NvmetError> {
     let known_host = |h: &str| config.hosts.iter().any(|c| c.nqn == h) || state.hosts.iter().any(|s| s == h);
     for (i, s) in config.subsystems.iter().enumerate() {
         for (j, h) in s.allowed_hosts.iter().enumerate() {
@@ -484,26 +507,42 @@ pub fn plan_restore(
                 ));
             }
         }
-        if state.ports.iter().any(|sp| sp.id == Some(p.portid)) {
-            plan.reasons.push(format!(
-                "port {} exists in configfs: restore only adds (remove what is there first, or restore onto a fresh configfs)",
-                p.portid
-            ));
-        }
     }
+    Ok(())
+}
 
-    // Each subsystem, and each enabled namespace through the export planner.
-    let mut devices_seen: Vec<(String, Option<String>, String)> = Vec::new();
-    for (i, s) in config.subsystems.iter().enumerate() {
-        if state.subsystem(&s.nqn).is_some() {
+/// A device already restored: its path, its block device name, and `NQN nsid N`.
+type SeenDevice = (String, Option<String>, String);
+
+/// What every subsystem's plan is made against.
+struct Restore<'a, 'e> {
+    engine: &'a Engine<'e>,
+    config: &'a NvmetConfig,
+    file: &'a str,
+    state: &'a NvmetState,
+    device: &'a dyn Fn(&str) -> NamespaceDevice,
+    force: bool,
+}
+
+impl Restore<'_, '_> {
+    /// One subsystem (index `i` in the file): refused when configfs has it, its hosts and
+    /// passthru judged, each enabled namespace through the export planner.
+    fn subsystem(
+        &self,
+        i: usize,
+        s: &SubsystemConfig,
+        plan: &mut RestorePlan,
+        devices_seen: &mut Vec<SeenDevice>,
+    ) -> Result<(), NvmetError> {
+        if self.state.subsystem(&s.nqn).is_some() {
             plan.reasons.push(format!(
                 "subsystem {} exists in configfs: restore only adds (p2pdma nvmet remove --nqn {} first)",
                 s.nqn, s.nqn
             ));
-            continue;
+            return Ok(());
         }
         let any = s.attr.get("allow_any_host").map(String::as_str) == Some("1");
-        let ports: Vec<&PortConfig> = config.ports.iter().filter(|p| p.subsystems.contains(&s.nqn)).collect();
+        let ports: Vec<&PortConfig> = self.config.ports.iter().filter(|p| p.subsystems.contains(&s.nqn)).collect();
         if any {
             plan.warnings.push(format!(
                 "{}: attr_allow_any_host = 1 (as the file says): any host that reaches its port(s) may connect",
@@ -518,9 +557,6 @@ pub fn plan_restore(
                 s.nqn
             ));
         }
-        // The port the checks assume: the first that exports it (P2P use depends on it).
-        let port = ports.first();
-        let trtype = port.and_then(|p| p.addr.get("trtype")).and_then(|t| Transport::from_trtype(t));
         let mut restored = RestoredSubsystem {
             nqn: s.nqn.clone(),
             allow_any_host: any,
@@ -529,74 +565,90 @@ pub fn plan_restore(
             namespaces: Vec::new(),
             disabled_namespaces: Vec::new(),
         };
+        // The port the checks assume: the first that exports it (P2P use depends on it).
+        let port = ports.first().copied();
         for (j, n) in s.namespaces.iter().enumerate() {
             if n.enable != Some(1) {
                 restored.disabled_namespaces.push(n.nsid);
                 continue;
             }
-            let path = n.device.get("path").cloned().unwrap_or_default();
-            let dev = device(&path);
             let at = format!("subsystems[{i}].namespaces[{j}]");
-            for (other_path, other_block, other) in &devices_seen {
-                let same = *other_path == path || (dev.block_name.is_some() && *other_block == dev.block_name);
-                if same {
-                    let what = format!("{path} is in the file twice ({other} and {} nsid {})", s.nqn, n.nsid);
-                    if force {
-                        plan.warnings.push(format!("--force: restoring although {what}"));
-                    } else {
-                        plan.reasons.push(format!(
-                            "{what}: two subsystems writing one device do not coordinate (--force overrides)"
-                        ));
-                    }
-                }
-            }
-            devices_seen.push((path.clone(), dev.block_name.clone(), format!("{} nsid {}", s.nqn, n.nsid)));
-            let (transport, traddr, trsvcid) = match (trtype, port) {
-                (Some(t @ (Transport::Tcp | Transport::Rdma)), Some(p)) => {
-                    (t, p.addr.get("traddr").cloned(), p.addr.get("trsvcid").cloned())
-                }
-                _ => (Transport::Loop, None, None),
-            };
-            let request = ExportRequest {
-                nqn: s.nqn.clone(),
-                namespace: dev,
-                nsid: Some(n.nsid),
-                transport,
-                traddr,
-                trsvcid,
-                p2pmem: p2pmem_request(n.p2pmem.as_deref()),
-                access: if any { Access::AnyHost } else { Access::Hosts(s.allowed_hosts.clone()) },
-                force,
-            };
-            let mut checked =
-                plan_export(engine, &request, state).map_err(|e| NvmetError::BadInput(format!("{file}: {at}: {e}")))?;
-            checked.steps.clear();
-            // The port is the file's, not the one an export would pick.
-            checked.checks.retain(|c| c.what != "port");
-            // The export planner warns about any-host itself; the restore said it once above.
-            checked.warnings.retain(|w| !w.starts_with("--allow-any-host"));
-            if checked.outcome == Outcome::Refused {
-                plan.reasons.extend(checked.reasons.iter().map(|r| format!("{} nsid {}: {r}", s.nqn, n.nsid)));
-            }
-            if n.p2pmem.as_deref() == Some("1") && checked.p2p.p2pmem.is_none() && checked.outcome != Outcome::Refused {
-                plan.reasons.push(format!(
-                    "{} nsid {}: p2pmem 1, and no published provider reaches {path}: the kernel's enable would fail (EINVAL, \"no peer-to-peer memory is available for {path}\"): {}",
-                    s.nqn,
-                    n.nsid,
-                    checked.p2p.summary.first().cloned().unwrap_or_default()
-                ));
-            }
-            plan.warnings.extend(checked.warnings.iter().map(|w| format!("{} nsid {}: {w}", s.nqn, n.nsid)));
-            restored.namespaces.push(checked);
+            restored.namespaces.push(self.namespace(s, n, port, any, &at, plan, devices_seen)?);
         }
         plan.subsystems.push(restored);
+        Ok(())
     }
-    if !plan.reasons.is_empty() {
-        plan.outcome = Outcome::Refused;
-        return Ok(plan);
+
+    /// One enabled namespace: a device in the file twice, then the export planner's checks
+    /// (its port steps and any-host warning left out: the file's port is used, and the
+    /// restore warned once), its refusals and warnings named by subsystem and nsid.
+    #[allow(clippy::too_many_arguments)]
+    fn namespace(
+        &self,
+        s: &SubsystemConfig,
+        n: &NamespaceConfig,
+        port: Option<&PortConfig>,
+        any: bool,
+        at: &str,
+        plan: &mut RestorePlan,
+        devices_seen: &mut Vec<SeenDevice>,
+    ) -> Result<ExportPlan, NvmetError> {
+        let path = n.device.get("path").cloned().unwrap_or_default();
+        let dev = (self.device)(&path);
+        for (other_path, other_block, other) in devices_seen.iter() {
+            let same = *other_path == path || (dev.block_name.is_some() && *other_block == dev.block_name);
+            if same {
+                let what = format!("{path} is in the file twice ({other} and {} nsid {})", s.nqn, n.nsid);
+                if self.force {
+                    plan.warnings.push(format!("--force: restoring although {what}"));
+                } else {
+                    plan.reasons.push(format!(
+                        "{what}: two subsystems writing one device do not coordinate (--force overrides)"
+                    ));
+                }
+            }
+        }
+        devices_seen.push((path.clone(), dev.block_name.clone(), format!("{} nsid {}", s.nqn, n.nsid)));
+        let trtype = port.and_then(|p| p.addr.get("trtype")).and_then(|t| Transport::from_trtype(t));
+        let (transport, traddr, trsvcid) = match (trtype, port) {
+            (Some(t @ (Transport::Tcp | Transport::Rdma)), Some(p)) => {
+                (t, p.addr.get("traddr").cloned(), p.addr.get("trsvcid").cloned())
+            }
+            _ => (Transport::Loop, None, None),
+        };
+        let request = ExportRequest {
+            nqn: s.nqn.clone(),
+            namespace: dev,
+            nsid: Some(n.nsid),
+            transport,
+            traddr,
+            trsvcid,
+            p2pmem: p2pmem_request(n.p2pmem.as_deref()),
+            access: if any { Access::AnyHost } else { Access::Hosts(s.allowed_hosts.clone()) },
+            force: self.force,
+        };
+        let file = self.file;
+        let mut checked = plan_export(self.engine, &request, self.state)
+            .map_err(|e| NvmetError::BadInput(format!("{file}: {at}: {e}")))?;
+        checked.steps.clear();
+        // The port is the file's, not the one an export would pick.
+        checked.checks.retain(|c| c.what != "port");
+        // The export planner warns about any-host itself; the restore said it once above.
+        checked.warnings.retain(|w| !w.starts_with("--allow-any-host"));
+        if checked.outcome == Outcome::Refused {
+            plan.reasons.extend(checked.reasons.iter().map(|r| format!("{} nsid {}: {r}", s.nqn, n.nsid)));
+        }
+        if n.p2pmem.as_deref() == Some("1") && checked.p2p.p2pmem.is_none() && checked.outcome != Outcome::Refused {
+            plan.reasons.push(format!(
+                "{} nsid {}: p2pmem 1, and no published provider reaches {path}: the kernel's enable would fail (EINVAL, \"no peer-to-peer memory is available for {path}\"): {}",
+                s.nqn,
+                n.nsid,
+                checked.p2p.summary.first().cloned().unwrap_or_default()
+            ));
+        }
+        plan.warnings.extend(checked.warnings.iter().map(|w| format!("{} nsid {}: {w}", s.nqn, n.nsid)));
+        Ok(checked)
     }
-    plan.steps = restore_steps(config, state, &mut plan.hosts_created);
-    Ok(plan)
 }
 
 /// The steps, in an order the kernel accepts: hosts (subsystems link to them); ports with
@@ -611,76 +663,11 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
             hosts_created.push(h.nqn.clone());
         }
     }
-    // A port's transport type first (the other fields are checked against it), treq after
-    // tsas (writing tsas changes treq).
-    const ADDR_ORDER: &[&str] = &["trtype", "adrfam", "traddr", "trsvcid", "tsas", "treq"];
     for p in &c.ports {
-        let dir = format!("nvmet/ports/{}", p.portid);
-        steps.push(Step::Mkdir { path: dir.clone() });
-        set_group(&mut steps, &dir, "addr", &p.addr, ADDR_ORDER);
-        set_group(&mut steps, &dir, "param", &p.param, &[]);
-        for g in &p.ana_groups {
-            let gdir = format!("{dir}/ana_groups/{}", g.grpid);
-            // Group 1 comes with the port.
-            if g.grpid != 1 {
-                steps.push(Step::Mkdir { path: gdir.clone() });
-            }
-            set_group(&mut steps, &gdir, "ana", &g.ana, &[]);
-        }
-        for r in &p.referrals {
-            let rdir = format!("{dir}/referrals/{}", r.name);
-            steps.push(Step::Mkdir { path: rdir.clone() });
-            set_group(&mut steps, &rdir, "addr", &r.addr, ADDR_ORDER);
-            if r.enable == Some(1) {
-                steps.push(Step::Write { path: format!("{rdir}/enable"), value: "1".into() });
-            }
-        }
+        port_steps(&mut steps, p);
     }
     for s in &c.subsystems {
-        let dir = format!("nvmet/subsystems/{}", s.nqn);
-        steps.push(Step::Mkdir { path: dir.clone() });
-        set_group(&mut steps, &dir, "attr", &s.attr, &[]);
-        // A disabled passthru's settings, as nvmetcli restores them (the kernel also sets
-        // clear_ids by itself when a loop host connects); an enabled one was refused.
-        for pt in &s.passthru {
-            let pdir = format!("{dir}/passthru");
-            let device: Attrs = pt
-                .device
-                .iter()
-                .filter(|(_, v)| !matches!(v.as_str(), "" | "(null)"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            set_group(&mut steps, &pdir, "device", &device, &[]);
-            for (name, v) in
-                [("clear_ids", pt.clear_ids), ("admin_timeout", pt.admin_timeout), ("io_timeout", pt.io_timeout)]
-            {
-                if let Some(v) = v {
-                    steps.push(Step::Set { path: format!("{pdir}/{name}"), value: v.to_string() });
-                }
-            }
-        }
-        for h in &s.allowed_hosts {
-            steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
-        }
-        for n in &s.namespaces {
-            let ndir = format!("{dir}/namespaces/{}", n.nsid);
-            steps.push(Step::Mkdir { path: ndir.clone() });
-            set_group(&mut steps, &ndir, "device", &n.device, &["path"]);
-            let mut ana = n.ana.clone();
-            if let (Some(g), false) = (n.ana_grpid, ana.contains_key("grpid")) {
-                if g != 0 {
-                    ana.insert("grpid".into(), g.to_string());
-                }
-            }
-            set_group(&mut steps, &ndir, "ana", &ana, &[]);
-            set_group(&mut steps, &ndir, "resv", &n.resv, &[]);
-            if let Some(v) = &n.p2pmem {
-                steps.push(Step::Set { path: format!("{ndir}/p2pmem"), value: v.clone() });
-            }
-            if n.enable == Some(1) {
-                steps.push(Step::Write { path: format!("{ndir}/enable"), value: "1".into() });
-            }
-        }
+        subsystem_steps(&mut steps, s);
     }
     for p in &c.ports {
         for nqn in &p.subsystems {
@@ -691,6 +678,87 @@ fn restore_steps(c: &NvmetConfig, state: &NvmetState, hosts_created: &mut Vec<St
         }
     }
     steps
+}
+
+/// A port's transport type first (the other fields are checked against it), treq after
+/// tsas (writing tsas changes treq).
+const ADDR_ORDER: &[&str] = &["trtype", "adrfam", "traddr", "trsvcid", "tsas", "treq"];
+
+/// A port with its address, parameters, ANA groups and referrals (not yet listening).
+fn port_steps(steps: &mut Vec<Step>, p: &PortConfig) {
+    let dir = format!("nvmet/ports/{}", p.portid);
+    steps.push(Step::Mkdir { path: dir.clone() });
+    set_group(steps, &dir, "addr", &p.addr, ADDR_ORDER);
+    set_group(steps, &dir, "param", &p.param, &[]);
+    for g in &p.ana_groups {
+        let gdir = format!("{dir}/ana_groups/{}", g.grpid);
+        // Group 1 comes with the port.
+        if g.grpid != 1 {
+            steps.push(Step::Mkdir { path: gdir.clone() });
+        }
+        set_group(steps, &gdir, "ana", &g.ana, &[]);
+    }
+    for r in &p.referrals {
+        let rdir = format!("{dir}/referrals/{}", r.name);
+        steps.push(Step::Mkdir { path: rdir.clone() });
+        set_group(steps, &rdir, "addr", &r.addr, ADDR_ORDER);
+        if r.enable == Some(1) {
+            steps.push(Step::Write { path: format!("{rdir}/enable"), value: "1".into() });
+        }
+    }
+}
+
+/// A subsystem with its attributes, passthru settings, allowed hosts and namespaces.
+fn subsystem_steps(steps: &mut Vec<Step>, s: &SubsystemConfig) {
+    let dir = format!("nvmet/subsystems/{}", s.nqn);
+    steps.push(Step::Mkdir { path: dir.clone() });
+    set_group(steps, &dir, "attr", &s.attr, &[]);
+    // A disabled passthru's settings, as nvmetcli restores them (the kernel also sets
+    // clear_ids by itself when a loop host connects); an enabled one was refused.
+    for pt in &s.passthru {
+        let pdir = format!("{dir}/passthru");
+        let device: Attrs = pt
+            .device
+            .iter()
+            .filter(|(_, v)| !matches!(v.as_str(), "" | "(null)"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        set_group(steps, &pdir, "device", &device, &[]);
+        for (name, v) in
+            [("clear_ids", pt.clear_ids), ("admin_timeout", pt.admin_timeout), ("io_timeout", pt.io_timeout)]
+        {
+            if let Some(v) = v {
+                steps.push(Step::Set { path: format!("{pdir}/{name}"), value: v.to_string() });
+            }
+        }
+    }
+    for h in &s.allowed_hosts {
+        steps.push(Step::Symlink { target: format!("nvmet/hosts/{h}"), link: format!("{dir}/allowed_hosts/{h}") });
+    }
+    for n in &s.namespaces {
+        namespace_steps(steps, &dir, n);
+    }
+}
+
+/// A namespace: device, ANA group, reservations, p2pmem, then enable.
+fn namespace_steps(steps: &mut Vec<Step>, dir: &str, n: &NamespaceConfig) {
+    let ndir = format!("{dir}/namespaces/{}", n.nsid);
+    steps.push(Step::Mkdir { path: ndir.clone() });
+    set_group(steps, &ndir, "device", &n.device, &["path"]);
+    let mut ana = n.ana.clone();
+    if let (Some(g), false) = (n.ana_grpid, ana.contains_key("grpid")) {
+        if g != 0 {
+            ana.insert("grpid".into(), g.to_string());
+        }
+    }
+    set_group(steps, &ndir, "ana", &ana, &[]);
+    set_group(steps, &ndir, "resv", &n.resv, &[]);
+    if let Some(v) = &n.p2pmem {
+        steps.push(Step::Set { path: format!("{ndir}/p2pmem"), value: v.clone() });
+    }
+    if n.enable == Some(1) {
+        steps.push(Step::Write { path: format!("{ndir}/enable"), value: "1".into() });
+    }
 }
 
 #[cfg(test)]
@@ -705,7 +773,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../fixtures/nvmetcli-config.json");
 
     fn topo(name: &str) -> Topology {
-        p2pdma_core::spec::load(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+        p2pdma_host::input::read_spec(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
     }
 
     /// Every path is nvme-b's namespace (`0000:04:00.0` in `switch`, `0000:02:00.0` in

@@ -6,7 +6,7 @@ use p2pdma_core::{analysis, Bdf, Engine};
 use serde::Serialize;
 
 use crate::plan::{transport_p2p, Transport};
-use crate::state::{NvmetState, Port};
+use crate::state::{Namespace, NvmetState, Port};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ListReport {
@@ -56,84 +56,8 @@ pub fn list(
     let mut subsystems = Vec::new();
     for s in &state.subsystems {
         let ports: Vec<&Port> = state.ports_of(&s.nqn).collect();
-        let mut namespaces = Vec::new();
-        for n in &s.namespaces {
-            let block = block_of(&n.device_path);
-            let pci = block.as_ref().and_then(|b| engine.topo.aliases.get(b)).and_then(|a| a.pci_parent);
-            let dev = pci.and_then(|b| engine.index_of(b)).map(|i| engine.device(i));
-            let mut r = NamespaceReport {
-                nsid: n.nsid,
-                device_path: n.device_path.clone(),
-                enabled: n.enabled,
-                p2pmem: n.p2pmem.clone(),
-                block_device: block,
-                pci_device: pci,
-                pci_name: dev.and_then(|d| d.name.clone()),
-                provider: None,
-                p2p_in_use: false,
-                evidence: "prediction",
-                why: Vec::new(),
-                kernel_log: kernel_log
-                    .iter()
-                    .filter(|l| l.contains("using p2pmem on ") && l.ends_with(&format!(" for nsid {}", n.nsid)))
-                    .cloned()
-                    .collect(),
-            };
-            let p2pmem = n.p2pmem.as_deref().unwrap_or("0");
-            match p2pmem {
-                "0" | "none" | "" => r.why.push("p2pmem off: I/O is staged in host memory".into()),
-                "1" => {
-                    if let Some(b) = pci {
-                        if let Ok(f) = analysis::find(engine, &[b.to_string()]) {
-                            r.provider = f.provider;
-                        }
-                    }
-                    r.why.push(format!(
-                        "p2pmem 1: the kernel finds a provider{}",
-                        r.provider.map(|p| format!(" ({p} for the namespace alone)")).unwrap_or_default()
-                    ));
-                }
-                name => {
-                    r.provider = name.parse().ok();
-                    r.why.push(format!("p2pmem {name}"));
-                }
-            }
-            if !matches!(p2pmem, "0" | "none" | "") {
-                if !n.enabled {
-                    r.why.push("the namespace is disabled".into());
-                } else if ports.is_empty() {
-                    r.why.push("the subsystem is on no port".into());
-                } else {
-                    for p in &ports {
-                        let t = p.trtype.as_deref().unwrap_or("?");
-                        match Transport::from_trtype(t) {
-                            Some(t) => {
-                                let (client, devices, used) =
-                                    transport_p2p(engine, t, p2pmem, pci, n.nsid, &n.device_path);
-                                r.why.push(format!("port {}: {client}", p.name));
-                                r.why.extend(devices.into_iter().map(|d| d.why));
-                                r.p2p_in_use |= used;
-                            }
-                            None => r.why.push(format!(
-                                "port {}: p2pdma does not know which P2P client the {t} transport passes",
-                                p.name
-                            )),
-                        }
-                    }
-                }
-            }
-            if !r.kernel_log.is_empty() {
-                r.p2p_in_use = true;
-                r.evidence = "kernel log";
-                if state.subsystems.iter().flat_map(|s| &s.namespaces).filter(|m| m.nsid == n.nsid).count() > 1 {
-                    r.why.push(format!(
-                        "the kernel's line names only the nsid, and several subsystems have nsid {}",
-                        n.nsid
-                    ));
-                }
-            }
-            namespaces.push(r);
-        }
+        let namespaces =
+            s.namespaces.iter().map(|n| namespace(engine, state, kernel_log, block_of, &ports, n)).collect();
         subsystems.push(SubsystemReport {
             nqn: s.nqn.clone(),
             allow_any_host: s.allow_any_host,
@@ -143,6 +67,100 @@ pub fn list(
         });
     }
     ListReport { loaded: state.loaded, subsystems, ports: state.ports.clone() }
+}
+
+/// One namespace: its device, the provider its `p2pmem` names, whether P2P is in use
+/// (the kernel's log line, else predicted from each port's transport).
+fn namespace(
+    engine: &Engine<'_>,
+    state: &NvmetState,
+    kernel_log: &[String],
+    block_of: &dyn Fn(&str) -> Option<String>,
+    ports: &[&Port],
+    n: &Namespace,
+) -> NamespaceReport {
+    let block = block_of(&n.device_path);
+    let pci = block.as_ref().and_then(|b| engine.topo.aliases.get(b)).and_then(|a| a.pci_parent);
+    let dev = pci.and_then(|b| engine.index_of(b)).map(|i| engine.device(i));
+    let mut r = NamespaceReport {
+        nsid: n.nsid,
+        device_path: n.device_path.clone(),
+        enabled: n.enabled,
+        p2pmem: n.p2pmem.clone(),
+        block_device: block,
+        pci_device: pci,
+        pci_name: dev.and_then(|d| d.name.clone()),
+        provider: None,
+        p2p_in_use: false,
+        evidence: "prediction",
+        why: Vec::new(),
+        kernel_log: kernel_log
+            .iter()
+            .filter(|l| l.contains("using p2pmem on ") && l.ends_with(&format!(" for nsid {}", n.nsid)))
+            .cloned()
+            .collect(),
+    };
+    let p2pmem = n.p2pmem.as_deref().unwrap_or("0");
+    match p2pmem {
+        "0" | "none" | "" => r.why.push("p2pmem off: I/O is staged in host memory".into()),
+        "1" => {
+            if let Some(b) = pci {
+                if let Ok(f) = analysis::find(engine, &[b.to_string()]) {
+                    r.provider = f.provider;
+                }
+            }
+            r.why.push(format!(
+                "p2pmem 1: the kernel finds a provider{}",
+                r.provider.map(|p| format!(" ({p} for the namespace alone)")).unwrap_or_default()
+            ));
+        }
+        name => {
+            r.provider = name.parse().ok();
+            r.why.push(format!("p2pmem {name}"));
+        }
+    }
+    if !matches!(p2pmem, "0" | "none" | "") {
+        predict_use(engine, ports, n, p2pmem, pci, &mut r);
+    }
+    if !r.kernel_log.is_empty() {
+        r.p2p_in_use = true;
+        r.evidence = "kernel log";
+        if state.subsystems.iter().flat_map(|s| &s.namespaces).filter(|m| m.nsid == n.nsid).count() > 1 {
+            r.why.push(format!("the kernel's line names only the nsid, and several subsystems have nsid {}", n.nsid));
+        }
+    }
+    r
+}
+
+/// With `p2pmem` on: whether each port's transport would use it.
+fn predict_use(
+    engine: &Engine<'_>,
+    ports: &[&Port],
+    n: &Namespace,
+    p2pmem: &str,
+    pci: Option<Bdf>,
+    r: &mut NamespaceReport,
+) {
+    if !n.enabled {
+        r.why.push("the namespace is disabled".into());
+    } else if ports.is_empty() {
+        r.why.push("the subsystem is on no port".into());
+    } else {
+        for p in ports {
+            let t = p.trtype.as_deref().unwrap_or("?");
+            match Transport::from_trtype(t) {
+                Some(t) => {
+                    let (client, devices, used) = transport_p2p(engine, t, p2pmem, pci, n.nsid, &n.device_path);
+                    r.why.push(format!("port {}: {client}", p.name));
+                    r.why.extend(devices.into_iter().map(|d| d.why));
+                    r.p2p_in_use |= used;
+                }
+                None => r
+                    .why
+                    .push(format!("port {}: p2pdma does not know which P2P client the {t} transport passes", p.name)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +201,8 @@ mod tests {
     }
 
     fn topology() -> p2pdma_core::Topology {
-        let mut t = p2pdma_core::spec::load(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
+        let mut t =
+            p2pdma_host::input::read_spec(std::path::Path::new("../../examples/topologies/switch.toml")).unwrap().1;
         t.aliases.insert("nvme0n1".into(), Alias::new("block", Some("0000:04:00.0".parse().unwrap())));
         t
     }

@@ -52,10 +52,11 @@ impl Transport {
 }
 
 impl FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Transport::from_trtype(s)
-            .ok_or_else(|| format!("`{s}` is not a transport p2pdma exports over (tcp, rdma, loop)"))
+    type Err = NvmetError;
+    fn from_str(s: &str) -> Result<Self, NvmetError> {
+        Transport::from_trtype(s).ok_or_else(|| {
+            NvmetError::BadInput(format!("`{s}` is not a transport p2pdma exports over (tcp, rdma, loop)"))
+        })
     }
 }
 
@@ -74,16 +75,17 @@ pub enum P2pmemRequest {
 }
 
 impl FromStr for P2pmemRequest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NvmetError;
+    fn from_str(s: &str) -> Result<Self, NvmetError> {
+        let bad = |msg: String| Err(NvmetError::BadInput(msg));
         match s {
             "off" => Ok(P2pmemRequest::Off),
             "auto" => Ok(P2pmemRequest::Auto),
-            "" => Err("--p2pmem wants off, auto or a provider (BDF or name)".into()),
+            "" => bad("--p2pmem wants off, auto or a provider (BDF or name)".into()),
             "1" | "on" | "y" | "yes" | "true" => {
-                Err(format!("--p2pmem {s}: say auto (p2pdma writes the kernel's 1 for it)"))
+                bad(format!("--p2pmem {s}: say auto (p2pdma writes the kernel's 1 for it)"))
             }
-            "0" | "n" | "no" | "false" | "none" => Err(format!("--p2pmem {s}: say off")),
+            "0" | "n" | "no" | "false" | "none" => bad(format!("--p2pmem {s}: say off")),
             p => Ok(P2pmemRequest::Provider(p.to_string())),
         }
     }
@@ -590,9 +592,99 @@ fn rdma_client(
     c
 }
 
+/// What the checks found, in the order they ran: every check, the warnings, the reasons
+/// for a refusal, and whether anything refuses the export.
+#[derive(Default)]
+struct Findings {
+    checks: Vec<Check>,
+    warnings: Vec<String>,
+    reasons: Vec<String>,
+    refused: bool,
+}
+
+impl Findings {
+    fn pass(&mut self, what: &'static str, detail: String) {
+        self.checks.push(Check { what, ok: true, detail });
+    }
+
+    /// A failed check that refuses the export, with `reason` said for it.
+    fn refuse(&mut self, what: &'static str, detail: String, reason: String) {
+        self.refused = true;
+        self.checks.push(Check { what, ok: false, detail });
+        self.reasons.push(reason);
+    }
+
+    /// A finding `--force` lets pass: a warning with it, a refusal without.
+    fn forced_or_refused(&mut self, what: &'static str, finding: String, force: bool, reason: String) {
+        if force {
+            let w = format!("--force: exporting although {finding}");
+            self.pass(what, w.clone());
+            self.warnings.push(w);
+        } else {
+            self.refuse(what, finding, reason);
+        }
+    }
+}
+
 /// Plans `p2pdma nvmet export`. Errors are bad input (exit 2); refusals come back as a plan
 /// with `outcome: refused` and nothing to do.
 pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState) -> Result<ExportPlan, NvmetError> {
+    let (address, hosts) = check_request(req)?;
+    let ns = &req.namespace;
+    let existing = state.subsystem(&req.nqn);
+    let nsid = req
+        .nsid
+        .or_else(|| existing.and_then(|s| s.namespaces.iter().find(|n| n.device_path == ns.path)).map(|n| n.nsid))
+        .unwrap_or(1);
+    let mut found = Findings::default();
+    let info = check_namespace(engine, ns, &mut found);
+    check_users(ns, req.force, &mut found);
+    let mut p2p = plan_p2pmem(engine, &req.p2pmem, ns, &mut found)?;
+    plan_transport(engine, req.transport, ns, nsid, &mut p2p);
+    let port = plan_port(state, req.transport, address);
+    check_hosts(hosts.as_deref(), &port, ns, state, &mut found);
+    found.pass(
+        "port",
+        if port.existing {
+            format!("reuse port {} ({})", port.id, port_text(&port))
+        } else {
+            format!("new port {} ({})", port.id, port_text(&port))
+        },
+    );
+    let want_p2pmem = p2p.p2pmem.clone().unwrap_or_else(|| "0".into());
+    let already = check_nqn_free(req, existing, nsid, &want_p2pmem, hosts.as_deref(), state, &port, &mut found);
+    check_other_exports(req, state, &mut found);
+
+    let outcome = match (found.refused, already) {
+        (true, _) => Outcome::Refused,
+        (false, true) => Outcome::AlreadyExported,
+        (false, false) => Outcome::Proceed,
+    };
+    let steps = if outcome == Outcome::Proceed {
+        export_steps(&req.nqn, nsid, &ns.path, p2p.p2pmem.as_deref(), hosts.as_deref(), state, &port)
+    } else {
+        Vec::new()
+    };
+    Ok(ExportPlan {
+        nqn: req.nqn.clone(),
+        nsid,
+        namespace: info,
+        transport: req.transport,
+        port,
+        p2p,
+        checks: found.checks,
+        allow_any_host: hosts.is_none(),
+        allowed_hosts: hosts.unwrap_or_default(),
+        warnings: found.warnings,
+        outcome,
+        reasons: found.reasons,
+        steps,
+    })
+}
+
+/// The request's own checks (NQN, nsid, what the path is, the port address, who may
+/// connect): all bad input. The address, and the hosts (None: any host).
+fn check_request(req: &ExportRequest) -> Result<(Address, Option<Vec<String>>), NvmetError> {
     check_nqn(&req.nqn)?;
     if let Some(n) = req.nsid {
         if n == 0 || n == u32::MAX {
@@ -610,32 +702,15 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         }
         PathKind::Block | PathKind::Unchecked => {}
     }
-    let Address { adrfam, traddr, trsvcid } = port_address(req)?;
-    let hosts = check_access(&req.access)?;
+    Ok((port_address(req)?, check_access(&req.access)?))
+}
 
-    let mut checks = Vec::new();
-    let mut warnings = Vec::new();
-    let mut reasons = Vec::new();
-    let mut refused = false;
-    let existing = state.subsystem(&req.nqn);
-    let nsid = req
-        .nsid
-        .or_else(|| existing.and_then(|s| s.namespaces.iter().find(|n| n.device_path == ns.path)).map(|n| n.nsid))
-        .unwrap_or(1);
-
+/// The namespace as the plan shows it, and its check.
+fn check_namespace(engine: &Engine<'_>, ns: &NamespaceDevice, found: &mut Findings) -> NamespaceInfo {
     let ns_dev = ns.pci_device.and_then(|b| engine.index_of(b)).map(|i| engine.device(i));
-    let info = NamespaceInfo {
-        path: ns.path.clone(),
-        path_kind: ns.kind.clone(),
-        block_device: ns.block_name.clone(),
-        pci_device: ns.pci_device,
-        pci_name: ns_dev.and_then(|d| d.name.clone()),
-        driver: ns_dev.and_then(|d| d.driver.clone()),
-    };
-    checks.push(Check {
-        what: "namespace",
-        ok: true,
-        detail: format!(
+    found.pass(
+        "namespace",
+        format!(
             "{}{} on {}",
             ns.path,
             match &ns.kind {
@@ -644,38 +719,47 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
             },
             ns_dev.map(|d| d.label()).unwrap_or_else(|| "no PCI device".into())
         ),
-    });
-    // Who else uses the device: the same findings as `copy` refuses on.
+    );
+    NamespaceInfo {
+        path: ns.path.clone(),
+        path_kind: ns.kind.clone(),
+        block_device: ns.block_name.clone(),
+        pci_device: ns.pci_device,
+        pci_name: ns_dev.and_then(|d| d.name.clone()),
+        driver: ns_dev.and_then(|d| d.driver.clone()),
+    }
+}
+
+/// Who else uses the device: the same findings as `copy` refuses on (`--force` overrides).
+fn check_users(ns: &NamespaceDevice, force: bool, found: &mut Findings) {
     if ns.users.is_empty() {
         if ns.kind == PathKind::Block {
-            checks.push(Check {
-                what: "in use",
-                ok: true,
-                detail: format!("nobody mounts, holds or swaps on {}", ns.path),
-            });
+            found.pass("in use", format!("nobody mounts, holds or swaps on {}", ns.path));
         }
-    } else if req.force {
+    } else if force {
         for u in &ns.users {
-            let w = format!("--force: exporting although {u}");
-            checks.push(Check { what: "in use", ok: true, detail: w.clone() });
-            warnings.push(w);
+            found.forced_or_refused("in use", u.clone(), true, String::new());
         }
     } else {
-        refused = true;
         for u in &ns.users {
-            checks.push(Check { what: "in use", ok: false, detail: u.clone() });
-            reasons.push(u.clone());
+            found.refuse("in use", u.clone(), u.clone());
         }
-        reasons.push(format!(
+        found.reasons.push(format!(
             "{} is in use: refusing to export it (a host writing under a mounted file system or a holder corrupts it; --force overrides)",
             ns.path
         ));
     }
+}
 
-    // The P2P part: what is written to p2pmem, and what the kernel will do with it.
-    let capable = namespace_p2p_capable(engine, ns);
+/// The P2P part: what is written to `p2pmem`, and what the kernel will do with it.
+fn plan_p2pmem(
+    engine: &Engine<'_>,
+    request: &P2pmemRequest,
+    ns: &NamespaceDevice,
+    found: &mut Findings,
+) -> Result<P2pPlan, NvmetError> {
     let mut p2p = P2pPlan {
-        requested: req.p2pmem.to_string(),
+        requested: request.to_string(),
         p2pmem: None,
         provider: None,
         provider_name: None,
@@ -689,141 +773,131 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         summary: Vec::new(),
         kernel_log: Vec::new(),
     };
-    match &req.p2pmem {
-        P2pmemRequest::Off => {
-            p2p.summary.push("p2pmem off: nvmet stages every I/O in host memory".into());
+    let capable = namespace_p2p_capable(engine, ns);
+    match (request, capable) {
+        (P2pmemRequest::Off, _) => p2p.summary.push("p2pmem off: nvmet stages every I/O in host memory".into()),
+        (P2pmemRequest::Provider(name), Err(why)) => {
+            // The provider must still be one: bad input comes before a refusal.
+            analysis::check(engine, name, &[])?;
+            found.refuse("namespace driver", why.clone(), why);
         }
-        P2pmemRequest::Provider(name) => match &capable {
-            Err(why) => {
-                // The provider must still be one: bad input comes before a refusal.
-                analysis::check(engine, name, &[])?;
-                refused = true;
-                checks.push(Check { what: "namespace driver", ok: false, detail: why.clone() });
-                reasons.push(why.clone());
-            }
-            Ok(ns_index) => {
-                let ns_pci = engine.device(*ns_index).bdf;
-                let report = analysis::check(engine, name, &[ns_pci.to_string()])?;
-                p2p.provider = Some(report.provider);
-                p2p.provider_name = report.provider_name.clone();
-                p2p.map_type = Some(report.map_type);
-                p2p.distance = report.distance;
-                let plabel = label_of(engine, report.provider);
-                let nlabel = label_of(engine, ns_pci);
-                match report.p2pmem.as_ref().filter(|m| m.published) {
-                    Some(m) => checks.push(Check {
-                        what: "provider",
-                        ok: true,
-                        detail: format!("{plabel} publishes P2P memory ({} of {} bytes free)", m.available, m.size),
-                    }),
-                    None => {
-                        refused = true;
-                        let why = format!(
-                            "{plabel} has P2P memory but does not publish it: the kernel refuses it for nvmet (\"PCI device has no peer-to-peer memory: {}\", ENODEV)",
-                            report.provider
-                        );
-                        checks.push(Check { what: "provider", ok: false, detail: why.clone() });
-                        reasons.push(why);
-                    }
-                }
-                if report.clients.iter().any(|v| !v.certain) {
-                    checks.push(Check {
-                        what: "verdict",
-                        ok: true,
-                        detail: "uncertain: ACS on the path could not be read (needs root); see `p2pdma check`".into(),
-                    });
-                }
-                if report.map_type.supported() {
-                    checks.push(Check {
-                        what: "verdict",
-                        ok: true,
-                        detail: format!(
-                            "{plabel} -> {nlabel}: {}, distance {} (the kernel's check when the namespace is enabled)",
-                            report.map_type.as_str(),
-                            report.distance.unwrap_or(0)
-                        ),
-                    });
-                } else {
-                    refused = true;
-                    checks.push(Check {
-                        what: "verdict",
-                        ok: false,
-                        detail: format!(
-                            "{plabel} -> {nlabel}: not supported: enabling the namespace would fail (EINVAL)"
-                        ),
-                    });
-                    reasons.push(format!(
-                        "the kernel refuses P2P between {plabel} and {nlabel} (the namespace's device): enabling the namespace would fail with EINVAL"
-                    ));
-                    reasons.extend(report.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
-                    p2p.summary.push(format!("p2pmem {}: refused, nothing written", report.provider));
-                }
-                if !refused {
-                    p2p.p2pmem = Some(report.provider.to_string());
-                    p2p.summary.push(format!(
-                        "p2pmem = {}: the kernel checks it against {nlabel} when the namespace is enabled: {}, distance {} (passes)",
-                        report.provider,
-                        report.map_type.as_str(),
-                        report.distance.unwrap_or(0)
-                    ));
-                }
-                p2p.check = Some(report);
-            }
-        },
-        P2pmemRequest::Auto => match &capable {
-            Ok(ns_index) => {
-                let ns_pci = engine.device(*ns_index).bdf;
-                let f = analysis::find(engine, &[ns_pci.to_string()])?;
-                match f.provider {
-                    Some(pb) => {
-                        // "1", not the name: nvmet then chooses per controller with the
-                        // transport's client included (pci_p2pmem_find_many), which a fixed
-                        // provider cannot do, and the choice survives renumbering.
-                        p2p.p2pmem = Some("1".into());
-                        p2p.provider = Some(pb);
-                        p2p.provider_name = engine.index_of(pb).and_then(|i| engine.device(i).name.clone());
-                        p2p.distance = f.distance;
-                        p2p.map_type =
-                            engine.index_of(pb).zip(engine.index_of(ns_pci)).map(|(p, c)| engine.pair(p, c).map_type);
-                        p2p.summary.push(format!(
-                            "p2pmem = 1 (auto): a published provider reaches {}: the kernel's enable check finds {} (distance {}); p2pdma writes 1 rather than the name so that nvmet picks per controller a provider that also reaches the transport's device",
-                            label_of(engine, ns_pci),
-                            label_of(engine, pb),
-                            f.distance.unwrap_or(0)
-                        ));
-                        if f.tied.len() > 1 {
-                            p2p.summary.push(format!(
-                                "{} providers tie: the kernel picks one at random each time",
-                                f.tied.len()
-                            ));
-                        }
-                        checks.push(Check {
-                            what: "provider",
-                            ok: true,
-                            detail: format!("auto: {} (distance {})", label_of(engine, pb), f.distance.unwrap_or(0)),
-                        });
-                    }
-                    None => {
-                        let why = f.reasons.join("; ");
-                        p2p.summary.push(format!(
-                            "p2pmem off (auto found no provider for {}): {why}; P2P will not be used",
-                            label_of(engine, ns_pci)
-                        ));
-                        checks.push(Check { what: "provider", ok: true, detail: format!("auto: none ({why})") });
-                    }
-                }
-                p2p.find = Some(f);
-            }
-            Err(why) => {
-                p2p.summary.push(format!("p2pmem off (auto): {why}; P2P will not be used"));
-                checks.push(Check { what: "provider", ok: true, detail: format!("auto: none ({why})") });
-            }
-        },
+        (P2pmemRequest::Provider(name), Ok(ns_index)) => {
+            p2p_from_provider(engine, name, engine.device(ns_index).bdf, &mut p2p, found)?
+        }
+        (P2pmemRequest::Auto, Ok(ns_index)) => p2p_auto(engine, engine.device(ns_index).bdf, &mut p2p, found)?,
+        (P2pmemRequest::Auto, Err(why)) => {
+            p2p.summary.push(format!("p2pmem off (auto): {why}; P2P will not be used"));
+            found.pass("provider", format!("auto: none ({why})"));
+        }
     }
+    Ok(p2p)
+}
 
-    // The transport.
+/// `--p2pmem PROVIDER`: the provider must publish P2P memory the namespace's device
+/// reaches, as the kernel checks when the namespace is enabled.
+fn p2p_from_provider(
+    engine: &Engine<'_>,
+    name: &str,
+    ns_pci: Bdf,
+    p2p: &mut P2pPlan,
+    found: &mut Findings,
+) -> Result<(), NvmetError> {
+    let report = analysis::check(engine, name, &[ns_pci.to_string()])?;
+    p2p.provider = Some(report.provider);
+    p2p.provider_name = report.provider_name.clone();
+    p2p.map_type = Some(report.map_type);
+    p2p.distance = report.distance;
+    let plabel = label_of(engine, report.provider);
+    let nlabel = label_of(engine, ns_pci);
+    match report.p2pmem.as_ref().filter(|m| m.published) {
+        Some(m) => {
+            found.pass("provider", format!("{plabel} publishes P2P memory ({} of {} bytes free)", m.available, m.size))
+        }
+        None => {
+            let why = format!(
+                "{plabel} has P2P memory but does not publish it: the kernel refuses it for nvmet (\"PCI device has no peer-to-peer memory: {}\", ENODEV)",
+                report.provider
+            );
+            found.refuse("provider", why.clone(), why);
+        }
+    }
+    if report.clients.iter().any(|v| !v.certain) {
+        found.pass("verdict", "uncertain: ACS on the path could not be read (needs root); see `p2pdma check`".into());
+    }
+    if report.map_type.supported() {
+        found.pass(
+            "verdict",
+            format!(
+                "{plabel} -> {nlabel}: {}, distance {} (the kernel's check when the namespace is enabled)",
+                report.map_type.as_str(),
+                report.distance.unwrap_or(0)
+            ),
+        );
+    } else {
+        found.refuse(
+            "verdict",
+            format!("{plabel} -> {nlabel}: not supported: enabling the namespace would fail (EINVAL)"),
+            format!(
+                "the kernel refuses P2P between {plabel} and {nlabel} (the namespace's device): enabling the namespace would fail with EINVAL"
+            ),
+        );
+        found.reasons.extend(report.clients.iter().flat_map(|v| v.reasons.iter().cloned()));
+        p2p.summary.push(format!("p2pmem {}: refused, nothing written", report.provider));
+    }
+    if !found.refused {
+        p2p.p2pmem = Some(report.provider.to_string());
+        p2p.summary.push(format!(
+            "p2pmem = {}: the kernel checks it against {nlabel} when the namespace is enabled: {}, distance {} (passes)",
+            report.provider,
+            report.map_type.as_str(),
+            report.distance.unwrap_or(0)
+        ));
+    }
+    p2p.check = Some(report);
+    Ok(())
+}
+
+/// `--p2pmem auto`: the provider `find` picks for the namespace's device, if any.
+fn p2p_auto(engine: &Engine<'_>, ns_pci: Bdf, p2p: &mut P2pPlan, found: &mut Findings) -> Result<(), NvmetError> {
+    let f = analysis::find(engine, &[ns_pci.to_string()])?;
+    match f.provider {
+        Some(pb) => {
+            // "1", not the name: nvmet then chooses per controller with the transport's
+            // client included (pci_p2pmem_find_many), which a fixed provider cannot do,
+            // and the choice survives renumbering.
+            p2p.p2pmem = Some("1".into());
+            p2p.provider = Some(pb);
+            p2p.provider_name = engine.index_of(pb).and_then(|i| engine.device(i).name.clone());
+            p2p.distance = f.distance;
+            p2p.map_type = engine.index_of(pb).zip(engine.index_of(ns_pci)).map(|(p, c)| engine.pair(p, c).map_type);
+            p2p.summary.push(format!(
+                "p2pmem = 1 (auto): a published provider reaches {}: the kernel's enable check finds {} (distance {}); p2pdma writes 1 rather than the name so that nvmet picks per controller a provider that also reaches the transport's device",
+                label_of(engine, ns_pci),
+                label_of(engine, pb),
+                f.distance.unwrap_or(0)
+            ));
+            if f.tied.len() > 1 {
+                p2p.summary.push(format!("{} providers tie: the kernel picks one at random each time", f.tied.len()));
+            }
+            found.pass("provider", format!("auto: {} (distance {})", label_of(engine, pb), f.distance.unwrap_or(0)));
+        }
+        None => {
+            let why = f.reasons.join("; ");
+            p2p.summary.push(format!(
+                "p2pmem off (auto found no provider for {}): {why}; P2P will not be used",
+                label_of(engine, ns_pci)
+            ));
+            found.pass("provider", format!("auto: none ({why})"));
+        }
+    }
+    p2p.find = Some(f);
+    Ok(())
+}
+
+/// What the transport's own device does with the P2P memory, and the summary's last line.
+fn plan_transport(engine: &Engine<'_>, transport: Transport, ns: &NamespaceDevice, nsid: u32, p2p: &mut P2pPlan) {
     if let Some(value) = &p2p.p2pmem {
-        let (client, devices, used) = transport_p2p(engine, req.transport, value, ns.pci_device, nsid, &ns.path);
+        let (client, devices, used) = transport_p2p(engine, transport, value, ns.pci_device, nsid, &ns.path);
         p2p.transport_client = client.clone();
         p2p.summary.push(client);
         for d in &devices {
@@ -837,7 +911,7 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
         p2p.rdma_devices = devices;
         p2p.used = used;
     } else {
-        p2p.transport_client = match req.transport {
+        p2p.transport_client = match transport {
             Transport::Tcp => "TCP does not use P2P memory".into(),
             Transport::Loop => "loop does not use P2P memory".into(),
             Transport::Rdma => "RDMA could use P2P memory, but p2pmem is off".into(),
@@ -861,48 +935,52 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
     } else {
         "P2P will not be used: data goes through host memory".into()
     });
+}
 
-    // configfs as it is now: idempotence, NQN in use, port reuse.
-    let port = match state
-        .ports
-        .iter()
-        .find(|p| p.same_address(req.transport.trtype(), traddr.as_deref(), trsvcid.as_deref()))
-    {
+/// The port with this transport and address if configfs has one, else the next new one.
+fn plan_port(state: &NvmetState, transport: Transport, address: Address) -> PortPlan {
+    let Address { adrfam, traddr, trsvcid } = address;
+    match state.ports.iter().find(|p| p.same_address(transport.trtype(), traddr.as_deref(), trsvcid.as_deref())) {
         Some(p) => PortPlan {
             id: p.name.clone(),
             existing: true,
-            trtype: req.transport.trtype().into(),
+            trtype: transport.trtype().into(),
             adrfam: p.adrfam.clone(),
-            traddr: traddr.clone(),
-            trsvcid: trsvcid.clone(),
+            traddr,
+            trsvcid,
         },
         None => PortPlan {
             id: next_port_id(&state.ports).to_string(),
             existing: false,
-            trtype: req.transport.trtype().into(),
-            adrfam: adrfam.clone(),
-            traddr: traddr.clone(),
-            trsvcid: trsvcid.clone(),
+            trtype: transport.trtype().into(),
+            adrfam,
+            traddr,
+            trsvcid,
         },
-    };
-    match &hosts {
+    }
+}
+
+/// Who may connect (None: any host, said as a warning).
+fn check_hosts(
+    hosts: Option<&[String]>,
+    port: &PortPlan,
+    ns: &NamespaceDevice,
+    state: &NvmetState,
+    found: &mut Findings,
+) {
+    match hosts {
         None => {
-            checks.push(Check { what: "hosts", ok: true, detail: "any host (attr_allow_any_host = 1)".into() });
-            warnings.push(format!(
+            found.pass("hosts", "any host (attr_allow_any_host = 1)".into());
+            found.warnings.push(format!(
                 "--allow-any-host: any host that reaches {} may connect and read and write {}",
-                port_text(&port),
+                port_text(port),
                 ns.path
             ));
         }
-        Some(h) if h.is_empty() => checks.push(Check {
-            what: "hosts",
-            ok: true,
-            detail: "no host may connect until one is linked into allowed_hosts".into(),
-        }),
-        Some(h) => checks.push(Check {
-            what: "hosts",
-            ok: true,
-            detail: format!(
+        Some([]) => found.pass("hosts", "no host may connect until one is linked into allowed_hosts".into()),
+        Some(h) => found.pass(
+            "hosts",
+            format!(
                 "only {} (allowed_hosts; attr_allow_any_host stays 0){}",
                 h.join(", "),
                 match h.iter().filter(|h| state.hosts.contains(h)).count() {
@@ -910,45 +988,47 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
                     n => format!("; {n} host entr{} already exist", if n == 1 { "y" } else { "ies" }),
                 }
             ),
-        }),
+        ),
     }
-    checks.push(Check {
-        what: "port",
-        ok: true,
-        detail: if port.existing {
-            format!("reuse port {} ({})", port.id, port_text(&port))
-        } else {
-            format!("new port {} ({})", port.id, port_text(&port))
-        },
-    });
+}
 
-    let want_p2pmem = p2p.p2pmem.clone().unwrap_or_else(|| "0".into());
-    let mut outcome = Outcome::Proceed;
-    match existing {
-        Some(s) => match differences(s, nsid, &ns.path, &want_p2pmem, hosts.as_deref(), state, &port) {
-            diffs if diffs.is_empty() => {
-                outcome = Outcome::AlreadyExported;
-                checks.push(Check {
-                    what: "nqn",
-                    ok: true,
-                    detail: format!("{} already exports {} as nsid {nsid} on port {}", req.nqn, ns.path, port.id),
-                });
-                reasons.push("already exported, nothing changed".into());
-            }
-            diffs => {
-                refused = true;
-                let why = format!(
-                    "NQN already in use: {} exists with a different export ({}); remove it first (p2pdma nvmet remove --nqn {}) or choose another NQN",
-                    req.nqn,
-                    diffs.join("; "),
-                    req.nqn
-                );
-                checks.push(Check { what: "nqn", ok: false, detail: why.clone() });
-                reasons.push(why);
-            }
-        },
-        None => checks.push(Check { what: "nqn", ok: true, detail: format!("{} is free", req.nqn) }),
+/// The NQN: free, or already exporting exactly this (true: nothing to do), or in use by
+/// another export (refused).
+#[allow(clippy::too_many_arguments)]
+fn check_nqn_free(
+    req: &ExportRequest,
+    existing: Option<&crate::state::Subsystem>,
+    nsid: u32,
+    want_p2pmem: &str,
+    hosts: Option<&[String]>,
+    state: &NvmetState,
+    port: &PortPlan,
+    found: &mut Findings,
+) -> bool {
+    let ns = &req.namespace;
+    let Some(s) = existing else {
+        found.pass("nqn", format!("{} is free", req.nqn));
+        return false;
+    };
+    let diffs = differences(s, nsid, &ns.path, want_p2pmem, hosts, state, port);
+    if diffs.is_empty() {
+        found.pass("nqn", format!("{} already exports {} as nsid {nsid} on port {}", req.nqn, ns.path, port.id));
+        found.reasons.push("already exported, nothing changed".into());
+        return true;
     }
+    let why = format!(
+        "NQN already in use: {} exists with a different export ({}); remove it first (p2pdma nvmet remove --nqn {}) or choose another NQN",
+        req.nqn,
+        diffs.join("; "),
+        req.nqn
+    );
+    found.refuse("nqn", why.clone(), why);
+    false
+}
+
+/// The same device exported by another subsystem (`--force` overrides).
+fn check_other_exports(req: &ExportRequest, state: &NvmetState, found: &mut Findings) {
+    let ns = &req.namespace;
     for other in state.subsystems.iter().filter(|s| s.nqn != req.nqn) {
         let same = |n: &&crate::state::Namespace| {
             n.device_path == ns.path
@@ -959,41 +1039,9 @@ pub fn plan_export(engine: &Engine<'_>, req: &ExportRequest, state: &NvmetState)
                 "{} is already exported: namespace {} of {} ({}); two subsystems writing one device do not coordinate",
                 ns.path, n.nsid, other.nqn, n.device_path
             );
-            if req.force {
-                let w = format!("--force: exporting although {what}");
-                checks.push(Check { what: "exported", ok: true, detail: w.clone() });
-                warnings.push(w);
-            } else {
-                refused = true;
-                checks.push(Check { what: "exported", ok: false, detail: what.clone() });
-                reasons.push(format!("{what} (--force overrides)"));
-            }
+            found.forced_or_refused("exported", what.clone(), req.force, format!("{what} (--force overrides)"));
         }
     }
-
-    if refused {
-        outcome = Outcome::Refused;
-    }
-    let steps = if outcome == Outcome::Proceed {
-        export_steps(&req.nqn, nsid, &ns.path, p2p.p2pmem.as_deref(), hosts.as_deref(), state, &port)
-    } else {
-        Vec::new()
-    };
-    Ok(ExportPlan {
-        nqn: req.nqn.clone(),
-        nsid,
-        namespace: info,
-        transport: req.transport,
-        port,
-        p2p,
-        checks,
-        allow_any_host: hosts.is_none(),
-        allowed_hosts: hosts.unwrap_or_default(),
-        warnings,
-        outcome,
-        reasons,
-        steps,
-    })
 }
 
 fn port_text(p: &PortPlan) -> String {
@@ -1215,7 +1263,9 @@ mod tests {
     use crate::state::Namespace;
 
     fn topo(name: &str) -> Topology {
-        p2pdma_core::spec::load(std::path::Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap().1
+        p2pdma_host::input::read_spec(std::path::Path::new(&format!("../../examples/topologies/{name}.toml")))
+            .unwrap()
+            .1
     }
 
     fn bdf(s: &str) -> Bdf {

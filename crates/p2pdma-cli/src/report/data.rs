@@ -285,12 +285,11 @@ pub fn build<'t>(engine: &Engine<'t>, title: &str, source: &str) -> ReportData<'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2pdma_core::spec;
     use std::path::Path;
 
     fn load(name: &str) -> p2pdma_core::Topology {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/topologies").join(name);
-        spec::load(&path).unwrap().1
+        p2pdma_host::input::read_spec(&path).unwrap().1
     }
 
     /// The path `explain` gives, as path nodes.
@@ -329,7 +328,7 @@ mod tests {
         assert!(scenarios.len() >= 12, "examples/topologies holds 12 scenarios today: {scenarios:?}");
         let mut crossing = 0;
         for file in scenarios {
-            let t = spec::load(&file).unwrap().1;
+            let t = p2pdma_host::input::read_spec(&file).unwrap().1;
             let e = Engine::new(&t).unwrap();
             let m = matrix(&e);
             for (pi, &p) in m.providers.iter().enumerate() {

@@ -114,39 +114,9 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize, topo:
     } else {
         fact(out, "CPU rule", "does not apply", "", "not AMD Zen: crossing the host bridge needs a whitelisted bridge");
     }
-    let wl: Vec<String> = data
-        .host_bridges
-        .iter()
-        .map(|b| {
-            let w = &b.whitelist;
-            match (&w.id, &w.entry) {
-                (None, _) => format!("{}: unidentified", b.bridge.name),
-                (Some(id), None) => format!("{} {id}: not whitelisted", b.bridge.name),
-                (Some(id), Some(e)) => format!("{} {id}: whitelisted ({e})", b.bridge.name),
-            }
-        })
-        .collect();
-    let listed = data.host_bridges.iter().filter(|b| b.whitelist.entry.is_some()).count();
-    let class = if listed > 0 { "good" } else { "" };
-    if wl.len() <= 2 {
-        fact(out, "Host bridges", &wl.join("; "), class, "the kernel's P2PDMA whitelist");
-    } else {
-        let value = format!("{listed} of {} on the P2PDMA whitelist", wl.len());
-        fact(out, "Host bridges", &value, &format!("{class} wide"), &wl.join("; "));
-    }
+    host_bridges_fact(out, data);
     fact(out, "Kernel", m.kernel_release.as_deref().unwrap_or("unknown"), "", m.arch.as_deref().unwrap_or(""));
-    let caps = p2pdma_core::kernel::capabilities(m);
-    let (built, class) = match caps.p2pdma.built {
-        p2pdma_core::kernel::Built::Yes => ("CONFIG_PCI_P2PDMA=y", "good"),
-        p2pdma_core::kernel::Built::No => ("not built: no P2P at all", "warn"),
-        p2pdma_core::kernel::Built::Unknown => ("unknown (judged as built)", ""),
-    };
-    let note = format!(
-        "{}; whitelist: {}",
-        caps.p2pdma.evidence.as_deref().unwrap_or("no evidence"),
-        caps.whitelist_source.describe()
-    );
-    fact(out, "P2PDMA", built, class, &note);
+    p2pdma_fact(out, m);
     let (iommu, iommu_note) = match m.iommu {
         Some(true) => ("on", "the kernel enables ACS redirect on ports that have ACS"),
         Some(false) => ("off", ""),
@@ -180,6 +150,46 @@ fn facts_html(out: &mut String, data: &ReportData<'_>, unknown_acs: usize, topo:
         );
     }
     out.push_str("</dl>");
+}
+
+/// Each host bridge and whether the kernel's whitelist has it (a count when there are many).
+fn host_bridges_fact(out: &mut String, data: &ReportData<'_>) {
+    let wl: Vec<String> = data
+        .host_bridges
+        .iter()
+        .map(|b| {
+            let w = &b.whitelist;
+            match (&w.id, &w.entry) {
+                (None, _) => format!("{}: unidentified", b.bridge.name),
+                (Some(id), None) => format!("{} {id}: not whitelisted", b.bridge.name),
+                (Some(id), Some(e)) => format!("{} {id}: whitelisted ({e})", b.bridge.name),
+            }
+        })
+        .collect();
+    let listed = data.host_bridges.iter().filter(|b| b.whitelist.entry.is_some()).count();
+    let class = if listed > 0 { "good" } else { "" };
+    if wl.len() <= 2 {
+        fact(out, "Host bridges", &wl.join("; "), class, "the kernel's P2PDMA whitelist");
+    } else {
+        let value = format!("{listed} of {} on the P2PDMA whitelist", wl.len());
+        fact(out, "Host bridges", &value, &format!("{class} wide"), &wl.join("; "));
+    }
+}
+
+/// Whether the kernel has P2PDMA, what says so, and where its whitelist comes from.
+fn p2pdma_fact(out: &mut String, m: &p2pdma_core::model::Machine) {
+    let caps = p2pdma_core::kernel::capabilities(m);
+    let (built, class) = match caps.p2pdma.built {
+        p2pdma_core::model::Built::Yes => ("CONFIG_PCI_P2PDMA=y", "good"),
+        p2pdma_core::model::Built::No => ("not built: no P2P at all", "warn"),
+        p2pdma_core::model::Built::Unknown => ("unknown (judged as built)", ""),
+    };
+    let note = format!(
+        "{}; whitelist: {}",
+        caps.p2pdma.evidence.as_deref().unwrap_or("no evidence"),
+        caps.whitelist_source.describe()
+    );
+    fact(out, "P2PDMA", built, class, &note);
 }
 
 fn providers_html(out: &mut String, data: &ReportData<'_>) {
@@ -298,11 +308,9 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
 
 /// The IOMMU groups in one line, and the what-if they were predicted under: with
 /// `report --kernel-params`, the page is the machine after a chosen fix.
-fn groups_fact(
-    topo: &p2pdma_core::Topology,
-    info: &p2pdma_core::iommu_groups::GroupInfo,
-) -> (String, &'static str, String) {
-    use p2pdma_core::iommu_groups::{members, GroupSource};
+fn groups_fact(topo: &p2pdma_core::Topology, info: &p2pdma_core::model::GroupInfo) -> (String, &'static str, String) {
+    use p2pdma_core::iommu_groups::members;
+    use p2pdma_core::model::GroupSource;
     let groups = members(topo);
     let shared: Vec<String> = groups
         .iter()

@@ -364,9 +364,16 @@ fn badge_width(text: &str) -> f64 {
 }
 
 /// Lays the topology out: pure, deterministic, no panics on any topology the engine took.
+/// The tree (children by parent), a depth-first walk, then cards placed top to bottom.
 pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
+    let children = children_of(engine);
+    let (order, events) = walk(engine, &children);
+    place(engine, bridges, &order, events)
+}
+
+/// Children in address order; devices on a root bus hang off their host bridge.
+fn children_of(engine: &Engine<'_>) -> HashMap<NodeRef, Vec<NodeRef>> {
     let topo = engine.topo;
-    // Children in address order; devices on a root bus hang off their host bridge.
     let hb_index: HashMap<&str, usize> =
         topo.host_bridges.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect();
     let mut children: HashMap<NodeRef, Vec<NodeRef>> = HashMap::new();
@@ -381,14 +388,23 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
             children.entry(p).or_default().push(NodeRef::Device(i));
         }
     }
+    children
+}
 
-    // Depth-first, iteratively (a hostile snapshot may nest deeply), entering and leaving.
+/// A node as the walk met it: the node, its parent, its depth and how many switch boxes
+/// it sits in.
+type Visit = (NodeRef, Option<NodeRef>, usize, usize);
+
+/// Depth-first, iteratively (a hostile snapshot may nest deeply): the nodes in order, and
+/// the entering and leaving events (true: entering) by index into that order.
+fn walk(engine: &Engine<'_>, children: &HashMap<NodeRef, Vec<NodeRef>>) -> (Vec<Visit>, Vec<(bool, usize)>) {
+    let topo = engine.topo;
     #[derive(Clone, Copy)]
     enum Step {
         Enter(NodeRef, Option<NodeRef>, usize, usize),
         Leave(usize),
     }
-    let mut order: Vec<(NodeRef, Option<NodeRef>, usize, usize)> = Vec::new();
+    let mut order: Vec<Visit> = Vec::new();
     let mut visited = vec![false; topo.devices.len()];
     let mut stack: Vec<Step> = Vec::new();
     let roots: Vec<NodeRef> = (0..topo.host_bridges.len()).rev().map(NodeRef::Bridge).collect();
@@ -432,7 +448,11 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
             }
         }
     }
+    (order, events)
+}
 
+/// Cards top to bottom, indented by depth, switch boxes around their ports.
+fn place(engine: &Engine<'_>, bridges: &[BridgeVerdict], order: &[Visit], events: Vec<(bool, usize)>) -> Layout {
     let max_depth = order.iter().map(|o| o.2).max().unwrap_or(0) as f64;
     let max_nest = order.iter().map(|o| o.3).max().unwrap_or(0) as f64;
     let right = MARGIN + max_depth * INDENT + max_nest * NEST + CARD_MIN;
@@ -456,31 +476,7 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
             }
             continue;
         }
-        let card = match node {
-            NodeRef::Bridge(h) => {
-                if after_first_bridge {
-                    y += ROW_GAP * 2.0;
-                }
-                after_first_bridge = true;
-                let hb = &topo.host_bridges[h];
-                match bridges.get(h) {
-                    Some(v) => bridge_card(&hb.name, hb.domain, hb.bus, v),
-                    None => bridge_card(
-                        &hb.name,
-                        hb.domain,
-                        hb.bus,
-                        &BridgeVerdict {
-                            host_bridge: hb.name.clone(),
-                            root_device: None,
-                            id: None,
-                            entry: None,
-                            same_host_bridge_only: false,
-                        },
-                    ),
-                }
-            }
-            NodeRef::Device(i) => device_card(engine.device(i)),
-        };
+        let card = node_card(engine, bridges, node, &mut y, &mut after_first_bridge);
         if let NodeRef::Device(i) = node {
             if is_switch_upstream(engine, i) {
                 let sx = x - 6.0;
@@ -497,6 +493,41 @@ pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
         y += h + ROW_GAP;
     }
     Layout { cards, switches, width: width.ceil(), height: (y - ROW_GAP + MARGIN).ceil() }
+}
+
+/// A node's card; a host bridge after the first one starts with a gap.
+fn node_card(
+    engine: &Engine<'_>,
+    bridges: &[BridgeVerdict],
+    node: NodeRef,
+    y: &mut f64,
+    after_first_bridge: &mut bool,
+) -> Card {
+    match node {
+        NodeRef::Bridge(h) => {
+            if *after_first_bridge {
+                *y += ROW_GAP * 2.0;
+            }
+            *after_first_bridge = true;
+            let hb = &engine.topo.host_bridges[h];
+            match bridges.get(h) {
+                Some(v) => bridge_card(&hb.name, hb.domain, hb.bus, v),
+                None => bridge_card(
+                    &hb.name,
+                    hb.domain,
+                    hb.bus,
+                    &BridgeVerdict {
+                        host_bridge: hb.name.clone(),
+                        root_device: None,
+                        id: None,
+                        entry: None,
+                        same_host_bridge_only: false,
+                    },
+                ),
+            }
+        }
+        NodeRef::Device(i) => device_card(engine.device(i)),
+    }
 }
 
 fn is_switch_upstream(engine: &Engine<'_>, i: usize) -> bool {

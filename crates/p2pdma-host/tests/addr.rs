@@ -7,13 +7,16 @@ use std::path::Path;
 
 use common::{write_tree, Privilege};
 use p2pdma_core::addr::{addr, Route, TargetSpec};
-use p2pdma_core::{spec, sysfs, Engine, Error, Topology};
+use p2pdma_core::{spec, Engine, Error, Topology};
+use p2pdma_host::input::read_spec;
+use p2pdma_host::machine;
+use p2pdma_host::roots::Roots;
 
 /// The host bridge maps bus address B at CPU address B + OFFSET.
 const OFFSET: u64 = 0x40_0000_0000;
 
 fn shifted_live(name: &str, dir: &Path) -> Topology {
-    let (_, mut t) = spec::load(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap();
+    let (_, mut t) = read_spec(Path::new(&format!("../../examples/topologies/{name}.toml"))).unwrap();
     for d in &mut t.devices {
         for b in &mut d.bars {
             b.bus_start = Some(b.start);
@@ -21,7 +24,7 @@ fn shifted_live(name: &str, dir: &Path) -> Topology {
         }
     }
     let (sys, proc) = write_tree(&t, dir, Privilege::User);
-    sysfs::read(&sysfs::Roots { sys, proc }, None).unwrap()
+    machine::read(&Roots { sys, proc }, None).unwrap()
 }
 
 fn target(s: &str) -> TargetSpec {
@@ -67,7 +70,7 @@ fn addr_defaults_to_the_p2p_memory_bar_and_through_the_iommu_has_no_fixed_addres
 
 #[test]
 fn addr_bad_input_names_device_and_bar() {
-    let (_, t) = spec::load(Path::new("../../examples/topologies/capture-box.toml")).unwrap();
+    let (_, t) = read_spec(Path::new("../../examples/topologies/capture-box.toml")).unwrap();
     let e = Engine::new(&t).unwrap();
     let err = |c: &str, s: &str| {
         let e: Error = addr(&e, c, &target(s)).unwrap_err();
@@ -100,7 +103,7 @@ fn addr_bad_input_names_device_and_bar() {
 fn addr_of_the_cmb_is_what_the_kernel_logged_in_the_real_guest() {
     for fixture in ["switch", "multifunction-iommu"] {
         let root = Path::new("../p2pdma-lab/fixtures").join(fixture);
-        let topo = sysfs::read(&sysfs::Roots { sys: root.join("sys"), proc: root.join("proc") }, None).unwrap();
+        let topo = machine::read(&Roots { sys: root.join("sys"), proc: root.join("proc") }, None).unwrap();
         let e = Engine::new(&topo).unwrap();
         let dmesg = std::fs::read_to_string(root.join("dmesg.txt")).unwrap();
         let mut seen = 0;

@@ -1,34 +1,18 @@
-//! Reading a live machine: `/sys` (PCI devices, p2pmem, IOMMU, class devices) and `/proc`
-//! (CPU, kernel release, command line). Both roots are parameters so fixture trees work.
+//! Reading a whole live machine into a `Topology`: `/sys` (PCI devices, p2pmem, IOMMU,
+//! class devices) and `/proc` (CPU, kernel release, command line), with what the kernel
+//! says about itself (`kernel_live`). Both roots are parameters so fixture trees work.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::bdf::Bdf;
-use crate::config;
-use crate::model::{Alias, Bar, Device, HostBridge, Link, Machine, P2pMem, Topology};
-use crate::pciids::PciIds;
+use p2pdma_core::config;
+use p2pdma_core::model::{Alias, Bar, Device, HostBridge, Link, Machine, P2pMem, Topology};
+use p2pdma_core::pciids::PciIds;
+use p2pdma_core::Bdf;
+
+use crate::roots::Roots;
 use crate::Error;
-
-/// Where to read from: `/sys` and `/proc` on a live machine.
-#[derive(Debug, Clone)]
-pub struct Roots {
-    pub sys: PathBuf,
-    pub proc: PathBuf,
-}
-
-impl Default for Roots {
-    fn default() -> Self {
-        Roots { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
-    }
-}
-
-/// A PCI device's sysfs directory (`<sys>/bus/pci/devices/0000:03:00.0`): the one place
-/// that path is built.
-pub fn pci_device_dir(sys: &Path, bdf: Bdf) -> PathBuf {
-    sys.join("bus/pci/devices").join(bdf.to_string())
-}
 
 /// The classes whose devices may be named as clients (`nvme0n1`, `nvme0`, `eth0`, `rxe0`).
 const ALIAS_CLASSES: &[&str] = &["block", "nvme", "net", "infiniband"];
@@ -61,7 +45,7 @@ pub fn read(roots: &Roots, ids: Option<&PciIds>) -> Result<Topology, Error> {
         aliases,
         iommu_groups: None,
     };
-    crate::iommu_groups::fill(&mut topo);
+    p2pdma_core::iommu_groups::fill(&mut topo);
     Ok(topo)
 }
 
@@ -287,7 +271,7 @@ fn read_aliases(roots: &Roots, sys_canon: &Path, devices: &[Device]) -> BTreeMap
     out
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     // One string, no formatting per byte: every device's 4 KiB of config space passes
     // here before a copy's first I/O, and the lab's emulated CPU made the per-byte
     // `format!` cost tens of milliseconds.

@@ -1,8 +1,12 @@
-//! Reading the files a person names (topology files, snapshots): only regular files and
-//! pipes, as text, with one clear error for each way a wrong file shows up.
+//! Reading the files a person names (topology files, snapshots, `diff`'s files, `nvmet
+//! restore`'s config): only regular files and pipes, as text, with one clear error for each
+//! way a wrong file shows up; `read_spec` and `read_snapshot` hand the text to core.
 
 use std::io::Read;
 use std::path::Path;
+
+use p2pdma_core::spec::{self, Spec};
+use p2pdma_core::{snapshot, Topology};
 
 use crate::Error;
 
@@ -38,6 +42,18 @@ pub fn read_text_from(stream: impl Read, shown: &Path) -> Result<String, Error> 
         return Err(Error::invalid(path, "is empty"));
     }
     Ok(text)
+}
+
+/// Reads and lowers a topology file.
+pub fn read_spec(path: &Path) -> Result<(Spec, Topology), Error> {
+    let text = read_text(path)?;
+    Ok(spec::from_text(&text, path)?)
+}
+
+/// Reads a snapshot file.
+pub fn read_snapshot(path: &Path) -> Result<Topology, Error> {
+    let text = read_text(path)?;
+    Ok(snapshot::from_json(&text, path)?)
 }
 
 /// What a path is when it is not a regular file or a pipe (`--spec <(...)` is a pipe).

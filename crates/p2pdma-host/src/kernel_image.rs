@@ -10,30 +10,23 @@
 
 use std::io::Read;
 
-use crate::kernel::WhitelistEntry;
-use crate::whitelist::{self, ANY_DEVICE};
+use p2pdma_core::model::WhitelistEntry;
+use p2pdma_core::whitelist::{self, ANY_DEVICE};
 
-/// Why an image gave no whitelist (said with the file's name by the caller).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why an image gave no whitelist (said with the file's name by the caller, as a warning:
+/// the release table stands in).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     /// No compressed payload found by header or magic.
+    #[error("not a kernel image p2pdma can read (no bzImage header and no gzip, xz, zstd or lz4 payload)")]
     NoPayload,
-    Decompress {
-        format: &'static str,
-        cause: String,
-    },
+    #[error("cannot decompress its {format} payload ({cause})")]
+    Decompress { format: &'static str, cause: String },
     /// Decompressed, but no `pci_p2pdma_whitelist` in it.
+    #[error(
+        "no pci_p2pdma_whitelist table in it (a kernel without CONFIG_PCI_P2PDMA, or a layout p2pdma does not know)"
+    )]
     NoTable,
-}
-
-impl std::fmt::Display for ImageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ImageError::NoPayload => write!(f, "not a kernel image p2pdma can read (no bzImage header and no gzip, xz, zstd or lz4 payload)"),
-            ImageError::Decompress { format, cause } => write!(f, "cannot decompress its {format} payload ({cause})"),
-            ImageError::NoTable => write!(f, "no pci_p2pdma_whitelist table in it (a kernel without CONFIG_PCI_P2PDMA, or a layout p2pdma does not know)"),
-        }
-    }
 }
 
 /// The compressors the kernel's x86 boot code supports (bzip2 and lzo left out: Debian,

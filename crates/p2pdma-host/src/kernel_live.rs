@@ -10,9 +10,11 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use crate::kernel::{self, Built, ImageWhitelist, IommuMode, KernelFacts, P2pdmaBuild};
+use p2pdma_core::kernel;
+use p2pdma_core::model::{Built, ImageWhitelist, IommuMode, KernelFacts, P2pdmaBuild, WhitelistEntry};
+
 use crate::kernel_image;
-use crate::sysfs::Roots;
+use crate::roots::Roots;
 
 /// The `/boot` that goes with these roots.
 pub fn boot_dir(roots: &Roots) -> PathBuf {
@@ -101,16 +103,16 @@ fn cache_file(image: &Path) -> Option<(PathBuf, String)> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CachedWhitelist {
     key: String,
-    entries: Vec<crate::kernel::WhitelistEntry>,
+    entries: Vec<WhitelistEntry>,
 }
 
-fn cached_whitelist(image: &Path) -> Option<Vec<crate::kernel::WhitelistEntry>> {
+fn cached_whitelist(image: &Path) -> Option<Vec<WhitelistEntry>> {
     let (file, key) = cache_file(image)?;
     let cached: CachedWhitelist = serde_json::from_slice(&fs::read(file).ok()?).ok()?;
     (cached.key == key && !cached.entries.is_empty()).then_some(cached.entries)
 }
 
-fn store_whitelist(image: &Path, entries: &[crate::kernel::WhitelistEntry]) {
+fn store_whitelist(image: &Path, entries: &[WhitelistEntry]) {
     let Some((file, key)) = cache_file(image) else { return };
     let Some(dir) = file.parent() else { return };
     let Ok(text) = serde_json::to_vec(&CachedWhitelist { key, entries: entries.to_vec() }) else { return };

@@ -9,11 +9,14 @@ use common::{scenarios, write_tree, Privilege};
 use p2pdma_core::analysis::{check, check_memory, find, matrix};
 use p2pdma_core::config::Acs;
 use p2pdma_core::verdict::MapType;
-use p2pdma_core::{snapshot, spec, sysfs, Engine, Error, Topology};
+use p2pdma_core::{snapshot, Engine, Error, Topology};
+use p2pdma_host::input::{read_snapshot, read_spec};
+use p2pdma_host::machine;
+use p2pdma_host::roots::Roots;
 
 fn live(topo: &Topology, dir: &Path, privilege: Privilege) -> Topology {
     let (sys, proc) = write_tree(topo, dir, privilege);
-    sysfs::read(&sysfs::Roots { sys, proc }, None).unwrap()
+    machine::read(&Roots { sys, proc }, None).unwrap()
 }
 
 /// Every verdict in JSON form: the contract is what must match.
@@ -36,7 +39,7 @@ fn all_verdicts(t: &Topology) -> String {
 #[test]
 fn sysfs_fixture_reads_back_like_its_topology_file() {
     for path in scenarios() {
-        let (_, from_spec) = spec::load(&path).unwrap();
+        let (_, from_spec) = read_spec(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let from_sysfs = live(&from_spec, dir.path(), Privilege::Root);
         assert_eq!(from_sysfs.devices.len(), from_spec.devices.len(), "{}", path.display());
@@ -58,12 +61,12 @@ fn sysfs_fixture_reads_back_like_its_topology_file() {
 #[test]
 fn snapshot_round_trip_gives_identical_analysis() {
     for path in scenarios() {
-        let (_, from_spec) = spec::load(&path).unwrap();
+        let (_, from_spec) = read_spec(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let from_sysfs = live(&from_spec, dir.path(), Privilege::Root);
         let file = dir.path().join("snap.json");
         std::fs::write(&file, snapshot::to_json(&from_sysfs)).unwrap();
-        let back = snapshot::load(&file).unwrap();
+        let back = read_snapshot(&file).unwrap();
         assert_eq!(back, from_sysfs, "{}", path.display());
         assert_eq!(all_verdicts(&back), all_verdicts(&from_sysfs), "{}", path.display());
     }
@@ -71,7 +74,7 @@ fn snapshot_round_trip_gives_identical_analysis() {
 
 #[test]
 fn sysfs_reader_finds_drivers_links_vfs_and_class_devices() {
-    let (_, t) = spec::load(Path::new("../../examples/topologies/switch.toml")).unwrap();
+    let (_, t) = read_spec(Path::new("../../examples/topologies/switch.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let live = live(&t, dir.path(), Privilege::Root);
     let nvme = live.devices.iter().find(|d| d.bdf.to_string() == "0000:03:00.0").unwrap();
@@ -92,7 +95,7 @@ fn sysfs_reader_finds_drivers_links_vfs_and_class_devices() {
 
 #[test]
 fn without_root_acs_is_unknown_and_verdicts_say_so() {
-    let (_, t) = spec::load(Path::new("../../examples/topologies/iommu-acs.toml")).unwrap();
+    let (_, t) = read_spec(Path::new("../../examples/topologies/iommu-acs.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let live = live(&t, dir.path(), Privilege::User);
     assert!(live.devices.iter().all(|d| d.acs == Acs::Unknown));
@@ -114,7 +117,7 @@ fn malformed_snapshots_are_clear_errors() {
     assert!(err("{\"schema\": \"p2pdma-snapshot\", \"version\": 1, \"created_by\": \"x\", \"topology\": {}}")
         .contains("malformed snapshot"));
     // A dangling upstream reference is refused, not followed.
-    let (_, t) = spec::load(Path::new("../../examples/topologies/switch.toml")).unwrap();
+    let (_, t) = read_spec(Path::new("../../examples/topologies/switch.toml")).unwrap();
     let mut broken = t.clone();
     broken.devices.retain(|d| d.bdf.to_string() != "0000:02:00.0");
     let e = err(&snapshot::to_json(&broken));
@@ -129,7 +132,7 @@ fn malformed_snapshots_are_clear_errors() {
 /// Sysfs trees captured from the lab's real guest kernel (crates/p2pdma-lab/fixtures).
 fn real_fixture(name: &str) -> Topology {
     let base = Path::new("../p2pdma-lab/fixtures").join(name);
-    sysfs::read(&sysfs::Roots { sys: base.join("sys"), proc: base.join("proc") }, None).unwrap()
+    machine::read(&Roots { sys: base.join("sys"), proc: base.join("proc") }, None).unwrap()
 }
 
 #[test]

@@ -13,7 +13,9 @@ use common::{write_tree, Privilege};
 use p2pdma_core::copy_plan::{choose_route, EndReport, Route, Via};
 use p2pdma_core::model::{Alias, MultipathPath};
 use p2pdma_core::transfer::{End, EndKind};
-use p2pdma_core::{analysis, kernel, spec, sysfs, Bdf, Engine, MapType, Topology};
+use p2pdma_core::{analysis, kernel, spec, Bdf, Engine, MapType, Topology};
+use p2pdma_host::machine;
+use p2pdma_host::roots::Roots;
 
 /// nvme-a (with a CMB) and nvme-b behind one switch, nvme-c on a second root port: the
 /// host bridge (not whitelisted) refuses nvme-a <-> nvme-c.
@@ -81,7 +83,7 @@ fn read_machine(dir: &Path, heads: &[Head<'_>], group: bool) -> Topology {
             }
         }
     }
-    sysfs::read(&sysfs::Roots { sys, proc }, None).unwrap()
+    machine::read(&Roots { sys, proc }, None).unwrap()
 }
 
 /// A device's address by its topology-file name (a live read has no names).
@@ -193,8 +195,8 @@ fn check_and_find_judge_a_head_by_every_path() {
 
 #[test]
 fn before_7_2_a_p2p_copy_through_a_head_is_refused_naming_multipath_and_the_fix() {
-    let (_dir, mut topo) = one_path_each(true);
-    kernel::name_release(&mut topo, "7.1").unwrap();
+    let (_dir, observed) = one_path_each(true);
+    let topo = kernel::as_release(&observed, &"7.1".parse().unwrap());
     let Route::Host { reasons } = route(&topo, "nvme1n1", "nvme0n1", "nvme-a") else { panic!("P2P on 7.1") };
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     for part in
@@ -202,7 +204,7 @@ fn before_7_2_a_p2p_copy_through_a_head_is_refused_naming_multipath_and_the_fix(
     {
         assert!(reasons[0].contains(part), "{part}: {}", reasons[0]);
     }
-    kernel::name_release(&mut topo, "7.2").unwrap();
+    let topo = kernel::as_release(&observed, &"7.2".parse().unwrap());
     assert!(matches!(route(&topo, "nvme1n1", "nvme0n1", "nvme-a"), Route::P2p { .. }));
 }
 

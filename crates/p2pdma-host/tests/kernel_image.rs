@@ -8,8 +8,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use p2pdma_core::kernel::{Release, WhitelistEntry};
-use p2pdma_core::{kernel_image, whitelist};
+use p2pdma_core::model::WhitelistEntry;
+use p2pdma_core::release::KernelRelease;
+use p2pdma_core::whitelist;
+use p2pdma_host::kernel_image;
 
 /// p2pdma-lab's cache, by its rule (`p2pdma_lab::default_cache_dir`, which this crate
 /// cannot reach): `$P2PDMA_CACHE_DIR`, else `$XDG_CACHE_HOME/p2pdma`, else `~/.cache/p2pdma`.
@@ -61,7 +63,7 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
             continue;
         }
         let read = read.unwrap_or_else(|e| panic!("{release}: {e}"));
-        let r: Release = release.parse().unwrap();
+        let r: KernelRelease = release.parse().unwrap();
         let table: Vec<WhitelistEntry> =
             whitelist::for_release(r.major, r.minor, r.patch).iter().map(WhitelistEntry::from).collect();
         let ids =
@@ -76,5 +78,23 @@ fn lab_kernel_image_whitelist_equals_the_release_table() {
             &format!("no cached lab kernel with CONFIG_PCI_P2PDMA in {}", cache_dir().join("kernel").display()),
             "run `p2pdma lab fetch` to get Debian unstable's",
         );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+    /// Kernel images from anywhere: an answer or an error, never a panic.
+    #[test]
+    fn kernel_image_reader_never_panics(
+        prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        magic in 0usize..5,
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
+        let magics: [&[u8]; 5] = [b"", &[0x28, 0xb5, 0x2f, 0xfd], &[0xfd, b'7', b'z', b'X', b'Z', 0], &[0x1f, 0x8b, 0x08], &[0x02, 0x21, 0x4c, 0x18]];
+        let mut image = prefix;
+        image.extend_from_slice(magics[magic]);
+        image.extend_from_slice(&body);
+        let _ = kernel_image::whitelist_from_image(&image);
     }
 }
