@@ -141,6 +141,54 @@ pub fn swap_files(swaps: &Path) -> Vec<String> {
     text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
 }
 
+/// What a path a person names is (following symlinks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    /// It exists but cannot be examined (the OS's words).
+    Unexaminable(String),
+    /// A block device, with its kernel name (`nvme0n1`) from `<sys>/dev/block/<major>:<minor>`
+    /// (so `/dev/disk/by-id/...` works too), else the path's own file name.
+    Block(Option<String>),
+    /// Anything else: `regular file`, `directory`, `character device`, `FIFO`, `socket`,
+    /// `special file`.
+    Other(&'static str),
+}
+
+/// What `path` is, and for a block device its kernel name.
+pub fn inspect(path: &Path, sys: &Path) -> PathKind {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let m = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return PathKind::Missing,
+        Err(e) => return PathKind::Unexaminable(e.to_string()),
+    };
+    let t = m.file_type();
+    if t.is_block_device() {
+        let dev = m.rdev();
+        let link = sys.join(format!("dev/block/{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)));
+        let name = fs::read_link(&link)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        return PathKind::Block(name);
+    }
+    PathKind::Other(if t.is_file() {
+        "regular file"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    })
+}
+
 /// The last component of a path, as text.
 pub fn file_name(path: &Path) -> Option<String> {
     path.file_name().map(|n| n.to_string_lossy().into_owned())

@@ -15,3 +15,9 @@ pub fn pci_device_dir(sys: &Path, bdf: Bdf) -> PathBuf {
 pub fn p2pmem_available(device_dir: &Path) -> Option<u64> {
     std::fs::read_to_string(device_dir.join("p2pmem/available")).ok()?.trim().parse().ok()
 }
+
+/// Whether kernel module `name` is loaded or built in (`<sys>/module/<name>`, with `-`
+/// written `_` as the kernel does).
+pub fn module_loaded(sys: &Path, name: &str) -> bool {
+    sys.join("module").join(name.replace('-', "_")).exists()
+}

@@ -11,13 +11,11 @@ use crate::NvmetError;
 pub const CONFIGFS: &str = "/sys/kernel/config";
 
 fn module_loaded(name: &str) -> bool {
-    Path::new("/sys/module").join(name.replace('-', "_")).exists()
+    p2pdma_host::sysfs::module_loaded(Path::new("/sys"), name)
 }
 
 fn configfs_mounted() -> bool {
-    std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(CONFIGFS) && l.contains(" configfs ")))
-        .unwrap_or(false)
+    p2pdma_host::procfs::mounted(Path::new("/proc"), CONFIGFS, "configfs")
 }
 
 fn run(what: &str, cmd: &mut Command, hint: &str) -> Result<(), NvmetError> {
@@ -65,7 +63,7 @@ pub fn prepare(transport: Option<Transport>) -> Result<Vec<String>, NvmetError> 
     }
     let mut done = Vec::new();
     if mount {
-        let builtin = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("configfs"));
+        let builtin = p2pdma_host::procfs::filesystem_known(Path::new("/proc"), "configfs");
         if !builtin {
             modprobe("configfs")?;
             done.push("modprobe configfs".into());
@@ -87,38 +85,14 @@ pub fn prepare(transport: Option<Transport>) -> Result<Vec<String>, NvmetError> 
 /// What `path` is (following symlinks), and for a block device its kernel name, from
 /// `<sysfs>/dev/block/<major>:<minor>` (so `/dev/disk/by-id/...` works too).
 pub fn inspect_path(path: &Path, sysfs: &Path) -> (crate::plan::PathKind, Option<String>) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-
     use crate::plan::PathKind;
-    let m = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (PathKind::Missing, None),
-        Err(e) => return (PathKind::NotBlock(format!("path that cannot be examined ({e})")), None),
-    };
-    let t = m.file_type();
-    if t.is_block_device() {
-        let dev = m.rdev();
-        let link = sysfs.join(format!("dev/block/{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)));
-        let name = std::fs::read_link(&link)
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
-        return (PathKind::Block, name);
+    use p2pdma_host::block::{self, PathKind as Found};
+    match block::inspect(path, sysfs) {
+        Found::Missing => (PathKind::Missing, None),
+        Found::Unexaminable(e) => (PathKind::NotBlock(format!("path that cannot be examined ({e})")), None),
+        Found::Block(name) => (PathKind::Block, name),
+        Found::Other(what) => (PathKind::NotBlock(what.into()), None),
     }
-    let what = if t.is_file() {
-        "regular file"
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_char_device() {
-        "character device"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    };
-    (PathKind::NotBlock(what.into()), None)
 }
 
 /// `NETLINK_RDMA` message type for `RDMA_NLDEV_CMD_NEWLINK` (`RDMA_NL_GET_TYPE(RDMA_NL_NLDEV, 3)`).
