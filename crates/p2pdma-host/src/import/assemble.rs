@@ -397,8 +397,14 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
                 ParsedData::Sys(s) => {
                     let derived = (o.format == Format::Grub)
                         .then(|| "GRUB's setting: the next boot's parameters, maybe not the running kernel's".to_string());
-                    if let Some(v) = &s.cmdline {
-                        claim(&mut m.cmdline, v.clone(), o, 1, derived);
+                    match (&s.cmdline, o.format) {
+                        // `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT` both go on the command line.
+                        (Some(v), Format::Grub) => match m.cmdline.iter_mut().find(|c| c.origin.format == Format::Grub) {
+                            Some(c) => c.value = format!("{} {v}", c.value),
+                            None => claim(&mut m.cmdline, v.clone(), o, 1, derived),
+                        },
+                        (Some(v), _) => claim(&mut m.cmdline, v.clone(), o, 1, derived),
+                        _ => {}
                     }
                     if let Some(v) = &s.kernel_release {
                         claim(&mut m.kernel_release, v.clone(), o, 1, None);

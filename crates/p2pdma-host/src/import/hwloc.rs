@@ -118,6 +118,9 @@ pub fn parse(bytes: &[u8]) -> Result<HwlocTopology, Error> {
         return Err(Error::invalid("hwloc XML", "the root element is not <topology>"));
     }
     let mut t = HwlocTopology { version: root.attribute("version").map(str::to_string), ..Default::default() };
+    // hwloc 3 writes the machine's `info` under `<topology>` itself.
+    t.os_release = info(root, "OSRelease").map(str::to_string);
+    t.arch = info(root, "Architecture").map(str::to_string);
     for node in root.descendants().filter(|n| n.has_tag_name("object")) {
         let line = doc.text_pos_at(node.range().start).row as usize;
         match node.attribute("type") {

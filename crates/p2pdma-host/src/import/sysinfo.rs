@@ -30,7 +30,7 @@ pub fn parse(format: Format, text: &str) -> Result<SysInfo, Error> {
         Format::Cmdline => s.cmdline = Some(text.trim().to_string()),
         Format::Grub => {
             let value = text.split_once('=').map(|(_, v)| v.trim().trim_matches(['"', '\''])).unwrap_or("");
-            s.cmdline = Some(value.to_string());
+            s.cmdline = (!value.is_empty()).then(|| value.to_string());
         }
         Format::Uname => {
             let words: Vec<&str> = text.split_whitespace().collect();
