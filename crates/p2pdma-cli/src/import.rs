@@ -69,7 +69,13 @@ pub fn summary(r: &ImportReport) -> String {
         );
     }
     let numa = r.numa_nodes.map_or("? NUMA nodes".to_string(), |n| format!("{n} NUMA node(s)"));
-    let _ = writeln!(s, "machine: {} devices, {} host bridge(s) ({}), {numa}", r.devices, r.host_bridges.len(), r.host_bridges.join(" "));
+    let _ = writeln!(
+        s,
+        "machine: {} devices, {} host bridge(s) ({}), {numa}",
+        r.devices,
+        r.host_bridges.len(),
+        r.host_bridges.join(" ")
+    );
     for f in r.facts.iter().filter(|f| f.subject == "machine") {
         let derived = f.derived.as_deref().map(|d| format!("; {d}")).unwrap_or_default();
         let _ = writeln!(s, "  {}: {} ({}{derived})", f.fact, printable(&f.value), printable(&f.origin.to_string()));
@@ -93,7 +99,13 @@ pub fn summary(r: &ImportReport) -> String {
             } else {
                 let more = if list.len() > 3 { format!(" (and {} more)", list.len() - 3) } else { String::new() };
                 let cmds: Vec<String> = list.iter().take(3).map(|u| format!("`{}`", u.reveal)).collect();
-                let _ = writeln!(s, "  {fact} of {} device(s): {}; run {}{more}", list.len(), first.consequence, cmds.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  {fact} of {} device(s): {}; run {}{more}",
+                    list.len(),
+                    first.consequence,
+                    cmds.join(", ")
+                );
             }
         }
     }
@@ -132,7 +144,11 @@ pub fn summary(r: &ImportReport) -> String {
     }
     if !cc.lines.is_empty() {
         let c = cc.kernel_lines;
-        let _ = writeln!(s, "kernel P2PDMA lines: {} agree, {} disagree, {} not compared", c.agree, c.disagree, c.not_compared);
+        let _ = writeln!(
+            s,
+            "kernel P2PDMA lines: {} agree, {} disagree, {} not compared",
+            c.agree, c.disagree, c.not_compared
+        );
         for l in &cc.lines {
             let outcome = match l.outcome {
                 Outcome::Agree => "agree",

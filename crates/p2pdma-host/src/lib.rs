@@ -6,8 +6,8 @@
 //! p2pdma-core, below, stays pure: it judges what this crate reads.
 
 pub mod block;
-pub mod import;
 mod error;
+pub mod import;
 pub mod input;
 #[cfg(feature = "kernel")]
 pub mod kernel_image;

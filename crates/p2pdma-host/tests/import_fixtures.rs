@@ -43,7 +43,9 @@ fn dev<'t>(t: &'t Topology, s: &str) -> &'t p2pdma_core::model::Device {
 fn threadripper_paste_gives_the_tree_gpus_nic_and_cpu() {
     let a = assemble(&[fixture(FIXTURES[0])]);
     let formats: Vec<Format> = a.report.inputs[0].sections.iter().map(|s| s.format).collect();
-    for f in [Format::LspciTree, Format::LspciVerbose, Format::NvidiaSmiTopo, Format::Lscpu, Format::Numactl, Format::Grub] {
+    for f in
+        [Format::LspciTree, Format::LspciVerbose, Format::NvidiaSmiTopo, Format::Lscpu, Format::Numactl, Format::Grub]
+    {
         assert!(formats.contains(&f), "{f:?} not found in {formats:?}");
     }
     assert_eq!(formats.iter().filter(|f| **f == Format::LspciVerbose).count(), 4, "four sudo lspci -vvv -s outputs");
@@ -63,7 +65,10 @@ fn threadripper_paste_gives_the_tree_gpus_nic_and_cpu() {
     assert_eq!(dev(t, "01:00.0").port_type, Some(PortType::SwitchUpstream));
     assert_eq!(dev(t, "02:00.0").port_type, Some(PortType::SwitchDownstream));
     let m = &t.machine;
-    assert_eq!((m.cpu_vendor.as_deref(), m.cpu_family, m.arch.as_deref()), (Some("AuthenticAMD"), Some(25), Some("x86_64")));
+    assert_eq!(
+        (m.cpu_vendor.as_deref(), m.cpu_family, m.arch.as_deref()),
+        (Some("AuthenticAMD"), Some(25), Some("x86_64"))
+    );
     assert_eq!(a.report.numa_nodes, Some(1));
     assert!(m.cmdline.as_deref().unwrap().starts_with("amd_iommu=off iommu=pt"));
     assert_eq!(m.iommu, Some(false));
@@ -108,10 +113,23 @@ fn xeon_hwloc_gives_two_sockets_and_the_vic_switch_chain() {
     let t = &a.topology;
     assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:80"]);
     assert_eq!(a.report.numa_nodes, Some(2));
-    for (child, up) in [("06:00.0", "00:03.0"), ("07:01.0", "06:00.0"), ("09:00.0", "07:01.0"), ("0a:00.0", "09:00.0"), ("0b:00.0", "0a:00.0"), ("0c:00.0", "0a:01.0")] {
+    for (child, up) in [
+        ("06:00.0", "00:03.0"),
+        ("07:01.0", "06:00.0"),
+        ("09:00.0", "07:01.0"),
+        ("0a:00.0", "09:00.0"),
+        ("0b:00.0", "0a:00.0"),
+        ("0c:00.0", "0a:01.0"),
+    ] {
         assert_eq!(dev(t, child).upstream, Some(bdf(up)), "{child}");
     }
-    let ports = [("00:03.0", PortType::RootPort), ("06:00.0", PortType::SwitchUpstream), ("07:01.0", PortType::SwitchDownstream), ("09:00.0", PortType::SwitchUpstream), ("0a:00.0", PortType::SwitchDownstream)];
+    let ports = [
+        ("00:03.0", PortType::RootPort),
+        ("06:00.0", PortType::SwitchUpstream),
+        ("07:01.0", PortType::SwitchDownstream),
+        ("09:00.0", PortType::SwitchUpstream),
+        ("0a:00.0", PortType::SwitchDownstream),
+    ];
     for (b, p) in ports {
         assert_eq!(dev(t, b).port_type, Some(p), "{b}");
     }
@@ -178,7 +196,8 @@ fn arc_refusal_line_is_read_and_left_out_without_a_tree() {
 
 #[test]
 fn arc_refusal_agrees_with_the_verdict_on_its_tree() {
-    let lscpu = Input { name: "lscpu".into(), text: "Architecture: x86_64\nVendor ID: GenuineIntel\nCPU family: 6\n".into() };
+    let lscpu =
+        Input { name: "lscpu".into(), text: "Architecture: x86_64\nVendor ID: GenuineIntel\nCPU family: 6\n".into() };
     let tree = Input { name: "tree".into(), text: ARC_TREE.into() };
     let a = assemble(&[fixture(FIXTURES[3]), tree, lscpu]);
     let l = &a.report.crosscheck.lines[0];
@@ -258,7 +277,8 @@ fn a_generated_600_kb_lspci_parses_whole() {
         copies += 1;
         let block = generated_lspci(450);
         for l in block.lines() {
-            if p2pdma_host::import::split_sections(l).sections.first().is_some_and(|s| s.format == Format::LspciVerbose) {
+            if p2pdma_host::import::split_sections(l).sections.first().is_some_and(|s| s.format == Format::LspciVerbose)
+            {
                 text += &format!("{copies:04x}:{l}\n");
             } else {
                 text += l;

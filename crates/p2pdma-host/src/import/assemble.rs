@@ -238,8 +238,15 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
                             claim(&mut c.device, v, o, d.line, names.clone());
                         }
                         if let Some(cl) = d.class {
-                            let derived = d.prog_if.is_none().then(|| "programming interface not shown: 00".to_string());
-                            claim(&mut c.class, u32::from(cl) << 8 | u32::from(d.prog_if.unwrap_or(0)), o, d.line, derived);
+                            let derived =
+                                d.prog_if.is_none().then(|| "programming interface not shown: 00".to_string());
+                            claim(
+                                &mut c.class,
+                                u32::from(cl) << 8 | u32::from(d.prog_if.unwrap_or(0)),
+                                o,
+                                d.line,
+                                derived,
+                            );
                         }
                         if let Some(s) = d.subsystem {
                             claim(&mut c.subsystem, s, o, d.line, None);
@@ -253,7 +260,9 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
                         }
                         if let Some(a) = d.acs {
                             let how = match d.caps {
-                                crate::import::lspci::Caps::Denied => Some("Capabilities: <access denied> (not root)".into()),
+                                crate::import::lspci::Caps::Denied => {
+                                    Some("Capabilities: <access denied> (not root)".into())
+                                }
                                 _ if !d.config.is_empty() => Some("decoded from the config-space dump".into()),
                                 _ => None,
                             };
@@ -326,7 +335,13 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
                             claim(&mut c.device, v, o, line, None);
                         }
                         if let Some(cl) = p.class {
-                            claim(&mut c.class, u32::from(cl) << 8, o, line, Some("hwloc gives no programming interface: 00".into()));
+                            claim(
+                                &mut c.class,
+                                u32::from(cl) << 8,
+                                o,
+                                line,
+                                Some("hwloc gives no programming interface: 00".into()),
+                            );
                         }
                         if let Some(s) = p.subsystem {
                             claim(&mut c.subsystem, s, o, line, None);
@@ -395,11 +410,13 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
                     }
                 }
                 ParsedData::Sys(s) => {
-                    let derived = (o.format == Format::Grub)
-                        .then(|| "GRUB's setting: the next boot's parameters, maybe not the running kernel's".to_string());
+                    let derived = (o.format == Format::Grub).then(|| {
+                        "GRUB's setting: the next boot's parameters, maybe not the running kernel's".to_string()
+                    });
                     match (&s.cmdline, o.format) {
                         // `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT` both go on the command line.
-                        (Some(v), Format::Grub) => match m.cmdline.iter_mut().find(|c| c.origin.format == Format::Grub) {
+                        (Some(v), Format::Grub) => match m.cmdline.iter_mut().find(|c| c.origin.format == Format::Grub)
+                        {
                             Some(c) => c.value = format!("{} {v}", c.value),
                             None => claim(&mut m.cmdline, v.clone(), o, 1, derived),
                         },
@@ -465,7 +482,11 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         } else if let Some(&bridge) = secondary.get(&key) {
             if bridge != *bdf {
                 let o = seen.get(&bridge).cloned().unwrap_or_else(devs_origin_placeholder);
-                c.parent.push(Claim { value: Some(bridge), origin: o, derived: Some(format!("on the secondary bus of {bridge}")) });
+                c.parent.push(Claim {
+                    value: Some(bridge),
+                    origin: o,
+                    derived: Some(format!("on the secondary bus of {bridge}")),
+                });
             }
         }
     }
@@ -546,16 +567,24 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         if let (Some(v), Some(d), Some(cl)) = (vendor, device, class) {
             classes_by_id.entry((v, d)).or_insert(cl);
         }
-        let subsystem = pick(&mut report, &subject, "subsystem", std::mem::take(&mut c.subsystem), |(v, d)| format!("{v:04x}:{d:04x}"));
-        let range = pick(&mut report, &subject, "bus_range", std::mem::take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}"));
-        let port_type = pick(&mut report, &subject, "port_type", std::mem::take(&mut c.port_type), |p| p.label().into());
+        let subsystem = pick(&mut report, &subject, "subsystem", std::mem::take(&mut c.subsystem), |(v, d)| {
+            format!("{v:04x}:{d:04x}")
+        });
+        let range =
+            pick(&mut report, &subject, "bus_range", std::mem::take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}"));
+        let port_type =
+            pick(&mut report, &subject, "port_type", std::mem::take(&mut c.port_type), |p| p.label().into());
         let acs = pick(&mut report, &subject, "acs", std::mem::take(&mut c.acs), |a| acs_text(*a));
         let bars = pick(&mut report, &subject, "bars", std::mem::take(&mut c.bars), |b| format!("{} BARs", b.len()));
         let driver = pick(&mut report, &subject, "driver", std::mem::take(&mut c.driver), |v| v.clone());
         let numa = pick(&mut report, &subject, "numa_node", std::mem::take(&mut c.numa), |v| v.to_string());
         let group = pick(&mut report, &subject, "iommu_group", std::mem::take(&mut c.iommu_group), |v| v.to_string());
         let link = pick(&mut report, &subject, "link", std::mem::take(&mut c.link), |l| {
-            format!("{} x{}", l.current_speed.as_deref().unwrap_or("?"), l.current_width.map_or("?".into(), |w| w.to_string()))
+            format!(
+                "{} x{}",
+                l.current_speed.as_deref().unwrap_or("?"),
+                l.current_width.map_or("?".into(), |w| w.to_string())
+            )
         });
         let is_bridge = range.is_some()
             || class.is_some_and(|c| c >> 8 == 0x0604 || c >> 8 == 0x0609)
@@ -620,7 +649,13 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         match class {
             Some(c) => {
                 d.class = c;
-                report.facts.push(Fact { subject, fact: "class", value: format!("{c:06x}"), origin, derived: Some(how) });
+                report.facts.push(Fact {
+                    subject,
+                    fact: "class",
+                    value: format!("{c:06x}"),
+                    origin,
+                    derived: Some(how),
+                });
             }
             None => report.unknown.push(Unknown {
                 subject,
@@ -644,7 +679,10 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             let origin = claims_of.get(&b).and_then(|c| c.seen.clone()).unwrap_or_else(devs_origin_placeholder);
             report.left_out.push(LeftOut {
                 device: b,
-                why: format!("its upstream bridge {} is not in the inputs", d.upstream.map_or("?".into(), |u| u.to_string())),
+                why: format!(
+                    "its upstream bridge {} is not in the inputs",
+                    d.upstream.map_or("?".into(), |u| u.to_string())
+                ),
                 origin,
             });
             dropped = true;
@@ -721,7 +759,8 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         iommu_groups: None,
     };
     let mut topology = topology;
-    p2pdma_core::check_consistent(&topology).map_err(|e| Error::invalid("import", format!("the inputs do not make one machine: {e}")))?;
+    p2pdma_core::check_consistent(&topology)
+        .map_err(|e| Error::invalid("import", format!("the inputs do not make one machine: {e}")))?;
     report.devices = topology.devices.len();
     report.host_bridges = topology.host_bridges.iter().map(|h| h.name.clone()).collect();
     // nvidia-smi's NUMA affinity for GPUs whose node no other input gives.
@@ -757,7 +796,12 @@ fn acs_text(a: Acs) -> String {
 
 fn machine_unknowns(report: &mut ImportReport, m: &Machine) {
     let mut add = |fact: &'static str, consequence: &str, reveal: &str| {
-        report.unknown.push(Unknown { subject: "machine".into(), fact, consequence: consequence.into(), reveal: reveal.into() })
+        report.unknown.push(Unknown {
+            subject: "machine".into(),
+            fact,
+            consequence: consequence.into(),
+            reveal: reveal.into(),
+        })
     };
     if m.cpu_vendor.is_none() || m.arch.is_none() {
         add(
@@ -773,6 +817,10 @@ fn machine_unknowns(report: &mut ImportReport, m: &Machine) {
         add("cmdline", "ACS parameters (pci=disable_acs_redir=, pci=config_acs=) are unknown", "cat /proc/cmdline");
     }
     if m.kernel.iommu_mode.is_none() {
-        add("iommu", "whether the IOMMU forces ACS redirect on is unknown", "sudo dmesg | grep -i -e DMAR -e AMD-Vi -e iommu");
+        add(
+            "iommu",
+            "whether the IOMMU forces ACS redirect on is unknown",
+            "sudo dmesg | grep -i -e DMAR -e AMD-Vi -e iommu",
+        );
     }
 }

@@ -76,7 +76,12 @@ impl CrossCheck {
 
 /// NVIDIA GPUs in bus order (indices into `topo.devices`, which is sorted by address).
 pub fn gpus(topo: &Topology) -> Vec<usize> {
-    topo.devices.iter().enumerate().filter(|(_, d)| d.vendor == 0x10de && d.class >> 16 == 0x03).map(|(i, _)| i).collect()
+    topo.devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.vendor == 0x10de && d.class >> 16 == 0x03)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The vendor behind an RDMA device name (`mlx5_0` → 15b3), when p2pdma knows it.
@@ -144,7 +149,8 @@ pub fn map_labels(topo: &Topology, m: &TopoMatrix) -> Vec<(String, Option<usize>
 pub fn fill_numa_from_topo(topo: &mut Topology, m: &TopoMatrix, origin: &Origin, report: &mut ImportReport) {
     let map = map_labels(topo, m);
     for row in &m.rows {
-        let (Some(node), Some(Some(i))) = (row.numa_affinity, map.iter().find(|(l, _)| *l == row.label).map(|x| x.1)) else {
+        let (Some(node), Some(Some(i))) = (row.numa_affinity, map.iter().find(|(l, _)| *l == row.label).map(|x| x.1))
+        else {
             continue;
         };
         let mut o = origin.clone();
@@ -165,7 +171,14 @@ pub fn fill_numa_from_topo(topo: &mut Topology, m: &TopoMatrix, origin: &Origin,
                 subject: d.bdf.to_string(),
                 fact: "numa_node",
                 values: vec![
-                    (n.to_string(), report.facts.iter().find(|f| f.subject == d.bdf.to_string() && f.fact == "numa_node").map_or_else(|| o.clone(), |f| f.origin.clone())),
+                    (
+                        n.to_string(),
+                        report
+                            .facts
+                            .iter()
+                            .find(|f| f.subject == d.bdf.to_string() && f.fact == "numa_node")
+                            .map_or_else(|| o.clone(), |f| f.origin.clone()),
+                    ),
                     (node.to_string(), o),
                 ],
             }),
@@ -260,7 +273,11 @@ fn line(engine: &Engine<'_>, event: &P2pEvent, origin: Origin) -> LineCheck {
                 kernel: "the provider registered P2P memory".into(),
                 p2pdma: None,
                 outcome: Outcome::NotCompared,
-                note: Some(if found { "not a verdict".into() } else { format!("{provider} is not in the assembled machine") }),
+                note: Some(if found {
+                    "not a verdict".into()
+                } else {
+                    format!("{provider} is not in the assembled machine")
+                }),
                 origin,
             };
         }
@@ -282,7 +299,9 @@ fn line(engine: &Engine<'_>, event: &P2pEvent, origin: Origin) -> LineCheck {
     let certain = engine.certain(p, c);
     let (outcome, note) = match event {
         P2pEvent::Refused { .. } if ours == MapType::NotSupported => (Outcome::Agree, None),
-        P2pEvent::Refused { .. } => (Outcome::Disagree, (!certain).then(|| "p2pdma's verdict rests on ACS it could not read".to_string())),
+        P2pEvent::Refused { .. } => {
+            (Outcome::Disagree, (!certain).then(|| "p2pdma's verdict rests on ACS it could not read".to_string()))
+        }
         _ if ours != MapType::BusAddr => (Outcome::Agree, None),
         _ if !certain => (Outcome::Agree, Some("the kernel's line settles ACS p2pdma could not read".to_string())),
         _ => (Outcome::Disagree, None),

@@ -68,7 +68,9 @@ pub fn parse(text: &str) -> Result<KernelLog, Error> {
             if let Some(release) = rest.split_whitespace().next() {
                 log.release.get_or_insert((release.to_string(), n));
             }
-        } else if let Some((_, cmd)) = msg.split_once("Kernel command line: ").or_else(|| msg.split_once("Command line: ")) {
+        } else if let Some((_, cmd)) =
+            msg.split_once("Kernel command line: ").or_else(|| msg.split_once("Command line: "))
+        {
             log.cmdline.get_or_insert((cmd.trim().to_string(), n));
         } else if let Some((_, rest)) = msg.split_once("PCI host bridge to bus ") {
             let addr = rest.split_whitespace().next().unwrap_or("");
@@ -175,7 +177,8 @@ Jun 01 12:00:00 box kernel: nvme 0000:04:00.0: ACS redirect is set between the c
 
     #[test]
     fn dmesg_ignores_damaged_p2p_lines() {
-        let log = parse("xe 0000:07:00.0: cannot be used for peer-to-peer DMA as the client and provider (0000:03").unwrap();
+        let log =
+            parse("xe 0000:07:00.0: cannot be used for peer-to-peer DMA as the client and provider (0000:03").unwrap();
         assert!(log.p2p.is_empty());
     }
 }

@@ -84,7 +84,9 @@ fn single_node(nodeset: &str) -> Option<i32> {
 }
 
 fn info<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {
-    node.children().find(|c| c.has_tag_name("info") && c.attribute("name") == Some(name)).and_then(|c| c.attribute("value"))
+    node.children()
+        .find(|c| c.has_tag_name("info") && c.attribute("name") == Some(name))
+        .and_then(|c| c.attribute("value"))
 }
 
 /// The NUMA node of an I/O object: its nearest ancestor that is a NUMA node (v1) or has a
@@ -215,7 +217,10 @@ mod tests {
         assert_eq!((gpu.class, gpu.vendor, gpu.device), (Some(0x0302), Some(0x10de), Some(0x15f9)));
         assert_eq!(gpu.numa_node, Some(1));
         assert_eq!(t.devices[0].range, Some((1, 1)));
-        assert_eq!((t.arch.as_deref(), t.cpu_vendor.as_deref(), t.cpu_family), (Some("x86_64"), Some("GenuineIntel"), Some(6)));
+        assert_eq!(
+            (t.arch.as_deref(), t.cpu_vendor.as_deref(), t.cpu_family),
+            (Some("x86_64"), Some("GenuineIntel"), Some(6))
+        );
     }
 
     #[test]

@@ -228,7 +228,15 @@ fn acs_flags(t: &str) -> u16 {
 
 impl Builder {
     fn new(d: LspciDevice) -> Self {
-        Builder { d, base_indent: None, acs_offset: None, acs_cap: None, acs_ctrl: None, in_acs: false, dump: Vec::new() }
+        Builder {
+            d,
+            base_indent: None,
+            acs_offset: None,
+            acs_cap: None,
+            acs_ctrl: None,
+            in_acs: false,
+            dump: Vec::new(),
+        }
     }
 
     fn line(&mut self, line: &str) {
@@ -262,7 +270,10 @@ impl Builder {
             if d.caps != Caps::Denied {
                 d.caps = Caps::Readable;
             }
-            let off = rest.strip_prefix('[').and_then(|r| r.split([' ', ']']).next()).and_then(|h| u16::from_str_radix(h, 16).ok());
+            let off = rest
+                .strip_prefix('[')
+                .and_then(|r| r.split([' ', ']']).next())
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
             if rest.contains("Access Control Services") {
                 self.acs_offset = off;
                 self.in_acs = true;
@@ -282,12 +293,22 @@ impl Builder {
         if !top {
             if let Some(f) = t.strip_prefix("LnkCap:") {
                 let (s, w) = link_fields(f);
-                let l = d.link.get_or_insert(Link { current_speed: None, current_width: None, max_speed: None, max_width: None });
+                let l = d.link.get_or_insert(Link {
+                    current_speed: None,
+                    current_width: None,
+                    max_speed: None,
+                    max_width: None,
+                });
                 l.max_speed = s;
                 l.max_width = w;
             } else if let Some(f) = t.strip_prefix("LnkSta:") {
                 let (s, w) = link_fields(f);
-                let l = d.link.get_or_insert(Link { current_speed: None, current_width: None, max_speed: None, max_width: None });
+                let l = d.link.get_or_insert(Link {
+                    current_speed: None,
+                    current_width: None,
+                    max_speed: None,
+                    max_width: None,
+                });
                 l.current_speed = s;
                 l.current_width = w;
             } else if t.starts_with("Initial VFs:") {
@@ -301,7 +322,8 @@ impl Builder {
             } else if let Some(r) = t.strip_prefix("VF offset:") {
                 let mut it = r.split(',');
                 let off = it.next().and_then(|o| o.trim().parse::<u16>().ok());
-                let stride = it.next().and_then(|s| s.trim().strip_prefix("stride:")).and_then(|s| s.trim().parse::<u16>().ok());
+                let stride =
+                    it.next().and_then(|s| s.trim().strip_prefix("stride:")).and_then(|s| s.trim().parse::<u16>().ok());
                 if let (Some((n, _, _)), Some(o), Some(s)) = (d.sriov, off, stride) {
                     d.sriov = Some((n, o, s));
                 }
@@ -366,7 +388,9 @@ impl Builder {
         }
         if d.acs.is_none() {
             d.acs = match (d.caps, self.acs_offset, self.acs_ctrl) {
-                (Caps::Readable, Some(offset), Some(ctrl)) => Some(Acs::Present { offset, cap: self.acs_cap.unwrap_or(0), ctrl }),
+                (Caps::Readable, Some(offset), Some(ctrl)) => {
+                    Some(Acs::Present { offset, cap: self.acs_cap.unwrap_or(0), ctrl })
+                }
                 // The capability is there but its control line was cut off.
                 (Caps::Readable, Some(_), None) => Some(Acs::Unknown),
                 (Caps::Readable, None, _) => Some(Acs::Absent),
@@ -448,7 +472,10 @@ c1:00.0 VGA compatible controller: NVIDIA Corporation AD102GL [RTX 6000 Ada Gene
         let rp = &l.devices[0];
         assert_eq!(rp.bdf, "0000:c0:01.1".parse().unwrap());
         assert!(rp.has_domain);
-        assert_eq!((rp.vendor, rp.device, rp.class, rp.ids_from_names), (Some(0x1022), Some(0x14ab), Some(0x0604), false));
+        assert_eq!(
+            (rp.vendor, rp.device, rp.class, rp.ids_from_names),
+            (Some(0x1022), Some(0x14ab), Some(0x0604), false)
+        );
         assert_eq!(rp.port_type, Some(PortType::RootPort));
         assert_eq!(rp.bus_range, Some((0xc1, 0xc1)));
         assert_eq!(rp.acs, Some(Acs::Present { offset: 0x2a0, cap: 0x5f, ctrl: 0x1d }));
@@ -458,7 +485,10 @@ c1:00.0 VGA compatible controller: NVIDIA Corporation AD102GL [RTX 6000 Ada Gene
         assert_eq!(rp.driver.as_deref(), Some("pcieport"));
         let gpu = &l.devices[1];
         assert!(!gpu.has_domain);
-        assert_eq!((gpu.vendor, gpu.device, gpu.class, gpu.ids_from_names), (Some(0x10de), Some(0x26b1), Some(0x0300), true));
+        assert_eq!(
+            (gpu.vendor, gpu.device, gpu.class, gpu.ids_from_names),
+            (Some(0x10de), Some(0x26b1), Some(0x0300), true)
+        );
         assert_eq!(gpu.port_type, Some(PortType::LegacyEndpoint));
         assert_eq!(gpu.acs, Some(Acs::Absent), "capabilities listed as root, no ACS");
         assert_eq!(gpu.bars.len(), 3, "the SR-IOV capability's VF region is not a BAR of the device");

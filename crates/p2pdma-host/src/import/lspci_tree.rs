@@ -95,7 +95,9 @@ pub fn parse(text: &str) -> Result<Tree, Error> {
                     // `dd.f`
                     let tok = line.get(i..i + 4).unwrap_or("");
                     let (Some((dom, busnr)), Some((dev, func))) = (bus, tok.split_once('.')) else { break };
-                    let (Ok(dev), Ok(func)) = (u8::from_str_radix(dev, 16), u8::from_str_radix(func, 16)) else { break };
+                    let (Ok(dev), Ok(func)) = (u8::from_str_radix(dev, 16), u8::from_str_radix(func, 16)) else {
+                        break;
+                    };
                     if dev > 0x1f || func > 7 {
                         break;
                     }

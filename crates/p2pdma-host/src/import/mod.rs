@@ -74,10 +74,16 @@ pub fn read_input(path: &Path) -> Result<Input, Error> {
         file.take(limit).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     }
     if bytes.len() > MAX_INPUT_BYTES {
-        return Err(Error::invalid(path, format!("is larger than {} MiB: not a paste `import` reads", MAX_INPUT_BYTES >> 20)));
+        return Err(Error::invalid(
+            path,
+            format!("is larger than {} MiB: not a paste `import` reads", MAX_INPUT_BYTES >> 20),
+        ));
     }
     if bytes.contains(&0) {
-        return Err(Error::invalid(path, "is binary (NUL bytes): import reads text outputs (a tarball is not read yet)"));
+        return Err(Error::invalid(
+            path,
+            "is binary (NUL bytes): import reads text outputs (a tarball is not read yet)",
+        ));
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
     if text.trim().is_empty() {

@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(class_from_name("VGA compatible controller"), Some(0x0300));
         assert_eq!(class_from_name("Ethernet controller"), Some(0x0200));
         assert_eq!(class_from_name("Non-Volatile memory controller"), Some(0x0108));
-        assert_eq!(bracket_ids("NVIDIA Corporation AD102GL [RTX 6000 Ada Generation] [10de:26b1]"), Some((0x10de, 0x26b1)));
+        assert_eq!(
+            bracket_ids("NVIDIA Corporation AD102GL [RTX 6000 Ada Generation] [10de:26b1]"),
+            Some((0x10de, 0x26b1))
+        );
         assert_eq!(bracket_class("VGA compatible controller [0300]"), Some(0x0300));
     }
 }

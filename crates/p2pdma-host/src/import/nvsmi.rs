@@ -124,7 +124,8 @@ NIC Legend:
 
     #[test]
     fn topo_matrix_with_tabs_and_nvlink() {
-        let m = parse("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\nGPU0\t X \tNV2\t0-7\t0\nGPU1\tNV2\t X \t8-15\t1\n").unwrap();
+        let m = parse("\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\nGPU0\t X \tNV2\t0-7\t0\nGPU1\tNV2\t X \t8-15\t1\n")
+            .unwrap();
         assert_eq!(m.rows[1].cells, ["NV2", "X"]);
         assert_eq!(m.rows[1].numa_affinity, Some(1));
     }

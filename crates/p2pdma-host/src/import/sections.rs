@@ -241,14 +241,19 @@ pub(crate) fn is_hex_dump(t: &str) -> bool {
 /// The first line of a tree: `-+-[0000:00]-+-00.0`, `-[0000:00]-+-00.0`, ` +-[0000:20]-+-`.
 fn is_tree_root(t: &str) -> bool {
     let s = t.trim_start_matches(['|', ' ', '+', '\\', '-']);
-    s.starts_with('[') && s.get(1..).is_some_and(|r| r.split(']').next().is_some_and(|b| b.contains(':')))
+    s.starts_with('[')
+        && s.get(1..).is_some_and(|r| r.split(']').next().is_some_and(|b| b.contains(':')))
         && t.starts_with(['-', '+', '\\'])
 }
 
 /// Any tree line: drawing characters, then a branch to a device or a root bus.
 fn is_tree_line(line: &str) -> bool {
     let t = line.trim_start_matches([' ', '|']);
-    (t.starts_with("+-") || t.starts_with("\\-") || t.starts_with("-+-") || t.starts_with("-[") || t.starts_with("-\\-"))
+    (t.starts_with("+-")
+        || t.starts_with("\\-")
+        || t.starts_with("-+-")
+        || t.starts_with("-[")
+        || t.starts_with("-\\-"))
         && t.trim_start_matches(['+', '\\', '-']).starts_with(|c: char| c.is_ascii_hexdigit() || c == '[')
 }
 

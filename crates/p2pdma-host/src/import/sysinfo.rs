@@ -20,7 +20,8 @@ pub struct SysInfo {
     pub numa_nodes: Option<u32>,
 }
 
-const ARCHES: &[&str] = &["x86_64", "aarch64", "ppc64le", "ppc64", "s390x", "riscv64", "i686", "i386", "armv7l", "loongarch64"];
+const ARCHES: &[&str] =
+    &["x86_64", "aarch64", "ppc64le", "ppc64", "s390x", "riscv64", "i686", "i386", "armv7l", "loongarch64"];
 
 /// Parses one section of `format` (one of the formats above).
 pub fn parse(format: Format, text: &str) -> Result<SysInfo, Error> {
@@ -85,7 +86,11 @@ mod tests {
 
     #[test]
     fn uname_cmdline_grub_and_numactl() {
-        let u = parse(Format::Uname, "Linux box 6.8.0-60-generic #63-Ubuntu SMP PREEMPT_DYNAMIC Fri May 2 x86_64 x86_64 x86_64 GNU/Linux").unwrap();
+        let u = parse(
+            Format::Uname,
+            "Linux box 6.8.0-60-generic #63-Ubuntu SMP PREEMPT_DYNAMIC Fri May 2 x86_64 x86_64 x86_64 GNU/Linux",
+        )
+        .unwrap();
         assert_eq!((u.kernel_release.as_deref(), u.arch.as_deref()), (Some("6.8.0-60-generic"), Some("x86_64")));
         let g = parse(Format::Grub, "GRUB_CMDLINE_LINUX_DEFAULT=\"amd_iommu=off iommu=pt\"").unwrap();
         assert_eq!(g.cmdline.as_deref(), Some("amd_iommu=off iommu=pt"));
