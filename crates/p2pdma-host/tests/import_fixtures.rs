@@ -294,3 +294,52 @@ fn a_generated_600_kb_lspci_parses_whole() {
     assert!(a.topology.devices.len() > 800);
     assert!(a.report.left_out.is_empty());
 }
+
+mod fuzz {
+    use p2pdma_host::import::{self, Input};
+    use proptest::prelude::*;
+
+    /// Text made of the characters the formats are built from, so the parsers' deeper
+    /// branches are reached, not only their "unknown line" exits.
+    fn pasteish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("-+-[0000:00]-+-".to_string()),
+                Just(" |           +-".to_string()),
+                Just("\\-".to_string()),
+                Just("-[01-13]--".to_string()),
+                Just("00.0".to_string()),
+                Just("  Name [10de:26b1]".to_string()),
+                Just("c1:00.0 VGA compatible controller: NVIDIA Corporation".to_string()),
+                Just("\tCapabilities: [148 v1] Access Control Services".to_string()),
+                Just("\t\tACSCtl:\tSrcValid+ ReqRedir+".to_string()),
+                Just("\tBus: primary=00, secondary=01, subordinate=ff".to_string()),
+                Just("\tRegion 0: Memory at ffffffffffffffff (64-bit, prefetchable) [size=99999999999T]".to_string()),
+                Just("00: 86 80 b8 7a 07 04 10 00 11 00 04 06 00 00 81 00".to_string()),
+                Just("GPU0\tGPU1\tNIC0\tCPU Affinity".to_string()),
+                Just("GPU0 X NV4 PIX 0-3 N/A".to_string()),
+                Just("NIC Legend:\n  NIC0: mlx5_0".to_string()),
+                Just("[ 1.0] xe 0000:07:00.0: cannot be used for peer-to-peer DMA as the client and provider (0000:03:00.0)".to_string()),
+                Just("<topology version=\"3.0\"><object type=\"Bridge\" bridge_pci=\"0000:[00-ff]\">".to_string()),
+                Just("Architecture: x86_64\nVendor ID: AuthenticAMD".to_string()),
+                Just("```".to_string()),
+                Just("\n".to_string()),
+                "[ -~\t]{0,12}".prop_map(|s| s),
+                any::<char>().prop_map(|c| c.to_string()),
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.join(""))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn import_never_panics_on_pasteish_text(text in pasteish()) {
+            let input = Input { name: "fuzz".into(), text };
+            if let Ok(parsed) = import::parse_inputs(&[input]) {
+                let _ = import::assemble(&parsed);
+            }
+        }
+    }
+}

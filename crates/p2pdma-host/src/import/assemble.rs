@@ -718,7 +718,7 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             }
         };
         host_bridges.insert(hb);
-        let inferred = inferred_ports.contains(b).then(|| match (up, parent_port) {
+        let inferred = inferred_ports.contains(b).then_some(match (up, parent_port) {
             (None, _) => Some(PortType::RootPort),
             (Some(_), Some(PortType::RootPort | PortType::SwitchDownstream)) => Some(PortType::SwitchUpstream),
             (Some(_), Some(PortType::SwitchUpstream)) => Some(PortType::SwitchDownstream),

@@ -52,7 +52,10 @@ fn bridge_pci(s: &str) -> Option<(u32, u8, u8)> {
 }
 
 /// `0200 [8086:1521] [1137:008b] 01 00` → (class, ids, subsystem ids).
-fn pci_type(s: &str) -> (Option<u16>, Option<(u16, u16)>, Option<(u16, u16)>) {
+/// Class, IDs and subsystem IDs.
+type PciType = (Option<u16>, Option<(u16, u16)>, Option<(u16, u16)>);
+
+fn pci_type(s: &str) -> PciType {
     let mut words = s.split_whitespace();
     let class = words.next().and_then(|c| u16::from_str_radix(c, 16).ok());
     let ids = |w: Option<&str>| {
@@ -227,5 +230,28 @@ mod tests {
     fn hwloc_refuses_cut_documents() {
         assert!(parse(b"<topology version=\"3.0\"><object type=\"Machine\">").is_err());
         assert!(parse(b"<other/>").is_err());
+    }
+
+    #[test]
+    fn hwloc_v1_numa_nodes_are_parents() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE topology SYSTEM "hwloc.dtd">
+<topology>
+  <object type="Machine" os_index="0" cpuset="0x0000000f" nodeset="0x00000003">
+    <object type="NUMANode" os_index="1" cpuset="0x0000000c" nodeset="0x00000002" local_memory="1">
+      <object type="Bridge" os_index="0" bridge_type="0-1" depth="0" bridge_pci="0000:[80-81]">
+        <object type="Bridge" os_index="1" bridge_type="1-1" depth="1" bridge_pci="0000:[81-81]" pci_busid="0000:80:02.0" pci_type="0604 [8086:3c04] [0000:0000] 07 00" pci_link_speed="0.000000">
+          <object type="PCIDev" os_index="2" pci_busid="0000:81:00.0" pci_type="0207 [15b3:1003] [15b3:0050] 00 00" pci_link_speed="7.876923"/>
+        </object>
+      </object>
+    </object>
+  </object>
+</topology>"#;
+        let t = parse(xml.as_bytes()).unwrap();
+        assert_eq!(t.version, None);
+        assert_eq!(t.host_bridges, [(0, 0x80, 0x81, Some(1))]);
+        assert_eq!(t.devices[1].numa_node, Some(1));
+        assert_eq!(t.devices[1].parent, Some("0000:80:02.0".parse().unwrap()));
+        assert_eq!(t.devices[1].class, Some(0x0207));
     }
 }
