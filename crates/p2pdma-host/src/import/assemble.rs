@@ -199,14 +199,29 @@ fn hex4(v: &u16) -> String {
     format!("{v:04x}")
 }
 
+/// Every input's claims, before any is chosen.
+#[derive(Default)]
+struct Collected {
+    devs: BTreeMap<Bdf, DevClaims>,
+    roots: BTreeMap<(u32, u8), Vec<Origin>>,
+    m: MachineClaims,
+    /// An `lspci -vvv` listed bridges with their bus lines (a full listing, not `-s`).
+    lspci_bridges: bool,
+}
+
+/// The devices once each fact is chosen.
+struct Resolved {
+    devices: BTreeMap<Bdf, Device>,
+    /// Bridges without a printed port type.
+    inferred_ports: Vec<Bdf>,
+    classes_by_id: HashMap<(u16, u16), u32>,
+}
+
 /// Builds the machine from every parsed input. Fails only when the result would not be a
 /// consistent topology (inputs of two different machines can make one).
 pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
     let mut report = ImportReport::default();
-    let mut devs: BTreeMap<Bdf, DevClaims> = BTreeMap::new();
-    let mut roots: BTreeMap<(u32, u8), Vec<Origin>> = BTreeMap::new();
-    let mut m = MachineClaims::default();
-    let mut lspci_bridges = false;
+    let mut col = Collected::default();
     for input in inputs {
         report.inputs.push(InputSummary {
             name: input.name.clone(),
@@ -221,286 +236,334 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         for part in &input.parts {
             let o = &part.origin;
             match &part.data {
-                ParsedData::Lspci(l) => {
-                    for d in &l.devices {
-                        let c = devs.entry(d.bdf).or_default();
-                        let at = |n: usize| {
-                            let mut x = o.clone();
-                            x.line = o.line + n.saturating_sub(1);
-                            x
-                        };
-                        c.seen.get_or_insert(at(d.line));
-                        let names = d.ids_from_names.then(|| "from the printed names (no -nn)".to_string());
-                        if let Some(v) = d.vendor {
-                            claim(&mut c.vendor, v, o, d.line, names.clone());
-                        }
-                        if let Some(v) = d.device {
-                            claim(&mut c.device, v, o, d.line, names.clone());
-                        }
-                        if let Some(cl) = d.class {
-                            let derived =
-                                d.prog_if.is_none().then(|| "programming interface not shown: 00".to_string());
-                            claim(
-                                &mut c.class,
-                                u32::from(cl) << 8 | u32::from(d.prog_if.unwrap_or(0)),
-                                o,
-                                d.line,
-                                derived,
-                            );
-                        }
-                        if let Some(s) = d.subsystem {
-                            claim(&mut c.subsystem, s, o, d.line, None);
-                        }
-                        if let Some(r) = d.bus_range {
-                            lspci_bridges = true;
-                            claim(&mut c.range, r, o, d.line, None);
-                        }
-                        if let Some(p) = d.port_type {
-                            claim(&mut c.port_type, p, o, d.line, None);
-                        }
-                        if let Some(a) = d.acs {
-                            let how = match d.caps {
-                                crate::import::lspci::Caps::Denied => {
-                                    Some("Capabilities: <access denied> (not root)".into())
-                                }
-                                _ if !d.config.is_empty() => Some("decoded from the config-space dump".into()),
-                                _ => None,
-                            };
-                            claim(&mut c.acs, a, o, d.line, how);
-                        }
-                        if !d.bars.is_empty() {
-                            claim(&mut c.bars, d.bars.clone(), o, d.line, None);
-                        }
-                        if let Some(x) = &d.driver {
-                            claim(&mut c.driver, x.clone(), o, d.line, None);
-                        }
-                        if let Some(x) = d.numa_node {
-                            claim(&mut c.numa, x, o, d.line, None);
-                        }
-                        if let Some(x) = d.iommu_group {
-                            claim(&mut c.iommu_group, x, o, d.line, None);
-                        }
-                        if let Some(x) = &d.link {
-                            claim(&mut c.link, x.clone(), o, d.line, None);
-                        }
-                        if !d.config.is_empty() {
-                            c.config = Some(d.config.clone());
-                        }
-                        c.name.get_or_insert_with(|| format!("{}: {}", d.class_name, d.name));
-                    }
-                }
-                ParsedData::Tree(t) => {
-                    for &(d, b) in &t.roots {
-                        roots.entry((d, b)).or_default().push(o.clone());
-                    }
-                    for n in &t.nodes {
-                        let c = devs.entry(n.bdf).or_default();
-                        let mut at = o.clone();
-                        at.line = o.line + n.line.saturating_sub(1);
-                        c.seen.get_or_insert(at);
-                        claim(&mut c.parent, n.parent, o, n.line, None);
-                        if let Some(r) = n.range {
-                            claim(&mut c.range, r, o, n.line, None);
-                        }
-                        let names = n.ids_from_names.then(|| "from the printed names (no -nn)".to_string());
-                        if let Some(v) = n.vendor {
-                            claim(&mut c.vendor, v, o, n.line, names.clone());
-                        }
-                        if let Some(v) = n.device {
-                            claim(&mut c.device, v, o, n.line, names);
-                        }
-                        if let Some(name) = &n.name {
-                            c.name.get_or_insert_with(|| name.clone());
-                        }
-                    }
-                }
-                ParsedData::Hwloc(h) => {
-                    for &(d, first, _, _) in &h.host_bridges {
-                        roots.entry((d, first)).or_default().push(o.clone());
-                    }
-                    for p in &h.devices {
-                        let c = devs.entry(p.bdf).or_default();
-                        let mut at = o.clone();
-                        at.line = o.line + p.line.saturating_sub(1);
-                        c.seen.get_or_insert(at);
-                        let line = p.line;
-                        claim(&mut c.parent, p.parent, o, line, None);
-                        if let Some(r) = p.range {
-                            claim(&mut c.range, r, o, line, None);
-                        }
-                        if let Some(v) = p.vendor {
-                            claim(&mut c.vendor, v, o, line, None);
-                        }
-                        if let Some(v) = p.device {
-                            claim(&mut c.device, v, o, line, None);
-                        }
-                        if let Some(cl) = p.class {
-                            claim(
-                                &mut c.class,
-                                u32::from(cl) << 8,
-                                o,
-                                line,
-                                Some("hwloc gives no programming interface: 00".into()),
-                            );
-                        }
-                        if let Some(s) = p.subsystem {
-                            claim(&mut c.subsystem, s, o, line, None);
-                        }
-                        if let Some(n) = p.numa_node {
-                            claim(&mut c.numa, n, o, line, Some("the hwloc object it hangs from".into()));
-                        }
-                        if let Some(name) = &p.name {
-                            c.name.get_or_insert_with(|| name.clone());
-                        }
-                    }
-                    if let Some(v) = &h.os_release {
-                        claim(&mut m.kernel_release, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = &h.arch {
-                        claim(&mut m.arch, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = &h.cpu_vendor {
-                        claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = h.cpu_family {
-                        claim(&mut m.cpu_family, v, o, 1, None);
-                    }
-                    if let Some(v) = &h.cpu_model_name {
-                        claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
-                    }
-                    if !h.numa_nodes.is_empty() {
-                        claim(&mut m.numa_nodes, h.numa_nodes.len() as u32, o, 1, None);
-                    }
-                    if h.packages > 0 {
-                        claim(&mut m.sockets, h.packages, o, 1, None);
-                    }
-                }
-                ParsedData::Dmesg(k) => {
-                    if let Some((r, n)) = &k.release {
-                        claim(&mut m.kernel_release, r.clone(), o, *n, None);
-                    }
-                    if let Some((c, n)) = &k.cmdline {
-                        claim(&mut m.cmdline, c.clone(), o, *n, None);
-                    }
-                    if let Some((mode, n)) = k.iommu {
-                        claim(&mut m.iommu_mode, mode, o, n, None);
-                    }
-                    for &(d, b, n) in &k.host_bridges {
-                        let mut at = o.clone();
-                        at.line = o.line + n - 1;
-                        roots.entry((d, b)).or_default().push(at);
-                    }
-                    if let Some(first) = k.p2p.first() {
-                        let mut at = o.clone();
-                        at.line = o.line + first.line - 1;
-                        m.p2pdma.get_or_insert(at);
-                    }
-                    for l in &k.p2p {
-                        let mut at = o.clone();
-                        at.line = o.line + l.line - 1;
-                        let named = match l.event {
-                            P2pEvent::Added { provider, .. } => vec![provider],
-                            P2pEvent::Refused { client, provider } | P2pEvent::AcsRedirect { client, provider } => {
-                                vec![client, provider]
-                            }
-                        };
-                        for b in named {
-                            devs.entry(b).or_default().seen.get_or_insert(at.clone());
-                        }
-                    }
-                }
-                ParsedData::Sys(s) => {
-                    let derived = (o.format == Format::Grub).then(|| {
-                        "GRUB's setting: the next boot's parameters, maybe not the running kernel's".to_string()
-                    });
-                    match (&s.cmdline, o.format) {
-                        // `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT` both go on the command line.
-                        (Some(v), Format::Grub) => match m.cmdline.iter_mut().find(|c| c.origin.format == Format::Grub)
-                        {
-                            Some(c) => c.value = format!("{} {v}", c.value),
-                            None => claim(&mut m.cmdline, v.clone(), o, 1, derived),
-                        },
-                        (Some(v), _) => claim(&mut m.cmdline, v.clone(), o, 1, derived),
-                        _ => {}
-                    }
-                    if let Some(v) = &s.kernel_release {
-                        claim(&mut m.kernel_release, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = &s.arch {
-                        claim(&mut m.arch, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = &s.cpu_vendor {
-                        claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = s.cpu_family {
-                        claim(&mut m.cpu_family, v, o, 1, None);
-                    }
-                    if let Some(v) = &s.cpu_model_name {
-                        claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
-                    }
-                    if let Some(v) = s.numa_nodes {
-                        claim(&mut m.numa_nodes, v, o, 1, None);
-                    }
-                    if let Some(v) = s.sockets {
-                        claim(&mut m.sockets, v, o, 1, None);
-                    }
-                }
+                ParsedData::Lspci(l) => col.lspci(l, o),
+                ParsedData::Tree(t) => col.tree(t, o),
+                ParsedData::Hwloc(h) => col.hwloc(h, o),
+                ParsedData::Dmesg(k) => col.dmesg(k, o),
+                ParsedData::Sys(s) => col.sys(s, o),
                 ParsedData::Topo(_) => {}
             }
         }
     }
-
-    // Bus ranges place devices: the bridge whose secondary bus a device sits on.
-    let mut secondary: HashMap<(u32, u8), Bdf> = HashMap::new();
-    for (bdf, c) in &devs {
-        if let Some(r) = c.range.first() {
-            secondary.entry((bdf.domain, r.value.0)).or_insert(*bdf);
+    col.place();
+    let Collected { devs, m, .. } = col;
+    let mut claims_of = devs;
+    let machine = resolve_machine(&mut report, m);
+    let Resolved { devices: mut resolved, inferred_ports, classes_by_id } =
+        resolve_devices(&mut report, &mut claims_of);
+    fill_classes(&mut report, &mut resolved, &claims_of, &classes_by_id);
+    drop_orphans(&mut report, &mut resolved, &claims_of);
+    let host_bridges = place_under_host_bridges(&mut report, &mut resolved, &claims_of, &inferred_ports);
+    acs_unknowns(&mut report, &resolved);
+    let topology = Topology {
+        machine,
+        host_bridges: host_bridges
+            .iter()
+            .map(|&(domain, bus)| HostBridge { name: format!("pci{domain:04x}:{bus:02x}"), domain, bus })
+            .collect(),
+        devices: resolved.into_values().collect(),
+        aliases: BTreeMap::new(),
+        iommu_groups: None,
+    };
+    let mut topology = topology;
+    p2pdma_core::check_consistent(&topology)
+        .map_err(|e| Error::invalid("import", format!("the inputs do not make one machine: {e}")))?;
+    report.devices = topology.devices.len();
+    report.host_bridges = topology.host_bridges.iter().map(|h| h.name.clone()).collect();
+    // nvidia-smi's NUMA affinity for GPUs whose node no other input gives.
+    for input in inputs {
+        for part in &input.parts {
+            if let ParsedData::Topo(t) = &part.data {
+                crosscheck::fill_numa_from_topo(&mut topology, t, &part.origin, &mut report);
+            }
         }
     }
-    // A full `lspci -vvv` (it shows bridges' bus lines) names root buses by omission: a bus
-    // with devices that no bridge leads to.
-    if lspci_bridges {
-        let mut inferred = Vec::new();
-        for (bdf, c) in &devs {
+    p2pdma_core::iommu_groups::fill(&mut topology);
+    report.crosscheck = crosscheck::run(&topology, inputs)?;
+    Ok(Assembled { topology, report })
+}
+
+impl Collected {
+    fn lspci(&mut self, l: &crate::import::lspci::Listing, o: &Origin) {
+        let Collected { devs, lspci_bridges, .. } = self;
+        for d in &l.devices {
+            let c = devs.entry(d.bdf).or_default();
+            let at = |n: usize| {
+                let mut x = o.clone();
+                x.line = o.line + n.saturating_sub(1);
+                x
+            };
+            c.seen.get_or_insert(at(d.line));
+            let names = d.ids_from_names.then(|| "from the printed names (no -nn)".to_string());
+            if let Some(v) = d.vendor {
+                claim(&mut c.vendor, v, o, d.line, names.clone());
+            }
+            if let Some(v) = d.device {
+                claim(&mut c.device, v, o, d.line, names.clone());
+            }
+            if let Some(cl) = d.class {
+                let derived = d.prog_if.is_none().then(|| "programming interface not shown: 00".to_string());
+                claim(&mut c.class, u32::from(cl) << 8 | u32::from(d.prog_if.unwrap_or(0)), o, d.line, derived);
+            }
+            if let Some(s) = d.subsystem {
+                claim(&mut c.subsystem, s, o, d.line, None);
+            }
+            if let Some(r) = d.bus_range {
+                *lspci_bridges = true;
+                claim(&mut c.range, r, o, d.line, None);
+            }
+            if let Some(p) = d.port_type {
+                claim(&mut c.port_type, p, o, d.line, None);
+            }
+            if let Some(a) = d.acs {
+                let how = match d.caps {
+                    crate::import::lspci::Caps::Denied => Some("Capabilities: <access denied> (not root)".into()),
+                    _ if !d.config.is_empty() => Some("decoded from the config-space dump".into()),
+                    _ => None,
+                };
+                claim(&mut c.acs, a, o, d.line, how);
+            }
+            if !d.bars.is_empty() {
+                claim(&mut c.bars, d.bars.clone(), o, d.line, None);
+            }
+            if let Some(x) = &d.driver {
+                claim(&mut c.driver, x.clone(), o, d.line, None);
+            }
+            if let Some(x) = d.numa_node {
+                claim(&mut c.numa, x, o, d.line, None);
+            }
+            if let Some(x) = d.iommu_group {
+                claim(&mut c.iommu_group, x, o, d.line, None);
+            }
+            if let Some(x) = &d.link {
+                claim(&mut c.link, x.clone(), o, d.line, None);
+            }
+            if !d.config.is_empty() {
+                c.config = Some(d.config.clone());
+            }
+            c.name.get_or_insert_with(|| format!("{}: {}", d.class_name, d.name));
+        }
+    }
+
+    fn tree(&mut self, t: &crate::import::lspci_tree::Tree, o: &Origin) {
+        let Collected { devs, roots, .. } = self;
+        for &(d, b) in &t.roots {
+            roots.entry((d, b)).or_default().push(o.clone());
+        }
+        for n in &t.nodes {
+            let c = devs.entry(n.bdf).or_default();
+            let mut at = o.clone();
+            at.line = o.line + n.line.saturating_sub(1);
+            c.seen.get_or_insert(at);
+            claim(&mut c.parent, n.parent, o, n.line, None);
+            if let Some(r) = n.range {
+                claim(&mut c.range, r, o, n.line, None);
+            }
+            let names = n.ids_from_names.then(|| "from the printed names (no -nn)".to_string());
+            if let Some(v) = n.vendor {
+                claim(&mut c.vendor, v, o, n.line, names.clone());
+            }
+            if let Some(v) = n.device {
+                claim(&mut c.device, v, o, n.line, names);
+            }
+            if let Some(name) = &n.name {
+                c.name.get_or_insert_with(|| name.clone());
+            }
+        }
+    }
+
+    fn hwloc(&mut self, h: &crate::import::hwloc::HwlocTopology, o: &Origin) {
+        let Collected { devs, roots, m, .. } = self;
+        for &(d, first, _, _) in &h.host_bridges {
+            roots.entry((d, first)).or_default().push(o.clone());
+        }
+        for p in &h.devices {
+            let c = devs.entry(p.bdf).or_default();
+            let mut at = o.clone();
+            at.line = o.line + p.line.saturating_sub(1);
+            c.seen.get_or_insert(at);
+            let line = p.line;
+            claim(&mut c.parent, p.parent, o, line, None);
+            if let Some(r) = p.range {
+                claim(&mut c.range, r, o, line, None);
+            }
+            if let Some(v) = p.vendor {
+                claim(&mut c.vendor, v, o, line, None);
+            }
+            if let Some(v) = p.device {
+                claim(&mut c.device, v, o, line, None);
+            }
+            if let Some(cl) = p.class {
+                claim(
+                    &mut c.class,
+                    u32::from(cl) << 8,
+                    o,
+                    line,
+                    Some("hwloc gives no programming interface: 00".into()),
+                );
+            }
+            if let Some(s) = p.subsystem {
+                claim(&mut c.subsystem, s, o, line, None);
+            }
+            if let Some(n) = p.numa_node {
+                claim(&mut c.numa, n, o, line, Some("the hwloc object it hangs from".into()));
+            }
+            if let Some(name) = &p.name {
+                c.name.get_or_insert_with(|| name.clone());
+            }
+        }
+        if let Some(v) = &h.os_release {
+            claim(&mut m.kernel_release, v.clone(), o, 1, None);
+        }
+        if let Some(v) = &h.arch {
+            claim(&mut m.arch, v.clone(), o, 1, None);
+        }
+        if let Some(v) = &h.cpu_vendor {
+            claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
+        }
+        if let Some(v) = h.cpu_family {
+            claim(&mut m.cpu_family, v, o, 1, None);
+        }
+        if let Some(v) = &h.cpu_model_name {
+            claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
+        }
+        if !h.numa_nodes.is_empty() {
+            claim(&mut m.numa_nodes, h.numa_nodes.len() as u32, o, 1, None);
+        }
+        if h.packages > 0 {
+            claim(&mut m.sockets, h.packages, o, 1, None);
+        }
+    }
+
+    fn dmesg(&mut self, k: &crate::import::dmesg::KernelLog, o: &Origin) {
+        let Collected { devs, roots, m, .. } = self;
+        if let Some((r, n)) = &k.release {
+            claim(&mut m.kernel_release, r.clone(), o, *n, None);
+        }
+        if let Some((c, n)) = &k.cmdline {
+            claim(&mut m.cmdline, c.clone(), o, *n, None);
+        }
+        if let Some((mode, n)) = k.iommu {
+            claim(&mut m.iommu_mode, mode, o, n, None);
+        }
+        for &(d, b, n) in &k.host_bridges {
+            let mut at = o.clone();
+            at.line = o.line + n - 1;
+            roots.entry((d, b)).or_default().push(at);
+        }
+        if let Some(first) = k.p2p.first() {
+            let mut at = o.clone();
+            at.line = o.line + first.line - 1;
+            m.p2pdma.get_or_insert(at);
+        }
+        for l in &k.p2p {
+            let mut at = o.clone();
+            at.line = o.line + l.line - 1;
+            let named = match l.event {
+                P2pEvent::Added { provider, .. } => vec![provider],
+                P2pEvent::Refused { client, provider } | P2pEvent::AcsRedirect { client, provider } => {
+                    vec![client, provider]
+                }
+            };
+            for b in named {
+                devs.entry(b).or_default().seen.get_or_insert(at.clone());
+            }
+        }
+    }
+
+    fn sys(&mut self, s: &crate::import::sysinfo::SysInfo, o: &Origin) {
+        let m = &mut self.m;
+        let derived = (o.format == Format::Grub)
+            .then(|| "GRUB's setting: the next boot's parameters, maybe not the running kernel's".to_string());
+        match (&s.cmdline, o.format) {
+            // `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT` both go on the command line.
+            (Some(v), Format::Grub) => match m.cmdline.iter_mut().find(|c| c.origin.format == Format::Grub) {
+                Some(c) => c.value = format!("{} {v}", c.value),
+                None => claim(&mut m.cmdline, v.clone(), o, 1, derived),
+            },
+            (Some(v), _) => claim(&mut m.cmdline, v.clone(), o, 1, derived),
+            _ => {}
+        }
+        if let Some(v) = &s.kernel_release {
+            claim(&mut m.kernel_release, v.clone(), o, 1, None);
+        }
+        if let Some(v) = &s.arch {
+            claim(&mut m.arch, v.clone(), o, 1, None);
+        }
+        if let Some(v) = &s.cpu_vendor {
+            claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
+        }
+        if let Some(v) = s.cpu_family {
+            claim(&mut m.cpu_family, v, o, 1, None);
+        }
+        if let Some(v) = &s.cpu_model_name {
+            claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
+        }
+        if let Some(v) = s.numa_nodes {
+            claim(&mut m.numa_nodes, v, o, 1, None);
+        }
+        if let Some(v) = s.sockets {
+            claim(&mut m.sockets, v, o, 1, None);
+        }
+    }
+
+    /// Bus ranges and root buses give each device a parent claim.
+    fn place(&mut self) {
+        let Collected { devs, roots, lspci_bridges, .. } = self;
+        // Bus ranges place devices: the bridge whose secondary bus a device sits on.
+        let mut secondary: HashMap<(u32, u8), Bdf> = HashMap::new();
+        for (bdf, c) in devs.iter() {
+            if let Some(r) = c.range.first() {
+                secondary.entry((bdf.domain, r.value.0)).or_insert(*bdf);
+            }
+        }
+        // A full `lspci -vvv` (it shows bridges' bus lines) names root buses by omission: a bus
+        // with devices that no bridge leads to.
+        if *lspci_bridges {
+            let mut inferred = Vec::new();
+            for (bdf, c) in devs.iter() {
+                let key = (bdf.domain, bdf.bus);
+                if c.parent.is_empty() && !secondary.contains_key(&key) && !roots.contains_key(&key) {
+                    if let Some(o) = c.seen.clone().filter(|o| o.format == Format::LspciVerbose) {
+                        inferred.push((key, o));
+                    }
+                }
+            }
+            for (key, o) in inferred {
+                roots.entry(key).or_insert_with(|| vec![o]);
+            }
+        }
+        let seen: HashMap<Bdf, Origin> = devs.iter().filter_map(|(b, c)| Some((*b, c.seen.clone()?))).collect();
+        for (bdf, c) in devs.iter_mut() {
             let key = (bdf.domain, bdf.bus);
-            if c.parent.is_empty() && !secondary.contains_key(&key) && !roots.contains_key(&key) {
-                if let Some(o) = c.seen.clone().filter(|o| o.format == Format::LspciVerbose) {
-                    inferred.push((key, o));
+            if roots.contains_key(&key) {
+                let o = roots[&key][0].clone();
+                c.parent.push(Claim { value: None, origin: o, derived: Some("its bus is a root bus".into()) });
+            } else if let Some(&bridge) = secondary.get(&key) {
+                if bridge != *bdf {
+                    let o = seen.get(&bridge).cloned().unwrap_or_else(devs_origin_placeholder);
+                    c.parent.push(Claim {
+                        value: Some(bridge),
+                        origin: o,
+                        derived: Some(format!("on the secondary bus of {bridge}")),
+                    });
                 }
             }
         }
-        for (key, o) in inferred {
-            roots.entry(key).or_insert_with(|| vec![o]);
-        }
     }
-    let seen: HashMap<Bdf, Origin> = devs.iter().filter_map(|(b, c)| Some((*b, c.seen.clone()?))).collect();
-    for (bdf, c) in devs.iter_mut() {
-        let key = (bdf.domain, bdf.bus);
-        if roots.contains_key(&key) {
-            let o = roots[&key][0].clone();
-            c.parent.push(Claim { value: None, origin: o, derived: Some("its bus is a root bus".into()) });
-        } else if let Some(&bridge) = secondary.get(&key) {
-            if bridge != *bdf {
-                let o = seen.get(&bridge).cloned().unwrap_or_else(devs_origin_placeholder);
-                c.parent.push(Claim {
-                    value: Some(bridge),
-                    origin: o,
-                    derived: Some(format!("on the secondary bus of {bridge}")),
-                });
-            }
-        }
-    }
+}
 
+fn resolve_machine(report: &mut ImportReport, m: MachineClaims) -> Machine {
     // Machine facts.
     let s = |v: &String| v.clone();
-    let arch = pick(&mut report, "machine", "arch", m.arch, s);
-    let cpu_vendor = pick(&mut report, "machine", "cpu_vendor", m.cpu_vendor, s);
-    let cpu_family = pick(&mut report, "machine", "cpu_family", m.cpu_family, |v| v.to_string());
-    let cpu_model_name = pick(&mut report, "machine", "cpu_model_name", m.cpu_model_name, s);
-    let kernel_release = pick(&mut report, "machine", "kernel_release", m.kernel_release, s);
-    let cmdline = pick(&mut report, "machine", "cmdline", m.cmdline, s);
-    let numa_nodes = pick(&mut report, "machine", "numa_nodes", m.numa_nodes, |v| v.to_string());
-    pick(&mut report, "machine", "sockets", m.sockets, |v| v.to_string());
+    let arch = pick(report, "machine", "arch", m.arch, s);
+    let cpu_vendor = pick(report, "machine", "cpu_vendor", m.cpu_vendor, s);
+    let cpu_family = pick(report, "machine", "cpu_family", m.cpu_family, |v| v.to_string());
+    let cpu_model_name = pick(report, "machine", "cpu_model_name", m.cpu_model_name, s);
+    let kernel_release = pick(report, "machine", "kernel_release", m.kernel_release, s);
+    let cmdline = pick(report, "machine", "cmdline", m.cmdline, s);
+    let numa_nodes = pick(report, "machine", "numa_nodes", m.numa_nodes, |v| v.to_string());
+    pick(report, "machine", "sockets", m.sockets, |v| v.to_string());
     let mut iommu_claims = m.iommu_mode;
     if let Some(c) = &cmdline {
         let off = match cpu_vendor.as_deref() {
@@ -519,7 +582,7 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             }
         }
     }
-    let iommu_mode = pick(&mut report, "machine", "iommu_mode", iommu_claims, |v| format!("{v:?}").to_lowercase());
+    let iommu_mode = pick(report, "machine", "iommu_mode", iommu_claims, |v| format!("{v:?}").to_lowercase());
     let mut machine = Machine {
         arch,
         cpu_vendor,
@@ -536,17 +599,18 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             P2pdmaBuild { built: Built::Yes, evidence: Some(format!("the kernel log's P2PDMA lines ({o})")) };
     }
     report.numa_nodes = numa_nodes;
-    machine_unknowns(&mut report, &machine);
+    machine_unknowns(report, &machine);
+    machine
+}
 
+fn resolve_devices(report: &mut ImportReport, claims_of: &mut BTreeMap<Bdf, DevClaims>) -> Resolved {
     // Devices.
     let mut resolved: BTreeMap<Bdf, Device> = BTreeMap::new();
-    let mut parents: BTreeMap<Bdf, Option<Bdf>> = BTreeMap::new();
     let mut inferred_ports: Vec<Bdf> = Vec::new();
     let mut classes_by_id: HashMap<(u16, u16), u32> = HashMap::new();
-    let mut claims_of: BTreeMap<Bdf, DevClaims> = devs;
     for (bdf, c) in claims_of.iter_mut() {
         let subject = bdf.to_string();
-        let parent = pick(&mut report, &subject, "upstream", std::mem::take(&mut c.parent), |p| match p {
+        let parent = pick(report, &subject, "upstream", std::mem::take(&mut c.parent), |p| match p {
             Some(b) => b.to_string(),
             None => "root bus".into(),
         });
@@ -560,26 +624,23 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             report.left_out.push(LeftOut { device: *bdf, why: why.into(), origin });
             continue;
         };
-        parents.insert(*bdf, parent);
-        let vendor = pick(&mut report, &subject, "vendor", std::mem::take(&mut c.vendor), hex4);
-        let device = pick(&mut report, &subject, "device", std::mem::take(&mut c.device), hex4);
-        let class = pick(&mut report, &subject, "class", std::mem::take(&mut c.class), |v| format!("{v:06x}"));
+        let vendor = pick(report, &subject, "vendor", std::mem::take(&mut c.vendor), hex4);
+        let device = pick(report, &subject, "device", std::mem::take(&mut c.device), hex4);
+        let class = pick(report, &subject, "class", std::mem::take(&mut c.class), |v| format!("{v:06x}"));
         if let (Some(v), Some(d), Some(cl)) = (vendor, device, class) {
             classes_by_id.entry((v, d)).or_insert(cl);
         }
-        let subsystem = pick(&mut report, &subject, "subsystem", std::mem::take(&mut c.subsystem), |(v, d)| {
-            format!("{v:04x}:{d:04x}")
-        });
+        let subsystem =
+            pick(report, &subject, "subsystem", std::mem::take(&mut c.subsystem), |(v, d)| format!("{v:04x}:{d:04x}"));
         let range =
-            pick(&mut report, &subject, "bus_range", std::mem::take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}"));
-        let port_type =
-            pick(&mut report, &subject, "port_type", std::mem::take(&mut c.port_type), |p| p.label().into());
-        let acs = pick(&mut report, &subject, "acs", std::mem::take(&mut c.acs), |a| acs_text(*a));
-        let bars = pick(&mut report, &subject, "bars", std::mem::take(&mut c.bars), |b| format!("{} BARs", b.len()));
-        let driver = pick(&mut report, &subject, "driver", std::mem::take(&mut c.driver), |v| v.clone());
-        let numa = pick(&mut report, &subject, "numa_node", std::mem::take(&mut c.numa), |v| v.to_string());
-        let group = pick(&mut report, &subject, "iommu_group", std::mem::take(&mut c.iommu_group), |v| v.to_string());
-        let link = pick(&mut report, &subject, "link", std::mem::take(&mut c.link), |l| {
+            pick(report, &subject, "bus_range", std::mem::take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}"));
+        let port_type = pick(report, &subject, "port_type", std::mem::take(&mut c.port_type), |p| p.label().into());
+        let acs = pick(report, &subject, "acs", std::mem::take(&mut c.acs), |a| acs_text(*a));
+        let bars = pick(report, &subject, "bars", std::mem::take(&mut c.bars), |b| format!("{} BARs", b.len()));
+        let driver = pick(report, &subject, "driver", std::mem::take(&mut c.driver), |v| v.clone());
+        let numa = pick(report, &subject, "numa_node", std::mem::take(&mut c.numa), |v| v.to_string());
+        let group = pick(report, &subject, "iommu_group", std::mem::take(&mut c.iommu_group), |v| v.to_string());
+        let link = pick(report, &subject, "link", std::mem::take(&mut c.link), |l| {
             format!(
                 "{} x{}",
                 l.current_speed.as_deref().unwrap_or("?"),
@@ -631,6 +692,15 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             });
         }
     }
+    Resolved { devices: resolved, inferred_ports, classes_by_id }
+}
+
+fn fill_classes(
+    report: &mut ImportReport,
+    resolved: &mut BTreeMap<Bdf, Device>,
+    claims_of: &BTreeMap<Bdf, DevClaims>,
+    classes_by_id: &HashMap<(u16, u16), u32>,
+) {
     // Classes no input printed: a bridge's (it has a bus range), or that of a function with
     // the same vendor:device.
     for d in resolved.values_mut() {
@@ -665,6 +735,9 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             }),
         }
     }
+}
+
+fn drop_orphans(report: &mut ImportReport, resolved: &mut BTreeMap<Bdf, Device>, claims_of: &BTreeMap<Bdf, DevClaims>) {
     // Parents named but left out, or absent: their children cannot be placed either.
     let mut dropped = true;
     while dropped {
@@ -688,6 +761,15 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             dropped = true;
         }
     }
+}
+
+/// Each device's host bridge (its top ancestor's bus) and the port types the shape gives.
+fn place_under_host_bridges(
+    report: &mut ImportReport,
+    resolved: &mut BTreeMap<Bdf, Device>,
+    claims_of: &BTreeMap<Bdf, DevClaims>,
+    inferred_ports: &[Bdf],
+) -> BTreeSet<(u32, u8)> {
     // Host bridges: each device's top ancestor's bus; port types from the shape.
     let order: Vec<Bdf> = {
         let depth = |b: Bdf| {
@@ -738,6 +820,10 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             });
         }
     }
+    host_bridges
+}
+
+fn acs_unknowns(report: &mut ImportReport, resolved: &BTreeMap<Bdf, Device>) {
     for d in resolved.values() {
         if d.acs == Acs::Unknown && (d.is_bridge || d.is_dma_capable()) {
             report.unknown.push(Unknown {
@@ -748,32 +834,6 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             });
         }
     }
-    let topology = Topology {
-        machine,
-        host_bridges: host_bridges
-            .iter()
-            .map(|&(domain, bus)| HostBridge { name: format!("pci{domain:04x}:{bus:02x}"), domain, bus })
-            .collect(),
-        devices: resolved.into_values().collect(),
-        aliases: BTreeMap::new(),
-        iommu_groups: None,
-    };
-    let mut topology = topology;
-    p2pdma_core::check_consistent(&topology)
-        .map_err(|e| Error::invalid("import", format!("the inputs do not make one machine: {e}")))?;
-    report.devices = topology.devices.len();
-    report.host_bridges = topology.host_bridges.iter().map(|h| h.name.clone()).collect();
-    // nvidia-smi's NUMA affinity for GPUs whose node no other input gives.
-    for input in inputs {
-        for part in &input.parts {
-            if let ParsedData::Topo(t) = &part.data {
-                crosscheck::fill_numa_from_topo(&mut topology, t, &part.origin, &mut report);
-            }
-        }
-    }
-    p2pdma_core::iommu_groups::fill(&mut topology);
-    report.crosscheck = crosscheck::run(&topology, inputs)?;
-    Ok(Assembled { topology, report })
 }
 
 fn parse_hb_name(name: &str) -> Option<(u32, u8)> {
