@@ -301,8 +301,12 @@ fn is_uname(t: &str) -> bool {
 }
 
 fn is_cmdline(t: &str) -> bool {
+    // Prose that mentions `root=` is not a command line: every word of one is a parameter
+    // (`key=value`, or a bare flag such as `ro`, `quiet`), the first one included.
     t.starts_with("BOOT_IMAGE=")
-        || (t.split_whitespace().any(|w| w.starts_with("root=")) && t.split_whitespace().all(|w| !w.ends_with(':')))
+        || (t.split_whitespace().any(|w| w.starts_with("root="))
+            && t.split_whitespace().next().is_some_and(|w| w.contains('='))
+            && t.split_whitespace().all(|w| !w.ends_with(':') && !w.ends_with('.') && !w.ends_with(',')))
 }
 
 #[cfg(test)]
@@ -338,5 +342,12 @@ mod tests {
         );
         let formats: Vec<Format> = s.sections.iter().map(|s| s.format).collect();
         assert_eq!(formats, [Format::Cmdline, Format::Uname]);
+        let prose = split_sections(
+            "Boot it with root=/dev/sda1 and see.
+root=/dev/sda1 ro quiet
+",
+        );
+        assert_eq!(prose.sections.len(), 1);
+        assert_eq!((prose.sections[0].format, prose.sections[0].first_line), (Format::Cmdline, 2));
     }
 }
