@@ -16,6 +16,7 @@ mod alloc;
 mod bench;
 mod copy;
 mod fleet;
+mod import;
 mod interrupt;
 mod lab;
 mod nvmet;
@@ -174,6 +175,20 @@ enum Command {
     },
     #[command(flatten)]
     Nested(Nested),
+    /// Build a snapshot from pasted outputs (lspci -vvv/-x, lspci -tv, nvidia-smi topo -m,
+    /// dmesg, hwloc XML, /proc/cmdline, uname -a, lscpu), each found by its content, in any
+    /// mix; `-` reads standard input. Prints devices, host bridges, what is known and unknown,
+    /// disagreements, and nvidia-smi cells and kernel P2PDMA lines checked against p2pdma.
+    /// Exit 0, 1 a cross-check disagrees, 2 bad input.
+    Import {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the snapshot to FILE (`-` for standard output); every command reads it with --snapshot.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write everything the verdict needs (raw config space included) to one JSON file.
     Snapshot {
         #[command(flatten)]
@@ -453,6 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nested(Nested::Lab { command }) => lab(command),
         Command::Nested(Nested::Nvmet { command }) => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),
+        Command::Import { files, output, json } => import::run(&files, output.as_deref(), json),
         Command::Diff { before, after, json } => fleet::run_diff(&before, &after, json),
         Command::Metrics { source, output } => metrics(&source, output.as_ref()),
         Command::Completions { shell } => completions(shell),

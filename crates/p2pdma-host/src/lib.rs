@@ -7,6 +7,7 @@
 
 pub mod block;
 mod error;
+pub mod import;
 pub mod input;
 #[cfg(feature = "kernel")]
 pub mod kernel_image;
