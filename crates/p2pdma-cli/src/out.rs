@@ -16,6 +16,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use p2pdma_core::text::{inert_lines, Inert};
+
 /// The exit status when standard output was closed by the reader: 128 + SIGPIPE.
 pub const CLOSED_PIPE_EXIT: u8 = 141;
 
@@ -48,10 +50,13 @@ impl From<io::Error> for OutputError {
     }
 }
 
-/// Writes `s` to standard output and flushes it.
+/// Writes `s` to standard output and flushes it. Text output is for a terminal: any
+/// control character or bidi override in it came from input (a name, a path, a value read
+/// from a tree), so it is shown visibly ([`p2pdma_core::text::inert_lines`]); lines and tabs
+/// stay.
 pub fn text(s: &str) -> Result<(), OutputError> {
     let mut out = io::stdout().lock();
-    out.write_all(s.as_bytes())?;
+    out.write_all(inert_lines(s).as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -68,9 +73,10 @@ pub fn json<T: serde::Serialize>(value: &T) -> Result<(), OutputError> {
     Ok(())
 }
 
-/// A line on standard error, prefixed `p2pdma: `; a closed stderr is ignored.
+/// A line on standard error, prefixed `p2pdma: `, with control characters from input shown
+/// visibly as in [`text`] (a line feed too: a note is one line); a closed stderr is ignored.
 pub fn note(line: &str) {
-    let _ = writeln!(io::stderr().lock(), "p2pdma: {line}");
+    let _ = writeln!(io::stderr().lock(), "p2pdma: {}", Inert(line));
 }
 
 /// An error as one line: the cause chain joined by `: `, without a cause the message

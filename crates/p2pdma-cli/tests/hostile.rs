@@ -579,3 +579,102 @@ fn tree_without_fifo(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     }
     t
 }
+
+/// A character a terminal acts on, as it may show up in output: C0 controls other than line
+/// feed and tab, DEL, the C1 controls (U+009B is a CSI), and the bidi overrides.
+fn raw_control(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        matches!(c, '\0'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+fn assert_inert(args: &[&str], out: &str, err: &str) {
+    for (stream, text) in [("stdout", out), ("stderr", err)] {
+        if let Some(c) = raw_control(text) {
+            panic!("{args:?}: raw {c:?} on {stream}: {text:?}");
+        }
+    }
+}
+
+/// A topology file whose names, description and parents carry terminal escapes: OSC 52 (write
+/// the clipboard), OSC 0 (set the title), a C1 CSI and a bidi override.
+const HOSTILE_NAMES: &str = r#"
+name = "evil\u001b]0;title\u0007"
+description = "clip\u001b]52;c;cHduZWQ=\u0007 and \u009b2J"
+
+[machine]
+cpu = "qemu64"
+
+[[root_port]]
+name = "rp\u001b[31m"
+slot = 0x10
+
+[[switch]]
+name = "sw\u001b]0;title\u0007"
+parent = "rp\u001b[31m"
+ports = 2
+
+[[endpoint]]
+name = "a\u001b]52;c;cHduZWQ=\u0007"
+kind = "nvme"
+parent = "sw\u001b]0;title\u0007.0"
+cmb_mib = 16
+
+[[endpoint]]
+name = "b\u009b31m\u202efdp"
+kind = "nvme"
+parent = "sw\u001b]0;title\u0007.1"
+"#;
+
+#[test]
+fn test_names_with_terminal_escapes_reach_no_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("evil.toml");
+    std::fs::write(&spec, HOSTILE_NAMES).unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, HOSTILE_NAMES.replace("cmb_mib = 16", "cmb_mib = 32").replace("ports = 2", "ports = 3")).unwrap();
+    let snap = dir.path().join("snap.json");
+    let spec = spec.to_str().unwrap();
+    let (other, snap_s) = (other.to_str().unwrap(), snap.to_str().unwrap());
+    let (a, b) = ("a\u{1b}]52;c;cHduZWQ=\u{7}", "b\u{9b}31m\u{202e}fdp");
+    let missing = format!("{}/gone\u{1b}]0;title\u{7}.toml", dir.path().display());
+    let configfs = dir.path().join("configfs");
+    std::fs::create_dir_all(configfs.join("nvmet/subsystems")).unwrap();
+    let configfs = configfs.to_str().unwrap();
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", spec, "-o", snap_s]);
+    assert_eq!(code, 0, "{err}");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["topo", "--spec", spec],
+        vec!["topo", "--snapshot", snap_s],
+        vec!["check", "--spec", spec, a, b],
+        vec!["check", "--snapshot", snap_s, b, a],
+        vec!["check", "--spec", spec, "zz\u{1b}]0;title\u{7}", b],
+        vec!["find", "--spec", spec, b],
+        vec!["find", "--spec", spec, "\u{1b}]52;c;eA==\u{7}"],
+        vec!["addr", "--spec", spec, b, a],
+        vec!["addr", "--spec", spec, b, "a\u{1b}[2J:7"],
+        vec!["resolve", "--spec", spec, a, b],
+        vec!["resolve", "--spec", spec, "\u{9b}6n"],
+        vec!["providers", "--spec", spec],
+        vec!["metrics", "--spec", spec],
+        vec!["diff", spec, other],
+        vec!["diff", spec, snap_s],
+        vec!["nvmet", "list", "--spec", spec, "--configfs-root", configfs],
+        vec!["topo", "--spec", &missing],
+        vec!["topo", "--snapshot", &missing],
+    ];
+    for args in &runs {
+        let (code, out, err) = p2pdma(args);
+        assert!((0..=3).contains(&code), "{args:?}: exit {code}: {err}");
+        assert_inert(args, &out, &err);
+    }
+    // The names are there, shown, not dropped.
+    let (_, out, _) = p2pdma(&["topo", "--spec", spec]);
+    assert!(out.contains("a\\e]52;c;cHduZWQ=\\x07"), "{out}");
+    assert!(out.contains("b\\x9b31m\\u{202e}fdp"), "{out}");
+    // JSON stays exact: serde's escapes, the name read back unchanged.
+    let (_, json, _) = p2pdma(&["topo", "--spec", spec, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> = v["devices"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    assert!(names.contains(&a) && names.contains(&b), "{names:?}");
+}
