@@ -6,6 +6,7 @@
 //! p2pdma-core, below, stays pure: it judges what this crate reads.
 
 pub mod block;
+pub mod bounded;
 mod error;
 pub mod input;
 #[cfg(feature = "kernel")]

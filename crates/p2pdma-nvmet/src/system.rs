@@ -15,7 +15,7 @@ fn module_loaded(name: &str) -> bool {
 }
 
 fn configfs_mounted() -> bool {
-    std::fs::read_to_string("/proc/mounts")
+    p2pdma_host::bounded::read_string(Path::new("/proc/mounts"), p2pdma_host::bounded::Bound::PROC_TABLE)
         .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(CONFIGFS) && l.contains(" configfs ")))
         .unwrap_or(false)
 }
@@ -65,7 +65,9 @@ pub fn prepare(transport: Option<Transport>) -> Result<Vec<String>, NvmetError> 
     }
     let mut done = Vec::new();
     if mount {
-        let builtin = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("configfs"));
+        let filesystems = Path::new("/proc/filesystems");
+        let builtin = p2pdma_host::bounded::read_string(filesystems, p2pdma_host::bounded::Bound::PROC_TABLE)
+            .is_ok_and(|f| f.contains("configfs"));
         if !builtin {
             modprobe("configfs")?;
             done.push("modprobe configfs".into());

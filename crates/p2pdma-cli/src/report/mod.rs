@@ -55,7 +55,7 @@ fn describe(source: &SourceArgs) -> (String, String, String) {
     let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
     if let Some(path) = &source.spec {
         // The source loaded already; the file's own name and description are a bonus.
-        let parsed = std::fs::read_to_string(path).ok().and_then(|t| spec::parse(&t, path).ok());
+        let parsed = p2pdma_host::input::read_text(path).ok().and_then(|t| spec::parse(&t, path).ok());
         let title = parsed.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| stem(path));
         let desc = parsed.and_then(|s| s.description).unwrap_or_default();
         let src = format!("the topology file {}", path.display());
@@ -66,9 +66,7 @@ fn describe(source: &SourceArgs) -> (String, String, String) {
         let src = format!("the snapshot {}", path.display());
         return (stem(path), format!("snapshot {}", path.display()), src);
     }
-    let host = std::fs::read_to_string(source.proc_root.join("sys/kernel/hostname"))
-        .ok()
-        .map(|h| h.trim().to_string())
+    let host = p2pdma_host::bounded::attribute(&source.proc_root.join("sys/kernel/hostname"))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "this machine".into());
     let src = format!("the live machine ({} and {})", source.sysfs_root.display(), source.proc_root.display());
