@@ -678,3 +678,65 @@ fn test_names_with_terminal_escapes_reach_no_terminal_raw() {
     let names: Vec<&str> = v["devices"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
     assert!(names.contains(&a) && names.contains(&b), "{names:?}");
 }
+
+/// Issue 23's acceptance for writers: in a sticky, world-writable directory (as `/tmp`), a
+/// symbolic link planted by another user (uid 65534) is refused by every writer, as the
+/// kernel's `fs.protected_symlinks` refuses to follow it, and the file it points to is left
+/// unchanged; the caller's own link there is written through. Needs root (lchown).
+#[test]
+fn test_writers_refuse_another_users_link_in_a_sticky_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if !euid_is_root() {
+        eprintln!("skipped: needs root to chown a link to another user");
+        return;
+    }
+    let sticky = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sticky.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let cfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cfs.path().join("nvmet")).unwrap();
+    let cfs = cfs.path().to_str().unwrap().to_string();
+    let plant = |name: &str| {
+        let link = sticky.path().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        link.to_str().unwrap().to_string()
+    };
+    let writers: Vec<(&str, Box<dyn Fn(&str) -> Vec<String>>)> = vec![
+        ("snapshot", Box::new(|o| ["snapshot", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
+        ("report", Box::new(|o| ["report", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
+        ("metrics", Box::new(|o| ["metrics", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
+        ("svg", Box::new(|o| ["topo", "--spec", SWITCH, "--svg", o].map(String::from).to_vec())),
+        ("nvmet", Box::new(|o| ["nvmet", "save", "--configfs-root", &cfs, o].map(String::from).to_vec())),
+    ];
+    for (name, args) in &writers {
+        let link = plant(name);
+        let args = args(&link);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused_saying(&args, 2, &["refused: a symbolic link owned by uid 65534", "fs.protected_symlinks"]);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "{name} wrote through the link");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{name} removed the link");
+    }
+    // manpages: a page name planted in a sticky man directory.
+    plant("p2pdma.1");
+    refused_saying(&["manpages", sticky.path().to_str().unwrap()], 2, &["fs.protected_symlinks"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "manpages wrote through the link");
+    // The caller's own link in the same directory is written through.
+    let own = sticky.path().join("own.json");
+    let target = victim_dir.path().join("mine.json");
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &own).unwrap();
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", SWITCH, "-o", own.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(&target).unwrap().contains("p2pdma-snapshot"));
+}
+
+fn euid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}

@@ -120,9 +120,10 @@ fn store_whitelist(image: &Path, entries: &[WhitelistEntry]) {
     let Some((file, key)) = cache_file(image) else { return };
     let Some(dir) = file.parent() else { return };
     let Ok(text) = serde_json::to_vec(&CachedWhitelist { key, entries: entries.to_vec() }) else { return };
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    if fs::create_dir_all(dir).is_ok() && fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &file).is_err() {
-        let _ = fs::remove_file(&tmp);
+    // A private directory, and the one writer: a temporary file made with O_EXCL beside
+    // the name, renamed onto it; a link planted there by another user is refused.
+    if crate::output::create_private_dir(dir).is_ok() {
+        let _ = crate::output::write_file(&file, &text, 0o600);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod kernel_live;
 #[cfg(feature = "kernel")]
 pub mod machine;
 pub mod multipath;
+pub mod output;
 pub mod pciids;
 pub mod roots;
 pub mod sysfs;
