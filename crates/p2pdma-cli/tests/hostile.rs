@@ -740,3 +740,76 @@ fn euid_is_root() -> bool {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
+
+/// The lines under "steps (dry run, nothing changed):", as a shell script.
+fn dry_run_steps(out: &str) -> String {
+    let steps = out.split("steps (dry run, nothing changed):\n").nth(1).unwrap_or_else(|| panic!("no steps: {out}"));
+    steps.lines().take_while(|l| l.starts_with("  ")).map(|l| format!("{}\n", l.trim_start())).collect()
+}
+
+/// Pastes `script` into `sh -n`, then runs it with `sh` in `cwd` (a plain directory standing
+/// for configfs): exit status of the check.
+fn paste_into_sh(script: &str, cwd: &Path) {
+    let file = cwd.join("steps.sh");
+    std::fs::write(&file, script).unwrap();
+    let check = Command::new("sh").arg("-n").arg(&file).output().unwrap();
+    assert!(check.status.success(), "sh -n: {}\n{script}", String::from_utf8_lossy(&check.stderr));
+    // Errors are expected (ana_groups/1 is the kernel's, absent here); substitutions are not.
+    Command::new("sh").arg(&file).current_dir(cwd).output().unwrap();
+}
+
+/// Issue 23: values in an nvmetcli config (and export flags) that are shell code stay data
+/// in every printed step: `sh -n` parses the dry run, and running it in a scratch directory
+/// creates the directories with those very names and runs nothing.
+#[test]
+fn test_dry_run_steps_are_shell_quoted_and_run_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("pwned");
+    let touch = format!("a;touch${{IFS}}{};$(id)`touch {}`", marker.display(), marker.display());
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../p2pdma-nvmet/fixtures/nvmetcli-config.json")).unwrap();
+    let mut c = sample.clone();
+    let nqn = "nqn.2026-11.io.p2pdma:t;$(id)";
+    c["subsystems"][0]["attr"]["model"] = touch.clone().into();
+    c["subsystems"][0]["attr"]["serial"] = "'\"$(id)\"'x".into();
+    c["subsystems"][0]["attr"]["firmware"] = "f|id>x&".into();
+    c["subsystems"][0]["nqn"] = nqn.into();
+    c["subsystems"][0]["namespaces"][0]["device"]["path"] = "nvme-b".into();
+    c["ports"][0]["subsystems"][0] = nqn.into();
+    c["ports"][0]["referrals"][0]["name"] = "p;$(id)".into();
+    let file = scratch.path().join("c.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+
+    let cfs = tempfile::tempdir().unwrap();
+    for sub in ["subsystems", "ports", "hosts"] {
+        std::fs::create_dir_all(cfs.path().join("nvmet").join(sub)).unwrap();
+    }
+    let root = cfs.path().to_str().unwrap();
+    let args = ["nvmet", "restore", file.to_str().unwrap(), "--spec", SWITCH, "--configfs-root", root, "--dry-run"];
+    let (code, out, err) = p2pdma(&args);
+    assert_eq!(code, 0, "{err}");
+    let script = dry_run_steps(&out);
+    assert!(script.contains("attr_model"), "{script}");
+    paste_into_sh(&script, cfs.path());
+    assert!(!marker.exists(), "a command in a value ran");
+    assert!(cfs.path().join("nvmet/subsystems").join(nqn).is_dir(), "the NQN is one literal name");
+    let model = std::fs::read_to_string(cfs.path().join("nvmet/subsystems").join(nqn).join("attr_model")).unwrap();
+    assert_eq!(model, format!("{touch}\n"), "the value written as it is");
+
+    let export_nqn = format!("nqn.x:a;touch${{IFS}}{};$(id)", marker.display()).replace('/', "_");
+    let cfs2 = tempfile::tempdir().unwrap();
+    for sub in ["subsystems", "ports", "hosts"] {
+        std::fs::create_dir_all(cfs2.path().join("nvmet").join(sub)).unwrap();
+    }
+    let root2 = cfs2.path().to_str().unwrap();
+    let args = [
+        "nvmet", "export", "--spec", SWITCH, "--configfs-root", root2, "--dry-run", "--nqn", &export_nqn, "--ns", "nvme-b",
+        "--transport", "tcp", "--addr", "127.0.0.1", "--host", "nqn.h:`id`$(id)",
+    ];
+    let (code, out, err) = p2pdma(&args);
+    assert_eq!(code, 0, "{err}");
+    paste_into_sh(&dry_run_steps(&out), cfs2.path());
+    assert!(cfs2.path().join("nvmet/subsystems").join(&export_nqn).is_dir(), "{out}");
+    assert!(cfs2.path().join("nvmet/hosts/nqn.h:`id`$(id)").is_dir(), "{out}");
+    assert!(!marker.exists());
+}

@@ -74,6 +74,15 @@ fn write_inert(out: &mut impl Write, s: &str, keep_lines: bool) -> fmt::Result {
     out.write_str(&s[plain..])
 }
 
+/// `s` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially (`nqn.2026-11.io.p2pdma:t`, `/dev/nvme0n1`, `127.0.0.1`), else quoted (shlex,
+/// single quotes where possible) so that nothing in it is expanded, substituted or split
+/// (`a;touch${IFS}/tmp/pwn;$(id)` stays one word). For every printed step meant for a shell.
+pub fn shell_quote(s: &str) -> Cow<'_, str> {
+    // shlex refuses only a NUL byte, which no argument can hold: single quotes then.
+    shlex::try_quote(s).unwrap_or_else(|_| Cow::Owned(format!("'{}'", s.replace('\'', "'\\''"))))
+}
+
 /// Whether `s` holds a character a terminal would act on (what [`inert_lines`] escapes):
 /// for tests that prove nothing raw reaches the terminal.
 pub fn has_raw_control(s: &str) -> bool {
@@ -99,6 +108,16 @@ mod tests {
         assert_eq!(inert("a\nb\tc\rd"), "a\\nb\\tc\\rd");
         assert_eq!(inert("evil\u{202e}fdp.exe\u{2066}"), "evil\\u{202e}fdp.exe\\u{2066}");
         assert_eq!(Inert("a\u{1b}b").to_string(), "a\\eb");
+    }
+
+    #[test]
+    fn test_shell_quote_keeps_plain_words_and_quotes_the_rest() {
+        for s in ["nqn.2026-11.io.p2pdma:t", "/dev/nvme0n1", "127.0.0.1", "0000:03:00.0", "1"] {
+            assert!(matches!(shell_quote(s), Cow::Borrowed(b) if b == s), "{s}");
+        }
+        assert_eq!(shell_quote("a;touch${IFS}/tmp/pwn;$(id)"), "'a;touch${IFS}/tmp/pwn;$(id)'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "\"it's\"");
     }
 
     #[test]
