@@ -813,3 +813,154 @@ fn test_dry_run_steps_are_shell_quoted_and_run_nothing() {
     assert!(cfs2.path().join("nvmet/hosts/nqn.h:`id`$(id)").is_dir(), "{out}");
     assert!(!marker.exists());
 }
+
+/// A copy of the real guest's `switch` tree (`sys`, `proc`), links kept as links.
+fn guest_tree() -> tempfile::TempDir {
+    fn copy(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            let (from, to) = (e.path(), dst.join(e.file_name()));
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+            } else if t.is_dir() {
+                copy(&from, &to);
+            } else {
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["sys", "proc"] {
+        copy(&Path::new("../p2pdma-lab/fixtures/switch").join(part), &dir.path().join(part));
+    }
+    dir
+}
+
+/// The device directory of `bdf` in a tree (what its `bus/pci/devices` link names).
+fn device_dir(sys: &Path, bdf: &str) -> PathBuf {
+    std::fs::canonicalize(sys.join("bus/pci/devices").join(bdf)).unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+fn sparse(path: &Path, len: u64) {
+    let _ = std::fs::remove_file(path);
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+fn relink(path: &Path, target: &str) {
+    let _ = std::fs::remove_file(path);
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// One run under issue 23's limits: killed after 5 s (`timeout`), 1 GiB of address space
+/// (`prlimit --as`), wall time and peak RSS measured by GNU time when it is there.
+/// Returns exit status, stdout, stderr, seconds, peak RSS in KiB.
+fn run_limited(args: &[&str]) -> (i32, String, String, f64, u64) {
+    let measured = tempfile::NamedTempFile::new().unwrap();
+    let have_time = Path::new("/usr/bin/time").exists();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "5", "prlimit", "--as=1073741824", "--"]);
+    if have_time {
+        cmd.args(["/usr/bin/time", "-f", "%e %M", "-o"]).arg(measured.path());
+    }
+    let started = std::time::Instant::now();
+    let out = cmd.arg(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
+    let mut secs = started.elapsed().as_secs_f64();
+    let mut rss = 0;
+    let stats = std::fs::read_to_string(measured.path()).unwrap_or_default();
+    // GNU time writes "Command exited with non-zero status N" first when it is not 0.
+    if let Some(last) = stats.lines().last() {
+        let mut it = last.split_whitespace();
+        secs = it.next().and_then(|s| s.parse().ok()).unwrap_or(secs);
+        rss = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), secs, rss)
+}
+
+/// Issue 23's hostile machines: sysfs trees as an attacker (or a broken kernel, or a
+/// careless `--sysfs-root`) leaves them. Every case, for `topo`, `check` and `snapshot`:
+/// done within 5 s and 1 GiB of address space, exit 0-3, at most one line on stderr (the
+/// error, or a note), and no raw control character from the tree on stdout or stderr.
+#[test]
+fn test_hostile_sysfs_trees_end_fast_small_and_in_one_line() {
+    type Plant = fn(&Path, &Path);
+    let cases: Vec<(&str, Plant)> = vec![
+        ("a FIFO as config", |_, dev| mkfifo(&dev.join("config"))),
+        ("a FIFO as vendor", |_, dev| mkfifo(&dev.join("vendor"))),
+        ("a sparse 1 GiB config", |_, dev| sparse(&dev.join("config"), 1 << 30)),
+        ("a 1 GiB local_cpulist", |_, dev| sparse(&dev.join("local_cpulist"), 1 << 30)),
+        ("a 1 GiB resource", |_, dev| sparse(&dev.join("resource"), 1 << 30)),
+        ("/dev/zero as current_link_speed", |_, dev| relink(&dev.join("current_link_speed"), "/dev/zero")),
+        ("/dev/zero as vendor", |_, dev| relink(&dev.join("vendor"), "/dev/zero")),
+        ("/dev/zero as config", |_, dev| relink(&dev.join("config"), "/dev/zero")),
+        ("a link loop as resource", |_, dev| relink(&dev.join("resource"), "resource")),
+        ("a link loop as a device", |sys, _| {
+            relink(&sys.join("bus/pci/devices/0000:03:00.0"), "0000:03:00.0");
+        }),
+        ("a directory as config", |_, dev| {
+            std::fs::remove_file(dev.join("config")).unwrap();
+            std::fs::create_dir(dev.join("config")).unwrap();
+        }),
+        ("an unreadable config (mode 000)", |_, dev| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dev.join("config"), std::fs::Permissions::from_mode(0)).unwrap();
+        }),
+        ("an unreadable vendor (a socket: open fails even for root)", |_, dev| {
+            std::fs::remove_file(dev.join("vendor")).unwrap();
+            std::mem::forget(std::os::unix::net::UnixListener::bind(dev.join("vendor")).unwrap());
+        }),
+        ("escapes in a driver name", |_, dev| relink(&dev.join("driver"), "../drivers/nv\u{1b}]52;c;eA==\u{7}me\u{9b}2J")),
+        ("escapes in a link speed", |_, dev| {
+            std::fs::write(dev.join("current_link_speed"), "8.0 GT/s\u{1b}]0;title\u{7} PCIe\n").unwrap();
+        }),
+        ("escapes in an entry name", |sys, _| {
+            relink(&sys.join("bus/pci/devices/0000:09:00.0\u{1b}]0;title\u{7}"), "../../../devices/pci0000:00");
+        }),
+        ("escapes in the kernel release", |sys, _| {
+            let proc = sys.parent().unwrap().join("proc");
+            std::fs::write(proc.join("sys/kernel/osrelease"), "7.2\u{1b}]52;c;eA==\u{7}\n").unwrap();
+        }),
+    ];
+    let mut worst = (0.0f64, 0u64, String::new());
+    for (name, plant) in &cases {
+        let tree = guest_tree();
+        let (sys, proc) = (tree.path().join("sys"), tree.path().join("proc"));
+        let dev = device_dir(&sys, "0000:03:00.0");
+        plant(&sys, &dev);
+        let snap = tree.path().join("snap.json");
+        let (s, p, o) = (sys.to_str().unwrap(), proc.to_str().unwrap(), snap.to_str().unwrap());
+        let roots = ["--sysfs-root", s, "--proc-root", p];
+        let runs: [Vec<&str>; 3] = [
+            [&["topo"][..], &roots].concat(),
+            [&["check"][..], &roots, &["03:00.0", "04:00.0"]].concat(),
+            [&["snapshot"][..], &roots, &["-o", o]].concat(),
+        ];
+        for args in &runs {
+            let (code, out, err, secs, rss) = run_limited(args);
+            let what = format!("{name}: {}", args[0]);
+            assert!((0..=3).contains(&code), "{what}: exit {code}: {err}");
+            assert!(secs < 5.0, "{what}: {secs} s");
+            // `snapshot` says what it wrote; beside that, one line at most tells the problem.
+            let told: Vec<&str> = err.lines().filter(|l| !l.starts_with("p2pdma: wrote ")).collect();
+            assert!(told.len() <= 1, "{what}: more than one line: {err}");
+            assert!(err.lines().all(|l| l.starts_with("p2pdma: ")), "{what}: {err}");
+            if code == 2 {
+                assert_eq!(err.lines().count(), 1, "{what}: an error without its line");
+            }
+            assert_inert(&[&what], &out, &err);
+            if secs > worst.0 || rss > worst.1 {
+                worst = (worst.0.max(secs), worst.1.max(rss), what.clone());
+            }
+            eprintln!("{what}: exit {code}, {secs:.2} s, {rss} KiB; {}", err.trim_end());
+        }
+    }
+    eprintln!("worst: {:.2} s, {} KiB peak RSS ({})", worst.0, worst.1, worst.2);
+}
