@@ -703,7 +703,7 @@ fn connect_hint(p: &ExportPlan) -> String {
         // hostid ... but different hostnqn"): a UUID NQN gives its own id.
         if let Some(id) = uuid_of(h) {
             opts.push(format!("hostid={id}"));
-            write!(nvme, " -I {}", q(&id)).unwrap();
+            write!(nvme, " -I {}", q(id)).unwrap();
         }
     }
     if let Some(a) = &p.port.traddr {

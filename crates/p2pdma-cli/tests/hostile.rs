@@ -632,7 +632,8 @@ fn test_names_with_terminal_escapes_reach_no_terminal_raw() {
     let spec = dir.path().join("evil.toml");
     std::fs::write(&spec, HOSTILE_NAMES).unwrap();
     let other = dir.path().join("other.toml");
-    std::fs::write(&other, HOSTILE_NAMES.replace("cmb_mib = 16", "cmb_mib = 32").replace("ports = 2", "ports = 3")).unwrap();
+    std::fs::write(&other, HOSTILE_NAMES.replace("cmb_mib = 16", "cmb_mib = 32").replace("ports = 2", "ports = 3"))
+        .unwrap();
     let snap = dir.path().join("snap.json");
     let spec = spec.to_str().unwrap();
     let (other, snap_s) = (other.to_str().unwrap(), snap.to_str().unwrap());
@@ -705,17 +706,18 @@ fn test_writers_refuse_another_users_link_in_a_sticky_directory() {
         std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
         link.to_str().unwrap().to_string()
     };
-    let writers: Vec<(&str, Box<dyn Fn(&str) -> Vec<String>>)> = vec![
-        ("snapshot", Box::new(|o| ["snapshot", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
-        ("report", Box::new(|o| ["report", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
-        ("metrics", Box::new(|o| ["metrics", "--spec", SWITCH, "-o", o].map(String::from).to_vec())),
-        ("svg", Box::new(|o| ["topo", "--spec", SWITCH, "--svg", o].map(String::from).to_vec())),
-        ("nvmet", Box::new(|o| ["nvmet", "save", "--configfs-root", &cfs, o].map(String::from).to_vec())),
+    // Each writer's arguments; the output file comes last.
+    let writers: [(&str, Vec<&str>); 5] = [
+        ("snapshot", vec!["snapshot", "--spec", SWITCH, "-o"]),
+        ("report", vec!["report", "--spec", SWITCH, "-o"]),
+        ("metrics", vec!["metrics", "--spec", SWITCH, "-o"]),
+        ("svg", vec!["topo", "--spec", SWITCH, "--svg"]),
+        ("nvmet", vec!["nvmet", "save", "--configfs-root", &cfs]),
     ];
     for (name, args) in &writers {
         let link = plant(name);
-        let args = args(&link);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args = args.clone();
+        args.push(&link);
         refused_saying(&args, 2, &["refused: a symbolic link owned by uid 65534", "fs.protected_symlinks"]);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "{name} wrote through the link");
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{name} removed the link");
@@ -803,8 +805,23 @@ fn test_dry_run_steps_are_shell_quoted_and_run_nothing() {
     }
     let root2 = cfs2.path().to_str().unwrap();
     let args = [
-        "nvmet", "export", "--spec", SWITCH, "--configfs-root", root2, "--dry-run", "--nqn", &export_nqn, "--ns", "nvme-b",
-        "--transport", "tcp", "--addr", "127.0.0.1", "--host", "nqn.h:`id`$(id)",
+        "nvmet",
+        "export",
+        "--spec",
+        SWITCH,
+        "--configfs-root",
+        root2,
+        "--dry-run",
+        "--nqn",
+        &export_nqn,
+        "--ns",
+        "nvme-b",
+        "--transport",
+        "tcp",
+        "--addr",
+        "127.0.0.1",
+        "--host",
+        "nqn.h:`id`$(id)",
     ];
     let (code, out, err) = p2pdma(&args);
     assert_eq!(code, 0, "{err}");
@@ -911,13 +928,15 @@ fn test_hostile_sysfs_trees_end_fast_small_and_in_one_line() {
         }),
         ("an unreadable config (mode 000)", |_, dev| {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dev.join("config"), std::fs::Permissions::from_mode(0)).unwrap();
+            std::fs::set_permissions(dev.join("config"), std::fs::Permissions::from_mode(0o000)).unwrap();
         }),
         ("an unreadable vendor (a socket: open fails even for root)", |_, dev| {
             std::fs::remove_file(dev.join("vendor")).unwrap();
             std::mem::forget(std::os::unix::net::UnixListener::bind(dev.join("vendor")).unwrap());
         }),
-        ("escapes in a driver name", |_, dev| relink(&dev.join("driver"), "../drivers/nv\u{1b}]52;c;eA==\u{7}me\u{9b}2J")),
+        ("escapes in a driver name", |_, dev| {
+            relink(&dev.join("driver"), "../drivers/nv\u{1b}]52;c;eA==\u{7}me\u{9b}2J")
+        }),
         ("escapes in a link speed", |_, dev| {
             std::fs::write(dev.join("current_link_speed"), "8.0 GT/s\u{1b}]0;title\u{7} PCIe\n").unwrap();
         }),

@@ -48,7 +48,8 @@ impl Bound {
     pub const PROC_TABLE: Bound = Bound { limit: 16 << 20, what: "a /proc table", follow: true, pipe: false };
     /// What the kernel and the distribution ship: a kernel image, its config, BTF, kallsyms,
     /// `pci.ids`. The largest, kallsyms with modules, is some 20 MiB.
-    pub const KERNEL_FILE: Bound = Bound { limit: 64 << 20, what: "a kernel or system file", follow: true, pipe: false };
+    pub const KERNEL_FILE: Bound =
+        Bound { limit: 64 << 20, what: "a kernel or system file", follow: true, pipe: false };
     /// A file a person names: a topology file, a snapshot, `diff`'s files, an nvmetcli
     /// config. A 1,000-device snapshot is a few MiB.
     pub const INPUT: Bound = Bound { limit: 64 << 20, what: "a p2pdma input", follow: true, pipe: true };
