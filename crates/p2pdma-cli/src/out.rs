@@ -98,6 +98,23 @@ pub fn error_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// clap's own answer to the command line: help and version as clap prints them (styled on
+/// a terminal, nothing from input in them); a bad flag or value as plain text with any
+/// control character from the command line shown visibly (`--class $'\e]0;x\a'`).
+pub fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return match e.print() {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(CLOSED_PIPE_EXIT),
+            _ => ExitCode::from(code),
+        };
+    }
+    let text = e.render().to_string();
+    let _ = io::stderr().lock().write_all(inert_lines(&text).as_bytes());
+    ExitCode::from(code)
+}
+
 /// The exit for an error that reached `main`: quietly 141 for a closed standard output,
 /// else the one-line error and exit 2.
 pub fn fail(e: &anyhow::Error) -> ExitCode {

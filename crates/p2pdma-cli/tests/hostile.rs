@@ -662,6 +662,8 @@ fn test_names_with_terminal_escapes_reach_no_terminal_raw() {
         vec!["diff", spec, snap_s],
         vec!["nvmet", "list", "--spec", spec, "--configfs-root", configfs],
         vec!["topo", "--spec", &missing],
+        vec!["topo", "--spec", spec, "--class", "\u{1b}]0;title\u{7}"],
+        vec!["copy", "--depth", "x\u{1}\u{9b}2J\u{1b}[31m", "a", "b"],
         vec!["topo", "--snapshot", &missing],
     ];
     for args in &runs {
