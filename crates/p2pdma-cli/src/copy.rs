@@ -23,7 +23,10 @@ pub struct CopyArgs {
     src: String,
     /// Destination: a path (a new file is created; `/dev/...` for block devices) or a device
     /// name. A bare word that is both a file here and a device is refused: write `./NAME`
-    /// or `/dev/NAME`.
+    /// or `/dev/NAME`. Written in place as dd writes (`conv=notrunc`): a block device or an
+    /// existing file is opened as it is, links followed, never truncated nor replaced, only
+    /// the range at --dst-offset overwritten; unlike the report and snapshot writers it is
+    /// not a temporary file renamed over, so name the device or file itself.
     dst: String,
     /// Byte offset in SRC (a multiple of its logical block size; K, M, G suffixes).
     #[arg(long, value_parser = crate::parse_bytes, default_value = "0")]

@@ -108,7 +108,8 @@ pub fn write_manpages(cmd: clap::Command, dir: &Path) -> anyhow::Result<usize> {
         let path = dir.join(format!("{name}.1"));
         let mut page = Vec::new();
         clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-        std::fs::write(&path, page).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        p2pdma_host::output::write_file(&path, &page, 0o644)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), crate::out::why(&e)))?;
         *count += 1;
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             walk(sub.clone(), format!("{name}-{}", sub.get_name()), dir, count)?;

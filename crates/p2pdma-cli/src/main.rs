@@ -403,7 +403,10 @@ fn started() -> std::time::Instant {
 
 fn main() -> ExitCode {
     started();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return out::clap_exit(&e),
+    };
     match run(cli) {
         Ok(code) => code,
         // One line on stderr and exit 2; a closed standard output ends quietly (141).

@@ -684,7 +684,9 @@ fn port_text(p: &p2pdma_nvmet::plan::PortPlan) -> String {
     s
 }
 
+/// `nvme connect ...` for the host, every word quoted for a POSIX shell.
 fn connect_hint(p: &ExportPlan) -> String {
+    use p2pdma_core::text::shell_quote as q;
     let mut opts = vec![format!("transport={}", p.transport)];
     if let Some(a) = &p.port.traddr {
         opts.push(format!("traddr={a}"));
@@ -693,24 +695,29 @@ fn connect_hint(p: &ExportPlan) -> String {
         opts.push(format!("trsvcid={s}"));
     }
     opts.push(format!("nqn={}", p.nqn));
-    let mut nvme = format!("nvme connect -t {} -n {}", p.transport, p.nqn);
+    let mut nvme = format!("nvme connect -t {} -n {}", p.transport, q(&p.nqn));
     if let Some(h) = p.allowed_hosts.first() {
         opts.push(format!("hostnqn={h}"));
-        write!(nvme, " -q {h}").unwrap();
+        write!(nvme, " -q {}", q(h)).unwrap();
         // The kernel's host refuses a host NQN with its default host's id ("found same
         // hostid ... but different hostnqn"): a UUID NQN gives its own id.
         if let Some(id) = uuid_of(h) {
             opts.push(format!("hostid={id}"));
-            write!(nvme, " -I {id}").unwrap();
+            write!(nvme, " -I {}", q(id)).unwrap();
         }
     }
     if let Some(a) = &p.port.traddr {
-        write!(nvme, " -a {a}").unwrap();
+        write!(nvme, " -a {}", q(a)).unwrap();
     }
     if let Some(s) = &p.port.trsvcid {
-        write!(nvme, " -s {s}").unwrap();
+        write!(nvme, " -s {}", q(s)).unwrap();
     }
-    format!("{nvme}  (or: echo {} > /dev/nvme-fabrics)", opts.join(","))
+    // The option string is one word; quoted only when a value needs it, so the usual one
+    // reads as the kernel documents it.
+    let opts = opts.join(",");
+    let plain = opts.split([',', '=']).all(|w| matches!(q(w), std::borrow::Cow::Borrowed(_)));
+    let opts = if plain { opts } else { q(&opts).into_owned() };
+    format!("{nvme}  (or: echo {opts} > /dev/nvme-fabrics)")
 }
 
 fn render_remove(r: &RemoveReport) -> String {

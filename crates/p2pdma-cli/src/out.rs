@@ -7,14 +7,17 @@
 //! - Standard error: [`note`] and [`error_line`]; a closed stderr is ignored (there is
 //!   nowhere left to tell).
 //! - Files: [`write_file`] writes a temporary file beside the target and renames it over,
-//!   so `snapshot -o`, `report -o` and `topo --svg` leave the whole file or none.
+//!   so `snapshot -o`, `report -o`, `metrics -o`, `topo --svg` and `nvmet save` leave the
+//!   whole file or none, and never write through another user's link in `/tmp`.
 //!
 //! Rust ignores SIGPIPE, so `print!` would panic on a closed pipe; restoring the default
 //! action is no option while `lab run` holds QEMU, which must be cleaned up on every exit.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
+
+use p2pdma_core::text::{inert_lines, Inert};
 
 /// The exit status when standard output was closed by the reader: 128 + SIGPIPE.
 pub const CLOSED_PIPE_EXIT: u8 = 141;
@@ -48,10 +51,13 @@ impl From<io::Error> for OutputError {
     }
 }
 
-/// Writes `s` to standard output and flushes it.
+/// Writes `s` to standard output and flushes it. Text output is for a terminal: any
+/// control character or bidi override in it came from input (a name, a path, a value read
+/// from a tree), so it is shown visibly ([`p2pdma_core::text::inert_lines`]); lines and tabs
+/// stay.
 pub fn text(s: &str) -> Result<(), OutputError> {
     let mut out = io::stdout().lock();
-    out.write_all(s.as_bytes())?;
+    out.write_all(inert_lines(s).as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -68,9 +74,10 @@ pub fn json<T: serde::Serialize>(value: &T) -> Result<(), OutputError> {
     Ok(())
 }
 
-/// A line on standard error, prefixed `p2pdma: `; a closed stderr is ignored.
+/// A line on standard error, prefixed `p2pdma: `, with control characters from input shown
+/// visibly as in [`text`] (a line feed too: a note is one line); a closed stderr is ignored.
 pub fn note(line: &str) {
-    let _ = writeln!(io::stderr().lock(), "p2pdma: {line}");
+    let _ = writeln!(io::stderr().lock(), "p2pdma: {}", Inert(line));
 }
 
 /// An error as one line: the cause chain joined by `: `, without a cause the message
@@ -91,6 +98,23 @@ pub fn error_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// clap's own answer to the command line: help and version as clap prints them (styled on
+/// a terminal, nothing from input in them); a bad flag or value as plain text with any
+/// control character from the command line shown visibly (`--class $'\e]0;x\a'`).
+pub fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return match e.print() {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(CLOSED_PIPE_EXIT),
+            _ => ExitCode::from(code),
+        };
+    }
+    let text = e.render().to_string();
+    let _ = io::stderr().lock().write_all(inert_lines(&text).as_bytes());
+    ExitCode::from(code)
+}
+
 /// The exit for an error that reached `main`: quietly 141 for a closed standard output,
 /// else the one-line error and exit 2.
 pub fn fail(e: &anyhow::Error) -> ExitCode {
@@ -101,54 +125,34 @@ pub fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `-` for standard output, else a file written whole or not at all: a temporary file in
-/// the target's directory, synced, then renamed over the target. An existing target keeps
-/// its permissions; a symbolic link is followed (the file it names is replaced); a target
-/// that is not a regular file (`/dev/null`, a pipe) is written directly, as there is
-/// nothing to rename over. `what` names the content in errors ("the snapshot").
+/// `-` for standard output, else a file written whole or not at all through
+/// [`p2pdma_host::output::write_file`]: a temporary file made with O_EXCL in the target's
+/// directory, synced, then renamed onto the name. An existing target keeps its permissions;
+/// the caller's own symbolic link is followed (the file it names is replaced), another
+/// user's link in a sticky world-writable directory (`/tmp`) is refused as the kernel's
+/// `fs.protected_symlinks` would, any other link is replaced itself; a target that is not a
+/// regular file (`/dev/null`, a pipe) is written directly, as there is nothing to rename
+/// over. `what` names the content in errors ("the snapshot").
 pub fn write_file(path: &Path, content: &[u8], what: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         let mut out = io::stdout().lock();
         out.write_all(content).and_then(|_| out.flush()).map_err(OutputError::from)?;
         return Ok(());
     }
-    let fail = |why: String| anyhow::anyhow!("cannot write {what} to {}: {why}", path.display());
-    let existing = std::fs::metadata(path).ok();
-    if let Some(meta) = &existing {
-        if meta.is_dir() {
-            return Err(fail("it is a directory".into()));
-        }
-        if !meta.is_file() {
-            return std::fs::write(path, content).map_err(|e| fail(e.to_string()));
-        }
-    }
-    let target: PathBuf = match existing {
-        Some(_) => std::fs::canonicalize(path).map_err(|e| fail(e.to_string()))?,
-        None => path.to_path_buf(),
-    };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        let why = if dir.exists() { "is not a directory" } else { "does not exist" };
-        return Err(fail(format!("{} {why}", dir.display())));
-    }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| fail(format!("cannot create a file in {}: {}", dir.display(), io_cause(&e))))?;
-    if let Some(meta) = &existing {
-        tmp.as_file().set_permissions(meta.permissions()).map_err(|e| fail(e.to_string()))?;
-    }
-    tmp.write_all(content).and_then(|_| tmp.as_file().sync_all()).map_err(|e| fail(e.to_string()))?;
-    tmp.persist(&target).map_err(|e| fail(io_cause(&e.error)))?;
-    Ok(())
+    p2pdma_host::output::write_file(path, content, 0o666)
+        .map_err(|e| anyhow::anyhow!("cannot write {what} to {}: {}", path.display(), why(&e)))
 }
 
-/// The OS's words for an I/O error, without tempfile's own wrapping of the path.
+/// What went wrong writing, without the path the message already names.
+pub fn why(e: &p2pdma_host::Error) -> String {
+    match e {
+        p2pdma_host::Error::Invalid { msg, .. } => msg.clone(),
+        p2pdma_host::Error::Io { source, .. } => io_cause(source),
+        e => e.to_string(),
+    }
+}
+
+/// The OS's words for an I/O error, without the wrapping of a path.
 fn io_cause(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => io::Error::from_raw_os_error(code).to_string(),

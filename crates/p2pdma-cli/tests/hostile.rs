@@ -579,3 +579,409 @@ fn tree_without_fifo(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     }
     t
 }
+
+/// A character a terminal acts on, as it may show up in output: C0 controls other than line
+/// feed and tab, DEL, the C1 controls (U+009B is a CSI), and the bidi overrides.
+fn raw_control(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        matches!(c, '\0'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+fn assert_inert(args: &[&str], out: &str, err: &str) {
+    for (stream, text) in [("stdout", out), ("stderr", err)] {
+        if let Some(c) = raw_control(text) {
+            panic!("{args:?}: raw {c:?} on {stream}: {text:?}");
+        }
+    }
+}
+
+/// A topology file whose names, description and parents carry terminal escapes: OSC 52 (write
+/// the clipboard), OSC 0 (set the title), a C1 CSI and a bidi override.
+const HOSTILE_NAMES: &str = r#"
+name = "evil\u001b]0;title\u0007"
+description = "clip\u001b]52;c;cHduZWQ=\u0007 and \u009b2J"
+
+[machine]
+cpu = "qemu64"
+
+[[root_port]]
+name = "rp\u001b[31m"
+slot = 0x10
+
+[[switch]]
+name = "sw\u001b]0;title\u0007"
+parent = "rp\u001b[31m"
+ports = 2
+
+[[endpoint]]
+name = "a\u001b]52;c;cHduZWQ=\u0007"
+kind = "nvme"
+parent = "sw\u001b]0;title\u0007.0"
+cmb_mib = 16
+
+[[endpoint]]
+name = "b\u009b31m\u202efdp"
+kind = "nvme"
+parent = "sw\u001b]0;title\u0007.1"
+"#;
+
+#[test]
+fn test_names_with_terminal_escapes_reach_no_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("evil.toml");
+    std::fs::write(&spec, HOSTILE_NAMES).unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, HOSTILE_NAMES.replace("cmb_mib = 16", "cmb_mib = 32").replace("ports = 2", "ports = 3"))
+        .unwrap();
+    let snap = dir.path().join("snap.json");
+    let spec = spec.to_str().unwrap();
+    let (other, snap_s) = (other.to_str().unwrap(), snap.to_str().unwrap());
+    let (a, b) = ("a\u{1b}]52;c;cHduZWQ=\u{7}", "b\u{9b}31m\u{202e}fdp");
+    let missing = format!("{}/gone\u{1b}]0;title\u{7}.toml", dir.path().display());
+    let configfs = dir.path().join("configfs");
+    std::fs::create_dir_all(configfs.join("nvmet/subsystems")).unwrap();
+    let configfs = configfs.to_str().unwrap();
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", spec, "-o", snap_s]);
+    assert_eq!(code, 0, "{err}");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["topo", "--spec", spec],
+        vec!["topo", "--snapshot", snap_s],
+        vec!["check", "--spec", spec, a, b],
+        vec!["check", "--snapshot", snap_s, b, a],
+        vec!["check", "--spec", spec, "zz\u{1b}]0;title\u{7}", b],
+        vec!["find", "--spec", spec, b],
+        vec!["find", "--spec", spec, "\u{1b}]52;c;eA==\u{7}"],
+        vec!["addr", "--spec", spec, b, a],
+        vec!["addr", "--spec", spec, b, "a\u{1b}[2J:7"],
+        vec!["resolve", "--spec", spec, a, b],
+        vec!["resolve", "--spec", spec, "\u{9b}6n"],
+        vec!["providers", "--spec", spec],
+        vec!["metrics", "--spec", spec],
+        vec!["diff", spec, other],
+        vec!["diff", spec, snap_s],
+        vec!["nvmet", "list", "--spec", spec, "--configfs-root", configfs],
+        vec!["topo", "--spec", &missing],
+        vec!["topo", "--spec", spec, "--class", "\u{1b}]0;title\u{7}"],
+        vec!["copy", "--depth", "x\u{1}\u{9b}2J\u{1b}[31m", "a", "b"],
+        vec!["topo", "--snapshot", &missing],
+    ];
+    for args in &runs {
+        let (code, out, err) = p2pdma(args);
+        assert!((0..=3).contains(&code), "{args:?}: exit {code}: {err}");
+        assert_inert(args, &out, &err);
+    }
+    // The names are there, shown, not dropped.
+    let (_, out, _) = p2pdma(&["topo", "--spec", spec]);
+    assert!(out.contains("a\\e]52;c;cHduZWQ=\\x07"), "{out}");
+    assert!(out.contains("b\\x9b31m\\u{202e}fdp"), "{out}");
+    // JSON stays exact: serde's escapes, the name read back unchanged.
+    let (_, json, _) = p2pdma(&["topo", "--spec", spec, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> = v["devices"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    assert!(names.contains(&a) && names.contains(&b), "{names:?}");
+}
+
+/// Issue 23's acceptance for writers: in a sticky, world-writable directory (as `/tmp`), a
+/// symbolic link planted by another user (uid 65534) is refused by every writer, as the
+/// kernel's `fs.protected_symlinks` refuses to follow it, and the file it points to is left
+/// unchanged; the caller's own link there is written through. Needs root (lchown).
+#[test]
+fn test_writers_refuse_another_users_link_in_a_sticky_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if !euid_is_root() {
+        eprintln!("skipped: needs root to chown a link to another user");
+        return;
+    }
+    let sticky = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sticky.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let cfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cfs.path().join("nvmet")).unwrap();
+    let cfs = cfs.path().to_str().unwrap().to_string();
+    let plant = |name: &str| {
+        let link = sticky.path().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        link.to_str().unwrap().to_string()
+    };
+    // Each writer's arguments; the output file comes last.
+    let writers: [(&str, Vec<&str>); 5] = [
+        ("snapshot", vec!["snapshot", "--spec", SWITCH, "-o"]),
+        ("report", vec!["report", "--spec", SWITCH, "-o"]),
+        ("metrics", vec!["metrics", "--spec", SWITCH, "-o"]),
+        ("svg", vec!["topo", "--spec", SWITCH, "--svg"]),
+        ("nvmet", vec!["nvmet", "save", "--configfs-root", &cfs]),
+    ];
+    for (name, args) in &writers {
+        let link = plant(name);
+        let mut args = args.clone();
+        args.push(&link);
+        refused_saying(&args, 2, &["refused: a symbolic link owned by uid 65534", "fs.protected_symlinks"]);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "{name} wrote through the link");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{name} removed the link");
+    }
+    // manpages: a page name planted in a sticky man directory.
+    plant("p2pdma.1");
+    refused_saying(&["manpages", sticky.path().to_str().unwrap()], 2, &["fs.protected_symlinks"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n", "manpages wrote through the link");
+    // The caller's own link in the same directory is written through.
+    let own = sticky.path().join("own.json");
+    let target = victim_dir.path().join("mine.json");
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &own).unwrap();
+    let (code, _, err) = p2pdma(&["snapshot", "--spec", SWITCH, "-o", own.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read_to_string(&target).unwrap().contains("p2pdma-snapshot"));
+}
+
+fn euid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The lines under "steps (dry run, nothing changed):", as a shell script.
+fn dry_run_steps(out: &str) -> String {
+    let steps = out.split("steps (dry run, nothing changed):\n").nth(1).unwrap_or_else(|| panic!("no steps: {out}"));
+    steps.lines().take_while(|l| l.starts_with("  ")).map(|l| format!("{}\n", l.trim_start())).collect()
+}
+
+/// Pastes `script` into `sh -n`, then runs it with `sh` in `cwd` (a plain directory standing
+/// for configfs): exit status of the check.
+fn paste_into_sh(script: &str, cwd: &Path) {
+    let file = cwd.join("steps.sh");
+    std::fs::write(&file, script).unwrap();
+    let check = Command::new("sh").arg("-n").arg(&file).output().unwrap();
+    assert!(check.status.success(), "sh -n: {}\n{script}", String::from_utf8_lossy(&check.stderr));
+    // Errors are expected (ana_groups/1 is the kernel's, absent here); substitutions are not.
+    Command::new("sh").arg(&file).current_dir(cwd).output().unwrap();
+}
+
+/// Issue 23: values in an nvmetcli config (and export flags) that are shell code stay data
+/// in every printed step: `sh -n` parses the dry run, and running it in a scratch directory
+/// creates the directories with those very names and runs nothing.
+#[test]
+fn test_dry_run_steps_are_shell_quoted_and_run_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("pwned");
+    let touch = format!("a;touch${{IFS}}{};$(id)`touch {}`", marker.display(), marker.display());
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../p2pdma-nvmet/fixtures/nvmetcli-config.json")).unwrap();
+    let mut c = sample.clone();
+    let nqn = "nqn.2026-11.io.p2pdma:t;$(id)";
+    c["subsystems"][0]["attr"]["model"] = touch.clone().into();
+    c["subsystems"][0]["attr"]["serial"] = "'\"$(id)\"'x".into();
+    c["subsystems"][0]["attr"]["firmware"] = "f|id>x&".into();
+    c["subsystems"][0]["nqn"] = nqn.into();
+    c["subsystems"][0]["namespaces"][0]["device"]["path"] = "nvme-b".into();
+    c["ports"][0]["subsystems"][0] = nqn.into();
+    c["ports"][0]["referrals"][0]["name"] = "p;$(id)".into();
+    let file = scratch.path().join("c.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+
+    let cfs = tempfile::tempdir().unwrap();
+    for sub in ["subsystems", "ports", "hosts"] {
+        std::fs::create_dir_all(cfs.path().join("nvmet").join(sub)).unwrap();
+    }
+    let root = cfs.path().to_str().unwrap();
+    let args = ["nvmet", "restore", file.to_str().unwrap(), "--spec", SWITCH, "--configfs-root", root, "--dry-run"];
+    let (code, out, err) = p2pdma(&args);
+    assert_eq!(code, 0, "{err}");
+    let script = dry_run_steps(&out);
+    assert!(script.contains("attr_model"), "{script}");
+    paste_into_sh(&script, cfs.path());
+    assert!(!marker.exists(), "a command in a value ran");
+    assert!(cfs.path().join("nvmet/subsystems").join(nqn).is_dir(), "the NQN is one literal name");
+    let model = std::fs::read_to_string(cfs.path().join("nvmet/subsystems").join(nqn).join("attr_model")).unwrap();
+    assert_eq!(model, format!("{touch}\n"), "the value written as it is");
+
+    let export_nqn = format!("nqn.x:a;touch${{IFS}}{};$(id)", marker.display()).replace('/', "_");
+    let cfs2 = tempfile::tempdir().unwrap();
+    for sub in ["subsystems", "ports", "hosts"] {
+        std::fs::create_dir_all(cfs2.path().join("nvmet").join(sub)).unwrap();
+    }
+    let root2 = cfs2.path().to_str().unwrap();
+    let args = [
+        "nvmet",
+        "export",
+        "--spec",
+        SWITCH,
+        "--configfs-root",
+        root2,
+        "--dry-run",
+        "--nqn",
+        &export_nqn,
+        "--ns",
+        "nvme-b",
+        "--transport",
+        "tcp",
+        "--addr",
+        "127.0.0.1",
+        "--host",
+        "nqn.h:`id`$(id)",
+    ];
+    let (code, out, err) = p2pdma(&args);
+    assert_eq!(code, 0, "{err}");
+    paste_into_sh(&dry_run_steps(&out), cfs2.path());
+    assert!(cfs2.path().join("nvmet/subsystems").join(&export_nqn).is_dir(), "{out}");
+    assert!(cfs2.path().join("nvmet/hosts/nqn.h:`id`$(id)").is_dir(), "{out}");
+    assert!(!marker.exists());
+}
+
+/// A copy of the real guest's `switch` tree (`sys`, `proc`), links kept as links.
+fn guest_tree() -> tempfile::TempDir {
+    fn copy(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            let (from, to) = (e.path(), dst.join(e.file_name()));
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+            } else if t.is_dir() {
+                copy(&from, &to);
+            } else {
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["sys", "proc"] {
+        copy(&Path::new("../p2pdma-lab/fixtures/switch").join(part), &dir.path().join(part));
+    }
+    dir
+}
+
+/// The device directory of `bdf` in a tree (what its `bus/pci/devices` link names).
+fn device_dir(sys: &Path, bdf: &str) -> PathBuf {
+    std::fs::canonicalize(sys.join("bus/pci/devices").join(bdf)).unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+fn sparse(path: &Path, len: u64) {
+    let _ = std::fs::remove_file(path);
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+fn relink(path: &Path, target: &str) {
+    let _ = std::fs::remove_file(path);
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// One run under issue 23's limits: killed after 5 s (`timeout`), 1 GiB of address space
+/// (`prlimit --as`), wall time and peak RSS measured by GNU time when it is there.
+/// Returns exit status, stdout, stderr, seconds, peak RSS in KiB.
+fn run_limited(args: &[&str]) -> (i32, String, String, f64, u64) {
+    let measured = tempfile::NamedTempFile::new().unwrap();
+    let have_time = Path::new("/usr/bin/time").exists();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "5", "prlimit", "--as=1073741824", "--"]);
+    if have_time {
+        cmd.args(["/usr/bin/time", "-f", "%e %M", "-o"]).arg(measured.path());
+    }
+    let started = std::time::Instant::now();
+    let out = cmd.arg(env!("CARGO_BIN_EXE_p2pdma")).args(args).current_dir("../..").output().unwrap();
+    let mut secs = started.elapsed().as_secs_f64();
+    let mut rss = 0;
+    let stats = std::fs::read_to_string(measured.path()).unwrap_or_default();
+    // GNU time writes "Command exited with non-zero status N" first when it is not 0.
+    if let Some(last) = stats.lines().last() {
+        let mut it = last.split_whitespace();
+        secs = it.next().and_then(|s| s.parse().ok()).unwrap_or(secs);
+        rss = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), secs, rss)
+}
+
+/// Issue 23's hostile machines: sysfs trees as an attacker (or a broken kernel, or a
+/// careless `--sysfs-root`) leaves them. Every case, for `topo`, `check` and `snapshot`:
+/// done within 5 s and 1 GiB of address space, exit 0-3, at most one line on stderr (the
+/// error, or a note), and no raw control character from the tree on stdout or stderr.
+#[test]
+fn test_hostile_sysfs_trees_end_fast_small_and_in_one_line() {
+    type Plant = fn(&Path, &Path);
+    let cases: Vec<(&str, Plant)> = vec![
+        ("a FIFO as config", |_, dev| mkfifo(&dev.join("config"))),
+        ("a FIFO as vendor", |_, dev| mkfifo(&dev.join("vendor"))),
+        ("a sparse 1 GiB config", |_, dev| sparse(&dev.join("config"), 1 << 30)),
+        ("a 1 GiB local_cpulist", |_, dev| sparse(&dev.join("local_cpulist"), 1 << 30)),
+        ("a 1 GiB resource", |_, dev| sparse(&dev.join("resource"), 1 << 30)),
+        ("/dev/zero as current_link_speed", |_, dev| relink(&dev.join("current_link_speed"), "/dev/zero")),
+        ("/dev/zero as vendor", |_, dev| relink(&dev.join("vendor"), "/dev/zero")),
+        ("/dev/zero as config", |_, dev| relink(&dev.join("config"), "/dev/zero")),
+        ("a link loop as resource", |_, dev| relink(&dev.join("resource"), "resource")),
+        ("a link loop as a device", |sys, _| {
+            relink(&sys.join("bus/pci/devices/0000:03:00.0"), "0000:03:00.0");
+        }),
+        ("a directory as config", |_, dev| {
+            std::fs::remove_file(dev.join("config")).unwrap();
+            std::fs::create_dir(dev.join("config")).unwrap();
+        }),
+        ("an unreadable config (mode 000)", |_, dev| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dev.join("config"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        }),
+        ("an unreadable vendor (a socket: open fails even for root)", |_, dev| {
+            std::fs::remove_file(dev.join("vendor")).unwrap();
+            std::mem::forget(std::os::unix::net::UnixListener::bind(dev.join("vendor")).unwrap());
+        }),
+        ("escapes in a driver name", |_, dev| {
+            relink(&dev.join("driver"), "../drivers/nv\u{1b}]52;c;eA==\u{7}me\u{9b}2J")
+        }),
+        ("escapes in a link speed", |_, dev| {
+            std::fs::write(dev.join("current_link_speed"), "8.0 GT/s\u{1b}]0;title\u{7} PCIe\n").unwrap();
+        }),
+        ("escapes in an entry name", |sys, _| {
+            relink(&sys.join("bus/pci/devices/0000:09:00.0\u{1b}]0;title\u{7}"), "../../../devices/pci0000:00");
+        }),
+        ("escapes in the kernel release", |sys, _| {
+            let proc = sys.parent().unwrap().join("proc");
+            std::fs::write(proc.join("sys/kernel/osrelease"), "7.2\u{1b}]52;c;eA==\u{7}\n").unwrap();
+        }),
+    ];
+    let mut worst = (0.0f64, 0u64, String::new());
+    for (name, plant) in &cases {
+        let tree = guest_tree();
+        let (sys, proc) = (tree.path().join("sys"), tree.path().join("proc"));
+        let dev = device_dir(&sys, "0000:03:00.0");
+        plant(&sys, &dev);
+        let snap = tree.path().join("snap.json");
+        let (s, p, o) = (sys.to_str().unwrap(), proc.to_str().unwrap(), snap.to_str().unwrap());
+        let roots = ["--sysfs-root", s, "--proc-root", p];
+        let runs: [Vec<&str>; 3] = [
+            [&["topo"][..], &roots].concat(),
+            [&["check"][..], &roots, &["03:00.0", "04:00.0"]].concat(),
+            [&["snapshot"][..], &roots, &["-o", o]].concat(),
+        ];
+        for args in &runs {
+            let (code, out, err, secs, rss) = run_limited(args);
+            let what = format!("{name}: {}", args[0]);
+            assert!((0..=3).contains(&code), "{what}: exit {code}: {err}");
+            assert!(secs < 5.0, "{what}: {secs} s");
+            // `snapshot` says what it wrote; beside that, one line at most tells the problem.
+            let told: Vec<&str> = err.lines().filter(|l| !l.starts_with("p2pdma: wrote ")).collect();
+            assert!(told.len() <= 1, "{what}: more than one line: {err}");
+            assert!(err.lines().all(|l| l.starts_with("p2pdma: ")), "{what}: {err}");
+            if code == 2 {
+                assert_eq!(err.lines().count(), 1, "{what}: an error without its line");
+            }
+            assert_inert(&[&what], &out, &err);
+            if secs > worst.0 || rss > worst.1 {
+                worst = (worst.0.max(secs), worst.1.max(rss), what.clone());
+            }
+            eprintln!("{what}: exit {code}, {secs:.2} s, {rss} KiB; {}", err.trim_end());
+        }
+    }
+    eprintln!("worst: {:.2} s, {} KiB peak RSS ({})", worst.0, worst.1, worst.2);
+}

@@ -55,7 +55,21 @@ impl<'o> Family<'o> {
 
 /// Label values escape backslash, double quote and newline (the format's only escapes).
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            // Other controls shown as `text::inert` shows them, its backslash escaped, so a
+            // scraper reads `\e` where a terminal would have met an ESC.
+            c => match crate::text::inert(c.encode_utf8(&mut [0; 4])) {
+                std::borrow::Cow::Borrowed(plain) => out.push_str(plain),
+                std::borrow::Cow::Owned(shown) => out.push_str(&shown.replace('\\', "\\\\")),
+            },
+        }
+    }
+    out
 }
 
 /// HELP text escapes backslash and newline.
@@ -249,6 +263,7 @@ mod tests {
     #[test]
     fn label_values_escape_quotes_backslashes_and_newlines() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_label("t\u{1b}]0;x\u{7}"), "t\\\\e]0;x\\\\x07");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Property tests: the topology-file and snapshot parsers never panic, whatever they are fed,
 //! and whatever they accept can be analysed without panicking. (The config-space decoder
-//! has its own in src/config.rs.)
+//! has its own in src/config.rs.) Also: `text::inert` and `text::shell_quote` on any text.
 
 // Tests and examples read files; the crate itself may not touch the filesystem.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -125,5 +125,25 @@ proptest! {
     fn release_parser_never_panics(release in ".{0,24}") {
         let _ = release.parse::<p2pdma_core::release::KernelRelease>();
         let _ = p2pdma_core::kernel::whitelisted_from(&release);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the input, `inert` leaves nothing a terminal acts on, and borrows exactly
+    /// when there was nothing to show.
+    #[test]
+    fn inert_text_holds_no_raw_control(s in "(\\PC|[\\x00-\\x1f\\x7f-\\u{9f}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}]){0,40}") {
+        let shown = p2pdma_core::text::inert(&s);
+        prop_assert!(!p2pdma_core::text::has_raw_control(&shown) && !shown.contains(['\n', '\t']));
+        prop_assert_eq!(matches!(shown, std::borrow::Cow::Borrowed(_)), shown == s);
+    }
+
+    /// A quoted word is one word holding the value, whatever shell code it is.
+    #[test]
+    fn shell_quote_is_one_word_with_the_value(s in "[^\\x00]{0,40}") {
+        let quoted = p2pdma_core::text::shell_quote(&s);
+        prop_assert_eq!(shlex::split(&quoted), Some(vec![s.clone()]));
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use p2pdma_core::{model, Bdf};
 
+use crate::bounded::{self, Bound};
 use crate::multipath::{pci_above, read_paths};
 use crate::sysfs::pci_device_dir;
 
@@ -113,7 +114,7 @@ pub fn partitions(disk_dir: &Path) -> Vec<PathBuf> {
 /// Who uses the block devices whose sysfs directories are `dirs`: mounts (from
 /// `mountinfo`, e.g. `/proc/self/mountinfo`) and holders (device mapper, md, bcache).
 pub fn users(dirs: &[PathBuf], mountinfo: &Path) -> Vec<String> {
-    let mounts = fs::read_to_string(mountinfo).unwrap_or_default();
+    let mounts = bounded::read_string(mountinfo, Bound::PROC_TABLE).unwrap_or_default();
     let mut reasons = Vec::new();
     for dir in dirs {
         let name = file_name(dir).unwrap_or_default();
@@ -137,7 +138,7 @@ pub fn users(dirs: &[PathBuf], mountinfo: &Path) -> Vec<String> {
 /// The files `swaps` (`/proc/swaps`) lists, in its order (the caller tells block devices
 /// from files).
 pub fn swap_files(swaps: &Path) -> Vec<String> {
-    let text = fs::read_to_string(swaps).unwrap_or_default();
+    let text = bounded::read_string(swaps, Bound::PROC_TABLE).unwrap_or_default();
     text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
 }
 
@@ -195,7 +196,7 @@ pub fn file_name(path: &Path) -> Option<String> {
 }
 
 fn read_trim(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    bounded::attribute(path)
 }
 
 fn read_u64(path: &Path) -> Option<u64> {

@@ -8,34 +8,29 @@ use std::path::Path;
 use p2pdma_core::spec::{self, Spec};
 use p2pdma_core::{snapshot, Topology};
 
+use crate::bounded::{self, Bound};
 use crate::Error;
 
 /// Files larger than this are not topology files or snapshots (a 1,000-device snapshot
 /// is a few MiB); refusing them keeps a mistaken `--snapshot /dev/sda1`-sized file out.
-pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+pub const MAX_INPUT_BYTES: u64 = Bound::INPUT.limit;
 
-/// The text of `path`. Directories and device files are refused before any read (reading
-/// `/dev/zero` would never end); binary content, an empty file and an oversized one are
-/// errors that say so.
+/// The text of `path`, read through [`bounded`]: directories, devices, sockets and
+/// oversized files are refused (reading `/dev/zero` would never end; a pipe is read);
+/// binary content and an empty file are errors that say so.
 pub fn read_text(path: &Path) -> Result<String, Error> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    let kind = file_kind(&meta);
-    if let Some(kind) = kind {
-        return Err(Error::invalid(path, format!("is {kind}, not a file")));
-    }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_text_from(file, path)
+    let bytes = bounded::read_bytes(path, Bound::INPUT)?;
+    text(bytes, path)
 }
 
 /// The text of a stream (standard input, an opened file), `shown` naming it in errors:
 /// the same limits as [`read_text`] (`restore - < /dev/zero` must end).
 pub fn read_text_from(stream: impl Read, shown: &Path) -> Result<String, Error> {
-    let path = shown;
-    let mut bytes = Vec::new();
-    stream.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > MAX_INPUT_BYTES {
-        return Err(Error::invalid(path, format!("is larger than {} MiB: not a p2pdma input", MAX_INPUT_BYTES >> 20)));
-    }
+    let bytes = bounded::read_from(stream, shown, Bound::INPUT)?;
+    text(bytes, shown)
+}
+
+fn text(bytes: Vec<u8>, path: &Path) -> Result<String, Error> {
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::invalid(path, "is not a text file (binary content, or not UTF-8)"))?;
     if text.trim().is_empty() {
@@ -56,25 +51,6 @@ pub fn read_snapshot(path: &Path) -> Result<Topology, Error> {
     Ok(snapshot::from_json(&text, path)?)
 }
 
-/// What a path is when it is not a regular file or a pipe (`--spec <(...)` is a pipe).
-fn file_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_file() || t.is_fifo() {
-        None
-    } else if t.is_dir() {
-        Some("a directory")
-    } else if t.is_char_device() {
-        Some("a character device")
-    } else if t.is_block_device() {
-        Some("a block device")
-    } else if t.is_socket() {
-        Some("a socket")
-    } else {
-        Some("not a regular file")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,8 +62,8 @@ mod tests {
     #[test]
     fn wrong_kinds_of_file_are_named_not_read() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(err(dir.path()).ends_with("is a directory, not a file"), "{}", err(dir.path()));
-        assert!(err(Path::new("/dev/zero")).ends_with("is a character device, not a file"));
+        assert!(err(dir.path()).ends_with("is a directory, not a file: not read"), "{}", err(dir.path()));
+        assert!(err(Path::new("/dev/zero")).ends_with("is a character device, not a file: not read"));
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
         assert!(err(&empty).ends_with("is empty"));

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use p2pdma_core::kernel;
 use p2pdma_core::model::{Built, ImageWhitelist, IommuMode, KernelFacts, P2pdmaBuild, WhitelistEntry};
 
+use crate::bounded::{self, Bound};
 use crate::kernel_image;
 use crate::roots::Roots;
 
@@ -23,11 +24,14 @@ pub fn boot_dir(roots: &Roots) -> PathBuf {
 
 /// A file's bytes; Ok(None) when it does not exist, Err(one line) when it cannot be read.
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match fs::read(path) {
+    match bounded::read_bytes(path, Bound::KERNEL_FILE) {
         Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) if e.kind() == ErrorKind::NotADirectory => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(crate::Error::Io { source, .. })
+            if matches!(source.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -108,7 +112,7 @@ struct CachedWhitelist {
 
 fn cached_whitelist(image: &Path) -> Option<Vec<WhitelistEntry>> {
     let (file, key) = cache_file(image)?;
-    let cached: CachedWhitelist = serde_json::from_slice(&fs::read(file).ok()?).ok()?;
+    let cached: CachedWhitelist = serde_json::from_slice(&bounded::read_bytes(&file, Bound::ATTRIBUTE).ok()?).ok()?;
     (cached.key == key && !cached.entries.is_empty()).then_some(cached.entries)
 }
 
@@ -116,9 +120,10 @@ fn store_whitelist(image: &Path, entries: &[WhitelistEntry]) {
     let Some((file, key)) = cache_file(image) else { return };
     let Some(dir) = file.parent() else { return };
     let Ok(text) = serde_json::to_vec(&CachedWhitelist { key, entries: entries.to_vec() }) else { return };
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    if fs::create_dir_all(dir).is_ok() && fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &file).is_err() {
-        let _ = fs::remove_file(&tmp);
+    // A private directory, and the one writer: a temporary file made with O_EXCL beside
+    // the name, renamed onto it; a link planted there by another user is refused.
+    if crate::output::create_private_dir(dir).is_ok() {
+        let _ = crate::output::write_file(&file, &text, 0o600);
     }
 }
 
@@ -194,7 +199,7 @@ fn read_iommu_mode(sys: &Path) -> Option<IommuMode> {
     let mut groups: Vec<PathBuf> =
         fs::read_dir(sys.join("kernel/iommu_groups")).ok()?.flatten().map(|e| e.path().join("type")).collect();
     groups.sort();
-    let kind = groups.iter().find_map(|p| fs::read_to_string(p).ok());
+    let kind = groups.iter().find_map(|p| bounded::attribute(p));
     match (class, kind) {
         (None, None) => Some(IommuMode::Off),
         (_, Some(k)) => kernel::iommu_mode_from_group_type(&k),

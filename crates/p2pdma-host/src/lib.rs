@@ -6,6 +6,7 @@
 //! p2pdma-core, below, stays pure: it judges what this crate reads.
 
 pub mod block;
+pub mod bounded;
 mod error;
 pub mod import;
 pub mod input;
@@ -16,6 +17,7 @@ pub mod kernel_live;
 #[cfg(feature = "kernel")]
 pub mod machine;
 pub mod multipath;
+pub mod output;
 pub mod pciids;
 pub mod procfs;
 pub mod roots;

@@ -11,6 +11,7 @@ use p2pdma_core::model::{Alias, Bar, Device, HostBridge, Link, Machine, P2pMem, 
 use p2pdma_core::pciids::PciIds;
 use p2pdma_core::Bdf;
 
+use crate::bounded::{self, Bound};
 use crate::roots::Roots;
 use crate::Error;
 
@@ -72,11 +73,11 @@ fn parse_host_bridge(s: &str) -> Option<HostBridge> {
 }
 
 fn read_trim(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    bounded::attribute(path)
 }
 
 fn read_hex<T: TryFrom<u64>>(path: &Path) -> Result<T, Error> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = bounded::read_string(path, Bound::ATTRIBUTE)?;
     let t = text.trim();
     let v = u64::from_str_radix(t.trim_start_matches("0x"), 16)
         .map_err(|_| Error::invalid(path, format!("expected a hex number, found `{t}`")))?;
@@ -103,7 +104,7 @@ fn read_device(
             _ => None,
         };
     // Without root the kernel returns only the first 64 bytes: decode() then says unknown.
-    let config_bytes = fs::read(dir.join("config")).ok();
+    let config_bytes = bounded::read_bytes(&dir.join("config"), Bound::CONFIG_SPACE).ok();
     let decoded = config_bytes.as_deref().map(config::decode);
     let num = |name: &str| read_trim(&dir.join(name)).and_then(|s| s.parse::<u32>().ok());
     let link = {
@@ -119,7 +120,7 @@ fn read_device(
     let p2pmem = if p2pdir.is_dir() {
         let n = |f: &str| -> Result<u64, Error> {
             let p = p2pdir.join(f);
-            let t = fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+            let t = bounded::read_string(&p, Bound::ATTRIBUTE)?;
             t.trim().parse().map_err(|_| Error::invalid(&p, format!("expected a number, found `{}`", t.trim())))
         };
         Some(P2pMem { size: n("size")?, available: n("available")?, published: n("published")? != 0 })
@@ -181,7 +182,7 @@ fn read_bars(path: &Path, config: Option<&[u8]>, is_bridge: bool) -> Vec<Bar> {
     const IORESOURCE_MEM: u64 = 0x200;
     const IORESOURCE_PREFETCH: u64 = 0x2000;
     const IORESOURCE_MEM_64: u64 = 0x0010_0000;
-    let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = bounded::read_string(path, Bound::ATTRIBUTE) else { return Vec::new() };
     text.lines()
         .take(6)
         .enumerate()
@@ -210,7 +211,7 @@ fn read_bars(path: &Path, config: Option<&[u8]>, is_bridge: bool) -> Vec<Bar> {
 
 /// `p2pmem_seen`: some device has `p2pmem/`, which only a P2PDMA kernel makes.
 fn read_machine(roots: &Roots, p2pmem_seen: bool) -> Machine {
-    let cpuinfo = fs::read_to_string(roots.proc.join("cpuinfo")).unwrap_or_default();
+    let cpuinfo = bounded::read_string(&roots.proc.join("cpuinfo"), Bound::PROC_TABLE).unwrap_or_default();
     let field = |key: &str| {
         cpuinfo
             .lines()

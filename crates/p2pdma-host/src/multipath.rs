@@ -65,5 +65,5 @@ pub fn read_paths(sys: &Path, disk: &str) -> Vec<MultipathPath> {
 
 /// Whether `disk` is hidden (`<sys>/class/block/<disk>/hidden` reads 1): a multipath path.
 pub fn is_hidden(sys: &Path, disk: &str) -> bool {
-    fs::read_to_string(sys.join("class/block").join(disk).join("hidden")).is_ok_and(|s| s.trim() == "1")
+    crate::bounded::attribute(&sys.join("class/block").join(disk).join("hidden")).is_some_and(|s| s == "1")
 }

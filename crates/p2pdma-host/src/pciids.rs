@@ -27,7 +27,7 @@ pub fn load_default_vendors(keep: impl Fn(u16) -> bool) -> Option<PciIds> {
 /// One `pci.ids` file, keeping only the vendors `keep` wants (and every class); None when
 /// it cannot be read.
 pub fn load_vendors(path: &Path, keep: impl Fn(u16) -> bool) -> Option<PciIds> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::bounded::read_bytes(path, crate::bounded::Bound::KERNEL_FILE).ok()?;
     Some(PciIds::parse_vendors(&String::from_utf8_lossy(&bytes), keep))
 }
 

@@ -13,7 +13,7 @@ pub fn pci_device_dir(sys: &Path, bdf: Bdf) -> PathBuf {
 
 /// A provider's free P2P memory now (`p2pmem/available` in its device directory).
 pub fn p2pmem_available(device_dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(device_dir.join("p2pmem/available")).ok()?.trim().parse().ok()
+    crate::bounded::attribute(&device_dir.join("p2pmem/available"))?.parse().ok()
 }
 
 /// Whether kernel module `name` is loaded or built in (`<sys>/module/<name>`, with `-`

@@ -45,7 +45,7 @@ impl ConfigFs for DirConfigFs {
                 f.write_all(format!("{value}\n").as_bytes())
             }
             Step::Set { path, value } => {
-                if fs::read_to_string(at(path)).is_ok_and(|v| v.trim() == value.as_str()) {
+                if p2pdma_host::bounded::attribute(&at(path)).is_some_and(|v| v == value.as_str()) {
                     return Ok(());
                 }
                 let mut f = fs::OpenOptions::new().write(true).open(at(path))?;

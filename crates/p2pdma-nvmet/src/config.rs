@@ -289,7 +289,8 @@ fn validate(c: &NvmetConfig, file: &str) -> Result<(), NvmetError> {
 // ---- save: configfs → config ----
 
 fn value(path: &Path) -> Result<String, NvmetError> {
-    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| NvmetError::io(path, e))
+    let text = p2pdma_host::bounded::read_string(path, p2pdma_host::bounded::Bound::ATTRIBUTE)?;
+    Ok(text.trim().to_string())
 }
 
 fn optional_int<T: std::str::FromStr>(path: &Path) -> Result<Option<T>, NvmetError> {

@@ -14,6 +14,9 @@ pub enum NvmetError {
     Topology(#[from] p2pdma_core::Error),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// A file read through p2pdma-host's bounded reader: not a regular file, too large.
+    #[error(transparent)]
+    Read(#[from] p2pdma_host::Error),
     /// A kernel module or configfs that is not there and cannot be loaded or mounted.
     #[error("{what}: {reason}")]
     Setup { what: String, reason: String },

@@ -211,15 +211,21 @@ impl Step {
     }
 }
 
+/// A step as a shell command run in the configfs root, every word quoted for a POSIX
+/// shell (`text::shell_quote`): a dry run's steps can be pasted into `sh` and no value
+/// from a config file is ever expanded or run.
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use p2pdma_core::text::shell_quote as q;
         match self {
-            Step::Mkdir { path } => write!(f, "mkdir {path}"),
-            Step::Write { path, value } => write!(f, "echo {value} > {path}"),
-            Step::Set { path, value } => write!(f, "echo {value} > {path}  (unless it reads {value})"),
-            Step::Symlink { target, link } => write!(f, "ln -s {target} {link}"),
-            Step::Unlink { path } => write!(f, "rm {path}"),
-            Step::Rmdir { path } => write!(f, "rmdir {path}"),
+            Step::Mkdir { path } => write!(f, "mkdir {}", q(path)),
+            Step::Write { path, value } => write!(f, "echo {} > {}", q(value), q(path)),
+            Step::Set { path, value } => {
+                write!(f, "echo {} > {}  # unless it reads {}", q(value), q(path), q(value))
+            }
+            Step::Symlink { target, link } => write!(f, "ln -s {} {}", q(target), q(link)),
+            Step::Unlink { path } => write!(f, "rm {}", q(path)),
+            Step::Rmdir { path } => write!(f, "rmdir {}", q(path)),
         }
     }
 }

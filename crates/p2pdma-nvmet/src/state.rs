@@ -125,10 +125,10 @@ pub(crate) fn entries(dir: &Path) -> Result<Vec<String>, NvmetError> {
 
 /// An attribute's value without the trailing newline; None if it does not exist, "" if empty.
 fn attr(path: &Path) -> Result<Option<String>, NvmetError> {
-    match fs::read_to_string(path) {
+    match p2pdma_host::bounded::read_string(path, p2pdma_host::bounded::Bound::ATTRIBUTE) {
         Ok(s) => Ok(Some(s.trim_end_matches('\n').trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(NvmetError::io(path, e)),
+        Err(p2pdma_host::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -19,11 +19,12 @@ use p2pdma_core::{spec, Engine, Topology};
 use crate::source::SourceArgs;
 
 /// Escapes text for HTML and XML (content and attribute values). Characters XML forbids
-/// (controls other than tab and newlines) become U+FFFD, so a device name read from a file
-/// can never break the document.
+/// (controls other than tab and newlines) and those it discourages that a terminal would
+/// act on (DEL, the C1 controls: `topo --svg -` may reach one) become U+FFFD, so a device
+/// name read from a file can never break the document.
 pub fn esc(s: &str) -> Cow<'_, str> {
     let bad = |c: char| {
-        matches!(c, '&' | '<' | '>' | '"' | '\'' | '\u{fffe}' | '\u{ffff}')
+        matches!(c, '&' | '<' | '>' | '"' | '\'' | '\u{fffe}' | '\u{ffff}' | '\u{7f}'..='\u{9f}')
             || (c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
     };
     if !s.chars().any(bad) {
@@ -136,6 +137,7 @@ mod tests {
         assert_eq!(esc("plain 03:00.0"), "plain 03:00.0");
         assert_eq!(esc(r#"<a href="x">&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
         assert_eq!(esc("a\u{0}b\u{1b}c\td"), "a\u{fffd}b\u{fffd}c\td");
+        assert_eq!(esc("x\u{9b}2J\u{7f}"), "x\u{fffd}2J\u{fffd}");
     }
 
     #[test]

@@ -23,7 +23,6 @@ pub mod report;
 pub mod sections;
 pub mod sysinfo;
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -62,19 +61,13 @@ pub(crate) fn bounded<'a>(text: &'a str, what: &str) -> Result<&'a str, Error> {
 /// U+FFFD (a paste with one stray byte is still a paste), binary content is refused.
 pub fn read_input(path: &Path) -> Result<Input, Error> {
     let name = path.display().to_string();
-    let mut bytes = Vec::new();
-    let limit = MAX_INPUT_BYTES as u64 + 1;
-    if path.as_os_str() == "-" {
-        std::io::stdin().lock().take(limit).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    // The one bounded reader (regular files and pipes, never a device); then import's own,
+    // smaller limit.
+    let bytes = if path.as_os_str() == "-" {
+        crate::bounded::read_from(std::io::stdin().lock(), path, crate::bounded::Bound::INPUT)?
     } else {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !(meta.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type())) {
-            let kind = if meta.is_dir() { "a directory" } else { "not a regular file" };
-            return Err(Error::invalid(path, format!("is {kind}, not a file")));
-        }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        file.take(limit).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    }
+        crate::bounded::read_bytes(path, crate::bounded::Bound::INPUT)?
+    };
     if bytes.len() > MAX_INPUT_BYTES {
         return Err(Error::invalid(
             path,
