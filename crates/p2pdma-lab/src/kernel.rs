@@ -154,27 +154,12 @@ fn fetch_suite_kernel(cache: &Path, suite: &str, freshness: Freshness) -> Result
         }
         return Err(err);
     }
-    let meta = apt.show(META_PACKAGE)?;
-    let image = dependency_names(meta.get("Depends").map_or("", String::as_str))
-        .into_iter()
-        .find(|name| name.starts_with("linux-image-") && name.as_str() != META_PACKAGE)
-        .ok_or_else(|| LabError::Kernel(format!("{META_PACKAGE} in {suite} names no linux-image-<release> package; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
-    let release = image.trim_start_matches("linux-image-").to_string();
-    let package_version = meta.get("Version").cloned();
+    let (image, release, package_version) = current_kernel(&apt, suite)?;
     let dest = kernel_root.join(&release);
     if dest.join(COMPLETE_MARKER).exists() {
         return Kernel::from_dir(&dest, package_version);
     }
-
-    // linux-image-<release> is empty in the split layout and depends on
-    // linux-{binary,modules,base}-<release>; download it and every dependency named *-<release>.
-    let image_fields = apt.show(&image)?;
-    let mut packages = vec![image.clone()];
-    packages.extend(
-        dependency_names(image_fields.get("Depends").map_or("", String::as_str))
-            .into_iter()
-            .filter(|name| name.ends_with(&format!("-{release}"))),
-    );
+    let packages = kernel_packages(&apt, &image, &release)?;
     crate::stderr_line(&format!(
         "p2pdma-lab: fetching Debian {suite}'s kernel {release} ({}) into {}",
         packages.join(" "),
@@ -183,14 +168,55 @@ fn fetch_suite_kernel(cache: &Path, suite: &str, freshness: Freshness) -> Result
     let downloads = apt_dir.join("downloads").join(&release);
     recreate_dir(&downloads)?;
     apt.download(&packages, &downloads)?;
-
     let staging = kernel_root.join(format!(".{release}.partial"));
-    unpack_debs(&downloads, &staging)?;
+    let installed = install_kernel(&downloads, &staging, &dest, &release, package_version);
+    // The .debs (about 125 MB) and the rest of the packages are not needed any more.
+    let _ = fs::remove_dir_all(&staging);
+    let _ = fs::remove_dir_all(&downloads);
+    installed
+}
+
+/// The `linux-image-<release>` package the suite's meta package depends on, its release
+/// and the meta package's version.
+fn current_kernel(apt: &PrivateApt, suite: &str) -> Result<(String, String, Option<String>)> {
+    let meta = apt.show(META_PACKAGE)?;
+    let image = dependency_names(meta.get("Depends").map_or("", String::as_str))
+        .into_iter()
+        .find(|name| name.starts_with("linux-image-") && name.as_str() != META_PACKAGE)
+        .ok_or_else(|| LabError::Kernel(format!("{META_PACKAGE} in {suite} names no linux-image-<release> package; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
+    let release = image.trim_start_matches("linux-image-").to_string();
+    Ok((image, release, meta.get("Version").cloned()))
+}
+
+/// The packages that make up the kernel: `linux-image-<release>` is empty in the split
+/// layout and depends on linux-{binary,modules,base}-<release>, so it and every dependency
+/// named `*-<release>`.
+fn kernel_packages(apt: &PrivateApt, image: &str, release: &str) -> Result<Vec<String>> {
+    let image_fields = apt.show(image)?;
+    let mut packages = vec![image.to_string()];
+    packages.extend(
+        dependency_names(image_fields.get("Depends").map_or("", String::as_str))
+            .into_iter()
+            .filter(|name| name.ends_with(&format!("-{release}"))),
+    );
+    Ok(packages)
+}
+
+/// The downloaded packages unpacked into `staging`, their module tree checked (vmlinuz,
+/// config), marked complete and renamed to `dest` in one step.
+fn install_kernel(
+    downloads: &Path,
+    staging: &Path,
+    dest: &Path,
+    release: &str,
+    package_version: Option<String>,
+) -> Result<Kernel> {
+    unpack_debs(downloads, staging)?;
     let tree = ["usr/lib/modules", "lib/modules"]
         .iter()
-        .map(|base| staging.join(base).join(&release))
+        .map(|base| staging.join(base).join(release))
         .find(|p| p.is_dir())
-        .ok_or_else(|| LabError::Kernel(format!("the packages {packages:?} hold no usr/lib/modules/{release}/; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel")))?;
+        .ok_or_else(|| LabError::Kernel(format!("the packages in {} hold no usr/lib/modules/{release}/; the Debian packaging changed: set {KERNEL_DIR_ENV} to an unpacked kernel", downloads.display())))?;
     // Older layouts keep the image and config in /boot.
     for (name, boot) in [("vmlinuz", format!("boot/vmlinuz-{release}")), ("config", format!("boot/config-{release}"))] {
         let boot = staging.join(boot);
@@ -198,20 +224,16 @@ fn fetch_suite_kernel(cache: &Path, suite: &str, freshness: Freshness) -> Result
             fs::rename(&boot, tree.join(name)).map_err(|e| LabError::io(format!("moving {}", boot.display()), e))?;
         }
     }
-    // Checked (vmlinuz, config) before it is moved into place.
     Kernel::from_dir(&tree, package_version.clone())?;
     if let Some(version) = &package_version {
         write(&tree.join(".package-version"), version.as_bytes())?;
     }
     write(&tree.join(COMPLETE_MARKER), b"")?;
     if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
+        fs::remove_dir_all(dest).map_err(|e| LabError::io(format!("removing stale {}", dest.display()), e))?;
     }
-    fs::rename(&tree, &dest).map_err(|e| LabError::io(format!("moving the kernel to {}", dest.display()), e))?;
-    // The .debs (about 125 MB) and the rest of the packages are not needed any more.
-    let _ = fs::remove_dir_all(&staging);
-    let _ = fs::remove_dir_all(&downloads);
-    Kernel::from_dir(&dest, package_version)
+    fs::rename(&tree, dest).map_err(|e| LabError::io(format!("moving the kernel to {}", dest.display()), e))?;
+    Kernel::from_dir(dest, package_version)
 }
 
 impl Kernel {

@@ -117,51 +117,9 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
     let mut qemu = spawn_guarded(cmd, true)?;
     let qemu_started = Instant::now();
 
-    let (tx, rx) = mpsc::channel();
-    let stdout = qemu.child.stdout.take();
-    let stderr = qemu.child.stderr.take();
-    let line_tx = tx.clone();
-    std::thread::spawn(move || {
-        if let Some(out) = stdout {
-            read_lines(out, |line| line_tx.send(Event::Line(line)).is_ok());
-        }
-        let _ = line_tx.send(Event::StdoutClosed);
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut err) = stderr {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    });
-    drop(tx);
-
+    let (lines, stderr_reader) = read_output(&mut qemu);
     let mut console = Console::new(&prepared.nonce);
-    let deadline = qemu_started + opts.timeout;
-    let stdout = std::io::stdout();
-
-    loop {
-        if let Some(sig) = pending_signal() {
-            qemu.kill();
-            return Err(LabError::Interrupted(sig));
-        }
-        let now = Instant::now();
-        if console.exit.is_none() && now >= deadline {
-            qemu.kill();
-            return Err(LabError::Timeout { timeout: opts.timeout, tail: console.tail.into() });
-        }
-        if let Some((_, at)) = console.exit {
-            if now >= at + POWEROFF_GRACE {
-                qemu.kill();
-                break;
-            }
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Line(raw)) => console.line(&raw, opts, &stdout),
-            Ok(Event::StdoutClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
+    follow_console(&mut qemu, &lines, &mut console, opts, qemu_started + opts.timeout)?;
 
     // QEMU closed its stdout: it is exiting (or was killed).
     let status = qemu.wait_with_deadline(Duration::from_secs(5));
@@ -184,6 +142,62 @@ pub fn run(machine: &LabMachine, command: &str, opts: &LabOptions) -> Result<Run
             stderr: stderr_text.trim().to_string(),
             tail: console.tail.into(),
         }),
+    }
+}
+
+/// QEMU's stdout as console lines on a channel (ending with [`Event::StdoutClosed`]), and
+/// its whole stderr from a thread, so neither pipe can fill up.
+fn read_output(qemu: &mut Guarded) -> (mpsc::Receiver<Event>, std::thread::JoinHandle<String>) {
+    let (tx, rx) = mpsc::channel();
+    let stdout = qemu.child.stdout.take();
+    let stderr = qemu.child.stderr.take();
+    std::thread::spawn(move || {
+        if let Some(out) = stdout {
+            read_lines(out, |line| tx.send(Event::Line(line)).is_ok());
+        }
+        let _ = tx.send(Event::StdoutClosed);
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut err) = stderr {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    });
+    (rx, stderr_reader)
+}
+
+/// Feeds the console until QEMU closes its stdout, or the guest reported its exit status
+/// and power-off takes too long; a signal or the deadline kills QEMU and ends the run.
+fn follow_console(
+    qemu: &mut Guarded,
+    lines: &mpsc::Receiver<Event>,
+    console: &mut Console,
+    opts: &LabOptions,
+    deadline: Instant,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    loop {
+        if let Some(sig) = pending_signal() {
+            qemu.kill();
+            return Err(LabError::Interrupted(sig));
+        }
+        let now = Instant::now();
+        if console.exit.is_none() && now >= deadline {
+            qemu.kill();
+            return Err(LabError::Timeout { timeout: opts.timeout, tail: console.tail.clone().into() });
+        }
+        if let Some((_, at)) = console.exit {
+            if now >= at + POWEROFF_GRACE {
+                qemu.kill();
+                return Ok(());
+            }
+        }
+        match lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Line(raw)) => console.line(&raw, opts, &stdout),
+            Ok(Event::StdoutClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
     }
 }
 
