@@ -366,10 +366,16 @@ fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> 
         let mut unread: Vec<String> =
             verdicts.iter().filter(|v| !v.certain).flat_map(|v| v.acs_unknown.iter().map(Bdf::to_string)).collect();
         unread.dedup();
-        notes.push(format!(
-            "UNCERTAIN: this verdict rests on the ACS control of {}, which could not be read (config space past 64 bytes needs root); run as root, or check a snapshot taken as root, for the certain answer",
-            unread.join(", ")
-        ));
+        if !unread.is_empty() {
+            notes.push(format!(
+                "UNCERTAIN: this verdict rests on the ACS control of {}, which could not be read (config space past 64 bytes needs root); run as root, or check a snapshot taken as root, for the certain answer",
+                unread.join(", ")
+            ));
+        }
+        let cpu_decides = |v: &PairVerdict| v.reasons.iter().any(|r| r.starts_with("no input named the CPU"));
+        if engine.cpu_unknown() && verdicts.iter().any(|v| !v.certain && cpu_decides(v)) {
+            notes.push("UNCERTAIN: no input named the CPU, and the kernel's CPU rule (AMD Zen: any path through the host bridge) decides this verdict; give `lscpu` or /proc/cpuinfo for the certain answer".into());
+        }
     }
     let mut devices = vec![DeviceNames::of(pd)];
     for bdf in verdicts.iter().filter_map(|v| v.client_bdf) {

@@ -119,6 +119,19 @@ pub(crate) fn annotate(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize
     if !v.acs_unknown.is_empty() {
         explain_unknown_acs(engine, v, provider, client);
     }
+    explain_unknown_cpu(engine, v, provider, client);
+}
+
+/// No CPU was named (an import without cpuinfo or lscpu): whether the kernel's CPU rule
+/// (`cpu_supports_p2pdma`, AMD Zen) could change the verdict.
+fn explain_unknown_cpu(engine: &Engine<'_>, v: &mut PairVerdict, provider: usize, client: usize) {
+    if let Some(alt) = engine.pair_if_cpu_allowed(provider, client).filter(|alt| *alt != v.map_type) {
+        v.certain = false;
+        v.reasons.push(format!(
+            "no input named the CPU: on an AMD Zen CPU (family 0x17 or later) the kernel allows this path through the host bridge, and the verdict becomes {}; give `lscpu` or /proc/cpuinfo for the certain answer",
+            alt.as_str()
+        ));
+    }
 }
 
 /// A shared upstream device, but ACS redirect on the path: the kernel's log lines and the

@@ -80,6 +80,9 @@ pub struct Engine<'t> {
     bridges: Vec<BridgeLookup>,
     bridge_root: Vec<Option<u32>>,
     cpu_allows: bool,
+    /// No input said which CPU this is (an import without cpuinfo or lscpu): the kernel's
+    /// CPU rule (`cpu_supports_p2pdma`) could allow what the rest refuses.
+    cpu_unknown: bool,
     /// The host bridge whitelist of the kernel being judged.
     whitelist: Vec<WhitelistEntry>,
     /// The kernel is built without CONFIG_PCI_P2PDMA: nothing is ever supported.
@@ -152,6 +155,7 @@ impl<'t> Engine<'t> {
             bridges,
             bridge_root,
             cpu_allows: whitelist::cpu_allows_p2pdma(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
+            cpu_unknown: whitelist::cpu_rule_unknown(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
             whitelist,
             p2pdma_absent: kernel::p2pdma_absent(m),
         })
@@ -210,16 +214,22 @@ impl<'t> Engine<'t> {
     /// Map type and distance for one provider/client pair, allocation-free.
     /// Unknown ACS is taken as no redirect here; [`Engine::explain`] says so.
     pub fn pair(&self, provider: usize, client: usize) -> PairResult {
-        self.pair_assuming(provider, client, false)
+        self.pair_assuming(provider, client, false, self.cpu_allows)
     }
 
     /// The map type if every device whose ACS is unknown did redirect.
     pub(crate) fn pair_if_redirected(&self, provider: usize, client: usize) -> MapType {
-        self.pair_assuming(provider, client, true).map_type
+        self.pair_assuming(provider, client, true, self.cpu_allows).map_type
+    }
+
+    /// The map type if the unknown CPU were one the kernel's CPU rule allows; `None` when
+    /// the CPU is known (the verdict does not rest on it).
+    pub(crate) fn pair_if_cpu_allowed(&self, provider: usize, client: usize) -> Option<MapType> {
+        self.cpu_unknown.then(|| self.pair_assuming(provider, client, false, true).map_type)
     }
 
     #[inline]
-    fn pair_assuming(&self, provider: usize, client: usize, unknown_redirects: bool) -> PairResult {
+    fn pair_assuming(&self, provider: usize, client: usize, unknown_redirects: bool, cpu_allows: bool) -> PairResult {
         let mut redirects = false;
         let (dist, common) = self.walk(provider as u32, client as u32, |n, _| {
             redirects |= self.redirect[n as usize].map_or(unknown_redirects, |b| b != 0)
@@ -228,7 +238,7 @@ impl<'t> Engine<'t> {
             MapType::NotSupported
         } else if common.is_some() && !redirects {
             MapType::BusAddr
-        } else if self.cpu_allows || self.bridges_allow(provider as u32, client as u32) {
+        } else if cpu_allows || self.bridges_allow(provider as u32, client as u32) {
             MapType::ThruHostBridge
         } else {
             MapType::NotSupported
@@ -236,9 +246,12 @@ impl<'t> Engine<'t> {
         PairResult { map_type, distance: map_type.supported().then_some(dist) }
     }
 
-    /// Whether the verdict holds whatever the ACS that could not be read says.
+    /// Whether the verdict holds whatever the ACS that could not be read says, and whatever
+    /// the CPU no input named is.
     pub fn certain(&self, provider: usize, client: usize) -> bool {
-        self.pair(provider, client).map_type == self.pair_if_redirected(provider, client)
+        let map_type = self.pair(provider, client).map_type;
+        map_type == self.pair_if_redirected(provider, client)
+            && self.pair_if_cpu_allowed(provider, client).is_none_or(|alt| alt == map_type)
     }
 
     /// The hardware path class (`nvidia-smi topo -m`), allocation-free; see [`PathClass`].
@@ -376,6 +389,11 @@ impl<'t> Engine<'t> {
     /// The CPU rule's answer for this machine.
     pub fn cpu_allows(&self) -> bool {
         self.cpu_allows
+    }
+
+    /// No input named the CPU: the CPU rule cannot be decided (see [`Engine::certain`]).
+    pub fn cpu_unknown(&self) -> bool {
+        self.cpu_unknown
     }
 
     fn describe_bridge(&self, h: u32) -> BridgeVerdict {

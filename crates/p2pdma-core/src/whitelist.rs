@@ -136,9 +136,26 @@ pub fn cpu_allows_p2pdma(arch: Option<&str>, vendor: Option<&str>, family: Optio
     x86 && vendor == Some("AuthenticAMD") && family.is_some_and(|f| f >= 0x17)
 }
 
+/// Whether the CPU rule cannot be decided: an x86 (or unknown) machine whose CPU vendor, or
+/// an AMD CPU's family, no input gave. A live read always knows it (`/proc/cpuinfo`); an
+/// import of pasted outputs may not.
+pub fn cpu_rule_unknown(arch: Option<&str>, vendor: Option<&str>, family: Option<u32>) -> bool {
+    let x86 = matches!(arch, None | Some("x86_64") | Some("i686") | Some("i386") | Some("x86"));
+    x86 && (vendor.is_none() || (vendor == Some("AuthenticAMD") && family.is_none()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_rule_is_unknown_only_without_the_cpu() {
+        assert!(cpu_rule_unknown(None, None, None));
+        assert!(cpu_rule_unknown(Some("x86_64"), Some("AuthenticAMD"), None));
+        assert!(!cpu_rule_unknown(Some("x86_64"), Some("GenuineIntel"), None));
+        assert!(!cpu_rule_unknown(Some("x86_64"), Some("AuthenticAMD"), Some(0x19)));
+        assert!(!cpu_rule_unknown(Some("ppc64le"), None, None), "the rule is x86 only");
+    }
 
     #[test]
     fn whitelist_lookup_follows_kernel_order() {
