@@ -540,83 +540,20 @@ fn resolve_devices(report: &mut ImportReport, claims_of: &mut BTreeMap<Bdf, DevC
     let mut inferred_ports: Vec<Bdf> = Vec::new();
     let mut classes_by_id: HashMap<(u16, u16), u32> = HashMap::new();
     for (bdf, c) in claims_of.iter_mut() {
-        let subject = bdf.to_string();
-        let parent = pick(report, &subject, "upstream", std::mem::take(&mut c.parent), |p| match p {
-            Some(b) => b.to_string(),
-            None => "root bus".into(),
-        });
-        let Some(parent) = parent else {
-            let origin = c.seen.clone().unwrap_or_else(devs_origin_placeholder);
-            let why = if origin.format == Format::KernelLog {
-                "named only by the kernel log: no input places it in the tree (add `lspci -tv`)"
-            } else {
-                "no input places it in the tree: no bridge's bus range leads to its bus and it is not on a root bus (add `lspci -tv`)"
-            };
-            report.left_out.push(LeftOut { device: *bdf, why: why.into(), origin });
-            continue;
-        };
-        let vendor = pick(report, &subject, "vendor", std::mem::take(&mut c.vendor), hex4);
-        let device = pick(report, &subject, "device", std::mem::take(&mut c.device), hex4);
-        let class = pick(report, &subject, "class", std::mem::take(&mut c.class), |v| format!("{v:06x}"));
-        if let (Some(v), Some(d), Some(cl)) = (vendor, device, class) {
+        let Some(upstream) = pick_upstream(report, bdf, c) else { continue };
+        let facts = pick_device_facts(report, &bdf.to_string(), c);
+        if let (Some(v), Some(d), Some(cl)) = (facts.vendor, facts.device, facts.class) {
             classes_by_id.entry((v, d)).or_insert(cl);
         }
-        let subsystem =
-            pick(report, &subject, "subsystem", std::mem::take(&mut c.subsystem), |(v, d)| format!("{v:04x}:{d:04x}"));
-        let range =
-            pick(report, &subject, "bus_range", std::mem::take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}"));
-        let port_type = pick(report, &subject, "port_type", std::mem::take(&mut c.port_type), |p| p.label().into());
-        let acs = pick(report, &subject, "acs", std::mem::take(&mut c.acs), |a| acs_text(*a));
-        let bars = pick(report, &subject, "bars", std::mem::take(&mut c.bars), |b| format!("{} BARs", b.len()));
-        let driver = pick(report, &subject, "driver", std::mem::take(&mut c.driver), |v| v.clone());
-        let numa = pick(report, &subject, "numa_node", std::mem::take(&mut c.numa), |v| v.to_string());
-        let group = pick(report, &subject, "iommu_group", std::mem::take(&mut c.iommu_group), |v| v.to_string());
-        let link = pick(report, &subject, "link", std::mem::take(&mut c.link), |l| {
-            format!(
-                "{} x{}",
-                l.current_speed.as_deref().unwrap_or("?"),
-                l.current_width.map_or("?".into(), |w| w.to_string())
-            )
-        });
-        let is_bridge = range.is_some()
-            || class.is_some_and(|c| c >> 8 == 0x0604 || c >> 8 == 0x0609)
-            || c.config.as_ref().and_then(|b| b.get(0x0e)).is_some_and(|h| h & 0x7f == 1);
-        if port_type.is_none() && is_bridge {
+        let is_bridge = facts.is_bridge(c.config.as_deref());
+        if facts.port_type.is_none() && is_bridge {
             inferred_ports.push(*bdf);
         }
-        let acs = acs.unwrap_or(Acs::Unknown);
-        resolved.insert(
-            *bdf,
-            Device {
-                bdf: *bdf,
-                name: None,
-                vendor: vendor.unwrap_or(0),
-                device: device.unwrap_or(0),
-                class: class.unwrap_or(0),
-                subsystem,
-                vendor_name: None,
-                device_name: None,
-                class_name: None,
-                driver,
-                upstream: parent,
-                host_bridge: String::new(),
-                physfn: None,
-                is_bridge,
-                port_type,
-                link,
-                acs,
-                bars: bars.unwrap_or_default(),
-                iommu_group: group,
-                numa_node: numa,
-                local_cpus: None,
-                p2pmem: None,
-                cmb: None,
-                config_hex: c.config.as_ref().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
-            },
-        );
-        if vendor.is_none() || device.is_none() {
+        let ids_known = facts.vendor.is_some() && facts.device.is_some();
+        resolved.insert(*bdf, device_from(*bdf, upstream, is_bridge, facts, c.config.as_deref()));
+        if !ids_known {
             report.unknown.push(Unknown {
-                subject: subject.clone(),
+                subject: bdf.to_string(),
                 fact: "ids",
                 consequence: "the host bridge whitelist cannot be looked up for it, names are not shown".into(),
                 reveal: format!("lspci -nn -s {bdf}"),
@@ -624,6 +561,105 @@ fn resolve_devices(report: &mut ImportReport, claims_of: &mut BTreeMap<Bdf, DevC
         }
     }
     Resolved { devices: resolved, inferred_ports, classes_by_id }
+}
+
+/// A device's facts once each is chosen, its upstream bridge aside.
+struct DeviceFacts {
+    vendor: Option<u16>,
+    device: Option<u16>,
+    class: Option<u32>,
+    subsystem: Option<(u16, u16)>,
+    range: Option<(u8, u8)>,
+    port_type: Option<PortType>,
+    acs: Option<Acs>,
+    bars: Option<Vec<Bar>>,
+    driver: Option<String>,
+    numa: Option<i32>,
+    iommu_group: Option<u32>,
+    link: Option<Link>,
+}
+
+impl DeviceFacts {
+    /// A bus range, a bridge's class, or a type-1 config header.
+    fn is_bridge(&self, config: Option<&[u8]>) -> bool {
+        self.range.is_some()
+            || self.class.is_some_and(|c| c >> 8 == 0x0604 || c >> 8 == 0x0609)
+            || config.and_then(|b| b.get(0x0e)).is_some_and(|h| h & 0x7f == 1)
+    }
+}
+
+/// The device's upstream bridge (`Some(None)`: on a root bus); None when no input places it
+/// in the tree, and it is then listed as left out.
+fn pick_upstream(report: &mut ImportReport, bdf: &Bdf, c: &mut DevClaims) -> Option<Option<Bdf>> {
+    let parent = pick(report, &bdf.to_string(), "upstream", std::mem::take(&mut c.parent), |p| match p {
+        Some(b) => b.to_string(),
+        None => "root bus".into(),
+    });
+    if parent.is_none() {
+        let origin = c.seen.clone().unwrap_or_else(devs_origin_placeholder);
+        let why = if origin.format == Format::KernelLog {
+            "named only by the kernel log: no input places it in the tree (add `lspci -tv`)"
+        } else {
+            "no input places it in the tree: no bridge's bus range leads to its bus and it is not on a root bus (add `lspci -tv`)"
+        };
+        report.left_out.push(LeftOut { device: *bdf, why: why.into(), origin });
+    }
+    parent
+}
+
+/// Chooses each of the device's facts among the claims, in the report's order.
+fn pick_device_facts(report: &mut ImportReport, subject: &str, c: &mut DevClaims) -> DeviceFacts {
+    use std::mem::take;
+    DeviceFacts {
+        vendor: pick(report, subject, "vendor", take(&mut c.vendor), hex4),
+        device: pick(report, subject, "device", take(&mut c.device), hex4),
+        class: pick(report, subject, "class", take(&mut c.class), |v| format!("{v:06x}")),
+        subsystem: pick(report, subject, "subsystem", take(&mut c.subsystem), |(v, d)| format!("{v:04x}:{d:04x}")),
+        range: pick(report, subject, "bus_range", take(&mut c.range), |(a, b)| format!("{a:02x}-{b:02x}")),
+        port_type: pick(report, subject, "port_type", take(&mut c.port_type), |p| p.label().into()),
+        acs: pick(report, subject, "acs", take(&mut c.acs), |a| acs_text(*a)),
+        bars: pick(report, subject, "bars", take(&mut c.bars), |b| format!("{} BARs", b.len())),
+        driver: pick(report, subject, "driver", take(&mut c.driver), |v| v.clone()),
+        numa: pick(report, subject, "numa_node", take(&mut c.numa), |v| v.to_string()),
+        iommu_group: pick(report, subject, "iommu_group", take(&mut c.iommu_group), |v| v.to_string()),
+        link: pick(report, subject, "link", take(&mut c.link), |l| {
+            format!(
+                "{} x{}",
+                l.current_speed.as_deref().unwrap_or("?"),
+                l.current_width.map_or("?".into(), |w| w.to_string())
+            )
+        }),
+    }
+}
+
+/// The device as the snapshot holds it: what no input gave is zero, empty or None.
+fn device_from(bdf: Bdf, upstream: Option<Bdf>, is_bridge: bool, f: DeviceFacts, config: Option<&[u8]>) -> Device {
+    Device {
+        bdf,
+        name: None,
+        vendor: f.vendor.unwrap_or(0),
+        device: f.device.unwrap_or(0),
+        class: f.class.unwrap_or(0),
+        subsystem: f.subsystem,
+        vendor_name: None,
+        device_name: None,
+        class_name: None,
+        driver: f.driver,
+        upstream,
+        host_bridge: String::new(),
+        physfn: None,
+        is_bridge,
+        port_type: f.port_type,
+        link: f.link,
+        acs: f.acs.unwrap_or(Acs::Unknown),
+        bars: f.bars.unwrap_or_default(),
+        iommu_group: f.iommu_group,
+        numa_node: f.numa,
+        local_cpus: None,
+        p2pmem: None,
+        cmb: None,
+        config_hex: config.map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+    }
 }
 
 fn fill_classes(

@@ -226,6 +226,47 @@ fn acs_flags(t: &str) -> u16 {
     bits
 }
 
+/// One line of a device's section, by what it holds.
+enum LineKind<'a> {
+    Blank,
+    /// A row of an `-x` dump.
+    DumpRow(&'a str),
+    /// The text after `Capabilities: `.
+    Capability(&'a str),
+    /// A line inside the ACS capability.
+    AcsField(&'a str),
+    /// A line inside another capability (indented below the device's own lines).
+    Nested(&'a str),
+    /// A line of the device itself.
+    Top(&'a str),
+}
+
+/// The link, made empty the first time one of its lines is seen.
+fn link_of(link: &mut Option<Link>) -> &mut Link {
+    link.get_or_insert(Link { current_speed: None, current_width: None, max_speed: None, max_width: None })
+}
+
+/// `Initial VFs: 16, Total VFs: 16, Number of VFs: 0, ...` → the number of VFs.
+fn vf_count(t: &str) -> Option<u16> {
+    t.split(',').find_map(|p| p.trim().strip_prefix("Number of VFs:")).and_then(|n| n.trim().parse::<u16>().ok())
+}
+
+/// ` 2, stride: 1, Device ID: 101e` (after `VF offset:`) → (offset, stride).
+fn vf_offset_stride(r: &str) -> Option<(u16, u16)> {
+    let mut it = r.split(',');
+    let off = it.next().and_then(|o| o.trim().parse::<u16>().ok());
+    let stride = it.next().and_then(|s| s.trim().strip_prefix("stride:")).and_then(|s| s.trim().parse::<u16>().ok());
+    Some((off?, stride?))
+}
+
+/// `primary=00, secondary=01, subordinate=13, ...` → (secondary, subordinate).
+fn bus_range(r: &str) -> Option<(u8, u8)> {
+    let field = |k: &str| {
+        r.split(',').find_map(|p| p.trim().strip_prefix(k)).and_then(|v| u8::from_str_radix(v.trim(), 16).ok())
+    };
+    Some((field("secondary=")?, field("subordinate=")?))
+}
+
 impl Builder {
     fn new(d: LspciDevice) -> Self {
         Builder {
@@ -240,107 +281,124 @@ impl Builder {
     }
 
     fn line(&mut self, line: &str) {
+        match self.kind(line) {
+            LineKind::Blank => {}
+            LineKind::DumpRow(t) => self.dump_row(t),
+            LineKind::Capability(rest) => self.capability(rest),
+            LineKind::AcsField(t) => self.acs_field(t),
+            LineKind::Nested(t) => self.nested_field(t),
+            LineKind::Top(t) => {
+                self.in_acs = false;
+                self.top_field(t);
+            }
+        }
+    }
+
+    /// What a line is; the first indented line sets the indent of the device's own lines.
+    fn kind<'a>(&mut self, line: &'a str) -> LineKind<'a> {
         let t = line.trim();
         if t.is_empty() {
-            return;
+            return LineKind::Blank;
         }
         if crate::import::sections::is_hex_dump(t) {
-            if let Some((off, rest)) = t.split_once(": ") {
-                let off = usize::from_str_radix(off, 16).unwrap_or(usize::MAX);
-                let mut row = [0u8; 16];
-                for (k, b) in rest.split_whitespace().take(16).enumerate() {
-                    row[k] = u8::from_str_radix(b, 16).unwrap_or(0);
-                }
-                if off < 0x1000 && off % 16 == 0 {
-                    self.dump.push((off, row));
-                }
-            }
-            return;
+            return LineKind::DumpRow(t);
         }
         let ind = indent(line);
         let base = *self.base_indent.get_or_insert(ind);
         let top = ind <= base;
-        let d = &mut self.d;
         if let Some(rest) = t.strip_prefix("Capabilities: ") {
-            self.in_acs = false;
-            if rest.starts_with("<access denied>") {
-                d.caps = Caps::Denied;
-                return;
-            }
-            if d.caps != Caps::Denied {
-                d.caps = Caps::Readable;
-            }
-            let off = rest
-                .strip_prefix('[')
-                .and_then(|r| r.split([' ', ']']).next())
-                .and_then(|h| u16::from_str_radix(h, 16).ok());
-            if rest.contains("Access Control Services") {
-                self.acs_offset = off;
-                self.in_acs = true;
-            } else if let Some(x) = rest.split_once("] Express").map(|(_, r)| r) {
-                d.port_type = port_type(x);
-            }
-            return;
+            LineKind::Capability(rest)
+        } else if self.in_acs && !top {
+            LineKind::AcsField(t)
+        } else if !top {
+            LineKind::Nested(t)
+        } else {
+            LineKind::Top(t)
         }
-        if self.in_acs && !top {
-            if let Some(f) = t.strip_prefix("ACSCap:") {
-                self.acs_cap = Some(acs_flags(f));
-            } else if let Some(f) = t.strip_prefix("ACSCtl:") {
-                self.acs_ctrl = Some(acs_flags(f));
+    }
+
+    /// `00: 86 80 b8 7a ...`: one row of the config-space dump.
+    fn dump_row(&mut self, t: &str) {
+        if let Some((off, rest)) = t.split_once(": ") {
+            let off = usize::from_str_radix(off, 16).unwrap_or(usize::MAX);
+            let mut row = [0u8; 16];
+            for (k, b) in rest.split_whitespace().take(16).enumerate() {
+                row[k] = u8::from_str_radix(b, 16).unwrap_or(0);
             }
-            return;
-        }
-        if !top {
-            if let Some(f) = t.strip_prefix("LnkCap:") {
-                let (s, w) = link_fields(f);
-                let l = d.link.get_or_insert(Link {
-                    current_speed: None,
-                    current_width: None,
-                    max_speed: None,
-                    max_width: None,
-                });
-                l.max_speed = s;
-                l.max_width = w;
-            } else if let Some(f) = t.strip_prefix("LnkSta:") {
-                let (s, w) = link_fields(f);
-                let l = d.link.get_or_insert(Link {
-                    current_speed: None,
-                    current_width: None,
-                    max_speed: None,
-                    max_width: None,
-                });
-                l.current_speed = s;
-                l.current_width = w;
-            } else if t.starts_with("Initial VFs:") {
-                let num = t
-                    .split(',')
-                    .find_map(|p| p.trim().strip_prefix("Number of VFs:"))
-                    .and_then(|n| n.trim().parse::<u16>().ok());
-                if let Some(n) = num {
-                    d.sriov = Some((n, 0, 0));
-                }
-            } else if let Some(r) = t.strip_prefix("VF offset:") {
-                let mut it = r.split(',');
-                let off = it.next().and_then(|o| o.trim().parse::<u16>().ok());
-                let stride =
-                    it.next().and_then(|s| s.trim().strip_prefix("stride:")).and_then(|s| s.trim().parse::<u16>().ok());
-                if let (Some((n, _, _)), Some(o), Some(s)) = (d.sriov, off, stride) {
-                    d.sriov = Some((n, o, s));
-                }
+            if off < 0x1000 && off % 16 == 0 {
+                self.dump.push((off, row));
             }
-            return;
         }
+    }
+
+    /// `Capabilities: [2a0 v1] Access Control Services`, `... Express (v2) Root Port`, or
+    /// `<access denied>`.
+    fn capability(&mut self, rest: &str) {
         self.in_acs = false;
+        let d = &mut self.d;
+        if rest.starts_with("<access denied>") {
+            d.caps = Caps::Denied;
+            return;
+        }
+        if d.caps != Caps::Denied {
+            d.caps = Caps::Readable;
+        }
+        let off = rest
+            .strip_prefix('[')
+            .and_then(|r| r.split([' ', ']']).next())
+            .and_then(|h| u16::from_str_radix(h, 16).ok());
+        if rest.contains("Access Control Services") {
+            self.acs_offset = off;
+            self.in_acs = true;
+        } else if let Some(x) = rest.split_once("] Express").map(|(_, r)| r) {
+            d.port_type = port_type(x);
+        }
+    }
+
+    /// `ACSCap:`/`ACSCtl:` inside the ACS capability.
+    fn acs_field(&mut self, t: &str) {
+        if let Some(f) = t.strip_prefix("ACSCap:") {
+            self.acs_cap = Some(acs_flags(f));
+        } else if let Some(f) = t.strip_prefix("ACSCtl:") {
+            self.acs_ctrl = Some(acs_flags(f));
+        }
+    }
+
+    /// A line inside a capability: the link and SR-IOV's VFs.
+    fn nested_field(&mut self, t: &str) {
+        let d = &mut self.d;
+        if let Some(f) = t.strip_prefix("LnkCap:") {
+            let (s, w) = link_fields(f);
+            let l = link_of(&mut d.link);
+            l.max_speed = s;
+            l.max_width = w;
+        } else if let Some(f) = t.strip_prefix("LnkSta:") {
+            let (s, w) = link_fields(f);
+            let l = link_of(&mut d.link);
+            l.current_speed = s;
+            l.current_width = w;
+        } else if t.starts_with("Initial VFs:") {
+            if let Some(n) = vf_count(t) {
+                d.sriov = Some((n, 0, 0));
+            }
+        } else if let Some(r) = t.strip_prefix("VF offset:") {
+            if let (Some((n, _, _)), Some((o, s))) = (d.sriov, vf_offset_stride(r)) {
+                d.sriov = Some((n, o, s));
+            }
+        }
+    }
+
+    /// A line of the device itself: regions, bus numbers, driver, NUMA node, IOMMU group,
+    /// subsystem.
+    fn top_field(&mut self, t: &str) {
+        let d = &mut self.d;
         if let Some(r) = t.strip_prefix("Region ") {
             if let Some(bar) = region(r) {
                 d.bars.push(bar);
             }
         } else if let Some(r) = t.strip_prefix("Bus: ") {
-            let field = |k: &str| {
-                r.split(',').find_map(|p| p.trim().strip_prefix(k)).and_then(|v| u8::from_str_radix(v.trim(), 16).ok())
-            };
-            if let (Some(s), Some(e)) = (field("secondary="), field("subordinate=")) {
-                d.bus_range = Some((s, e));
+            if let Some(range) = bus_range(r) {
+                d.bus_range = Some(range);
             }
         } else if let Some(r) = t.strip_prefix("Kernel driver in use:") {
             d.driver = Some(r.trim().to_string());

@@ -41,109 +41,175 @@ pub struct TreeNode {
 /// Parses a tree. Never panics; characters it does not expect end the line's scan.
 pub fn parse(text: &str) -> Result<Tree, Error> {
     let text = crate::import::bounded(text, "lspci -t")?;
-    let mut tree = Tree::default();
-    let mut branch: HashMap<usize, Option<(u32, u8)>> = HashMap::new();
-    let mut bus_parent: HashMap<(u32, u8), Option<Bdf>> = HashMap::new();
+    let mut drawing = Drawing::default();
     for (n, line) in text.lines().enumerate() {
-        let b = line.as_bytes();
-        let mut i = 0;
-        let mut first = true;
-        // The bus the next device token sits on.
-        let mut bus: Option<(u32, u8)> = None;
-        let mut last: Option<usize> = None; // index into nodes of the last device on this line
-        while i < b.len() {
-            match b[i] {
-                b' ' | b'|' if last.is_none() || first => i += 1,
-                b'+' | b'\\' => {
-                    if first {
-                        bus = branch.get(&i).copied().flatten();
-                    } else {
-                        branch.insert(i, bus);
-                    }
-                    first = false;
-                    i += 1;
-                }
-                b'-' => {
-                    first = false;
-                    i += 1;
-                }
-                b'[' => {
-                    first = false;
-                    let Some(close) = line[i..].find(']') else { break };
-                    let inner = &line[i + 1..i + close];
-                    if let Some((d, bb)) = inner.split_once(':') {
-                        // A root bus `[0000:00]`.
-                        let (Ok(d), Ok(bb)) = (u32::from_str_radix(d, 16), u8::from_str_radix(bb, 16)) else { break };
-                        tree.roots.push((d, bb));
-                        bus_parent.insert((d, bb), None);
-                        bus = Some((d, bb));
-                    } else {
-                        // A bridge's range `[01-13]` or `[05]`.
-                        let (s, e) = inner.split_once('-').unwrap_or((inner, inner));
-                        let (Ok(s), Ok(e)) = (u8::from_str_radix(s, 16), u8::from_str_radix(e, 16)) else { break };
-                        let Some(k) = last else { break };
-                        let node = &mut tree.nodes[k];
-                        node.range = Some((s, e));
-                        let dom = node.bdf.domain;
-                        bus_parent.insert((dom, s), Some(node.bdf));
-                        bus = Some((dom, s));
-                    }
-                    i += close + 1;
-                }
-                c if c.is_ascii_hexdigit() => {
-                    first = false;
-                    // `dd.f`
-                    let tok = line.get(i..i + 4).unwrap_or("");
-                    let (Some((dom, busnr)), Some((dev, func))) = (bus, tok.split_once('.')) else { break };
-                    let (Ok(dev), Ok(func)) = (u8::from_str_radix(dev, 16), u8::from_str_radix(func, 16)) else {
-                        break;
-                    };
-                    if dev > 0x1f || func > 7 {
-                        break;
-                    }
-                    let bdf = Bdf::new(dom, busnr, dev, func);
-                    let parent = bus_parent.get(&(dom, busnr)).copied().flatten();
-                    tree.nodes.push(TreeNode {
-                        bdf,
-                        parent,
-                        range: None,
-                        name: None,
-                        vendor: None,
-                        device: None,
-                        ids_from_names: false,
-                        line: n + 1,
-                    });
-                    last = Some(tree.nodes.len() - 1);
-                    i += 4;
-                    // `  Name` follows a device: the rest of the line.
-                    if b.get(i) == Some(&b' ') {
-                        let name = line[i..].trim();
-                        if !name.is_empty() {
-                            let k = tree.nodes.len() - 1;
-                            let node = &mut tree.nodes[k];
-                            match names::bracket_ids(name) {
-                                Some((v, d)) => {
-                                    node.vendor = Some(v);
-                                    node.device = Some(d);
-                                }
-                                None => {
-                                    let (v, d) = names::ids_from_name(name);
-                                    (node.vendor, node.device, node.ids_from_names) = (v, d, true);
-                                }
-                            }
-                            node.name = Some(name.to_string());
-                        }
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
+        drawing.scan_line(line, n + 1);
     }
+    let tree = drawing.tree;
     if tree.roots.is_empty() {
         return Err(Error::invalid("lspci -t", "no root bus line ([0000:00])"));
     }
     Ok(tree)
+}
+
+/// The lines read so far: the tree, and what later lines hang from.
+#[derive(Default)]
+struct Drawing {
+    tree: Tree,
+    /// The bus a branch drawn at this column on a later line hangs from.
+    branch: HashMap<usize, Option<(u32, u8)>>,
+    /// Each bus's bridge; None for a root bus.
+    bus_parent: HashMap<(u32, u8), Option<Bdf>>,
+}
+
+/// Where the scan of one line stands.
+struct Cursor {
+    /// The byte looked at.
+    i: usize,
+    /// Nothing but spaces and `|` seen yet on this line.
+    first: bool,
+    /// The bus the next device token sits on.
+    bus: Option<(u32, u8)>,
+    /// Index into nodes of the last device on this line.
+    last: Option<usize>,
+}
+
+/// After a token: scan on, or the rest of the line says nothing more.
+enum Step {
+    Next,
+    EndOfLine,
+}
+
+impl Drawing {
+    fn scan_line(&mut self, line: &str, n: usize) {
+        let b = line.as_bytes();
+        let mut at = Cursor { i: 0, first: true, bus: None, last: None };
+        while at.i < b.len() {
+            let step = match b[at.i] {
+                b' ' | b'|' if at.last.is_none() || at.first => {
+                    at.i += 1;
+                    Step::Next
+                }
+                b'+' | b'\\' => self.branch_mark(&mut at),
+                b'-' => {
+                    at.first = false;
+                    at.i += 1;
+                    Step::Next
+                }
+                b'[' => self.bracket(line, &mut at),
+                c if c.is_ascii_hexdigit() => self.device(line, n, &mut at),
+                _ => Step::EndOfLine,
+            };
+            if let Step::EndOfLine = step {
+                break;
+            }
+        }
+    }
+
+    /// `+-` or `\-`: first on a line, it continues the branch opened at its column; after a
+    /// device, it opens one there.
+    fn branch_mark(&mut self, at: &mut Cursor) -> Step {
+        if at.first {
+            at.bus = self.branch.get(&at.i).copied().flatten();
+        } else {
+            self.branch.insert(at.i, at.bus);
+        }
+        at.first = false;
+        at.i += 1;
+        Step::Next
+    }
+
+    /// `[0000:00]` (a root bus) or `[01-13]`/`[05]` (the range of the bridge before it).
+    fn bracket(&mut self, line: &str, at: &mut Cursor) -> Step {
+        at.first = false;
+        let Some(close) = line[at.i..].find(']') else { return Step::EndOfLine };
+        let inner = &line[at.i + 1..at.i + close];
+        let bus = match inner.split_once(':') {
+            Some((d, bb)) => self.root_bus(d, bb),
+            None => self.bridge_range(inner, at.last),
+        };
+        let Some(bus) = bus else { return Step::EndOfLine };
+        at.bus = Some(bus);
+        at.i += close + 1;
+        Step::Next
+    }
+
+    /// A root bus `[0000:00]`: the bus the devices after it sit on.
+    fn root_bus(&mut self, d: &str, bb: &str) -> Option<(u32, u8)> {
+        let (Ok(d), Ok(bb)) = (u32::from_str_radix(d, 16), u8::from_str_radix(bb, 16)) else { return None };
+        self.tree.roots.push((d, bb));
+        self.bus_parent.insert((d, bb), None);
+        Some((d, bb))
+    }
+
+    /// A bridge's range `[01-13]` or `[05]`, given to the line's last device: its secondary
+    /// bus is the one the devices after it sit on.
+    fn bridge_range(&mut self, inner: &str, last: Option<usize>) -> Option<(u32, u8)> {
+        let (s, e) = inner.split_once('-').unwrap_or((inner, inner));
+        let (Ok(s), Ok(e)) = (u8::from_str_radix(s, 16), u8::from_str_radix(e, 16)) else { return None };
+        let node = &mut self.tree.nodes[last?];
+        node.range = Some((s, e));
+        let dom = node.bdf.domain;
+        self.bus_parent.insert((dom, s), Some(node.bdf));
+        Some((dom, s))
+    }
+
+    /// A device `dd.f` on the cursor's bus, and its name if the line goes on with one.
+    fn device(&mut self, line: &str, n: usize, at: &mut Cursor) -> Step {
+        at.first = false;
+        // `dd.f`
+        let tok = line.get(at.i..at.i + 4).unwrap_or("");
+        let (Some((dom, busnr)), Some((dev, func))) = (at.bus, dev_fn(tok)) else { return Step::EndOfLine };
+        let bdf = Bdf::new(dom, busnr, dev, func);
+        let parent = self.bus_parent.get(&(dom, busnr)).copied().flatten();
+        self.tree.nodes.push(TreeNode {
+            bdf,
+            parent,
+            range: None,
+            name: None,
+            vendor: None,
+            device: None,
+            ids_from_names: false,
+            line: n,
+        });
+        let k = self.tree.nodes.len() - 1;
+        at.last = Some(k);
+        at.i += 4;
+        // `  Name` follows a device: the rest of the line.
+        if line.as_bytes().get(at.i) != Some(&b' ') {
+            return Step::Next;
+        }
+        let name = line[at.i..].trim();
+        if !name.is_empty() {
+            name_node(&mut self.tree.nodes[k], name);
+        }
+        Step::EndOfLine
+    }
+}
+
+/// `1c.0` → (device, function), None unless both are in range.
+fn dev_fn(tok: &str) -> Option<(u8, u8)> {
+    let (dev, func) = tok.split_once('.')?;
+    let (Ok(dev), Ok(func)) = (u8::from_str_radix(dev, 16), u8::from_str_radix(func, 16)) else { return None };
+    if dev > 0x1f || func > 7 {
+        return None;
+    }
+    Some((dev, func))
+}
+
+/// The name (`-tv`) and the IDs: printed (`-tvnn`) or looked up from the name.
+fn name_node(node: &mut TreeNode, name: &str) {
+    match names::bracket_ids(name) {
+        Some((v, d)) => {
+            node.vendor = Some(v);
+            node.device = Some(d);
+        }
+        None => {
+            let (v, d) = names::ids_from_name(name);
+            (node.vendor, node.device, node.ids_from_names) = (v, d, true);
+        }
+    }
+    node.name = Some(name.to_string());
 }
 
 #[cfg(test)]
