@@ -363,19 +363,7 @@ fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> 
     let refused_for_certain = verdicts.iter().any(|v| v.certain && !v.map_type.supported());
     let certain = refused_for_certain || verdicts.iter().all(|v| v.certain);
     if !certain {
-        let mut unread: Vec<String> =
-            verdicts.iter().filter(|v| !v.certain).flat_map(|v| v.acs_unknown.iter().map(Bdf::to_string)).collect();
-        unread.dedup();
-        if !unread.is_empty() {
-            notes.push(format!(
-                "UNCERTAIN: this verdict rests on the ACS control of {}, which could not be read (config space past 64 bytes needs root); run as root, or check a snapshot taken as root, for the certain answer",
-                unread.join(", ")
-            ));
-        }
-        let cpu_decides = |v: &PairVerdict| v.reasons.iter().any(|r| r.starts_with("no input named the CPU"));
-        if engine.cpu_unknown() && verdicts.iter().any(|v| !v.certain && cpu_decides(v)) {
-            notes.push("UNCERTAIN: no input named the CPU, and the kernel's CPU rule (AMD Zen: any path through the host bridge) decides this verdict; give `lscpu` or /proc/cpuinfo for the certain answer".into());
-        }
+        notes.extend(uncertainty_notes(engine, &verdicts));
     }
     let mut devices = vec![DeviceNames::of(pd)];
     for bdf in verdicts.iter().filter_map(|v| v.client_bdf) {
@@ -400,6 +388,26 @@ fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> 
         kernel: crate::kernel::summary(&engine.topo.machine),
         devices,
     }
+}
+
+/// Why an uncertain verdict is uncertain, and what input would settle it: ACS that could not
+/// be read, a CPU no input named.
+fn uncertainty_notes(engine: &Engine<'_>, verdicts: &[PairVerdict]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut unread: Vec<String> =
+        verdicts.iter().filter(|v| !v.certain).flat_map(|v| v.acs_unknown.iter().map(Bdf::to_string)).collect();
+    unread.dedup();
+    if !unread.is_empty() {
+        notes.push(format!(
+            "UNCERTAIN: this verdict rests on the ACS control of {}, which could not be read (config space past 64 bytes needs root); run as root, or check a snapshot taken as root, for the certain answer",
+            unread.join(", ")
+        ));
+    }
+    let cpu_decides = |v: &PairVerdict| v.reasons.iter().any(|r| r.starts_with("no input named the CPU"));
+    if engine.cpu_unknown() && verdicts.iter().any(|v| !v.certain && cpu_decides(v)) {
+        notes.push("UNCERTAIN: no input named the CPU, and the kernel's CPU rule (AMD Zen: any path through the host bridge) decides this verdict; give `lscpu` or /proc/cpuinfo for the certain answer".into());
+    }
+    notes
 }
 
 /// `pci_p2pmem_find_many`: the closest published provider for all clients.
