@@ -467,28 +467,12 @@ fn unknown_acs_makes_a_verdict_uncertain_only_when_it_matters() {
     assert!(v.reasons.iter().any(|r| r.contains("becomes not_supported")), "{:?}", v.reasons);
 }
 
-const SEPARATE_ROOT_PORTS: &str = r#"
-[[root_port]]
-name = "rp0"
-[[root_port]]
-name = "rp1"
-[[endpoint]]
-name = "a"
-kind = "nvme"
-parent = "rp0"
-cmb_mib = 16
-[[endpoint]]
-name = "b"
-kind = "nvme"
-parent = "rp1"
-"#;
-
 /// `cpu_supports_p2pdma` decides a path through a host bridge off the whitelist: when no
 /// input named the CPU (an import without lscpu), the refusal is uncertain, says why, and
 /// a path below one switch (bus address, no CPU rule) stays certain.
 #[test]
 fn an_unknown_cpu_makes_a_host_bridge_refusal_uncertain() {
-    let mut t = topo(SEPARATE_ROOT_PORTS);
+    let mut t = two_root_ports("qemu64", "8086:29c0");
     t.machine.cpu_vendor = None;
     t.machine.cpu_family = None;
     let e = Engine::new(&t).unwrap();
@@ -498,8 +482,7 @@ fn an_unknown_cpu_makes_a_host_bridge_refusal_uncertain() {
     assert!(r.notes.iter().any(|n| n.contains("no input named the CPU")), "{:?}", r.notes);
     assert!(r.clients[0].reasons.iter().any(|n| n.contains("lscpu")), "{:?}", r.clients[0].reasons);
 
-    let mut known = topo(SEPARATE_ROOT_PORTS);
-    known.machine.cpu_vendor = Some("GenuineIntel".into());
+    let known = two_root_ports("qemu64", "8086:29c0");
     let e = Engine::new(&known).unwrap();
     assert!(check(&e, "a", &["b".to_string()]).unwrap().certain);
 

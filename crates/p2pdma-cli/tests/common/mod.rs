@@ -48,45 +48,16 @@ pub fn lab_run(spec: &str, extra: &[&str], env: &[(&str, &str)], script: &str, w
     share
 }
 
-/// Whether the tests run under CI: `CI` set to anything but empty, `0` or `false`.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
-}
-
-/// A prerequisite from outside the repository is missing: `what` names it, `how` says how
-/// to get it. Under CI (see [`under_ci`]) the test fails here with one message naming both;
-/// elsewhere this prints `skipped: ...` and the test returns (`return missing(..)`).
-#[track_caller]
-pub fn missing(what: &str, how: &str) {
-    assert!(
-        !under_ci(),
-        "missing prerequisite: {what}; {how} (CI is set: a missing prerequisite fails, it does not skip)"
-    );
-    eprintln!("skipped: {what}; {how}");
-}
+#[path = "../../../../tests/support/prereq.rs"]
+mod prereq;
+#[allow(unused_imports)] // each test crate uses its own part
+pub use prereq::{missing, under_ci, MIN_SCENARIOS};
 
 /// The scenario files (`examples/topologies/*.toml`), sorted, as paths from the workspace
-/// root; never empty (the corpus-driven tests would pass on nothing).
+/// root (where the tests run the binary); at least [`MIN_SCENARIOS`].
 pub fn scenarios() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/topologies");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| Path::new("examples/topologies").join(p.file_name().unwrap()))
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= MIN_SCENARIOS,
-        "{}: {} scenario files, expected at least {MIN_SCENARIOS}",
-        dir.display(),
-        v.len()
-    );
-    v
+    prereq::scenarios().into_iter().map(|p| Path::new("examples/topologies").join(p.file_name().unwrap())).collect()
 }
-
-/// How many scenario files examples/topologies/ holds today (12): fewer means some were lost.
-pub const MIN_SCENARIOS: usize = 12;
 
 /// The cached lab kernels with CONFIG_PCI_P2PDMA (Debian unstable's, fetched by `p2pdma lab
 /// fetch`), newest fetched first: `<cache>/kernel/<release>/` complete with `.complete`, in
