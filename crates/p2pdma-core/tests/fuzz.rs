@@ -34,27 +34,14 @@ fn scenario_texts() -> Vec<String> {
     v
 }
 
-/// Small mutations of real files reach deeper than random text.
+#[path = "../../../tests/support/mutate.rs"]
+mod mutations;
+
+/// What the mutations write besides random bytes: TOML's own punctuation.
+const ALPHABET: &[u8] = b"0123456789abcdef\"=.[]\n";
+
 fn mutate(text: &str, ops: &[(usize, u8, u8)]) -> String {
-    let mut b = text.as_bytes().to_vec();
-    for &(pos, kind, val) in ops {
-        if b.is_empty() {
-            break;
-        }
-        let at = pos % b.len();
-        match kind % 4 {
-            0 => b[at] = val,
-            1 => {
-                b.truncate(at);
-            }
-            2 => b.insert(at, val),
-            _ => {
-                let digit = b"0123456789abcdef\"=.[]\n"[val as usize % 22];
-                b[at] = digit;
-            }
-        }
-    }
-    String::from_utf8_lossy(&b).into_owned()
+    mutations::mutate(text, ops, ALPHABET)
 }
 
 proptest! {

@@ -6,22 +6,14 @@ use proptest::prelude::*;
 
 const SAMPLE: &str = include_str!("../fixtures/nvmetcli-config.json");
 
-/// Small mutations of the real file reach deeper than random text.
+#[path = "../../../tests/support/mutate.rs"]
+mod mutations;
+
+/// What the mutations write besides random bytes: JSON's own punctuation.
+const ALPHABET: &[u8] = b"0123456789-\":,{}[]\\n$;`'";
+
 fn mutate(text: &str, ops: &[(usize, u8, u8)]) -> String {
-    let mut b = text.as_bytes().to_vec();
-    for &(pos, kind, val) in ops {
-        if b.is_empty() {
-            break;
-        }
-        let at = pos % b.len();
-        match kind % 4 {
-            0 => b[at] = val,
-            1 => b.truncate(at),
-            2 => b.insert(at, val),
-            _ => b[at] = b"0123456789-\":,{}[]\\n$;`'"[val as usize % 24],
-        }
-    }
-    String::from_utf8_lossy(&b).into_owned()
+    mutations::mutate(text, ops, ALPHABET)
 }
 
 proptest! {
