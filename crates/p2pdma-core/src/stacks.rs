@@ -343,6 +343,11 @@ fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
         None => reason.push_str("; the IOMMU mode is unknown: with a translating IOMMU the route is through the root complex"),
         _ => {}
     }
+    if !f.below_common_switch {
+        reason.push_str("; WARNING: no common switch: peer traffic crosses the root complex, whether or not it forwards peer traffic well");
+    } else if direct && f.iommu != Some(IommuMode::Translated) {
+        reason.push_str("; an ACS redirect or a translating IOMMU would send it through the root complex");
+    }
     if !f.map_type.supported() {
         reason.push_str(&format!("; the kernel's P2PDMA {} but is not asked", map_type_words(f.map_type)));
     }
@@ -381,7 +386,8 @@ fn nccl_p2p(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckP2p: path {name}, default NCCL_P2P_LEVEL {level_name}: {}; NVML must also report P2P read/write OK",
+            "ncclTopoCheckP2p: path {name} (nvidia-smi {}), default NCCL_P2P_LEVEL {level_name}: {}; NVML must also report P2P read/write OK",
+            f.path_class.as_str(),
             if yes { "P2P transport" } else { "no P2P, NCCL uses shared host memory" }
         ),
         ..base(Stack::NcclP2p, f)
@@ -401,7 +407,8 @@ fn nccl_gdr(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckGdr: path {name}, default NCCL_NET_GDR_LEVEL P2C: {}",
+            "ncclTopoCheckGdr: path {name} (nvidia-smi {}), default NCCL_NET_GDR_LEVEL P2C: {}",
+            f.path_class.as_str(),
             if yes {
                 "GPUDirect RDMA (mapped by nvidia-peermem or the dma-buf exporter)"
             } else {
@@ -678,7 +685,7 @@ mod tests {
         let g = judge(&f);
         let g = get(&g, Stack::NcclGdr);
         assert_eq!((g.allowed, g.route), (Some(false), Some(Route::HostMemory)));
-        assert!(g.reason.contains("path PHB") && g.reason.contains("no GPUDirect RDMA by default"));
+        assert!(g.reason.contains("path PHB (nvidia-smi PHB)") && g.reason.contains("no GPUDirect RDMA by default"));
         let f = PairFacts { path_class: PathClass::SYS, ..refused(MLX5, NVIDIA_GPU) };
         assert_eq!(get(&judge(&f), Stack::NcclGdr).allowed, Some(false));
         let f = below_switch(NVIDIA_GPU, MLX5, IommuMode::Off);
