@@ -241,6 +241,20 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
     assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")));
     assert!(!dst.exists(), "a refused copy creates nothing");
 
+    // Issue 22 item 7: on a kernel without P2PDMA the refusal names the cause.
+    let root = tempfile::tempdir().unwrap();
+    let proc = root.path().join("proc");
+    std::fs::create_dir_all(proc.join("sys/kernel")).unwrap();
+    std::fs::create_dir_all(root.path().join("boot")).unwrap();
+    std::fs::write(proc.join("sys/kernel/osrelease"), "6.1.0-nop2p\n").unwrap();
+    std::fs::write(root.path().join("boot/config-6.1.0-nop2p"), "# CONFIG_PCI_P2PDMA is not set\n").unwrap();
+    let (code, out, _) = p2pdma(&["copy", "--proc-root", proc.to_str().unwrap(), s, d, "--require-p2p", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")));
+    let why = v["refused"][0].as_str().unwrap_or_default();
+    assert!(why.contains("6.1.0-nop2p is built without CONFIG_PCI_P2PDMA"), "{v}");
+    assert!(!dst.exists(), "a refused copy creates nothing");
+
     let (code, out, err) =
         p2pdma(&["bench", s, "--ops", "read", "--depth", "1,4", "--chunk", "64K", "--size", "1M", "--json"]);
     assert_eq!(code, 0, "{err}");
