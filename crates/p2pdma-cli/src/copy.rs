@@ -87,6 +87,18 @@ pub fn measure(sysfs: &Path, path: &Path, may_create: bool, offset: u64) -> anyh
     Ok(session::measure_end(sysfs, path, may_create, offset)?)
 }
 
+/// Why no device has P2P memory when the kernel is built without CONFIG_PCI_P2PDMA (read
+/// only when no topology was: the machine has no `p2pmem/`).
+fn p2pdma_absent(source: &SourceArgs) -> Option<String> {
+    let (release, build) = p2pdma_host::kernel_live::p2pdma_build(&source.roots());
+    let machine = p2pdma_core::model::Machine {
+        kernel_release: release,
+        kernel: p2pdma_core::model::KernelFacts { p2pdma: build, ..Default::default() },
+        ..Default::default()
+    };
+    p2pdma_core::kernel::p2pdma_absent(&machine).then(|| p2pdma_core::kernel::absent_reason(&machine))
+}
+
 /// Runs `p2pdma copy` and prints its outcome; the exit code: 0 copied (and verified),
 /// 1 refused, failed or mismatched, 130/143 interrupted by SIGINT/SIGTERM.
 ///
@@ -119,6 +131,7 @@ pub fn command(source: &SourceArgs, args: &CopyArgs, json: bool) -> anyhow::Resu
         page_size: p2pdma_mem::page_size(),
         require_p2p: args.require_p2p,
         force: args.force,
+        p2pdma_absent: if engine.is_none() && args.via != Via::Host { p2pdma_absent(source) } else { None },
     };
     let users = p2pdma_mem::ends::in_use(&dst_measured, &mountinfo);
     let plan = copy_plan::plan_copy(engine.as_ref(), src, dst, users, &request)?;

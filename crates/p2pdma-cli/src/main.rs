@@ -78,6 +78,11 @@ enum Command {
         /// Devices that would DMA to or from it (PCI devices, or block/net/rdma device names).
         #[arg(required = true)]
         clients: Vec<String>,
+        /// Only this stack's decision in the stacks block (block, nvmet_rdma, vfio_dmabuf,
+        /// amdgpu, xe, nvidia_peermem, nvidia_dmabuf, gds_nvfs, gds_p2pdma, io_uring_fixed,
+        /// nccl_p2p, nccl_gdr).
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -459,7 +464,9 @@ const UNCERTAIN: u8 = 3;
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Topo { source, json, svg, class, devices } => topo(&source, json, svg, &class, &devices),
-        Command::Check { source, provider, clients, json } => check(&source, &provider, &clients, json),
+        Command::Check { source, provider, clients, stack, json } => {
+            check(&source, &provider, &clients, stack.as_deref(), json)
+        }
         Command::Addr { source, client, target, json } => addr(&source, &client, &target, json),
         Command::Find { source, clients, any_bar, json } => find(&source, &clients, any_bar, json),
         Command::Providers { source, json } => providers(&source, json),
@@ -510,10 +517,20 @@ fn topo(
 }
 
 /// `check`: the verdict for a provider and clients.
-fn check(source: &SourceArgs, provider: &str, clients: &[String], json: bool) -> anyhow::Result<ExitCode> {
+fn check(
+    source: &SourceArgs,
+    provider: &str,
+    clients: &[String],
+    stack: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let only = stack.map(p2pdma_core::stacks::Stack::parse).transpose()?;
     let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
-    let report = analysis::check_memory(&engine, provider, clients)?;
+    let mut report = analysis::check_memory(&engine, provider, clients)?;
+    if let Some(only) = only {
+        report.stacks.retain(|s| s.stack == only);
+    }
     if json {
         print_json(&report)?;
     } else {

@@ -471,7 +471,37 @@ pub fn check(r: &CheckReport) -> String {
             writeln!(out, "  kernel log: {line}").unwrap();
         }
     }
+    stacks(&mut out, &r.stacks);
     out
+}
+
+/// `check`'s stacks block: one line per stack and pair, its reason, the line it would log.
+fn stacks(out: &mut String, stacks: &[p2pdma_core::stacks::StackVerdict]) {
+    if stacks.is_empty() {
+        return;
+    }
+    writeln!(out, "\nstacks (who maps the pair, and what each decides):").unwrap();
+    for s in stacks {
+        let allowed = match s.allowed {
+            Some(true) => "allowed",
+            Some(false) => "refused",
+            None => "unknown",
+        };
+        let route = s.route.map(|r| format!(", route {}", r.as_str())).unwrap_or_default();
+        writeln!(
+            out,
+            "  {} for {}: {allowed}{route} (asks P2PDMA: {}; on refusal: {})",
+            s.stack.as_str(),
+            s.client,
+            if s.consults_p2pdma { "yes" } else { "no" },
+            s.on_refusal.as_str()
+        )
+        .unwrap();
+        writeln!(out, "    why: {}", s.reason).unwrap();
+        if let Some(log) = &s.log {
+            writeln!(out, "    kernel log: {log}").unwrap();
+        }
+    }
 }
 
 pub fn find(r: &FindReport) -> String {

@@ -241,6 +241,20 @@ fn copy_on_files_verifies_and_refuses_bad_requests() {
     assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")));
     assert!(!dst.exists(), "a refused copy creates nothing");
 
+    // Issue 22 item 7: on a kernel without P2PDMA the refusal names the cause.
+    let root = tempfile::tempdir().unwrap();
+    let proc = root.path().join("proc");
+    std::fs::create_dir_all(proc.join("sys/kernel")).unwrap();
+    std::fs::create_dir_all(root.path().join("boot")).unwrap();
+    std::fs::write(proc.join("sys/kernel/osrelease"), "6.1.0-nop2p\n").unwrap();
+    std::fs::write(root.path().join("boot/config-6.1.0-nop2p"), "# CONFIG_PCI_P2PDMA is not set\n").unwrap();
+    let (code, out, _) = p2pdma(&["copy", "--proc-root", proc.to_str().unwrap(), s, d, "--require-p2p", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["outcome"].as_str()), (1, Some("refused")));
+    let why = v["refused"][0].as_str().unwrap_or_default();
+    assert!(why.contains("6.1.0-nop2p is built without CONFIG_PCI_P2PDMA"), "{v}");
+    assert!(!dst.exists(), "a refused copy creates nothing");
+
     let (code, out, err) =
         p2pdma(&["bench", s, "--ops", "read", "--depth", "1,4", "--chunk", "64K", "--size", "1M", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -617,4 +631,107 @@ fn bench_is_interruptible() {
     assert!(jobs.len() < 6, "later runs were not started: {text}");
     let last = &jobs[jobs.len() - 1];
     assert_eq!((last["error"].as_i64(), last["p2pdma"]["interrupted"].as_bool()), (Some(4), Some(true)), "{text}");
+}
+
+/// Issue 22's machine: a two-socket Intel server, host bridges not on the whitelist, the GPU
+/// and the NIC (and an NVMe drive) on root ports of one host bridge.
+fn two_socket_intel(gpu_id: &str, iommu: bool, switch: bool) -> String {
+    let parent = |i: u32| if switch { format!("sw0.{i}") } else { format!("rp{i}") };
+    let mut s = format!(
+        "name = \"two-socket-intel\"\n[machine]\ncpu = \"intel\"\niommu = {iommu}\n\
+         [[host_bridge]]\nname = \"hb0\"\nid = \"8086:0998\"\nbus = 0x00\nnuma_node = 0\n\
+         [[host_bridge]]\nname = \"hb1\"\nid = \"8086:0998\"\nbus = 0x80\nnuma_node = 1\n"
+    );
+    for i in 0..4 {
+        s += &format!("[[root_port]]\nname = \"rp{i}\"\nhost_bridge = \"hb0\"\nslot = 0x{:x}\n", 0x10 + i);
+    }
+    if switch {
+        s += "[[switch]]\nname = \"sw0\"\nparent = \"rp0\"\nports = 4\nacs = false\n";
+    }
+    s += &format!("[[endpoint]]\nname = \"gpu0\"\nkind = \"gpu\"\nid = \"{gpu_id}\"\nparent = \"{}\"\n", parent(0));
+    s += &format!("[[endpoint]]\nname = \"nic0\"\nkind = \"nic\"\nid = \"15b3:1021\"\nparent = \"{}\"\n", parent(1));
+    s += &format!("[[endpoint]]\nname = \"nvme0\"\nkind = \"nvme\"\ncmb_mib = 16\nparent = \"{}\"\n", parent(2));
+    s += &format!("[[endpoint]]\nname = \"nvme1\"\nkind = \"nvme\"\nparent = \"{}\"\n", parent(3));
+    s
+}
+
+fn stacks_of(spec: &str, provider: &str, clients: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, spec).unwrap();
+    let mut args = vec!["check", "--spec", path.to_str().unwrap(), provider];
+    args.extend(clients);
+    args.push("--json");
+    let (code, out, err) = p2pdma(&args);
+    assert!(code <= 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["stacks"].as_array().unwrap().clone()
+}
+
+fn stack<'a>(stacks: &'a [serde_json::Value], name: &str, client: &str) -> &'a serde_json::Value {
+    stacks
+        .iter()
+        .find(|s| s["stack"] == name && s["client"].as_str().unwrap().ends_with(client))
+        .unwrap_or_else(|| panic!("{name} for {client} missing: {stacks:?}"))
+}
+
+#[test]
+fn check_stacks_nvidia_allows_what_p2pdma_refuses_on_root_ports() {
+    let s = stacks_of(&two_socket_intel("10de:2330", false, false), "gpu0", &["nic0", "nvme0"]);
+    let (nic, nvme) = (":02:00.0", ":03:00.0");
+    for (name, client) in [("block", nvme), ("nvmet_rdma", nic), ("vfio_dmabuf", nic)] {
+        assert_eq!(stack(&s, name, client)["allowed"], false, "{name}");
+        assert!(stack(&s, name, client)["log"].as_str().unwrap().contains("cannot be used for peer-to-peer DMA"));
+    }
+    assert_eq!(stack(&s, "nvmet_rdma", nic)["route"], "host_memory");
+    let n = stack(&s, "nvidia_peermem", nic);
+    assert_eq!(
+        (&n["allowed"], &n["consults_p2pdma"], &n["log"], &n["route"]),
+        (&true.into(), &false.into(), &serde_json::Value::Null, &"root_complex".into())
+    );
+    let why = n["reason"].as_str().unwrap();
+    assert!(why.contains("ACS") && why.contains("IOMMU") && why.contains("root complex"), "{why}");
+    let g = stack(&s, "nccl_gdr", nic);
+    assert_eq!(g["allowed"], false);
+    assert!(g["reason"].as_str().unwrap().contains("path PHB"), "{g}");
+    assert_eq!(stack(&s, "io_uring_fixed", nvme)["allowed"], false);
+}
+
+#[test]
+fn check_stacks_amdgpu_moves_the_buffer_to_system_memory() {
+    let s = stacks_of(&two_socket_intel("1002:740f", false, false), "gpu0", &["nic0"]);
+    let a = stack(&s, "amdgpu", ":02:00.0");
+    assert_eq!(
+        (&a["allowed"], &a["route"], &a["on_refusal"]),
+        (&false.into(), &"host_memory".into(), &"host_memory".into())
+    );
+    assert!(a["reason"].as_str().unwrap().contains("system memory"));
+    assert!(s.iter().all(|x| !x["stack"].as_str().unwrap().starts_with("nvidia")));
+}
+
+#[test]
+fn check_stacks_translating_iommu_sends_gpus_through_the_root_complex_below_one_switch() {
+    let spec = two_socket_intel("1002:740f", true, true);
+    let s = stacks_of(&spec, "gpu0", &["nic0"]);
+    assert_eq!(stack(&s, "amdgpu", ":00.0")["allowed"], true);
+    assert_eq!(stack(&s, "amdgpu", ":00.0")["route"], "root_complex");
+    let s = stacks_of(&spec, "nvme0", &["nvme1"]);
+    assert_eq!(stack(&s, "block", ":00.0")["route"], "bus_address");
+    let s = stacks_of(&two_socket_intel("10de:2330", true, true), "gpu0", &["nic0"]);
+    assert_eq!(stack(&s, "nvidia_peermem", ":00.0")["route"], "root_complex");
+    let s = stacks_of(&two_socket_intel("10de:2330", false, true), "gpu0", &["nic0"]);
+    assert_eq!(stack(&s, "nvidia_peermem", ":00.0")["route"], "bus_address");
+    assert_eq!(stack(&s, "nccl_gdr", ":00.0")["allowed"], true);
+}
+
+#[test]
+fn check_stack_narrows_the_block_and_refuses_unknown_names() {
+    let (code, out, _) = p2pdma(&["check", "--spec", GPU_SERVER, "gpu0", "nic0", "--stack", "nvidia_peermem"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\nstacks (who maps the pair") && out.contains("  nvidia_peermem for "), "{out}");
+    assert!(!out.contains("  nccl_gdr for "), "{out}");
+    let (code, out, err) = p2pdma(&["check", "--spec", GPU_SERVER, "gpu0", "nic0", "--stack", "rdma", "--json"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown stack `rdma`") && err.contains("nccl_gdr"), "{err}");
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::bdf::Bdf;
 use crate::model::{Bar, P2pMem, Topology};
 use crate::pathclass::{DeviceClass, PathClass};
+use crate::stacks::StackVerdict;
 use crate::verdict::{Engine, MapType, PairResult, PairVerdict};
 use crate::{resolve, Error, Target};
 
@@ -38,6 +39,8 @@ pub struct CheckReport {
     /// lspci names them; empty names where the database has none.
     #[serde(default)]
     pub devices: Vec<DeviceNames>,
+    /// Who would map each PCI client's pair, and what each stack decides (`crate::stacks`).
+    pub stacks: Vec<StackVerdict>,
 }
 
 /// A PCI function's IDs and names from the PCI ID database.
@@ -317,8 +320,8 @@ pub fn provider_of(engine: &Engine<'_>, name: &str) -> Result<usize, Error> {
     provider_index(engine, name, false)
 }
 
-fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> CheckReport {
-    let pd = engine.device(p);
+/// What `check` notes about the provider's memory before any client.
+fn provider_notes(pd: &crate::model::Device) -> Vec<String> {
     let mut notes = Vec::new();
     if pd.p2pmem.is_none() {
         if let Some(cmb) = pd.cmb {
@@ -342,12 +345,20 @@ fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> 
             pd.bdf
         ));
     }
+    notes
+}
+
+fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> CheckReport {
+    let pd = engine.device(p);
+    let mut notes = provider_notes(pd);
     let mut verdicts = Vec::new();
+    let mut stacks = Vec::new();
     for (name, client) in refs {
         let v = match client {
             ClientRef::Pci { index, note } => {
                 let mut v = engine.explain(p, index);
                 crate::explain::fix_costs(engine, &mut v);
+                stacks.extend(crate::stacks::judge(&crate::stacks::facts(engine, &v, p, index)));
                 if let Some(note) = note {
                     v.client_name = Some(name);
                     v.reasons.insert(0, note);
@@ -387,6 +398,7 @@ fn check_refs(engine: &Engine<'_>, p: usize, refs: Vec<(String, ClientRef)>) -> 
         certain,
         kernel: crate::kernel::summary(&engine.topo.machine),
         devices,
+        stacks,
     }
 }
 

@@ -121,6 +121,9 @@ pub struct CopyRequest {
     pub require_p2p: bool,
     /// Write to a destination others use.
     pub force: bool,
+    /// Why no device can have P2P memory when the kernel is built without CONFIG_PCI_P2PDMA
+    /// ([`crate::kernel::absent_reason`]); read by the caller when no topology is.
+    pub p2pdma_absent: Option<String>,
 }
 
 /// A copy decided: carried out unless `refused` says why not.
@@ -163,7 +166,7 @@ pub fn plan_copy(
     }
     let route = match engine {
         Some(engine) => choose_route(engine, &req.via, &[&src, &dst])?,
-        None => no_providers_route(&req.via)?,
+        None => no_providers_route(&req.via, req.p2pdma_absent.as_deref())?,
     };
     let chunks = usize::try_from(ranges.length.div_ceil(chunk as u64)).unwrap_or(usize::MAX);
     let mut plan = CopyPlan {
@@ -219,16 +222,17 @@ pub fn numa_node(ends: &[&EndReport]) -> Option<i32> {
     ends.iter().filter_map(|e| e.numa_node).find(|&n| n >= 0)
 }
 
-/// The route on a machine without any P2P memory provider (no topology needed).
-pub fn no_providers_route(via: &Via) -> Result<Route, Error> {
+/// The route on a machine without any P2P memory provider (no topology needed); `absent`:
+/// the kernel is built without CONFIG_PCI_P2PDMA, and why, when that is the cause.
+pub fn no_providers_route(via: &Via, absent: Option<&str>) -> Result<Route, Error> {
+    let why = match absent {
+        Some(a) => format!("no PCI device on this machine has P2P memory: {a}"),
+        None => "no PCI device on this machine has P2P memory (no p2pmem/ in sysfs)".to_string(),
+    };
     match via {
         Via::Host => Ok(Route::Host { reasons: vec!["host memory was asked for (--via host)".into()] }),
-        Via::Auto => Ok(Route::Host {
-            reasons: vec!["no PCI device on this machine has P2P memory (no p2pmem/ in sysfs)".into()],
-        }),
-        Via::Provider(p) => Err(Error::WrongRole(format!(
-            "{p} is not a P2P memory provider: no PCI device on this machine has P2P memory (no p2pmem/ in sysfs)"
-        ))),
+        Via::Auto => Ok(Route::Host { reasons: vec![why] }),
+        Via::Provider(p) => Err(Error::WrongRole(format!("{p} is not a P2P memory provider: {why}"))),
     }
 }
 
@@ -522,6 +526,7 @@ mod tests {
             page_size: 4096,
             require_p2p: false,
             force: false,
+            p2pdma_absent: None,
         }
     }
 
@@ -697,5 +702,24 @@ mod tests {
         assert!(reasons[0].contains("no PCI device on this machine has P2P memory"), "{reasons:?}");
         assert!(engine_less("host").is_ok());
         assert!(matches!(engine_less("nvme-a"), Err(Error::WrongRole(_))));
+    }
+
+    #[test]
+    fn without_providers_on_a_kernel_without_p2pdma_the_cause_is_named() {
+        let topo = switch();
+        let engine = Engine::new(&topo).unwrap();
+        let (s, d) = (end(&engine, "nvme1n1", 64 * MIB), end(&engine, "nvme0n1", 64 * MIB));
+        let mut machine = topo.machine.clone();
+        machine.kernel_release = Some("6.8.0-test".into());
+        machine.kernel.p2pdma.built = crate::model::Built::No;
+        let req = CopyRequest {
+            require_p2p: true,
+            p2pdma_absent: Some(crate::kernel::absent_reason(&machine)),
+            ..request("auto")
+        };
+        let p = plan_copy(None, s, d, Vec::new(), &req).unwrap();
+        assert!(p.refused[0].contains("6.8.0-test is built without CONFIG_PCI_P2PDMA"), "{:?}", p.refused);
+        assert!(!p.refused[0].contains("no p2pmem/ in sysfs"), "{:?}", p.refused);
+        assert!(p.refused[1].contains("--require-p2p"));
     }
 }

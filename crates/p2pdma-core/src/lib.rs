@@ -27,6 +27,7 @@ pub mod pciids;
 pub mod release;
 pub mod snapshot;
 pub mod spec;
+pub mod stacks;
 pub mod text;
 pub mod transfer;
 pub mod verdict;

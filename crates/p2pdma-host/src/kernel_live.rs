@@ -86,6 +86,18 @@ pub fn read(roots: &Roots, release: Option<&str>, p2pmem_seen: bool) -> KernelFa
     facts
 }
 
+/// The running kernel's release and whether it has CONFIG_PCI_P2PDMA, alone (no image, no
+/// whitelist): what a command needs to name the cause when no device has P2P memory.
+pub fn p2pdma_build(roots: &Roots) -> (Option<String>, P2pdmaBuild) {
+    let release = read_optional(&roots.proc.join("sys/kernel/osrelease"))
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|r| !r.is_empty());
+    let build = read_build(roots, &boot_dir(roots), release.as_deref(), &mut Vec::new());
+    (release, build)
+}
+
 /// Decompressing an image costs about 0.3 s on every command, so the table read from it is
 /// kept in the cache directory, keyed by the image's path, size and modification time.
 /// The cache is optional: any failure just means reading the image again.
