@@ -65,14 +65,14 @@ pub fn plan_ranges(
     src_offset: u64,
     dst_offset: u64,
     length: Option<u64>,
-) -> Result<Ranges, RangeError> {
+) -> Result<Ranges, crate::Error> {
     let length = plan_read(src, src_offset, length)?;
     match dst.kind {
         EndKind::BlockDevice => fits(dst, dst_offset, length)?,
         // A file grows from its end, never with a hole before the range, and only as far as
         // a file offset goes (a signed 64-bit number).
         EndKind::File if dst_offset > dst.size => {
-            return Err(RangeError::GapInFile { path: dst.path.clone(), offset: dst_offset, size: dst.size })
+            return Err(RangeError::GapInFile { path: dst.path.clone(), offset: dst_offset, size: dst.size }.into())
         }
         EndKind::File => fits(&End { size: i64::MAX as u64, ..dst.clone() }, dst_offset, length)?,
     }
@@ -88,20 +88,21 @@ pub fn plan_ranges(
                 src_end: src_offset + length,
                 dst_start: dst_offset,
                 dst_end: dst_offset + length,
-            });
+            }
+            .into());
         }
     }
     Ok(Ranges { src_offset, dst_offset, length })
 }
 
 /// Checks a read of `length` bytes (default: the rest) at `offset` of `src`; the length.
-pub fn plan_read(src: &End, offset: u64, length: Option<u64>) -> Result<u64, RangeError> {
+pub fn plan_read(src: &End, offset: u64, length: Option<u64>) -> Result<u64, crate::Error> {
     if offset > src.size {
-        return Err(RangeError::OffsetPastEnd { path: src.path.clone(), offset, size: src.size });
+        return Err(RangeError::OffsetPastEnd { path: src.path.clone(), offset, size: src.size }.into());
     }
     let length = length.unwrap_or(src.size - offset);
     if length == 0 {
-        return Err(RangeError::Empty);
+        return Err(RangeError::Empty.into());
     }
     fits(src, offset, length)?;
     aligned(src, "--src-offset", offset)?;
@@ -131,10 +132,10 @@ pub fn chunk_multiple(page: usize, ends: &[&End]) -> usize {
 
 /// Checks a chunk size against [`chunk_multiple`] and returns the chunk to use: no larger
 /// than the copy needs.
-pub fn check_chunk(chunk: usize, page: usize, ends: &[&End], length: u64) -> Result<usize, RangeError> {
+pub fn check_chunk(chunk: usize, page: usize, ends: &[&End], length: u64) -> Result<usize, crate::Error> {
     let multiple = chunk_multiple(page, ends);
     if chunk == 0 || !chunk.is_multiple_of(multiple) {
-        return Err(RangeError::BadChunk { chunk, multiple });
+        return Err(RangeError::BadChunk { chunk, multiple }.into());
     }
     let needed = length.div_ceil(multiple as u64).saturating_mul(multiple as u64);
     Ok(usize::try_from(needed).map_or(chunk, |n| chunk.min(n)))
@@ -183,7 +184,7 @@ mod tests {
     fn refuses_ranges_past_either_end() {
         let (a, b) = (disk("/dev/a", 64 * MIB, 512, "259:0", 0), disk("/dev/b", 32 * MIB, 512, "259:1", 0));
         let e = plan_ranges(&a, &b, 0, 0, None).unwrap_err();
-        assert!(matches!(e, RangeError::PastEnd { ref path, .. } if path == "/dev/b"), "{e}");
+        assert!(matches!(e, crate::Error::Range(RangeError::PastEnd { ref path, .. }) if path == "/dev/b"), "{e}");
         assert!(plan_ranges(&a, &b, 65 * MIB, 0, Some(512)).is_err());
         assert!(plan_ranges(&a, &b, 0, u64::MAX - 100, Some(4096)).is_err());
         // A file destination grows from its end, without a hole, up to what a file offset holds.
@@ -192,9 +193,12 @@ mod tests {
         assert!(plan_ranges(&a, &f, 0, 0, None).is_ok());
         assert!(plan_ranges(&a, &f, 0, 32 * MIB, None).is_ok());
         let e = plan_ranges(&a, &f, 0, 32 * MIB + 512, None).unwrap_err();
-        assert!(matches!(e, RangeError::GapInFile { .. }), "{e}");
+        assert!(matches!(e, crate::Error::Range(RangeError::GapInFile { .. })), "{e}");
         f.size = u64::MAX - 512;
-        assert!(matches!(plan_ranges(&a, &f, 0, u64::MAX - 1023, Some(4096)), Err(RangeError::PastEnd { .. })));
+        assert!(matches!(
+            plan_ranges(&a, &f, 0, u64::MAX - 1023, Some(4096)),
+            Err(crate::Error::Range(RangeError::PastEnd { .. }))
+        ));
     }
 
     #[test]
@@ -208,27 +212,36 @@ mod tests {
         );
         let e = plan_ranges(&a, &b, 0, 0, Some(1536)).unwrap_err();
         assert!(e.to_string().contains("/dev/b: length 1536"), "{e}");
-        assert_eq!(plan_ranges(&a, &b, 0, 0, Some(0)).unwrap_err(), RangeError::Empty);
+        assert!(matches!(plan_ranges(&a, &b, 0, 0, Some(0)), Err(crate::Error::Range(RangeError::Empty))));
     }
 
     #[test]
     fn overlap_on_shared_storage_is_refused() {
         let a = disk("/dev/a", 64 * MIB, 512, "259:0", 0);
         assert!(plan_ranges(&a, &a, 0, 32 * MIB, Some(32 * MIB)).is_ok());
-        assert!(matches!(plan_ranges(&a, &a, 0, MIB, Some(2 * MIB)), Err(RangeError::Overlap { .. })));
+        assert!(matches!(
+            plan_ranges(&a, &a, 0, MIB, Some(2 * MIB)),
+            Err(crate::Error::Range(RangeError::Overlap { .. }))
+        ));
         // A partition starting 1 MiB into the disk overlaps the disk's second MiB.
         let part = disk("/dev/a1", 8 * MIB, 512, "259:0", MIB);
-        assert!(matches!(plan_ranges(&a, &part, MIB, 0, Some(4096)), Err(RangeError::Overlap { .. })));
+        assert!(matches!(
+            plan_ranges(&a, &part, MIB, 0, Some(4096)),
+            Err(crate::Error::Range(RangeError::Overlap { .. }))
+        ));
         assert!(plan_ranges(&a, &part, 0, 0, Some(MIB)).is_ok());
     }
 
     #[test]
     fn chunks_hold_whole_pages_and_blocks() {
         let (a, b) = (disk("/dev/a", MIB, 512, "x", 0), disk("/dev/b", MIB, 8192, "y", 0));
-        assert_eq!(check_chunk(8192, 4096, &[&a, &b], MIB), Ok(8192));
-        assert_eq!(check_chunk(4096, 4096, &[&a, &b], MIB), Err(RangeError::BadChunk { chunk: 4096, multiple: 8192 }));
+        assert_eq!(check_chunk(8192, 4096, &[&a, &b], MIB).ok(), Some(8192));
+        assert!(matches!(
+            check_chunk(4096, 4096, &[&a, &b], MIB),
+            Err(crate::Error::Range(RangeError::BadChunk { chunk: 4096, multiple: 8192 }))
+        ));
         assert!(check_chunk(0, 4096, &[&a], MIB).is_err());
         // A copy smaller than the chunk gets a buffer just big enough.
-        assert_eq!(check_chunk(1 << 20, 4096, &[&a, &b], 9000), Ok(16384));
+        assert_eq!(check_chunk(1 << 20, 4096, &[&a, &b], 9000).ok(), Some(16384));
     }
 }
