@@ -35,11 +35,32 @@ pub enum Error {
     BadValue(String),
     /// A copy or benchmark that can never be carried out as asked (ranges, alignment, sizes).
     #[error(transparent)]
-    Range(#[from] crate::transfer::RangeError),
+    Range(#[from] RangeError),
 }
 
 impl Error {
     pub(crate) fn invalid(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), msg: msg.into() }
     }
+}
+
+/// Why a request can never be carried out as given (exit 2: bad input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("{path}: offset {offset} is past its end ({size} bytes)")]
+    OffsetPastEnd { path: String, offset: u64, size: u64 },
+    #[error("{path}: {length} bytes from offset {offset} run past its end ({size} bytes); refusing to write or read outside it")]
+    PastEnd { path: String, offset: u64, length: u64, size: u64 },
+    #[error("{path}: --dst-offset {offset} is past its end ({size} bytes): the copy would leave a hole of unwritten bytes; refusing")]
+    GapInFile { path: String, offset: u64, size: u64 },
+    #[error("--depth must be at least 1")]
+    NoDepth,
+    #[error("nothing to copy: the length is 0")]
+    Empty,
+    #[error("{path}: {what} {value} is not a multiple of its logical block size ({block_size}); direct I/O needs whole blocks")]
+    Unaligned { path: String, what: &'static str, value: u64, block_size: u32 },
+    #[error("--chunk {chunk} must be a positive multiple of {multiple} (the page size and both block sizes)")]
+    BadChunk { chunk: usize, multiple: usize },
+    #[error("{src} bytes {src_start}..{src_end} and {dst} bytes {dst_start}..{dst_end} are the same storage: an overlapping copy would overwrite its own source")]
+    Overlap { src: String, dst: String, src_start: u64, src_end: u64, dst_start: u64, dst_end: u64 },
 }

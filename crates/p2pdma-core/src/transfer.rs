@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+pub use crate::error::RangeError;
+
 /// What the OS layer measured about one end of a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct End {
@@ -34,27 +36,6 @@ pub struct Ranges {
     pub src_offset: u64,
     pub dst_offset: u64,
     pub length: u64,
-}
-
-/// Why a request can never be carried out as given (exit 2: bad input).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RangeError {
-    #[error("{path}: offset {offset} is past its end ({size} bytes)")]
-    OffsetPastEnd { path: String, offset: u64, size: u64 },
-    #[error("{path}: {length} bytes from offset {offset} run past its end ({size} bytes); refusing to write or read outside it")]
-    PastEnd { path: String, offset: u64, length: u64, size: u64 },
-    #[error("{path}: --dst-offset {offset} is past its end ({size} bytes): the copy would leave a hole of unwritten bytes; refusing")]
-    GapInFile { path: String, offset: u64, size: u64 },
-    #[error("--depth must be at least 1")]
-    NoDepth,
-    #[error("nothing to copy: the length is 0")]
-    Empty,
-    #[error("{path}: {what} {value} is not a multiple of its logical block size ({block_size}); direct I/O needs whole blocks")]
-    Unaligned { path: String, what: &'static str, value: u64, block_size: u32 },
-    #[error("--chunk {chunk} must be a positive multiple of {multiple} (the page size and both block sizes)")]
-    BadChunk { chunk: usize, multiple: usize },
-    #[error("{src} bytes {src_start}..{src_end} and {dst} bytes {dst_start}..{dst_end} are the same storage: an overlapping copy would overwrite its own source")]
-    Overlap { src: String, dst: String, src_start: u64, src_end: u64, dst_start: u64, dst_end: u64 },
 }
 
 /// Checks a copy of `length` bytes (default: the rest of `src`) from `src_offset` to
