@@ -43,7 +43,7 @@ pub fn lock(cache: &Path, entry: &str) -> Result<CacheLock> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc_o_nofollow())
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(|e| LabError::io(format!("opening the lock {}", path.display()), e))?;
     if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -68,10 +68,6 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))
-}
-
-fn libc_o_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 #[cfg(test)]

@@ -31,10 +31,63 @@ pub(crate) struct Unpack<'a> {
     pub with_missing_dependencies: bool,
 }
 
+/// A fetch into the cache under one suite's private apt configuration (`<cache>/<apt_name>/`).
+pub(crate) struct Fetch<'a> {
+    /// The apt state directory's name in the cache, and the name of its lock.
+    pub apt_name: &'a str,
+    pub suite: &'a str,
+    /// What is fetched, for the note when a refresh falls back on the cache.
+    pub what: &'a str,
+    /// How to do without apt, when it is missing.
+    pub no_apt_hint: &'a str,
+}
+
+/// The one way a cache entry is fetched: `cached` (the newest usable entry, read without the
+/// network) answers unless `freshness` asks the mirror; otherwise, under the apt directory's
+/// lock, `cached` is asked again (another process may have fetched it while this one waited),
+/// then `fetch` runs with the private apt configuration updated. When the update fails, the
+/// cached entry answers with a note, and without one the error does.
+pub(crate) fn fetch_locked<T>(
+    cache: &Path,
+    how: &Fetch<'_>,
+    freshness: Freshness,
+    cached: impl Fn() -> Option<T>,
+    fetch: impl FnOnce(&PrivateApt, &Path) -> Result<T>,
+) -> Result<T> {
+    if freshness == Freshness::Cached {
+        if let Some(found) = cached() {
+            return Ok(found);
+        }
+    }
+    for tool in ["apt-get", "dpkg-deb"] {
+        require_tool(tool, how.no_apt_hint)?;
+    }
+    let _lock = cache::lock(cache, how.apt_name)?;
+    if freshness == Freshness::Cached {
+        if let Some(found) = cached() {
+            return Ok(found);
+        }
+    }
+    let apt_dir = cache.join(how.apt_name);
+    let apt = PrivateApt::new(&apt_dir, how.suite)?;
+    if let Err(err) = apt.update() {
+        return match cached() {
+            Some(found) => {
+                crate::stderr_line(&format!(
+                    "p2pdma-lab: cannot refresh the Debian {} package lists ({err}); using the cached {}",
+                    how.suite, how.what
+                ));
+                Ok(found)
+            }
+            None => Err(err),
+        };
+    }
+    fetch(&apt, &apt_dir)
+}
+
 /// The newest whole entry of `kind` for `suite` in the cache, without the network, checked
-/// by `check`; else (or with [`Freshness::Refresh`]) fetched under the suite's cache lock
-/// and kept only if `check` accepts it. On a refresh that cannot reach the mirror, the
-/// cached entry answers, with a note.
+/// by `check`; else (or with [`Freshness::Refresh`]) fetched by [`fetch_locked`] and kept
+/// only if `check` accepts it.
 pub(crate) fn unpacked_in_cache<T>(
     cache: &Path,
     what: &Unpack<'_>,
@@ -42,36 +95,26 @@ pub(crate) fn unpacked_in_cache<T>(
     check: impl Fn(&Path) -> Result<T>,
 ) -> Result<T> {
     let root = cache.join(what.kind).join(what.suite);
-    let newest = || newest_complete(&root).and_then(|dir| check(&dir).ok());
-    if freshness == Freshness::Cached {
-        if let Some(found) = newest() {
-            return Ok(found);
-        }
-    }
-    for tool in ["apt-get", "dpkg-deb"] {
-        require_tool(tool, "the lab fetches Debian's packages with apt: install apt and dpkg (Debian/Ubuntu)")?;
-    }
     let apt_name = format!("apt-{}", what.suite);
-    let _lock = cache::lock(cache, &apt_name)?;
-    // Another process may have unpacked it while this one waited for the lock.
-    if freshness == Freshness::Cached {
-        if let Some(found) = newest() {
-            return Ok(found);
-        }
-    }
-    let apt = PrivateApt::new(&cache.join(&apt_name), what.suite)?;
-    if let Err(err) = apt.update() {
-        if let Some(found) = newest() {
-            crate::stderr_line(&format!(
-                "p2pdma-lab: cannot refresh the {} package lists ({err}); using the cached {} in {}",
-                what.suite,
-                what.packages[0],
-                root.display()
-            ));
-            return Ok(found);
-        }
-        return Err(err);
-    }
+    let how = Fetch {
+        apt_name: &apt_name,
+        suite: what.suite,
+        what: what.packages[0],
+        no_apt_hint: "the lab fetches Debian's packages with apt: install apt and dpkg (Debian/Ubuntu)",
+    };
+    let cached = || newest_complete(&root, |dir| check(dir).ok());
+    fetch_locked(cache, &how, freshness, cached, |apt, apt_dir| unpack(apt, apt_dir, &root, what, &check))
+}
+
+/// The current version of `what` downloaded, unpacked into a staging directory, checked,
+/// marked complete and renamed into `<root>/<version>/`.
+fn unpack<T>(
+    apt: &PrivateApt,
+    apt_dir: &Path,
+    root: &Path,
+    what: &Unpack<'_>,
+    check: &impl Fn(&Path) -> Result<T>,
+) -> Result<T> {
     let version = apt.show(what.packages[0])?.remove("Version").ok_or_else(|| LabError::CommandFailed {
         command: format!("apt-cache show {} ({}, private lab configuration)", what.packages[0], what.suite),
         detail: "no Version field".into(),
@@ -97,7 +140,7 @@ pub(crate) fn unpacked_in_cache<T>(
         dest.display(),
         packages.join(" ")
     ));
-    let downloads = cache.join(&apt_name).join("downloads").join(what.kind);
+    let downloads = apt_dir.join("downloads").join(what.kind);
     recreate_dir(&downloads)?;
     apt.download(&packages, &downloads)?;
     let staging = root.join(format!(".{dir_name}.partial"));
@@ -113,16 +156,19 @@ pub(crate) fn unpacked_in_cache<T>(
     check(&dest)
 }
 
-/// The most recently completed entry below `root`.
-fn newest_complete(root: &Path) -> Option<PathBuf> {
-    let mut best: Option<(SystemTime, PathBuf)> = None;
+/// Of the completed entries below `root` that `accept` takes, the one completed last.
+pub(crate) fn newest_complete<T>(root: &Path, accept: impl Fn(&Path) -> Option<T>) -> Option<T> {
+    let mut best: Option<(SystemTime, T)> = None;
     for dir in read_dir_sorted(root).ok()? {
         let Ok(modified) = fs::metadata(dir.join(COMPLETE_MARKER)).and_then(|m| m.modified()) else { continue };
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, dir));
+        if best.as_ref().is_some_and(|(t, _)| modified <= *t) {
+            continue;
+        }
+        if let Some(found) = accept(&dir) {
+            best = Some((modified, found));
         }
     }
-    best.map(|(_, dir)| dir)
+    best.map(|(_, found)| found)
 }
 
 /// apt-get/apt-cache with their own sources list, state and cache under `root`.

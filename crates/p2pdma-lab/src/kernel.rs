@@ -16,11 +16,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use crate::cache::{self, Freshness};
 use crate::debs::{
-    dependency_names, read_dir_sorted, recreate_dir, require_tool, unpack_debs, write, PrivateApt, COMPLETE_MARKER,
+    dependency_names, fetch_locked, newest_complete, recreate_dir, unpack_debs, write, Fetch, PrivateApt,
+    COMPLETE_MARKER,
 };
 use crate::elf;
 use crate::error::{LabError, Result};
@@ -128,38 +128,28 @@ fn suite_dirs(cache: &Path, suite: &str) -> (String, PathBuf) {
 fn fetch_suite_kernel(cache: &Path, suite: &str, freshness: Freshness) -> Result<Kernel> {
     let (apt_name, kernel_root) = suite_dirs(cache, suite);
     let need_p2pdma = suite == SUITE;
-    if freshness == Freshness::Cached {
-        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
-            return Ok(kernel);
-        }
-    }
-    require_tool("apt-get", "install apt (Debian/Ubuntu hosts only) or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
-    require_tool("dpkg-deb", "install dpkg or set P2PDMA_KERNEL_DIR to an unpacked kernel")?;
-    let _lock = cache::lock(cache, &apt_name)?;
-    // Another process may have fetched it while this one waited for the lock.
-    if freshness == Freshness::Cached {
-        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
-            return Ok(kernel);
-        }
-    }
-    let apt_dir = cache.join(&apt_name);
-    let apt = PrivateApt::new(&apt_dir, suite)?;
-    if let Err(err) = apt.update() {
-        if let Some(kernel) = newest_in(&kernel_root, need_p2pdma) {
-            crate::stderr_line(&format!(
-                "p2pdma-lab: cannot refresh the Debian package lists ({err}); using cached kernel {}",
-                kernel.release
-            ));
-            return Ok(kernel);
-        }
-        return Err(err);
-    }
-    let (image, release, package_version) = current_kernel(&apt, suite)?;
+    let how = Fetch {
+        apt_name: &apt_name,
+        suite,
+        what: "kernel",
+        no_apt_hint: "install apt and dpkg (Debian/Ubuntu hosts only) or set P2PDMA_KERNEL_DIR to an unpacked kernel",
+    };
+    let cached = || {
+        newest_complete(&kernel_root, |dir| {
+            Kernel::from_dir(dir, None).ok().filter(|kernel| kernel.p2pdma || !need_p2pdma)
+        })
+    };
+    fetch_locked(cache, &how, freshness, cached, |apt, apt_dir| fetch_current_kernel(apt, apt_dir, &kernel_root, suite))
+}
+
+/// The suite's current kernel into `<kernel_root>/<release>/`, unless it is there already.
+fn fetch_current_kernel(apt: &PrivateApt, apt_dir: &Path, kernel_root: &Path, suite: &str) -> Result<Kernel> {
+    let (image, release, package_version) = current_kernel(apt, suite)?;
     let dest = kernel_root.join(&release);
     if dest.join(COMPLETE_MARKER).exists() {
         return Kernel::from_dir(&dest, package_version);
     }
-    let packages = kernel_packages(&apt, &image, &release)?;
+    let packages = kernel_packages(apt, &image, &release)?;
     crate::stderr_line(&format!(
         "p2pdma-lab: fetching Debian {suite}'s kernel {release} ({}) into {}",
         packages.join(" "),
@@ -451,20 +441,6 @@ fn decompress_module(src: &Path, dest: &Path) -> Result<()> {
     })?;
     tmp.persist(dest).map_err(|e| LabError::io(format!("writing {}", dest.display()), e.error))?;
     Ok(())
-}
-
-fn newest_in(root: &Path, need_p2pdma: bool) -> Option<Kernel> {
-    let mut best: Option<(SystemTime, Kernel)> = None;
-    for dir in read_dir_sorted(root).ok()? {
-        let Ok(modified) = fs::metadata(dir.join(COMPLETE_MARKER)).and_then(|m| m.modified()) else {
-            continue;
-        };
-        let Ok(kernel) = Kernel::from_dir(&dir, None) else { continue };
-        if (kernel.p2pdma || !need_p2pdma) && best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, kernel));
-        }
-    }
-    best.map(|(_, k)| k)
 }
 
 #[cfg(test)]

@@ -148,11 +148,12 @@ pub fn find_qemu(choice: &QemuChoice, cache: &Path, freshness: Freshness) -> Res
         QemuChoice::Auto => match find_in_path(SYSTEM_PROGRAM) {
             Some(program) => return system_qemu(program),
             None => {
-                let qemu = private_qemu(cache, &host_codename()?, freshness)?;
+                let suite = host_codename()?;
+                let qemu = private_qemu(cache, &suite, freshness)?;
                 crate::stderr_line(&format!(
                     "p2pdma-lab: no {SYSTEM_PROGRAM} on PATH: running Debian {}'s QEMU {} from {} \
                      (--qemu system|suite|backports|PATH chooses)",
-                    host_codename()?,
+                    suite,
                     qemu.version,
                     qemu.program.display()
                 ));
