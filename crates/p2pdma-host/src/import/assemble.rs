@@ -126,6 +126,33 @@ struct MachineClaims {
     p2pdma: Option<Origin>,
 }
 
+impl MachineClaims {
+    /// The system facts hwloc and the system outputs (`uname`, `lscpu`) both give, each
+    /// claimed where the input has it (line 1: the input as a whole).
+    fn claim_system(
+        &mut self,
+        release: &Option<String>,
+        arch: &Option<String>,
+        cpu_vendor: &Option<String>,
+        cpu_family: Option<u32>,
+        cpu_model_name: &Option<String>,
+        o: &Origin,
+    ) {
+        let text = |claims: &mut Claims<String>, v: &Option<String>| {
+            if let Some(v) = v {
+                claim(claims, v.clone(), o, 1, None);
+            }
+        };
+        text(&mut self.kernel_release, release);
+        text(&mut self.arch, arch);
+        text(&mut self.cpu_vendor, cpu_vendor);
+        if let Some(v) = cpu_family {
+            claim(&mut self.cpu_family, v, o, 1, None);
+        }
+        text(&mut self.cpu_model_name, cpu_model_name);
+    }
+}
+
 fn hex4(v: &u16) -> String {
     format!("{v:04x}")
 }
@@ -343,21 +370,7 @@ impl Collected {
                 c.name.get_or_insert_with(|| name.clone());
             }
         }
-        if let Some(v) = &h.os_release {
-            claim(&mut m.kernel_release, v.clone(), o, 1, None);
-        }
-        if let Some(v) = &h.arch {
-            claim(&mut m.arch, v.clone(), o, 1, None);
-        }
-        if let Some(v) = &h.cpu_vendor {
-            claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
-        }
-        if let Some(v) = h.cpu_family {
-            claim(&mut m.cpu_family, v, o, 1, None);
-        }
-        if let Some(v) = &h.cpu_model_name {
-            claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
-        }
+        m.claim_system(&h.os_release, &h.arch, &h.cpu_vendor, h.cpu_family, &h.cpu_model_name, o);
         if !h.numa_nodes.is_empty() {
             claim(&mut m.numa_nodes, h.numa_nodes.len() as u32, o, 1, None);
         }
@@ -415,21 +428,7 @@ impl Collected {
             (Some(v), _) => claim(&mut m.cmdline, v.clone(), o, 1, derived),
             _ => {}
         }
-        if let Some(v) = &s.kernel_release {
-            claim(&mut m.kernel_release, v.clone(), o, 1, None);
-        }
-        if let Some(v) = &s.arch {
-            claim(&mut m.arch, v.clone(), o, 1, None);
-        }
-        if let Some(v) = &s.cpu_vendor {
-            claim(&mut m.cpu_vendor, v.clone(), o, 1, None);
-        }
-        if let Some(v) = s.cpu_family {
-            claim(&mut m.cpu_family, v, o, 1, None);
-        }
-        if let Some(v) = &s.cpu_model_name {
-            claim(&mut m.cpu_model_name, v.clone(), o, 1, None);
-        }
+        m.claim_system(&s.kernel_release, &s.arch, &s.cpu_vendor, s.cpu_family, &s.cpu_model_name, o);
         if let Some(v) = s.numa_nodes {
             claim(&mut m.numa_nodes, v, o, 1, None);
         }
