@@ -154,7 +154,7 @@ impl MatrixFilter {
         Ok(MatrixFilter { classes, devices: indices })
     }
 
-    fn keeps(&self, engine: &Engine<'_>, i: usize) -> bool {
+    pub(crate) fn keeps(&self, engine: &Engine<'_>, i: usize) -> bool {
         (self.classes.is_empty() || self.classes.contains(&DeviceClass::of(engine.device(i))))
             && (self.devices.is_empty() || self.devices.contains(&i))
     }

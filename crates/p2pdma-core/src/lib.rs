@@ -16,6 +16,7 @@ pub mod diff;
 mod error;
 mod explain;
 pub mod fio;
+pub mod group;
 pub mod iommu_groups;
 pub mod kernel;
 pub mod kernel_params;

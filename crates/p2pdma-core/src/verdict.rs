@@ -170,6 +170,17 @@ impl<'t> Engine<'t> {
         &self.topo.devices[i]
     }
 
+    /// `pci_upstream_bridge()` of a device as an index (a VF's is its PF's); `u32::MAX` on a
+    /// root bus. What grouping compares.
+    pub(crate) fn upstream_of(&self, i: usize) -> u32 {
+        self.up[i]
+    }
+
+    /// The index of a device's host bridge.
+    pub(crate) fn host_bridge_of(&self, i: usize) -> u32 {
+        self.host_bridge[i]
+    }
+
     /// The kernel's walk. Calls `on_node(device, provider_side)` for every node whose ACS
     /// is checked on the way to a common device. Returns (distance, common device).
     #[inline]
