@@ -4,8 +4,9 @@
 //! A server is sockets × root buses (host bridges, AMD- or Intel-style). Below each host
 //! bridge one root port leads to a PCIe switch carrying GPUs, NICs and DPUs (their SR-IOV
 //! VFs on the PF's bus) and one port to a nested switch of NVMe drives. Every other GPU
-//! switch has ACS (with the IOMMU on, the kernel enables it, so its peers redirect); every
-//! other GPU publishes a BAR and every other drive a CMB as P2P memory.
+//! switch has ACS (with the IOMMU on, the kernel enables it, so its peers redirect); half
+//! the GPUs publish a BAR and half the drives a CMB as P2P memory (by pairs of indices, so
+//! that switches with and without ACS have providers).
 //! Also the grid of `examples/bench_matrix.rs` (`matrix_grid`), the verdict engine's yardstick.
 
 use std::fmt::Write;
@@ -216,7 +217,7 @@ fn write_unit(t: &mut String, shape: &ServerShape, h: usize, unit: &Unit) {
     };
     for k in 0..unit.gpus {
         let g = global(h, n, k);
-        let mem = if g % 2 == 0 { "\np2pmem_mib = 256" } else { "" };
+        let mem = if (g / 2) % 2 == 0 { "\np2pmem_mib = 256" } else { "" };
         let _ = writeln!(t, "[[endpoint]]\nname = \"gpu{g}\"\nkind = \"gpu\"\nparent = \"{}\"{mem}\n", next());
     }
     for (kind, id, count) in [("nic", "15b3:1021", unit.nics), ("dpu", "15b3:a2dc", unit.dpus)] {
@@ -239,7 +240,7 @@ fn write_unit(t: &mut String, shape: &ServerShape, h: usize, unit: &Unit) {
         );
         for k in 0..unit.nvme {
             let d = global(h, n, k);
-            let cmb = if d % 2 == 0 { "\ncmb_mib = 64" } else { "" };
+            let cmb = if (d / 2) % 2 == 0 { "\ncmb_mib = 64" } else { "" };
             let _ = writeln!(
                 t,
                 "[[endpoint]]\nname = \"nvme{d}\"\nkind = \"nvme\"\nid = \"144d:a824\"\nparent = \"nvsw{h}.{k}\"{cmb}\n"
