@@ -233,7 +233,7 @@ fn judge_one(s: Stack, f: &PairFacts) -> StackVerdict {
             route: None,
             on_refusal: OnRefusal::Error,
             log: None,
-            reason: "io_pin_pages pins registered (fixed) buffers without FOLL_PCI_P2PDMA: GUP refuses P2P pages (is_valid_gup_args: a WARN and -EINVAL; 6.2-era check_vma_flags: -EOPNOTSUPP); plain O_DIRECT reads and writes follow the block rule".into(),
+            reason: "io_sqe_buffer_register → io_pin_pages pins registered (fixed) buffers with FOLL_WRITE | FOLL_LONGTERM and without FOLL_PCI_P2PDMA: GUP refuses a P2P page (try_grab_folio: -EREMOTEIO, or -EFAULT when pages before it were pinned), so IORING_REGISTER_BUFFERS fails; plain O_DIRECT reads and writes follow the block rule".into(),
             ..base(s, f)
         },
         Stack::NcclP2p => nccl_p2p(f),
