@@ -735,3 +735,37 @@ fn check_stack_narrows_the_block_and_refuses_unknown_names() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown stack `rdma`") && err.contains("nccl_gdr"), "{err}");
 }
+
+fn stacks_with(spec: &str, provider: &str, clients: &[&str], extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, spec).unwrap();
+    let mut args = vec!["check", "--spec", path.to_str().unwrap(), provider];
+    args.extend(clients);
+    args.extend(extra);
+    p2pdma(&args)
+}
+
+#[test]
+fn check_stacks_nccl_env_from_the_flag_and_the_topology_file() {
+    // ncclTopoCheckGdr / ncclGetLevel: NCCL_NET_GDR_LEVEL=PHB allows the PHB path
+    let spec = two_socket_intel("10de:2330", false, false);
+    let gdr = |spec: &str, extra: &[&str]| {
+        let mut args = vec!["--json"];
+        args.extend(extra);
+        let (code, out, err) = stacks_with(spec, "gpu0", &["nic0"], &args);
+        assert!(code <= 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        stack(v["stacks"].as_array().unwrap(), "nccl_gdr", ":02:00.0").clone()
+    };
+    assert_eq!(gdr(&spec, &[])["allowed"], false);
+    let g = gdr(&spec, &["--nccl-env", "NCCL_NET_GDR_LEVEL=PHB"]);
+    assert_eq!((&g["allowed"], &g["route"]), (&true.into(), &"root_complex".into()));
+    assert!(g["reason"].as_str().unwrap().contains("set: NCCL_NET_GDR_LEVEL=PHB"), "{g}");
+    let file = spec.replace("iommu = false\n", "iommu = false\nnccl_env = { NCCL_NET_GDR_LEVEL = \"SYS\" }\n");
+    assert_eq!(gdr(&file, &[])["allowed"], true, "the topology file's nccl_env");
+    assert_eq!(gdr(&file, &["--nccl-env", "NCCL_NET_GDR_LEVEL=PIX"])["allowed"], false, "the flag wins");
+    let (code, out, err) = stacks_with(&spec, "gpu0", &["nic0"], &["--nccl-env", "P2P_LEVEL=SYS", "--json"]);
+    assert_eq!((code, out.as_str(), err.lines().count()), (2, "", 1), "{err}");
+    assert!(err.contains("--nccl-env") && err.contains("not an NCCL_ variable name"), "{err}");
+}

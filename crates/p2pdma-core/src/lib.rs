@@ -22,6 +22,7 @@ pub mod kernel_params;
 pub mod metrics;
 pub mod model;
 pub mod multipath;
+pub mod nccl;
 pub mod pathclass;
 pub mod pciids;
 pub mod release;

@@ -52,6 +52,9 @@ pub struct SpecMachine {
     /// Whether the kernel is built with CONFIG_PCI_P2PDMA (default true); false describes a
     /// kernel without it: no device publishes P2P memory, a drive's CMB stays unused.
     pub p2pdma: Option<bool>,
+    /// The NCCL job's environment, e.g. `{ NCCL_P2P_LEVEL = "SYS" }` (`check`'s nccl stacks).
+    #[serde(default)]
+    pub nccl_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -627,6 +630,7 @@ impl Spec {
                 iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
                 ..KernelFacts::default()
             },
+            nccl_env: self.machine.nccl_env.clone(),
         }
     }
 }

@@ -6,9 +6,12 @@
 //! [`StackVerdict`] per stack that could map the pair, from facts the engine already has.
 //! Each rule names the kernel or library function it follows (docs/stacks.md).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::model::IommuMode;
+use crate::nccl;
 use crate::pathclass::PathClass;
 use crate::verdict::{Engine, MapType, PairVerdict};
 use crate::Error;
@@ -180,6 +183,8 @@ pub struct PairFacts {
     pub nvidia_unsupported_chipset: bool,
     /// x86 with an AMD CPU and at most two NVIDIA GPUs (NCCL's P2P level is then SYS).
     pub amd_cpu_few_gpus: bool,
+    /// The NCCL job's environment (`NCCL_P2P_LEVEL`, ...), as given; never p2pdma's own.
+    pub nccl_env: BTreeMap<String, String>,
 }
 
 /// The stacks that could map this pair, each with its decision.
@@ -374,11 +379,13 @@ fn nccl_path(c: PathClass) -> (u8, &'static str) {
     }
 }
 
-/// `ncclTopoCheckP2p`: default level PXB; SYS on x86 AMD with at most two GPUs.
+/// `ncclTopoCheckP2p`: default level PXB; SYS on x86 AMD with at most two GPUs;
+/// `NCCL_P2P_DISABLE=1` or `NCCL_P2P_LEVEL` override (`ncclGetUserP2pLevel`).
 fn nccl_p2p(f: &PairFacts) -> StackVerdict {
     let (path, name) = nccl_path(f.path_class);
-    let (level, level_name) = if f.amd_cpu_few_gpus { (9, "SYS (x86 AMD, at most 2 GPUs)") } else { (5, "PXB") };
+    let (level, level_words) = nccl::p2p_level(&f.nccl_env, f.amd_cpu_few_gpus);
     let yes = path <= level;
+    let ignored = nccl::ignored(&f.nccl_env, "NCCL_P2P_LEVEL").map(|i| format!("; {i}")).unwrap_or_default();
     StackVerdict {
         consults_p2pdma: false,
         allowed: Some(yes),
@@ -386,7 +393,7 @@ fn nccl_p2p(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckP2p: path {name} (nvidia-smi {}), default NCCL_P2P_LEVEL {level_name}: {}; NVML must also report P2P read/write OK",
+            "ncclTopoCheckP2p: path {name} (nvidia-smi {}), NCCL_P2P_LEVEL {level_words}: {}; NVML must also report P2P read/write OK{ignored}",
             f.path_class.as_str(),
             if yes { "P2P transport" } else { "no P2P, NCCL uses shared host memory" }
         ),
@@ -395,11 +402,22 @@ fn nccl_p2p(f: &PairFacts) -> StackVerdict {
 }
 
 /// `ncclTopoCheckGdr`: default level P2C (NCCL_NET_GDR_C2C=1), so PIX and PXB get GDR and
-/// PHB and SYS do not; the mapping itself is nvidia-peermem's or the dma-buf exporter's.
+/// PHB and SYS do not; `NCCL_NET_GDR_LEVEL` overrides, `NCCL_NET_GDR_READ` decides sends.
+/// The mapping itself is nvidia-peermem's or the dma-buf exporter's.
 fn nccl_gdr(f: &PairFacts) -> StackVerdict {
     let (path, name) = nccl_path(f.path_class);
-    let yes = path <= 6;
+    let (level, level_words) = nccl::gdr_level(&f.nccl_env);
+    let yes = path <= level;
     let direct = f.below_common_switch && !f.acs_redirects;
+    let ignored = nccl::ignored(&f.nccl_env, "NCCL_NET_GDR_LEVEL").map(|i| format!("; {i}")).unwrap_or_default();
+    let what = if yes {
+        format!(
+            "GPUDirect RDMA for receives (mapped by nvidia-peermem or the dma-buf exporter); {}",
+            nccl::gdr_read(&f.nccl_env)
+        )
+    } else {
+        "no GPUDirect RDMA, the NIC reads and writes through host memory (NCCL_NET_GDR_LEVEL overrides)".to_string()
+    };
     StackVerdict {
         consults_p2pdma: false,
         allowed: Some(yes),
@@ -407,13 +425,8 @@ fn nccl_gdr(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckGdr: path {name} (nvidia-smi {}), default NCCL_NET_GDR_LEVEL P2C: {}",
-            f.path_class.as_str(),
-            if yes {
-                "GPUDirect RDMA (mapped by nvidia-peermem or the dma-buf exporter)"
-            } else {
-                "no GPUDirect RDMA by default, the NIC reads and writes through host memory (NCCL_NET_GDR_LEVEL overrides)"
-            }
+            "ncclTopoCheckGdr: path {name} (nvidia-smi {}), NCCL_NET_GDR_LEVEL {level_words}: {what}{ignored}",
+            f.path_class.as_str()
         ),
         ..base(Stack::NcclGdr, f)
     }
@@ -450,6 +463,7 @@ pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usiz
         kernel_log: v.kernel_log.first().cloned(),
         nvidia_unsupported_chipset: arm && flagged_bridge(&p.host_bridge),
         amd_cpu_few_gpus: x86 && m.cpu_vendor.as_deref() == Some("AuthenticAMD") && nvidia_gpus <= 2,
+        nccl_env: m.nccl_env.clone(),
     }
 }
 
@@ -478,6 +492,7 @@ mod tests {
             kernel_log: Some("0000:81:00.0: cannot be used for peer-to-peer DMA as the client and provider (0000:01:00.0) do not share an upstream bridge or whitelisted host bridge".into()),
             nvidia_unsupported_chipset: false,
             amd_cpu_few_gpus: false,
+            nccl_env: BTreeMap::new(),
         }
     }
 
@@ -685,7 +700,7 @@ mod tests {
         let g = judge(&f);
         let g = get(&g, Stack::NcclGdr);
         assert_eq!((g.allowed, g.route), (Some(false), Some(Route::HostMemory)));
-        assert!(g.reason.contains("path PHB (nvidia-smi PHB)") && g.reason.contains("no GPUDirect RDMA by default"));
+        assert!(g.reason.contains("path PHB (nvidia-smi PHB)") && g.reason.contains("P2C (default"), "{}", g.reason);
         let f = PairFacts { path_class: PathClass::SYS, ..refused(MLX5, NVIDIA_GPU) };
         assert_eq!(get(&judge(&f), Stack::NcclGdr).allowed, Some(false));
         let f = below_switch(NVIDIA_GPU, MLX5, IommuMode::Off);
@@ -694,5 +709,46 @@ mod tests {
             (get(&g, Stack::NcclGdr).allowed, get(&g, Stack::NcclGdr).route),
             (Some(true), Some(Route::BusAddress))
         );
+    }
+
+    fn with_env(f: PairFacts, pairs: &[(&str, &str)]) -> PairFacts {
+        PairFacts { nccl_env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..f }
+    }
+
+    #[test]
+    fn nccl_topo_check_p2p_follows_nccl_p2p_level_and_disable() {
+        // ncclTopoCheckP2p → ncclGetUserP2pLevel → ncclGetLevel (src/graph/paths.cc)
+        let phb = PairFacts { path_class: PathClass::PHB, ..refused(NVIDIA_GPU, NVIDIA_GPU) };
+        let p2p = |f: &PairFacts| get(&judge(f), Stack::NcclP2p).clone();
+        assert_eq!(p2p(&phb).allowed, Some(false));
+        let sys = p2p(&with_env(phb.clone(), &[("NCCL_P2P_LEVEL", "SYS")]));
+        assert_eq!((sys.allowed, sys.route), (Some(true), None));
+        assert!(sys.reason.contains("set: NCCL_P2P_LEVEL=SYS"), "{}", sys.reason);
+        assert_eq!(p2p(&with_env(phb.clone(), &[("NCCL_P2P_LEVEL", "3")])).allowed, Some(true), "old 3 = PHB");
+        let pix = PairFacts { path_class: PathClass::PIX, ..phb.clone() };
+        let off = p2p(&with_env(pix.clone(), &[("NCCL_P2P_DISABLE", "1"), ("NCCL_P2P_LEVEL", "SYS")]));
+        assert_eq!((off.allowed, off.route), (Some(false), Some(Route::HostMemory)), "disable beats level");
+        let bad = p2p(&with_env(pix, &[("NCCL_P2P_LEVEL", "sys")]));
+        assert_eq!(bad.allowed, Some(true), "unknown name: the default PXB");
+        assert!(bad.reason.contains("ignored"), "{}", bad.reason);
+    }
+
+    #[test]
+    fn nccl_topo_check_gdr_follows_nccl_net_gdr_level_and_read() {
+        // ncclTopoCheckGdr (src/graph/paths.cc): NCCL_NET_GDR_LEVEL, NCCL_NET_GDR_READ
+        let phb = refused(NVIDIA_GPU, MLX5);
+        let gdr = |f: &PairFacts| get(&judge(f), Stack::NcclGdr).clone();
+        let g = gdr(&with_env(phb.clone(), &[("NCCL_NET_GDR_LEVEL", "PHB")]));
+        assert_eq!((g.allowed, g.route), (Some(true), Some(Route::RootComplex)));
+        assert!(g.reason.contains("set: NCCL_NET_GDR_LEVEL=PHB"), "{}", g.reason);
+        let pix = below_switch(NVIDIA_GPU, MLX5, IommuMode::Off);
+        assert_eq!(gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_LEVEL", "LOC")])).allowed, Some(false));
+        assert_eq!(gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_LEVEL", "0")])).allowed, Some(false), "old 0 = LOC");
+        let r = gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_READ", "0")]));
+        assert_eq!(r.allowed, Some(true));
+        assert!(r.reason.contains("NCCL_NET_GDR_READ=0"), "{}", r.reason);
+        assert!(gdr(&pix).reason.contains("Ampere"), "the default read rule is said");
+        let c2c_off = gdr(&with_env(pix, &[("NCCL_NET_GDR_C2C", "0")]));
+        assert_eq!(c2c_off.allowed, Some(true), "PIX is within PXB too");
     }
 }

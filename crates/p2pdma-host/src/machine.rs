@@ -237,6 +237,8 @@ fn read_machine(roots: &Roots, p2pmem_seen: bool) -> Machine {
         kernel: crate::kernel_live::read(roots, release.as_deref(), p2pmem_seen),
         kernel_release: release,
         iommu,
+        // NCCL's environment is the job's, not this process's: never read here.
+        nccl_env: Default::default(),
     }
 }
 
