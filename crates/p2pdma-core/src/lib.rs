@@ -28,6 +28,7 @@ pub mod pciids;
 pub mod release;
 pub mod snapshot;
 pub mod spec;
+pub mod stack_inputs;
 pub mod stacks;
 pub mod text;
 pub mod transfer;

@@ -50,6 +50,13 @@ pub struct Machine {
     /// which is not the job's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nccl_env: BTreeMap<String, String>,
+    /// Loaded kernel modules (/proc/modules, `[machine] modules`); None when unknown.
+    /// Built-in drivers are not listed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+    /// NVIDIA registry keys (/proc/driver/nvidia/params, `[machine] nvidia_registry`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nvidia_registry: BTreeMap<String, String>,
 }
 
 /// A PCI host bridge: the root of one PCI hierarchy.

@@ -55,6 +55,30 @@ pub struct SpecMachine {
     /// The NCCL job's environment, e.g. `{ NCCL_P2P_LEVEL = "SYS" }` (`check`'s nccl stacks).
     #[serde(default)]
     pub nccl_env: BTreeMap<String, String>,
+    /// Loaded kernel modules, as /proc/modules names them (`nvidia_peermem`, `nvidia_fs`,
+    /// `nvmet_rdma`): which stacks apply. Unset: unknown.
+    pub modules: Option<Vec<String>>,
+    /// NVIDIA registry keys as /proc/driver/nvidia/params has them, e.g.
+    /// `{ GrdmaPciTopoCheckOverride = 1 }`.
+    #[serde(default)]
+    pub nvidia_registry: BTreeMap<String, RegistryValue>,
+}
+
+/// A registry value: a number or a string, kept as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RegistryValue {
+    Number(i64),
+    Text(String),
+}
+
+impl RegistryValue {
+    fn text(&self) -> String {
+        match self {
+            RegistryValue::Number(n) => n.to_string(),
+            RegistryValue::Text(t) => t.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +217,8 @@ pub struct SpecEndpoint {
     pub id: Option<String>,
     /// Its BARs, replacing the kind's defaults (see [`default_bars`]).
     pub bars: Option<Vec<SpecBar>>,
+    /// The driver bound to it (`nvidia`, `amdgpu`, `xe`, `vfio-pci`): which stacks apply.
+    pub driver: Option<String>,
 }
 
 /// One BAR of an endpoint: `{ index = 1, size = "32G", prefetchable = true }`.
@@ -467,6 +493,8 @@ struct Node {
     slot: u8,
     func: u8,
     vf_of: Option<usize>,
+    /// The driver bound to it, when the file names one (`driver = "nvidia"`).
+    driver: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -566,7 +594,7 @@ impl Spec {
                 vendor_name: None,
                 device_name: None,
                 class_name: None,
-                driver: None,
+                driver: n.driver.clone(),
                 upstream,
                 host_bridge: tree.bridges[hb].bridge.name.clone(),
                 physfn: n.vf_of.map(|p| bdfs[p]),
@@ -631,6 +659,8 @@ impl Spec {
                 ..KernelFacts::default()
             },
             nccl_env: self.machine.nccl_env.clone(),
+            modules: self.machine.modules.clone(),
+            nvidia_registry: self.machine.nvidia_registry.iter().map(|(k, v)| (k.clone(), v.text())).collect(),
         }
     }
 }
@@ -846,6 +876,7 @@ impl Tree {
         };
         let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
         let mut n = Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
+        n.driver = ep.driver.clone();
         n.is_bridge = false;
         n.acs = match &ep.acs {
             Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
@@ -943,6 +974,7 @@ impl Node {
             slot,
             func,
             vf_of: None,
+            driver: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::model::IommuMode;
 use crate::nccl;
 use crate::pathclass::PathClass;
+use crate::stack_inputs;
 use crate::verdict::{Engine, MapType, PairVerdict};
 use crate::Error;
 
@@ -144,6 +145,8 @@ pub struct DeviceFacts {
     /// 24-bit class code.
     pub class: u32,
     pub driver: Option<String>,
+    /// It publishes P2P memory (`p2pmem/`): nvmet allocates from that pool.
+    pub p2pmem: bool,
 }
 
 impl DeviceFacts {
@@ -185,11 +188,87 @@ pub struct PairFacts {
     pub amd_cpu_few_gpus: bool,
     /// The NCCL job's environment (`NCCL_P2P_LEVEL`, ...), as given; never p2pdma's own.
     pub nccl_env: BTreeMap<String, String>,
+    /// The release judged (`--kernel`, else `uname -r`); None when unknown.
+    pub release: Option<(u32, u32)>,
+    /// Loaded modules; None when unknown.
+    pub modules: Option<Vec<String>>,
+    /// `NVreg_GrdmaPciTopoCheckOverride`; None when the registry was not read.
+    pub grdma_override: Option<i64>,
 }
 
 /// The stacks that could map this pair, each with its decision.
 pub fn judge(f: &PairFacts) -> Vec<StackVerdict> {
-    applicable(f).into_iter().map(|s| judge_one(s, f)).collect()
+    applicable(f)
+        .into_iter()
+        .map(|s| match not_applicable(s, f) {
+            Some(why) => StackVerdict {
+                consults_p2pdma: false,
+                on_refusal: OnRefusal::NotAsked,
+                reason: format!("does not apply: {why}"),
+                ..base(s, f)
+            },
+            None => with_presence(s, f, judge_one(s, f)),
+        })
+        .collect()
+}
+
+/// The release before VFIO's dma-buf export (`VFIO_DEVICE_FEATURE_DMA_BUF`).
+pub const VFIO_DMABUF_SINCE: (u32, u32) = (6, 19);
+/// The release before userspace P2P pages with O_DIRECT (`FOLL_PCI_P2PDMA`), which NVIDIA
+/// documents as GPUDirect Storage's P2PDMA mode's minimum.
+pub const GDS_P2PDMA_SINCE: (u32, u32) = (6, 2);
+
+/// A stack listed for the devices' classes that cannot map this pair on this machine.
+fn not_applicable(s: Stack, f: &PairFacts) -> Option<String> {
+    let before = |since: (u32, u32)| f.release.is_some_and(|r| r < since);
+    match s {
+        Stack::VfioDmabuf if before(VFIO_DMABUF_SINCE) => Some(format!(
+            "VFIO exports BARs as dma-bufs from Linux {}.{} (vfio_pci_dma_buf_attach); this release has no such stack",
+            VFIO_DMABUF_SINCE.0, VFIO_DMABUF_SINCE.1
+        )),
+        Stack::GdsP2pdma if before(GDS_P2PDMA_SINCE) => Some(format!(
+            "GPUDirect Storage's P2PDMA mode needs Linux {}.{} or newer (O_DIRECT on P2P pages, FOLL_PCI_P2PDMA)",
+            GDS_P2PDMA_SINCE.0, GDS_P2PDMA_SINCE.1
+        )),
+        Stack::NvmetRdma if !f.provider.p2pmem => Some(
+            "nvmet takes a namespace's buffers from the provider's P2P memory pool (nvmet_p2pmem_ns_enable, pci_p2pmem_alloc_sgl), and this provider publishes none (no p2pmem/)".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The module (or bound driver) a stack needs, and whether it is there: Some(true/false)
+/// when known, None when neither the driver nor the module list says.
+fn presence(s: Stack, f: &PairFacts) -> (Option<&'static str>, Option<bool>) {
+    let m = |name: &'static str| (Some(name), stack_inputs::loaded(f.modules.as_deref(), name));
+    let gpu = if f.provider.nvidia_gpu() || f.provider.gpu(0x1002) || f.provider.gpu(0x8086) {
+        &f.provider
+    } else {
+        &f.client
+    };
+    let by_driver = |name: &'static str| match gpu.driver.as_deref() {
+        Some(d) => (Some(name), Some(d == name)),
+        None => m(name),
+    };
+    match s {
+        Stack::NvidiaPeermem => m("nvidia_peermem"),
+        Stack::GdsNvfs => m("nvidia_fs"),
+        Stack::NvmetRdma => m("nvmet_rdma"),
+        Stack::Amdgpu => by_driver("amdgpu"),
+        Stack::Xe => by_driver("xe"),
+        Stack::NvidiaDmabuf | Stack::GdsP2pdma | Stack::NcclP2p | Stack::NcclGdr => by_driver("nvidia"),
+        Stack::Block | Stack::IoUringFixed | Stack::VfioDmabuf => (None, Some(true)),
+    }
+}
+
+/// Says so when whether the stack's module is loaded is unknown.
+fn with_presence(s: Stack, f: &PairFacts, mut v: StackVerdict) -> StackVerdict {
+    if let (Some(module), None) = presence(s, f) {
+        v.reason.push_str(&format!(
+            "; whether {module} is loaded is unknown (no module list: /proc/modules or [machine] modules): this stack applies only if it is"
+        ));
+    }
+    v
 }
 
 /// The stacks that apply to the pair's device classes (vendor, class, driver).
@@ -200,6 +279,7 @@ pub fn applicable(f: &PairFacts) -> Vec<Stack> {
     let xe = p.gpu(0x8086) && p.driver.as_deref().is_none_or(|d| d == "xe");
     Stack::ALL
         .into_iter()
+        .filter(|&s| presence(s, f).1 != Some(false))
         .filter(|s| match s {
             Stack::Block | Stack::IoUringFixed => c.nvme(),
             Stack::NvmetRdma => c.nvme() || c.nic(),
@@ -330,6 +410,11 @@ fn gpu_dma_buf(stack: Stack, f: &PairFacts) -> StackVerdict {
 /// nvidia-peermem and NVIDIA's dma-buf exporter: `nv_grdma_pci_topology_supported` (nv-pci.c)
 /// never asks P2PDMA; it refuses only on flagged chipsets without a common switch.
 fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
+    match f.grdma_override {
+        Some(1) => return nvidia_forced(stack, f, true),
+        Some(2) => return nvidia_forced(stack, f, false),
+        _ => {}
+    }
     let allowed = !f.nvidia_unsupported_chipset || f.below_common_switch;
     let direct = f.below_common_switch && !f.acs_redirects;
     let mut reason = if f.nvidia_unsupported_chipset {
@@ -338,7 +423,14 @@ fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
             if allowed { "allowed below the common switch" } else { "refused without a common switch" }
         )
     } else {
-        "nv_grdma_pci_topology_supported allows: it never asks P2PDMA (no ACS, IOMMU, host bridge whitelist or CONFIG_PCI_P2PDMA check); NVreg_GrdmaPciTopoCheckOverride can force it".to_string()
+        format!(
+            "nv_grdma_pci_topology_supported allows: it never asks P2PDMA (no ACS, IOMMU, host bridge whitelist or CONFIG_PCI_P2PDMA check); {}",
+            if f.grdma_override.is_none() {
+                "the registry was not read: NVreg_GrdmaPciTopoCheckOverride=1 or 2 (/proc/driver/nvidia/params) would force allow or deny"
+            } else {
+                "NVreg_GrdmaPciTopoCheckOverride is 0: the driver's own check"
+            }
+        )
     };
     if f.acs_redirects {
         reason.push_str("; WARNING: ACS redirects this path, so peer traffic goes up through the root complex");
@@ -360,6 +452,29 @@ fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
         consults_p2pdma: false,
         allowed: Some(allowed),
         route: if allowed { dma_map_resource_route(f, direct) } else { None },
+        on_refusal: OnRefusal::NotAsked,
+        log: None,
+        reason,
+        ..base(stack, f)
+    }
+}
+
+/// `NVreg_GrdmaPciTopoCheckOverride` 1 (allow) or 2 (deny): nv_grdma_pci_topology_supported
+/// returns it before any topology check (only a coherent platform is decided earlier).
+fn nvidia_forced(stack: Stack, f: &PairFacts, allow: bool) -> StackVerdict {
+    let direct = f.below_common_switch && !f.acs_redirects;
+    let mut reason = format!(
+        "nv_grdma_pci_topology_supported: NVreg_GrdmaPciTopoCheckOverride={} forces {} whatever the topology; it never asks P2PDMA",
+        if allow { 1 } else { 2 },
+        if allow { "allow" } else { "deny" }
+    );
+    if allow && !direct {
+        reason.push_str("; WARNING: no common switch or an ACS redirect: peer traffic goes through the root complex");
+    }
+    StackVerdict {
+        consults_p2pdma: false,
+        allowed: Some(allow),
+        route: if allow { dma_map_resource_route(f, direct) } else { None },
         on_refusal: OnRefusal::NotAsked,
         log: None,
         reason,
@@ -436,7 +551,12 @@ fn nccl_gdr(f: &PairFacts) -> StackVerdict {
 pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usize) -> PairFacts {
     let m = &engine.topo.machine;
     let (p, c) = (engine.device(provider), engine.device(client));
-    let dev = |d: &crate::model::Device| DeviceFacts { vendor: d.vendor, class: d.class, driver: d.driver.clone() };
+    let dev = |d: &crate::model::Device| DeviceFacts {
+        vendor: d.vendor,
+        class: d.class,
+        driver: d.driver.clone(),
+        p2pmem: d.p2pmem.is_some(),
+    };
     let iommu = m.kernel.iommu_mode.or(match m.iommu {
         Some(false) => Some(IommuMode::Off),
         _ => None,
@@ -464,6 +584,9 @@ pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usiz
         nvidia_unsupported_chipset: arm && flagged_bridge(&p.host_bridge),
         amd_cpu_few_gpus: x86 && m.cpu_vendor.as_deref() == Some("AuthenticAMD") && nvidia_gpus <= 2,
         nccl_env: m.nccl_env.clone(),
+        release: crate::kernel::release(m).map(|r| (r.major, r.minor)),
+        modules: m.modules.clone(),
+        grdma_override: stack_inputs::grdma_override(&m.nvidia_registry),
     }
 }
 
@@ -471,11 +594,11 @@ pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usiz
 mod tests {
     use super::*;
 
-    const NVIDIA_GPU: DeviceFacts = DeviceFacts { vendor: 0x10de, class: 0x030200, driver: None };
-    const AMD_GPU: DeviceFacts = DeviceFacts { vendor: 0x1002, class: 0x030000, driver: None };
-    const INTEL_GPU: DeviceFacts = DeviceFacts { vendor: 0x8086, class: 0x030000, driver: None };
-    const MLX5: DeviceFacts = DeviceFacts { vendor: 0x15b3, class: 0x020700, driver: None };
-    const NVME: DeviceFacts = DeviceFacts { vendor: 0x144d, class: 0x010802, driver: None };
+    const NVIDIA_GPU: DeviceFacts = DeviceFacts { vendor: 0x10de, class: 0x030200, driver: None, p2pmem: false };
+    const AMD_GPU: DeviceFacts = DeviceFacts { vendor: 0x1002, class: 0x030000, driver: None, p2pmem: false };
+    const INTEL_GPU: DeviceFacts = DeviceFacts { vendor: 0x8086, class: 0x030000, driver: None, p2pmem: false };
+    const MLX5: DeviceFacts = DeviceFacts { vendor: 0x15b3, class: 0x020700, driver: None, p2pmem: false };
+    const NVME: DeviceFacts = DeviceFacts { vendor: 0x144d, class: 0x010802, driver: None, p2pmem: true };
 
     /// Two root ports of a host bridge not on the whitelist (Intel, two sockets): refused.
     fn refused(provider: DeviceFacts, client: DeviceFacts) -> PairFacts {
@@ -493,6 +616,9 @@ mod tests {
             nvidia_unsupported_chipset: false,
             amd_cpu_few_gpus: false,
             nccl_env: BTreeMap::new(),
+            release: None,
+            modules: None,
+            grdma_override: None,
         }
     }
 
@@ -750,5 +876,60 @@ mod tests {
         assert!(gdr(&pix).reason.contains("Ampere"), "the default read rule is said");
         let c2c_off = gdr(&with_env(pix, &[("NCCL_NET_GDR_C2C", "0")]));
         assert_eq!(c2c_off.allowed, Some(true), "PIX is within PXB too");
+    }
+
+    #[test]
+    fn vfio_pci_dma_buf_attach_exists_from_6_19_and_gds_p2pdma_from_6_2() {
+        let f = |release| PairFacts { release, ..refused(NVIDIA_GPU, NVME) };
+        let v = judge(&f(Some((6, 18))));
+        let x = get(&v, Stack::VfioDmabuf);
+        assert_eq!((x.allowed, x.route, x.on_refusal, x.log.as_deref()), (None, None, OnRefusal::NotAsked, None));
+        assert!(x.reason.starts_with("does not apply") && x.reason.contains("6.19"), "{}", x.reason);
+        assert_eq!(get(&v, Stack::GdsP2pdma).allowed, Some(false), "6.18 has GDS's P2PDMA mode");
+        assert!(get(&judge(&f(Some((6, 1)))), Stack::GdsP2pdma).reason.starts_with("does not apply"));
+        assert_eq!(get(&judge(&f(Some((6, 19)))), Stack::VfioDmabuf).allowed, Some(false));
+        assert_eq!(get(&judge(&f(None)), Stack::VfioDmabuf).allowed, Some(false), "unknown release: the newest");
+    }
+
+    #[test]
+    fn nvmet_p2pmem_ns_enable_does_not_apply_without_the_providers_p2pmem() {
+        let v = judge(&refused(NVIDIA_GPU, MLX5));
+        let n = get(&v, Stack::NvmetRdma);
+        assert_eq!((n.allowed, n.route, n.log.as_deref()), (None, None, None));
+        assert!(n.reason.contains("does not apply") && n.reason.contains("p2pmem"), "{}", n.reason);
+    }
+
+    #[test]
+    fn stacks_follow_loaded_modules_and_bound_drivers() {
+        let names = |f: &PairFacts| judge(f).iter().map(|s| s.stack.as_str()).collect::<Vec<_>>().join(",");
+        let modules = |m: &[&str]| Some(m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let f = PairFacts { modules: modules(&["nvidia", "nvidia_peermem"]), ..refused(NVIDIA_GPU, MLX5) };
+        assert_eq!(names(&f), "vfio_dmabuf,nvidia_peermem,nvidia_dmabuf,nccl_gdr");
+        assert!(judge(&f).iter().all(|s| !s.reason.contains("is unknown")), "every module known");
+        let f = PairFacts { modules: modules(&["nvidia"]), ..refused(NVIDIA_GPU, MLX5) };
+        assert_eq!(names(&f), "vfio_dmabuf,nvidia_dmabuf,nccl_gdr", "no nvidia_peermem loaded");
+        let f = refused(NVIDIA_GPU, MLX5);
+        assert!(get(&judge(&f), Stack::NvidiaPeermem).reason.contains("whether nvidia_peermem is loaded is unknown"));
+        let vfio = DeviceFacts { driver: Some("vfio-pci".into()), ..NVIDIA_GPU };
+        assert_eq!(names(&refused(vfio, MLX5)), "nvmet_rdma,vfio_dmabuf,nvidia_peermem", "the GPU is not nvidia's");
+        let amd = DeviceFacts { driver: Some("amdgpu".into()), ..AMD_GPU };
+        let f = PairFacts { modules: modules(&[]), ..refused(amd, NVME) };
+        assert_eq!(names(&f), "block,vfio_dmabuf,amdgpu,io_uring_fixed", "bound amdgpu, even built in");
+    }
+
+    #[test]
+    fn nv_grdma_pci_topology_supported_registry_override_forces_allow_or_deny() {
+        // NVreg_GrdmaPciTopoCheckOverride: 1 allow, 2 deny, before the chipset check
+        let f = PairFacts { grdma_override: Some(2), ..below_switch(NVIDIA_GPU, MLX5, IommuMode::Off) };
+        let n = judge(&f);
+        let n = get(&n, Stack::NvidiaPeermem);
+        assert_eq!((n.allowed, n.route), (Some(false), None));
+        assert!(n.reason.contains("=2 forces deny"), "{}", n.reason);
+        let f = PairFacts { grdma_override: Some(1), nvidia_unsupported_chipset: true, ..refused(NVIDIA_GPU, MLX5) };
+        let n = judge(&f);
+        assert_eq!(get(&n, Stack::NvidiaDmabuf).allowed, Some(true), "1 beats the flagged chipset");
+        assert_eq!(get(&n, Stack::NvidiaDmabuf).route, Some(Route::RootComplex));
+        let f = PairFacts { grdma_override: Some(0), ..refused(NVIDIA_GPU, MLX5) };
+        assert!(get(&judge(&f), Stack::NvidiaPeermem).reason.contains("is 0: the driver's own check"));
     }
 }

@@ -239,7 +239,23 @@ fn read_machine(roots: &Roots, p2pmem_seen: bool) -> Machine {
         iommu,
         // NCCL's environment is the job's, not this process's: never read here.
         nccl_env: Default::default(),
+        modules: read_modules(roots),
+        nvidia_registry: read_nvidia_params(roots),
     }
+}
+
+/// Loaded modules (`/proc/modules`), None when unreadable: which stacks apply.
+fn read_modules(roots: &Roots) -> Option<Vec<String>> {
+    let text = bounded::read_string(&roots.proc.join("modules"), Bound::PROC_TABLE).ok()?;
+    Some(p2pdma_core::stack_inputs::parse_proc_modules(&text))
+}
+
+/// NVIDIA's registry keys (`/proc/driver/nvidia/params`, present while nvidia is loaded);
+/// empty when absent or unreadable.
+fn read_nvidia_params(roots: &Roots) -> BTreeMap<String, String> {
+    bounded::read_string(&roots.proc.join("driver/nvidia/params"), Bound::ATTRIBUTE)
+        .map(|t| p2pdma_core::stack_inputs::parse_nvidia_params(&t))
+        .unwrap_or_default()
 }
 
 /// Class devices and the first PCI device above each (what `find_parent_pci_dev` finds).
