@@ -382,7 +382,7 @@ fn dma_map_resource_route(f: &PairFacts, below_switch_direct: bool) -> Option<Ro
 /// false) < 0` turns peer2peer off and the buffer moves to system memory; quiet (no log).
 fn gpu_dma_buf(stack: Stack, f: &PairFacts) -> StackVerdict {
     let (func, moved) = match stack {
-        Stack::Amdgpu => ("amdgpu_dma_buf_attach", "the buffer object moves to GTT (system memory); with XGMI peers the check is skipped"),
+        Stack::Amdgpu => ("amdgpu_dma_buf_attach", "the buffer object moves to GTT (system memory); a buffer that cannot leave VRAM fails the mapping (amdgpu_dma_buf_map: ttm_bo_validate's error; -EBUSY for one pinned there in older releases); with XGMI peers the check is skipped"),
         _ => ("xe_dma_buf_attach", "the buffer object moves to TT (system memory); a VRAM-only buffer cannot move and the attach fails with -EOPNOTSUPP"),
     };
     let yes = f.map_type.supported();
@@ -716,6 +716,7 @@ mod tests {
         assert_eq!((a.allowed, a.route, a.on_refusal), (Some(false), Some(Route::HostMemory), OnRefusal::HostMemory));
         assert_eq!(a.log, None, "pci_p2pdma_distance(..., false) is quiet");
         assert!(a.reason.contains("system memory"));
+        assert!(a.reason.contains("cannot leave VRAM fails"), "a buffer that cannot move: the import fails");
     }
 
     #[test]
