@@ -302,3 +302,23 @@ fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_and_nvidia_params_are_read_from_proc_or_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots { sys: dir.path().join("sys"), proc: dir.path().join("proc") };
+        assert_eq!(read_modules(&roots), None, "no /proc/modules: unknown");
+        assert!(read_nvidia_params(&roots).is_empty());
+        fs::create_dir_all(roots.proc.join("driver/nvidia")).unwrap();
+        fs::write(roots.proc.join("modules"), "nvidia_peermem 16384 0 - Live 0x0 (POE)\nnvidia 1 1 - Live 0x0\n")
+            .unwrap();
+        fs::write(roots.proc.join("driver/nvidia/params"), "GrdmaPciTopoCheckOverride: 2\n").unwrap();
+        assert_eq!(read_modules(&roots).unwrap(), ["nvidia_peermem", "nvidia"]);
+        let reg = read_nvidia_params(&roots);
+        assert_eq!(p2pdma_core::stack_inputs::grdma_override(&reg), Some(2));
+    }
+}
