@@ -775,6 +775,10 @@ fn check_stacks_nccl_env_from_the_flag_and_the_topology_file() {
     let file = spec.replace("iommu = false\n", "iommu = false\nnccl_env = { NCCL_NET_GDR_LEVEL = \"SYS\" }\n");
     assert_eq!(gdr(&file, &[])["allowed"], true, "the topology file's nccl_env");
     assert_eq!(gdr(&file, &["--nccl-env", "NCCL_NET_GDR_LEVEL=PIX"])["allowed"], false, "the flag wins");
+    let bad_file = spec.replace("iommu = false\n", "iommu = false\nnccl_env = { P2P_LEVEL = \"SYS\" }\n");
+    let (code, _, err) = stacks_with(&bad_file, "gpu0", &["nic0"], &["--json"]);
+    assert_eq!((code, err.lines().count()), (2, 1), "{err}");
+    assert!(err.contains("machine.nccl_env"), "{err}");
     let (code, out, err) = stacks_with(&spec, "gpu0", &["nic0"], &["--nccl-env", "P2P_LEVEL=SYS", "--json"]);
     assert_eq!((code, out.as_str(), err.lines().count()), (2, "", 1), "{err}");
     assert!(err.contains("--nccl-env") && err.contains("not an NCCL_ variable name"), "{err}");

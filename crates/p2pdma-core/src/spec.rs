@@ -534,6 +534,9 @@ impl Spec {
         if let Some(r) = &self.machine.kernel_release {
             r.parse::<crate::release::KernelRelease>().map_err(|e| format!("machine.kernel_release: {e}"))?;
         }
+        for (k, v) in &self.machine.nccl_env {
+            crate::nccl::parse_assignment(&format!("{k}={v}")).map_err(|e| format!("machine.nccl_env: {e}"))?;
+        }
         let mut topo = Topology {
             machine: self.lowered_machine(cpu_vendor, cpu_family, p2pdma_built),
             host_bridges: tree.bridges.into_iter().map(|b| b.bridge).collect(),
