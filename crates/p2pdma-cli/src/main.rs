@@ -83,6 +83,11 @@ enum Command {
         /// nccl_p2p, nccl_gdr).
         #[arg(long, value_name = "NAME")]
         stack: Option<String>,
+        /// The NCCL job's environment for the nccl stacks, repeatable (`NCCL_P2P_LEVEL=SYS`,
+        /// `NCCL_P2P_DISABLE=1`, `NCCL_NET_GDR_LEVEL=PHB`, `NCCL_NET_GDR_READ=0`); replaces a
+        /// topology file's `nccl_env` key by key. p2pdma's own environment is never read.
+        #[arg(long = "nccl-env", value_name = "KEY=VALUE")]
+        nccl_env: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -464,8 +469,8 @@ const UNCERTAIN: u8 = 3;
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Topo { source, json, svg, class, devices } => topo(&source, json, svg, &class, &devices),
-        Command::Check { source, provider, clients, stack, json } => {
-            check(&source, &provider, &clients, stack.as_deref(), json)
+        Command::Check { source, provider, clients, stack, nccl_env, json } => {
+            check(&source, &provider, &clients, stack.as_deref(), &nccl_env, json)
         }
         Command::Addr { source, client, target, json } => addr(&source, &client, &target, json),
         Command::Find { source, clients, any_bar, json } => find(&source, &clients, any_bar, json),
@@ -522,10 +527,17 @@ fn check(
     provider: &str,
     clients: &[String],
     stack: Option<&str>,
+    nccl_env: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let only = stack.map(p2pdma_core::stacks::Stack::parse).transpose()?;
-    let loaded = source.load()?;
+    let env = nccl_env
+        .iter()
+        .map(|a| p2pdma_core::nccl::parse_assignment(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--nccl-env: {e}"))?;
+    let mut loaded = source.load()?;
+    loaded.topology.machine.nccl_env.extend(env);
     let engine = Engine::new(&loaded.topology)?;
     let mut report = analysis::check_memory(&engine, provider, clients)?;
     if let Some(only) = only {

@@ -677,13 +677,23 @@ fn stack<'a>(stacks: &'a [serde_json::Value], name: &str, client: &str) -> &'a s
 
 #[test]
 fn check_stacks_nvidia_allows_what_p2pdma_refuses_on_root_ports() {
-    let s = stacks_of(&two_socket_intel("10de:2330", false, false), "gpu0", &["nic0", "nvme0"]);
+    // Issue 22's acceptance: nvidia and nvidia_peermem loaded (and nvmet_rdma).
+    let spec = two_socket_intel("10de:2330", false, false)
+        .replace("iommu = false\n", "iommu = false\nmodules = [\"nvidia\", \"nvidia_peermem\", \"nvmet_rdma\"]\n");
+    let s = stacks_of(&spec, "gpu0", &["nic0", "nvme0"]);
     let (nic, nvme) = (":02:00.0", ":03:00.0");
-    for (name, client) in [("block", nvme), ("nvmet_rdma", nic), ("vfio_dmabuf", nic)] {
+    for (name, client) in [("block", nvme), ("vfio_dmabuf", nic)] {
         assert_eq!(stack(&s, name, client)["allowed"], false, "{name}");
         assert!(stack(&s, name, client)["log"].as_str().unwrap().contains("cannot be used for peer-to-peer DMA"));
     }
-    assert_eq!(stack(&s, "nvmet_rdma", nic)["route"], "host_memory");
+    // nvmet serves from the provider's p2pmem pool: a GPU without one is not its provider.
+    let n = stack(&s, "nvmet_rdma", nic);
+    assert_eq!((&n["allowed"], &n["log"]), (&serde_json::Value::Null, &serde_json::Value::Null));
+    assert!(n["reason"].as_str().unwrap().starts_with("does not apply"), "{n}");
+    let s2 = stacks_of(&spec, "nvme0", &["nic0"]);
+    let n = stack(&s2, "nvmet_rdma", nic);
+    assert_eq!((&n["allowed"], &n["route"]), (&false.into(), &"host_memory".into()), "the drive's CMB pool: refused");
+    assert!(n["log"].as_str().unwrap().contains("cannot be used for peer-to-peer DMA"));
     let n = stack(&s, "nvidia_peermem", nic);
     assert_eq!(
         (&n["allowed"], &n["consults_p2pdma"], &n["log"], &n["route"]),
@@ -734,4 +744,65 @@ fn check_stack_narrows_the_block_and_refuses_unknown_names() {
     assert_eq!((code, out.as_str()), (2, ""));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown stack `rdma`") && err.contains("nccl_gdr"), "{err}");
+}
+
+fn stacks_with(spec: &str, provider: &str, clients: &[&str], extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, spec).unwrap();
+    let mut args = vec!["check", "--spec", path.to_str().unwrap(), provider];
+    args.extend(clients);
+    args.extend(extra);
+    p2pdma(&args)
+}
+
+#[test]
+fn check_stacks_nccl_env_from_the_flag_and_the_topology_file() {
+    // ncclTopoCheckGdr / ncclGetLevel: NCCL_NET_GDR_LEVEL=PHB allows the PHB path
+    let spec = two_socket_intel("10de:2330", false, false);
+    let gdr = |spec: &str, extra: &[&str]| {
+        let mut args = vec!["--json"];
+        args.extend(extra);
+        let (code, out, err) = stacks_with(spec, "gpu0", &["nic0"], &args);
+        assert!(code <= 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        stack(v["stacks"].as_array().unwrap(), "nccl_gdr", ":02:00.0").clone()
+    };
+    assert_eq!(gdr(&spec, &[])["allowed"], false);
+    let g = gdr(&spec, &["--nccl-env", "NCCL_NET_GDR_LEVEL=PHB"]);
+    assert_eq!((&g["allowed"], &g["route"]), (&true.into(), &"root_complex".into()));
+    assert!(g["reason"].as_str().unwrap().contains("set: NCCL_NET_GDR_LEVEL=PHB"), "{g}");
+    let file = spec.replace("iommu = false\n", "iommu = false\nnccl_env = { NCCL_NET_GDR_LEVEL = \"SYS\" }\n");
+    assert_eq!(gdr(&file, &[])["allowed"], true, "the topology file's nccl_env");
+    assert_eq!(gdr(&file, &["--nccl-env", "NCCL_NET_GDR_LEVEL=PIX"])["allowed"], false, "the flag wins");
+    let bad_file = spec.replace("iommu = false\n", "iommu = false\nnccl_env = { P2P_LEVEL = \"SYS\" }\n");
+    let (code, _, err) = stacks_with(&bad_file, "gpu0", &["nic0"], &["--json"]);
+    assert_eq!((code, err.lines().count()), (2, 1), "{err}");
+    assert!(err.contains("machine.nccl_env"), "{err}");
+    let (code, out, err) = stacks_with(&spec, "gpu0", &["nic0"], &["--nccl-env", "P2P_LEVEL=SYS", "--json"]);
+    assert_eq!((code, out.as_str(), err.lines().count()), (2, "", 1), "{err}");
+    assert!(err.contains("--nccl-env") && err.contains("not an NCCL_ variable name"), "{err}");
+}
+
+#[test]
+fn check_stacks_registry_drivers_and_release_from_the_topology_file() {
+    let spec = two_socket_intel("10de:2330", false, false);
+    // nv_grdma_pci_topology_supported: NVreg_GrdmaPciTopoCheckOverride=2 denies
+    let deny = spec.replace("iommu = false\n", "iommu = false\nnvidia_registry = { GrdmaPciTopoCheckOverride = 2 }\n");
+    let s = stacks_of(&deny, "gpu0", &["nic0"]);
+    let n = stack(&s, "nvidia_peermem", ":02:00.0");
+    assert_eq!(n["allowed"], false);
+    assert!(n["reason"].as_str().unwrap().contains("GrdmaPciTopoCheckOverride=2"), "{n}");
+    // A GPU bound to vfio-pci: NVIDIA's exporter and NCCL are not its stacks.
+    let vfio = spec.replace("id = \"10de:2330\"\n", "id = \"10de:2330\"\ndriver = \"vfio-pci\"\n");
+    let s = stacks_of(&vfio, "gpu0", &["nic0"]);
+    let names: Vec<&str> = s.iter().map(|x| x["stack"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"nvidia_dmabuf") && !names.contains(&"nccl_gdr") && names.contains(&"vfio_dmabuf"));
+    // Before 6.19 there is no VFIO dma-buf export.
+    let (code, out, err) = stacks_with(&spec, "gpu0", &["nic0"], &["--kernel", "6.18", "--json"]);
+    assert!(code <= 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let x = stack(v["stacks"].as_array().unwrap(), "vfio_dmabuf", ":02:00.0");
+    assert_eq!((&x["allowed"], &x["on_refusal"]), (&serde_json::Value::Null, &"not_asked".into()));
+    assert!(x["reason"].as_str().unwrap().contains("6.19"), "{x}");
 }

@@ -207,3 +207,23 @@ fn live_read_takes_the_whitelist_from_the_kernel_image() {
     let k = &serde_json::from_str::<Value>(&out).unwrap()["kernel"];
     assert_eq!(k["whitelist_source"]["source"], "release_table", "{k}");
 }
+
+#[test]
+fn kernel_before_the_zen_cpu_rule_refuses_a_zen_host_bridge_path() {
+    // drivers/pci/p2pdma.c cpu_supports_p2pdma() came in 5.9 (dea286bb71ba)
+    let dir = tempfile::tempdir().unwrap();
+    let intel = two_root_ports(dir.path(), "1022:1480", "");
+    let zen = intel.replace(".toml", "-zen.toml");
+    std::fs::write(&zen, std::fs::read_to_string(&intel).unwrap().replace("cpu = \"intel\"", "cpu = \"epyc-milan\""))
+        .unwrap();
+    for (kernel, want, code) in
+        [("7.2", "thru_host_bridge", 0), ("5.9", "thru_host_bridge", 0), ("5.8", "not_supported", 1)]
+    {
+        let (c, v) = check(&zen, kernel);
+        assert_eq!((v["map_type"].as_str(), c), (Some(want), code), "Zen host bridge path on {kernel}: {v}");
+    }
+    let (_, v) = check(&zen, "5.8");
+    let text = v["clients"][0].to_string();
+    assert!(text.contains("cpu_supports_p2pdma came in 5.9"), "{text}");
+    assert!(text.contains("a kernel 5.9 or newer lets AMD Zen CPUs"), "{text}");
+}

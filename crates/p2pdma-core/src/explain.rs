@@ -201,7 +201,16 @@ fn explain_host_bridge_refused(
     pname: &str,
     cname: &str,
 ) {
-    v.reasons.push(format!("the CPU ({}) is not AMD Zen or newer (the kernel's CPU rule)", hb.cpu));
+    if hb.cpu_rule_absent {
+        let (ma, mi) = crate::whitelist::CPU_RULE_SINCE;
+        v.reasons.push(format!(
+            "the CPU ({}) is AMD Zen or newer, but this release has no CPU rule: cpu_supports_p2pdma came in {ma}.{mi} (dea286bb71ba)",
+            hb.cpu
+        ));
+        v.fixes.push(format!("a kernel {ma}.{mi} or newer lets AMD Zen CPUs route P2P through the host bridge"));
+    } else {
+        v.reasons.push(format!("the CPU ({}) is not AMD Zen or newer (the kernel's CPU rule)", hb.cpu));
+    }
     for b in &hb.bridges {
         match (&b.id, &b.entry) {
             (None, _) => v.reasons.push(format!(

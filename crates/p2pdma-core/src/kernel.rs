@@ -89,7 +89,7 @@ const FEATURES: &[FeatureRow] = &[
     ("userspace_allocate", Some((6, 2)), "6.2", "userspace mmap of p2pmem/allocate, used with O_DIRECT on NVMe"),
     ("vfio_dmabuf_export", Some((6, 19)), "6.19", "VFIO exports device BARs as dma-bufs; such providers have no p2pmem/ directory"),
     ("multipath_and_md", Some(MULTIPATH_P2PDMA_SINCE), "7.2", "P2P buffers through NVMe multipath head nodes and md RAID (fb0eeeed91f3, 02666132403a); before, such a namespace rejects P2P buffers (use nvme_core.multipath=N)"),
-    ("fixed_buffers", None, "never", "io_uring registered (fixed) buffers can never be P2P memory: FOLL_LONGTERM with FOLL_PCI_P2PDMA fails (EOPNOTSUPP)"),
+    ("fixed_buffers", None, "never", "io_uring registered (fixed) buffers can never be P2P memory: io_pin_pages pins without FOLL_PCI_P2PDMA and GUP refuses P2P pages (try_grab_folio: EREMOTEIO)"),
 ];
 
 /// The kernel as p2pdma judges it: shown by `topo`, the report and every `--json`.
@@ -202,9 +202,9 @@ pub fn capabilities(machine: &Machine) -> KernelCapabilities {
 pub fn whitelisted_from(id: &str) -> Option<String> {
     let (v, d) = id.split_once(':')?;
     let (v, d) = (u16::from_str_radix(v, 16).ok()?, u16::from_str_radix(d, 16).ok()?);
-    let k = whitelist::TABLE
-        .iter()
-        .find(|k| k.entry.vendor == v && (k.entry.device == ANY_DEVICE || k.entry.device == d))?;
+    let k = whitelist::TABLE.iter().find(|k| {
+        k.dropped.is_none() && k.entry.vendor == v && (k.entry.device == ANY_DEVICE || k.entry.device == d)
+    })?;
     let (ma, mi) = k.mainline;
     let pending = if (ma, mi) > whitelist::NEWEST_KNOWN { ", not yet released: in the PCI tree" } else { "" };
     Some(match k.stable {
@@ -304,6 +304,7 @@ pub fn as_release(observed: &Topology, named: &NamedRelease) -> Topology {
 mod tests {
     use super::*;
     use crate::model::ImageWhitelist;
+    use crate::verdict::MapType;
 
     #[test]
     fn config_and_kallsyms_say_yes_no_or_nothing() {
@@ -360,6 +361,66 @@ mod tests {
         assert!(crate::metrics::kernel_p2pdma_support(&t) == Some(false));
         let t = as_release(&t, &named("4.20"));
         assert!(!p2pdma_absent(&t.machine));
+    }
+
+    /// Two NVMe drives on two root ports of an AMD host bridge no list names, a Zen 3 CPU.
+    const ZEN_HOST_BRIDGE: &str = r#"name = "zen"
+[machine]
+cpu = "epyc-milan"
+[[host_bridge]]
+name = "pci0000:00"
+id = "1022:1480"
+[[root_port]]
+name = "rp0"
+slot = 0x10
+[[root_port]]
+name = "rp1"
+slot = 0x11
+[[endpoint]]
+name = "nvme-a"
+kind = "nvme"
+parent = "rp0"
+cmb_mib = 16
+[[endpoint]]
+name = "nvme-b"
+kind = "nvme"
+parent = "rp1"
+"#;
+
+    #[test]
+    fn cpu_supports_p2pdma_applies_from_5_9_only() {
+        // drivers/pci/p2pdma.c cpu_supports_p2pdma(), dea286bb71ba (5.9)
+        let (_, observed) = crate::spec::from_text(ZEN_HOST_BRIDGE, std::path::Path::new("zen.toml")).unwrap();
+        let idx = |t: &Topology, n: &str| t.devices.iter().position(|d| d.name.as_deref() == Some(n)).unwrap();
+        let map_type = |kernel: &str| {
+            let t = as_release(&observed, &kernel.parse().unwrap());
+            let e = crate::verdict::Engine::new(&t).unwrap();
+            (e.pair(idx(&t, "nvme-a"), idx(&t, "nvme-b")).map_type, e.cpu_allows())
+        };
+        assert_eq!(map_type("7.2"), (MapType::ThruHostBridge, true));
+        assert_eq!(map_type("5.9"), (MapType::ThruHostBridge, true));
+        assert_eq!(map_type("5.8"), (MapType::NotSupported, false), "no CPU rule before 5.9");
+        assert_eq!(map_type("5.4"), (MapType::NotSupported, false));
+        let e = crate::verdict::Engine::new(&observed).unwrap();
+        assert!(e.cpu_allows(), "no release known: the newest rules");
+    }
+
+    #[test]
+    fn amd_zen_root_complex_entry_allows_before_the_cpu_rule() {
+        // 0f97da831026 (5.2, root_complex_whitelist) .. dea286bb71ba (5.9) dropped it
+        let text = ZEN_HOST_BRIDGE.replace("1022:1480", "1022:1450").replace("epyc-milan", "epyc");
+        let (_, observed) = crate::spec::from_text(&text, std::path::Path::new("zen1.toml")).unwrap();
+        let idx = |t: &Topology, n: &str| t.devices.iter().position(|d| d.name.as_deref() == Some(n)).unwrap();
+        for (kernel, want) in [
+            ("5.1", MapType::NotSupported),
+            ("5.2", MapType::ThruHostBridge),
+            ("5.8", MapType::ThruHostBridge),
+            ("5.9", MapType::ThruHostBridge),
+        ] {
+            let t = as_release(&observed, &kernel.parse().unwrap());
+            let e = crate::verdict::Engine::new(&t).unwrap();
+            assert_eq!(e.pair(idx(&t, "nvme-a"), idx(&t, "nvme-b")).map_type, want, "{kernel}");
+        }
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub struct Machine {
     /// What the kernel has for P2P (build, whitelist image, IOMMU mode); unknown in older snapshots.
     #[serde(default)]
     pub kernel: KernelFacts,
+    /// The NCCL job's environment (`NCCL_P2P_LEVEL`, `NCCL_NET_GDR_LEVEL`, ...): a topology
+    /// file's `[machine] nccl_env` or `check --nccl-env`. Never p2pdma's own environment,
+    /// which is not the job's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nccl_env: BTreeMap<String, String>,
+    /// Loaded kernel modules (/proc/modules, `[machine] modules`); None when unknown.
+    /// Built-in drivers are not listed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+    /// NVIDIA registry keys (/proc/driver/nvidia/params, `[machine] nvidia_registry`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nvidia_registry: BTreeMap<String, String>,
 }
 
 /// A PCI host bridge: the root of one PCI hierarchy.

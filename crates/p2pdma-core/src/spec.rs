@@ -52,6 +52,33 @@ pub struct SpecMachine {
     /// Whether the kernel is built with CONFIG_PCI_P2PDMA (default true); false describes a
     /// kernel without it: no device publishes P2P memory, a drive's CMB stays unused.
     pub p2pdma: Option<bool>,
+    /// The NCCL job's environment, e.g. `{ NCCL_P2P_LEVEL = "SYS" }` (`check`'s nccl stacks).
+    #[serde(default)]
+    pub nccl_env: BTreeMap<String, String>,
+    /// Loaded kernel modules, as /proc/modules names them (`nvidia_peermem`, `nvidia_fs`,
+    /// `nvmet_rdma`): which stacks apply. Unset: unknown.
+    pub modules: Option<Vec<String>>,
+    /// NVIDIA registry keys as /proc/driver/nvidia/params has them, e.g.
+    /// `{ GrdmaPciTopoCheckOverride = 1 }`.
+    #[serde(default)]
+    pub nvidia_registry: BTreeMap<String, RegistryValue>,
+}
+
+/// A registry value: a number or a string, kept as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RegistryValue {
+    Number(i64),
+    Text(String),
+}
+
+impl RegistryValue {
+    fn text(&self) -> String {
+        match self {
+            RegistryValue::Number(n) => n.to_string(),
+            RegistryValue::Text(t) => t.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +217,8 @@ pub struct SpecEndpoint {
     pub id: Option<String>,
     /// Its BARs, replacing the kind's defaults (see [`default_bars`]).
     pub bars: Option<Vec<SpecBar>>,
+    /// The driver bound to it (`nvidia`, `amdgpu`, `xe`, `vfio-pci`): which stacks apply.
+    pub driver: Option<String>,
 }
 
 /// One BAR of an endpoint: `{ index = 1, size = "32G", prefetchable = true }`.
@@ -464,6 +493,8 @@ struct Node {
     slot: u8,
     func: u8,
     vf_of: Option<usize>,
+    /// The driver bound to it, when the file names one (`driver = "nvidia"`).
+    driver: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -502,6 +533,9 @@ impl Spec {
         let aliases = self.aliases(&tree, &bdfs)?;
         if let Some(r) = &self.machine.kernel_release {
             r.parse::<crate::release::KernelRelease>().map_err(|e| format!("machine.kernel_release: {e}"))?;
+        }
+        for (k, v) in &self.machine.nccl_env {
+            crate::nccl::parse_assignment(&format!("{k}={v}")).map_err(|e| format!("machine.nccl_env: {e}"))?;
         }
         let mut topo = Topology {
             machine: self.lowered_machine(cpu_vendor, cpu_family, p2pdma_built),
@@ -563,7 +597,7 @@ impl Spec {
                 vendor_name: None,
                 device_name: None,
                 class_name: None,
-                driver: None,
+                driver: n.driver.clone(),
                 upstream,
                 host_bridge: tree.bridges[hb].bridge.name.clone(),
                 physfn: n.vf_of.map(|p| bdfs[p]),
@@ -627,6 +661,9 @@ impl Spec {
                 iommu_mode: Some(if self.machine.iommu { IommuMode::Translated } else { IommuMode::Off }),
                 ..KernelFacts::default()
             },
+            nccl_env: self.machine.nccl_env.clone(),
+            modules: self.machine.modules.clone(),
+            nvidia_registry: self.machine.nvidia_registry.iter().map(|(k, v)| (k.clone(), v.text())).collect(),
         }
     }
 }
@@ -842,6 +879,7 @@ impl Tree {
         };
         let (vendor, device) = parse_id(ep.id.as_deref().unwrap_or(default_id), &format!("endpoint {}", ep.name))?;
         let mut n = Node::plain(ep.name.clone(), vendor, device, class, PortType::Endpoint, parent, slot, ep.function);
+        n.driver = ep.driver.clone();
         n.is_bridge = false;
         n.acs = match &ep.acs {
             Some(a) => a.cap().map_err(|e| format!("endpoint {}: {e}", ep.name))?.map(|c| (c, ep.acs_ctrl)),
@@ -939,6 +977,7 @@ impl Node {
             slot,
             func,
             vf_of: None,
+            driver: None,
         }
     }
 }

@@ -6,10 +6,14 @@
 //! [`StackVerdict`] per stack that could map the pair, from facts the engine already has.
 //! Each rule names the kernel or library function it follows (docs/stacks.md).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::model::IommuMode;
+use crate::nccl;
 use crate::pathclass::PathClass;
+use crate::stack_inputs;
 use crate::verdict::{Engine, MapType, PairVerdict};
 use crate::Error;
 
@@ -141,6 +145,8 @@ pub struct DeviceFacts {
     /// 24-bit class code.
     pub class: u32,
     pub driver: Option<String>,
+    /// It publishes P2P memory (`p2pmem/`): nvmet allocates from that pool.
+    pub p2pmem: bool,
 }
 
 impl DeviceFacts {
@@ -180,11 +186,89 @@ pub struct PairFacts {
     pub nvidia_unsupported_chipset: bool,
     /// x86 with an AMD CPU and at most two NVIDIA GPUs (NCCL's P2P level is then SYS).
     pub amd_cpu_few_gpus: bool,
+    /// The NCCL job's environment (`NCCL_P2P_LEVEL`, ...), as given; never p2pdma's own.
+    pub nccl_env: BTreeMap<String, String>,
+    /// The release judged (`--kernel`, else `uname -r`); None when unknown.
+    pub release: Option<(u32, u32)>,
+    /// Loaded modules; None when unknown.
+    pub modules: Option<Vec<String>>,
+    /// `NVreg_GrdmaPciTopoCheckOverride`; None when the registry was not read.
+    pub grdma_override: Option<i64>,
 }
 
 /// The stacks that could map this pair, each with its decision.
 pub fn judge(f: &PairFacts) -> Vec<StackVerdict> {
-    applicable(f).into_iter().map(|s| judge_one(s, f)).collect()
+    applicable(f)
+        .into_iter()
+        .map(|s| match not_applicable(s, f) {
+            Some(why) => StackVerdict {
+                consults_p2pdma: false,
+                on_refusal: OnRefusal::NotAsked,
+                reason: format!("does not apply: {why}"),
+                ..base(s, f)
+            },
+            None => with_presence(s, f, judge_one(s, f)),
+        })
+        .collect()
+}
+
+/// The release before VFIO's dma-buf export (`VFIO_DEVICE_FEATURE_DMA_BUF`).
+pub const VFIO_DMABUF_SINCE: (u32, u32) = (6, 19);
+/// The release before userspace P2P pages with O_DIRECT (`FOLL_PCI_P2PDMA`), which NVIDIA
+/// documents as GPUDirect Storage's P2PDMA mode's minimum.
+pub const GDS_P2PDMA_SINCE: (u32, u32) = (6, 2);
+
+/// A stack listed for the devices' classes that cannot map this pair on this machine.
+fn not_applicable(s: Stack, f: &PairFacts) -> Option<String> {
+    let before = |since: (u32, u32)| f.release.is_some_and(|r| r < since);
+    match s {
+        Stack::VfioDmabuf if before(VFIO_DMABUF_SINCE) => Some(format!(
+            "VFIO exports BARs as dma-bufs from Linux {}.{} (vfio_pci_dma_buf_attach); this release has no such stack",
+            VFIO_DMABUF_SINCE.0, VFIO_DMABUF_SINCE.1
+        )),
+        Stack::GdsP2pdma if before(GDS_P2PDMA_SINCE) => Some(format!(
+            "GPUDirect Storage's P2PDMA mode needs Linux {}.{} or newer (O_DIRECT on P2P pages, FOLL_PCI_P2PDMA)",
+            GDS_P2PDMA_SINCE.0, GDS_P2PDMA_SINCE.1
+        )),
+        Stack::NvmetRdma if !f.provider.p2pmem => Some(
+            "nvmet takes a namespace's buffers from the provider's P2P memory pool (nvmet_p2pmem_ns_enable, pci_p2pmem_alloc_sgl), and this provider publishes none (no p2pmem/)".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The module (or bound driver) a stack needs, and whether it is there: Some(true/false)
+/// when known, None when neither the driver nor the module list says.
+fn presence(s: Stack, f: &PairFacts) -> (Option<&'static str>, Option<bool>) {
+    let m = |name: &'static str| (Some(name), stack_inputs::loaded(f.modules.as_deref(), name));
+    let gpu = if f.provider.nvidia_gpu() || f.provider.gpu(0x1002) || f.provider.gpu(0x8086) {
+        &f.provider
+    } else {
+        &f.client
+    };
+    let by_driver = |name: &'static str| match gpu.driver.as_deref() {
+        Some(d) => (Some(name), Some(d == name)),
+        None => m(name),
+    };
+    match s {
+        Stack::NvidiaPeermem => m("nvidia_peermem"),
+        Stack::GdsNvfs => m("nvidia_fs"),
+        Stack::NvmetRdma => m("nvmet_rdma"),
+        Stack::Amdgpu => by_driver("amdgpu"),
+        Stack::Xe => by_driver("xe"),
+        Stack::NvidiaDmabuf | Stack::GdsP2pdma | Stack::NcclP2p | Stack::NcclGdr => by_driver("nvidia"),
+        Stack::Block | Stack::IoUringFixed | Stack::VfioDmabuf => (None, Some(true)),
+    }
+}
+
+/// Says so when whether the stack's module is loaded is unknown.
+fn with_presence(s: Stack, f: &PairFacts, mut v: StackVerdict) -> StackVerdict {
+    if let (Some(module), None) = presence(s, f) {
+        v.reason.push_str(&format!(
+            "; whether {module} is loaded is unknown (no module list: /proc/modules or [machine] modules): this stack applies only if it is"
+        ));
+    }
+    v
 }
 
 /// The stacks that apply to the pair's device classes (vendor, class, driver).
@@ -195,6 +279,7 @@ pub fn applicable(f: &PairFacts) -> Vec<Stack> {
     let xe = p.gpu(0x8086) && p.driver.as_deref().is_none_or(|d| d == "xe");
     Stack::ALL
         .into_iter()
+        .filter(|&s| presence(s, f).1 != Some(false))
         .filter(|s| match s {
             Stack::Block | Stack::IoUringFixed => c.nvme(),
             Stack::NvmetRdma => c.nvme() || c.nic(),
@@ -233,7 +318,7 @@ fn judge_one(s: Stack, f: &PairFacts) -> StackVerdict {
             route: None,
             on_refusal: OnRefusal::Error,
             log: None,
-            reason: "io_pin_pages pins registered (fixed) buffers without FOLL_PCI_P2PDMA: GUP refuses P2P pages (is_valid_gup_args: a WARN and -EINVAL; 6.2-era check_vma_flags: -EOPNOTSUPP); plain O_DIRECT reads and writes follow the block rule".into(),
+            reason: "io_sqe_buffer_register → io_pin_pages pins registered (fixed) buffers with FOLL_WRITE | FOLL_LONGTERM and without FOLL_PCI_P2PDMA: GUP refuses a P2P page (try_grab_folio: -EREMOTEIO, or -EFAULT when pages before it were pinned), so IORING_REGISTER_BUFFERS fails; plain O_DIRECT reads and writes follow the block rule".into(),
             ..base(s, f)
         },
         Stack::NcclP2p => nccl_p2p(f),
@@ -297,7 +382,7 @@ fn dma_map_resource_route(f: &PairFacts, below_switch_direct: bool) -> Option<Ro
 /// false) < 0` turns peer2peer off and the buffer moves to system memory; quiet (no log).
 fn gpu_dma_buf(stack: Stack, f: &PairFacts) -> StackVerdict {
     let (func, moved) = match stack {
-        Stack::Amdgpu => ("amdgpu_dma_buf_attach", "the buffer object moves to GTT (system memory); with XGMI peers the check is skipped"),
+        Stack::Amdgpu => ("amdgpu_dma_buf_attach", "the buffer object moves to GTT (system memory); a buffer that cannot leave VRAM fails the mapping (amdgpu_dma_buf_map: ttm_bo_validate's error; -EBUSY for one pinned there in older releases); with XGMI peers the check is skipped"),
         _ => ("xe_dma_buf_attach", "the buffer object moves to TT (system memory); a VRAM-only buffer cannot move and the attach fails with -EOPNOTSUPP"),
     };
     let yes = f.map_type.supported();
@@ -325,6 +410,11 @@ fn gpu_dma_buf(stack: Stack, f: &PairFacts) -> StackVerdict {
 /// nvidia-peermem and NVIDIA's dma-buf exporter: `nv_grdma_pci_topology_supported` (nv-pci.c)
 /// never asks P2PDMA; it refuses only on flagged chipsets without a common switch.
 fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
+    match f.grdma_override {
+        Some(1) => return nvidia_forced(stack, f, true),
+        Some(2) => return nvidia_forced(stack, f, false),
+        _ => {}
+    }
     let allowed = !f.nvidia_unsupported_chipset || f.below_common_switch;
     let direct = f.below_common_switch && !f.acs_redirects;
     let mut reason = if f.nvidia_unsupported_chipset {
@@ -333,7 +423,14 @@ fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
             if allowed { "allowed below the common switch" } else { "refused without a common switch" }
         )
     } else {
-        "nv_grdma_pci_topology_supported allows: it never asks P2PDMA (no ACS, IOMMU, host bridge whitelist or CONFIG_PCI_P2PDMA check); NVreg_GrdmaPciTopoCheckOverride can force it".to_string()
+        format!(
+            "nv_grdma_pci_topology_supported allows: it never asks P2PDMA (no ACS, IOMMU, host bridge whitelist or CONFIG_PCI_P2PDMA check); {}",
+            if f.grdma_override.is_none() {
+                "the registry was not read: NVreg_GrdmaPciTopoCheckOverride=1 or 2 (/proc/driver/nvidia/params) would force allow or deny"
+            } else {
+                "NVreg_GrdmaPciTopoCheckOverride is 0: the driver's own check"
+            }
+        )
     };
     if f.acs_redirects {
         reason.push_str("; WARNING: ACS redirects this path, so peer traffic goes up through the root complex");
@@ -362,6 +459,29 @@ fn nvidia(stack: Stack, f: &PairFacts) -> StackVerdict {
     }
 }
 
+/// `NVreg_GrdmaPciTopoCheckOverride` 1 (allow) or 2 (deny): nv_grdma_pci_topology_supported
+/// returns it before any topology check (only a coherent platform is decided earlier).
+fn nvidia_forced(stack: Stack, f: &PairFacts, allow: bool) -> StackVerdict {
+    let direct = f.below_common_switch && !f.acs_redirects;
+    let mut reason = format!(
+        "nv_grdma_pci_topology_supported: NVreg_GrdmaPciTopoCheckOverride={} forces {} whatever the topology; it never asks P2PDMA",
+        if allow { 1 } else { 2 },
+        if allow { "allow" } else { "deny" }
+    );
+    if allow && !direct {
+        reason.push_str("; WARNING: no common switch or an ACS redirect: peer traffic goes through the root complex");
+    }
+    StackVerdict {
+        consults_p2pdma: false,
+        allowed: Some(allow),
+        route: if allow { dma_map_resource_route(f, direct) } else { None },
+        on_refusal: OnRefusal::NotAsked,
+        log: None,
+        reason,
+        ..base(stack, f)
+    }
+}
+
 /// NCCL's path types, in its order (graph.h), for the classes nvidia-smi prints: NCCL has one
 /// CPU node per NUMA node, so its PHB covers nvidia-smi's PHB and NODE.
 fn nccl_path(c: PathClass) -> (u8, &'static str) {
@@ -374,11 +494,13 @@ fn nccl_path(c: PathClass) -> (u8, &'static str) {
     }
 }
 
-/// `ncclTopoCheckP2p`: default level PXB; SYS on x86 AMD with at most two GPUs.
+/// `ncclTopoCheckP2p`: default level PXB; SYS on x86 AMD with at most two GPUs;
+/// `NCCL_P2P_DISABLE=1` or `NCCL_P2P_LEVEL` override (`ncclGetUserP2pLevel`).
 fn nccl_p2p(f: &PairFacts) -> StackVerdict {
     let (path, name) = nccl_path(f.path_class);
-    let (level, level_name) = if f.amd_cpu_few_gpus { (9, "SYS (x86 AMD, at most 2 GPUs)") } else { (5, "PXB") };
+    let (level, level_words) = nccl::p2p_level(&f.nccl_env, f.amd_cpu_few_gpus);
     let yes = path <= level;
+    let ignored = nccl::ignored(&f.nccl_env, "NCCL_P2P_LEVEL").map(|i| format!("; {i}")).unwrap_or_default();
     StackVerdict {
         consults_p2pdma: false,
         allowed: Some(yes),
@@ -386,7 +508,7 @@ fn nccl_p2p(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckP2p: path {name} (nvidia-smi {}), default NCCL_P2P_LEVEL {level_name}: {}; NVML must also report P2P read/write OK",
+            "ncclTopoCheckP2p: path {name} (nvidia-smi {}), NCCL_P2P_LEVEL {level_words}: {}; NVML must also report P2P read/write OK{ignored}",
             f.path_class.as_str(),
             if yes { "P2P transport" } else { "no P2P, NCCL uses shared host memory" }
         ),
@@ -395,11 +517,22 @@ fn nccl_p2p(f: &PairFacts) -> StackVerdict {
 }
 
 /// `ncclTopoCheckGdr`: default level P2C (NCCL_NET_GDR_C2C=1), so PIX and PXB get GDR and
-/// PHB and SYS do not; the mapping itself is nvidia-peermem's or the dma-buf exporter's.
+/// PHB and SYS do not; `NCCL_NET_GDR_LEVEL` overrides, `NCCL_NET_GDR_READ` decides sends.
+/// The mapping itself is nvidia-peermem's or the dma-buf exporter's.
 fn nccl_gdr(f: &PairFacts) -> StackVerdict {
     let (path, name) = nccl_path(f.path_class);
-    let yes = path <= 6;
+    let (level, level_words) = nccl::gdr_level(&f.nccl_env);
+    let yes = path <= level;
     let direct = f.below_common_switch && !f.acs_redirects;
+    let ignored = nccl::ignored(&f.nccl_env, "NCCL_NET_GDR_LEVEL").map(|i| format!("; {i}")).unwrap_or_default();
+    let what = if yes {
+        format!(
+            "GPUDirect RDMA for receives (mapped by nvidia-peermem or the dma-buf exporter); {}",
+            nccl::gdr_read(&f.nccl_env)
+        )
+    } else {
+        "no GPUDirect RDMA, the NIC reads and writes through host memory (NCCL_NET_GDR_LEVEL overrides)".to_string()
+    };
     StackVerdict {
         consults_p2pdma: false,
         allowed: Some(yes),
@@ -407,13 +540,8 @@ fn nccl_gdr(f: &PairFacts) -> StackVerdict {
         on_refusal: OnRefusal::HostMemory,
         log: None,
         reason: format!(
-            "ncclTopoCheckGdr: path {name} (nvidia-smi {}), default NCCL_NET_GDR_LEVEL P2C: {}",
-            f.path_class.as_str(),
-            if yes {
-                "GPUDirect RDMA (mapped by nvidia-peermem or the dma-buf exporter)"
-            } else {
-                "no GPUDirect RDMA by default, the NIC reads and writes through host memory (NCCL_NET_GDR_LEVEL overrides)"
-            }
+            "ncclTopoCheckGdr: path {name} (nvidia-smi {}), NCCL_NET_GDR_LEVEL {level_words}: {what}{ignored}",
+            f.path_class.as_str()
         ),
         ..base(Stack::NcclGdr, f)
     }
@@ -423,7 +551,12 @@ fn nccl_gdr(f: &PairFacts) -> StackVerdict {
 pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usize) -> PairFacts {
     let m = &engine.topo.machine;
     let (p, c) = (engine.device(provider), engine.device(client));
-    let dev = |d: &crate::model::Device| DeviceFacts { vendor: d.vendor, class: d.class, driver: d.driver.clone() };
+    let dev = |d: &crate::model::Device| DeviceFacts {
+        vendor: d.vendor,
+        class: d.class,
+        driver: d.driver.clone(),
+        p2pmem: d.p2pmem.is_some(),
+    };
     let iommu = m.kernel.iommu_mode.or(match m.iommu {
         Some(false) => Some(IommuMode::Off),
         _ => None,
@@ -450,6 +583,10 @@ pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usiz
         kernel_log: v.kernel_log.first().cloned(),
         nvidia_unsupported_chipset: arm && flagged_bridge(&p.host_bridge),
         amd_cpu_few_gpus: x86 && m.cpu_vendor.as_deref() == Some("AuthenticAMD") && nvidia_gpus <= 2,
+        nccl_env: m.nccl_env.clone(),
+        release: crate::kernel::release(m).map(|r| (r.major, r.minor)),
+        modules: m.modules.clone(),
+        grdma_override: stack_inputs::grdma_override(&m.nvidia_registry),
     }
 }
 
@@ -457,11 +594,11 @@ pub fn facts(engine: &Engine<'_>, v: &PairVerdict, provider: usize, client: usiz
 mod tests {
     use super::*;
 
-    const NVIDIA_GPU: DeviceFacts = DeviceFacts { vendor: 0x10de, class: 0x030200, driver: None };
-    const AMD_GPU: DeviceFacts = DeviceFacts { vendor: 0x1002, class: 0x030000, driver: None };
-    const INTEL_GPU: DeviceFacts = DeviceFacts { vendor: 0x8086, class: 0x030000, driver: None };
-    const MLX5: DeviceFacts = DeviceFacts { vendor: 0x15b3, class: 0x020700, driver: None };
-    const NVME: DeviceFacts = DeviceFacts { vendor: 0x144d, class: 0x010802, driver: None };
+    const NVIDIA_GPU: DeviceFacts = DeviceFacts { vendor: 0x10de, class: 0x030200, driver: None, p2pmem: false };
+    const AMD_GPU: DeviceFacts = DeviceFacts { vendor: 0x1002, class: 0x030000, driver: None, p2pmem: false };
+    const INTEL_GPU: DeviceFacts = DeviceFacts { vendor: 0x8086, class: 0x030000, driver: None, p2pmem: false };
+    const MLX5: DeviceFacts = DeviceFacts { vendor: 0x15b3, class: 0x020700, driver: None, p2pmem: false };
+    const NVME: DeviceFacts = DeviceFacts { vendor: 0x144d, class: 0x010802, driver: None, p2pmem: true };
 
     /// Two root ports of a host bridge not on the whitelist (Intel, two sockets): refused.
     fn refused(provider: DeviceFacts, client: DeviceFacts) -> PairFacts {
@@ -478,6 +615,10 @@ mod tests {
             kernel_log: Some("0000:81:00.0: cannot be used for peer-to-peer DMA as the client and provider (0000:01:00.0) do not share an upstream bridge or whitelisted host bridge".into()),
             nvidia_unsupported_chipset: false,
             amd_cpu_few_gpus: false,
+            nccl_env: BTreeMap::new(),
+            release: None,
+            modules: None,
+            grdma_override: None,
         }
     }
 
@@ -575,6 +716,7 @@ mod tests {
         assert_eq!((a.allowed, a.route, a.on_refusal), (Some(false), Some(Route::HostMemory), OnRefusal::HostMemory));
         assert_eq!(a.log, None, "pci_p2pdma_distance(..., false) is quiet");
         assert!(a.reason.contains("system memory"));
+        assert!(a.reason.contains("cannot leave VRAM fails"), "a buffer that cannot move: the import fails");
     }
 
     #[test]
@@ -685,7 +827,7 @@ mod tests {
         let g = judge(&f);
         let g = get(&g, Stack::NcclGdr);
         assert_eq!((g.allowed, g.route), (Some(false), Some(Route::HostMemory)));
-        assert!(g.reason.contains("path PHB (nvidia-smi PHB)") && g.reason.contains("no GPUDirect RDMA by default"));
+        assert!(g.reason.contains("path PHB (nvidia-smi PHB)") && g.reason.contains("P2C (default"), "{}", g.reason);
         let f = PairFacts { path_class: PathClass::SYS, ..refused(MLX5, NVIDIA_GPU) };
         assert_eq!(get(&judge(&f), Stack::NcclGdr).allowed, Some(false));
         let f = below_switch(NVIDIA_GPU, MLX5, IommuMode::Off);
@@ -694,5 +836,101 @@ mod tests {
             (get(&g, Stack::NcclGdr).allowed, get(&g, Stack::NcclGdr).route),
             (Some(true), Some(Route::BusAddress))
         );
+    }
+
+    fn with_env(f: PairFacts, pairs: &[(&str, &str)]) -> PairFacts {
+        PairFacts { nccl_env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..f }
+    }
+
+    #[test]
+    fn nccl_topo_check_p2p_follows_nccl_p2p_level_and_disable() {
+        // ncclTopoCheckP2p → ncclGetUserP2pLevel → ncclGetLevel (src/graph/paths.cc)
+        let phb = PairFacts { path_class: PathClass::PHB, ..refused(NVIDIA_GPU, NVIDIA_GPU) };
+        let p2p = |f: &PairFacts| get(&judge(f), Stack::NcclP2p).clone();
+        assert_eq!(p2p(&phb).allowed, Some(false));
+        let sys = p2p(&with_env(phb.clone(), &[("NCCL_P2P_LEVEL", "SYS")]));
+        assert_eq!((sys.allowed, sys.route), (Some(true), None));
+        assert!(sys.reason.contains("set: NCCL_P2P_LEVEL=SYS"), "{}", sys.reason);
+        assert_eq!(p2p(&with_env(phb.clone(), &[("NCCL_P2P_LEVEL", "3")])).allowed, Some(true), "old 3 = PHB");
+        let pix = PairFacts { path_class: PathClass::PIX, ..phb.clone() };
+        let off = p2p(&with_env(pix.clone(), &[("NCCL_P2P_DISABLE", "1"), ("NCCL_P2P_LEVEL", "SYS")]));
+        assert_eq!((off.allowed, off.route), (Some(false), Some(Route::HostMemory)), "disable beats level");
+        let bad = p2p(&with_env(pix, &[("NCCL_P2P_LEVEL", "sys")]));
+        assert_eq!(bad.allowed, Some(true), "unknown name: the default PXB");
+        assert!(bad.reason.contains("ignored"), "{}", bad.reason);
+    }
+
+    #[test]
+    fn nccl_topo_check_gdr_follows_nccl_net_gdr_level_and_read() {
+        // ncclTopoCheckGdr (src/graph/paths.cc): NCCL_NET_GDR_LEVEL, NCCL_NET_GDR_READ
+        let phb = refused(NVIDIA_GPU, MLX5);
+        let gdr = |f: &PairFacts| get(&judge(f), Stack::NcclGdr).clone();
+        let g = gdr(&with_env(phb.clone(), &[("NCCL_NET_GDR_LEVEL", "PHB")]));
+        assert_eq!((g.allowed, g.route), (Some(true), Some(Route::RootComplex)));
+        assert!(g.reason.contains("set: NCCL_NET_GDR_LEVEL=PHB"), "{}", g.reason);
+        let pix = below_switch(NVIDIA_GPU, MLX5, IommuMode::Off);
+        assert_eq!(gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_LEVEL", "LOC")])).allowed, Some(false));
+        assert_eq!(gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_LEVEL", "0")])).allowed, Some(false), "old 0 = LOC");
+        let r = gdr(&with_env(pix.clone(), &[("NCCL_NET_GDR_READ", "0")]));
+        assert_eq!(r.allowed, Some(true));
+        assert!(r.reason.contains("NCCL_NET_GDR_READ=0"), "{}", r.reason);
+        assert!(gdr(&pix).reason.contains("Ampere"), "the default read rule is said");
+        let c2c_off = gdr(&with_env(pix, &[("NCCL_NET_GDR_C2C", "0")]));
+        assert_eq!(c2c_off.allowed, Some(true), "PIX is within PXB too");
+    }
+
+    #[test]
+    fn vfio_pci_dma_buf_attach_exists_from_6_19_and_gds_p2pdma_from_6_2() {
+        let f = |release| PairFacts { release, ..refused(NVIDIA_GPU, NVME) };
+        let v = judge(&f(Some((6, 18))));
+        let x = get(&v, Stack::VfioDmabuf);
+        assert_eq!((x.allowed, x.route, x.on_refusal, x.log.as_deref()), (None, None, OnRefusal::NotAsked, None));
+        assert!(x.reason.starts_with("does not apply") && x.reason.contains("6.19"), "{}", x.reason);
+        assert_eq!(get(&v, Stack::GdsP2pdma).allowed, Some(false), "6.18 has GDS's P2PDMA mode");
+        assert!(get(&judge(&f(Some((6, 1)))), Stack::GdsP2pdma).reason.starts_with("does not apply"));
+        assert_eq!(get(&judge(&f(Some((6, 19)))), Stack::VfioDmabuf).allowed, Some(false));
+        assert_eq!(get(&judge(&f(None)), Stack::VfioDmabuf).allowed, Some(false), "unknown release: the newest");
+    }
+
+    #[test]
+    fn nvmet_p2pmem_ns_enable_does_not_apply_without_the_providers_p2pmem() {
+        let v = judge(&refused(NVIDIA_GPU, MLX5));
+        let n = get(&v, Stack::NvmetRdma);
+        assert_eq!((n.allowed, n.route, n.log.as_deref()), (None, None, None));
+        assert!(n.reason.contains("does not apply") && n.reason.contains("p2pmem"), "{}", n.reason);
+    }
+
+    #[test]
+    fn stacks_follow_loaded_modules_and_bound_drivers() {
+        let names = |f: &PairFacts| judge(f).iter().map(|s| s.stack.as_str()).collect::<Vec<_>>().join(",");
+        let modules = |m: &[&str]| Some(m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let f = PairFacts { modules: modules(&["nvidia", "nvidia_peermem"]), ..refused(NVIDIA_GPU, MLX5) };
+        assert_eq!(names(&f), "vfio_dmabuf,nvidia_peermem,nvidia_dmabuf,nccl_gdr");
+        assert!(judge(&f).iter().all(|s| !s.reason.contains("is unknown")), "every module known");
+        let f = PairFacts { modules: modules(&["nvidia"]), ..refused(NVIDIA_GPU, MLX5) };
+        assert_eq!(names(&f), "vfio_dmabuf,nvidia_dmabuf,nccl_gdr", "no nvidia_peermem loaded");
+        let f = refused(NVIDIA_GPU, MLX5);
+        assert!(get(&judge(&f), Stack::NvidiaPeermem).reason.contains("whether nvidia_peermem is loaded is unknown"));
+        let vfio = DeviceFacts { driver: Some("vfio-pci".into()), ..NVIDIA_GPU };
+        assert_eq!(names(&refused(vfio, MLX5)), "nvmet_rdma,vfio_dmabuf,nvidia_peermem", "the GPU is not nvidia's");
+        let amd = DeviceFacts { driver: Some("amdgpu".into()), ..AMD_GPU };
+        let f = PairFacts { modules: modules(&[]), ..refused(amd, NVME) };
+        assert_eq!(names(&f), "block,vfio_dmabuf,amdgpu,io_uring_fixed", "bound amdgpu, even built in");
+    }
+
+    #[test]
+    fn nv_grdma_pci_topology_supported_registry_override_forces_allow_or_deny() {
+        // NVreg_GrdmaPciTopoCheckOverride: 1 allow, 2 deny, before the chipset check
+        let f = PairFacts { grdma_override: Some(2), ..below_switch(NVIDIA_GPU, MLX5, IommuMode::Off) };
+        let n = judge(&f);
+        let n = get(&n, Stack::NvidiaPeermem);
+        assert_eq!((n.allowed, n.route), (Some(false), None));
+        assert!(n.reason.contains("=2 forces deny"), "{}", n.reason);
+        let f = PairFacts { grdma_override: Some(1), nvidia_unsupported_chipset: true, ..refused(NVIDIA_GPU, MLX5) };
+        let n = judge(&f);
+        assert_eq!(get(&n, Stack::NvidiaDmabuf).allowed, Some(true), "1 beats the flagged chipset");
+        assert_eq!(get(&n, Stack::NvidiaDmabuf).route, Some(Route::RootComplex));
+        let f = PairFacts { grdma_override: Some(0), ..refused(NVIDIA_GPU, MLX5) };
+        assert!(get(&judge(&f), Stack::NvidiaPeermem).reason.contains("is 0: the driver's own check"));
     }
 }

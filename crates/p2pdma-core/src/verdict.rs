@@ -80,6 +80,8 @@ pub struct Engine<'t> {
     bridges: Vec<BridgeLookup>,
     bridge_root: Vec<Option<u32>>,
     cpu_allows: bool,
+    /// The release judged predates `cpu_supports_p2pdma` (5.9): a Zen CPU is no help.
+    cpu_rule_absent: bool,
     /// No input said which CPU this is (an import without cpuinfo or lscpu): the kernel's
     /// CPU rule (`cpu_supports_p2pdma`) could allow what the rest refuses.
     cpu_unknown: bool,
@@ -146,6 +148,8 @@ impl<'t> Engine<'t> {
             })
             .collect();
         let m = &topo.machine;
+        let rule = whitelist::cpu_rule_in_release(kernel::release(m).map(|r| (r.major, r.minor)));
+        let zen = whitelist::cpu_allows_p2pdma(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family);
         Ok(Engine {
             topo,
             redirect: topo.devices.iter().map(|d| d.acs.redirect_bits()).collect(),
@@ -154,8 +158,9 @@ impl<'t> Engine<'t> {
             host_bridge,
             bridges,
             bridge_root,
-            cpu_allows: whitelist::cpu_allows_p2pdma(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
-            cpu_unknown: whitelist::cpu_rule_unknown(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
+            cpu_allows: rule && zen,
+            cpu_rule_absent: !rule && zen,
+            cpu_unknown: rule && whitelist::cpu_rule_unknown(m.arch.as_deref(), m.cpu_vendor.as_deref(), m.cpu_family),
             whitelist,
             p2pdma_absent: kernel::p2pdma_absent(m),
         })
@@ -381,6 +386,7 @@ impl<'t> Engine<'t> {
         };
         HostBridgeCheck {
             cpu_allows: self.cpu_allows,
+            cpu_rule_absent: self.cpu_rule_absent,
             cpu: format!(
                 "{} family {}",
                 m.cpu_vendor.as_deref().unwrap_or("unknown vendor"),
@@ -461,6 +467,8 @@ pub struct AcsRedirect {
 pub struct HostBridgeCheck {
     /// The CPU rule: AMD Zen (family 0x17) or newer passes everything through the host bridge.
     pub cpu_allows: bool,
+    /// An AMD Zen CPU under a release before the CPU rule (5.9): the rule does not apply.
+    pub cpu_rule_absent: bool,
     pub cpu: String,
     pub same_host_bridge: bool,
     pub whitelist_allows: bool,

@@ -28,6 +28,9 @@ pub struct Known {
     pub stable: Option<(u32, u32, u32)>,
     /// The upstream commit that added it.
     pub commit: &'static str,
+    /// The first mainline release without it again (the AMD Zen entries: the CPU rule
+    /// replaced them in 5.9).
+    pub dropped: Option<(u32, u32)>,
 }
 
 const fn e(vendor: u16, device: u16, same: bool, label: &'static str) -> Entry {
@@ -35,14 +38,28 @@ const fn e(vendor: u16, device: u16, same: bool, label: &'static str) -> Entry {
 }
 
 const fn k(entry: Entry, mainline: (u32, u32), stable: Option<(u32, u32, u32)>, commit: &'static str) -> Known {
-    Known { entry, mainline, stable, commit }
+    Known { entry, mainline, stable, commit, dropped: None }
 }
 
+/// An AMD Zen root complex entry: listed from `mainline`, dropped in [`CPU_RULE_SINCE`].
+const fn amd(device: u16, mainline: (u32, u32), commit: &'static str) -> Known {
+    Known {
+        entry: e(AMD, device, false, "AMD Zen root complex"),
+        mainline,
+        stable: None,
+        commit,
+        dropped: Some(CPU_RULE_SINCE),
+    }
+}
+
+const AMD: u16 = 0x1022;
 const INTEL: u16 = 0x8086;
 const NVIDIA: u16 = 0x10de;
 const ZHAOXIN: u16 = 0x1d17;
 const GOOGLE: u16 = 0x1ae0;
 
+const AMD_ZEN_ROOT_COMPLEX: &str = "0f97da831026";
+const AMD_RAVEN_RENOIR: &str = "7d5b10fcb81e";
 const INTEL_HOST_BRIDGES: &str = "494d63b0d5d0";
 const SKYLAKE_E: &str = "bc123a515cb7";
 const SKYLAKE_E_BCD: &str = "7b94b53db34f";
@@ -55,6 +72,11 @@ const ZHAOXIN_HB: &str = "f7c220404700";
 /// Every entry the kernel has had, in the order of the newest `pci_p2pdma_whitelist` (the
 /// first matching entry decides), each with the release that brought it.
 pub const TABLE: &[Known] = &[
+    // 5.2's `root_complex_whitelist()` (1450 only, both devices under it); 5.4 turned it
+    // into the first entry of `pci_p2pdma_whitelist`; dea286bb71ba (5.9) dropped all three.
+    amd(0x1450, (5, 2), AMD_ZEN_ROOT_COMPLEX),
+    amd(0x15d0, (5, 8), AMD_RAVEN_RENOIR),
+    amd(0x1630, (5, 8), AMD_RAVEN_RENOIR),
     k(e(INTEL, 0x3c00, true, "Intel Sandy Bridge-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
     k(e(INTEL, 0x3c01, true, "Intel Sandy Bridge-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
     k(e(INTEL, 0x2f00, true, "Intel Haswell-EP"), (5, 4), None, INTEL_HOST_BRIDGES),
@@ -91,15 +113,21 @@ pub const TABLE: &[Known] = &[
 /// later `mainline` are in the PCI tree only (Zhaoxin, for 7.4).
 pub const NEWEST_KNOWN: (u32, u32) = (7, 3);
 
-/// The first release with a whitelist at all (before 5.4, only a common upstream bridge
-/// or the AMD Zen rule allowed a pair).
-pub const FIRST_WHITELIST: (u32, u32) = (5, 4);
+/// The first release with a host bridge list at all: 5.2's `root_complex_whitelist()`
+/// (0f97da831026, AMD 1022:1450 only). Before, only a common upstream bridge allowed a pair.
+pub const FIRST_WHITELIST: (u32, u32) = (5, 2);
+
+/// The first release with the CPU rule, `cpu_supports_p2pdma()`: dea286bb71ba "PCI/P2PDMA:
+/// Allow P2PDMA on AMD Zen and newer CPUs" (applied "to pci/peer-to-peer for v5.9"; in the
+/// 5.9 PCI pull), which also dropped the AMD entries of the list.
+pub const CPU_RULE_SINCE: (u32, u32) = (5, 9);
 
 impl Known {
     /// Whether release `major.minor.patch` has this entry (mainline, or a stable backport).
     pub fn in_release(&self, major: u32, minor: u32, patch: u32) -> bool {
-        (major, minor) >= self.mainline
-            || self.stable.is_some_and(|(ma, mi, p)| (major, minor) == (ma, mi) && patch >= p)
+        let added = (major, minor) >= self.mainline
+            || self.stable.is_some_and(|(ma, mi, p)| (major, minor) == (ma, mi) && patch >= p);
+        added && self.dropped.is_none_or(|d| (major, minor) < d)
     }
 }
 
@@ -130,7 +158,13 @@ pub fn lookup(vendor: u16, device: u16) -> Option<&'static Entry> {
     WHITELIST.iter().find(|e| e.vendor == vendor && (e.device == ANY_DEVICE || e.device == device))
 }
 
+/// Whether a release has the CPU rule; an unknown release is judged as the newest (it has).
+pub fn cpu_rule_in_release(release: Option<(u32, u32)>) -> bool {
+    release.is_none_or(|r| r >= CPU_RULE_SINCE)
+}
+
 /// The CPU rule (`cpu_supports_p2pdma`): x86, vendor AMD (not Hygon), family 0x17 (Zen) or newer.
+/// Whether the release has the rule at all is [`cpu_rule_in_release`].
 pub fn cpu_allows_p2pdma(arch: Option<&str>, vendor: Option<&str>, family: Option<u32>) -> bool {
     let x86 = matches!(arch, None | Some("x86_64") | Some("i686") | Some("i386") | Some("x86"));
     x86 && vendor == Some("AuthenticAMD") && family.is_some_and(|f| f >= 0x17)
@@ -197,8 +231,12 @@ mod tests {
     #[test]
     fn release_lists_match_the_kernel_history() {
         let ids = |v: Vec<Entry>| v.iter().map(|e| (e.vendor, e.device)).collect::<Vec<_>>();
-        assert!(for_release(5, 3, 0).is_empty(), "no whitelist before 5.4");
-        assert_eq!(ids(for_release(5, 4, 0)), [(0x8086, 0x3c00), (0x8086, 0x3c01), (0x8086, 0x2f00), (0x8086, 0x2f01)]);
+        assert!(for_release(5, 1, 0).is_empty(), "no host bridge list before 5.2");
+        assert_eq!(ids(for_release(5, 3, 0)), [(0x1022, 0x1450)], "5.2: root_complex_whitelist");
+        assert_eq!(
+            ids(for_release(5, 4, 0)),
+            [(0x1022, 0x1450), (0x8086, 0x3c00), (0x8086, 0x3c01), (0x8086, 0x2f00), (0x8086, 0x2f01)]
+        );
         assert_eq!(for_release(6, 6, 0).len(), 10, "6.6: Sandy Bridge .. Ice Lake");
         assert!(!ids(for_release(6, 6, 0)).contains(&(0x8086, 0x0b25)));
         assert!(!ids(for_release(7, 1, 2)).contains(&(0x8086, 0x0b25)));
@@ -209,7 +247,21 @@ mod tests {
         assert!(!ids(sid).contains(&(0x10de, 0x2f95)), "no NVIDIA in 7.2");
         assert!(ids(for_release(7, 3, 0)).contains(&(0x10de, 0x2f95)));
         assert!(!ids(for_release(7, 3, 0)).contains(&(0x1d17, 0x1003)));
-        assert_eq!(for_release(7, 4, 0).len(), TABLE.len());
+        assert_eq!(for_release(7, 4, 0).len(), TABLE.len() - 3, "all but the three AMD entries");
+    }
+
+    #[test]
+    fn amd_entries_came_in_5_2_and_5_8_and_left_with_the_cpu_rule_in_5_9() {
+        // 0f97da831026 (5.2), 7d5b10fcb81e (5.8), dea286bb71ba (5.9) in drivers/pci/p2pdma.c
+        let amd =
+            |ma, mi| for_release(ma, mi, 0).iter().filter(|e| e.vendor == 0x1022).map(|e| e.device).collect::<Vec<_>>();
+        assert!(amd(5, 1).is_empty());
+        assert_eq!(amd(5, 2), [0x1450]);
+        assert_eq!(amd(5, 7), [0x1450]);
+        assert_eq!(amd(5, 8), [0x1450, 0x15d0, 0x1630]);
+        assert!(amd(5, 9).is_empty() && amd(7, 2).is_empty());
+        assert!(!cpu_rule_in_release(Some((5, 8))));
+        assert!(cpu_rule_in_release(Some((5, 9))) && cpu_rule_in_release(None));
     }
 
     #[test]

@@ -237,7 +237,25 @@ fn read_machine(roots: &Roots, p2pmem_seen: bool) -> Machine {
         kernel: crate::kernel_live::read(roots, release.as_deref(), p2pmem_seen),
         kernel_release: release,
         iommu,
+        // NCCL's environment is the job's, not this process's: never read here.
+        nccl_env: Default::default(),
+        modules: read_modules(roots),
+        nvidia_registry: read_nvidia_params(roots),
     }
+}
+
+/// Loaded modules (`/proc/modules`), None when unreadable: which stacks apply.
+fn read_modules(roots: &Roots) -> Option<Vec<String>> {
+    let text = bounded::read_string(&roots.proc.join("modules"), Bound::PROC_TABLE).ok()?;
+    Some(p2pdma_core::stack_inputs::parse_proc_modules(&text))
+}
+
+/// NVIDIA's registry keys (`/proc/driver/nvidia/params`, present while nvidia is loaded);
+/// empty when absent or unreadable.
+fn read_nvidia_params(roots: &Roots) -> BTreeMap<String, String> {
+    bounded::read_string(&roots.proc.join("driver/nvidia/params"), Bound::ATTRIBUTE)
+        .map(|t| p2pdma_core::stack_inputs::parse_nvidia_params(&t))
+        .unwrap_or_default()
 }
 
 /// Class devices and the first PCI device above each (what `find_parent_pci_dev` finds).
@@ -283,4 +301,24 @@ fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_and_nvidia_params_are_read_from_proc_or_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots { sys: dir.path().join("sys"), proc: dir.path().join("proc") };
+        assert_eq!(read_modules(&roots), None, "no /proc/modules: unknown");
+        assert!(read_nvidia_params(&roots).is_empty());
+        fs::create_dir_all(roots.proc.join("driver/nvidia")).unwrap();
+        fs::write(roots.proc.join("modules"), "nvidia_peermem 16384 0 - Live 0x0 (POE)\nnvidia 1 1 - Live 0x0\n")
+            .unwrap();
+        fs::write(roots.proc.join("driver/nvidia/params"), "GrdmaPciTopoCheckOverride: 2\n").unwrap();
+        assert_eq!(read_modules(&roots).unwrap(), ["nvidia_peermem", "nvidia"]);
+        let reg = read_nvidia_params(&roots);
+        assert_eq!(p2pdma_core::stack_inputs::grdma_override(&reg), Some(2));
+    }
 }
