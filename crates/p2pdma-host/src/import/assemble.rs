@@ -236,6 +236,7 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             }
         }
     }
+    fill_numa_by_host_bridge(&mut topology, &mut report);
     p2pdma_core::iommu_groups::fill(&mut topology);
     report.crosscheck = crosscheck::run(&topology, inputs)?;
     Ok(Assembled { topology, report })
@@ -787,6 +788,37 @@ fn place_under_host_bridges(
         }
     }
     host_bridges
+}
+
+/// A device whose NUMA node no input gives takes the node of the other devices under its
+/// host bridge, when they all agree: the kernel gives a PCI device its bus's node
+/// (drivers/pci/probe.c, pci_device_add: `set_dev_node(&dev->dev, pcibus_to_node(bus))`)
+/// and a child bus shares its root bus's (pci_alloc_child_bus copies `sysdata`). This is
+/// what lets a NIC's second port or a tree-only device meet nvidia-smi's SYS/NODE.
+fn fill_numa_by_host_bridge(topology: &mut Topology, report: &mut ImportReport) {
+    let mut nodes: BTreeMap<String, (BTreeSet<i32>, Bdf)> = BTreeMap::new();
+    for d in &topology.devices {
+        if let Some(n) = d.numa_node.filter(|n| *n >= 0) {
+            nodes.entry(d.host_bridge.clone()).or_insert_with(|| (BTreeSet::new(), d.bdf)).0.insert(n);
+        }
+    }
+    for d in topology.devices.iter_mut().filter(|d| d.numa_node.is_none()) {
+        let Some((set, from)) = nodes.get(&d.host_bridge).filter(|(set, _)| set.len() == 1) else { continue };
+        let node = *set.iter().next().expect("one node");
+        d.numa_node = Some(node);
+        let origin = report
+            .facts
+            .iter()
+            .find(|f| f.subject == from.to_string() && f.fact == "numa_node")
+            .map_or_else(devs_origin_placeholder, |f| f.origin.clone());
+        report.facts.push(Fact {
+            subject: d.bdf.to_string(),
+            fact: "numa_node",
+            value: node.to_string(),
+            origin,
+            derived: Some(format!("as {from} and every other device of known node under {}", d.host_bridge)),
+        });
+    }
 }
 
 fn acs_unknowns(report: &mut ImportReport, resolved: &BTreeMap<Bdf, Device>) {
