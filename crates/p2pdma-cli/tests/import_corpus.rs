@@ -27,6 +27,8 @@ const MACHINES: &[&[&str]] = &[
     &["xeon-x5600-2s-hp-sl390s-3xtesla-hwloc/lstopo.xml"],
     &["xeon-8174-2s-dgx2-16xv100-plx-hwloc/lstopo.xml"],
     &["xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml"],
+    &["xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml"],
+    &["xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml"],
 ];
 
 /// `p2pdma import FILES -o out`: the snapshot's text.

@@ -24,6 +24,8 @@ const FIXTURES: &[&str] = &[
     "xeon-x5600-2s-hp-sl390s-3xtesla-hwloc/lstopo.xml",
     "xeon-8174-2s-dgx2-16xv100-plx-hwloc/lstopo.xml",
     "xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml",
+    "xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml",
+    "xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml",
 ];
 
 /// Each machine of the corpus as the inputs one would paste together (one folder each).
@@ -41,6 +43,8 @@ const MACHINES: &[&[&str]] = &[
     &["xeon-x5600-2s-hp-sl390s-3xtesla-hwloc/lstopo.xml"],
     &["xeon-8174-2s-dgx2-16xv100-plx-hwloc/lstopo.xml"],
     &["xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml"],
+    &["xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml"],
+    &["xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml"],
 ];
 
 fn machine(files: &[&str]) -> import::Assembled {
@@ -544,4 +548,35 @@ fn every_machine_survives_snapshot_round_trip_unchanged() {
             }
         }
     }
+}
+
+#[test]
+fn dcs8000z_hwloc_gives_a_xeon_phi_a_connectx3_and_uncore_host_bridges() {
+    let a = machine(MACHINES[8]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:7f", "pci0000:80", "pci0000:ff"]);
+    assert_eq!((a.report.numa_nodes, t.devices.len()), (Some(2), 136));
+    let facts = |b: &str| (dev(t, b).class >> 8, dev(t, b).upstream, dev(t, b).numa_node);
+    assert_eq!(facts("83:00.0"), (0x0b40, Some(bdf("80:03.0")), Some(1)), "Xeon Phi coprocessor");
+    assert_eq!(facts("82:00.0"), (0x0280, Some(bdf("80:02.2")), Some(1)), "ConnectX-3");
+    assert_eq!(facts("00:02.0"), (0x0108, None, Some(0)), "NVMe straight on the root bus");
+    assert_eq!(dev(t, "7f:08.0").numa_node, None, "uncore bus outside every package");
+    let e = Engine::new(t).unwrap();
+    let (ib, mic, eth, nvme) = (idx(&e, "82:00.0"), idx(&e, "83:00.0"), idx(&e, "02:00.0"), idx(&e, "00:02.0"));
+    assert_eq!(e.path_class(ib, mic), PathClass::PHB);
+    assert_eq!(e.path_class(eth, nvme), PathClass::PHB);
+    assert_eq!(e.path_class(eth, ib), PathClass::SYS);
+    assert!(!e.certain(ib, mic), "no CPU vendor in the XML, no ACS");
+}
+
+#[test]
+fn r910_hwloc_io_hubs_hang_from_two_node_groups_so_their_node_is_unknown() {
+    let a = machine(MACHINES[9]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:40"]);
+    assert_eq!((a.report.numa_nodes, t.devices.len()), (Some(4), 37));
+    assert_eq!((dev(t, "43:00.0").vendor, dev(t, "43:00.0").upstream), (0x1077, Some(bdf("40:03.0"))));
+    assert_eq!(dev(t, "43:00.0").numa_node, None, "locality is a group of nodes 1 and 3, not one node");
+    assert!(a.report.unknown.iter().any(|u| u.subject == "0000:43:00.0" && u.fact == "numa_node"));
+    assert!(a.report.unknown.iter().any(|u| u.subject == "0000:02:00.0" && u.fact == "numa_node"));
 }

@@ -237,6 +237,7 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
         }
     }
     fill_numa_by_host_bridge(&mut topology, &mut report);
+    numa_unknowns(&topology, &mut report);
     p2pdma_core::iommu_groups::fill(&mut topology);
     report.crosscheck = crosscheck::run(&topology, inputs)?;
     Ok(Assembled { topology, report })
@@ -817,6 +818,22 @@ fn fill_numa_by_host_bridge(topology: &mut Topology, report: &mut ImportReport) 
             value: node.to_string(),
             origin,
             derived: Some(format!("as {from} and every other device of known node under {}", d.host_bridge)),
+        });
+    }
+}
+
+/// On a machine of several NUMA nodes (or of an unknown count), an endpoint whose node no
+/// input gives: nvidia-smi's NODE and SYS cannot be told apart for it.
+fn numa_unknowns(topology: &Topology, report: &mut ImportReport) {
+    if report.numa_nodes == Some(1) {
+        return;
+    }
+    for d in topology.devices.iter().filter(|d| d.numa_node.is_none() && d.is_dma_capable()) {
+        report.unknown.push(Unknown {
+            subject: d.bdf.to_string(),
+            fact: "numa_node",
+            consequence: "NODE and SYS path classes cannot be told apart for it".into(),
+            reveal: format!("cat /sys/bus/pci/devices/{}/numa_node", d.bdf),
         });
     }
 }
