@@ -126,9 +126,9 @@ fn hwloc_of(topo: &serde_json::Value) -> String {
     }
     fn object(b: &str, x: &mut String, ctx: &Ctx) {
         let d = ctx.devs[b];
-        let sub = d["subsystem"].as_array().map_or(String::new(), |s| {
-            format!(" [{:04x}:{:04x}]", s[0].as_u64().unwrap(), s[1].as_u64().unwrap())
-        });
+        let sub = d["subsystem"]
+            .as_array()
+            .map_or(String::new(), |s| format!(" [{:04x}:{:04x}]", s[0].as_u64().unwrap(), s[1].as_u64().unwrap()));
         let ty = format!(
             "{:04x} [{:04x}:{:04x}]{sub}",
             d["class"].as_u64().unwrap() >> 8,
@@ -137,11 +137,16 @@ fn hwloc_of(topo: &serde_json::Value) -> String {
         );
         let children = ctx.kids.get(&Some(b)).cloned().unwrap_or_default();
         if d["is_bridge"].as_bool().unwrap() {
-            let range = match (children.iter().map(|c| (ctx.bus)(c)).min(), children.iter().map(|c| last(c, ctx.kids, ctx.bus)).max()) {
+            let range = match (
+                children.iter().map(|c| (ctx.bus)(c)).min(),
+                children.iter().map(|c| last(c, ctx.kids, ctx.bus)).max(),
+            ) {
                 (Some(s), Some(e)) => format!(" bridge_pci=\"{}:[{s:02x}-{e:02x}]\"", &b[..4]),
                 _ => String::new(),
             };
-            x.push_str(&format!("<object type=\"Bridge\" bridge_type=\"1-1\"{range} pci_busid=\"{b}\" pci_type=\"{ty}\">\n"));
+            x.push_str(&format!(
+                "<object type=\"Bridge\" bridge_type=\"1-1\"{range} pci_busid=\"{b}\" pci_type=\"{ty}\">\n"
+            ));
             for c in children {
                 object(c, x, ctx);
             }
@@ -158,13 +163,14 @@ fn hwloc_of(topo: &serde_json::Value) -> String {
     let ctx = Ctx { devs: &devs, kids: &kids, bus: &bus };
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<topology version=\"2.0\">\n<object type=\"Machine\" os_index=\"0\">\n");
     for hb in topo["host_bridges"].as_array().unwrap() {
-        let roots: Vec<&str> =
-            kids[&None].iter().copied().filter(|b| devs[b]["host_bridge"] == hb["name"]).collect();
+        let roots: Vec<&str> = kids[&None].iter().copied().filter(|b| devs[b]["host_bridge"] == hb["name"]).collect();
         let node = devs[roots[0]]["numa_node"].as_u64().unwrap();
         let end = roots.iter().map(|r| last(r, &kids, &bus)).max().unwrap();
         x.push_str(&format!("<object type=\"Package\" os_index=\"{node}\" nodeset=\"0x{:08x}\">\n", 1u32 << node));
         let (dom, first) = (hb["domain"].as_u64().unwrap(), hb["bus"].as_u64().unwrap());
-        x.push_str(&format!("<object type=\"Bridge\" bridge_type=\"0-1\" bridge_pci=\"{dom:04x}:[{first:02x}-{end:02x}]\">\n"));
+        x.push_str(&format!(
+            "<object type=\"Bridge\" bridge_type=\"0-1\" bridge_pci=\"{dom:04x}:[{first:02x}-{end:02x}]\">\n"
+        ));
         for r in roots {
             object(r, &mut x, &ctx);
         }
@@ -197,13 +203,29 @@ fn diff_of_an_import_against_the_live_snapshot_shows_only_what_the_import_cannot
         f.starts_with("acs.")
             || f.starts_with("kernel.")
             || f.starts_with("p2pmem.")
-            || ["bars", "port_type", "cmb", "link", "driver", "iommu", "iommu_group", "arch", "cpu_vendor", "cpu_family"]
-                .contains(&f)
+            || [
+                "bars",
+                "port_type",
+                "cmb",
+                "link",
+                "driver",
+                "iommu",
+                "iommu_group",
+                "arch",
+                "cpu_vendor",
+                "cpu_family",
+            ]
+            .contains(&f)
     };
     for c in changes {
         let field = c["field"].as_str().unwrap_or("");
         assert_eq!(c["kind"], "changed", "{c}");
-        assert!(unknowable(field) || (field == "class" && c["before"].as_u64().unwrap() >> 8 == c["after"].as_u64().unwrap() >> 8), "{}", c["summary"]);
+        assert!(
+            unknowable(field)
+                || (field == "class" && c["before"].as_u64().unwrap() >> 8 == c["after"].as_u64().unwrap() >> 8),
+            "{}",
+            c["summary"]
+        );
     }
     // What an import knows stands: every device, its place, its IDs and its NUMA node.
     for c in changes {

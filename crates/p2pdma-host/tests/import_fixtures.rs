@@ -381,19 +381,27 @@ mod fuzz {
 fn epyc_two_sockets_eight_host_bridges_and_every_nvidia_smi_cell_agrees() {
     let a = machine(MACHINES[3]);
     let t = &a.topology;
-    let hbs: Vec<String> = ["00", "20", "40", "60", "80", "a0", "c0", "e0"].iter().map(|b| format!("pci0000:{b}")).collect();
+    let hbs: Vec<String> =
+        ["00", "20", "40", "60", "80", "a0", "c0", "e0"].iter().map(|b| format!("pci0000:{b}")).collect();
     assert_eq!(a.report.host_bridges, hbs);
     assert_eq!(a.report.numa_nodes, Some(2));
     let cc = &a.report.crosscheck;
     assert_eq!((cc.path_classes.agree, cc.path_classes.disagree, cc.path_classes.not_compared), (64, 0, 0));
     let cell = |r: &str, c: &str| cc.cells.iter().find(|x| x.row == r && x.column == c).unwrap();
-    assert_eq!((cell("GPU0", "GPU1").row_device, cell("GPU0", "GPU1").column_device), (Some(bdf("01:00.0")), Some(bdf("41:00.0"))));
-    assert_eq!((cell("GPU0", "NIC3").nvidia_smi.as_str(), cell("GPU0", "NIC3").column_device), ("SYS", Some(bdf("81:00.1"))));
+    assert_eq!(
+        (cell("GPU0", "GPU1").row_device, cell("GPU0", "GPU1").column_device),
+        (Some(bdf("01:00.0")), Some(bdf("41:00.0")))
+    );
+    assert_eq!(
+        (cell("GPU0", "NIC3").nvidia_smi.as_str(), cell("GPU0", "NIC3").column_device),
+        ("SYS", Some(bdf("81:00.1")))
+    );
     assert_eq!(cell("NIC2", "NIC3").p2pdma.as_deref(), Some("PIX"));
     // The second port's node: its host bridge's, from the first port's `NUMA node: 1`.
     assert_eq!(dev(t, "81:00.1").numa_node, Some(1));
     assert!(a.report.facts.iter().any(|f| f.subject == "0000:81:00.1" && f.fact == "numa_node" && f.derived.is_some()));
-    for (child, up) in [("01:00.0", "00:01.1"), ("e1:00.0", "e0:01.1"), ("21:00.1", "20:03.1"), ("65:00.0", "64:10.0")] {
+    for (child, up) in [("01:00.0", "00:01.1"), ("e1:00.0", "e0:01.1"), ("21:00.1", "20:03.1"), ("65:00.0", "64:10.0")]
+    {
         assert_eq!(dev(t, child).upstream, Some(bdf(up)), "{child}");
     }
     for (b, p) in [
@@ -414,7 +422,10 @@ fn epyc_two_sockets_eight_host_bridges_and_every_nvidia_smi_cell_agrees() {
     assert_eq!(e.pair(n65, n6b).map_type, MapType::BusAddr, "both below the carrier's outer switch");
     assert!(!e.certain(n65, n6b), "the switch ports' ACS was not readable");
     let (g0, g1, g2, g3) = (idx(&e, "01:00.0"), idx(&e, "41:00.0"), idx(&e, "c1:00.0"), idx(&e, "e1:00.0"));
-    assert_eq!((e.path_class(g0, g1), e.path_class(g2, g3), e.path_class(g0, g3)), (PathClass::NODE, PathClass::NODE, PathClass::SYS));
+    assert_eq!(
+        (e.path_class(g0, g1), e.path_class(g2, g3), e.path_class(g0, g3)),
+        (PathClass::NODE, PathClass::NODE, PathClass::SYS)
+    );
     // AMD Zen (lscpu: AuthenticAMD family 25): through any host bridge, ACS or not.
     assert_eq!(e.pair(g3, g0).map_type, MapType::ThruHostBridge);
     assert!(e.certain(g3, g0));
@@ -438,7 +449,8 @@ fn am5_tree_inside_a_probe_log_places_both_cards_switches() {
     assert!(a.report.inputs[0].skipped_lines > 30, "the prose around the tree is skipped");
     assert_eq!(t.devices.len(), 9);
     assert_eq!(a.report.host_bridges, ["pci0000:00"]);
-    for (child, up) in [("03:00.0", "02:01.0"), ("02:01.0", "01:00.0"), ("01:00.0", "00:01.1"), ("08:00.0", "07:01.0")] {
+    for (child, up) in [("03:00.0", "02:01.0"), ("02:01.0", "01:00.0"), ("01:00.0", "00:01.1"), ("08:00.0", "07:01.0")]
+    {
         assert_eq!(dev(t, child).upstream, Some(bdf(up)), "{child}");
     }
     assert_eq!(dev(t, "06:00.0").port_type, Some(PortType::SwitchUpstream));
