@@ -803,20 +803,27 @@ fn fill_numa_by_host_bridge(topology: &mut Topology, report: &mut ImportReport) 
             nodes.entry(d.host_bridge.clone()).or_insert_with(|| (BTreeSet::new(), d.bdf)).0.insert(n);
         }
     }
-    for d in topology.devices.iter_mut().filter(|d| d.numa_node.is_none()) {
-        let Some((set, from)) = nodes.get(&d.host_bridge).filter(|(set, _)| set.len() == 1) else { continue };
+    // One node, and the origin of the fact it came from, per host bridge: looked up once, not
+    // once per device (a 900-device paste has thousands of facts).
+    let mut agreed: BTreeMap<String, (i32, Bdf, Origin)> = BTreeMap::new();
+    for (hb, (set, from)) in nodes.into_iter().filter(|(_, (set, _))| set.len() == 1) {
         let node = *set.iter().next().expect("one node");
-        d.numa_node = Some(node);
+        let subject = from.to_string();
         let origin = report
             .facts
             .iter()
-            .find(|f| f.subject == from.to_string() && f.fact == "numa_node")
+            .find(|f| f.subject == subject && f.fact == "numa_node")
             .map_or_else(devs_origin_placeholder, |f| f.origin.clone());
+        agreed.insert(hb, (node, from, origin));
+    }
+    for d in topology.devices.iter_mut().filter(|d| d.numa_node.is_none()) {
+        let Some((node, from, origin)) = agreed.get(&d.host_bridge) else { continue };
+        d.numa_node = Some(*node);
         report.facts.push(Fact {
             subject: d.bdf.to_string(),
             fact: "numa_node",
             value: node.to_string(),
-            origin,
+            origin: origin.clone(),
             derived: Some(format!("as {from} and every other device of known node under {}", d.host_bridge)),
         });
     }
