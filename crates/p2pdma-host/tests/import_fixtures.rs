@@ -16,7 +16,40 @@ const FIXTURES: &[&str] = &[
     "xeon-e5-2s-cisco-vic-manyvfs-hwloc/lstopo.xml",
     "power8-minsky-4xp100-multidomain-hwloc/lstopo.xml",
     "intel-client-2xarc-b70-xe-refusal/dmesg-excerpt.txt",
+    "epyc-9374f-2s-4xrtx6000ada-stelline/lspci-tree-numactl.md",
+    "epyc-9374f-2s-4xrtx6000ada-stelline/lspci-vvv-gpu3-nics.md",
+    "epyc-9374f-2s-4xrtx6000ada-stelline/nvidia-smi-topo.md",
+    "epyc-9374f-2s-4xrtx6000ada-stelline/lscpu.md",
+    "amd-am5-ryzen9950x-2xarc-b70-tree/p2p-probe.log",
+    "xeon-x5600-2s-hp-sl390s-3xtesla-hwloc/lstopo.xml",
+    "xeon-8174-2s-dgx2-16xv100-plx-hwloc/lstopo.xml",
+    "xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml",
+    "xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml",
+    "xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml",
 ];
+
+/// Each machine of the corpus as the inputs one would paste together (one folder each).
+const MACHINES: &[&[&str]] = &[
+    &["threadripper-pro-wrx90-2xrtx6000ada-stelline/paste.md"],
+    &["xeon-e5-2s-cisco-vic-manyvfs-hwloc/lstopo.xml"],
+    &["power8-minsky-4xp100-multidomain-hwloc/lstopo.xml"],
+    &[
+        "epyc-9374f-2s-4xrtx6000ada-stelline/lspci-tree-numactl.md",
+        "epyc-9374f-2s-4xrtx6000ada-stelline/lspci-vvv-gpu3-nics.md",
+        "epyc-9374f-2s-4xrtx6000ada-stelline/nvidia-smi-topo.md",
+        "epyc-9374f-2s-4xrtx6000ada-stelline/lscpu.md",
+    ],
+    &["amd-am5-ryzen9950x-2xarc-b70-tree/p2p-probe.log"],
+    &["xeon-x5600-2s-hp-sl390s-3xtesla-hwloc/lstopo.xml"],
+    &["xeon-8174-2s-dgx2-16xv100-plx-hwloc/lstopo.xml"],
+    &["xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml"],
+    &["xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml"],
+    &["xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml"],
+];
+
+fn machine(files: &[&str]) -> import::Assembled {
+    assemble(&files.iter().map(|f| fixture(f)).collect::<Vec<_>>())
+}
 
 fn fixture(rel: &str) -> Input {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/machines").join(rel);
@@ -342,4 +375,220 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn epyc_two_sockets_eight_host_bridges_and_every_nvidia_smi_cell_agrees() {
+    let a = machine(MACHINES[3]);
+    let t = &a.topology;
+    let hbs: Vec<String> =
+        ["00", "20", "40", "60", "80", "a0", "c0", "e0"].iter().map(|b| format!("pci0000:{b}")).collect();
+    assert_eq!(a.report.host_bridges, hbs);
+    assert_eq!(a.report.numa_nodes, Some(2));
+    let cc = &a.report.crosscheck;
+    assert_eq!((cc.path_classes.agree, cc.path_classes.disagree, cc.path_classes.not_compared), (64, 0, 0));
+    let cell = |r: &str, c: &str| cc.cells.iter().find(|x| x.row == r && x.column == c).unwrap();
+    assert_eq!(
+        (cell("GPU0", "GPU1").row_device, cell("GPU0", "GPU1").column_device),
+        (Some(bdf("01:00.0")), Some(bdf("41:00.0")))
+    );
+    assert_eq!(
+        (cell("GPU0", "NIC3").nvidia_smi.as_str(), cell("GPU0", "NIC3").column_device),
+        ("SYS", Some(bdf("81:00.1")))
+    );
+    assert_eq!(cell("NIC2", "NIC3").p2pdma.as_deref(), Some("PIX"));
+    // The second port's node: its host bridge's, from the first port's `NUMA node: 1`.
+    assert_eq!(dev(t, "81:00.1").numa_node, Some(1));
+    assert!(a.report.facts.iter().any(|f| f.subject == "0000:81:00.1" && f.fact == "numa_node" && f.derived.is_some()));
+    for (child, up) in [("01:00.0", "00:01.1"), ("e1:00.0", "e0:01.1"), ("21:00.1", "20:03.1"), ("65:00.0", "64:10.0")]
+    {
+        assert_eq!(dev(t, child).upstream, Some(bdf(up)), "{child}");
+    }
+    for (b, p) in [
+        ("60:01.1", PortType::RootPort),
+        ("61:00.0", PortType::SwitchUpstream),
+        ("62:00.0", PortType::SwitchDownstream),
+        ("63:00.0", PortType::SwitchUpstream),
+        ("64:10.0", PortType::SwitchDownstream),
+    ] {
+        assert_eq!(dev(t, b).port_type, Some(p), "{b}");
+    }
+    // Root, ACSCtl all minus on the ConnectX-7; nothing read of the ports.
+    assert!(matches!(dev(t, "81:00.0").acs, Acs::Present { offset: 0x230, ctrl: 0, .. }));
+    assert_eq!(dev(t, "60:01.1").acs, Acs::Unknown);
+    let e = Engine::new(t).unwrap();
+    let (n65, n66, n6b) = (idx(&e, "65:00.0"), idx(&e, "66:00.0"), idx(&e, "6b:00.0"));
+    assert_eq!((e.path_class(n65, n66), e.path_class(n65, n6b)), (PathClass::PIX, PathClass::PXB));
+    assert_eq!(e.pair(n65, n6b).map_type, MapType::BusAddr, "both below the carrier's outer switch");
+    assert!(!e.certain(n65, n6b), "the switch ports' ACS was not readable");
+    let (g0, g1, g2, g3) = (idx(&e, "01:00.0"), idx(&e, "41:00.0"), idx(&e, "c1:00.0"), idx(&e, "e1:00.0"));
+    assert_eq!(
+        (e.path_class(g0, g1), e.path_class(g2, g3), e.path_class(g0, g3)),
+        (PathClass::NODE, PathClass::NODE, PathClass::SYS)
+    );
+    // AMD Zen (lscpu: AuthenticAMD family 25): through any host bridge, ACS or not.
+    assert_eq!(e.pair(g3, g0).map_type, MapType::ThruHostBridge);
+    assert!(e.certain(g3, g0));
+}
+
+#[test]
+fn epyc_without_lscpu_cannot_decide_the_host_bridge() {
+    let a = machine(&MACHINES[3][..3]);
+    let e = Engine::new(&a.topology).unwrap();
+    let (g0, g3) = (idx(&e, "01:00.0"), idx(&e, "e1:00.0"));
+    assert!(!e.certain(g3, g0), "no CPU vendor: the kernel's CPU rule cannot be applied");
+    assert!(a.report.unknown.iter().any(|u| u.fact == "cpu" && u.reveal == "lscpu"));
+    assert_eq!(a.report.crosscheck.path_classes.agree, 64, "path classes do not rest on the CPU");
+}
+
+#[test]
+fn am5_tree_inside_a_probe_log_places_both_cards_switches() {
+    let a = machine(MACHINES[4]);
+    let t = &a.topology;
+    assert_eq!(a.report.inputs[0].sections.iter().map(|s| s.format).collect::<Vec<_>>(), [Format::LspciTree]);
+    assert!(a.report.inputs[0].skipped_lines > 30, "the prose around the tree is skipped");
+    assert_eq!(t.devices.len(), 9);
+    assert_eq!(a.report.host_bridges, ["pci0000:00"]);
+    for (child, up) in [("03:00.0", "02:01.0"), ("02:01.0", "01:00.0"), ("01:00.0", "00:01.1"), ("08:00.0", "07:01.0")]
+    {
+        assert_eq!(dev(t, child).upstream, Some(bdf(up)), "{child}");
+    }
+    assert_eq!(dev(t, "06:00.0").port_type, Some(PortType::SwitchUpstream));
+    assert_eq!(dev(t, "07:01.0").port_type, Some(PortType::SwitchDownstream));
+    let e = Engine::new(t).unwrap();
+    let (g0, g1) = (idx(&e, "03:00.0"), idx(&e, "08:00.0"));
+    assert_eq!(e.path_class(g0, g1), PathClass::PHB);
+    // The log's `CPU : AMD Ryzen 9 9950X` is prose, not lscpu: the CPU stays unknown.
+    assert!(!e.certain(g0, g1));
+    assert!(a.report.unknown.iter().any(|u| u.fact == "cpu" && u.reveal == "lscpu"));
+    // What `lscpu` on that machine says settles it: AMD family 0x1a goes through the host bridge.
+    let lscpu = Input {
+        name: "lscpu".into(),
+        text: "Architecture: x86_64\nVendor ID: AuthenticAMD\nModel name: AMD Ryzen 9 9950X 16-Core Processor\nCPU family: 26\n".into(),
+    };
+    let a = assemble(&[fixture(MACHINES[4][0]), lscpu]);
+    let e = Engine::new(&a.topology).unwrap();
+    let (g0, g1) = (idx(&e, "03:00.0"), idx(&e, "08:00.0"));
+    assert_eq!(e.pair(g0, g1).map_type, MapType::ThruHostBridge);
+    assert!(e.certain(g0, g1));
+}
+
+#[test]
+fn sl390s_hwloc_gives_two_io_hubs_and_three_teslas() {
+    let a = machine(MACHINES[5]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:10"]);
+    assert_eq!(a.report.numa_nodes, Some(2));
+    assert_eq!(t.machine.kernel_release.as_deref(), Some("2.6.27.39-0.3-perfctr"));
+    for (g, node, up) in [("06:00.0", 0, "00:07.0"), ("14:00.0", 1, "10:03.0"), ("11:00.0", 1, "10:07.0")] {
+        assert_eq!((dev(t, g).vendor, dev(t, g).class >> 8), (0x10de, 0x0302), "{g}");
+        assert_eq!((dev(t, g).numa_node, dev(t, g).upstream), (Some(node), Some(bdf(up))), "{g}");
+    }
+    let e = Engine::new(t).unwrap();
+    let (g06, g14, g11, nic) = (idx(&e, "06:00.0"), idx(&e, "14:00.0"), idx(&e, "11:00.0"), idx(&e, "05:00.0"));
+    assert_eq!(e.path_class(g14, g11), PathClass::PHB);
+    assert_eq!(e.path_class(g06, g14), PathClass::SYS);
+    assert_eq!(e.path_class(g06, nic), PathClass::PHB);
+    assert!(!e.certain(g14, g11), "no CPU in the XML: the host-bridge decision is open");
+}
+
+#[test]
+fn dgx2_hwloc_gives_three_deep_plx_switches_and_whitelisted_skylake_root_ports() {
+    let a = machine(MACHINES[6]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:2b", "pci0000:4e", "pci0000:ae", "pci0000:d7"]);
+    assert_eq!(a.report.numa_nodes, Some(2));
+    assert_eq!(t.devices.iter().filter(|d| d.vendor == 0x10de && d.class >> 8 == 0x0302).count(), 16);
+    let chain = [
+        ("2b:00.0", PortType::RootPort),
+        ("2c:00.0", PortType::SwitchUpstream),
+        ("2d:04.0", PortType::SwitchDownstream),
+        ("32:00.0", PortType::SwitchUpstream),
+        ("33:00.0", PortType::SwitchDownstream),
+    ];
+    for (b, p) in chain {
+        assert_eq!(dev(t, b).port_type, Some(p), "{b}");
+    }
+    assert_eq!(dev(t, "34:00.0").upstream, Some(bdf("33:00.0")));
+    assert_eq!(dev(t, "b7:00.0").numa_node, Some(1));
+    assert!(a.report.unknown.iter().any(|u| u.subject == "0000:66:00.0" && u.fact == "class"), "all-zero pci_type");
+    let e = Engine::new(t).unwrap();
+    let (a34, a36, a39, a57, ab7) =
+        (idx(&e, "34:00.0"), idx(&e, "36:00.0"), idx(&e, "39:00.0"), idx(&e, "57:00.0"), idx(&e, "b7:00.0"));
+    assert_eq!(e.path_class(a34, a36), PathClass::PIX);
+    assert_eq!(e.path_class(a34, a39), PathClass::PXB);
+    assert_eq!(e.path_class(a34, a57), PathClass::NODE);
+    assert_eq!(e.path_class(a34, ab7), PathClass::SYS);
+    assert_eq!(e.pair(a34, a36).map_type, MapType::BusAddr);
+    assert!(!e.certain(a34, a36), "PLX ports' ACS not in hwloc");
+    // Each host bridge's 00.0 is a Sky Lake-E root port 8086:2030, on the kernel's whitelist.
+    assert_eq!(e.pair(a34, a57).map_type, MapType::ThruHostBridge);
+    assert_eq!(e.pair(a34, ab7).map_type, MapType::ThruHostBridge);
+    assert!(e.certain(a34, ab7), "across host bridges ACS does not matter; the CPU is in the XML");
+}
+
+#[test]
+fn r410_hwloc_v1_reads_sockets_commas_and_a_wrapped_attribute() {
+    let a = machine(MACHINES[7]);
+    let t = &a.topology;
+    assert_eq!(t.devices.len(), 9);
+    assert_eq!(a.report.numa_nodes, Some(2));
+    assert_eq!((dev(t, "01:00.1").upstream, dev(t, "01:00.1").numa_node), (Some(bdf("00:01.0")), Some(0)));
+    assert_eq!((dev(t, "04:03.0").vendor, dev(t, "04:03.0").class >> 8), (0x102b, 0x0300));
+    // The Mellanox HCA the XML hangs directly from host bridge 0000:[00-04] although its bus
+    // (51) is outside that range: kept, on a root bus of its own.
+    assert_eq!((dev(t, "51:00.0").vendor, dev(t, "51:00.0").upstream), (0x15b3, None));
+}
+
+#[test]
+fn every_machine_survives_snapshot_round_trip_unchanged() {
+    use p2pdma_core::snapshot;
+    for files in MACHINES {
+        let first = snapshot::to_json(&machine(files).topology);
+        let again = snapshot::to_json(&machine(files).topology);
+        assert_eq!(first, again, "{files:?}: import is deterministic");
+        let back = snapshot::from_json(&first, std::path::Path::new("machine.json")).unwrap();
+        assert_eq!(snapshot::to_json(&back), first, "{files:?}: snapshot → topology → snapshot");
+        let fresh = machine(files).topology;
+        let (e1, e2) = (Engine::new(&fresh).unwrap(), Engine::new(&back).unwrap());
+        for p in 0..back.devices.len() {
+            for c in 0..back.devices.len() {
+                if p != c {
+                    assert_eq!(e1.path_class(p, c), e2.path_class(p, c), "{files:?}");
+                    assert_eq!(e1.pair(p, c).map_type, e2.pair(p, c).map_type, "{files:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dcs8000z_hwloc_gives_a_xeon_phi_a_connectx3_and_uncore_host_bridges() {
+    let a = machine(MACHINES[8]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:7f", "pci0000:80", "pci0000:ff"]);
+    assert_eq!((a.report.numa_nodes, t.devices.len()), (Some(2), 136));
+    let facts = |b: &str| (dev(t, b).class >> 8, dev(t, b).upstream, dev(t, b).numa_node);
+    assert_eq!(facts("83:00.0"), (0x0b40, Some(bdf("80:03.0")), Some(1)), "Xeon Phi coprocessor");
+    assert_eq!(facts("82:00.0"), (0x0280, Some(bdf("80:02.2")), Some(1)), "ConnectX-3");
+    assert_eq!(facts("00:02.0"), (0x0108, None, Some(0)), "NVMe straight on the root bus");
+    assert_eq!(dev(t, "7f:08.0").numa_node, None, "uncore bus outside every package");
+    let e = Engine::new(t).unwrap();
+    let (ib, mic, eth, nvme) = (idx(&e, "82:00.0"), idx(&e, "83:00.0"), idx(&e, "02:00.0"), idx(&e, "00:02.0"));
+    assert_eq!(e.path_class(ib, mic), PathClass::PHB);
+    assert_eq!(e.path_class(eth, nvme), PathClass::PHB);
+    assert_eq!(e.path_class(eth, ib), PathClass::SYS);
+    assert!(!e.certain(ib, mic), "no CPU vendor in the XML, no ACS");
+}
+
+#[test]
+fn r910_hwloc_io_hubs_hang_from_two_node_groups_so_their_node_is_unknown() {
+    let a = machine(MACHINES[9]);
+    let t = &a.topology;
+    assert_eq!(a.report.host_bridges, ["pci0000:00", "pci0000:40"]);
+    assert_eq!((a.report.numa_nodes, t.devices.len()), (Some(4), 37));
+    assert_eq!((dev(t, "43:00.0").vendor, dev(t, "43:00.0").upstream), (0x1077, Some(bdf("40:03.0"))));
+    assert_eq!(dev(t, "43:00.0").numa_node, None, "locality is a group of nodes 1 and 3, not one node");
+    assert!(a.report.unknown.iter().any(|u| u.subject == "0000:43:00.0" && u.fact == "numa_node"));
+    assert!(a.report.unknown.iter().any(|u| u.subject == "0000:02:00.0" && u.fact == "numa_node"));
 }

@@ -236,6 +236,8 @@ pub fn assemble(inputs: &[ParsedInput]) -> Result<Assembled, Error> {
             }
         }
     }
+    fill_numa_by_host_bridge(&mut topology, &mut report);
+    numa_unknowns(&topology, &mut report);
     p2pdma_core::iommu_groups::fill(&mut topology);
     report.crosscheck = crosscheck::run(&topology, inputs)?;
     Ok(Assembled { topology, report })
@@ -787,6 +789,60 @@ fn place_under_host_bridges(
         }
     }
     host_bridges
+}
+
+/// A device whose NUMA node no input gives takes the node of the other devices under its
+/// host bridge, when they all agree: the kernel gives a PCI device its bus's node
+/// (drivers/pci/probe.c, pci_device_add: `set_dev_node(&dev->dev, pcibus_to_node(bus))`)
+/// and a child bus shares its root bus's (pci_alloc_child_bus copies `sysdata`). This is
+/// what lets a NIC's second port or a tree-only device meet nvidia-smi's SYS/NODE.
+fn fill_numa_by_host_bridge(topology: &mut Topology, report: &mut ImportReport) {
+    let mut nodes: BTreeMap<String, (BTreeSet<i32>, Bdf)> = BTreeMap::new();
+    for d in &topology.devices {
+        if let Some(n) = d.numa_node.filter(|n| *n >= 0) {
+            nodes.entry(d.host_bridge.clone()).or_insert_with(|| (BTreeSet::new(), d.bdf)).0.insert(n);
+        }
+    }
+    // One node, and the origin of the fact it came from, per host bridge: looked up once, not
+    // once per device (a 900-device paste has thousands of facts).
+    let mut agreed: BTreeMap<String, (i32, Bdf, Origin)> = BTreeMap::new();
+    for (hb, (set, from)) in nodes.into_iter().filter(|(_, (set, _))| set.len() == 1) {
+        let node = *set.iter().next().expect("one node");
+        let subject = from.to_string();
+        let origin = report
+            .facts
+            .iter()
+            .find(|f| f.subject == subject && f.fact == "numa_node")
+            .map_or_else(devs_origin_placeholder, |f| f.origin.clone());
+        agreed.insert(hb, (node, from, origin));
+    }
+    for d in topology.devices.iter_mut().filter(|d| d.numa_node.is_none()) {
+        let Some((node, from, origin)) = agreed.get(&d.host_bridge) else { continue };
+        d.numa_node = Some(*node);
+        report.facts.push(Fact {
+            subject: d.bdf.to_string(),
+            fact: "numa_node",
+            value: node.to_string(),
+            origin: origin.clone(),
+            derived: Some(format!("as {from} and every other device of known node under {}", d.host_bridge)),
+        });
+    }
+}
+
+/// On a machine of several NUMA nodes (or of an unknown count), an endpoint whose node no
+/// input gives: nvidia-smi's NODE and SYS cannot be told apart for it.
+fn numa_unknowns(topology: &Topology, report: &mut ImportReport) {
+    if report.numa_nodes == Some(1) {
+        return;
+    }
+    for d in topology.devices.iter().filter(|d| d.numa_node.is_none() && d.is_dma_capable()) {
+        report.unknown.push(Unknown {
+            subject: d.bdf.to_string(),
+            fact: "numa_node",
+            consequence: "NODE and SYS path classes cannot be told apart for it".into(),
+            reveal: format!("cat /sys/bus/pci/devices/{}/numa_node", d.bdf),
+        });
+    }
 }
 
 fn acs_unknowns(report: &mut ImportReport, resolved: &BTreeMap<Bdf, Device>) {
