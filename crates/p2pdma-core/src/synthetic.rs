@@ -50,13 +50,7 @@ impl ServerShape {
     /// The acceptance machine of issue 24: 4 sockets, 16 GPUs, NICs and DPUs with 255 VFs,
     /// about 10,000 functions (9,942).
     pub fn acceptance() -> ServerShape {
-        ServerShape {
-            name: "hgx-10k".into(),
-            nics: 30,
-            dpus: 8,
-            vfs: 255,
-            ..template(10_000)
-        }
+        ServerShape { name: "hgx-10k".into(), nics: 30, dpus: 8, vfs: 255, ..template(10_000) }
     }
 
     /// The preset of that nominal size (`PRESET_SIZES`), else `near(functions)`.
