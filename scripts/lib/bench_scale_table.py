@@ -43,7 +43,10 @@ def exponent(a, b):
     if t1 < MIN_CPU or t2 <= 0:
         return "–"
     k = math.log(t2 / t1) / math.log(int(b["functions"]) / int(a["functions"]))
-    return f"{k:.2f}" if b["status"] == "ok" else f"≥ {k:.2f}"
+    if b["status"] == "ok":
+        return f"{k:.2f}"
+    # Cut off by time, it would have taken longer: a lower bound. Aborted: nothing known.
+    return f"≥ {k:.2f}" if b["status"].startswith("timeout") and k > 0 else "–"
 
 
 def main(paths):
