@@ -197,7 +197,7 @@ fn write_unit(t: &mut String, shape: &ServerShape, h: usize, unit: &Unit) {
         Platform::Intel => ("8086:347a", "1000:c030"),
     };
     let n = shape.host_bridges();
-    let acs = (h % 2 == 0) != (shape.flip_acs == Some(h as u16));
+    let acs = h.is_multiple_of(2) != (shape.flip_acs == Some(h as u16));
     let _ = writeln!(t, "[[root_port]]\nname = \"rp{h}\"\nhost_bridge = \"hb{h}\"\nid = \"{rp_id}\"\n");
     let _ = writeln!(
         t,
@@ -211,7 +211,7 @@ fn write_unit(t: &mut String, shape: &ServerShape, h: usize, unit: &Unit) {
     };
     for k in 0..unit.gpus {
         let g = global(h, n, k);
-        let mem = if (g / 2) % 2 == 0 { "\np2pmem_mib = 256" } else { "" };
+        let mem = if (g / 2).is_multiple_of(2) { "\np2pmem_mib = 256" } else { "" };
         let _ = writeln!(t, "[[endpoint]]\nname = \"gpu{g}\"\nkind = \"gpu\"\nparent = \"{}\"{mem}\n", next());
     }
     for (kind, id, count) in [("nic", "15b3:1021", unit.nics), ("dpu", "15b3:a2dc", unit.dpus)] {
@@ -234,7 +234,7 @@ fn write_unit(t: &mut String, shape: &ServerShape, h: usize, unit: &Unit) {
         );
         for k in 0..unit.nvme {
             let d = global(h, n, k);
-            let cmb = if (d / 2) % 2 == 0 { "\ncmb_mib = 64" } else { "" };
+            let cmb = if (d / 2).is_multiple_of(2) { "\ncmb_mib = 64" } else { "" };
             let _ = writeln!(
                 t,
                 "[[endpoint]]\nname = \"nvme{d}\"\nkind = \"nvme\"\nid = \"144d:a824\"\nparent = \"nvsw{h}.{k}\"{cmb}\n"
