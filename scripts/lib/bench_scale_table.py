@@ -1,6 +1,8 @@
 """scripts/bench-scale's tables from its results.tsv: one row per command, one cell per
 size (CPU seconds · peak MB · output), the growth exponent between neighbouring sizes, then
-the raw rows. Usage: python3 scripts/lib/bench_scale_table.py results.tsv"""
+the raw rows. Usage: python3 scripts/lib/bench_scale_table.py results.tsv...
+With several files, a later file's row replaces an earlier one's for the same size and
+command (a re-run of some cells)."""
 
 import csv
 import math
@@ -41,11 +43,20 @@ def exponent(a, b):
     if t1 < MIN_CPU or t2 <= 0:
         return "–"
     k = math.log(t2 / t1) / math.log(int(b["functions"]) / int(a["functions"]))
-    return f"{k:.2f}" if b["status"] == "ok" else f"≥ {k:.2f}"
+    if b["status"] == "ok":
+        return f"{k:.2f}"
+    # Cut off by time, it would have taken longer: a lower bound. Aborted: nothing known.
+    return f"≥ {k:.2f}" if b["status"].startswith("timeout") and k > 0 else "–"
 
 
-def main(path):
-    rows = list(csv.DictReader(open(path), delimiter="\t"))
+def main(paths):
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                merged[(int(r["functions"]), r["command"])] = r
+    order = list(dict.fromkeys(r["command"] for r in merged.values()))
+    rows = sorted(merged.values(), key=lambda r: (int(r["functions"]), order.index(r["command"])))
     sizes = sorted({int(r["functions"]) for r in rows})
     commands = list(dict.fromkeys(r["command"] for r in rows))
     at = {(r["command"], int(r["functions"])): r for r in rows}
@@ -65,4 +76,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
