@@ -36,7 +36,8 @@ use serde::Serialize;
 use crate::render::BridgeReport;
 
 pub const SCHEMA: &str = "p2pdma-report";
-pub const VERSION: u32 = 1;
+/// 2: rows and columns are groups (`group_of`, `own`), folded VFs in `devices`.
+pub const VERSION: u32 = 2;
 
 const PROVIDER_MARK: char = '\u{1}';
 const CLIENT_MARK: char = '\u{2}';

@@ -312,17 +312,31 @@ fn groups_fact(topo: &p2pdma_core::Topology, info: &p2pdma_core::model::GroupInf
     use p2pdma_core::iommu_groups::members;
     use p2pdma_core::model::GroupSource;
     let groups = members(topo);
+    // Readable on a server of thousands of VFs: the first groups, each cut after a few members.
+    const GROUPS: usize = 20;
+    const MEMBERS: usize = 8;
     let shared: Vec<String> = groups
         .iter()
         .filter(|(_, m)| m.len() > 1)
-        .map(|(g, m)| format!("{g}: {}", m.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ")))
+        .map(|(g, m)| {
+            let mut s = format!("{g}: {}", m.iter().take(MEMBERS).map(|b| b.to_string()).collect::<Vec<_>>().join(" "));
+            if m.len() > MEMBERS {
+                s.push_str(&format!(" +{} more", m.len() - MEMBERS));
+            }
+            s
+        })
         .collect();
+    let more = shared.len().saturating_sub(GROUPS);
+    let listed = shared.iter().take(GROUPS).cloned().collect::<Vec<_>>().join("; ");
     let source = match (info.source, &info.kernel_params) {
         (GroupSource::Kernel, _) => "read from the kernel".to_string(),
         (GroupSource::Predicted, None) => "predicted from the kernel's rules".to_string(),
         (GroupSource::Predicted, Some(p)) => format!("WHAT-IF after {p}: predicted"),
     };
-    let mut note = format!("{source}; shared: {}", if shared.is_empty() { "none".into() } else { shared.join("; ") });
+    let mut note = format!("{source}; shared: {}", if shared.is_empty() { "none".into() } else { listed });
+    if more > 0 {
+        note.push_str(&format!("; and {more} more shared groups (`p2pdma topo --json`)"));
+    }
     if !info.uncertain.is_empty() {
         note.push_str(&format!("; {} device(s) uncertain (quirks or unreadable ACS)", info.uncertain.len()));
     }
