@@ -66,7 +66,7 @@ pub struct ReportData<'t> {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum DeviceView {
-    Full(Device),
+    Full(Box<Device>),
     Folded(FoldedDevice),
 }
 
@@ -353,7 +353,7 @@ pub fn build<'t>(engine: &Engine<'t>, title: &str, source: &str) -> ReportData<'
         .zip(&matrix.group_of)
         .enumerate()
         .map(|(i, (d, &g))| match g == i {
-            true => DeviceView::Full(Device { config_hex: None, ..d.clone() }),
+            true => DeviceView::Full(Box::new(Device { config_hex: None, ..d.clone() })),
             false => DeviceView::Folded(FoldedDevice {
                 bdf: d.bdf,
                 name: d.name.clone(),
