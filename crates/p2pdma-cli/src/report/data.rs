@@ -10,10 +10,15 @@
 //! to its group's representative; `cells[p][c]` indexes `verdicts`, explained for the
 //! representative pair (a group against itself: its first two members), and `own[p]` is a
 //! member with itself where that differs. A verdict stands for every member pair: its texts
-//! name the pair through the marks below. In the JSON each row of `cells` is run-length encoded, `[verdict, count,
-//! verdict, count, ...]` (rows of one verdict are the rule: 768 × 768 cells took 2.4 MB as
-//! plain indices), and report.js expands it once on load. A verdict is a `PairVerdict` without the pair-specific fields (provider,
-//! client, path), its texts replaced by indices into `texts`; in a text, U+0001 stands for
+//! name the pair through the marks below, and an address in it that is the explained pair's
+//! own (`common_upstream` of a device with itself, a VF's own ACS) stands for the member's
+//! (report.js `pairAt`). A folded VF's entry in `devices` carries only what the page reads.
+//!
+//! In the JSON each row of `cells` is run-length encoded, `[verdict, count, verdict, count,
+//! ...]` (rows of one verdict are the rule: 768 × 768 cells took 2.4 MB as plain indices),
+//! and report.js expands it once on load. A verdict is a `PairVerdict` without the
+//! pair-specific fields (provider, client, path), its texts replaced by indices into
+//! `texts`; in a text, U+0001 stands for
 //! the provider's address and U+0002 for the client's, so that one text serves every pair
 //! it fits. The path is not stored per cell (it was 40% of the file): it follows from
 //! `walk_up` (the device the kernel's walk goes to next: the upstream bridge, through the
