@@ -45,7 +45,7 @@ fn report_data_block_is_the_json_contract() {
     let data = data_block(&html);
     let (_, topo, _) = p2pdma(&["topo", "--spec", SWITCH, "--json"]);
     let topo: Value = serde_json::from_str(&topo).unwrap();
-    assert_eq!((data["schema"].as_str(), data["version"].as_u64()), (Some("p2pdma-report"), Some(1)));
+    assert_eq!((data["schema"].as_str(), data["version"].as_u64()), (Some("p2pdma-report"), Some(2)));
     assert_eq!(data["title"], "switch");
     for key in ["machine", "cpu_allows_p2pdma", "host_bridges", "providers"] {
         assert_eq!(data[key], topo[key], "{key} as `topo --json` prints it");
@@ -172,4 +172,35 @@ fn report_after_a_chosen_fix_shows_its_matrix_and_groups() {
     assert!(after.contains("1: 0000:00:10.0 0000:01:00.0 0000:01:00.1"));
     let (b, a) = (data_block(&before), data_block(&after));
     assert_ne!(b["matrix"], a["matrix"], "the fix changes the matrix: nvme-a → nvme-b maps by bus address");
+}
+
+/// A PF's VFs that the kernel cannot tell apart are one row, one column and one card; the
+/// counts still count every device and pair.
+#[test]
+fn report_folds_vfs_into_one_row_column_and_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("vfs.toml");
+    std::fs::write(
+        &spec,
+        "[[root_port]]\nname = \"rp0\"\n[[switch]]\nname = \"sw0\"\nparent = \"rp0\"\n\
+         [[endpoint]]\nname = \"nic0\"\nkind = \"nic\"\nparent = \"sw0.0\"\nvfs = 32\n\
+         [[endpoint]]\nname = \"nvme0\"\nkind = \"nvme\"\nparent = \"sw0.1\"\ncmb_mib = 16\n",
+    )
+    .unwrap();
+    let (code, html, err) = p2pdma(&["report", "--spec", spec.to_str().unwrap(), "-o", "-"]);
+    assert_eq!(code, 0, "{err}");
+    let data = data_block(&html);
+    let m = &data["matrix"];
+    // nic0, its 32 VFs as one group, nvme0: three rows and columns for 34 devices each.
+    assert_eq!((m["providers"].as_array().unwrap().len(), m["clients"].as_array().unwrap().len()), (3, 3));
+    assert_eq!((m["counts"]["providers"].as_u64(), m["counts"]["clients"].as_u64()), (Some(34), Some(34)));
+    let c = &m["counts"];
+    let pairs: u64 =
+        ["bus_addr", "thru_host_bridge", "not_supported", "self"].iter().map(|k| c[k].as_u64().unwrap()).sum();
+    assert_eq!(pairs, 34 * 34, "every device pair counted");
+    let folded: Vec<&Value> = data["devices"].as_array().unwrap().iter().filter(|d| d.get("bars").is_none()).collect();
+    assert_eq!(folded.len(), 31, "31 VFs folded into nic0-vf0's row: {folded:?}");
+    assert!(folded.iter().all(|d| d["physfn"].is_string() && d["name"].as_str().unwrap().starts_with("nic0-vf")));
+    assert!(html.contains("nic0-vf0 +31 VFs") && html.contains("32 VFs of "), "one card");
+    assert!(!html.contains(">nic0-vf1<"), "no card of a folded VF");
 }

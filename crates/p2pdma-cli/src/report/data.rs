@@ -3,11 +3,22 @@
 //! full explanation (`check --json`'s `PairVerdict`), deduplicated so that a thousand
 //! devices fit in a few megabytes.
 //!
-//! Compact matrix: `providers` and `clients` are device indices; `cells[p][c]` indexes
-//! `verdicts`. In the JSON each row of `cells` is run-length encoded, `[verdict, count,
-//! verdict, count, ...]` (rows of one verdict are the rule: 768 × 768 cells took 2.4 MB as
-//! plain indices), and report.js expands it once on load. A verdict is a `PairVerdict` without the pair-specific fields (provider,
-//! client, path), its texts replaced by indices into `texts`; in a text, U+0001 stands for
+//! Compact matrix: rows and columns are groups of devices the kernel cannot tell apart
+//! (`p2pdma_core::group`: the VFs of one PF with the same walk; every other function alone),
+//! so that a PF's 255 VFs are one row, not 255. `providers` and `clients` are the device
+//! indices of each group's representative (its lowest address), `group_of` maps every device
+//! to its group's representative; `cells[p][c]` indexes `verdicts`, explained for the
+//! representative pair (a group against itself: its first two members), and `own[p]` is a
+//! member with itself where that differs. A verdict stands for every member pair: its texts
+//! name the pair through the marks below, and an address in it that is the explained pair's
+//! own (`common_upstream` of a device with itself, a VF's own ACS) stands for the member's
+//! (report.js `pairAt`). A folded VF's entry in `devices` carries only what the page reads.
+//!
+//! In the JSON each row of `cells` is run-length encoded, `[verdict, count, verdict, count,
+//! ...]` (rows of one verdict are the rule: 768 × 768 cells took 2.4 MB as plain indices),
+//! and report.js expands it once on load. A verdict is a `PairVerdict` without the
+//! pair-specific fields (provider, client, path), its texts replaced by indices into
+//! `texts`; in a text, U+0001 stands for
 //! the provider's address and U+0002 for the client's, so that one text serves every pair
 //! it fits. The path is not stored per cell (it was 40% of the file): it follows from
 //! `walk_up` (the device the kernel's walk goes to next: the upstream bridge, through the
@@ -19,7 +30,8 @@
 
 use std::collections::HashMap;
 
-use p2pdma_core::analysis::{self, ProviderRow};
+use p2pdma_core::analysis::{self, MatrixFilter, ProviderRow};
+use p2pdma_core::group::{GroupedMatrix, Grouping};
 use p2pdma_core::kernel_params::AcsParams;
 use p2pdma_core::model::{Device, Machine};
 use p2pdma_core::verdict::{AcsRedirect, HostBridgeCheck, MapType, PairVerdict};
@@ -29,7 +41,8 @@ use serde::Serialize;
 use crate::render::BridgeReport;
 
 pub const SCHEMA: &str = "p2pdma-report";
-pub const VERSION: u32 = 1;
+/// 2: rows and columns are groups (`group_of`, `own`), folded VFs in `devices`.
+pub const VERSION: u32 = 2;
 
 const PROVIDER_MARK: char = '\u{1}';
 const CLIENT_MARK: char = '\u{2}';
@@ -47,10 +60,30 @@ pub struct ReportData<'t> {
     pub cpu_allows_p2pdma: bool,
     pub acs_params: AcsParamsView,
     pub host_bridges: Vec<BridgeReport<'t>>,
-    /// `Topology::devices` without raw config space (the verdicts are already decoded).
-    pub devices: Vec<Device>,
+    /// `Topology::devices` without raw config space (the verdicts are already decoded); a VF
+    /// folded into its group's row carries only what the page reads of it (`FoldedDevice`).
+    pub devices: Vec<DeviceView>,
     pub providers: Vec<ProviderRow>,
     pub matrix: CompactMatrix,
+}
+
+/// A device as the page's data carries it.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum DeviceView {
+    Full(Box<Device>),
+    Folded(FoldedDevice),
+}
+
+/// A VF its group's representative stands for (`matrix.group_of[i] != i`): what names it and
+/// what its pairs' path class reads; its other facts are the representative's but for its
+/// own addresses (BARs, IOMMU group), which `topo --json` has. 10,000 VFs in full took 5 MB.
+#[derive(Serialize)]
+pub struct FoldedDevice {
+    pub bdf: Bdf,
+    pub name: Option<String>,
+    pub physfn: Option<Bdf>,
+    pub numa_node: Option<i32>,
 }
 
 /// The ACS parameters found on the kernel command line.
@@ -64,6 +97,12 @@ pub struct AcsParamsView {
 pub struct CompactMatrix {
     pub providers: Vec<usize>,
     pub clients: Vec<usize>,
+    /// Each device's group as its representative's index (itself unless it is a VF folded
+    /// into a group); rows and columns are groups, named by their representative.
+    pub group_of: Vec<usize>,
+    /// Per row: for a group of several members that is also a column, the verdict of a
+    /// member with itself (the diagonal cell holds two distinct members); else null.
+    pub own: Vec<Option<u32>>,
     pub walk_up: Vec<i64>,
     pub host_bridge: Vec<usize>,
     pub texts: Vec<String>,
@@ -91,9 +130,12 @@ fn run_length_rows<S: serde::Serializer>(rows: &[Vec<u32>], s: S) -> Result<S::O
     serde::Serialize::serialize(&encoded, s)
 }
 
-/// How many cells of each kind (`SELF` cells are counted apart).
+/// How many device pairs of each kind (`SELF` pairs are counted apart), and how many
+/// devices are providers and clients (groups count every member).
 #[derive(Serialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
+    pub providers: usize,
+    pub clients: usize,
     pub bus_addr: usize,
     pub thru_host_bridge: usize,
     pub not_supported: usize,
@@ -197,61 +239,109 @@ pub fn path(walk_up: &[i64], host_bridge: &[usize], provider: usize, client: usi
     p
 }
 
-/// The compact matrix: every provider against every DMA-capable endpoint, explained.
+/// Collects deduplicated verdicts and the texts they index.
+#[derive(Default)]
+struct Verdicts {
+    texts: Texts,
+    list: Vec<CompactVerdict>,
+    index: HashMap<String, u32>,
+}
+
+impl Verdicts {
+    /// The verdict of one explained pair, as an index into `list`.
+    fn add(&mut self, engine: &Engine<'_>, p: usize, c: usize) -> (u32, MapType) {
+        let topo = engine.topo;
+        let v: PairVerdict = engine.explain(p, c);
+        let (pbdf, cbdf) = (topo.devices[p].bdf.to_string(), topo.devices[c].bdf.to_string());
+        let texts = &mut self.texts;
+        let compact = CompactVerdict {
+            map_type: v.map_type,
+            distance: v.distance,
+            hops: v.hops,
+            common_upstream: v.common_upstream,
+            acs_redirect: v.acs_redirect,
+            acs_unknown: v.acs_unknown,
+            host_bridge: v.host_bridge,
+            certain: v.certain,
+            reasons: texts.all(&v.reasons, &pbdf, &cbdf),
+            fixes: texts.all(&v.fixes, &pbdf, &cbdf),
+            kernel_log: texts.all(&v.kernel_log, &pbdf, &cbdf),
+        };
+        let key = serde_json::to_string(&compact).unwrap_or_default();
+        let list = &mut self.list;
+        let vi = *self.index.entry(key).or_insert_with(|| {
+            list.push(compact);
+            (list.len() - 1) as u32
+        });
+        (vi, v.map_type)
+    }
+}
+
+impl Counts {
+    /// Adds `n` pairs of one map type.
+    fn add(&mut self, map_type: MapType, n: usize) {
+        match map_type {
+            MapType::BusAddr => self.bus_addr += n,
+            MapType::ThruHostBridge => self.thru_host_bridge += n,
+            MapType::NotSupported => self.not_supported += n,
+        }
+    }
+}
+
+/// The compact matrix: every provider group against every DMA-capable group, each cell
+/// explained once for its representative pair (`GroupedMatrix`: exact for every member).
 pub fn matrix(engine: &Engine<'_>) -> CompactMatrix {
     let topo = engine.topo;
-    let m = analysis::matrix(engine);
-    let providers: Vec<usize> = m.providers.iter().filter_map(|&b| engine.index_of(b)).collect();
-    let clients: Vec<usize> = m.clients.iter().filter_map(|&b| engine.index_of(b)).collect();
+    let grouping = Grouping::new(engine);
+    let g = GroupedMatrix::new(engine, &grouping, &MatrixFilter::default());
+    let members: Vec<Vec<usize>> =
+        g.groups.iter().map(|r| r.members.iter().filter_map(|&b| engine.index_of(b)).collect()).collect();
+    let mut group_of: Vec<usize> = (0..topo.devices.len()).collect();
+    for m in &members {
+        m.iter().for_each(|&i| group_of[i] = m[0]);
+    }
     let hb: HashMap<&str, usize> = topo.host_bridges.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect();
     let host_bridge: Vec<usize> =
         topo.devices.iter().map(|d| hb.get(d.host_bridge.as_str()).copied().unwrap_or(0)).collect();
-    let mut texts = Texts::default();
-    let mut verdicts: Vec<CompactVerdict> = Vec::new();
-    let mut verdict_index: HashMap<String, usize> = HashMap::new();
-    let mut counts = Counts::default();
-    let mut cells = Vec::with_capacity(providers.len());
-    for &p in &providers {
-        let pbdf = topo.devices[p].bdf.to_string();
-        let mut row = Vec::with_capacity(clients.len());
-        for &c in &clients {
-            let v: PairVerdict = engine.explain(p, c);
-            let cbdf = topo.devices[c].bdf.to_string();
-            match v.map_type {
-                _ if p == c => counts.own += 1,
-                MapType::BusAddr => counts.bus_addr += 1,
-                MapType::ThruHostBridge => counts.thru_host_bridge += 1,
-                MapType::NotSupported => counts.not_supported += 1,
+    let mut verdicts = Verdicts::default();
+    let mut counts = Counts {
+        providers: g.providers.iter().map(|&p| members[p].len()).sum(),
+        clients: g.clients.iter().map(|&c| members[c].len()).sum(),
+        ..Counts::default()
+    };
+    let mut own = Vec::with_capacity(g.providers.len());
+    let mut cells = Vec::with_capacity(g.providers.len());
+    for &pg in &g.providers {
+        let mp = &members[pg];
+        let mut row = Vec::with_capacity(g.clients.len());
+        for &cg in &g.clients {
+            let mc = &members[cg];
+            // A group against itself: two distinct members; each member with itself is `own`.
+            let c = if pg == cg { mc.get(1).copied().unwrap_or(mc[0]) } else { mc[0] };
+            let (vi, map_type) = verdicts.add(engine, mp[0], c);
+            match (pg == cg, mp.len()) {
+                (true, 1) => counts.own += 1,
+                (true, n) => {
+                    counts.own += n;
+                    counts.add(map_type, n * (n - 1));
+                }
+                _ => counts.add(map_type, mp.len() * mc.len()),
             }
-            let compact = CompactVerdict {
-                map_type: v.map_type,
-                distance: v.distance,
-                hops: v.hops,
-                common_upstream: v.common_upstream,
-                acs_redirect: v.acs_redirect,
-                acs_unknown: v.acs_unknown,
-                host_bridge: v.host_bridge,
-                certain: v.certain,
-                reasons: texts.all(&v.reasons, &pbdf, &cbdf),
-                fixes: texts.all(&v.fixes, &pbdf, &cbdf),
-                kernel_log: texts.all(&v.kernel_log, &pbdf, &cbdf),
-            };
-            let key = serde_json::to_string(&compact).unwrap_or_default();
-            let vi = *verdict_index.entry(key).or_insert_with(|| {
-                verdicts.push(compact);
-                verdicts.len() - 1
-            });
-            row.push(vi as u32);
+            row.push(vi);
         }
+        let both = mp.len() > 1 && g.clients.contains(&pg);
+        own.push(both.then(|| verdicts.add(engine, mp[0], mp[0]).0));
         cells.push(row);
     }
     CompactMatrix {
-        providers,
-        clients,
+        providers: g.providers.iter().map(|&p| members[p][0]).collect(),
+        clients: g.clients.iter().map(|&c| members[c][0]).collect(),
+        group_of,
+        own,
         walk_up: walk_up(engine),
         host_bridge,
-        texts: texts.list,
-        verdicts,
+        texts: verdicts.texts.list,
+        verdicts: verdicts.list,
         cells,
         counts,
     }
@@ -261,6 +351,22 @@ pub fn matrix(engine: &Engine<'_>) -> CompactMatrix {
 pub fn build<'t>(engine: &Engine<'t>, title: &str, source: &str) -> ReportData<'t> {
     let topo = engine.topo;
     let acs = AcsParams::from_cmdline(topo.machine.cmdline.as_deref().unwrap_or(""));
+    let matrix = matrix(engine);
+    let devices = topo
+        .devices
+        .iter()
+        .zip(&matrix.group_of)
+        .enumerate()
+        .map(|(i, (d, &g))| match g == i {
+            true => DeviceView::Full(Box::new(Device { config_hex: None, ..d.clone() })),
+            false => DeviceView::Folded(FoldedDevice {
+                bdf: d.bdf,
+                name: d.name.clone(),
+                physfn: d.physfn,
+                numa_node: d.numa_node,
+            }),
+        })
+        .collect();
     ReportData {
         schema: SCHEMA,
         version: VERSION,
@@ -276,15 +382,16 @@ pub fn build<'t>(engine: &Engine<'t>, title: &str, source: &str) -> ReportData<'
             .zip(engine.host_bridge_info())
             .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
             .collect(),
-        devices: topo.devices.iter().map(|d| Device { config_hex: None, ..d.clone() }).collect(),
+        devices,
         providers: analysis::providers(topo),
-        matrix: matrix(engine),
+        matrix,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p2pdma_core::spec;
     use std::path::Path;
 
     fn load(name: &str) -> p2pdma_core::Topology {
@@ -317,7 +424,10 @@ mod tests {
         let col = m.clients.iter().position(|&c| c == b).unwrap();
         let v = &m.verdicts[m.cells[0][col] as usize];
         assert_eq!((v.map_type, v.distance), (MapType::BusAddr, Some(4)));
-        assert_eq!(m.counts, Counts { bus_addr: 2, thru_host_bridge: 0, not_supported: 0, own: 2 });
+        assert_eq!(
+            m.counts,
+            Counts { providers: 2, clients: 2, bus_addr: 2, thru_host_bridge: 0, not_supported: 0, own: 2 }
+        );
     }
 
     #[test]
@@ -342,6 +452,107 @@ mod tests {
             }
         }
         assert!(crossing > 0, "some scenario crosses a host bridge");
+    }
+
+    /// Two NICs with 4 VFs each below one switch with ACS, and an NVMe with a CMB: the VFs
+    /// of each NIC fold into one group.
+    const VFS: &str = r#"
+[machine]
+cpu = "intel"
+iommu = true
+[[root_port]]
+name = "rp0"
+[[switch]]
+name = "sw0"
+parent = "rp0"
+ports = 3
+acs = true
+[[endpoint]]
+name = "nic0"
+kind = "nic"
+parent = "sw0.0"
+vfs = 4
+[[endpoint]]
+name = "nic1"
+kind = "nic"
+parent = "sw0.1"
+vfs = 4
+[[endpoint]]
+name = "nvme0"
+kind = "nvme"
+parent = "sw0.2"
+cmb_mib = 16
+"#;
+
+    /// The verdict a cell of the page stands for, as report.js `pairAt` reads it: the
+    /// groups' cell (a member with itself: `own`), and the explained pair's own addresses
+    /// standing for this pair's.
+    fn resolve(m: &CompactMatrix, p: usize, c: usize) -> (&CompactVerdict, usize, usize) {
+        let row = m.providers.iter().position(|&r| r == m.group_of[p]).unwrap();
+        let col = m.clients.iter().position(|&r| r == m.group_of[c]).unwrap();
+        let (rp, rc) = (m.providers[row], m.clients[col]);
+        let mine: Vec<usize> = (0..m.group_of.len()).filter(|&i| m.group_of[i] == rc).collect();
+        match m.own[row] {
+            Some(v) if p == c => (&m.verdicts[v as usize], rp, rp),
+            _ if rp == rc && p != c => (&m.verdicts[m.cells[row][col] as usize], mine[0], mine[1]),
+            _ => (&m.verdicts[m.cells[row][col] as usize], rp, rc),
+        }
+    }
+
+    #[test]
+    fn grouped_matrix_restores_every_member_pair_exactly() {
+        let t = spec::from_text(VFS, Path::new("vfs.toml")).unwrap().1;
+        let e = Engine::new(&t).unwrap();
+        let m = matrix(&e);
+        let n = t.devices.len();
+        assert_eq!(m.group_of.iter().enumerate().filter(|&(i, &g)| g != i).count(), 6, "3 of each NIC's 4 VFs fold");
+        let full = analysis::matrix(&e);
+        let (mut pairs, mut seen) = (0, Counts::default());
+        for p in (0..n).filter(|&p| full.providers.contains(&t.devices[p].bdf)) {
+            for c in (0..n).filter(|&c| full.clients.contains(&t.devices[c].bdf)) {
+                let (v, ep, ec) = resolve(&m, p, c);
+                let who = |i: usize| {
+                    if i == ep {
+                        p
+                    } else if i == ec {
+                        c
+                    } else {
+                        i
+                    }
+                };
+                let want = e.explain(p, c);
+                let (pb, cb) = (t.devices[p].bdf.to_string(), t.devices[c].bdf.to_string());
+                let restore = |ids: &[u32]| -> Vec<String> {
+                    ids.iter().map(|&i| m.texts[i as usize].replace('\u{1}', &pb).replace('\u{2}', &cb)).collect()
+                };
+                let at = format!("{pb} -> {cb}");
+                assert_eq!(
+                    (v.map_type, v.distance, v.hops, v.certain),
+                    (want.map_type, want.distance, want.hops, want.certain),
+                    "{at}"
+                );
+                assert_eq!((restore(&v.reasons), restore(&v.fixes)), (want.reasons, want.fixes), "{at}");
+                assert_eq!(restore(&v.kernel_log), want.kernel_log, "{at}");
+                let common = v.common_upstream.and_then(|b| e.index_of(b)).map(who);
+                assert_eq!(common.map(|i| t.devices[i].bdf), want.common_upstream, "{at}");
+                let redirect: Vec<Bdf> =
+                    v.acs_redirect.iter().map(|r| t.devices[who(e.index_of(r.device).unwrap())].bdf).collect();
+                assert_eq!(redirect, want.acs_redirect.iter().map(|r| r.device).collect::<Vec<_>>(), "{at}");
+                let path: Vec<i64> = path(&m.walk_up, &m.host_bridge, p, c, common);
+                assert_eq!(path, explained_path(&e, p, c), "{at}");
+                match want.map_type {
+                    _ if p == c => seen.own += 1,
+                    t => seen.add(t, 1),
+                }
+                pairs += 1;
+            }
+        }
+        assert_eq!(pairs, m.counts.providers * m.counts.clients);
+        assert_eq!(
+            (seen.own, seen.bus_addr, seen.thru_host_bridge, seen.not_supported),
+            (m.counts.own, m.counts.bus_addr, m.counts.thru_host_bridge, m.counts.not_supported)
+        );
+        assert!(m.providers.len() < m.counts.providers, "rows are groups");
     }
 
     #[test]

@@ -58,8 +58,6 @@ fn label(d: &Device) -> String {
 
 /// The matrix: a grid skeleton with its size; report.js draws the cells in view from the
 /// data block, so that a thousand devices (tens of thousands of cells) stay fast.
-/// The matrix: a grid skeleton with its size; report.js draws the cells in view from the
-/// data block, so that a thousand devices (tens of thousands of cells) stay fast.
 fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
     let m = &data.matrix;
     let topo = engine.topo;
@@ -67,7 +65,9 @@ fn matrix_html(out: &mut String, engine: &Engine<'_>, data: &ReportData<'_>) {
         out.push_str(r#"<p class="empty" id="no-matrix">No device with P2P memory or a memory BAR, so nothing can be a peer-to-peer target.</p>"#);
         return;
     }
-    let vertical = m.clients.len() > 6 || m.clients.iter().any(|&c| label(&topo.devices[c]).chars().count() > 9);
+    let folds = m.group_of.iter().enumerate().any(|(i, &g)| g != i);
+    let vertical =
+        folds || m.clients.len() > 6 || m.clients.iter().any(|&c| label(&topo.devices[c]).chars().count() > 9);
     // The layer toggle: the kernel's verdict, or the hardware path class (report.js).
     out.push_str(
         r#"<div class="layers" id="layers" role="radiogroup" aria-label="matrix layer"><label><input type="radio" name="layer" value="verdict" checked> kernel verdict</label><label><input type="radio" name="layer" value="path"> path class (nvidia-smi topo -m)</label></div>"#,
@@ -237,7 +237,7 @@ fn plural(n: usize) -> &'static str {
 /// The whole page.
 pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> String {
     let topo = engine.topo;
-    let layout = tree::layout(engine, &engine.host_bridge_info());
+    let layout = tree::layout(engine, &engine.host_bridge_info(), &p2pdma_core::group::Grouping::new(engine));
     let svg = tree::svg(&layout, tree::Mode::Embedded);
     let style = format!("{PAGE_CSS}\n{}", tree::CSS);
     let m = &data.matrix;
@@ -267,10 +267,10 @@ pub fn page(engine: &Engine<'_>, data: &ReportData<'_>, subtitle: &str) -> Strin
         esc(subtitle),
         topo.devices.len(),
         plural(topo.devices.len()),
-        m.providers.len(),
-        plural(m.providers.len()),
-        m.clients.len(),
-        plural(m.clients.len()),
+        c.providers,
+        plural(c.providers),
+        c.clients,
+        plural(c.clients),
         c.bus_addr,
         c.thru_host_bridge,
         c.not_supported,
@@ -312,17 +312,31 @@ fn groups_fact(topo: &p2pdma_core::Topology, info: &p2pdma_core::model::GroupInf
     use p2pdma_core::iommu_groups::members;
     use p2pdma_core::model::GroupSource;
     let groups = members(topo);
+    // Readable on a server of thousands of VFs: the first groups, each cut after a few members.
+    const GROUPS: usize = 20;
+    const MEMBERS: usize = 8;
     let shared: Vec<String> = groups
         .iter()
         .filter(|(_, m)| m.len() > 1)
-        .map(|(g, m)| format!("{g}: {}", m.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ")))
+        .map(|(g, m)| {
+            let mut s = format!("{g}: {}", m.iter().take(MEMBERS).map(|b| b.to_string()).collect::<Vec<_>>().join(" "));
+            if m.len() > MEMBERS {
+                s.push_str(&format!(" +{} more", m.len() - MEMBERS));
+            }
+            s
+        })
         .collect();
+    let more = shared.len().saturating_sub(GROUPS);
+    let listed = shared.iter().take(GROUPS).cloned().collect::<Vec<_>>().join("; ");
     let source = match (info.source, &info.kernel_params) {
         (GroupSource::Kernel, _) => "read from the kernel".to_string(),
         (GroupSource::Predicted, None) => "predicted from the kernel's rules".to_string(),
         (GroupSource::Predicted, Some(p)) => format!("WHAT-IF after {p}: predicted"),
     };
-    let mut note = format!("{source}; shared: {}", if shared.is_empty() { "none".into() } else { shared.join("; ") });
+    let mut note = format!("{source}; shared: {}", if shared.is_empty() { "none".into() } else { listed });
+    if more > 0 {
+        note.push_str(&format!("; and {more} more shared groups (`p2pdma topo --json`)"));
+    }
     if !info.uncertain.is_empty() {
         note.push_str(&format!("; {} device(s) uncertain (quirks or unreadable ACS)", info.uncertain.len()));
     }

@@ -95,7 +95,7 @@ pub fn svg(engine: &Engine<'_>, title: &str) -> String {
         },
         if engine.cpu_allows() { "CPU rule applies (AMD Zen)" } else { "CPU rule does not apply" }
     );
-    let layout = tree::layout(engine, &engine.host_bridge_info());
+    let layout = tree::layout(engine, &engine.host_bridge_info(), &p2pdma_core::group::Grouping::new(engine));
     tree::svg(&layout, tree::Mode::Standalone { title: &format!("p2pdma topology: {title}"), subtitle: &subtitle })
 }
 

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use p2pdma_core::config::{acs_bits, Acs, PortType};
+use p2pdma_core::group::Grouping;
 use p2pdma_core::model::{Device, Link};
 use p2pdma_core::verdict::BridgeVerdict;
 use p2pdma_core::Engine;
@@ -218,7 +219,8 @@ pub fn kind_of(d: &Device) -> &'static str {
     d.port_type.filter(|_| d.is_pci_bridge()).map(|t| t.label()).unwrap_or(d.kind())
 }
 
-fn device_card(d: &Device) -> Card {
+/// A device's card; `members` > 1 when it stands for a group of VFs.
+fn device_card(d: &Device, members: usize) -> Card {
     let kind = kind_of(d);
     let mut kind_text = match (&d.name, &d.device_name) {
         (Some(_), Some(n)) => format!("{kind} · {n}"),
@@ -234,8 +236,10 @@ fn device_card(d: &Device) -> Card {
         write!(kind_text, " · {drv}").unwrap();
     }
     let mut badges = Vec::new();
-    if let Some(pf) = d.physfn {
-        badges.push(Badge { class: "b vf", text: format!("VF of {pf}") });
+    match d.physfn {
+        Some(pf) if members > 1 => badges.push(Badge { class: "b vf", text: format!("{members} VFs of {pf}") }),
+        Some(pf) => badges.push(Badge { class: "b vf", text: format!("VF of {pf}") }),
+        None => {}
     }
     if let Some(b) = d.link.as_ref().and_then(link_badge) {
         badges.push(b);
@@ -257,14 +261,13 @@ fn device_card(d: &Device) -> Card {
             ),
         });
     }
-    Card {
-        class: device_class(d),
-        name: d.name.clone().unwrap_or_else(|| kind.to_string()),
-        bdf: Some(d.bdf.to_string()),
-        kind: kind_text,
-        badges,
-        tooltip: device_tooltip(d),
+    let mut name = d.name.clone().unwrap_or_else(|| kind.to_string());
+    let mut tooltip = device_tooltip(d);
+    if members > 1 {
+        write!(name, " +{} VFs", members - 1).unwrap();
+        write!(tooltip, "\none card for {members} VFs the kernel cannot tell apart (same PF, path, ACS)").unwrap();
     }
+    Card { class: device_class(d), name, bdf: Some(d.bdf.to_string()), kind: kind_text, badges, tooltip }
 }
 
 fn device_tooltip(d: &Device) -> String {
@@ -365,14 +368,33 @@ fn badge_width(text: &str) -> f64 {
 
 /// Lays the topology out: pure, deterministic, no panics on any topology the engine took.
 /// The tree (children by parent), a depth-first walk, then cards placed top to bottom.
-pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict]) -> Layout {
-    let children = children_of(engine);
-    let (order, events) = walk(engine, &children);
-    place(engine, bridges, &order, events)
+/// A group of VFs is one card (its representative's, saying how many it stands for).
+pub fn layout(engine: &Engine<'_>, bridges: &[BridgeVerdict], grouping: &Grouping) -> Layout {
+    let folded = Folded::new(engine, grouping);
+    let children = children_of(engine, &folded);
+    let (order, events) = walk(engine, &children, &folded);
+    place(engine, bridges, &order, events, &folded)
+}
+
+/// Which devices are drawn: each group's representative, with its number of members.
+struct Folded {
+    /// Per device: `Some(members)` if its card is drawn, `None` if a representative stands for it.
+    drawn: Vec<Option<usize>>,
+}
+
+impl Folded {
+    fn new(engine: &Engine<'_>, grouping: &Grouping) -> Folded {
+        let mut drawn = vec![None; engine.topo.devices.len()];
+        for g in 0..grouping.len() {
+            let m = grouping.members(g);
+            drawn[m[0]] = Some(m.len());
+        }
+        Folded { drawn }
+    }
 }
 
 /// Children in address order; devices on a root bus hang off their host bridge.
-fn children_of(engine: &Engine<'_>) -> HashMap<NodeRef, Vec<NodeRef>> {
+fn children_of(engine: &Engine<'_>, folded: &Folded) -> HashMap<NodeRef, Vec<NodeRef>> {
     let topo = engine.topo;
     let hb_index: HashMap<&str, usize> =
         topo.host_bridges.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect();
@@ -383,7 +405,7 @@ fn children_of(engine: &Engine<'_>) -> HashMap<NodeRef, Vec<NodeRef>> {
             None => hb_index.get(d.host_bridge.as_str()).map(|&h| NodeRef::Bridge(h)),
         }
     };
-    for (i, d) in topo.devices.iter().enumerate() {
+    for (i, d) in topo.devices.iter().enumerate().filter(|&(i, _)| folded.drawn[i].is_some()) {
         if let Some(p) = parent_of(d) {
             children.entry(p).or_default().push(NodeRef::Device(i));
         }
@@ -397,7 +419,11 @@ type Visit = (NodeRef, Option<NodeRef>, usize, usize);
 
 /// Depth-first, iteratively (a hostile snapshot may nest deeply): the nodes in order, and
 /// the entering and leaving events (true: entering) by index into that order.
-fn walk(engine: &Engine<'_>, children: &HashMap<NodeRef, Vec<NodeRef>>) -> (Vec<Visit>, Vec<(bool, usize)>) {
+fn walk(
+    engine: &Engine<'_>,
+    children: &HashMap<NodeRef, Vec<NodeRef>>,
+    folded: &Folded,
+) -> (Vec<Visit>, Vec<(bool, usize)>) {
     let topo = engine.topo;
     #[derive(Clone, Copy)]
     enum Step {
@@ -405,7 +431,9 @@ fn walk(engine: &Engine<'_>, children: &HashMap<NodeRef, Vec<NodeRef>>) -> (Vec<
         Leave(usize),
     }
     let mut order: Vec<Visit> = Vec::new();
-    let mut visited = vec![false; topo.devices.len()];
+    // Folded members count as visited: their representative's card stands for them.
+    let mut visited: Vec<bool> = folded.drawn.iter().map(Option::is_none).collect();
+    debug_assert_eq!(visited.len(), topo.devices.len());
     let mut stack: Vec<Step> = Vec::new();
     let roots: Vec<NodeRef> = (0..topo.host_bridges.len()).rev().map(NodeRef::Bridge).collect();
     // Devices not reachable from a host bridge (only upstream links that loop leave any) go
@@ -452,7 +480,13 @@ fn walk(engine: &Engine<'_>, children: &HashMap<NodeRef, Vec<NodeRef>>) -> (Vec<
 }
 
 /// Cards top to bottom, indented by depth, switch boxes around their ports.
-fn place(engine: &Engine<'_>, bridges: &[BridgeVerdict], order: &[Visit], events: Vec<(bool, usize)>) -> Layout {
+fn place(
+    engine: &Engine<'_>,
+    bridges: &[BridgeVerdict],
+    order: &[Visit],
+    events: Vec<(bool, usize)>,
+    folded: &Folded,
+) -> Layout {
     let max_depth = order.iter().map(|o| o.2).max().unwrap_or(0) as f64;
     let max_nest = order.iter().map(|o| o.3).max().unwrap_or(0) as f64;
     let right = MARGIN + max_depth * INDENT + max_nest * NEST + CARD_MIN;
@@ -476,7 +510,7 @@ fn place(engine: &Engine<'_>, bridges: &[BridgeVerdict], order: &[Visit], events
             }
             continue;
         }
-        let card = node_card(engine, bridges, node, &mut y, &mut after_first_bridge);
+        let card = node_card(engine, bridges, node, &mut y, &mut after_first_bridge, folded);
         if let NodeRef::Device(i) = node {
             if is_switch_upstream(engine, i) {
                 let sx = x - 6.0;
@@ -502,6 +536,7 @@ fn node_card(
     node: NodeRef,
     y: &mut f64,
     after_first_bridge: &mut bool,
+    folded: &Folded,
 ) -> Card {
     match node {
         NodeRef::Bridge(h) => {
@@ -526,7 +561,7 @@ fn node_card(
                 ),
             }
         }
-        NodeRef::Device(i) => device_card(engine.device(i)),
+        NodeRef::Device(i) => device_card(engine.device(i), folded.drawn[i].unwrap_or(1)),
     }
 }
 
@@ -712,7 +747,7 @@ parent = "outer.1"
     fn layout_nested_switches_boxes_contain_their_subtree() {
         let t = topo(NESTED);
         let e = Engine::new(&t).unwrap();
-        let l = layout(&e, &e.host_bridge_info());
+        let l = layout(&e, &e.host_bridge_info(), &Grouping::new(&e));
         assert_eq!(l.cards.len(), t.devices.len() + t.host_bridges.len());
         assert_eq!(l.switches.len(), 2);
         // Every card below a switch's upstream port lies inside that switch's box.
@@ -733,11 +768,28 @@ parent = "outer.1"
     }
 
     #[test]
+    fn layout_folds_a_group_of_vfs_into_one_card() {
+        let t = topo(&format!(
+            "{NESTED}[[endpoint]]\nname = \"nic\"\nkind = \"nic\"\nparent = \"outer.1\"\nfunction = 1\nvfs = 6\n"
+        ));
+        let e = Engine::new(&t).unwrap();
+        let l = layout(&e, &e.host_bridge_info(), &Grouping::new(&e));
+        assert_eq!(l.cards.len(), t.devices.len() + t.host_bridges.len() - 5, "6 VFs, one card");
+        let card = l.cards.iter().find(|c| c.card.name == "nic-vf0 +5 VFs").expect("the group's card");
+        assert!(card.card.badges.iter().any(|b| b.text.starts_with("6 VFs of ")), "{card:?}");
+        let s = svg(&l, Mode::Embedded);
+        assert!(!s.contains("nic-vf1"), "folded members have no card");
+    }
+
+    #[test]
     fn svg_escapes_names_and_marks_ids() {
         let mut t = topo(NESTED);
         t.devices[3].name = Some("<script>&\"x\u{1}".into());
         let e = Engine::new(&t).unwrap();
-        let s = svg(&layout(&e, &e.host_bridge_info()), Mode::Standalone { title: "a<b", subtitle: "" });
+        let s = svg(
+            &layout(&e, &e.host_bridge_info(), &Grouping::new(&e)),
+            Mode::Standalone { title: "a<b", subtitle: "" },
+        );
         assert!(!s.contains("<script>") && s.contains("&lt;script&gt;&amp;&quot;x\u{fffd}"), "{s}");
         assert!(s.contains(r#"id="n0""#) && s.contains(r#"id="h0""#) && s.contains(r#"data-p="h0""#));
         assert!(s.starts_with("<svg xmlns=") && s.contains("a&lt;b"));
@@ -765,7 +817,7 @@ parent = "outer.1"
         t.devices[1].upstream = Some(b);
         t.devices[2].upstream = Some(a);
         let e = Engine::new(&t).unwrap();
-        let l = layout(&e, &e.host_bridge_info());
+        let l = layout(&e, &e.host_bridge_info(), &Grouping::new(&e));
         assert_eq!(l.cards.len(), t.devices.len() + t.host_bridges.len());
         assert!(svg(&l, Mode::Embedded).ends_with("</svg>"));
     }

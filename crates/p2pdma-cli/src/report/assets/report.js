@@ -26,6 +26,18 @@
   var lit = [];
   var tags = [];
   var picked = null; // the selected cell: [provider row, client column]
+  // Groups (VFs the kernel cannot tell apart): every device's representative, each
+  // representative's members in address order. A row or column is a group, folded, or one
+  // member of an unfolded group (m >= 0).
+  var gof = M.group_of;
+  var members = new Map();
+  gof.forEach(function (g, i) {
+    if (!members.has(g)) members.set(g, []);
+    members.get(g).push(i);
+  });
+  function size(rep) { return members.get(rep).length; }
+  var rows = M.providers.map(function (d, g) { return { g: g, m: -1 }; });
+  var cols = M.clients.map(function (d, g) { return { g: g, m: -1 }; });
 
   // A pair's path, as report/data.rs `path` builds it: the provider up to the common
   // device, then down to the client; without one, through the host bridge(s).
@@ -52,7 +64,8 @@
     return up.concat(down.reverse());
   }
   function label(i) { return devs[i].name || devs[i].bdf; }
-  function nodeId(r) { return r >= 0 ? 'n' + r : 'h' + (-1 - r); }
+  // A folded member is drawn as its representative's card.
+  function nodeId(r) { return r >= 0 ? 'n' + gof[r] : 'h' + (-1 - r); }
   function nodeLabel(r) { return r >= 0 ? label(r) : data.host_bridges[-1 - r].name; }
   function fill(t, p, c) { return t.split('\u0001').join(p).split('\u0002').join(c); }
   function el(tag, cls, text) {
@@ -125,12 +138,58 @@
     var b = devs[i].bdf;
     return devs[i].name || (b.indexOf('0000:') === 0 ? b.slice(5) : b);
   }
+  // A header: the device, or a folded group as `nic0-vf0 +254 VFs`.
+  function headLabel(at, list) {
+    var rep = list[at.g];
+    if (at.m >= 0) return short(at.m);
+    var n = size(rep);
+    return n > 1 ? short(rep) + ' +' + (n - 1) + ' VFs' : short(rep);
+  }
+  // The pair a cell stands for, its verdict, and the pair that verdict was explained for
+  // (whose own addresses in the verdict stand for this pair's: `who`).
+  function pairAt(ri, ci) {
+    var row = rows[ri], col = cols[ci];
+    if (!row || !col) return null;
+    var rp = M.providers[row.g], rc = M.clients[col.g];
+    var p = row.m >= 0 ? row.m : rp;
+    var c = col.m;
+    var mine = members.get(rc);
+    if (c < 0) c = rp === rc && mine.length > 1 ? (mine[0] === p ? mine[1] : mine[0]) : rc;
+    var vi = M.cells[row.g][col.g], ep = rp, ec = rc;
+    if (p === c && M.own[row.g] != null) {
+      vi = M.own[row.g];
+      ec = rp;
+    } else if (rp === rc && p !== c) {
+      ep = mine[0];
+      ec = mine[1];
+    }
+    var who = function (i) { return i === ep ? p : i === ec ? c : i; };
+    return { p: p, c: c, v: M.verdicts[vi], who: who };
+  }
+  function commonOf(at) {
+    var v = at.v;
+    return v.common_upstream != null && byBdf.has(v.common_upstream) ? at.who(byBdf.get(v.common_upstream)) : undefined;
+  }
+  // Unfolds a folded group's row (or column) into its members, or folds it back.
+  function toggle(list, lines, k) {
+    var g = lines[k].g, first = k;
+    while (first > 0 && lines[first - 1].g === g) first--;
+    var n = 0;
+    while (first + n < lines.length && lines[first + n].g === g) n++;
+    var folded = lines[first].m < 0;
+    var put = folded ? members.get(list[g]).map(function (m) { return { g: g, m: m }; }) : [{ g: g, m: -1 }];
+    lines.splice.apply(lines, [first, n].concat(put));
+    picked = null;
+    clear();
+    table.setAttribute('aria-rowcount', rows.length + 1);
+    table.setAttribute('aria-colcount', cols.length + 1);
+    drawMatrix(true);
+  }
   // The hardware path class (`nvidia-smi topo -m`), as p2pdma_core::pathclass derives it:
   // switches (upstream ports) on the path to the common device, else host bridge and NUMA.
   var layer = 'verdict';
-  function pathClass(p, c, v) {
+  function pathClass(p, c, common) {
     if (p === c) return 'X';
-    var common = v.common_upstream != null ? byBdf.get(v.common_upstream) : undefined;
     if (common !== undefined) {
       var n = 0;
       pathOf(p, c, common).forEach(function (i) { if (i >= 0 && devs[i].port_type === 'switch_upstream') n++; });
@@ -161,12 +220,12 @@
   }
   if (table && !table.classList.contains('vert')) {
     // Few columns, short names: written across, each as wide as the longest name.
-    M.clients.forEach(function (c) { CW = Math.max(CW, short(c).length * 8 + 16); });
+    cols.forEach(function (at) { CW = Math.max(CW, headLabel(at, M.clients).length * 8 + 16); });
     table.style.setProperty('--cw', CW + 'px');
   }
   function drawMatrix(force) {
     if (!table) return;
-    var P = M.providers.length, C = M.clients.length;
+    var P = rows.length, C = cols.length;
     var vw = Math.max(box.clientWidth, 600), vh = Math.max(box.clientHeight, window.innerHeight);
     var c0 = Math.max(0, Math.floor(box.scrollLeft / CW) - OVER);
     var c1 = Math.min(C, Math.ceil((box.scrollLeft + vw) / CW) + OVER);
@@ -179,8 +238,13 @@
     if (c0 > 0) head.appendChild(padCell('th', c0 * CW));
     for (var c = c0; c < c1; c++) {
       var th = el('th');
-      th.appendChild(el('span', '', short(M.clients[c])));
-      th.title = devs[M.clients[c]].bdf;
+      var col = cols[c], cdev = col.m >= 0 ? col.m : M.clients[col.g];
+      th.appendChild(el('span', '', headLabel(col, M.clients)));
+      th.title = devs[cdev].bdf;
+      if (size(M.clients[col.g]) > 1) {
+        th.classList.add('grp');
+        th.title += col.m < 0 ? ': click to show every VF' : ': click to fold the VFs';
+      }
       th.scope = 'col';
       th.setAttribute('aria-colindex', c + 2);
       if (picked && picked[1] === c) th.classList.add('sel');
@@ -193,20 +257,24 @@
     for (var r = r0; r < r1; r++) {
       var tr = el('tr');
       tr.setAttribute('aria-rowindex', r + 2);
-      var rh = el('th', '', short(M.providers[r]));
-      rh.title = devs[M.providers[r]].bdf;
+      var line = rows[r], rdev = line.m >= 0 ? line.m : M.providers[line.g];
+      var rh = el('th', '', headLabel(line, M.providers));
+      rh.title = devs[rdev].bdf;
+      if (size(M.providers[line.g]) > 1) {
+        rh.classList.add('grp');
+        rh.title += line.m < 0 ? ': click to show every VF' : ': click to fold the VFs';
+      }
       rh.scope = 'row';
       rh.setAttribute('aria-colindex', 1);
       if (picked && picked[0] === r) rh.classList.add('sel');
       tr.appendChild(rh);
       if (c0 > 0) tr.appendChild(padCell('td', c0 * CW));
-      var row = M.cells[r];
       for (c = c0; c < c1; c++) {
-        var v = M.verdicts[row[c]];
-        var same = M.providers[r] === M.clients[c];
+        var at = pairAt(r, c), v = at.v;
+        var same = at.p === at.c;
         var td;
         if (layer === 'path') {
-          var pc = pathClass(M.providers[r], M.clients[c], v);
+          var pc = pathClass(at.p, at.c, commonOf(at));
           td = el('td', 'pc-' + pc, pc);
         } else {
           td = el('td', same ? 'm-s' : CLS[v.map_type], cellText(v, same) + (v.certain || same ? '' : '?'));
@@ -235,15 +303,14 @@
   }
 
   function select(pi, ci, clicked) {
-    var row = M.cells[pi];
-    if (!row || row[ci] === undefined) return;
+    var at = pairAt(pi, ci);
+    if (!at) return;
     clear();
-    var p = M.providers[pi], c = M.clients[ci];
-    var v = M.verdicts[row[ci]];
+    var p = at.p, c = at.c, v = at.v;
     var pb = devs[p].bdf, cb = devs[c].bdf;
-    var common = v.common_upstream != null ? byBdf.get(v.common_upstream) : undefined;
+    var common = commonOf(at);
     var path = pathOf(p, c, common);
-    var redirect = new Set(v.acs_redirect.map(function (r) { return byBdf.get(r.device); }));
+    var redirect = new Set(v.acs_redirect.map(function (r) { return at.who(byBdf.get(r.device)); }));
 
     // The tree: nodes and the connectors between consecutive path nodes.
     if (tree) {
@@ -259,21 +326,24 @@
           edges.appendChild(e); // draw it above its grey siblings
         }
       });
-      if (common !== undefined) mark(document.getElementById('n' + common), 'common');
-      mark(document.getElementById('n' + p), 'sel-p');
-      mark(document.getElementById('n' + c), 'sel-c');
-      redirect.forEach(function (i) { mark(document.getElementById('n' + i), 'redirect'); });
+      var node = function (i) { return document.getElementById(nodeId(i)); };
+      if (common !== undefined) mark(node(common), 'common');
+      mark(node(p), 'sel-p');
+      mark(node(c), 'sel-c');
+      redirect.forEach(function (i) { mark(node(i), 'redirect'); });
       if (p === c) {
-        tag(document.getElementById('n' + p), 'PROVIDER = CLIENT');
+        tag(node(p), 'PROVIDER = CLIENT');
+      } else if (gof[p] === gof[c]) {
+        tag(node(p), 'PROVIDER, CLIENT: VFS OF ONE GROUP');
       } else {
-        tag(document.getElementById('n' + p), 'PROVIDER');
-        tag(document.getElementById('n' + c), 'CLIENT');
-        if (common !== undefined && !redirect.has(common)) tag(document.getElementById('n' + common), 'COMMON');
+        tag(node(p), 'PROVIDER');
+        tag(node(c), 'CLIENT');
+        if (common !== undefined && !redirect.has(common)) tag(node(common), 'COMMON');
       }
       redirect.forEach(function (i) {
-        tag(document.getElementById('n' + i), i === common ? 'COMMON · ACS REDIRECT' : 'ACS REDIRECT', 'redirect');
+        tag(node(i), i === common ? 'COMMON · ACS REDIRECT' : 'ACS REDIRECT', 'redirect');
       });
-      scrollToNode(document.getElementById('n' + p));
+      scrollToNode(node(p));
     }
 
     // The matrix: the cell and its headers.
@@ -420,7 +490,12 @@
     window.addEventListener('resize', function () { drawMatrix(false); });
     table.addEventListener('click', function (e) {
       var at = cellAt(e.target);
-      if (at) select(at[0], at[1], true);
+      if (at) return select(at[0], at[1], true);
+      // A group's header unfolds it into its members, or folds it back.
+      var th = e.target.closest('th.grp');
+      if (!th) return;
+      if (th.scope === 'row') toggle(M.providers, rows, parseInt(th.parentElement.getAttribute('aria-rowindex'), 10) - 2);
+      else toggle(M.clients, cols, parseInt(th.getAttribute('aria-colindex'), 10) - 2);
     });
     // Arrow keys move the selection, Escape clears it.
     box.tabIndex = 0;
@@ -439,16 +514,16 @@
       if (!step) return;
       e.preventDefault();
       var at = picked || [0, 0];
-      var pi = Math.min(M.providers.length - 1, Math.max(0, at[0] + (picked ? step[0] : 0)));
-      var ci = Math.min(M.clients.length - 1, Math.max(0, at[1] + (picked ? step[1] : 0)));
+      var pi = Math.min(rows.length - 1, Math.max(0, at[0] + (picked ? step[0] : 0)));
+      var ci = Math.min(cols.length - 1, Math.max(0, at[1] + (picked ? step[1] : 0)));
       select(pi, ci, false);
     });
     // Tooltips on demand rather than a title on every cell.
     table.addEventListener('mouseover', function (e) {
       var at = cellAt(e.target);
       if (!at || at[2].title) return;
-      var v = M.verdicts[M.cells[at[0]][at[1]]];
-      at[2].title = label(M.providers[at[0]]) + ' → ' + label(M.clients[at[1]]) + ': ' + MAP[v.map_type] +
+      var pair = pairAt(at[0], at[1]), v = pair.v;
+      at[2].title = label(pair.p) + ' → ' + label(pair.c) + ': ' + MAP[v.map_type] +
         (v.distance != null ? ', distance ' + v.distance : '');
     });
   }
@@ -470,7 +545,19 @@
       for (var i = 0; i < devs.length; i++) if (devs[i].name === s) return i;
       return -1;
     };
-    var pi = M.providers.indexOf(find(m[1])), ci = M.clients.indexOf(find(m[2]));
+    var want = [find(m[1]), find(m[2])];
+    // The row and column of the pair; a member of a folded group unfolds it.
+    var line = function (list, lines, dev, k) {
+      var g = list.indexOf(dev < 0 ? -1 : gof[dev]);
+      if (g < 0) return -1;
+      var at = lines.findIndex(function (x) { return x.g === g; });
+      if (size(list[g]) > 1 && (dev !== list[g] || (k === 1 && gof[want[0]] === gof[dev]))) {
+        toggle(list, lines, at);
+        at = lines.findIndex(function (x) { return x.m === dev; });
+      }
+      return at;
+    };
+    var pi = line(M.providers, rows, want[0], 0), ci = line(M.clients, cols, want[1], 1);
     if (pi >= 0 && ci >= 0) select(pi, ci, false);
   }
   document.documentElement.setAttribute('data-ready', '1');
