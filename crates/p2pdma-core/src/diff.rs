@@ -5,20 +5,25 @@
 //! too). Fields are compared through their JSON form, so a field added to the model later
 //! (BARs, IOMMU groups, kernel capabilities) is compared without touching this module; only
 //! what never moves a verdict or a path is left out (`IGNORED_DEVICE_FIELDS`). Verdicts
-//! second: every provider × client pair of `analysis::matrix` on both sides. The pairs whose
-//! verdict or distance differ are the truth; each fact is then given the flipped pairs whose
-//! path (before or after) runs through it, and machine-wide facts are given every flip.
+//! second, without visiting every pair: each side's devices are grouped as the kernel cannot
+//! tell them apart ([`crate::group`]), and the two groupings are refined into joint groups
+//! (a device's group before and its group after). Both verdicts are constant over the member
+//! pairs of two joint groups, so one representative pair answers for all of them, and the
+//! flipped pairs are counted per group pair ([`Flip`]). Each fact is then given the flips
+//! whose members it is or whose path (before or after) runs through it; machine-wide facts
+//! are given every flip.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::analysis;
+use crate::analysis::MatrixFilter;
 use crate::bdf::Bdf;
 use crate::config::acs_bits;
+use crate::group::{GroupedMatrix, Grouping};
 use crate::model::{Device, Topology};
-use crate::verdict::{Engine, PairResult};
+use crate::verdict::{Engine, MapType, PairResult};
 use crate::Error;
 
 /// Device fields that never move a verdict or a path: names (from the PCI ID database or a
@@ -32,9 +37,46 @@ pub const IGNORED_DEVICE_FIELDS: &[&str] =
 pub struct Diff {
     /// No change of fact and no change of verdict.
     pub same: bool,
+    /// How many devices were added, removed, or changed in some field.
+    pub devices: DeviceCounts,
     pub changes: Vec<Change>,
+    /// The devices of `flips`, grouped: every member has one group before and one after.
+    pub groups: Vec<DiffGroup>,
+    /// Flipped pairs by group pair: every member pair (provider ≠ client) of the two groups
+    /// went from `before` to `after`.
+    pub flips: Vec<Flip>,
     /// Every pair whose verdict or distance differs, or that exists on one side only.
-    pub pairs: Vec<PairChange>,
+    pub pairs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceCounts {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+}
+
+/// Devices that are one group on each side.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffGroup {
+    /// The first member (lowest address): the group's name.
+    pub device: Bdf,
+    pub label: Option<String>,
+    /// Every member, the representative first.
+    pub members: Vec<Bdf>,
+}
+
+/// The member pairs of two groups, all flipped alike.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flip {
+    /// Indices into [`Diff::groups`].
+    pub provider: usize,
+    pub client: usize,
+    /// How many member pairs: the product of the group sizes, or n(n-1) within one group.
+    pub pairs: u64,
+    /// None: the pair does not exist on that side.
+    pub before: Option<PairResult>,
+    pub after: Option<PairResult>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,28 +110,28 @@ pub struct Change {
     pub after: Option<Value>,
     /// One line for people, e.g. `ACS control 0x001d [SV RR CR UF] -> 0x0000 [-]`.
     pub summary: String,
-    /// The flipped pairs whose path runs through this fact (all of them for machine-wide facts).
-    pub pairs: Vec<PairKey>,
+    /// Indices into [`Diff::flips`]: the flips whose members this is or whose path runs
+    /// through it (all of them for machine-wide facts).
+    pub flips: Vec<usize>,
+    /// The member pairs of those flips.
+    pub pairs: u64,
+    /// Those pairs by verdict before and after, the most pairs first.
+    pub transitions: Vec<Transition>,
 }
 
+/// How many pairs went from one verdict to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    pub before: Option<PairResult>,
+    pub after: Option<PairResult>,
+    pub pairs: u64,
+}
+
+/// One flipped pair, as `--all` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PairKey {
     pub provider: Bdf,
     pub client: Bdf,
-}
-
-/// One pair's verdict on both sides (None: the pair does not exist on that side).
-#[derive(Debug, Clone, Serialize)]
-pub struct PairChange {
-    pub provider: Bdf,
-    pub client: Bdf,
-    pub provider_label: Option<String>,
-    pub client_label: Option<String>,
-    pub before: Option<PairResult>,
-    pub after: Option<PairResult>,
-    /// The path on each side (addresses, and host bridge names when the path crosses one).
-    pub path_before: Vec<String>,
-    pub path_after: Vec<String>,
 }
 
 /// Two topologies with their devices as JSON values, compared step by step.
@@ -101,16 +143,39 @@ struct Sides<'a> {
 }
 
 /// Compares two topologies (`a` before, `b` after): the machine, host bridges and devices
-/// field by field, then every pair's verdict; each change gets the flipped pairs whose
-/// path runs through it.
+/// field by field, then the verdicts by joint group; each change gets the flips whose
+/// members it is or whose path runs through it.
 pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
     let sides = Sides { ea: Engine::new(a)?, eb: Engine::new(b)?, da: device_values(a), db: device_values(b) };
     let mut changes = machine_changes(a, b, &sides);
     changes.extend(host_bridge_changes(&sides));
     changes.extend(device_changes(&sides));
-    let pairs = pair_changes(&sides);
-    attribute(&mut changes, &pairs);
-    Ok(Diff { same: changes.is_empty() && pairs.is_empty(), changes, pairs })
+    let (groups, flips) = flips(&sides);
+    attribute(&mut changes, &groups, &flips, &sides);
+    let pairs = flips.iter().map(|f| f.pairs).sum();
+    let mut devices = DeviceCounts::default();
+    let mut changed = BTreeSet::new();
+    for c in changes.iter().filter(|c| c.scope == Scope::Device) {
+        match c.kind {
+            ChangeKind::Added => devices.added += 1,
+            ChangeKind::Removed => devices.removed += 1,
+            ChangeKind::Changed => {
+                changed.insert(c.subject.as_str());
+            }
+        }
+    }
+    devices.changed = changed.len();
+    Ok(Diff { same: changes.is_empty() && flips.is_empty(), devices, changes, groups, flips, pairs })
+}
+
+impl Diff {
+    /// Every member pair of a flip (provider ≠ client), without storing them.
+    pub fn pairs_of<'d>(&'d self, flip: &'d Flip) -> impl Iterator<Item = PairKey> + 'd {
+        let (p, c) = (&self.groups[flip.provider].members, &self.groups[flip.client].members);
+        p.iter().flat_map(move |&provider| {
+            c.iter().filter(move |&&client| client != provider).map(move |&client| PairKey { provider, client })
+        })
+    }
 }
 
 /// Machine-wide facts, field by field, and the CPU rule.
@@ -188,64 +253,137 @@ fn device_changes(sides: &Sides<'_>) -> Vec<Change> {
     changes
 }
 
-/// Verdicts, pair by pair: every pair whose verdict differs, with its path on each side.
-fn pair_changes(sides: &Sides<'_>) -> Vec<PairChange> {
-    let (ea, eb, da, db) = (&sides.ea, &sides.eb, &sides.da, &sides.db);
-    let cells = |e: &Engine<'_>| -> BTreeMap<PairKey, PairResult> {
-        let m = analysis::matrix(e);
-        let mut out = BTreeMap::new();
-        for (p, row) in m.providers.iter().zip(&m.cells) {
-            for (c, cell) in m.clients.iter().zip(row) {
-                if p != c {
-                    out.insert(PairKey { provider: *p, client: *c }, *cell);
-                }
-            }
-        }
-        out
-    };
-    let (ca, cb) = (cells(ea), cells(eb));
-    let path = |e: &Engine<'_>, k: &PairKey, present: bool| -> Vec<String> {
-        match (present, e.index_of(k.provider), e.index_of(k.client)) {
-            (true, Some(p), Some(c)) => e.explain(p, c).path,
-            _ => Vec::new(),
-        }
-    };
-    let mut pairs = Vec::new();
-    for key in ca.keys().chain(cb.keys()).collect::<BTreeSet<_>>() {
-        let (before, after) = (ca.get(key).copied(), cb.get(key).copied());
-        if before == after {
-            continue;
-        }
-        let label_of = |bdf: Bdf| db.get(&bdf).or(da.get(&bdf)).and_then(|(d, _)| label(d));
-        pairs.push(PairChange {
-            provider: key.provider,
-            client: key.client,
-            provider_label: label_of(key.provider),
-            client_label: label_of(key.client),
-            before,
-            after,
-            path_before: path(ea, key, before.is_some()),
-            path_after: path(eb, key, after.is_some()),
-        });
-    }
-    pairs
+/// Devices by their group on each side (None: absent there), in address order.
+struct Joint {
+    members: Vec<Vec<Bdf>>,
 }
 
-/// Each fact gets the flipped pairs whose path runs through it (all of them for
-/// machine-wide facts).
-fn attribute(changes: &mut [Change], pairs: &[PairChange]) {
-    for c in changes.iter_mut() {
-        c.pairs = pairs
-            .iter()
-            .filter(|p| {
-                c.scope == Scope::Machine
-                    || [p.provider.to_string(), p.client.to_string()].contains(&c.subject)
-                    || p.path_before.contains(&c.subject)
-                    || p.path_after.contains(&c.subject)
-            })
-            .map(|p| PairKey { provider: p.provider, client: p.client })
-            .collect();
+fn joint_groups(sides: &Sides<'_>, ga: &Grouping, gb: &Grouping) -> Joint {
+    let group = |e: &Engine<'_>, g: &Grouping, bdf: Bdf| e.index_of(bdf).map(|i| g.group_of(i));
+    let mut by_key: HashMap<(Option<usize>, Option<usize>), usize> = HashMap::new();
+    let mut members: Vec<Vec<Bdf>> = Vec::new();
+    let all: BTreeSet<Bdf> = sides.da.keys().chain(sides.db.keys()).copied().collect();
+    for bdf in all {
+        let key = (group(&sides.ea, ga, bdf), group(&sides.eb, gb, bdf));
+        let next = members.len();
+        let at = *by_key.entry(key).or_insert(next);
+        if at == next {
+            members.push(Vec::new());
+        }
+        members[at].push(bdf);
     }
+    Joint { members }
+}
+
+/// Verdicts by joint group pair: one representative pair of distinct members answers for
+/// every member pair on both sides; the pairs that differ are counted, not listed.
+fn flips(sides: &Sides<'_>) -> (Vec<DiffGroup>, Vec<Flip>) {
+    let (ga, gb) = (Grouping::new(&sides.ea), Grouping::new(&sides.eb));
+    let all = MatrixFilter::default();
+    let (ma, mb) = (GroupedMatrix::new(&sides.ea, &ga, &all), GroupedMatrix::new(&sides.eb, &gb, &all));
+    let joint = joint_groups(sides, &ga, &gb);
+    let role = |bdf: &Bdf, provider: bool| {
+        [&sides.da, &sides.db].iter().any(|d| {
+            d.get(bdf).is_some_and(|(dev, _)| if provider { dev.has_p2p_memory_side() } else { dev.is_dma_capable() })
+        })
+    };
+    let providers: Vec<usize> = (0..joint.members.len()).filter(|&j| role(&joint.members[j][0], true)).collect();
+    let clients: Vec<usize> = (0..joint.members.len()).filter(|&j| role(&joint.members[j][0], false)).collect();
+    let mut flips = Vec::new();
+    for &p in &providers {
+        for &c in &clients {
+            let (mp, mc) = (&joint.members[p], &joint.members[c]);
+            let (n, client) = if p == c { (mp.len() * (mp.len() - 1), mc.get(1)) } else { (mp.len() * mc.len(), mc.first()) };
+            let Some(&client) = client else { continue };
+            let verdict = |m: &GroupedMatrix| m.cell(mp[0], client).map(|cell| cell.verdict);
+            let (before, after) = (verdict(&ma), verdict(&mb));
+            if before != after {
+                flips.push(Flip { provider: p, client: c, pairs: n as u64, before, after });
+            }
+        }
+    }
+    compact(sides, joint, flips)
+}
+
+/// Only the groups some flip names, renumbered in address order.
+fn compact(sides: &Sides<'_>, joint: Joint, mut flips: Vec<Flip>) -> (Vec<DiffGroup>, Vec<Flip>) {
+    let mut renumber: Vec<Option<usize>> = vec![None; joint.members.len()];
+    for f in &flips {
+        renumber[f.provider] = Some(0);
+        renumber[f.client] = Some(0);
+    }
+    let mut groups = Vec::new();
+    for (j, members) in joint.members.into_iter().enumerate() {
+        if renumber[j].is_some() {
+            renumber[j] = Some(groups.len());
+            let label = sides.db.get(&members[0]).or(sides.da.get(&members[0])).and_then(|(d, _)| label(d));
+            groups.push(DiffGroup { device: members[0], label, members });
+        }
+    }
+    for f in &mut flips {
+        f.provider = renumber[f.provider].expect("numbered above");
+        f.client = renumber[f.client].expect("numbered above");
+    }
+    (groups, flips)
+}
+
+/// The path of a pair on one side, if both ends are there.
+fn path_on(e: &Engine<'_>, provider: Bdf, client: Bdf) -> Vec<String> {
+    match (e.index_of(provider), e.index_of(client)) {
+        (Some(p), Some(c)) => {
+            let (_, common) = e.walk(p as u32, c as u32, |_, _| {});
+            e.path(p as u32, c as u32, common)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Each fact gets the flips whose groups hold it or whose path (before or after) runs
+/// through it: the bridges on the path are the same for every member pair of a flip, the
+/// ends are the members. Machine-wide facts get every flip.
+fn attribute(changes: &mut [Change], groups: &[DiffGroup], flips: &[Flip], sides: &Sides<'_>) {
+    let mut by_subject: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in changes.iter().enumerate().filter(|(_, c)| c.scope != Scope::Machine) {
+        by_subject.entry(c.subject.as_str()).or_default().push(i);
+    }
+    let mut found: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    if !by_subject.is_empty() {
+        let of_group: Vec<BTreeSet<usize>> = groups
+            .iter()
+            .map(|g| g.members.iter().flat_map(|b| by_subject.get(b.to_string().as_str()).into_iter().flatten().copied()).collect())
+            .collect();
+        for (fi, f) in flips.iter().enumerate() {
+            let (p, c) = (groups[f.provider].device, groups[f.client].members.iter().copied().find(|&b| b != groups[f.provider].device));
+            let Some(c) = c else { continue };
+            let mut hit: BTreeSet<usize> = &of_group[f.provider] | &of_group[f.client];
+            for (e, present) in [(&sides.ea, f.before.is_some()), (&sides.eb, f.after.is_some())] {
+                if present {
+                    hit.extend(path_on(e, p, c).iter().flat_map(|n| by_subject.get(n.as_str()).into_iter().flatten()));
+                }
+            }
+            for i in hit {
+                found[i].push(fi);
+            }
+        }
+    }
+    for (i, c) in changes.iter_mut().enumerate() {
+        c.flips = if c.scope == Scope::Machine { (0..flips.len()).collect() } else { std::mem::take(&mut found[i]) };
+        c.pairs = c.flips.iter().map(|&f| flips[f].pairs).sum();
+        c.transitions = transitions(c.flips.iter().map(|&f| &flips[f]));
+    }
+}
+
+/// Pairs counted by (before, after), the most first.
+pub fn transitions<'f>(flips: impl Iterator<Item = &'f Flip>) -> Vec<Transition> {
+    let mut out: Vec<Transition> = Vec::new();
+    for f in flips {
+        match out.iter_mut().find(|t| t.before == f.before && t.after == f.after) {
+            Some(t) => t.pairs += f.pairs,
+            None => out.push(Transition { before: f.before, after: f.after, pairs: f.pairs }),
+        }
+    }
+    out.sort_by(|x, y| y.pairs.cmp(&x.pairs));
+    out
 }
 
 fn device_values(t: &Topology) -> BTreeMap<Bdf, (&Device, Value)> {
@@ -348,7 +486,7 @@ fn change(
         }
         (ChangeKind::Changed, None) => format!("{who} changed"),
     };
-    Change { scope, subject, label, kind, field, before, after, summary, pairs: Vec::new() }
+    Change { scope, subject, label, kind, field, before, after, summary, flips: Vec::new(), pairs: 0, transitions: Vec::new() }
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -356,6 +494,16 @@ fn show(v: Option<&Value>) -> String {
         None | Some(Value::Null) => "none".into(),
         Some(Value::String(s)) => format!("\"{s}\""),
         Some(other) => other.to_string(),
+    }
+}
+
+/// `BUS4`, `HB8`, `NO`, `absent`: a pair's verdict as `topo`'s matrix shows it.
+pub fn verdict_short(r: Option<&PairResult>) -> String {
+    match r {
+        None => "absent".into(),
+        Some(PairResult { map_type: MapType::BusAddr, distance }) => format!("BUS{}", distance.unwrap_or(0)),
+        Some(PairResult { map_type: MapType::ThruHostBridge, distance }) => format!("HB{}", distance.unwrap_or(0)),
+        Some(PairResult { map_type: MapType::NotSupported, .. }) => "NO".into(),
     }
 }
 
