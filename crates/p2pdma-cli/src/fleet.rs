@@ -72,7 +72,8 @@ fn diff_json_lines(d: &Diff) -> anyhow::Result<()> {
     out.line(format_args!("{}", serde_json::to_string(d)?))?;
     for f in &d.flips {
         for k in d.pairs_of(f) {
-            let line = serde_json::json!({ "provider": k.provider, "client": k.client, "before": f.before, "after": f.after });
+            let line =
+                serde_json::json!({ "provider": k.provider, "client": k.client, "before": f.before, "after": f.after });
             out.line(format_args!("{line}"))?;
         }
     }

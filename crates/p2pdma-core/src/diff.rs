@@ -293,7 +293,8 @@ fn flips(sides: &Sides<'_>) -> (Vec<DiffGroup>, Vec<Flip>) {
     for &p in &providers {
         for &c in &clients {
             let (mp, mc) = (&joint.members[p], &joint.members[c]);
-            let (n, client) = if p == c { (mp.len() * (mp.len() - 1), mc.get(1)) } else { (mp.len() * mc.len(), mc.first()) };
+            let (n, client) =
+                if p == c { (mp.len() * (mp.len() - 1), mc.get(1)) } else { (mp.len() * mc.len(), mc.first()) };
             let Some(&client) = client else { continue };
             let verdict = |m: &GroupedMatrix| m.cell(mp[0], client).map(|cell| cell.verdict);
             let (before, after) = (verdict(&ma), verdict(&mb));
@@ -350,10 +351,18 @@ fn attribute(changes: &mut [Change], groups: &[DiffGroup], flips: &[Flip], sides
     if !by_subject.is_empty() {
         let of_group: Vec<BTreeSet<usize>> = groups
             .iter()
-            .map(|g| g.members.iter().flat_map(|b| by_subject.get(b.to_string().as_str()).into_iter().flatten().copied()).collect())
+            .map(|g| {
+                g.members
+                    .iter()
+                    .flat_map(|b| by_subject.get(b.to_string().as_str()).into_iter().flatten().copied())
+                    .collect()
+            })
             .collect();
         for (fi, f) in flips.iter().enumerate() {
-            let (p, c) = (groups[f.provider].device, groups[f.client].members.iter().copied().find(|&b| b != groups[f.provider].device));
+            let (p, c) = (
+                groups[f.provider].device,
+                groups[f.client].members.iter().copied().find(|&b| b != groups[f.provider].device),
+            );
             let Some(c) = c else { continue };
             let mut hit: BTreeSet<usize> = &of_group[f.provider] | &of_group[f.client];
             for (e, present) in [(&sides.ea, f.before.is_some()), (&sides.eb, f.after.is_some())] {
@@ -486,7 +495,19 @@ fn change(
         }
         (ChangeKind::Changed, None) => format!("{who} changed"),
     };
-    Change { scope, subject, label, kind, field, before, after, summary, flips: Vec::new(), pairs: 0, transitions: Vec::new() }
+    Change {
+        scope,
+        subject,
+        label,
+        kind,
+        field,
+        before,
+        after,
+        summary,
+        flips: Vec::new(),
+        pairs: 0,
+        transitions: Vec::new(),
+    }
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -526,11 +547,192 @@ mod tests {
 
     const SWITCH: &str = include_str!("../../../examples/topologies/switch.toml");
 
+    type Pairs = BTreeMap<PairKey, PairResult>;
+
+    /// Every provider × client pair (provider ≠ client) of one side, from the full engine.
+    fn every_pair(t: &Topology) -> Pairs {
+        let e = Engine::new(t).unwrap();
+        let n = t.devices.len();
+        let mut out = BTreeMap::new();
+        for p in (0..n).filter(|&p| t.devices[p].has_p2p_memory_side()) {
+            for c in (0..n).filter(|&c| c != p && t.devices[c].is_dma_capable()) {
+                out.insert(PairKey { provider: t.devices[p].bdf, client: t.devices[c].bdf }, e.pair(p, c));
+            }
+        }
+        out
+    }
+
+    /// The diff against the pairwise one it replaced: the same flipped pairs with the same
+    /// verdicts, and each change given the pairs whose end's group it is in or whose path
+    /// (explain's, before or after) runs through it.
+    fn assert_exact(a: &Topology, b: &Topology) -> Diff {
+        let d = diff(a, b).unwrap();
+        let (pa, pb) = (every_pair(a), every_pair(b));
+        let mut want: BTreeMap<PairKey, (Option<PairResult>, Option<PairResult>)> = BTreeMap::new();
+        for k in pa.keys().chain(pb.keys()) {
+            let (x, y) = (pa.get(k).copied(), pb.get(k).copied());
+            if x != y {
+                want.insert(*k, (x, y));
+            }
+        }
+        let expand = |flips: &[usize]| -> BTreeMap<PairKey, (Option<PairResult>, Option<PairResult>)> {
+            let mut got = BTreeMap::new();
+            for &f in flips {
+                for k in d.pairs_of(&d.flips[f]) {
+                    assert!(got.insert(k, (d.flips[f].before, d.flips[f].after)).is_none(), "{k:?} twice");
+                }
+            }
+            got
+        };
+        let got = expand(&(0..d.flips.len()).collect::<Vec<_>>());
+        assert_eq!(got, want);
+        assert_eq!(d.pairs, want.len() as u64);
+        let (ea, eb) = (Engine::new(a).unwrap(), Engine::new(b).unwrap());
+        let path = |e: &Engine<'_>, k: &PairKey| match (e.index_of(k.provider), e.index_of(k.client)) {
+            (Some(p), Some(c)) => e.explain(p, c).path,
+            _ => Vec::new(),
+        };
+        let group_of = |b: Bdf| d.groups.iter().find(|g| g.members.contains(&b)).expect("a flipped pair's end");
+        for c in &d.changes {
+            let mine: BTreeSet<PairKey> = expand(&c.flips).into_keys().collect();
+            let theirs: BTreeSet<PairKey> = want
+                .iter()
+                .filter(|(k, (x, y))| {
+                    c.scope == Scope::Machine
+                        || [k.provider, k.client]
+                            .iter()
+                            .any(|&end| group_of(end).members.iter().any(|m| m.to_string() == c.subject))
+                        || (x.is_some() && path(&ea, k).contains(&c.subject))
+                        || (y.is_some() && path(&eb, k).contains(&c.subject))
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            assert_eq!(mine, theirs, "{}", c.summary);
+            assert_eq!(c.pairs, mine.len() as u64);
+            assert_eq!(c.transitions.iter().map(|t| t.pairs).sum::<u64>(), c.pairs);
+        }
+        d
+    }
+
+    fn examples() -> Vec<(String, Topology)> {
+        let mut out: Vec<(String, Topology)> = std::fs::read_dir("../../examples/topologies")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.display().to_string(), topo(&std::fs::read_to_string(&p).unwrap())))
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        out
+    }
+
+    /// ACS redirects turned on where off and off where on, on one device.
+    fn flip_acs(t: &Topology, i: usize) -> Option<Topology> {
+        let mut b = t.clone();
+        match &mut b.devices[i].acs {
+            crate::config::Acs::Present { ctrl, .. } => *ctrl ^= acs_bits::RR | acs_bits::CR,
+            _ => return None,
+        }
+        Some(b)
+    }
+
+    #[test]
+    fn counts_equal_the_pairwise_diff_on_every_example() {
+        let all = examples();
+        for (name, t) in &all {
+            assert!(assert_exact(t, t).same, "{name}");
+            for i in 0..t.devices.len() {
+                if let Some(b) = flip_acs(t, i) {
+                    assert_exact(t, &b);
+                }
+                let mut gone = t.clone();
+                gone.devices.remove(i);
+                // A bridge with devices below is no machine without them.
+                if Engine::new(&gone).is_ok() {
+                    assert_exact(t, &gone);
+                    assert_exact(&gone, t);
+                }
+            }
+        }
+        // Different machines: everything added, removed or moved at once.
+        for w in all.windows(2) {
+            assert_exact(&w[0].1, &w[1].1);
+        }
+    }
+
+    const VFS: &str = r#"
+[machine]
+cpu = "intel"
+iommu = true
+[[host_bridge]]
+name = "hb0"
+id = "8086:09a2"
+[[host_bridge]]
+name = "hb1"
+id = "8086:09a2"
+bus = 0x80
+[[root_port]]
+name = "rp0"
+host_bridge = "hb0"
+[[root_port]]
+name = "rp1"
+host_bridge = "hb1"
+[[switch]]
+name = "sw0"
+parent = "rp0"
+ports = 3
+acs = 0x1f
+[[endpoint]]
+name = "nic0"
+kind = "nic"
+parent = "sw0.0"
+vfs = VF0
+[[endpoint]]
+name = "gpu0"
+kind = "gpu"
+parent = "sw0.1"
+p2pmem_mib = 256
+[[endpoint]]
+name = "nvme0"
+kind = "nvme"
+parent = "sw0.2"
+cmb_mib = 16
+[[endpoint]]
+name = "nic1"
+kind = "nic"
+parent = "rp1"
+vfs = VF1
+"#;
+
+    fn vf_machine(vf0: u8, vf1: u8) -> Topology {
+        topo(&VFS.replace("VF0", &vf0.to_string()).replace("VF1", &vf1.to_string()))
+    }
+
+    #[test]
+    fn counts_equal_the_pairwise_diff_on_a_machine_with_vfs() {
+        let a = vf_machine(7, 5);
+        for i in 0..a.devices.len() {
+            if let Some(b) = flip_acs(&a, i) {
+                let d = assert_exact(&a, &b);
+                // A VF group is one group of the diff: never more group pairs than 7 groups allow.
+                assert!(d.flips.len() <= 49, "{}", d.flips.len());
+            }
+        }
+        // VFs added and removed: the groups split on each side.
+        let d = assert_exact(&a, &vf_machine(3, 8));
+        assert!(d.devices.added > 0 && d.devices.removed > 0, "{:?}", d.devices);
+        assert_exact(&vf_machine(3, 8), &a);
+        assert_exact(&a, &vf_machine(7, 0));
+        // One VF's IOMMU setting apart: its group splits from its siblings on one side only.
+        let mut b = a.clone();
+        let vf = b.devices.iter().position(|d| d.name.as_deref() == Some("nic0-vf3")).unwrap();
+        b.devices[vf].numa_node = Some(1);
+        assert_exact(&a, &b);
+    }
+
     #[test]
     fn identical_topologies_are_the_same() {
         let t = topo(SWITCH);
         let d = diff(&t, &t).unwrap();
-        assert!(d.same && d.changes.is_empty() && d.pairs.is_empty());
+        assert!(d.same && d.changes.is_empty() && d.flips.is_empty() && d.pairs == 0);
     }
 
     #[test]
@@ -554,21 +756,20 @@ mod tests {
         let port = b.devices.iter_mut().find(|d| d.name.as_deref() == Some("sw0.0")).unwrap();
         let bdf = port.bdf;
         port.acs = crate::config::Acs::Present { offset: 0x100, cap: 0x5f, ctrl: acs_bits::RR | acs_bits::CR };
-        let d = diff(&a, &b).unwrap();
+        let d = assert_exact(&a, &b);
         assert!(!d.same);
         // Both drives have memory BARs, so both directions are matrix pairs, and both flip.
-        assert_eq!(d.pairs.len(), 2, "{d:#?}");
-        for pair in &d.pairs {
-            assert_eq!(verdict_text(pair.before.as_ref()), "bus_addr 4");
-            assert_eq!(pair.after.unwrap().map_type, crate::MapType::NotSupported);
+        assert_eq!(d.pairs, 2, "{d:#?}");
+        for flip in &d.flips {
+            assert_eq!(verdict_text(flip.before.as_ref()), "bus_addr 4");
+            assert_eq!(flip.after.unwrap().map_type, crate::MapType::NotSupported);
         }
-        let keys: Vec<PairKey> = d.pairs.iter().map(|p| PairKey { provider: p.provider, client: p.client }).collect();
         let acs: Vec<&Change> = d.changes.iter().filter(|c| c.subject == bdf.to_string()).collect();
         assert!(
             acs.iter().any(|c| c.field.as_deref() == Some("acs.ctrl") && c.summary.contains("[RR CR]")),
             "{acs:#?}"
         );
-        assert!(acs.iter().all(|c| c.pairs == keys), "{acs:#?}");
+        assert!(acs.iter().all(|c| c.pairs == 2 && c.transitions.len() == 1), "{acs:#?}");
     }
 
     #[test]
@@ -577,12 +778,13 @@ mod tests {
         let mut b = a.clone();
         let gone = b.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap();
         let bdf = b.devices.remove(gone).bdf;
-        let d = diff(&a, &b).unwrap();
+        let d = assert_exact(&a, &b);
         let c = d.changes.iter().find(|c| c.subject == bdf.to_string()).unwrap();
         assert_eq!(c.kind, ChangeKind::Removed);
+        assert_eq!(d.devices, DeviceCounts { added: 0, removed: 1, changed: 0 });
         // nvme-a → nvme-b and nvme-b → nvme-a (its registers BAR makes it a row too).
-        assert_eq!(c.pairs.len(), 2);
-        assert!(d.pairs.iter().all(|p| p.after.is_none() && p.before.is_some()));
+        assert_eq!(c.pairs, 2);
+        assert!(d.flips.iter().all(|f| f.after.is_none() && f.before.is_some()));
     }
 
     #[test]
@@ -597,7 +799,7 @@ mod tests {
             max_width: Some(4),
         });
         let d = diff(&a, &b).unwrap();
-        assert!(!d.same && d.pairs.is_empty());
+        assert!(!d.same && d.flips.is_empty());
         assert!(d.changes.iter().any(|c| c.field.as_deref() == Some("link.current_width")), "{d:#?}");
     }
 

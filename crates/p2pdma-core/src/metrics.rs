@@ -192,8 +192,12 @@ fn peer_counts(engine: &Engine<'_>, grouping: &Grouping, filter: &MatrixFilter) 
     let class_index = |c: DeviceClass| DeviceClass::ALL.iter().position(|&k| k == c).unwrap_or(0);
     let mut rows = Vec::new();
     for (ci, &gc) in m.clients.iter().enumerate() {
-        let kept: Vec<Bdf> =
-            m.groups[gc].members.iter().copied().filter(|&b| engine.index_of(b).is_some_and(|i| filter.keeps(engine, i))).collect();
+        let kept: Vec<Bdf> = m.groups[gc]
+            .members
+            .iter()
+            .copied()
+            .filter(|&b| engine.index_of(b).is_some_and(|i| filter.keeps(engine, i)))
+            .collect();
         let Some(&first) = kept.first() else { continue };
         let mut counts = [[0u64; 3]; DeviceClass::ALL.len()];
         for (pi, &gp) in m.providers.iter().enumerate() {
@@ -220,7 +224,8 @@ fn device_of<'t>(engine: &Engine<'t>, bdf: Bdf) -> &'t Device {
 fn peer_families(out: &mut String, engine: &Engine<'_>, grouping: &Grouping, filter: &MatrixFilter) {
     let rows = peer_counts(engine, grouping, filter);
     // Only the classes the machine has peers of: no series that are always 0.
-    let present: Vec<usize> = (0..DeviceClass::ALL.len()).filter(|&k| rows.iter().any(|r| r.counts[k].iter().any(|&n| n > 0))).collect();
+    let present: Vec<usize> =
+        (0..DeviceClass::ALL.len()).filter(|&k| rows.iter().any(|r| r.counts[k].iter().any(|&n| n > 0))).collect();
     let mut f = Family::new(
         out,
         "p2pdma_peers",
@@ -368,6 +373,7 @@ fn provider_families(out: &mut String, topo: &Topology) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn label_values_escape_quotes_backslashes_and_newlines() {
@@ -380,7 +386,10 @@ mod tests {
         let (_, topo) = crate::spec::parse(include_str!("../../../examples/topologies/switch.toml"), "s".as_ref())
             .map(|s| ((), s.to_topology().unwrap()))
             .unwrap();
-        let text = exposition(&Engine::new(&topo).unwrap());
+        let engine = Engine::new(&topo).unwrap();
+        let text = exposition(&engine, &Options::default());
+        assert!(!text.contains("p2pdma_pair_"), "pairs only on request");
+        let text = exposition(&engine, &Options { pairs: true, filter: MatrixFilter::default() });
         assert!(text.contains(
             "p2pdma_pair_supported{provider=\"0000:03:00.0\",provider_name=\"nvme-a\",client=\"0000:04:00.0\",client_name=\"nvme-b\"} 1"
         ), "{text}");
@@ -390,5 +399,66 @@ mod tests {
         // Every family is announced once, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(types, text.lines().filter(|l| l.starts_with("# HELP")).count());
+    }
+
+    /// A label's value in one exposition line (the test machines' names need no escapes).
+    fn label<'l>(line: &'l str, key: &str) -> &'l str {
+        let at = line.find(&format!("{key}=\"")).unwrap_or_else(|| panic!("{key} in {line}")) + key.len() + 2;
+        &line[at..at + line[at..].find('"').unwrap()]
+    }
+
+    /// Every DMA-capable device's peers, counted pair by pair with the full engine, equal its
+    /// group's series; the worst verdict follows from them.
+    fn assert_peers_exact(topo: &Topology) -> usize {
+        let engine = Engine::new(topo).unwrap();
+        let text = exposition(&engine, &Options::default());
+        let mut series: HashMap<(String, &str, &str), f64> = HashMap::new();
+        for line in text.lines().filter(|l| l.starts_with("p2pdma_peers{")) {
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            series.insert((label(line, "device").to_string(), label(line, "peer_class"), label(line, "via")), value);
+        }
+        let grouping = Grouping::new(&engine);
+        let n = topo.devices.len();
+        for c in (0..n).filter(|&c| topo.devices[c].is_dma_capable()) {
+            let rep = topo.devices[grouping.members(grouping.group_of(c))[0]].bdf.to_string();
+            let mut want: HashMap<(&str, &str), f64> = HashMap::new();
+            for p in (0..n).filter(|&p| p != c && topo.devices[p].has_p2p_memory_side()) {
+                let class = DeviceClass::of(&topo.devices[p]).as_str();
+                *want.entry((class, VIAS[via(engine.pair(p, c).map_type)])).or_default() += 1.0;
+            }
+            for ((class, v), count) in &want {
+                assert_eq!(series.get(&(rep.clone(), *class, *v)), Some(count), "{rep} {class} {v}\n{text}");
+            }
+            let listed: f64 = series.iter().filter(|((d, _, _), _)| *d == rep).map(|(_, v)| v).sum();
+            assert_eq!(listed, want.values().sum::<f64>(), "{rep}: no other peers");
+        }
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    }
+
+    #[test]
+    fn peer_series_equal_the_full_engine_on_every_example_and_vfs() {
+        for entry in std::fs::read_dir("../../examples/topologies").unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert_peers_exact(&crate::spec::parse(&text, "t.toml".as_ref()).unwrap().to_topology().unwrap());
+        }
+        let vfs = |n: u32| {
+            format!(
+                "[machine]\ncpu = \"intel\"\n[[root_port]]\nname = \"rp0\"\n[[switch]]\nname = \"sw0\"\nparent = \"rp0\"\nports = 3\nacs = 0x1f\n\
+                 [[endpoint]]\nname = \"nic0\"\nkind = \"nic\"\nparent = \"sw0.0\"\nvfs = {n}\n\
+                 [[endpoint]]\nname = \"gpu0\"\nkind = \"gpu\"\nparent = \"sw0.1\"\np2pmem_mib = 256\n\
+                 [[endpoint]]\nname = \"nic1\"\nkind = \"nic\"\nparent = \"sw0.2\"\nvfs = {n}\n"
+            )
+        };
+        let topo = |n| crate::spec::parse(&vfs(n), "t.toml".as_ref()).unwrap().to_topology().unwrap();
+        // Series do not grow with the VFs: a VF group is one device of the peer families.
+        let (small, big) = (assert_peers_exact(&topo(2)), assert_peers_exact(&topo(60)));
+        let peers = |t: &Topology| {
+            exposition(&Engine::new(t).unwrap(), &Options::default())
+                .lines()
+                .filter(|l| l.starts_with("p2pdma_peer"))
+                .count()
+        };
+        assert_eq!(peers(&topo(2)), peers(&topo(60)));
+        assert!(big < small + 2 * 58 * 4, "{small} {big}: per-VF families only");
     }
 }
