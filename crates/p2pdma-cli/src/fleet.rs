@@ -153,9 +153,9 @@ fn render_flips(d: &Diff, flips: &[usize], indent: &str, all: bool, out: &mut Ch
     Ok(())
 }
 
-/// Device changes alike (same kind, field and flips) one after another: shown once.
+/// Device changes alike (same kind and field, within one run of the same flips): shown once.
 fn alike(a: &Change, b: &Change) -> bool {
-    a.scope == Scope::Device && b.scope == Scope::Device && a.kind == b.kind && a.field == b.field && a.flips == b.flips
+    a.scope == Scope::Device && b.scope == Scope::Device && a.kind == b.kind && a.field == b.field
 }
 
 pub fn render_diff(d: &Diff, all: bool, out: &mut Chunked) -> anyhow::Result<()> {
@@ -167,16 +167,34 @@ pub fn render_diff(d: &Diff, all: bool, out: &mut Chunked) -> anyhow::Result<()>
     if n != DeviceCounts::default() {
         out.line(format_args!("devices: {} added, {} removed, {} changed", n.added, n.removed, n.changed))?;
     }
+    // Changes one after another with the same flips (a port's ACS fields, a group's VFs)
+    // share one list of them; flips already listed are only counted.
+    let mut shown = vec![false; d.flips.len()];
     let mut i = 0;
     while i < d.changes.len() {
-        let c = &d.changes[i];
-        let run = if all { 1 } else { d.changes[i..].iter().take_while(|x| alike(c, x)).count().max(1) };
-        out.line(format_args!("{}", c.summary))?;
-        if run > 1 {
-            let last = &d.changes[i + run - 1].subject;
-            out.line(format_args!("  and {} more device(s) alike, to {last}", run - 1))?;
+        let run = d.changes[i..].iter().take_while(|x| x.flips == d.changes[i].flips).count();
+        let mut j = i;
+        while j < i + run {
+            let c = &d.changes[j];
+            let same = if all { 1 } else { d.changes[j..i + run].iter().take_while(|x| alike(c, x)).count() };
+            out.line(format_args!("{}", c.summary))?;
+            if same > 1 {
+                let last = &d.changes[j + same - 1].subject;
+                out.line(format_args!("  and {} more device(s) alike, to {last}", same - 1))?;
+            }
+            j += same.max(1);
         }
-        render_flips(d, &c.flips, "  ", all, out)?;
+        let flips = &d.changes[i].flips;
+        if !all && !flips.is_empty() && flips.iter().all(|&f| shown[f]) {
+            // E.g. the IOMMU groups an ACS change above merged: their pairs are listed there.
+            let pairs: u64 = flips.iter().map(|&f| d.flips[f].pairs).sum();
+            out.line(format_args!("  {} pair(s), all shown above", thousands(pairs)))?;
+        } else {
+            render_flips(d, flips, "  ", all, out)?;
+        }
+        for &f in flips {
+            shown[f] = true;
+        }
         i += run;
     }
     let mut explained = vec![false; d.flips.len()];

@@ -224,12 +224,16 @@ fn host_bridge_changes(sides: &Sides<'_>) -> Vec<Change> {
 /// Devices, field by field (added and removed ones whole).
 fn device_changes(sides: &Sides<'_>) -> Vec<Change> {
     let (da, db) = (&sides.da, &sides.db);
+    let iommu = [iommu_members(da), iommu_members(db)];
     let mut changes = Vec::new();
     for bdf in da.keys().chain(db.keys()).collect::<BTreeSet<_>>() {
         let label = db.get(bdf).or(da.get(bdf)).and_then(|(d, _)| label(d));
         match (da.get(bdf), db.get(bdf)) {
             (Some((_, x)), Some((_, y))) => {
                 for (field, before, after) in value_diff(x, y, IGNORED_DEVICE_FIELDS) {
+                    if field == "iommu_group" && same_iommu_peers(&iommu, sides, bdf) {
+                        continue;
+                    }
                     changes.push(change(
                         Scope::Device,
                         bdf.to_string(),
@@ -273,6 +277,28 @@ fn joint_groups(sides: &Sides<'_>, ga: &Grouping, gb: &Grouping) -> Joint {
         members[at].push(bdf);
     }
     Joint { members }
+}
+
+/// Whether a device shares its IOMMU group with the same devices on both sides: then a new
+/// group number is the kernel numbering groups in another order (a group formed or split
+/// elsewhere), not a change of this device.
+fn same_iommu_peers(groups: &[HashMap<u32, Vec<Bdf>>; 2], sides: &Sides<'_>, bdf: &Bdf) -> bool {
+    fn peers<'g>(g: &'g HashMap<u32, Vec<Bdf>>, d: &BTreeMap<Bdf, (&Device, Value)>, bdf: &Bdf) -> Option<&'g Vec<Bdf>> {
+        d.get(bdf).and_then(|(dev, _)| dev.iommu_group).and_then(|n| g.get(&n))
+    }
+    let (a, b) = (peers(&groups[0], &sides.da, bdf), peers(&groups[1], &sides.db, bdf));
+    a.is_some() && a == b
+}
+
+/// Each IOMMU group's members, in address order.
+fn iommu_members(d: &BTreeMap<Bdf, (&Device, Value)>) -> HashMap<u32, Vec<Bdf>> {
+    let mut out: HashMap<u32, Vec<Bdf>> = HashMap::new();
+    for (bdf, (dev, _)) in d {
+        if let Some(n) = dev.iommu_group {
+            out.entry(n).or_default().push(*bdf);
+        }
+    }
+    out
 }
 
 /// Verdicts by joint group pair: one representative pair of distinct members answers for
