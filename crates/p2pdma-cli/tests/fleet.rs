@@ -156,6 +156,59 @@ fn metrics_output_file_is_written_whole_and_bad_paths_exit_2() {
     assert!(err.contains("/no/such/dir/p2pdma.prom"), "{err}");
 }
 
+/// The 10k acceptance machine of issue 24 and the same with one switch's ACS flipped.
+fn acceptance_files(dir: &std::path::Path) -> (String, String) {
+    use p2pdma_core::synthetic::{server, ServerShape};
+    let shape = ServerShape::acceptance();
+    let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
+    std::fs::write(&a, server(&shape)).unwrap();
+    std::fs::write(&b, server(&ServerShape { flip_acs: Some(0), ..shape })).unwrap();
+    (a.to_str().unwrap().into(), b.to_str().unwrap().into())
+}
+
+#[test]
+fn one_switch_acs_flip_on_the_10k_machine_reads_in_a_page_or_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = acceptance_files(dir.path());
+    let (code, out, err) = p2pdma(&["diff", &a, &b]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.lines().count() < 200, "{} lines:\n{out}", out.lines().count());
+    assert!(out.contains("pair(s) HB4 -> BUS4\n"), "{out}");
+    assert!(out.contains(" +254: 65,025 pairs\n"), "a VF group against a VF group, counted: {out}");
+    let (_, json, _) = p2pdma(&["diff", &a, &b, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let total: u64 = v["flips"].as_array().unwrap().iter().map(|f| f["pairs"].as_u64().unwrap()).sum();
+    assert_eq!(v["pairs"].as_u64(), Some(total));
+    assert!(out.ends_with(&format!("pair(s) changed\n")) && out.contains(&thousands(total)), "{out}");
+}
+
+#[test]
+fn metrics_of_the_10k_machine_parse_and_stay_under_20000_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = acceptance_files(dir.path());
+    let (code, text, err) = p2pdma(&["metrics", "--spec", &a]);
+    assert_eq!(code, 0, "{err}");
+    let families = prometheus_parse(&text);
+    let series: usize = families.as_object().unwrap().values().map(|f| f.as_array().unwrap().len()).sum();
+    assert!(series < 20_000, "{series} series");
+    assert!(
+        families["p2pdma_peers"].as_array().unwrap().iter().any(|s| s[1]["members"] == "255"),
+        "a VF group is one series"
+    );
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 #[test]
 fn metrics_pairs_need_a_filter_exit_2() {
     let (code, out, err) = p2pdma(&["metrics", "--spec", SWITCH, "--pairs"]);

@@ -283,7 +283,11 @@ fn joint_groups(sides: &Sides<'_>, ga: &Grouping, gb: &Grouping) -> Joint {
 /// group number is the kernel numbering groups in another order (a group formed or split
 /// elsewhere), not a change of this device.
 fn same_iommu_peers(groups: &[HashMap<u32, Vec<Bdf>>; 2], sides: &Sides<'_>, bdf: &Bdf) -> bool {
-    fn peers<'g>(g: &'g HashMap<u32, Vec<Bdf>>, d: &BTreeMap<Bdf, (&Device, Value)>, bdf: &Bdf) -> Option<&'g Vec<Bdf>> {
+    fn peers<'g>(
+        g: &'g HashMap<u32, Vec<Bdf>>,
+        d: &BTreeMap<Bdf, (&Device, Value)>,
+        bdf: &Bdf,
+    ) -> Option<&'g Vec<Bdf>> {
         d.get(bdf).and_then(|(dev, _)| dev.iommu_group).and_then(|n| g.get(&n))
     }
     let (a, b) = (peers(&groups[0], &sides.da, bdf), peers(&groups[1], &sides.db, bdf));

@@ -322,10 +322,11 @@ fn acs_families(out: &mut String, topo: &Topology) {
     }
 }
 
-/// Per link: degraded, speed, width.
+/// Per link: degraded, speed, width. A VF has no link of its own (SR-IOV: its PF's link
+/// carries it), so a NIC with 255 VFs is one link, not 256.
 fn link_families(out: &mut String, topo: &Topology) {
     let links: Vec<(&Device, &crate::model::Link)> =
-        topo.devices.iter().filter_map(|d| d.link.as_ref().map(|l| (d, l))).collect();
+        topo.devices.iter().filter(|d| d.physfn.is_none()).filter_map(|d| d.link.as_ref().map(|l| (d, l))).collect();
     let mut f = Family::new(
         out,
         "p2pdma_link_degraded",

@@ -70,7 +70,8 @@ fn one_switch_acs_flip_on_the_10k_machine_is_a_short_diff() {
     let (a, b) = (machine(&shape), flipped(&shape, 0));
     let d = diff::diff(&a, &b).unwrap();
     assert!(!d.same && d.pairs > 0);
-    assert!(d.changes.len() <= 16, "{} changes", d.changes.len());
+    // The switch's ports, and the IOMMU groups its ACS merged (VFs included).
+    assert!(d.devices.changed < 1_000 && d.devices.added + d.devices.removed == 0, "{:?}", d.devices);
     assert!(d.flips.len() <= 400, "{} group pairs", d.flips.len());
     let json = serde_json::to_string(&d).unwrap();
     assert!(json.len() < 1 << 20, "{} bytes of JSON", json.len());
