@@ -421,7 +421,7 @@ pub fn transitions<'f>(flips: impl Iterator<Item = &'f Flip>) -> Vec<Transition>
             None => out.push(Transition { before: f.before, after: f.after, pairs: f.pairs }),
         }
     }
-    out.sort_by(|x, y| y.pairs.cmp(&x.pairs));
+    out.sort_by_key(|t| std::cmp::Reverse(t.pairs));
     out
 }
 
