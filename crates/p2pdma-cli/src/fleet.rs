@@ -176,7 +176,7 @@ pub fn render_diff(d: &Diff, all: bool, out: &mut Chunked) -> anyhow::Result<()>
         let mut j = i;
         while j < i + run {
             let c = &d.changes[j];
-            let same = if all { 1 } else { d.changes[j..i + run].iter().take_while(|x| alike(c, x)).count() };
+            let same = d.changes[j..i + run].iter().take_while(|x| alike(c, x)).count();
             out.line(format_args!("{}", c.summary))?;
             if same > 1 {
                 let last = &d.changes[j + same - 1].subject;
@@ -185,12 +185,12 @@ pub fn render_diff(d: &Diff, all: bool, out: &mut Chunked) -> anyhow::Result<()>
             j += same.max(1);
         }
         let flips = &d.changes[i].flips;
-        if !all && !flips.is_empty() && flips.iter().all(|&f| shown[f]) {
+        if !flips.is_empty() && flips.iter().all(|&f| shown[f]) {
             // E.g. the IOMMU groups an ACS change above merged: their pairs are listed there.
             let pairs: u64 = flips.iter().map(|&f| d.flips[f].pairs).sum();
             out.line(format_args!("  {} pair(s), all shown above", thousands(pairs)))?;
         } else {
-            render_flips(d, flips, "  ", all, out)?;
+            render_flips(d, flips, "  ", false, out)?;
         }
         for &f in flips {
             shown[f] = true;
@@ -204,7 +204,11 @@ pub fn render_diff(d: &Diff, all: bool, out: &mut Chunked) -> anyhow::Result<()>
     let unexplained: Vec<usize> = (0..d.flips.len()).filter(|&f| !explained[f]).collect();
     if !unexplained.is_empty() {
         out.line(format_args!("pairs changed by no fact above:"))?;
-        render_flips(d, &unexplained, "  ", all, out)?;
+        render_flips(d, &unexplained, "  ", false, out)?;
+    }
+    if all {
+        out.line(format_args!("every flipped pair:"))?;
+        render_flips(d, &(0..d.flips.len()).collect::<Vec<_>>(), "  ", true, out)?;
     }
     out.line(format_args!("{} change(s), {} pair(s) changed", d.changes.len(), thousands(d.pairs)))?;
     out.flush()

@@ -211,8 +211,8 @@ enum Command {
         before: PathBuf,
         /// The later one.
         after: PathBuf,
-        /// List every flipped pair, not the flips counted per group of devices (with --json:
-        /// JSON lines, the diff first, then one line per pair).
+        /// After the summary, list every flipped pair once (with --json: JSON lines, the diff
+        /// first, then one line per pair).
         #[arg(long)]
         all: bool,
         #[arg(long)]

@@ -52,6 +52,8 @@ fn diff_names_the_acs_change_and_the_pair_it_flips_exit_1() {
 fn diff_all_lists_every_pair_in_text_and_json_lines() {
     let (code, out, _) = p2pdma(&["diff", IOMMU_ACS, IOMMU_ACS_DISABLED, "--all"]);
     assert_eq!(code, 1, "{out}");
+    // After the summary, every flipped pair once.
+    assert!(out.contains("every flipped pair:\n  2 pair(s) NO -> BUS2\n"), "{out}");
     assert!(out.contains("  2 pair(s) NO -> BUS2\n    nvme-a (0000:01:00.0) -> nvme-b (0000:01:00.1)\n    nvme-b (0000:01:00.1) -> nvme-a (0000:01:00.0)\n"), "{out}");
     let (code, out, _) = p2pdma(&["diff", IOMMU_ACS, IOMMU_ACS_DISABLED, "--all", "--json"]);
     assert_eq!(code, 1);
