@@ -75,9 +75,15 @@ fn one_switch_acs_flip_on_the_10k_machine_is_a_short_diff() {
     assert!(d.flips.len() <= 400, "{} group pairs", d.flips.len());
     let json = serde_json::to_string(&d).unwrap();
     assert!(json.len() < 1 << 20, "{} bytes of JSON", json.len());
-    // Every flip is explained by the switch's ACS.
-    let acs = d.changes.iter().filter(|c| c.field.as_deref() == Some("acs.ctrl")).map(|c| c.pairs).max();
-    assert_eq!(acs, Some(d.pairs), "{:#?}", d.changes);
+    // Every flip is explained by the ACS of the switch's ports.
+    let mut explained = vec![false; d.flips.len()];
+    for c in d.changes.iter().filter(|c| c.field.as_deref() == Some("acs.ctrl")) {
+        assert!(c.label.as_deref().is_some_and(|l| l.starts_with("sw0.")), "{}", c.summary);
+        for &f in &c.flips {
+            explained[f] = true;
+        }
+    }
+    assert!(explained.iter().all(|&e| e));
 }
 
 /// Peer series of every device equal the full engine's pairs, counted by class and verdict.
