@@ -209,20 +209,37 @@ enum Command {
     },
     /// What changed between two snapshots (or topology files) that moves a verdict or a path:
     /// devices added or gone, ACS, links, BARs, IOMMU, kernel, whitelist; each with the
-    /// provider/client pairs it flips. Exit 0 same, 1 different, 2 bad input.
+    /// provider/client pairs it flips, counted by verdict and group of devices (every pair
+    /// with --all). Exit 0 same, 1 different, 2 bad input.
     Diff {
         /// The earlier snapshot (`p2pdma snapshot`) or topology file (told apart by content).
         before: PathBuf,
         /// The later one.
         after: PathBuf,
+        /// After the summary, list every flipped pair once (with --json: JSON lines, the diff
+        /// first, then one line per pair).
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
-    /// The P2P state in Prometheus text format (node_exporter's textfile collector): per-pair
-    /// verdict and distance, ACS redirects, degraded links, free P2P memory, kernel support.
+    /// The P2P state in Prometheus text format (node_exporter's textfile collector): per
+    /// device (a VF group as one series) the peers it reaches by class and verdict and the
+    /// worst verdict towards GPUs and NICs, ACS redirects, degraded links, free P2P memory,
+    /// kernel support; per-pair verdicts only with --pairs and a filter.
     Metrics {
         #[command(flatten)]
         source: SourceArgs,
+        /// Also a series per provider/client pair of the devices --device/--class keep
+        /// (p2pdma_pair_supported, _bus_address, _distance): N² series, so a filter is required.
+        #[arg(long)]
+        pairs: bool,
+        /// Only these kinds of device get peer and pair series: gpu, nic, nvme, storage, accel, other.
+        #[arg(long, value_delimiter = ',')]
+        class: Vec<String>,
+        /// Only these devices get peer and pair series (a BDF or name; repeatable, or a comma list).
+        #[arg(long = "device", value_name = "DEVICE", value_delimiter = ',')]
+        devices: Vec<String>,
         /// Write to FILE atomically (temporary file, then rename) instead of standard output,
         /// e.g. /var/lib/prometheus/node-exporter/p2pdma.prom.
         #[arg(short, long, value_name = "FILE.prom")]
@@ -484,8 +501,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nested(Nested::Nvmet { command }) => nvmet::run(command),
         Command::Report { source, output } => report::run(&source, &output),
         Command::Import { files, output, json } => import::run(&files, output.as_deref(), json),
-        Command::Diff { before, after, json } => fleet::run_diff(&before, &after, json),
-        Command::Metrics { source, output } => metrics(&source, output.as_ref()),
+        Command::Diff { before, after, all, json } => fleet::run_diff(&before, &after, json, all),
+        Command::Metrics { source, output, pairs, class, devices } => {
+            metrics(&source, output.as_ref(), pairs, &class, &devices)
+        }
         Command::Completions { shell } => completions(shell),
         Command::Manpages { dir } => manpages(&dir),
         Command::Resolve { source, devices, block, json } => resolve_names(&source, &devices, block, json),
@@ -519,6 +538,16 @@ fn topo(
     }
     loaded.warn_unknown_acs();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--class` and `--device` as `topo` reads them (for `metrics`).
+fn matrix_filter(engine: &Engine<'_>, class: &[String], devices: &[String]) -> anyhow::Result<analysis::MatrixFilter> {
+    let class = class
+        .iter()
+        .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
+    Ok(analysis::MatrixFilter::new(engine, class, devices)?)
 }
 
 /// `check`: the verdict for a provider and clients.
@@ -629,10 +658,21 @@ fn alloc_command(
 }
 
 /// `metrics`: the Prometheus text.
-fn metrics(source: &SourceArgs, output: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+fn metrics(
+    source: &SourceArgs,
+    output: Option<&PathBuf>,
+    pairs: bool,
+    class: &[String],
+    devices: &[String],
+) -> anyhow::Result<ExitCode> {
+    if pairs && class.is_empty() && devices.is_empty() {
+        anyhow::bail!("--pairs needs --device or --class: every pair of the machine is N² series");
+    }
     let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
-    fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine), output)?;
+    let filter = matrix_filter(&engine, class, devices)?;
+    let options = p2pdma_core::metrics::Options { pairs, filter };
+    fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine, &options), output)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,7 +36,7 @@ function = 1
 const SCRIPT: &str = r#"cd /lab/share
 p2pdma topo > topo.txt
 p2pdma snapshot -o before.json 2>/dev/null
-p2pdma metrics -o p2pdma.prom
+p2pdma metrics --pairs --class nvme -o p2pdma.prom
 printf '\014\000' | dd of=/sys/bus/pci/devices/0000:00:11.0/config bs=1 seek=334 conv=notrunc 2>/dev/null
 p2pdma snapshot -o acs.json 2>/dev/null
 B=$(p2pdma resolve --block nvme-b)
@@ -88,10 +88,7 @@ fn lab_names_diff_and_metrics() {
     let (code, diff, _) = p2pdma(&["diff", &file("before.json"), &file("acs.json")]);
     assert_eq!(code, 1, "{diff}");
     assert!(diff.contains("0000:00:11.0 (rp0): ACS control 0x0000 [-] -> 0x000c [RR CR]"), "{diff}");
-    assert!(
-        diff.contains("flips nvme-a (0000:01:00.0) -> nvme-b (0000:01:00.1): bus_addr 2 -> not_supported"),
-        "{diff}"
-    );
+    assert!(diff.contains("pair(s) BUS2 -> NO\n    nvme-a (0000:01:00.0) -> nvme-b (0000:01:00.1)\n"), "{diff}");
     // The kernel agrees: it refuses the same read now.
     assert_ne!(
         read("alloc-acs.rc").trim(),
@@ -107,14 +104,16 @@ fn lab_names_diff_and_metrics() {
     let gone = v["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "removed").expect("a removed device");
     assert_eq!(gone["subject"], "0000:01:00.1");
     // Both directions: nvme-b's registers BAR makes it a matrix row as well.
-    let keys: Vec<(&str, &str)> = gone["pairs"]
+    let group = |i: &serde_json::Value| v["groups"][i.as_u64().unwrap() as usize]["device"].as_str().unwrap();
+    let keys: Vec<(&str, &str)> = gone["flips"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["provider"].as_str().unwrap(), k["client"].as_str().unwrap()))
+        .map(|f| &v["flips"][f.as_u64().unwrap() as usize])
+        .map(|f| (group(&f["provider"]), group(&f["client"])))
         .collect();
     assert!(keys.contains(&("0000:01:00.0", "0000:01:00.1")), "{keys:?}");
-    assert!(v["pairs"].as_array().unwrap().iter().all(|p| p["after"].is_null()), "{diff}");
+    assert!(v["flips"].as_array().unwrap().iter().all(|f| f["after"].is_null()), "{diff}");
 
     let (code, _, _) = p2pdma(&["diff", &file("before.json"), &file("before.json")]);
     assert_eq!(code, 0);

@@ -5,20 +5,25 @@
 //! too). Fields are compared through their JSON form, so a field added to the model later
 //! (BARs, IOMMU groups, kernel capabilities) is compared without touching this module; only
 //! what never moves a verdict or a path is left out (`IGNORED_DEVICE_FIELDS`). Verdicts
-//! second: every provider × client pair of `analysis::matrix` on both sides. The pairs whose
-//! verdict or distance differ are the truth; each fact is then given the flipped pairs whose
-//! path (before or after) runs through it, and machine-wide facts are given every flip.
+//! second, without visiting every pair: each side's devices are grouped as the kernel cannot
+//! tell them apart ([`crate::group`]), and the two groupings are refined into joint groups
+//! (a device's group before and its group after). Both verdicts are constant over the member
+//! pairs of two joint groups, so one representative pair answers for all of them, and the
+//! flipped pairs are counted per group pair ([`Flip`]). Each fact is then given the flips
+//! whose members it is or whose path (before or after) runs through it; machine-wide facts
+//! are given every flip.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::analysis;
+use crate::analysis::MatrixFilter;
 use crate::bdf::Bdf;
 use crate::config::acs_bits;
+use crate::group::{GroupedMatrix, Grouping};
 use crate::model::{Device, Topology};
-use crate::verdict::{Engine, PairResult};
+use crate::verdict::{Engine, MapType, PairResult};
 use crate::Error;
 
 /// Device fields that never move a verdict or a path: names (from the PCI ID database or a
@@ -32,9 +37,46 @@ pub const IGNORED_DEVICE_FIELDS: &[&str] =
 pub struct Diff {
     /// No change of fact and no change of verdict.
     pub same: bool,
+    /// How many devices were added, removed, or changed in some field.
+    pub devices: DeviceCounts,
     pub changes: Vec<Change>,
+    /// The devices of `flips`, grouped: every member has one group before and one after.
+    pub groups: Vec<DiffGroup>,
+    /// Flipped pairs by group pair: every member pair (provider ≠ client) of the two groups
+    /// went from `before` to `after`.
+    pub flips: Vec<Flip>,
     /// Every pair whose verdict or distance differs, or that exists on one side only.
-    pub pairs: Vec<PairChange>,
+    pub pairs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceCounts {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+}
+
+/// Devices that are one group on each side.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffGroup {
+    /// The first member (lowest address): the group's name.
+    pub device: Bdf,
+    pub label: Option<String>,
+    /// Every member, the representative first.
+    pub members: Vec<Bdf>,
+}
+
+/// The member pairs of two groups, all flipped alike.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flip {
+    /// Indices into [`Diff::groups`].
+    pub provider: usize,
+    pub client: usize,
+    /// How many member pairs: the product of the group sizes, or n(n-1) within one group.
+    pub pairs: u64,
+    /// None: the pair does not exist on that side.
+    pub before: Option<PairResult>,
+    pub after: Option<PairResult>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,28 +110,28 @@ pub struct Change {
     pub after: Option<Value>,
     /// One line for people, e.g. `ACS control 0x001d [SV RR CR UF] -> 0x0000 [-]`.
     pub summary: String,
-    /// The flipped pairs whose path runs through this fact (all of them for machine-wide facts).
-    pub pairs: Vec<PairKey>,
+    /// Indices into [`Diff::flips`]: the flips whose members this is or whose path runs
+    /// through it (all of them for machine-wide facts).
+    pub flips: Vec<usize>,
+    /// The member pairs of those flips.
+    pub pairs: u64,
+    /// Those pairs by verdict before and after, the most pairs first.
+    pub transitions: Vec<Transition>,
 }
 
+/// How many pairs went from one verdict to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    pub before: Option<PairResult>,
+    pub after: Option<PairResult>,
+    pub pairs: u64,
+}
+
+/// One flipped pair, as `--all` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PairKey {
     pub provider: Bdf,
     pub client: Bdf,
-}
-
-/// One pair's verdict on both sides (None: the pair does not exist on that side).
-#[derive(Debug, Clone, Serialize)]
-pub struct PairChange {
-    pub provider: Bdf,
-    pub client: Bdf,
-    pub provider_label: Option<String>,
-    pub client_label: Option<String>,
-    pub before: Option<PairResult>,
-    pub after: Option<PairResult>,
-    /// The path on each side (addresses, and host bridge names when the path crosses one).
-    pub path_before: Vec<String>,
-    pub path_after: Vec<String>,
 }
 
 /// Two topologies with their devices as JSON values, compared step by step.
@@ -101,16 +143,39 @@ struct Sides<'a> {
 }
 
 /// Compares two topologies (`a` before, `b` after): the machine, host bridges and devices
-/// field by field, then every pair's verdict; each change gets the flipped pairs whose
-/// path runs through it.
+/// field by field, then the verdicts by joint group; each change gets the flips whose
+/// members it is or whose path runs through it.
 pub fn diff(a: &Topology, b: &Topology) -> Result<Diff, Error> {
     let sides = Sides { ea: Engine::new(a)?, eb: Engine::new(b)?, da: device_values(a), db: device_values(b) };
     let mut changes = machine_changes(a, b, &sides);
     changes.extend(host_bridge_changes(&sides));
     changes.extend(device_changes(&sides));
-    let pairs = pair_changes(&sides);
-    attribute(&mut changes, &pairs);
-    Ok(Diff { same: changes.is_empty() && pairs.is_empty(), changes, pairs })
+    let (groups, flips) = flips(&sides);
+    attribute(&mut changes, &groups, &flips, &sides);
+    let pairs = flips.iter().map(|f| f.pairs).sum();
+    let mut devices = DeviceCounts::default();
+    let mut changed = BTreeSet::new();
+    for c in changes.iter().filter(|c| c.scope == Scope::Device) {
+        match c.kind {
+            ChangeKind::Added => devices.added += 1,
+            ChangeKind::Removed => devices.removed += 1,
+            ChangeKind::Changed => {
+                changed.insert(c.subject.as_str());
+            }
+        }
+    }
+    devices.changed = changed.len();
+    Ok(Diff { same: changes.is_empty() && flips.is_empty(), devices, changes, groups, flips, pairs })
+}
+
+impl Diff {
+    /// Every member pair of a flip (provider ≠ client), without storing them.
+    pub fn pairs_of<'d>(&'d self, flip: &'d Flip) -> impl Iterator<Item = PairKey> + 'd {
+        let (p, c) = (&self.groups[flip.provider].members, &self.groups[flip.client].members);
+        p.iter().flat_map(move |&provider| {
+            c.iter().filter(move |&&client| client != provider).map(move |&client| PairKey { provider, client })
+        })
+    }
 }
 
 /// Machine-wide facts, field by field, and the CPU rule.
@@ -159,12 +224,16 @@ fn host_bridge_changes(sides: &Sides<'_>) -> Vec<Change> {
 /// Devices, field by field (added and removed ones whole).
 fn device_changes(sides: &Sides<'_>) -> Vec<Change> {
     let (da, db) = (&sides.da, &sides.db);
+    let iommu = [iommu_members(da), iommu_members(db)];
     let mut changes = Vec::new();
     for bdf in da.keys().chain(db.keys()).collect::<BTreeSet<_>>() {
         let label = db.get(bdf).or(da.get(bdf)).and_then(|(d, _)| label(d));
         match (da.get(bdf), db.get(bdf)) {
             (Some((_, x)), Some((_, y))) => {
                 for (field, before, after) in value_diff(x, y, IGNORED_DEVICE_FIELDS) {
+                    if field == "iommu_group" && same_iommu_peers(&iommu, sides, bdf) {
+                        continue;
+                    }
                     changes.push(change(
                         Scope::Device,
                         bdf.to_string(),
@@ -188,64 +257,172 @@ fn device_changes(sides: &Sides<'_>) -> Vec<Change> {
     changes
 }
 
-/// Verdicts, pair by pair: every pair whose verdict differs, with its path on each side.
-fn pair_changes(sides: &Sides<'_>) -> Vec<PairChange> {
-    let (ea, eb, da, db) = (&sides.ea, &sides.eb, &sides.da, &sides.db);
-    let cells = |e: &Engine<'_>| -> BTreeMap<PairKey, PairResult> {
-        let m = analysis::matrix(e);
-        let mut out = BTreeMap::new();
-        for (p, row) in m.providers.iter().zip(&m.cells) {
-            for (c, cell) in m.clients.iter().zip(row) {
-                if p != c {
-                    out.insert(PairKey { provider: *p, client: *c }, *cell);
-                }
-            }
-        }
-        out
-    };
-    let (ca, cb) = (cells(ea), cells(eb));
-    let path = |e: &Engine<'_>, k: &PairKey, present: bool| -> Vec<String> {
-        match (present, e.index_of(k.provider), e.index_of(k.client)) {
-            (true, Some(p), Some(c)) => e.explain(p, c).path,
-            _ => Vec::new(),
-        }
-    };
-    let mut pairs = Vec::new();
-    for key in ca.keys().chain(cb.keys()).collect::<BTreeSet<_>>() {
-        let (before, after) = (ca.get(key).copied(), cb.get(key).copied());
-        if before == after {
-            continue;
-        }
-        let label_of = |bdf: Bdf| db.get(&bdf).or(da.get(&bdf)).and_then(|(d, _)| label(d));
-        pairs.push(PairChange {
-            provider: key.provider,
-            client: key.client,
-            provider_label: label_of(key.provider),
-            client_label: label_of(key.client),
-            before,
-            after,
-            path_before: path(ea, key, before.is_some()),
-            path_after: path(eb, key, after.is_some()),
-        });
-    }
-    pairs
+/// Devices by their group on each side (None: absent there), in address order.
+struct Joint {
+    members: Vec<Vec<Bdf>>,
 }
 
-/// Each fact gets the flipped pairs whose path runs through it (all of them for
-/// machine-wide facts).
-fn attribute(changes: &mut [Change], pairs: &[PairChange]) {
-    for c in changes.iter_mut() {
-        c.pairs = pairs
-            .iter()
-            .filter(|p| {
-                c.scope == Scope::Machine
-                    || [p.provider.to_string(), p.client.to_string()].contains(&c.subject)
-                    || p.path_before.contains(&c.subject)
-                    || p.path_after.contains(&c.subject)
-            })
-            .map(|p| PairKey { provider: p.provider, client: p.client })
-            .collect();
+fn joint_groups(sides: &Sides<'_>, ga: &Grouping, gb: &Grouping) -> Joint {
+    let group = |e: &Engine<'_>, g: &Grouping, bdf: Bdf| e.index_of(bdf).map(|i| g.group_of(i));
+    let mut by_key: HashMap<(Option<usize>, Option<usize>), usize> = HashMap::new();
+    let mut members: Vec<Vec<Bdf>> = Vec::new();
+    let all: BTreeSet<Bdf> = sides.da.keys().chain(sides.db.keys()).copied().collect();
+    for bdf in all {
+        let key = (group(&sides.ea, ga, bdf), group(&sides.eb, gb, bdf));
+        let next = members.len();
+        let at = *by_key.entry(key).or_insert(next);
+        if at == next {
+            members.push(Vec::new());
+        }
+        members[at].push(bdf);
     }
+    Joint { members }
+}
+
+/// Whether a device shares its IOMMU group with the same devices on both sides: then a new
+/// group number is the kernel numbering groups in another order (a group formed or split
+/// elsewhere), not a change of this device.
+fn same_iommu_peers(groups: &[HashMap<u32, Vec<Bdf>>; 2], sides: &Sides<'_>, bdf: &Bdf) -> bool {
+    fn peers<'g>(
+        g: &'g HashMap<u32, Vec<Bdf>>,
+        d: &BTreeMap<Bdf, (&Device, Value)>,
+        bdf: &Bdf,
+    ) -> Option<&'g Vec<Bdf>> {
+        d.get(bdf).and_then(|(dev, _)| dev.iommu_group).and_then(|n| g.get(&n))
+    }
+    let (a, b) = (peers(&groups[0], &sides.da, bdf), peers(&groups[1], &sides.db, bdf));
+    a.is_some() && a == b
+}
+
+/// Each IOMMU group's members, in address order.
+fn iommu_members(d: &BTreeMap<Bdf, (&Device, Value)>) -> HashMap<u32, Vec<Bdf>> {
+    let mut out: HashMap<u32, Vec<Bdf>> = HashMap::new();
+    for (bdf, (dev, _)) in d {
+        if let Some(n) = dev.iommu_group {
+            out.entry(n).or_default().push(*bdf);
+        }
+    }
+    out
+}
+
+/// Verdicts by joint group pair: one representative pair of distinct members answers for
+/// every member pair on both sides; the pairs that differ are counted, not listed.
+fn flips(sides: &Sides<'_>) -> (Vec<DiffGroup>, Vec<Flip>) {
+    let (ga, gb) = (Grouping::new(&sides.ea), Grouping::new(&sides.eb));
+    let all = MatrixFilter::default();
+    let (ma, mb) = (GroupedMatrix::new(&sides.ea, &ga, &all), GroupedMatrix::new(&sides.eb, &gb, &all));
+    let joint = joint_groups(sides, &ga, &gb);
+    let role = |bdf: &Bdf, provider: bool| {
+        [&sides.da, &sides.db].iter().any(|d| {
+            d.get(bdf).is_some_and(|(dev, _)| if provider { dev.has_p2p_memory_side() } else { dev.is_dma_capable() })
+        })
+    };
+    let providers: Vec<usize> = (0..joint.members.len()).filter(|&j| role(&joint.members[j][0], true)).collect();
+    let clients: Vec<usize> = (0..joint.members.len()).filter(|&j| role(&joint.members[j][0], false)).collect();
+    let mut flips = Vec::new();
+    for &p in &providers {
+        for &c in &clients {
+            let (mp, mc) = (&joint.members[p], &joint.members[c]);
+            let (n, client) =
+                if p == c { (mp.len() * (mp.len() - 1), mc.get(1)) } else { (mp.len() * mc.len(), mc.first()) };
+            let Some(&client) = client else { continue };
+            let verdict = |m: &GroupedMatrix| m.cell(mp[0], client).map(|cell| cell.verdict);
+            let (before, after) = (verdict(&ma), verdict(&mb));
+            if before != after {
+                flips.push(Flip { provider: p, client: c, pairs: n as u64, before, after });
+            }
+        }
+    }
+    compact(sides, joint, flips)
+}
+
+/// Only the groups some flip names, renumbered in address order.
+fn compact(sides: &Sides<'_>, joint: Joint, mut flips: Vec<Flip>) -> (Vec<DiffGroup>, Vec<Flip>) {
+    let mut renumber: Vec<Option<usize>> = vec![None; joint.members.len()];
+    for f in &flips {
+        renumber[f.provider] = Some(0);
+        renumber[f.client] = Some(0);
+    }
+    let mut groups = Vec::new();
+    for (j, members) in joint.members.into_iter().enumerate() {
+        if renumber[j].is_some() {
+            renumber[j] = Some(groups.len());
+            let label = sides.db.get(&members[0]).or(sides.da.get(&members[0])).and_then(|(d, _)| label(d));
+            groups.push(DiffGroup { device: members[0], label, members });
+        }
+    }
+    for f in &mut flips {
+        f.provider = renumber[f.provider].expect("numbered above");
+        f.client = renumber[f.client].expect("numbered above");
+    }
+    (groups, flips)
+}
+
+/// The path of a pair on one side, if both ends are there.
+fn path_on(e: &Engine<'_>, provider: Bdf, client: Bdf) -> Vec<String> {
+    match (e.index_of(provider), e.index_of(client)) {
+        (Some(p), Some(c)) => {
+            let (_, common) = e.walk(p as u32, c as u32, |_, _| {});
+            e.path(p as u32, c as u32, common)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Each fact gets the flips whose groups hold it or whose path (before or after) runs
+/// through it: the bridges on the path are the same for every member pair of a flip, the
+/// ends are the members. Machine-wide facts get every flip.
+fn attribute(changes: &mut [Change], groups: &[DiffGroup], flips: &[Flip], sides: &Sides<'_>) {
+    let mut by_subject: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in changes.iter().enumerate().filter(|(_, c)| c.scope != Scope::Machine) {
+        by_subject.entry(c.subject.as_str()).or_default().push(i);
+    }
+    let mut found: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    if !by_subject.is_empty() {
+        let of_group: Vec<BTreeSet<usize>> = groups
+            .iter()
+            .map(|g| {
+                g.members
+                    .iter()
+                    .flat_map(|b| by_subject.get(b.to_string().as_str()).into_iter().flatten().copied())
+                    .collect()
+            })
+            .collect();
+        for (fi, f) in flips.iter().enumerate() {
+            let (p, c) = (
+                groups[f.provider].device,
+                groups[f.client].members.iter().copied().find(|&b| b != groups[f.provider].device),
+            );
+            let Some(c) = c else { continue };
+            let mut hit: BTreeSet<usize> = &of_group[f.provider] | &of_group[f.client];
+            for (e, present) in [(&sides.ea, f.before.is_some()), (&sides.eb, f.after.is_some())] {
+                if present {
+                    hit.extend(path_on(e, p, c).iter().flat_map(|n| by_subject.get(n.as_str()).into_iter().flatten()));
+                }
+            }
+            for i in hit {
+                found[i].push(fi);
+            }
+        }
+    }
+    for (i, c) in changes.iter_mut().enumerate() {
+        c.flips = if c.scope == Scope::Machine { (0..flips.len()).collect() } else { std::mem::take(&mut found[i]) };
+        c.pairs = c.flips.iter().map(|&f| flips[f].pairs).sum();
+        c.transitions = transitions(c.flips.iter().map(|&f| &flips[f]));
+    }
+}
+
+/// Pairs counted by (before, after), the most first.
+pub fn transitions<'f>(flips: impl Iterator<Item = &'f Flip>) -> Vec<Transition> {
+    let mut out: Vec<Transition> = Vec::new();
+    for f in flips {
+        match out.iter_mut().find(|t| t.before == f.before && t.after == f.after) {
+            Some(t) => t.pairs += f.pairs,
+            None => out.push(Transition { before: f.before, after: f.after, pairs: f.pairs }),
+        }
+    }
+    out.sort_by_key(|t| std::cmp::Reverse(t.pairs));
+    out
 }
 
 fn device_values(t: &Topology) -> BTreeMap<Bdf, (&Device, Value)> {
@@ -348,7 +525,19 @@ fn change(
         }
         (ChangeKind::Changed, None) => format!("{who} changed"),
     };
-    Change { scope, subject, label, kind, field, before, after, summary, pairs: Vec::new() }
+    Change {
+        scope,
+        subject,
+        label,
+        kind,
+        field,
+        before,
+        after,
+        summary,
+        flips: Vec::new(),
+        pairs: 0,
+        transitions: Vec::new(),
+    }
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -356,6 +545,16 @@ fn show(v: Option<&Value>) -> String {
         None | Some(Value::Null) => "none".into(),
         Some(Value::String(s)) => format!("\"{s}\""),
         Some(other) => other.to_string(),
+    }
+}
+
+/// `BUS4`, `HB8`, `NO`, `absent`: a pair's verdict as `topo`'s matrix shows it.
+pub fn verdict_short(r: Option<&PairResult>) -> String {
+    match r {
+        None => "absent".into(),
+        Some(PairResult { map_type: MapType::BusAddr, distance }) => format!("BUS{}", distance.unwrap_or(0)),
+        Some(PairResult { map_type: MapType::ThruHostBridge, distance }) => format!("HB{}", distance.unwrap_or(0)),
+        Some(PairResult { map_type: MapType::NotSupported, .. }) => "NO".into(),
     }
 }
 
@@ -378,11 +577,192 @@ mod tests {
 
     const SWITCH: &str = include_str!("../../../examples/topologies/switch.toml");
 
+    type Pairs = BTreeMap<PairKey, PairResult>;
+
+    /// Every provider × client pair (provider ≠ client) of one side, from the full engine.
+    fn every_pair(t: &Topology) -> Pairs {
+        let e = Engine::new(t).unwrap();
+        let n = t.devices.len();
+        let mut out = BTreeMap::new();
+        for p in (0..n).filter(|&p| t.devices[p].has_p2p_memory_side()) {
+            for c in (0..n).filter(|&c| c != p && t.devices[c].is_dma_capable()) {
+                out.insert(PairKey { provider: t.devices[p].bdf, client: t.devices[c].bdf }, e.pair(p, c));
+            }
+        }
+        out
+    }
+
+    /// The diff against the pairwise one it replaced: the same flipped pairs with the same
+    /// verdicts, and each change given the pairs whose end's group it is in or whose path
+    /// (explain's, before or after) runs through it.
+    fn assert_exact(a: &Topology, b: &Topology) -> Diff {
+        let d = diff(a, b).unwrap();
+        let (pa, pb) = (every_pair(a), every_pair(b));
+        let mut want: BTreeMap<PairKey, (Option<PairResult>, Option<PairResult>)> = BTreeMap::new();
+        for k in pa.keys().chain(pb.keys()) {
+            let (x, y) = (pa.get(k).copied(), pb.get(k).copied());
+            if x != y {
+                want.insert(*k, (x, y));
+            }
+        }
+        let expand = |flips: &[usize]| -> BTreeMap<PairKey, (Option<PairResult>, Option<PairResult>)> {
+            let mut got = BTreeMap::new();
+            for &f in flips {
+                for k in d.pairs_of(&d.flips[f]) {
+                    assert!(got.insert(k, (d.flips[f].before, d.flips[f].after)).is_none(), "{k:?} twice");
+                }
+            }
+            got
+        };
+        let got = expand(&(0..d.flips.len()).collect::<Vec<_>>());
+        assert_eq!(got, want);
+        assert_eq!(d.pairs, want.len() as u64);
+        let (ea, eb) = (Engine::new(a).unwrap(), Engine::new(b).unwrap());
+        let path = |e: &Engine<'_>, k: &PairKey| match (e.index_of(k.provider), e.index_of(k.client)) {
+            (Some(p), Some(c)) => e.explain(p, c).path,
+            _ => Vec::new(),
+        };
+        let group_of = |b: Bdf| d.groups.iter().find(|g| g.members.contains(&b)).expect("a flipped pair's end");
+        for c in &d.changes {
+            let mine: BTreeSet<PairKey> = expand(&c.flips).into_keys().collect();
+            let theirs: BTreeSet<PairKey> = want
+                .iter()
+                .filter(|(k, (x, y))| {
+                    c.scope == Scope::Machine
+                        || [k.provider, k.client]
+                            .iter()
+                            .any(|&end| group_of(end).members.iter().any(|m| m.to_string() == c.subject))
+                        || (x.is_some() && path(&ea, k).contains(&c.subject))
+                        || (y.is_some() && path(&eb, k).contains(&c.subject))
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            assert_eq!(mine, theirs, "{}", c.summary);
+            assert_eq!(c.pairs, mine.len() as u64);
+            assert_eq!(c.transitions.iter().map(|t| t.pairs).sum::<u64>(), c.pairs);
+        }
+        d
+    }
+
+    fn examples() -> Vec<(String, Topology)> {
+        let mut out: Vec<(String, Topology)> = std::fs::read_dir("../../examples/topologies")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.display().to_string(), topo(&std::fs::read_to_string(&p).unwrap())))
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        out
+    }
+
+    /// ACS redirects turned on where off and off where on, on one device.
+    fn flip_acs(t: &Topology, i: usize) -> Option<Topology> {
+        let mut b = t.clone();
+        match &mut b.devices[i].acs {
+            crate::config::Acs::Present { ctrl, .. } => *ctrl ^= acs_bits::RR | acs_bits::CR,
+            _ => return None,
+        }
+        Some(b)
+    }
+
+    #[test]
+    fn counts_equal_the_pairwise_diff_on_every_example() {
+        let all = examples();
+        for (name, t) in &all {
+            assert!(assert_exact(t, t).same, "{name}");
+            for i in 0..t.devices.len() {
+                if let Some(b) = flip_acs(t, i) {
+                    assert_exact(t, &b);
+                }
+                let mut gone = t.clone();
+                gone.devices.remove(i);
+                // A bridge with devices below is no machine without them.
+                if Engine::new(&gone).is_ok() {
+                    assert_exact(t, &gone);
+                    assert_exact(&gone, t);
+                }
+            }
+        }
+        // Different machines: everything added, removed or moved at once.
+        for w in all.windows(2) {
+            assert_exact(&w[0].1, &w[1].1);
+        }
+    }
+
+    const VFS: &str = r#"
+[machine]
+cpu = "intel"
+iommu = true
+[[host_bridge]]
+name = "hb0"
+id = "8086:09a2"
+[[host_bridge]]
+name = "hb1"
+id = "8086:09a2"
+bus = 0x80
+[[root_port]]
+name = "rp0"
+host_bridge = "hb0"
+[[root_port]]
+name = "rp1"
+host_bridge = "hb1"
+[[switch]]
+name = "sw0"
+parent = "rp0"
+ports = 3
+acs = 0x1f
+[[endpoint]]
+name = "nic0"
+kind = "nic"
+parent = "sw0.0"
+vfs = VF0
+[[endpoint]]
+name = "gpu0"
+kind = "gpu"
+parent = "sw0.1"
+p2pmem_mib = 256
+[[endpoint]]
+name = "nvme0"
+kind = "nvme"
+parent = "sw0.2"
+cmb_mib = 16
+[[endpoint]]
+name = "nic1"
+kind = "nic"
+parent = "rp1"
+vfs = VF1
+"#;
+
+    fn vf_machine(vf0: u8, vf1: u8) -> Topology {
+        topo(&VFS.replace("VF0", &vf0.to_string()).replace("VF1", &vf1.to_string()))
+    }
+
+    #[test]
+    fn counts_equal_the_pairwise_diff_on_a_machine_with_vfs() {
+        let a = vf_machine(7, 5);
+        for i in 0..a.devices.len() {
+            if let Some(b) = flip_acs(&a, i) {
+                let d = assert_exact(&a, &b);
+                // A VF group is one group of the diff: never more group pairs than 7 groups allow.
+                assert!(d.flips.len() <= 49, "{}", d.flips.len());
+            }
+        }
+        // VFs added and removed: the groups split on each side.
+        let d = assert_exact(&a, &vf_machine(3, 8));
+        assert!(d.devices.added > 0 && d.devices.removed > 0, "{:?}", d.devices);
+        assert_exact(&vf_machine(3, 8), &a);
+        assert_exact(&a, &vf_machine(7, 0));
+        // One VF's IOMMU setting apart: its group splits from its siblings on one side only.
+        let mut b = a.clone();
+        let vf = b.devices.iter().position(|d| d.name.as_deref() == Some("nic0-vf3")).unwrap();
+        b.devices[vf].numa_node = Some(1);
+        assert_exact(&a, &b);
+    }
+
     #[test]
     fn identical_topologies_are_the_same() {
         let t = topo(SWITCH);
         let d = diff(&t, &t).unwrap();
-        assert!(d.same && d.changes.is_empty() && d.pairs.is_empty());
+        assert!(d.same && d.changes.is_empty() && d.flips.is_empty() && d.pairs == 0);
     }
 
     #[test]
@@ -406,21 +786,20 @@ mod tests {
         let port = b.devices.iter_mut().find(|d| d.name.as_deref() == Some("sw0.0")).unwrap();
         let bdf = port.bdf;
         port.acs = crate::config::Acs::Present { offset: 0x100, cap: 0x5f, ctrl: acs_bits::RR | acs_bits::CR };
-        let d = diff(&a, &b).unwrap();
+        let d = assert_exact(&a, &b);
         assert!(!d.same);
         // Both drives have memory BARs, so both directions are matrix pairs, and both flip.
-        assert_eq!(d.pairs.len(), 2, "{d:#?}");
-        for pair in &d.pairs {
-            assert_eq!(verdict_text(pair.before.as_ref()), "bus_addr 4");
-            assert_eq!(pair.after.unwrap().map_type, crate::MapType::NotSupported);
+        assert_eq!(d.pairs, 2, "{d:#?}");
+        for flip in &d.flips {
+            assert_eq!(verdict_text(flip.before.as_ref()), "bus_addr 4");
+            assert_eq!(flip.after.unwrap().map_type, crate::MapType::NotSupported);
         }
-        let keys: Vec<PairKey> = d.pairs.iter().map(|p| PairKey { provider: p.provider, client: p.client }).collect();
         let acs: Vec<&Change> = d.changes.iter().filter(|c| c.subject == bdf.to_string()).collect();
         assert!(
             acs.iter().any(|c| c.field.as_deref() == Some("acs.ctrl") && c.summary.contains("[RR CR]")),
             "{acs:#?}"
         );
-        assert!(acs.iter().all(|c| c.pairs == keys), "{acs:#?}");
+        assert!(acs.iter().all(|c| c.pairs == 2 && c.transitions.len() == 1), "{acs:#?}");
     }
 
     #[test]
@@ -429,12 +808,13 @@ mod tests {
         let mut b = a.clone();
         let gone = b.devices.iter().position(|d| d.name.as_deref() == Some("nvme-b")).unwrap();
         let bdf = b.devices.remove(gone).bdf;
-        let d = diff(&a, &b).unwrap();
+        let d = assert_exact(&a, &b);
         let c = d.changes.iter().find(|c| c.subject == bdf.to_string()).unwrap();
         assert_eq!(c.kind, ChangeKind::Removed);
+        assert_eq!(d.devices, DeviceCounts { added: 0, removed: 1, changed: 0 });
         // nvme-a → nvme-b and nvme-b → nvme-a (its registers BAR makes it a row too).
-        assert_eq!(c.pairs.len(), 2);
-        assert!(d.pairs.iter().all(|p| p.after.is_none() && p.before.is_some()));
+        assert_eq!(c.pairs, 2);
+        assert!(d.flips.iter().all(|f| f.after.is_none() && f.before.is_some()));
     }
 
     #[test]
@@ -449,7 +829,7 @@ mod tests {
             max_width: Some(4),
         });
         let d = diff(&a, &b).unwrap();
-        assert!(!d.same && d.pairs.is_empty());
+        assert!(!d.same && d.flips.is_empty());
         assert!(d.changes.iter().any(|c| c.field.as_deref() == Some("link.current_width")), "{d:#?}");
     }
 

@@ -39,6 +39,8 @@ struct VfKey {
     provides: bool,
     published: Option<bool>,
     dma_capable: bool,
+    /// The class code: a VF's is its own (counted by class in `metrics`), in practice its PF's.
+    class: u32,
 }
 
 impl Grouping {
@@ -61,6 +63,7 @@ impl Grouping {
                         provides: d.has_p2p_memory_side(),
                         published: d.p2pmem.as_ref().map(|p| p.published),
                         dma_capable: d.is_dma_capable(),
+                        class: d.class,
                     };
                     let next = members.len() as u32;
                     *by_key.entry(key).or_insert(next)

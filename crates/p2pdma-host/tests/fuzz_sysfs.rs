@@ -58,7 +58,7 @@ proptest! {
             }
             if let Ok(engine) = Engine::new(&t) {
                 let _ = analysis::matrix(&engine);
-                let _ = metrics::exposition(&engine);
+                let _ = metrics::exposition(&engine, &metrics::Options { pairs: true, ..Default::default() });
             }
         }
     }
