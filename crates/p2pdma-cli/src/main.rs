@@ -24,6 +24,8 @@ mod out;
 mod render;
 mod report;
 mod source;
+mod topo;
+mod topo_tree;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,17 +56,8 @@ enum Command {
     Topo {
         #[command(flatten)]
         source: SourceArgs,
-        #[arg(long)]
-        json: bool,
-        /// Only these kinds of device in the matrix: gpu, nic, nvme, storage, accel, other.
-        #[arg(long, value_delimiter = ',')]
-        class: Vec<String>,
-        /// Only these devices in the matrix (a BDF or name; repeatable).
-        #[arg(long = "device", value_name = "DEVICE")]
-        devices: Vec<String>,
-        /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
-        #[arg(long, value_name = "FILE", conflicts_with = "json")]
-        svg: Option<PathBuf>,
+        #[command(flatten)]
+        args: topo::TopoArgs,
     },
     /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input,
     /// 3 uncertain (it depends on ACS registers that could not be read: run as root).
@@ -463,7 +456,7 @@ const UNCERTAIN: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json, svg, class, devices } => topo(&source, json, svg, &class, &devices),
+        Command::Topo { source, args } => topo::run(&source, &args),
         Command::Check { source, provider, clients, stack, json } => {
             check(&source, &provider, &clients, stack.as_deref(), json)
         }
@@ -486,34 +479,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve { source, devices, block, json } => resolve_names(&source, &devices, block, json),
         Command::Snapshot { source, output } => snapshot_command(&source, &output),
     }
-}
-
-/// `topo`: the tree and the matrix (text, `--json` or `--svg`), filtered by class and devices.
-fn topo(
-    source: &SourceArgs,
-    json: bool,
-    svg: Option<PathBuf>,
-    class: &[String],
-    devices: &[String],
-) -> anyhow::Result<ExitCode> {
-    let loaded = source.load()?;
-    let engine = Engine::new(&loaded.topology)?;
-    let class = class
-        .iter()
-        .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
-    let filter = analysis::MatrixFilter::new(&engine, class, devices)?;
-    let report = render::TopoReport::filtered(&engine, &filter);
-    if let Some(path) = svg {
-        report::write_svg(&engine, source, &path)?;
-    } else if json {
-        print_json(&report)?;
-    } else {
-        out::text(&render::topo(&engine, &report))?;
-    }
-    loaded.warn_unknown_acs();
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `check`: the verdict for a provider and clients.
