@@ -90,7 +90,8 @@ impl<W: Write> InertLines<W> {
     }
 
     fn pass(&mut self, all: bool) -> io::Result<()> {
-        let end = if all { self.pending.len() } else { self.pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        let end =
+            if all { self.pending.len() } else { self.pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if end > 0 {
             let text = String::from_utf8_lossy(&self.pending[..end]);
             self.inner.write_all(inert_lines(&text).as_bytes())?;

@@ -7,8 +7,8 @@ use p2pdma_core::config::{acs_bits, Acs};
 use p2pdma_core::iommu_groups;
 use p2pdma_core::kernel::{self, KernelCapabilities};
 use p2pdma_core::model::Built;
-use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::model::GroupSource;
+use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::verdict::{BridgeVerdict, MapType};
 use serde::Serialize;
 

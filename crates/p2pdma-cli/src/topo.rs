@@ -256,7 +256,11 @@ fn lines(engine: &Engine<'_>, m: &GroupedMatrix, short: &ShortNames, groups: &[u
         }
         let pf = row.physfn.and_then(|p| engine.index_of(p)).map(|p| label(topo, short, p));
         out.push(Line {
-            label: format!("{} +{} VFs", pf.unwrap_or_else(|| label(topo, short, index(row.device))), row.members.len()),
+            label: format!(
+                "{} +{} VFs",
+                pf.unwrap_or_else(|| label(topo, short, index(row.device))),
+                row.members.len()
+            ),
             device: row.device,
             other: row.members.get(1).copied(),
             group: g,
@@ -353,10 +357,13 @@ fn legend<'a>(
         let d = engine.device(i);
         let members = &m.groups[l.group].members;
         let what = match (l.other, members.last()) {
-            (Some(_), Some(last)) => format!("{}-{last}  VFs of {}", d.bdf, d.physfn.map(|p| p.to_string()).unwrap_or_default()),
+            (Some(_), Some(last)) => {
+                format!("{}-{last}  VFs of {}", d.bdf, d.physfn.map(|p| p.to_string()).unwrap_or_default())
+            }
             _ => {
                 let mut s = d.bdf.to_string();
-                for part in [d.name.clone(), d.pci_name().or_else(|| Some(d.kind().to_string()))].into_iter().flatten() {
+                for part in [d.name.clone(), d.pci_name().or_else(|| Some(d.kind().to_string()))].into_iter().flatten()
+                {
                     s.push_str("  ");
                     s.push_str(&part);
                 }

@@ -22,7 +22,13 @@ struct Tree<'a> {
     verbose: bool,
 }
 
-pub fn write(w: &mut dyn Write, engine: &Engine<'_>, short: &ShortNames, expand_vfs: bool, verbose: bool) -> io::Result<()> {
+pub fn write(
+    w: &mut dyn Write,
+    engine: &Engine<'_>,
+    short: &ShortNames,
+    expand_vfs: bool,
+    verbose: bool,
+) -> io::Result<()> {
     let topo = engine.topo;
     let mut children: HashMap<Option<Bdf>, Vec<usize>> = HashMap::new();
     let mut vfs: HashMap<Bdf, (usize, Bdf, Bdf)> = HashMap::new();
