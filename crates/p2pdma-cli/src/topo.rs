@@ -40,7 +40,8 @@ pub struct TopoArgs {
     /// VFs as one row (`NIC0 +127 VFs`).
     #[arg(long)]
     all: bool,
-    /// Every virtual function on its own line in the tree and its own row in the matrix.
+    /// Every virtual function on its own line in the tree, and with `--all` its own row in
+    /// the matrix.
     #[arg(long)]
     vfs: bool,
     /// The matrix only, without the tree.
@@ -87,11 +88,13 @@ pub fn run(source: &SourceArgs, args: &TopoArgs) -> anyhow::Result<ExitCode> {
         let m = GroupedMatrix::new(&engine, &grouping, &filter);
         out::json_stream(&TopoReport::new(&engine, &m))?;
     } else {
+        // Without --all: what people ask about, physical functions only (--vfs then lists
+        // the VFs in the tree alone); devices named with --device are shown as named.
         if !args.all && filter.devices.is_empty() {
             if filter.classes.is_empty() {
                 filter.classes = ASKED_ABOUT.to_vec();
             }
-            filter.pfs_only = !args.vfs;
+            filter.pfs_only = true;
         }
         let m = GroupedMatrix::new(&engine, &grouping, &filter);
         let mut w = out::InertLines::new(out::stdout_stream());

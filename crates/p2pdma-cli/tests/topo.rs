@@ -140,6 +140,8 @@ fn vfs_fold_into_one_line_and_one_row_unless_asked() {
     assert_eq!(columns(&out), ["GPU0", "NIC0", "NIC1", "NVME0"], "physical functions only");
     let out = ok(&["topo", "--spec", &spec, "--vfs"]);
     assert_eq!(out.matches("VF of 0000:05:00.0").count(), 8, "{out}");
+    assert_eq!(columns(&out).len(), 4, "the default matrix stays physical functions");
+    let out = ok(&["topo", "--spec", &spec, "--vfs", "--all", "--no-tree"]);
     assert_eq!(columns(&out).len(), 4 + 8 + 3, "every VF its own column");
     let out = ok(&["topo", "--spec", &spec, "--all", "--no-tree"]);
     let cols = columns(&out).join(" ");
