@@ -6,52 +6,15 @@
 // Tests and examples read files; the crate itself may not touch the filesystem.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::fmt::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use p2pdma_core::{spec, Engine, MapType};
+use p2pdma_core::{spec, synthetic, Engine, MapType};
 
-const DOMAINS: u32 = 10;
-const OUTER_PORTS: u32 = 16;
-const INNER_PORTS: u32 = 8;
-const FUNCTIONS: u32 = 8;
-const PROVIDERS: u32 = 256;
-
-/// A topology file: per domain, root port → switch (16 ports) → switches (8 ports) → 8
-/// functions each; every 40th endpoint has P2P memory.
+/// Per domain: root port → switch (16 ports) → switches (8 ports) → 8 functions each; every
+/// 40th endpoint has P2P memory, up to 256 (`synthetic::matrix_grid`).
 fn generate() -> String {
-    let mut t = String::from("[machine]\ncpu = \"intel\"\niommu = true\n");
-    let mut providers = 0;
-    for d in 0..DOMAINS {
-        // Half the domains have a whitelisted host bridge, so some cross-domain pairs pass.
-        let id = if d % 2 == 0 { "8086:2030" } else { "8086:29c0" };
-        writeln!(t, "[[host_bridge]]\nname = \"hb{d}\"\ndomain = {d}\nbus = 0\nid = \"{id}\"").unwrap();
-        writeln!(t, "[[root_port]]\nname = \"rp{d}\"\nhost_bridge = \"hb{d}\"").unwrap();
-        writeln!(t, "[[switch]]\nname = \"o{d}\"\nparent = \"rp{d}\"\nports = {OUTER_PORTS}").unwrap();
-        for o in 0..OUTER_PORTS {
-            // Inner switches alternate ACS on and off, so redirect paths are exercised too.
-            let acs = if o % 2 == 0 { "\nacs = true" } else { "" };
-            writeln!(t, "[[switch]]\nname = \"i{d}.{o}\"\nparent = \"o{d}.{o}\"\nports = {INNER_PORTS}{acs}").unwrap();
-            for i in 0..INNER_PORTS {
-                for f in 0..FUNCTIONS {
-                    let n = ((d * OUTER_PORTS + o) * INNER_PORTS + i) * FUNCTIONS + f;
-                    let mem = if n.is_multiple_of(40) && providers < PROVIDERS {
-                        providers += 1;
-                        "\np2pmem_mib = 64"
-                    } else {
-                        ""
-                    };
-                    writeln!(
-                        t,
-                        "[[endpoint]]\nname = \"e{n}\"\nkind = \"gpu\"\nparent = \"i{d}.{o}.{i}\"\nfunction = {f}{mem}"
-                    )
-                    .unwrap();
-                }
-            }
-        }
-    }
-    t
+    synthetic::matrix_grid(10, 16, 8, 8, 256)
 }
 
 fn peak_rss_kib() -> Option<u64> {

@@ -30,6 +30,7 @@ pub mod release;
 pub mod snapshot;
 pub mod spec;
 pub mod stacks;
+pub mod synthetic;
 pub mod text;
 pub mod transfer;
 pub mod verdict;
