@@ -188,3 +188,64 @@ fn pairs_all_streams_every_member_pair_as_the_full_engine_answers() {
     assert!(pairs.iter().any(|p| p["provider_group"] == vf_group && p["pairs"] == 8 * 8 - 8));
     assert!(v["devices"].as_array().unwrap().iter().all(|d| d.get("config_hex").is_none()));
 }
+
+/// `--pairs all` on a generated server with VFs, ACS switches and two sockets: one line per
+/// pair, each the full engine's answer.
+#[test]
+fn pairs_all_on_a_generated_server_equals_the_full_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = p2pdma_core::synthetic::server(&p2pdma_core::synthetic::ServerShape::preset(100));
+    let path = dir.path().join("hgx-100.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (_, topo) = spec::from_text(&text, &path).unwrap();
+    assert!(topo.devices.iter().any(|d| d.physfn.is_some()), "the preset has VFs");
+    let engine = Engine::new(&topo).unwrap();
+    let n = topo.devices.len();
+    let providers = (0..n).filter(|&i| topo.devices[i].has_p2p_memory_side()).count();
+    let clients = (0..n).filter(|&i| topo.devices[i].is_dma_capable()).count();
+    let out = ok(&["topo", "--spec", path.to_str().unwrap(), "--pairs", "all"]);
+    let mut count = 0;
+    for line in out.lines() {
+        let l: Value = serde_json::from_str(line).unwrap();
+        let bdf = |k: &str| engine.index_of(l[k].as_str().unwrap().parse().unwrap()).unwrap();
+        let (p, c) = (bdf("provider"), bdf("client"));
+        let want = engine.pair(p, c);
+        let got = (&l["map_type"], &l["distance"], &l["path_class"], &l["certain"]);
+        assert_eq!(
+            got,
+            (
+                &serde_json::to_value(want.map_type).unwrap(),
+                &serde_json::to_value(want.distance).unwrap(),
+                &Value::from(engine.path_class(p, c).as_str()),
+                &Value::from(p == c || engine.certain(p, c))
+            ),
+            "{line}"
+        );
+        count += 1;
+    }
+    assert_eq!(count, providers * clients);
+}
+
+/// Issue 24's acceptance machine (about 10,000 functions, NICs and DPUs with 255 VFs): the
+/// default text under 5 MB, the JSON under 50 MB (sizes, not times).
+#[test]
+fn the_10k_server_prints_text_under_5_mb_and_json_under_50_mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hgx-10k.toml");
+    let server = p2pdma_core::synthetic::server(&p2pdma_core::synthetic::ServerShape::acceptance());
+    std::fs::write(&path, &server).unwrap();
+    let file = path.to_str().unwrap();
+    let text = ok(&["topo", "--spec", file]);
+    assert!(text.len() < 5 << 20, "text: {} bytes", text.len());
+    assert!(text.contains("+255 VFs ("), "VFs folded");
+    let cols = columns(&text);
+    assert!(cols.iter().filter(|c| c.starts_with("GPU")).count() == 16, "{cols:?}");
+    let json = ok(&["topo", "--spec", file, "--json"]);
+    assert!(json.len() < 50 << 20, "JSON: {} bytes", json.len());
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let counted: u64 = v["pairs"].as_array().unwrap().iter().map(|p| p["pairs"].as_u64().unwrap()).sum();
+    let (_, topo) = spec::from_text(&server, &path).unwrap();
+    let providers = topo.devices.iter().filter(|d| d.has_p2p_memory_side()).count() as u64;
+    let clients = topo.devices.iter().filter(|d| d.is_dma_capable()).count() as u64;
+    assert_eq!(counted, providers * clients, "the grouped pairs stand for every pair");
+}
