@@ -185,8 +185,13 @@ pub fn bar_text(b: &p2pdma_core::model::Bar) -> String {
     )
 }
 
-/// The IOMMU groups with more than one device, where they came from, and the doubts.
-pub fn write_iommu_groups(w: &mut dyn std::io::Write, topo: &p2pdma_core::Topology) -> std::io::Result<()> {
+/// The IOMMU groups with more than one device, where they came from, and the doubts; with
+/// `fold_vfs` a PF's VFs in a group are one item (`+255 VFs of 0000:0f:00.0 (first-last)`).
+pub fn write_iommu_groups(
+    w: &mut dyn std::io::Write,
+    topo: &p2pdma_core::Topology,
+    fold_vfs: bool,
+) -> std::io::Result<()> {
     let Some(info) = &topo.iommu_groups else { return Ok(()) };
     let source = match (info.source, &info.kernel_params) {
         (GroupSource::Kernel, _) => "read from the kernel".to_string(),
@@ -196,12 +201,23 @@ pub fn write_iommu_groups(w: &mut dyn std::io::Write, topo: &p2pdma_core::Topolo
     let groups = iommu_groups::members(topo);
     let shared = groups.iter().filter(|(_, m)| m.len() > 1).count();
     writeln!(w, "\nIOMMU groups ({source}): {} groups, {shared} shared by several devices", groups.len())?;
+    let physfn: std::collections::HashMap<_, _> =
+        topo.devices.iter().filter_map(|d| d.physfn.filter(|_| fold_vfs).map(|pf| (d.bdf, pf))).collect();
     for (g, m) in groups.iter().filter(|(_, m)| m.len() > 1) {
-        write!(w, "  group {g}:")?;
-        for (k, b) in m.iter().enumerate() {
-            write!(w, "{}{b}", if k == 0 { " " } else { ", " })?;
+        let mut items: Vec<String> = Vec::new();
+        // Per PF: how many of its VFs, the first and the last (members are in address order).
+        let mut folded: Vec<(p2pdma_core::Bdf, usize, p2pdma_core::Bdf, p2pdma_core::Bdf)> = Vec::new();
+        for b in m {
+            match physfn.get(b) {
+                Some(&pf) => match folded.iter_mut().find(|f| f.0 == pf) {
+                    Some(f) => (f.1, f.3) = (f.1 + 1, *b),
+                    None => folded.push((pf, 1, *b, *b)),
+                },
+                None => items.push(b.to_string()),
+            }
         }
-        writeln!(w)?;
+        items.extend(folded.iter().map(|(pf, n, first, last)| format!("+{n} VFs of {pf} ({first}-{last})")));
+        writeln!(w, "  group {g}: {}", items.join(", "))?;
     }
     for d in &info.uncertain {
         writeln!(w, "  uncertain: {}: {}", d.device, d.reason)?;

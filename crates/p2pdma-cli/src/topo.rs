@@ -221,7 +221,7 @@ fn text(w: &mut dyn Write, engine: &Engine<'_>, m: &GroupedMatrix, args: &TopoAr
     if !args.no_tree {
         crate::topo_tree::write(w, engine, &short, args.vfs, args.verbose)?;
     }
-    crate::render::write_iommu_groups(w, topo)?;
+    crate::render::write_iommu_groups(w, topo, !args.vfs)?;
     matrix(w, engine, m, &short, args.vfs, caps.p2pdma.built)
 }
 

@@ -237,7 +237,9 @@ fn the_10k_server_prints_text_under_5_mb_and_json_under_50_mb() {
     let file = path.to_str().unwrap();
     let text = ok(&["topo", "--spec", file]);
     assert!(text.len() < 5 << 20, "text: {} bytes", text.len());
-    assert!(text.contains("+255 VFs ("), "VFs folded");
+    assert!(text.contains("+255 VFs (") && text.contains(" VFs of 0000:"), "VFs folded in the tree and IOMMU groups");
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2_000, "short lines: the longest is {longest} bytes");
     let cols = columns(&text);
     assert!(cols.iter().filter(|c| c.starts_with("GPU")).count() == 16, "{cols:?}");
     let json = ok(&["topo", "--spec", file, "--json"]);
