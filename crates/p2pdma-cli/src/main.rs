@@ -51,8 +51,9 @@ struct Cli {
 #[derive(Subcommand)]
 #[command(defer = true)]
 enum Command {
-    /// Show the PCIe tree, providers and the all-pairs matrix (devices with memory × DMA-capable
-    /// endpoints): the kernel's verdict and the path class (nvidia-smi topo -m), NUMA and CPUs.
+    /// Show the PCIe tree (a PF's VFs folded) and one matrix of GPUs, NICs, NVMe and
+    /// accelerators named GPU0, NIC0, ... as nvidia-smi does: each cell the path class and the
+    /// kernel's verdict (PIX/BUS4), a legend with NUMA and CPUs; --json the pairs per group.
     Topo {
         #[command(flatten)]
         source: SourceArgs,
