@@ -24,6 +24,8 @@ mod out;
 mod render;
 mod report;
 mod source;
+mod topo;
+mod topo_tree;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,22 +51,14 @@ struct Cli {
 #[derive(Subcommand)]
 #[command(defer = true)]
 enum Command {
-    /// Show the PCIe tree, providers and the all-pairs matrix (devices with memory × DMA-capable
-    /// endpoints): the kernel's verdict and the path class (nvidia-smi topo -m), NUMA and CPUs.
+    /// Show the PCIe tree (a PF's VFs folded) and one matrix of GPUs, NICs, NVMe and
+    /// accelerators named GPU0, NIC0, ... as nvidia-smi does: each cell the path class and the
+    /// kernel's verdict (PIX/BUS4), a legend with NUMA and CPUs; --json the pairs per group.
     Topo {
         #[command(flatten)]
         source: SourceArgs,
-        #[arg(long)]
-        json: bool,
-        /// Only these kinds of device in the matrix: gpu, nic, nvme, storage, accel, other.
-        #[arg(long, value_delimiter = ',')]
-        class: Vec<String>,
-        /// Only these devices in the matrix (a BDF or name; repeatable).
-        #[arg(long = "device", value_name = "DEVICE")]
-        devices: Vec<String>,
-        /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
-        #[arg(long, value_name = "FILE", conflicts_with = "json")]
-        svg: Option<PathBuf>,
+        #[command(flatten)]
+        args: topo::TopoArgs,
     },
     /// The kernel's verdict for a provider and clients: exit 0 supported, 1 not, 2 bad input,
     /// 3 uncertain (it depends on ACS registers that could not be read: run as root).
@@ -485,7 +479,7 @@ const UNCERTAIN: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Topo { source, json, svg, class, devices } => topo(&source, json, svg, &class, &devices),
+        Command::Topo { source, args } => topo::run(&source, &args),
         Command::Check { source, provider, clients, stack, nccl_env, json } => {
             check(&source, &provider, &clients, stack.as_deref(), &nccl_env, json)
         }
@@ -510,44 +504,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve { source, devices, block, json } => resolve_names(&source, &devices, block, json),
         Command::Snapshot { source, output } => snapshot_command(&source, &output),
     }
-}
-
-/// `topo`: the tree and the matrix (text, `--json` or `--svg`), filtered by class and devices.
-fn topo(
-    source: &SourceArgs,
-    json: bool,
-    svg: Option<PathBuf>,
-    class: &[String],
-    devices: &[String],
-) -> anyhow::Result<ExitCode> {
-    let loaded = source.load()?;
-    let engine = Engine::new(&loaded.topology)?;
-    let class = class
-        .iter()
-        .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
-    let filter = analysis::MatrixFilter::new(&engine, class, devices)?;
-    let report = render::TopoReport::filtered(&engine, &filter);
-    if let Some(path) = svg {
-        report::write_svg(&engine, source, &path)?;
-    } else if json {
-        print_json(&report)?;
-    } else {
-        out::text(&render::topo(&engine, &report))?;
-    }
-    loaded.warn_unknown_acs();
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `--class` and `--device` as `topo` reads them (for `metrics`).
-fn matrix_filter(engine: &Engine<'_>, class: &[String], devices: &[String]) -> anyhow::Result<analysis::MatrixFilter> {
-    let class = class
-        .iter()
-        .map(|c| p2pdma_core::pathclass::DeviceClass::parse(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--class: {e}"))?;
-    Ok(analysis::MatrixFilter::new(engine, class, devices)?)
 }
 
 /// `check`: the verdict for a provider and clients.
@@ -670,7 +626,7 @@ fn metrics(
     }
     let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
-    let filter = matrix_filter(&engine, class, devices)?;
+    let filter = topo::matrix_filter(&engine, class, devices)?;
     let options = p2pdma_core::metrics::Options { pairs, filter };
     fleet::write_metrics(&p2pdma_core::metrics::exposition(&engine, &options), output)?;
     Ok(ExitCode::SUCCESS)

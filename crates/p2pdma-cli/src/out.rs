@@ -74,6 +74,74 @@ pub fn json<T: serde::Serialize>(value: &T) -> Result<(), OutputError> {
     Ok(())
 }
 
+/// Text written piece by piece (`topo` of 10,000 functions), never held whole: complete lines
+/// are made inert as in [`text`] and passed on once 64 KiB are pending; `flush` passes the
+/// rest. A line feed never sits inside a UTF-8 sequence, so whole lines decode whole.
+pub struct InertLines<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+const PENDING: usize = 64 * 1024;
+
+impl<W: Write> InertLines<W> {
+    pub fn new(inner: W) -> Self {
+        InertLines { inner, pending: Vec::with_capacity(PENDING) }
+    }
+
+    fn pass(&mut self, all: bool) -> io::Result<()> {
+        let end =
+            if all { self.pending.len() } else { self.pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        if end > 0 {
+            let text = String::from_utf8_lossy(&self.pending[..end]);
+            self.inner.write_all(inert_lines(&text).as_bytes())?;
+            self.pending.drain(..end);
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for InertLines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= PENDING {
+            self.pass(false)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pass(true)?;
+        self.inner.flush()
+    }
+}
+
+/// Standard output as a buffered stream (the caller flushes at the end).
+pub fn stdout_stream() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::with_capacity(PENDING, io::stdout().lock())
+}
+
+/// Pretty JSON and a newline written to standard output as serde produces it, for reports
+/// too big to hold as one string (`topo --json`).
+pub fn json_stream<T: serde::Serialize>(value: &T) -> Result<(), OutputError> {
+    let mut out = stdout_stream();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| OutputError::from(io::Error::from(e)))?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// JSON lines: one compact object per line, streamed (`topo --pairs all`).
+pub fn json_lines<T: serde::Serialize>(items: impl Iterator<Item = T>) -> Result<(), OutputError> {
+    let mut out = stdout_stream();
+    for item in items {
+        serde_json::to_writer(&mut out, &item).map_err(|e| OutputError::from(io::Error::from(e)))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// A line on standard error, prefixed `p2pdma: `, with control characters from input shown
 /// visibly as in [`text`] (a line feed too: a note is one line); a closed stderr is ignored.
 pub fn note(line: &str) {
@@ -171,6 +239,18 @@ mod tests {
         assert_eq!(error_line(&e), "/x: No such file or directory (os error 2)");
         let e = anyhow::anyhow!("inner cause").context("outer");
         assert_eq!(error_line(&e), "outer: inner cause");
+    }
+
+    #[test]
+    fn inert_lines_stream_writes_whole_lines_made_inert() {
+        let mut w = InertLines::new(Vec::new());
+        for i in 0..20_000 {
+            writeln!(w, "line {i} \u{1b}[31m é").unwrap();
+        }
+        w.flush().unwrap();
+        let text = String::from_utf8(w.inner).unwrap();
+        assert_eq!(text.lines().count(), 20_000);
+        assert!(!text.contains('\u{1b}') && text.lines().all(|l| l.ends_with(" é")), "every line inert, whole");
     }
 
     #[test]

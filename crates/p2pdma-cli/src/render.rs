@@ -1,69 +1,22 @@
 //! Human output, written from the same structs that `--json` prints.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
-use p2pdma_core::analysis::{self, Affinity, CheckReport, FindReport, Matrix, MatrixFilter, PairRow, ProviderRow};
+use p2pdma_core::analysis::{self, CheckReport, FindReport, ProviderRow};
 use p2pdma_core::config::{acs_bits, Acs};
 use p2pdma_core::iommu_groups;
 use p2pdma_core::kernel::{self, KernelCapabilities};
 use p2pdma_core::model::Built;
+use p2pdma_core::model::GroupSource;
 use p2pdma_core::model::{Device, HostBridge, Machine};
-use p2pdma_core::model::{GroupInfo, GroupSource};
-use p2pdma_core::verdict::{BridgeVerdict, MapType, PairResult};
-use p2pdma_core::{Bdf, Engine};
+use p2pdma_core::verdict::{BridgeVerdict, MapType};
 use serde::Serialize;
-
-/// `p2pdma topo --json`.
-#[derive(Serialize)]
-pub struct TopoReport<'t> {
-    pub machine: &'t Machine,
-    /// The kernel as judged: P2PDMA built, release, features, IOMMU mode, whitelist in force.
-    pub kernel: KernelCapabilities,
-    /// The CPU rule: AMD Zen or newer lets P2P through any host bridge.
-    pub cpu_allows_p2pdma: bool,
-    pub host_bridges: Vec<BridgeReport<'t>>,
-    pub devices: &'t [Device],
-    /// Where `iommu_group` came from (kernel or predicted) and what the prediction doubts.
-    pub iommu_groups: Option<&'t GroupInfo>,
-    pub providers: Vec<ProviderRow>,
-    pub matrix: Matrix,
-    /// Every cell of the matrix with both layers: verdict and path class.
-    pub pairs: Vec<PairRow>,
-    /// NUMA node and CPU affinity of every device in the matrix.
-    pub affinity: Vec<Affinity>,
-}
 
 #[derive(Serialize)]
 pub struct BridgeReport<'t> {
     #[serde(flatten)]
     pub bridge: &'t HostBridge,
     pub whitelist: BridgeVerdict,
-}
-
-impl<'t> TopoReport<'t> {
-    /// The report with the matrix narrowed to the devices `filter` keeps.
-    pub fn filtered(engine: &Engine<'t>, filter: &MatrixFilter) -> Self {
-        let topo = engine.topo;
-        let matrix = analysis::matrix_filtered(engine, filter);
-        TopoReport {
-            machine: &topo.machine,
-            kernel: kernel::capabilities(&topo.machine),
-            cpu_allows_p2pdma: engine.cpu_allows(),
-            host_bridges: topo
-                .host_bridges
-                .iter()
-                .zip(engine.host_bridge_info())
-                .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
-                .collect(),
-            devices: &topo.devices,
-            iommu_groups: topo.iommu_groups.as_ref(),
-            providers: analysis::providers(topo),
-            pairs: analysis::pairs(&matrix),
-            affinity: analysis::affinity(engine, &matrix),
-            matrix,
-        }
-    }
 }
 
 pub fn bytes(n: u64) -> String {
@@ -81,7 +34,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn machine_line(m: &Machine, cpu_allows: bool) -> String {
+pub fn machine_line(m: &Machine, cpu_allows: bool) -> String {
     let cpu = format!(
         "{} family {}",
         m.cpu_vendor.as_deref().unwrap_or("unknown CPU"),
@@ -102,7 +55,7 @@ fn machine_line(m: &Machine, cpu_allows: bool) -> String {
 }
 
 /// The kernel first: a kernel without P2PDMA decides everything below.
-fn kernel_lines(k: &KernelCapabilities) -> String {
+pub fn kernel_lines(k: &KernelCapabilities) -> String {
     let mut out = String::new();
     let evidence = k.p2pdma.evidence.as_deref().unwrap_or("no evidence");
     match k.p2pdma.built {
@@ -153,7 +106,7 @@ fn acs_text(acs: Acs) -> Option<String> {
     }
 }
 
-fn device_line(d: &Device) -> String {
+pub fn device_line(d: &Device) -> String {
     let mut s = format!("{}", d.bdf);
     if let Some(n) = &d.name {
         write!(s, "  {n}").unwrap();
@@ -221,17 +174,6 @@ fn names_line(d: &analysis::DeviceNames) -> String {
     )
 }
 
-/// Labels for matrix rows/columns: topology names where there are any, else short BDFs.
-fn short(bdf: Bdf, names: &HashMap<Bdf, String>) -> String {
-    names.get(&bdf).cloned().unwrap_or_else(|| {
-        if bdf.domain == 0 {
-            format!("{:02x}:{:02x}.{}", bdf.bus, bdf.dev, bdf.func)
-        } else {
-            bdf.to_string()
-        }
-    })
-}
-
 /// A memory BAR in short: `BAR1 256.0 MiB 64-bit pref`.
 pub fn bar_text(b: &p2pdma_core::model::Bar) -> String {
     format!(
@@ -243,160 +185,47 @@ pub fn bar_text(b: &p2pdma_core::model::Bar) -> String {
     )
 }
 
-/// A verdict cell: `BUS2`, `HB4`, `NO`, `SELF`; `?` appended when it rests on ACS that
-/// could not be read (`BUS2?`).
-pub fn cell(r: &PairResult, same: bool, certain: bool) -> String {
-    let mut s = match (r.map_type, r.distance) {
-        _ if same => "SELF".into(),
-        (MapType::BusAddr, Some(d)) => format!("BUS{d}"),
-        (MapType::ThruHostBridge, Some(d)) => format!("HB{d}"),
-        _ => "NO".into(),
-    };
-    if !certain && !same {
-        s.push('?');
-    }
-    s
-}
-
-pub const LEGEND: &str = "  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n  SELF = the device's own memory\n  (rows: devices with P2P memory or a memory BAR; columns: DMA-capable endpoints; `p2pdma check P C` explains a cell)\n";
-
-pub fn topo(engine: &Engine<'_>, r: &TopoReport<'_>) -> String {
-    let topo = engine.topo;
-    let mut out = kernel_lines(&r.kernel);
-    out.push_str(&machine_line(r.machine, r.cpu_allows_p2pdma));
-    let mut children: HashMap<Option<Bdf>, Vec<&Device>> = HashMap::new();
-    for d in &topo.devices {
-        children.entry(d.upstream).or_default().push(d);
-    }
-    fn walk(out: &mut String, list: &[&Device], prefix: &str, children: &HashMap<Option<Bdf>, Vec<&Device>>) {
-        for (i, d) in list.iter().enumerate() {
-            let last = i + 1 == list.len();
-            writeln!(out, "{prefix}{}{}", if last { "└─ " } else { "├─ " }, device_line(d)).unwrap();
-            let next = format!("{prefix}{}", if last { "   " } else { "│  " });
-            if let Acs::Present { cap, ctrl, .. } = d.acs {
-                let bar = if children.contains_key(&Some(d.bdf)) { "│  " } else { "   " };
-                writeln!(out, "{next}{bar}ACSCap: {}", acs_bits::lspci(cap)).unwrap();
-                writeln!(out, "{next}{bar}ACSCtl: {}", acs_bits::lspci(ctrl)).unwrap();
-            }
-            if let Some(kids) = children.get(&Some(d.bdf)) {
-                walk(out, kids, &next, children);
-            }
-        }
-    }
-    for (hb, info) in topo.host_bridges.iter().zip(&r.host_bridges) {
-        let w = &info.whitelist;
-        let status = match (&w.id, &w.entry) {
-            (None, _) => "no 00.0/root port device to identify it: never whitelisted".to_string(),
-            (Some(id), None) => format!("{id}, not on the P2PDMA whitelist"),
-            (Some(id), Some(e)) => format!(
-                "{id}, whitelisted ({e}{})",
-                if w.same_host_bridge_only { ", same host bridge only" } else { "" }
-            ),
-        };
-        writeln!(out, "\n{}  host bridge ({status})", hb.name).unwrap();
-        let roots: Vec<&Device> = children
-            .get(&None)
-            .map(|v| v.iter().copied().filter(|d| d.host_bridge == hb.name).collect())
-            .unwrap_or_default();
-        walk(&mut out, &roots, "", &children);
-    }
-    out.push_str(&groups_text(topo));
-    out.push_str(&matrix_text(topo, r));
-    out
-}
-
-/// Both layers of the matrix, and each device's NUMA node and CPU affinity.
-pub fn matrix_text(topo: &p2pdma_core::Topology, r: &TopoReport<'_>) -> String {
-    let mut out = String::new();
-    let m = &r.matrix;
-    if m.providers.is_empty() {
-        out.push_str("\nNo device with P2P memory or a memory BAR (no row for a P2P matrix).\n");
-        if r.kernel.p2pdma.built == Built::No {
-            out.push_str("This kernel is built without CONFIG_PCI_P2PDMA besides (see the first lines).\n");
-        }
-        return out;
-    }
-    let names: HashMap<Bdf, String> = topo.devices.iter().filter_map(|d| d.name.clone().map(|n| (d.bdf, n))).collect();
-    let cols: Vec<String> = m.clients.iter().map(|&c| short(c, &names)).collect();
-    let rows: Vec<String> = m.providers.iter().map(|&p| short(p, &names)).collect();
-    let w0 = rows.iter().map(String::len).max().unwrap_or(0);
-    let widths: Vec<usize> = cols.iter().map(|c| c.len().max(5)).collect();
-    let table = |out: &mut String, title: &str, text: &dyn Fn(usize, usize) -> String| {
-        writeln!(out, "\n{title}").unwrap();
-        write!(out, "{:w0$}", "").unwrap();
-        for (c, w) in cols.iter().zip(&widths) {
-            write!(out, "  {c:>w$}").unwrap();
-        }
-        out.push('\n');
-        for (pi, row) in rows.iter().enumerate() {
-            write!(out, "{row:w0$}").unwrap();
-            for (ci, w) in widths.iter().enumerate() {
-                write!(out, "  {:>w$}", text(pi, ci)).unwrap();
-            }
-            out.push('\n');
-        }
-    };
-    table(&mut out, "P2P matrix (the kernel's verdict):", &|pi, ci| {
-        cell(&m.cells[pi][ci], m.providers[pi] == m.clients[ci], m.certain(pi, ci))
-    });
-    out.push_str(LEGEND);
-    if !m.uncertain.is_empty() {
-        out.push_str("  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)\n");
-    }
-    table(&mut out, "Path classes (the hardware, as nvidia-smi topo -m):", &|pi, ci| {
-        m.path_classes[pi][ci].as_str().to_string()
-    });
-    out.push_str(p2pdma_core::pathclass::PATH_CLASS_LEGEND);
-    writeln!(out, "\nNUMA node and CPU affinity:").unwrap();
-    let wn = r.affinity.iter().map(|a| short(a.device, &names).len()).max().unwrap_or(0).max(6);
-    writeln!(out, "  {:wn$}  {:<7}  {:>4}  cpus", "device", "class", "numa").unwrap();
-    for a in &r.affinity {
-        writeln!(
-            out,
-            "  {:wn$}  {:<7}  {:>4}  {}",
-            short(a.device, &names),
-            a.class.as_str(),
-            a.numa_node.filter(|&n| n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-            a.cpus.as_deref().unwrap_or("-")
-        )
-        .unwrap();
-    }
-    out
-}
-
-/// The IOMMU groups with more than one device, where they came from, and the doubts.
-fn groups_text(topo: &p2pdma_core::Topology) -> String {
-    let Some(info) = &topo.iommu_groups else { return String::new() };
-    let mut out = String::new();
+/// The IOMMU groups with more than one device, where they came from, and the doubts; with
+/// `fold_vfs` a PF's VFs in a group are one item (`+255 VFs of 0000:0f:00.0 (first-last)`).
+pub fn write_iommu_groups(
+    w: &mut dyn std::io::Write,
+    topo: &p2pdma_core::Topology,
+    fold_vfs: bool,
+) -> std::io::Result<()> {
+    let Some(info) = &topo.iommu_groups else { return Ok(()) };
     let source = match (info.source, &info.kernel_params) {
         (GroupSource::Kernel, _) => "read from the kernel".to_string(),
         (GroupSource::Predicted, Some(p)) => format!("predicted from the kernel's rules, after `{p}`"),
         (GroupSource::Predicted, None) => "predicted from the kernel's rules".to_string(),
     };
     let groups = iommu_groups::members(topo);
-    let shared: Vec<String> = groups
-        .iter()
-        .filter(|(_, m)| m.len() > 1)
-        .map(|(g, m)| format!("  group {g}: {}", m.iter().map(Bdf::to_string).collect::<Vec<_>>().join(", ")))
-        .collect();
-    writeln!(
-        out,
-        "
-IOMMU groups ({source}): {} groups, {} shared by several devices",
-        groups.len(),
-        shared.len()
-    )
-    .unwrap();
-    for line in shared {
-        writeln!(out, "{line}").unwrap();
+    let shared = groups.iter().filter(|(_, m)| m.len() > 1).count();
+    writeln!(w, "\nIOMMU groups ({source}): {} groups, {shared} shared by several devices", groups.len())?;
+    let physfn: std::collections::HashMap<_, _> =
+        topo.devices.iter().filter_map(|d| d.physfn.filter(|_| fold_vfs).map(|pf| (d.bdf, pf))).collect();
+    for (g, m) in groups.iter().filter(|(_, m)| m.len() > 1) {
+        let mut items: Vec<String> = Vec::new();
+        // Per PF: how many of its VFs, the first and the last (members are in address order).
+        let mut folded: Vec<(p2pdma_core::Bdf, usize, p2pdma_core::Bdf, p2pdma_core::Bdf)> = Vec::new();
+        for b in m {
+            match physfn.get(b) {
+                Some(&pf) => match folded.iter_mut().find(|f| f.0 == pf) {
+                    Some(f) => (f.1, f.3) = (f.1 + 1, *b),
+                    None => folded.push((pf, 1, *b, *b)),
+                },
+                None => items.push(b.to_string()),
+            }
+        }
+        items.extend(folded.iter().map(|(pf, n, first, last)| format!("+{n} VFs of {pf} ({first}-{last})")));
+        writeln!(w, "  group {g}: {}", items.join(", "))?;
     }
     for d in &info.uncertain {
-        writeln!(out, "  uncertain: {}: {}", d.device, d.reason).unwrap();
+        writeln!(w, "  uncertain: {}: {}", d.device, d.reason)?;
     }
     for n in &info.notes {
-        writeln!(out, "  kernel parameters: {n}").unwrap();
+        writeln!(w, "  kernel parameters: {n}")?;
     }
-    out
+    Ok(())
 }
 
 fn map_type_text(t: MapType) -> &'static str {

@@ -419,7 +419,8 @@ fn topo_json_has_every_pair_with_both_layers_and_filters() {
     assert_eq!(v["matrix"]["clients"].as_array().unwrap().len(), 12);
     let (code, out, _) = p2pdma(&["topo", "--spec", GPU_SERVER, "--device", "gpu0", "--device", "nic3"]);
     assert_eq!(code, 0);
-    assert!(out.contains("gpu0   SELF    HB8") && out.contains("gpu0      X    SYS"), "{out}");
+    // One matrix: path class / verdict, the short names GPU0 and NIC3.
+    assert!(out.contains("\nGPU0         X   SYS/HB8\n") && out.contains("\nNIC3   SYS/HB8         X\n"), "{out}");
 }
 
 #[test]

@@ -329,6 +329,7 @@ fn a_closed_pipe_ends_quietly_and_a_full_disk_is_one_line() {
     let commands: Vec<Vec<&str>> = vec![
         vec!["topo", "--spec", SWITCH],
         vec!["topo", "--spec", SWITCH, "--json"],
+        vec!["topo", "--spec", SWITCH, "--pairs", "all"],
         vec!["topo", "--spec", SWITCH, "--svg", "-"],
         vec!["check", "--spec", SWITCH, "nvme-a", "nvme-b"],
         vec!["find", "--spec", SWITCH, "nvme-b", "--json"],

@@ -143,21 +143,56 @@ pub struct PairRow {
 #[derive(Debug, Clone, Default)]
 pub struct MatrixFilter {
     pub classes: Vec<DeviceClass>,
-    /// Device indices.
+    /// Device indices, sorted, without repeats.
     pub devices: Vec<usize>,
+    /// Leave SR-IOV virtual functions out (`topo`'s default matrix: physical functions).
+    pub pfs_only: bool,
 }
 
 impl MatrixFilter {
-    /// Resolves device names (as `check` takes them) into a filter.
+    /// Resolves device names (as `check` takes them, or a short name such as `GPU0`) and glob
+    /// patterns (`nvme*`, matched against names, short names and addresses) into a filter.
     pub fn new(engine: &Engine<'_>, classes: Vec<DeviceClass>, devices: &[String]) -> Result<Self, Error> {
-        let indices = devices.iter().map(|name| client_index(engine, name)).collect::<Result<_, _>>()?;
-        Ok(MatrixFilter { classes, devices: indices })
+        let short = crate::alias::ShortNames::new(engine.topo);
+        let mut indices = Vec::new();
+        for name in devices {
+            if crate::alias::is_glob(name) {
+                let before = indices.len();
+                indices.extend((0..engine.topo.devices.len()).filter(|&i| glob_keeps(engine, &short, name, i)));
+                if indices.len() == before {
+                    return Err(Error::UnknownDevice(name.clone()));
+                }
+                continue;
+            }
+            match client_index(engine, name) {
+                Ok(i) => indices.push(i),
+                Err(e) => indices.push(short.find(name).ok_or(e)?),
+            }
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        Ok(MatrixFilter { classes, devices: indices, pfs_only: false })
     }
 
     pub(crate) fn keeps(&self, engine: &Engine<'_>, i: usize) -> bool {
-        (self.classes.is_empty() || self.classes.contains(&DeviceClass::of(engine.device(i))))
-            && (self.devices.is_empty() || self.devices.contains(&i))
+        let d = engine.device(i);
+        (self.classes.is_empty() || self.classes.contains(&DeviceClass::of(d)))
+            && (self.devices.is_empty() || self.devices.binary_search(&i).is_ok())
+            && !(self.pfs_only && d.physfn.is_some())
     }
+}
+
+/// A DMA-capable device whose name, short name or address (`0000:03:00.0`, `03:00.0`) a
+/// pattern matches.
+fn glob_keeps(engine: &Engine<'_>, short: &crate::alias::ShortNames, pattern: &str, i: usize) -> bool {
+    use crate::alias::glob_match;
+    let d = engine.device(i);
+    let full = d.bdf.to_string();
+    d.is_dma_capable()
+        && (d.name.as_deref().is_some_and(|n| glob_match(pattern, n))
+            || short.get(i).is_some_and(|n| glob_match(pattern, n))
+            || glob_match(pattern, &full)
+            || glob_match(pattern, full.get(5..).unwrap_or_default()))
 }
 
 /// NUMA node and CPU affinity of a matrix device (nvidia-smi's last columns).

@@ -239,6 +239,75 @@ impl GroupedMatrix {
     }
 }
 
+/// One entry of the grouped pair list (`topo --json`'s `pairs`): a cell, the groups it
+/// stands for and how many member pairs that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GroupPair {
+    pub provider: Bdf,
+    pub client: Bdf,
+    #[serde(flatten)]
+    pub cell: Cell,
+    /// Indices into [`GroupedMatrix::groups`].
+    pub provider_group: usize,
+    pub client_group: usize,
+    /// The member pairs this entry answers for.
+    pub pairs: u64,
+}
+
+/// One member pair (`topo --pairs all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemberPair {
+    pub provider: Bdf,
+    pub client: Bdf,
+    #[serde(flatten)]
+    pub cell: Cell,
+}
+
+impl GroupedMatrix {
+    /// Every cell as a [`GroupPair`]; a group of several members against itself is two
+    /// entries: distinct members (n·(n−1) pairs) and a member with itself (n pairs), so the
+    /// counts add up to every member pair.
+    pub fn grouped_pairs(&self) -> impl Iterator<Item = GroupPair> + '_ {
+        (0..self.providers.len()).flat_map(move |p| (0..self.clients.len()).flat_map(move |c| self.entries(p, c)))
+    }
+
+    fn entries(&self, p: usize, c: usize) -> Vec<GroupPair> {
+        let (gp, gc) = (self.providers[p], self.clients[c]);
+        let (rp, rc) = (&self.groups[gp], &self.groups[gc]);
+        let entry = |client: Bdf, cell: Cell, pairs: u64| GroupPair {
+            provider: rp.device,
+            client,
+            cell,
+            provider_group: gp,
+            client_group: gc,
+            pairs,
+        };
+        match rp.self_cell.filter(|_| gp == gc) {
+            Some(own) => {
+                let n = rp.members.len() as u64;
+                vec![entry(rc.members[1], self.cells[p][c], n * (n - 1)), entry(rp.device, own, n)]
+            }
+            None => vec![entry(rc.device, self.cells[p][c], self.pairs_in(p, c))],
+        }
+    }
+
+    /// Every member pair, answered from the groups without calling the engine again.
+    pub fn member_pairs(&self) -> impl Iterator<Item = MemberPair> + '_ {
+        (0..self.providers.len()).flat_map(move |p| {
+            (0..self.clients.len()).flat_map(move |c| {
+                let (gp, gc) = (&self.groups[self.providers[p]], &self.groups[self.clients[c]]);
+                let cell = self.cells[p][c];
+                gp.members.iter().flat_map(move |&provider| {
+                    gc.members.iter().map(move |&client| {
+                        let own = if provider == client { gp.self_cell } else { None };
+                        MemberPair { provider, client, cell: own.unwrap_or(cell) }
+                    })
+                })
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +327,16 @@ mod tests {
                 assert_eq!(m.cell(bp, bc), Some(Cell::of(&engine, p, c)), "{bp} -> {bc}");
             }
         }
+        let members: Vec<MemberPair> = m.member_pairs().collect();
+        let providers = (0..n).filter(|&p| topo.devices[p].has_p2p_memory_side()).count();
+        let clients = (0..n).filter(|&c| topo.devices[c].is_dma_capable()).count();
+        assert_eq!(members.len(), providers * clients, "every member pair once");
+        for pair in &members {
+            let (p, c) = (engine.index_of(pair.provider).unwrap(), engine.index_of(pair.client).unwrap());
+            assert_eq!(pair.cell, Cell::of(&engine, p, c), "{} -> {}", pair.provider, pair.client);
+        }
+        let counted: u64 = m.grouped_pairs().map(|g| g.pairs).sum();
+        assert_eq!(counted, members.len() as u64, "grouped pairs stand for every member pair");
         (n, grouping.len())
     }
 

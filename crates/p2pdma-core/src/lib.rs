@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
 pub mod addr;
+pub mod alias;
 pub mod analysis;
 pub mod bdf;
 pub mod block_device;
