@@ -27,6 +27,7 @@ const FIXTURES: &[&str] = &[
     "xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml",
     "xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml",
     "amd-2xmi50-gfx906-p2pdma-added/devlog-finding3-excerpt.md",
+    "server-connectx5ex-nonroot-theseus/lspci-vnn-nonroot-excerpt.md",
 ];
 
 /// Each machine of the corpus as the inputs one would paste together (one folder each).
@@ -642,4 +643,41 @@ fn mi50_added_lines_pass_the_cross_check_on_the_described_tree() {
     let e = Engine::new(&a.topology).unwrap();
     let (g0, g1) = (idx(&e, "04:00.0"), idx(&e, "07:00.0"));
     assert_eq!(e.path_class(g0, g1), PathClass::PHB, "two root ports of one host bridge");
+}
+
+const CX5: &str = "server-connectx5ex-nonroot-theseus/lspci-vnn-nonroot-excerpt.md";
+
+/// A tree for the ConnectX-5 Ex of the non-root excerpt, written as `lspci -tv` would print it.
+/// Ours, not the source's: the root port `58:00.0` and the second port `59:00.1` are assumed
+/// (the excerpt shows one function and no bridge), to give the pair a common root port.
+pub const CX5_TREE: &str = "-[0000:58]---00.0-[59]--+-00.0  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n                        \\-00.1  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n";
+
+#[test]
+fn nonroot_lspci_is_read_but_its_device_needs_a_tree() {
+    let parsed = import::lspci::parse(&fixture(CX5).text).unwrap();
+    let d = &parsed.devices[0];
+    assert_eq!((parsed.devices.len(), d.bdf, d.line), (1, bdf("59:00.0"), 2));
+    assert_eq!((d.caps, d.acs, d.port_type), (import::lspci::Caps::Denied, Some(Acs::Unknown), None));
+    assert_eq!((d.vendor, d.device, d.subsystem), (Some(0x15b3), Some(0x1019), Some((0x15b3, 0x0008))));
+    assert_eq!((d.numa_node, d.driver.as_deref()), (Some(1), Some("mlx5_core")));
+    let bar = &d.bars[..];
+    assert_eq!(bar.len(), 1, "the expansion ROM is not a BAR");
+    assert_eq!((bar[0].index, bar[0].start, bar[0].size), (0, 0x39bf_fe00_0000, 32 << 20));
+    assert!(bar[0].memory && bar[0].prefetchable && bar[0].is_64 && d.bar_numbers_counted);
+    let a = assemble(&[fixture(CX5)]);
+    assert!(a.topology.devices.is_empty());
+    assert_eq!(a.report.left_out.iter().map(|l| l.device).collect::<Vec<_>>(), [bdf("59:00.0")]);
+}
+
+#[test]
+fn nonroot_lspci_on_a_tree_leaves_the_pair_uncertain_not_allowed() {
+    let tree = Input { name: "tree".into(), text: CX5_TREE.into() };
+    let a = assemble(&[fixture(CX5), tree]);
+    let t = &a.topology;
+    let nic = dev(t, "59:00.0");
+    assert_eq!((nic.vendor, nic.device, nic.numa_node), (0x15b3, 0x1019, Some(1)));
+    let e = Engine::new(t).unwrap();
+    let (p0, p1) = (idx(&e, "59:00.0"), idx(&e, "59:00.1"));
+    assert_eq!(e.path_class(p0, p1), PathClass::PIX);
+    assert!(!e.certain(p0, p1), "ACS of the root port and the NIC was not readable");
 }
