@@ -77,6 +77,41 @@ fn check_is_3_where_acs_was_not_read_and_0_through_an_amd_host_bridge() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// `p2pdma import` of one fixture plus a tree written for the test (the fixture shows no tree).
+fn import_with_tree(fixture: &str, tree: &str, dir: &Path) -> String {
+    let t = dir.join("tree.txt");
+    std::fs::write(&t, tree).unwrap();
+    let out = dir.join("machine.json");
+    let f = format!("{M}/{fixture}");
+    let (code, stdout, err) = p2pdma(&["import", &f, t.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{fixture}: {stdout}{err}");
+    out.to_str().unwrap().to_string()
+}
+
+#[test]
+fn check_is_3_for_the_pair_below_a_nonroot_lspci_nic() {
+    // The Theseus book's non-root `lspci -vnn` of a ConnectX-5 Ex; the root port and the
+    // second function are ours (SOURCE.md).
+    let tree = "-[0000:58]---00.0-[59]--+-00.0  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n                        \\-00.1  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n";
+    let dir = tempfile::tempdir().unwrap();
+    let s = import_with_tree("server-connectx5ex-nonroot-theseus/lspci-vnn-nonroot-excerpt.md", tree, dir.path());
+    let (code, out, err) = p2pdma(&["check", "--snapshot", &s, "59:00.0", "59:00.1"]);
+    assert_eq!(code, 3, "{out}{err}");
+    let (code, json, _) = p2pdma(&["topo", "--snapshot", &s, "--json"]);
+    assert_eq!(code, 0);
+    assert!(json.contains("\"numa_node\": 1") || json.contains("\"numa_node\":1"), "{json}");
+}
+
+#[test]
+fn the_mi50_added_lines_import_and_cross_check_on_their_tree() {
+    let tree = "-[0000:00]-+-00.0  Host bridge [1022:1480]\n           +-03.1-[02-04]----00.0-[03-04]----00.0-[04]----00.0  Advanced Micro Devices, Inc. [AMD/ATI] Vega 20 [1002:66a1]\n           \\-03.2-[05-07]----00.0-[06-07]----00.0-[07]----00.0  Advanced Micro Devices, Inc. [AMD/ATI] Vega 20 [1002:66a1]\n";
+    let dir = tempfile::tempdir().unwrap();
+    let s = import_with_tree("amd-2xmi50-gfx906-p2pdma-added/devlog-finding3-excerpt.md", tree, dir.path());
+    let (code, json, err) = p2pdma(&["topo", "--snapshot", &s, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json.contains("0000:04:00.0") && json.contains("0000:07:00.0"), "{json}");
+}
+
 #[test]
 fn report_and_metrics_work_on_an_imported_machine() {
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,8 @@ const FIXTURES: &[&str] = &[
     "xeon-5500-2s-dell-r410-hwloc-v1/lstopo.xml",
     "xeon-e5-2680-2s-dell-dcs8000z-mic-nvme-hwloc/lstopo.xml",
     "xeon-e7-4870-4s-dell-r910-groups-hwloc/lstopo.xml",
+    "amd-2xmi50-gfx906-p2pdma-added/devlog-finding3-excerpt.md",
+    "server-connectx5ex-nonroot-theseus/lspci-vnn-nonroot-excerpt.md",
 ];
 
 /// Each machine of the corpus as the inputs one would paste together (one folder each).
@@ -591,4 +593,91 @@ fn r910_hwloc_io_hubs_hang_from_two_node_groups_so_their_node_is_unknown() {
     assert_eq!(dev(t, "43:00.0").numa_node, None, "locality is a group of nodes 1 and 3, not one node");
     assert!(a.report.unknown.iter().any(|u| u.subject == "0000:43:00.0" && u.fact == "numa_node"));
     assert!(a.report.unknown.iter().any(|u| u.subject == "0000:02:00.0" && u.fact == "numa_node"));
+}
+
+const MI50: &str = "amd-2xmi50-gfx906-p2pdma-added/devlog-finding3-excerpt.md";
+
+/// The two MI50s as the devlog describes them (SOURCE.md: root ports `00:03.1` and `00:03.2`,
+/// two switch hops to each GPU, GPUs at `04:00.0` and `07:00.0`), written as `lspci -tv` would
+/// print them. The switch ports' bus numbers are ours (three buses per card), not the devlog's.
+const MI50_TREE: &str = "-[0000:00]-+-00.0  Host bridge [1022:1480]\n           +-03.1-[02-04]----00.0-[03-04]----00.0-[04]----00.0  Advanced Micro Devices, Inc. [AMD/ATI] Vega 20 [1002:66a1]\n           \\-03.2-[05-07]----00.0-[06-07]----00.0-[07]----00.0  Advanced Micro Devices, Inc. [AMD/ATI] Vega 20 [1002:66a1]\n";
+
+fn mi50_added(a: &import::Assembled) -> Vec<(Bdf, Option<u64>, Option<u64>, usize)> {
+    a.report
+        .crosscheck
+        .lines
+        .iter()
+        .map(|l| match l.event {
+            import::dmesg::P2pEvent::Added { provider, start, size } => (provider, start, size, l.origin.line),
+            ref other => panic!("only `added` lines in the excerpt, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn mi50_added_lines_record_each_provider_with_its_range() {
+    let a = assemble(&[fixture(MI50)]);
+    assert_eq!(
+        mi50_added(&a),
+        [
+            (bdf("0000:04:00.0"), Some(0x100_0000_0000), Some(32 << 30), 7),
+            (bdf("0000:07:00.0"), Some(0x110_0000_0000), Some(32 << 30), 8),
+        ]
+    );
+    for l in &a.report.crosscheck.lines {
+        assert_eq!(l.outcome, Outcome::NotCompared);
+        assert!(l.note.as_deref().unwrap_or("").contains("not in the assembled machine"), "{l:?}");
+    }
+    assert!(!a.report.crosscheck.disagrees());
+}
+
+#[test]
+fn mi50_added_lines_pass_the_cross_check_on_the_described_tree() {
+    let tree = Input { name: "tree".into(), text: MI50_TREE.into() };
+    let a = assemble(&[fixture(MI50), tree]);
+    assert_eq!(mi50_added(&a).len(), 2);
+    for l in &a.report.crosscheck.lines {
+        assert_eq!((l.outcome, l.note.as_deref()), (Outcome::NotCompared, Some("not a verdict")), "{l:?}");
+    }
+    assert!(!a.report.crosscheck.disagrees());
+    let e = Engine::new(&a.topology).unwrap();
+    let (g0, g1) = (idx(&e, "04:00.0"), idx(&e, "07:00.0"));
+    assert_eq!(e.path_class(g0, g1), PathClass::PHB, "two root ports of one host bridge");
+}
+
+const CX5: &str = "server-connectx5ex-nonroot-theseus/lspci-vnn-nonroot-excerpt.md";
+
+/// A tree for the ConnectX-5 Ex of the non-root excerpt, written as `lspci -tv` would print it.
+/// Ours, not the source's: the root port `58:00.0` and the second port `59:00.1` are assumed
+/// (the excerpt shows one function and no bridge), to give the pair a common root port.
+pub const CX5_TREE: &str = "-[0000:58]---00.0-[59]--+-00.0  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n                        \\-00.1  Mellanox Technologies MT28800 Family [ConnectX-5 Ex] [15b3:1019]\n";
+
+#[test]
+fn nonroot_lspci_is_read_but_its_device_needs_a_tree() {
+    let parsed = import::lspci::parse(&fixture(CX5).text).unwrap();
+    let d = &parsed.devices[0];
+    assert_eq!((parsed.devices.len(), d.bdf, d.line), (1, bdf("59:00.0"), 2));
+    assert_eq!((d.caps, d.acs, d.port_type), (import::lspci::Caps::Denied, Some(Acs::Unknown), None));
+    assert_eq!((d.vendor, d.device, d.subsystem), (Some(0x15b3), Some(0x1019), Some((0x15b3, 0x0008))));
+    assert_eq!((d.numa_node, d.driver.as_deref()), (Some(1), Some("mlx5_core")));
+    let bar = &d.bars[..];
+    assert_eq!(bar.len(), 1, "the expansion ROM is not a BAR");
+    assert_eq!((bar[0].index, bar[0].start, bar[0].size), (0, 0x39bf_fe00_0000, 32 << 20));
+    assert!(bar[0].memory && bar[0].prefetchable && bar[0].is_64 && d.bar_numbers_counted);
+    let a = assemble(&[fixture(CX5)]);
+    assert!(a.topology.devices.is_empty());
+    assert_eq!(a.report.left_out.iter().map(|l| l.device).collect::<Vec<_>>(), [bdf("59:00.0")]);
+}
+
+#[test]
+fn nonroot_lspci_on_a_tree_leaves_the_pair_uncertain_not_allowed() {
+    let tree = Input { name: "tree".into(), text: CX5_TREE.into() };
+    let a = assemble(&[fixture(CX5), tree]);
+    let t = &a.topology;
+    let nic = dev(t, "59:00.0");
+    assert_eq!((nic.vendor, nic.device, nic.numa_node), (0x15b3, 0x1019, Some(1)));
+    let e = Engine::new(t).unwrap();
+    let (p0, p1) = (idx(&e, "59:00.0"), idx(&e, "59:00.1"));
+    assert_eq!(e.path_class(p0, p1), PathClass::PIX);
+    assert!(!e.certain(p0, p1), "ACS of the root port and the NIC was not readable");
 }

@@ -284,7 +284,9 @@ impl Collected {
                 claim(&mut c.acs, a, o, d.line, how);
             }
             if !d.bars.is_empty() {
-                claim(&mut c.bars, d.bars.clone(), o, d.line, None);
+                let how =
+                    d.bar_numbers_counted.then(|| "lspci -v prints no register numbers: counted in order".to_string());
+                claim(&mut c.bars, d.bars.clone(), o, d.line, how);
             }
             if let Some(x) = &d.driver {
                 claim(&mut c.driver, x.clone(), o, d.line, None);

@@ -29,8 +29,9 @@ pub struct KernelLog {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum P2pEvent {
-    /// `pci_p2pdma_add_resource`: the provider registered P2P memory (bytes, when the range parses).
-    Added { provider: Bdf, size: Option<u64> },
+    /// `pci_p2pdma_add_resource`: the provider registered P2P memory; the range's first
+    /// address and its length in bytes, when the range parses.
+    Added { provider: Bdf, start: Option<u64>, size: Option<u64> },
     /// The kernel refused the pair: no common upstream bridge and no whitelisted host bridge.
     Refused { client: Bdf, provider: Bdf },
     /// A common bridge exists but ACS redirects (the pair goes through the host bridge).
@@ -119,12 +120,12 @@ fn p2p_event(msg: &str) -> Option<P2pEvent> {
     }
     if let Some((_, range)) = msg.split_once(ADDED) {
         let provider = device_before(msg, ADDED)?;
-        let size = range.trim().split_once('-').and_then(|(a, b)| {
-            let num = |s: &str| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
-            let (a, b) = (num(a)?, num(b.split_whitespace().next()?)?);
-            b.checked_sub(a)?.checked_add(1)
-        });
-        return Some(P2pEvent::Added { provider, size });
+        let num = |s: &str| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
+        let bounds =
+            range.trim().split_once('-').and_then(|(a, b)| Some((num(a)?, num(b.split_whitespace().next()?)?)));
+        let start = bounds.map(|(a, _)| a);
+        let size = bounds.and_then(|(a, b)| b.checked_sub(a)?.checked_add(1));
+        return Some(P2pEvent::Added { provider, start, size });
     }
     None
 }
@@ -155,7 +156,7 @@ Jun 01 12:00:00 box kernel: nvme 0000:04:00.0: ACS redirect is set between the c
         assert_eq!(
             events,
             [
-                &P2pEvent::Added { provider: bdf("0000:03:00.0"), size: Some(16 << 20) },
+                &P2pEvent::Added { provider: bdf("0000:03:00.0"), start: Some(0x3800_0000_0000), size: Some(16 << 20) },
                 &P2pEvent::AcsRedirect { client: bdf("0000:04:00.0"), provider: bdf("0000:03:00.0") },
                 &P2pEvent::Refused { client: bdf("0000:07:00.0"), provider: bdf("0000:03:00.0") },
             ]

@@ -56,6 +56,9 @@ pub struct LspciDevice {
     /// Derived from the capability lines (or the dump): None when unknown.
     pub acs: Option<Acs>,
     pub bars: Vec<Bar>,
+    /// The BARs came from `lspci -v` lines (`Memory at ...`), which print no register
+    /// number: the numbers are counted in order (a 64-bit BAR takes two registers).
+    pub bar_numbers_counted: bool,
     /// `Bus: primary=00, secondary=01, subordinate=13`: (secondary, subordinate).
     pub bus_range: Option<(u8, u8)>,
     pub driver: Option<String>,
@@ -140,6 +143,7 @@ fn header(line: &str, n: usize) -> Option<LspciDevice> {
         port_type: None,
         acs: None,
         bars: Vec::new(),
+        bar_numbers_counted: false,
         bus_range: None,
         driver: None,
         numa_node: None,
@@ -396,6 +400,13 @@ impl Builder {
             if let Some(bar) = region(r) {
                 d.bars.push(bar);
             }
+        } else if t.starts_with("Memory at ") || t.starts_with("I/O ports at ") {
+            // `lspci -v`: no `Region N:`; the next register after the last BAR.
+            let next = d.bars.last().map_or(0, |b| b.index + if b.is_64 { 2 } else { 1 });
+            if let Some(bar) = region(&format!("{next}: {t}")) {
+                d.bars.push(bar);
+                d.bar_numbers_counted = true;
+            }
         } else if let Some(r) = t.strip_prefix("Bus: ") {
             if let Some(range) = bus_range(r) {
                 d.bus_range = Some(range);
@@ -406,6 +417,15 @@ impl Builder {
             d.numa_node = r.trim().parse().ok();
         } else if let Some(r) = t.strip_prefix("IOMMU group:") {
             d.iommu_group = r.trim().parse().ok();
+        } else if let Some(r) = t.strip_prefix("Flags:") {
+            // `lspci -v` prints them in the flags (`..., IRQ 719, NUMA node 1, IOMMU group 74`).
+            for item in r.split(',').map(str::trim) {
+                if let Some(n) = item.strip_prefix("NUMA node ") {
+                    d.numa_node = n.parse().ok().or(d.numa_node);
+                } else if let Some(n) = item.strip_prefix("IOMMU group ") {
+                    d.iommu_group = n.parse().ok().or(d.iommu_group);
+                }
+            }
         } else if let Some(r) = t.strip_prefix("Subsystem:") {
             d.subsystem = names::bracket_ids(r);
         }
@@ -562,6 +582,30 @@ c1:00.0 VGA compatible controller: NVIDIA Corporation AD102GL [RTX 6000 Ada Gene
         assert_eq!(l.devices[0].caps, Caps::Denied);
         assert_eq!(l.devices[0].acs, Some(Acs::Unknown));
         assert_eq!(l.devices[0].port_type, None);
+    }
+
+    #[test]
+    fn lspci_v_flags_give_the_numa_node_and_iommu_group() {
+        let l = parse("59:00.0 Ethernet controller: Mellanox Technologies MT28800 Family [ConnectX-5 Ex]\n\tFlags: bus master, fast devsel, latency 0, IRQ 719, NUMA node 1, IOMMU group 74\n").unwrap();
+        assert_eq!((l.devices[0].numa_node, l.devices[0].iommu_group), (Some(1), Some(74)));
+    }
+
+    #[test]
+    fn lspci_v_bars_without_register_numbers_are_counted_in_order() {
+        let l = parse("01:00.0 VGA compatible controller: NVIDIA Corporation GT216\n\tMemory at d2000000 (32-bit, non-prefetchable) [size=16M]\n\tMemory at c0000000 (64-bit, prefetchable) [size=256M]\n\tMemory at d0000000 (64-bit, prefetchable) [size=32M]\n\tI/O ports at 6000 [size=128]\n\t[virtual] Expansion ROM at d3080000 [disabled] [size=512K]\n").unwrap();
+        let d = &l.devices[0];
+        let got: Vec<(u8, u64, bool, bool)> =
+            d.bars.iter().map(|b| (b.index, b.start, b.memory, b.prefetchable)).collect();
+        assert_eq!(
+            got,
+            [
+                (0, 0xd200_0000, true, false),
+                (1, 0xc000_0000, true, true),
+                (3, 0xd000_0000, true, true),
+                (5, 0x6000, false, false)
+            ]
+        );
+        assert!(d.bar_numbers_counted);
     }
 
     #[test]
