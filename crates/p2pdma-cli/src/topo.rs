@@ -16,6 +16,7 @@ use p2pdma_core::group::{Cell, GroupRow, GroupedMatrix, Grouping};
 use p2pdma_core::kernel::{self, KernelCapabilities};
 use p2pdma_core::model::{Device, GroupInfo, Machine};
 use p2pdma_core::pathclass::DeviceClass;
+use p2pdma_core::stacks::{self, OnRefusal, Route, Stack};
 use p2pdma_core::verdict::MapType;
 use p2pdma_core::{Bdf, Engine};
 use serde::{Serialize, Serializer};
@@ -54,6 +55,12 @@ pub struct TopoArgs {
     /// pairs; `all`: every member pair as JSON lines, one object per line, nothing else.
     #[arg(long, value_enum, default_value = "grouped")]
     pairs: PairsMode,
+    /// One stack's decision in each matrix cell instead of P2PDMA's map type (block,
+    /// nvmet_rdma, vfio_dmabuf, amdgpu, xe, nvidia_peermem, nvidia_dmabuf, gds_nvfs,
+    /// gds_p2pdma, io_uring_fixed, nccl_p2p, nccl_gdr; as `check --stack`): yes, no, `?`
+    /// unknown, `-` where that stack cannot map the pair. `--json` adds `stack_cells`.
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
     /// Write the tree as a standalone SVG picture to FILE (`-` for standard output) instead.
     #[arg(long, value_name = "FILE", conflicts_with = "json")]
     svg: Option<PathBuf>,
@@ -82,6 +89,7 @@ pub fn run(source: &SourceArgs, args: &TopoArgs) -> anyhow::Result<ExitCode> {
     let loaded = source.load()?;
     let engine = Engine::new(&loaded.topology)?;
     let mut filter = matrix_filter(&engine, &args.class, &args.devices)?;
+    let stack = args.stack.as_deref().map(Stack::parse).transpose()?;
     let grouping = Grouping::new(&engine);
     if let Some(path) = &args.svg {
         crate::report::write_svg(&engine, source, path)?;
@@ -90,7 +98,9 @@ pub fn run(source: &SourceArgs, args: &TopoArgs) -> anyhow::Result<ExitCode> {
         out::json_lines(m.member_pairs())?;
     } else if args.json {
         let m = GroupedMatrix::new(&engine, &grouping, &filter);
-        out::json_stream(&TopoReport::new(&engine, &m))?;
+        let mut report = TopoReport::new(&engine, &m);
+        report.stack_cells = stack.map(|s| StackCells::new(&engine, &m, s));
+        out::json_stream(&report)?;
     } else {
         // Without --all: what people ask about, physical functions only (--vfs then lists
         // the VFs in the tree alone); devices named with --device are shown as named.
@@ -102,7 +112,7 @@ pub fn run(source: &SourceArgs, args: &TopoArgs) -> anyhow::Result<ExitCode> {
         }
         let m = GroupedMatrix::new(&engine, &grouping, &filter);
         let mut w = out::InertLines::new(out::stdout_stream());
-        text(&mut w, &engine, &m, args).map_err(out::OutputError::from)?;
+        text(&mut w, &engine, &m, args, stack).map_err(out::OutputError::from)?;
         w.flush().map_err(out::OutputError::from)?;
     }
     loaded.warn_unknown_acs();
@@ -132,6 +142,51 @@ pub struct TopoReport<'t> {
     pub pairs: GroupPairs<'t>,
     /// NUMA node and CPU affinity of each group in the matrix (its first member).
     pub affinity: Vec<Affinity>,
+    /// With `--stack`: that stack's decision for each cell of `matrix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_cells: Option<StackCells>,
+}
+
+/// One stack's decision per grouped cell (`cells[p][c]`, as `matrix`); null where the stack
+/// cannot map that pair. `check --stack` gives the reason and log line of one pair.
+#[derive(Serialize)]
+pub struct StackCells {
+    pub stack: Stack,
+    pub cells: Vec<Vec<Option<StackCell>>>,
+}
+
+#[derive(Serialize)]
+pub struct StackCell {
+    pub consults_p2pdma: bool,
+    pub allowed: Option<bool>,
+    pub route: Option<Route>,
+    pub on_refusal: OnRefusal,
+}
+
+impl StackCells {
+    fn new(engine: &Engine<'_>, m: &GroupedMatrix, stack: Stack) -> StackCells {
+        let index = |b: Bdf| engine.index_of(b).expect("a matrix device is in the topology");
+        let cells = m
+            .providers
+            .iter()
+            .map(|&p| {
+                m.clients
+                    .iter()
+                    .map(|&c| {
+                        let (rp, members) = (&m.groups[p], &m.groups[c].members);
+                        let client = if p == c { *members.get(1).unwrap_or(&members[0]) } else { members[0] };
+                        stacks::judge_pair(engine, stack, index(rp.device), index(client)).map(|v| StackCell {
+                            consults_p2pdma: v.consults_p2pdma,
+                            allowed: v.allowed,
+                            route: v.route,
+                            on_refusal: v.on_refusal,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        StackCells { stack, cells }
+    }
 }
 
 impl<'t> TopoReport<'t> {
@@ -154,6 +209,7 @@ impl<'t> TopoReport<'t> {
             matrix: matrix_of(m),
             pairs: GroupPairs(m),
             affinity: affinity(engine, m),
+            stack_cells: None,
         }
     }
 }
@@ -216,7 +272,13 @@ fn affinity(engine: &Engine<'_>, m: &GroupedMatrix) -> Vec<Affinity> {
 }
 
 /// The text: kernel and machine, the tree, IOMMU groups, the matrix and its legend.
-fn text(w: &mut dyn Write, engine: &Engine<'_>, m: &GroupedMatrix, args: &TopoArgs) -> std::io::Result<()> {
+fn text(
+    w: &mut dyn Write,
+    engine: &Engine<'_>,
+    m: &GroupedMatrix,
+    args: &TopoArgs,
+    stack: Option<Stack>,
+) -> std::io::Result<()> {
     let topo = engine.topo;
     let caps = kernel::capabilities(&topo.machine);
     w.write_all(crate::render::kernel_lines(&caps).as_bytes())?;
@@ -226,7 +288,7 @@ fn text(w: &mut dyn Write, engine: &Engine<'_>, m: &GroupedMatrix, args: &TopoAr
         crate::topo_tree::write(w, engine, &short, args.vfs, args.verbose)?;
     }
     crate::render::write_iommu_groups(w, topo, !args.vfs)?;
-    matrix(w, engine, m, &short, args.vfs, caps.p2pdma.built)
+    matrix(w, engine, m, &short, args.vfs, caps.p2pdma.built, stack)
 }
 
 /// A row or column of the text matrix: one device, or a group of VFs shown as one.
@@ -298,6 +360,21 @@ fn cell_text(cell: &Cell, same: bool) -> String {
     format!("{}/{verdict}{}", cell.path_class.as_str(), if cell.certain { "" } else { "?" })
 }
 
+/// With `--stack`: the path class and that stack's decision (`PIX/yes`, `SYS/no`, `PHB/?`,
+/// `PIX/-` where the stack cannot map the pair).
+fn stack_text(engine: &Engine<'_>, stack: Stack, cell: &Cell, provider: Bdf, client: Bdf) -> String {
+    let index = |b: Bdf| engine.index_of(b).expect("a matrix device is in the topology");
+    let decision = match stacks::judge_pair(engine, stack, index(provider), index(client)) {
+        None => "-",
+        Some(v) => match v.allowed {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "?",
+        },
+    };
+    format!("{}/{decision}", cell.path_class.as_str())
+}
+
 pub const LEGEND: &str = "  cell = path class / the kernel's verdict; `p2pdma check P C` explains one\n  X    = the device itself\n  PIX  = at most one PCIe switch between them; PXB = several switches, no host bridge\n  PHB  = through a host bridge (root complex); NODE = between host bridges of one NUMA node\n  SYS  = across NUMA nodes (the socket interconnect)\n  BUSn = by PCI bus address below a common bridge (distance n)\n  HBn  = through the host bridge / root complex (distance n)\n  NO   = the kernel refuses (map type not_supported)\n";
 
 fn matrix(
@@ -307,6 +384,7 @@ fn matrix(
     short: &ShortNames,
     vfs: bool,
     built: p2pdma_core::model::Built,
+    stack: Option<Stack>,
 ) -> std::io::Result<()> {
     if m.providers.is_empty() {
         writeln!(w, "\nNo device with P2P memory or a memory BAR in the matrix (no row for a P2P matrix).")?;
@@ -319,7 +397,12 @@ fn matrix(
     let cols = lines(engine, m, short, &m.clients, vfs);
     let w0 = rows.iter().map(|r| r.label.len()).max().unwrap_or(0);
     let widths: Vec<usize> = cols.iter().map(|c| c.label.len().max(8)).collect();
-    writeln!(w, "\nP2P matrix (rows offer memory, columns do DMA; path class / the kernel's verdict):")?;
+    match stack {
+        Some(s) => {
+            writeln!(w, "\nP2P matrix (rows offer memory, columns do DMA; path class / what {} decides):", s.as_str())?
+        }
+        None => writeln!(w, "\nP2P matrix (rows offer memory, columns do DMA; path class / the kernel's verdict):")?,
+    }
     write!(w, "{:w0$}", "")?;
     for (c, width) in cols.iter().zip(&widths) {
         write!(w, "  {:>width$}", c.label)?;
@@ -333,7 +416,10 @@ fn matrix(
             let text = match m.cell(r.device, client) {
                 Some(cell) => {
                     uncertain |= !cell.certain;
-                    cell_text(&cell, r.device == client)
+                    match stack {
+                        Some(s) if r.device != client => stack_text(engine, s, &cell, r.device, client),
+                        _ => cell_text(&cell, r.device == client),
+                    }
                 }
                 None => "-".into(),
             };
@@ -342,6 +428,14 @@ fn matrix(
         writeln!(w)?;
     }
     w.write_all(LEGEND.as_bytes())?;
+    if let Some(s) = stack {
+        writeln!(
+            w,
+            "  with --stack {}: yes / no / ? (unknown) = that stack's decision, - = it cannot map the pair; `p2pdma check --stack {} P C` says why",
+            s.as_str(),
+            s.as_str()
+        )?;
+    }
     if uncertain {
         writeln!(w, "  ?    = uncertain: the verdict rests on ACS that could not be read (run as root)")?;
     }

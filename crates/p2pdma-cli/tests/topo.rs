@@ -251,3 +251,29 @@ fn the_10k_server_prints_text_under_5_mb_and_json_under_50_mb() {
     let clients = topo.devices.iter().filter(|d| d.is_dma_capable()).count() as u64;
     assert_eq!(counted, providers * clients, "the grouped pairs stand for every pair");
 }
+
+/// `--stack NAME` puts that stack's decision in each cell: NVIDIA's GPUDirect RDMA maps a GPU
+/// and a NIC, never a GPU and a drive; `--json` carries the same per grouped cell.
+#[test]
+fn stack_puts_one_stacks_decision_in_every_cell() {
+    let out = ok(&["topo", "--spec", GPU_SERVER, "--no-tree", "--stack", "nvidia_peermem"]);
+    assert!(out.contains("path class / what nvidia_peermem decides"), "{out}");
+    let cols = columns(&out);
+    let at = |name: &str| cols.iter().position(|c| c == name).unwrap();
+    let gpu0 = row(&out, "GPU0");
+    assert_eq!(gpu0[at("NIC0")], "PIX/yes", "{out}");
+    assert!(gpu0[at("NVME0")].ends_with("/-"), "peermem cannot map a drive: {out}");
+    assert_eq!(gpu0[at("GPU0")], "X");
+
+    let json: Value =
+        serde_json::from_str(&ok(&["topo", "--spec", GPU_SERVER, "--json", "--stack", "nvidia_peermem"])).unwrap();
+    let cells = json["stack_cells"]["cells"].as_array().unwrap();
+    assert_eq!(json["stack_cells"]["stack"], "nvidia_peermem");
+    assert_eq!(cells.len(), json["matrix"]["cells"].as_array().unwrap().len());
+    let allowed: usize = cells.iter().flat_map(|r| r.as_array().unwrap()).filter(|c| c["allowed"] == true).count();
+    assert!(allowed > 0, "some GPU–NIC pair is mapped: {cells:?}");
+
+    let (code, _, err) = p2pdma(&["topo", "--spec", GPU_SERVER, "--stack", "bogus"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown stack `bogus`") && err.lines().count() == 1, "{err}");
+}

@@ -41,6 +41,8 @@ struct VfKey {
     dma_capable: bool,
     /// The class code: a VF's is its own (counted by class in `metrics`), in practice its PF's.
     class: u32,
+    /// The bound driver: the stacks that map a pair follow it (vfio-pci against mlx5_core).
+    driver: Option<String>,
 }
 
 impl Grouping {
@@ -64,6 +66,7 @@ impl Grouping {
                         published: d.p2pmem.as_ref().map(|p| p.published),
                         dma_capable: d.is_dma_capable(),
                         class: d.class,
+                        driver: d.driver.clone(),
                     };
                     let next = members.len() as u32;
                     *by_key.entry(key).or_insert(next)

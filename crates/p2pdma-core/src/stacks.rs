@@ -212,6 +212,13 @@ pub fn judge(f: &PairFacts) -> Vec<StackVerdict> {
         .collect()
 }
 
+/// One stack's decision for one device pair, as `check --stack` gives it; None when that
+/// stack cannot map this pair (its device classes do not take part in it). For matrices.
+pub fn judge_pair(engine: &Engine<'_>, stack: Stack, provider: usize, client: usize) -> Option<StackVerdict> {
+    let v = engine.explain(provider, client);
+    judge(&facts(engine, &v, provider, client)).into_iter().find(|j| j.stack == stack)
+}
+
 /// The release before VFIO's dma-buf export (`VFIO_DEVICE_FEATURE_DMA_BUF`).
 pub const VFIO_DMABUF_SINCE: (u32, u32) = (6, 19);
 /// The release before userspace P2P pages with O_DIRECT (`FOLL_PCI_P2PDMA`), which NVIDIA
