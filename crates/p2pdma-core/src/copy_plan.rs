@@ -102,10 +102,10 @@ pub struct EndReport {
 }
 
 /// `copy`'s chunks in flight when the caller names none ([`CopyRequest::depth`]). With
-/// [`DEFAULT_READS`] and [`DEFAULT_CHUNK`], the best configuration of a side-by-side lab run
-/// against p2pmem-test (BENCHMARKS.md, 2026-12-07: 32 and 64 MiB through a CMB, and through
-/// host memory), so that a user who passes no flag gets it. A provider short of P2P memory
-/// lowers the depth with a note (the lab's 16 MiB CMB holds 15 such chunks).
+/// [`DEFAULT_READS`] and [`DEFAULT_CHUNK`], the best configuration of three side-by-side lab
+/// runs against p2pmem-test (BENCHMARKS.md, 2026-12-07: 32 and 64 MiB through a CMB, and
+/// through host memory), so that a user who passes no flag gets it. A provider short of P2P
+/// memory lowers the depth with a note (the lab's 16 MiB CMB holds 15 such chunks).
 pub const DEFAULT_DEPTH: usize = 16;
 /// At most this many of the chunks in flight are reads ([`CopyRequest::reads`]); see
 /// [`DEFAULT_DEPTH`] for where the value comes from.
