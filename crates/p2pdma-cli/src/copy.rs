@@ -41,15 +41,17 @@ pub struct CopyArgs {
     /// devices), `host`, or a provider (BDF or name).
     #[arg(long, default_value = "auto")]
     via: Via,
-    /// Chunks in flight at once (one buffer each).
-    #[arg(long, default_value_t = 8)]
+    /// Chunks in flight at once (one buffer each; fewer when P2P memory runs short). The
+    /// defaults of --depth, --reads and --chunk are the fastest measured together
+    /// (BENCHMARKS.md).
+    #[arg(long, default_value_t = copy_plan::DEFAULT_DEPTH)]
     depth: usize,
     /// At most this many reads in flight at once, the other chunks being written meanwhile
     /// (0: up to --depth).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = copy_plan::DEFAULT_READS)]
     reads: usize,
-    /// Bytes per I/O (a multiple of the page size and both block sizes).
-    #[arg(long, value_parser = crate::parse_size, default_value = "1M")]
+    /// Bytes per I/O (a multiple of the page size and both block sizes; K, M suffixes).
+    #[arg(long, value_parser = crate::parse_size, default_value_t = copy_plan::DEFAULT_CHUNK)]
     chunk: usize,
     /// One synchronous read and write at a time instead of io_uring.
     #[arg(long = "sync")]
@@ -242,8 +244,8 @@ pub fn render_end(r: &CopyReport) -> String {
     if let Some(done) = done {
         writeln!(
             s,
-            "{done} {} bytes in {:.3} s ({:.1} MiB/s), {} engine, depth {}, chunk {}; {:.3} s before the first I/O",
-            r.bytes, r.seconds, r.mib_per_s, r.engine, r.depth, r.chunk, r.setup_seconds
+            "{done} {} bytes in {:.3} s ({:.1} MiB/s), {} engine, depth {}, reads {}, chunk {}; {:.3} s before the first I/O",
+            r.bytes, r.seconds, r.mib_per_s, r.engine, r.depth, r.reads, r.chunk, r.setup_seconds
         )
         .unwrap();
     }

@@ -561,6 +561,33 @@ fn copy_operands_ranges_and_locks() {
     assert!(code == 2 && err.contains("hole"), "{err}");
 }
 
+/// Issue 24: a copy without flags runs at the benchmarked defaults (one place:
+/// `copy_plan::DEFAULT_*`), `--help` says them, and each flag still overrides its own.
+#[test]
+fn copy_without_flags_runs_the_benchmarked_defaults() {
+    use p2pdma_core::copy_plan::{DEFAULT_CHUNK, DEFAULT_DEPTH, DEFAULT_READS};
+    let dir = tempfile::tempdir().unwrap();
+    // Enough chunks for the whole default depth (sparse: the test copies holes).
+    let src = std::fs::File::create(dir.path().join("src.bin")).unwrap();
+    src.set_len((DEFAULT_DEPTH * DEFAULT_CHUNK) as u64).unwrap();
+    let report = |args: &[&str]| {
+        let (code, out, err) = p2pdma_in(dir.path(), &[&["copy", "src.bin", "dst.bin", "--json"], args].concat());
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        [&v["depth"], &v["reads"], &v["chunk"]].map(|n| n.as_u64().unwrap() as usize)
+    };
+    assert_eq!(report(&[]), [DEFAULT_DEPTH, DEFAULT_READS, DEFAULT_CHUNK]);
+    assert_eq!(report(&["--depth", "3", "--reads", "0", "--chunk", "64K"]), [3, 3, 65536], "reads 0: up to the depth");
+
+    let (code, help, err) = p2pdma(&["copy", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for (flag, default) in [("--depth", DEFAULT_DEPTH), ("--reads", DEFAULT_READS), ("--chunk", DEFAULT_CHUNK)] {
+        let from = help.find(&format!("{flag} <")).unwrap_or_else(|| panic!("{flag} in {help}"));
+        let shown = help[from..].find("[default: ").map(|i| &help[from + i + 10..]).unwrap();
+        assert!(shown.starts_with(&format!("{default}]")), "{flag}: {}", &shown[..20.min(shown.len())]);
+    }
+}
+
 /// A second writer of the same file is refused while the first copies; SIGTERM during a
 /// copy stops it with exit 143, the outcome `interrupted` and a destination prefix equal to
 /// the source.

@@ -101,6 +101,18 @@ pub struct EndReport {
     pub numa_node: Option<i32>,
 }
 
+/// `copy`'s chunks in flight when the caller names none ([`CopyRequest::depth`]). With
+/// [`DEFAULT_READS`] and [`DEFAULT_CHUNK`], the best configuration of three side-by-side lab
+/// runs against p2pmem-test (BENCHMARKS.md, 2026-12-07: 32 and 64 MiB through a CMB, and
+/// through host memory), so that a user who passes no flag gets it. A provider short of P2P
+/// memory lowers the depth with a note (the lab's 16 MiB CMB holds 15 such chunks).
+pub const DEFAULT_DEPTH: usize = 16;
+/// At most this many of the chunks in flight are reads ([`CopyRequest::reads`]); see
+/// [`DEFAULT_DEPTH`] for where the value comes from.
+pub const DEFAULT_READS: usize = 4;
+/// Bytes per I/O ([`CopyRequest::chunk`]); see [`DEFAULT_DEPTH`].
+pub const DEFAULT_CHUNK: usize = 1 << 20;
+
 /// What the caller asked for, flags already parsed.
 #[derive(Debug, Clone)]
 pub struct CopyRequest {
@@ -380,6 +392,8 @@ pub struct CopyReport {
     pub path: String,
     pub engine: String,
     pub depth: usize,
+    /// The most reads in flight at once (`--reads`, no more than `depth`).
+    pub reads: usize,
     pub chunk: usize,
     /// Bytes copied (whole chunks), the time of the data phase (first I/O to last
     /// completion, the read-back excluded) and the rate.
@@ -414,6 +428,7 @@ impl CopyReport {
             route: plan.route.clone(),
             engine: String::new(),
             depth: plan.depth,
+            reads: reads_in_flight(plan.max_reads, plan.depth),
             chunk: plan.chunk,
             bytes: 0,
             seconds: 0.0,
@@ -426,6 +441,15 @@ impl CopyReport {
             refused: plan.refused.clone(),
             notes: plan.notes.clone(),
         }
+    }
+}
+
+/// The most reads a copy keeps in flight: the `max_reads` limit (0: none) within `depth`.
+pub fn reads_in_flight(max_reads: usize, depth: usize) -> usize {
+    if max_reads == 0 {
+        depth
+    } else {
+        max_reads.min(depth)
     }
 }
 
@@ -520,9 +544,9 @@ mod tests {
             dst_offset: 0,
             length: Some(32 * MIB),
             via: via.parse().unwrap(),
-            depth: 8,
-            chunk: 1 << 20,
-            reads: 0,
+            depth: DEFAULT_DEPTH,
+            chunk: DEFAULT_CHUNK,
+            reads: DEFAULT_READS,
             page_size: 4096,
             require_p2p: false,
             force: false,
@@ -570,7 +594,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(p.route.summary().starts_with("P2P, bus address"), "{}", p.route.summary());
-        assert_eq!((p.length, p.chunk, p.depth), (32 * MIB, 1 << 20, 8));
+        assert_eq!((p.length, p.chunk, p.depth, p.max_reads), (32 * MIB, DEFAULT_CHUNK, DEFAULT_DEPTH, DEFAULT_READS));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use p2pdma_core::copy_plan::{
-    mib_per_s, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, ReadBack, Route, VerifyReport,
+    mib_per_s, reads_in_flight, CopyPlan, CopyReport, EndReport, ErrorReport, Outcome, ReadBack, Route, VerifyReport,
 };
 use p2pdma_core::transfer::EndKind;
 use p2pdma_host::sysfs::pci_device_dir;
@@ -133,6 +133,7 @@ pub fn run_copy(
     let mut engine = io_engine(opts.sync, bufs.len(), &mut report.notes);
     report.engine = engine.name().into();
     report.depth = if matches!(engine, IoEngine::Sync) { 1 } else { bufs.len() };
+    report.reads = reads_in_flight(plan.max_reads, report.depth);
     let job = Job {
         src: Some((&src, plan.src.offset)),
         dst: Some((&dst, plan.dst.offset)),
