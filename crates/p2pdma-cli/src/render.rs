@@ -10,6 +10,7 @@ use p2pdma_core::model::Built;
 use p2pdma_core::model::GroupSource;
 use p2pdma_core::model::{Device, HostBridge, Machine};
 use p2pdma_core::verdict::{BridgeVerdict, MapType};
+use p2pdma_core::Engine;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -17,6 +18,19 @@ pub struct BridgeReport<'t> {
     #[serde(flatten)]
     pub bridge: &'t HostBridge,
     pub whitelist: BridgeVerdict,
+}
+
+impl<'t> BridgeReport<'t> {
+    /// Every host bridge with its whitelist verdict (`topo --json`, the report).
+    pub fn all(engine: &Engine<'t>) -> Vec<BridgeReport<'t>> {
+        engine
+            .topo
+            .host_bridges
+            .iter()
+            .zip(engine.host_bridge_info())
+            .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
+            .collect()
+    }
 }
 
 pub fn bytes(n: u64) -> String {

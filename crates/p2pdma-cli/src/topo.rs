@@ -196,12 +196,7 @@ impl<'t> TopoReport<'t> {
             machine: &topo.machine,
             kernel: kernel::capabilities(&topo.machine),
             cpu_allows_p2pdma: engine.cpu_allows(),
-            host_bridges: topo
-                .host_bridges
-                .iter()
-                .zip(engine.host_bridge_info())
-                .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
-                .collect(),
+            host_bridges: BridgeReport::all(engine),
             devices: Devices(&topo.devices),
             iommu_groups: topo.iommu_groups.as_ref(),
             providers: analysis::providers(topo),
@@ -258,16 +253,7 @@ fn affinity(engine: &Engine<'_>, m: &GroupedMatrix) -> Vec<Affinity> {
     groups
         .into_iter()
         .filter_map(|g| engine.index_of(m.groups[g].device))
-        .map(|i| {
-            let d = engine.device(i);
-            Affinity {
-                device: d.bdf,
-                name: d.name.clone(),
-                class: DeviceClass::of(d),
-                numa_node: d.numa_node,
-                cpus: d.local_cpus.clone(),
-            }
-        })
+        .map(|i| Affinity::of(engine.device(i)))
         .collect()
 }
 

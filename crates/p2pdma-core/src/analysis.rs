@@ -205,6 +205,18 @@ pub struct Affinity {
     pub cpus: Option<String>,
 }
 
+impl Affinity {
+    pub fn of(d: &crate::model::Device) -> Affinity {
+        Affinity {
+            device: d.bdf,
+            name: d.name.clone(),
+            class: DeviceClass::of(d),
+            numa_node: d.numa_node,
+            cpus: d.local_cpus.clone(),
+        }
+    }
+}
+
 /// Which PCI function the kernel evaluates for a client, and what to tell the user.
 enum ClientRef {
     Pci { index: usize, note: Option<String> },
@@ -626,44 +638,4 @@ pub fn matrix_filtered(engine: &Engine<'_>, filter: &MatrixFilter) -> Matrix {
         path_classes: providers.iter().map(|&p| clients.iter().map(|&c| engine.path_class(p, c)).collect()).collect(),
         uncertain,
     }
-}
-
-/// The matrix as a flat list of pairs, both layers per pair.
-pub fn pairs(m: &Matrix) -> Vec<PairRow> {
-    let mut out = Vec::with_capacity(m.providers.len() * m.clients.len());
-    for (pi, &provider) in m.providers.iter().enumerate() {
-        for (ci, &client) in m.clients.iter().enumerate() {
-            let cell = m.cells[pi][ci];
-            out.push(PairRow {
-                provider,
-                client,
-                map_type: cell.map_type,
-                distance: cell.distance,
-                path_class: m.path_classes[pi][ci],
-                certain: m.certain(pi, ci),
-            });
-        }
-    }
-    out
-}
-
-/// NUMA node and CPU affinity of every device in the matrix (rows first, then columns).
-pub fn affinity(engine: &Engine<'_>, m: &Matrix) -> Vec<Affinity> {
-    let mut seen = std::collections::HashSet::new();
-    m.providers
-        .iter()
-        .chain(&m.clients)
-        .filter(|b| seen.insert(**b))
-        .filter_map(|&b| engine.index_of(b))
-        .map(|i| {
-            let d = engine.device(i);
-            Affinity {
-                device: d.bdf,
-                name: d.name.clone(),
-                class: DeviceClass::of(d),
-                numa_node: d.numa_node,
-                cpus: d.local_cpus.clone(),
-            }
-        })
-        .collect()
 }

@@ -376,12 +376,7 @@ pub fn build<'t>(engine: &Engine<'t>, title: &str, source: &str) -> ReportData<'
         machine: &topo.machine,
         cpu_allows_p2pdma: engine.cpu_allows(),
         acs_params: AcsParamsView { disable_acs_redir: acs.disable_acs_redir, config_acs: acs.config_acs },
-        host_bridges: topo
-            .host_bridges
-            .iter()
-            .zip(engine.host_bridge_info())
-            .map(|(bridge, whitelist)| BridgeReport { bridge, whitelist })
-            .collect(),
+        host_bridges: BridgeReport::all(engine),
         devices,
         providers: analysis::providers(topo),
         matrix,
