@@ -849,6 +849,16 @@ fn numa_unknowns(topology: &Topology, report: &mut ImportReport) {
 
 fn acs_unknowns(report: &mut ImportReport, resolved: &BTreeMap<Bdf, Device>) {
     for d in resolved.values() {
+        // hwloc and `lspci -t` give no BARs: whether the device offers memory is not known,
+        // and it is no provider (no matrix row; `check` refuses it as one) until an input says.
+        if d.bars.is_empty() && d.config_hex.is_none() && d.is_dma_capable() {
+            report.unknown.push(Unknown {
+                subject: d.bdf.to_string(),
+                fact: "bars",
+                consequence: "its memory BARs are unknown: it is no provider here (no matrix row; `check` with it as provider refuses)".into(),
+                reveal: format!("lspci -vvv -s {}", d.bdf),
+            });
+        }
         if d.acs == Acs::Unknown && (d.is_bridge || d.is_dma_capable()) {
             report.unknown.push(Unknown {
                 subject: d.bdf.to_string(),
