@@ -1,5 +1,5 @@
 //! The fleet commands against the real kernel, in one boot of a machine with two NVMe
-//! functions behind one root port (no IOMMU): `topo` names devices from the built-in PCI ID
+//! functions behind one root port (no IOMMU): `topo -v` names devices from the built-in PCI ID
 //! database (the guest has no pci.ids); a snapshot is taken, then the root port's ACS
 //! control is written through sysfs `config` as a firmware update would leave it (RR and CR
 //! on), then the second drive is removed (`remove` in sysfs), with a snapshot after each;
@@ -34,7 +34,7 @@ function = 1
 /// The guest: names, three snapshots, metrics; the ACS control register of 00:11.0 is at
 /// the capability (0x148 on QEMU's root ports, checked in the snapshot) + 6.
 const SCRIPT: &str = r#"cd /lab/share
-p2pdma topo > topo.txt
+p2pdma topo -v > topo.txt
 p2pdma snapshot -o before.json 2>/dev/null
 p2pdma metrics --pairs --class nvme -o p2pdma.prom
 printf '\014\000' | dd of=/sys/bus/pci/devices/0000:00:11.0/config bs=1 seek=334 conv=notrunc 2>/dev/null
