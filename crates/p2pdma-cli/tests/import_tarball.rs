@@ -158,13 +158,16 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, link: Option<&str>) {
     }
 }
 
+/// A raw entry: its path, and its target when it is a symlink.
+type Entry = (String, Option<&'static str>);
+
 #[test]
 fn hostile_archives_are_one_line_exit_2_and_write_nothing_outside() {
     let work = tempfile::tempdir().unwrap();
     let tmp = std::env::temp_dir();
     let unique = format!("p2pdma-escaped-{}", std::process::id());
     let abs = work.path().join("abs-escaped");
-    let cases: Vec<(&str, Vec<(String, Option<&str>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
         ("dotdot", vec![(format!("../{unique}"), None)], "has a `..` component"),
         ("absolute", vec![(abs.display().to_string(), None)], "has an absolute path"),
         ("link-out", vec![("g/sys/x".into(), Some("../../../../etc"))], "points outside the archive"),

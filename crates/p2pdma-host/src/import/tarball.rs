@@ -123,7 +123,10 @@ fn extract(name: &str, reader: impl Read, dest: &Path, limits: Limits) -> Result
             let size = entry.header().size().unwrap_or(0);
             bytes = bytes.saturating_add(size);
             if bytes > limits.bytes {
-                return Err(bad(format!("holds more than {} of files (the cap for a sysfs tarball)", size_words(limits.bytes))));
+                return Err(bad(format!(
+                    "holds more than {} of files (the cap for a sysfs tarball)",
+                    size_words(limits.bytes)
+                )));
             }
             make_parent(&target, &raw)?;
             let mut file = fs::File::create(&target).map_err(|e| Error::io(&raw, e))?;
@@ -167,10 +170,16 @@ fn safe_relative(raw: &Path) -> Result<Option<PathBuf>, String> {
             Component::Normal(n) => rel.push(n),
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("entry {} has an absolute path (refused)", crate::import::printable(&raw.display().to_string())))
+                return Err(format!(
+                    "entry {} has an absolute path (refused)",
+                    crate::import::printable(&raw.display().to_string())
+                ))
             }
             Component::ParentDir => {
-                return Err(format!("entry {} has a `..` component (refused)", crate::import::printable(&raw.display().to_string())))
+                return Err(format!(
+                    "entry {} has a `..` component (refused)",
+                    crate::import::printable(&raw.display().to_string())
+                ))
             }
         }
     }
@@ -212,7 +221,13 @@ fn make_links(name: &str, dest: &Path, links: &[(PathBuf, PathBuf)]) -> Result<(
     for (rel, to) in links {
         let parent = rel.parent().map_or_else(|| root.clone(), |p| root.join(p));
         if fs::canonicalize(&parent).ok().as_ref() != Some(&parent) {
-            return Err(Error::invalid(name, format!("symlink {} lies below another symlink (refused)", crate::import::printable(&rel.display().to_string()))));
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "symlink {} lies below another symlink (refused)",
+                    crate::import::printable(&rel.display().to_string())
+                ),
+            ));
         }
         let at = root.join(rel);
         if fs::symlink_metadata(&at).is_ok() {
@@ -278,8 +293,7 @@ fn summarize(name: &str, stats: &Stats, t: &Topology) -> ImportReport {
     let nodes: BTreeSet<i32> = t.devices.iter().filter_map(|d| d.numa_node).filter(|n| *n >= 0).collect();
     r.numa_nodes = (!nodes.is_empty()).then_some(nodes.len() as u32);
     let m = &t.machine;
-    for (fact, value) in
-        [("kernel_release", &m.kernel_release), ("cmdline", &m.cmdline), ("cpu_vendor", &m.cpu_vendor)]
+    for (fact, value) in [("kernel_release", &m.kernel_release), ("cmdline", &m.cmdline), ("cpu_vendor", &m.cpu_vendor)]
     {
         match value {
             Some(v) => r.facts.push(fact_of("machine", fact, v.clone(), &origin)),
