@@ -195,3 +195,32 @@ fn hostile_archives_are_one_line_exit_2_and_write_nothing_outside() {
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_bare_sys_tree_reads_without_proc_and_a_kernel_image_in_the_archive_is_not_read() {
+    let dir = fixture("switch");
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir.join("sys")).unwrap();
+    let got = tarball::read("bare.tar", &b.into_inner().unwrap(), Compression::None).unwrap();
+    assert_eq!(got.topology.devices.len(), 11);
+    assert_eq!(got.topology.machine.cpu_vendor, None);
+    assert!(got.report.unknown.iter().any(|u| u.subject == "machine" && u.fact == "cpu_vendor"));
+    // A boot/ beside sys/ and proc/ is dropped before the read: no image is opened.
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    for sub in ["sys", "proc"] {
+        b.append_dir_all(format!("g/{sub}"), dir.join(sub)).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "g/boot/vmlinuz-7.2.13+deb14-amd64", &b"junk"[..]).unwrap();
+    let got = tarball::read("boot.tar", &b.into_inner().unwrap(), Compression::None).unwrap();
+    assert!(got.topology.machine.kernel.image_whitelist.is_none());
+    assert!(
+        got.topology.machine.kernel.warnings.iter().all(|w| !w.contains("vmlinuz")),
+        "{:?}",
+        got.topology.machine.kernel.warnings
+    );
+}

@@ -70,7 +70,17 @@ pub fn read(name: &str, bytes: &[u8], compression: Compression) -> Result<Assemb
     let stats = extract(name, decoder(bytes, compression), dir.path(), LIMITS)?;
     let sys = find_sysfs(dir.path())
         .ok_or_else(|| Error::invalid(name, "holds no sysfs tree (no sys/bus/pci/devices in the archive)"))?;
-    let proc = sys.parent().map_or_else(|| dir.path().join("proc"), |p| p.join("proc"));
+    // The archive of a bare sys/ tree has no proc/ beside it: none is read (never the
+    // temp dir's parent's).
+    let top =
+        if sys == dir.path() { dir.path().join(".none") } else { sys.parent().unwrap_or(dir.path()).to_path_buf() };
+    let proc = top.join("proc");
+    // hwloc-gather-topology saves no kernel image; one in the archive is not read (the live
+    // reader would cache its whitelist outside the temp dir).
+    let boot = top.join("boot");
+    if fs::symlink_metadata(&boot).is_ok() {
+        fs::remove_dir_all(&boot).or_else(|_| fs::remove_file(&boot)).map_err(|e| Error::io(name, e))?;
+    }
     let topology = crate::machine::read(&Roots { sys, proc }, None)
         .map_err(|e| Error::invalid(name, format!("its sysfs tree: {}", strip_dir(&e.to_string(), dir.path()))))?;
     let report = summarize(name, &stats, &topology);
