@@ -15,15 +15,7 @@ use p2pdma_host::import::{self, printable, ImportReport};
 use crate::out;
 
 pub fn run(files: &[PathBuf], output: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let inputs = files.iter().map(|f| import::read_input(f)).collect::<Result<Vec<_>, _>>()?;
-    let parsed = import::parse_inputs(&inputs)?;
-    if parsed.iter().all(|p| p.parts.is_empty()) {
-        anyhow::bail!(
-            "no known output found in {} (import reads lspci -vvv/-x, lspci -tv, nvidia-smi topo -m, dmesg, hwloc XML, /proc/cmdline, uname -a, lscpu)",
-            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
-    let assembled = import::assemble(&parsed)?;
+    let assembled = assemble(files)?;
     if let Some(path) = output {
         let mut doc: serde_json::Value = serde_json::from_str(&snapshot::to_json(&assembled.topology))?;
         // Where every fact came from, beside the topology (readers of the snapshot ignore it).
@@ -50,6 +42,29 @@ pub fn run(files: &[PathBuf], output: Option<&Path>, json: bool) -> anyhow::Resu
     Ok(if assembled.report.crosscheck.disagrees() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The machine from the inputs: the text outputs assembled, or one sysfs tarball read alone.
+fn assemble(files: &[PathBuf]) -> anyhow::Result<import::Assembled> {
+    let mut inputs = Vec::new();
+    for f in files {
+        match import::read_any(f)? {
+            import::AnyInput::Text(i) => inputs.push(i),
+            import::AnyInput::Tarball(machine) if files.len() == 1 => return Ok(*machine),
+            import::AnyInput::Tarball(_) => anyhow::bail!(
+                "{}: a sysfs tarball is read alone (it holds the whole machine): import it without other inputs",
+                f.display()
+            ),
+        }
+    }
+    let parsed = import::parse_inputs(&inputs)?;
+    if parsed.iter().all(|p| p.parts.is_empty()) {
+        anyhow::bail!(
+            "no known output found in {} (import reads lspci -vvv/-x, lspci -tv, nvidia-smi topo -m, dmesg, hwloc XML, /proc/cmdline, uname -a, lscpu, sysfs tarballs)",
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(import::assemble(&parsed)?)
+}
+
 /// The text summary, from the report alone.
 pub fn summary(r: &ImportReport) -> String {
     let mut s = String::new();
@@ -67,6 +82,17 @@ pub fn summary(r: &ImportReport) -> String {
 /// `read FILE: N lines, ...`: each input and the sections found in it.
 fn write_inputs(s: &mut String, r: &ImportReport) {
     for i in &r.inputs {
+        if i.sections.iter().any(|sec| sec.format == import::Format::SysfsTarball) {
+            let files = i.sections.iter().map(|sec| sec.lines).sum::<usize>();
+            let _ = writeln!(
+                s,
+                "read {}: sysfs tarball, {} entries ({files} files); {} device file(s), fifo(s) or hard link(s) skipped",
+                printable(&i.name),
+                i.lines,
+                i.skipped_lines
+            );
+            continue;
+        }
         let mut kinds: Vec<String> = Vec::new();
         for sec in &i.sections {
             kinds.push(format!("{} at line {}", sec.format.as_str(), sec.first_line));

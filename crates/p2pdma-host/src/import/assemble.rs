@@ -55,6 +55,7 @@ fn rank(f: Format) -> u8 {
         Format::Uname | Format::Lscpu | Format::Numactl => 5,
         Format::NvidiaSmiTopo => 6,
         Format::Grub => 7,
+        Format::SysfsTarball => 8,
     }
 }
 

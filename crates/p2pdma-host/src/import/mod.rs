@@ -22,6 +22,8 @@ pub mod nvsmi;
 pub mod report;
 pub mod sections;
 pub mod sysinfo;
+#[cfg(feature = "kernel")]
+pub mod tarball;
 
 use std::path::Path;
 
@@ -60,14 +62,41 @@ pub(crate) fn bounded<'a>(text: &'a str, what: &str) -> Result<&'a str, Error> {
 /// any read; more than [`MAX_INPUT_BYTES`] is refused; bytes that are not UTF-8 become
 /// U+FFFD (a paste with one stray byte is still a paste), binary content is refused.
 pub fn read_input(path: &Path) -> Result<Input, Error> {
-    let name = path.display().to_string();
-    // The one bounded reader (regular files and pipes, never a device); then import's own,
-    // smaller limit.
-    let bytes = if path.as_os_str() == "-" {
-        crate::bounded::read_from(std::io::stdin().lock(), path, crate::bounded::Bound::INPUT)?
+    text_input(path, read_raw(path)?)
+}
+
+/// One input as read: text, or a sysfs tarball already read as a machine.
+#[derive(Debug)]
+pub enum AnyInput {
+    Text(Input),
+    #[cfg(feature = "kernel")]
+    Tarball(Box<Assembled>),
+}
+
+/// Reads one input, a tarball (by its magic bytes) or text, as [`read_input`] does.
+pub fn read_any(path: &Path) -> Result<AnyInput, Error> {
+    let bytes = read_raw(path)?;
+    #[cfg(feature = "kernel")]
+    if let Some(c) = tarball::sniff(&bytes) {
+        let name = path.display().to_string();
+        return tarball::read(&name, &bytes, c).map(|a| AnyInput::Tarball(Box::new(a)));
+    }
+    text_input(path, bytes).map(AnyInput::Text)
+}
+
+/// The bytes of a file or of standard input, through the one bounded reader (regular files
+/// and pipes, never a device).
+fn read_raw(path: &Path) -> Result<Vec<u8>, Error> {
+    if path.as_os_str() == "-" {
+        crate::bounded::read_from(std::io::stdin().lock(), path, crate::bounded::Bound::INPUT)
     } else {
-        crate::bounded::read_bytes(path, crate::bounded::Bound::INPUT)?
-    };
+        crate::bounded::read_bytes(path, crate::bounded::Bound::INPUT)
+    }
+}
+
+/// Bytes as a text input: import's own, smaller limit, then no NUL and not empty.
+fn text_input(path: &Path, bytes: Vec<u8>) -> Result<Input, Error> {
+    let name = path.display().to_string();
     if bytes.len() > MAX_INPUT_BYTES {
         return Err(Error::invalid(
             path,
@@ -77,7 +106,7 @@ pub fn read_input(path: &Path) -> Result<Input, Error> {
     if bytes.contains(&0) {
         return Err(Error::invalid(
             path,
-            "is binary (NUL bytes): import reads text outputs (a tarball is not read yet)",
+            "is binary (NUL bytes): import reads text outputs and tar archives of sysfs (plain, gzip, bzip2, xz)",
         ));
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -165,6 +194,8 @@ pub fn parse_input(input: &Input) -> Result<ParsedInput, Error> {
             Format::Cmdline | Format::Uname | Format::Lscpu | Format::Numactl | Format::Grub => {
                 sysinfo::parse(s.format, &s.text).map(ParsedData::Sys)
             }
+            // Never a text section: a tarball is read by `tarball::read`, whole.
+            Format::SysfsTarball => Err(Error::invalid(&input.name, "a sysfs tarball is not text")),
         };
         match data {
             Ok(data) => parts.push(Parsed { origin, lines: s.line_count, data }),

@@ -28,8 +28,11 @@ pub struct ImportReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct InputSummary {
     pub name: String,
+    /// Lines of a text input; entries of a sysfs tarball.
     pub lines: usize,
+    /// Lines skipped; of a tarball, its device files, fifos and hard links.
     pub skipped_lines: usize,
+    /// The sections found; a tarball's one section counts its regular files as `lines`.
     pub sections: Vec<SectionSummary>,
 }
 

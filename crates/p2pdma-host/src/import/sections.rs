@@ -29,6 +29,8 @@ pub enum Format {
     Numactl,
     /// `GRUB_CMDLINE_LINUX[_DEFAULT]=` from `/etc/default/grub`: the next boot's parameters.
     Grub,
+    /// A tar archive of a sysfs tree (`hwloc-gather-topology`), read alone.
+    SysfsTarball,
 }
 
 impl Format {
@@ -44,6 +46,7 @@ impl Format {
             Format::Lscpu => "lscpu",
             Format::Numactl => "numactl --hardware",
             Format::Grub => "/etc/default/grub",
+            Format::SysfsTarball => "sysfs tarball",
         }
     }
 }
@@ -210,7 +213,7 @@ fn continues(format: Format, line: &str, gap: bool) -> bool {
         Format::KernelLog => is_kernel_line(t) || (!gap && is_timestamped(t)),
         Format::Lscpu => !gap && (indented || is_key_value(t)),
         Format::Numactl => !gap && (t.starts_with("node") || t.starts_with("available:") || indented),
-        Format::HwlocXml | Format::Cmdline | Format::Uname | Format::Grub => false,
+        Format::HwlocXml | Format::Cmdline | Format::Uname | Format::Grub | Format::SysfsTarball => false,
     }
 }
 
