@@ -166,16 +166,12 @@ pub struct StackCell {
 impl StackCells {
     fn new(engine: &Engine<'_>, m: &GroupedMatrix, stack: Stack) -> StackCells {
         let index = |b: Bdf| engine.index_of(b).expect("a matrix device is in the topology");
-        let cells = m
-            .providers
-            .iter()
-            .map(|&p| {
-                m.clients
-                    .iter()
-                    .map(|&c| {
-                        let (rp, members) = (&m.groups[p], &m.groups[c].members);
-                        let client = if p == c { *members.get(1).unwrap_or(&members[0]) } else { members[0] };
-                        stacks::judge_pair(engine, stack, index(rp.device), index(client)).map(|v| StackCell {
+        let cells = (0..m.providers.len())
+            .map(|p| {
+                (0..m.clients.len())
+                    .map(|c| {
+                        let (provider, client) = m.representatives(p, c);
+                        stacks::judge_pair(engine, stack, index(provider), index(client)).map(|v| StackCell {
                             consults_p2pdma: v.consults_p2pdma,
                             allowed: v.allowed,
                             route: v.route,

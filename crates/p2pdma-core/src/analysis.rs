@@ -607,19 +607,12 @@ pub fn providers(topo: &Topology) -> Vec<ProviderRow> {
         .collect()
 }
 
-/// Every device with memory against every DMA-capable endpoint.
+/// Every device with memory against every DMA-capable endpoint, pair by pair: the full
+/// engine, which the grouped matrix (`group::GroupedMatrix`) is tested against.
 pub fn matrix(engine: &Engine<'_>) -> Matrix {
-    matrix_filtered(engine, &MatrixFilter::default())
-}
-
-/// The matrix over the devices a filter keeps.
-pub fn matrix_filtered(engine: &Engine<'_>, filter: &MatrixFilter) -> Matrix {
     let topo = engine.topo;
-    let keep = |i: usize| filter.keeps(engine, i);
-    let providers: Vec<usize> =
-        (0..topo.devices.len()).filter(|&i| topo.devices[i].has_p2p_memory_side() && keep(i)).collect();
-    let clients: Vec<usize> =
-        (0..topo.devices.len()).filter(|&i| topo.devices[i].is_dma_capable() && keep(i)).collect();
+    let providers: Vec<usize> = (0..topo.devices.len()).filter(|&i| topo.devices[i].has_p2p_memory_side()).collect();
+    let clients: Vec<usize> = (0..topo.devices.len()).filter(|&i| topo.devices[i].is_dma_capable()).collect();
     let any_unknown = topo.devices.iter().any(|d| d.acs == crate::config::Acs::Unknown);
     let mut uncertain = Vec::new();
     if any_unknown {

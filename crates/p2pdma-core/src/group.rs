@@ -100,6 +100,14 @@ impl Grouping {
     }
 }
 
+/// The pair that answers for two groups (their members, representative first): the
+/// representatives; for a group against itself two distinct members (a group of one: the
+/// member with itself), since a member with itself is a cell of its own (`self_cell`).
+pub fn representative_pair<T: Copy>(provider: &[T], client: &[T], same_group: bool) -> (T, T) {
+    let other = if same_group { client.get(1) } else { None };
+    (provider[0], *other.unwrap_or(&client[0]))
+}
+
 /// One cell: both layers of the pair and whether unreadable ACS or an unknown CPU could
 /// change the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -147,7 +155,7 @@ pub struct GroupedMatrix {
     /// two distinct members.
     pub cells: Vec<Vec<Cell>>,
     #[serde(skip)]
-    index: HashMap<Bdf, (usize, bool)>,
+    index: HashMap<Bdf, usize>,
     #[serde(skip)]
     provider_pos: Vec<Option<usize>>,
     #[serde(skip)]
@@ -156,7 +164,7 @@ pub struct GroupedMatrix {
 
 impl GroupedMatrix {
     /// Rows are groups with memory to offer, columns DMA-capable groups, as in
-    /// [`crate::analysis::matrix_filtered`]; the filter keeps members one by one.
+    /// [`crate::analysis::matrix`]; the filter keeps members one by one.
     pub fn new(engine: &Engine<'_>, grouping: &Grouping, filter: &MatrixFilter) -> GroupedMatrix {
         let topo = engine.topo;
         let mut groups = Vec::new();
@@ -183,9 +191,8 @@ impl GroupedMatrix {
             kept_members.push(kept);
         }
         let pair = |p: usize, c: usize| {
-            let (mp, mc) = (&kept_members[p], &kept_members[c]);
-            let client = if p == c { mc.get(1).copied().unwrap_or(mc[0]) } else { mc[0] };
-            Cell::of(engine, mp[0], client)
+            let (provider, client) = representative_pair(&kept_members[p], &kept_members[c], p == c);
+            Cell::of(engine, provider, client)
         };
         let cells = providers.iter().map(|&p| clients.iter().map(|&c| pair(p, c)).collect()).collect();
         let mut m = GroupedMatrix {
@@ -203,8 +210,8 @@ impl GroupedMatrix {
 
     fn build_index(&mut self) {
         for (g, row) in self.groups.iter().enumerate() {
-            for (k, &b) in row.members.iter().enumerate() {
-                self.index.insert(b, (g, k == 0));
+            for &b in &row.members {
+                self.index.insert(b, g);
             }
         }
         self.provider_pos = vec![None; self.groups.len()];
@@ -219,7 +226,7 @@ impl GroupedMatrix {
 
     /// The group a device is in, if the matrix keeps it.
     pub fn group_of(&self, device: Bdf) -> Option<usize> {
-        self.index.get(&device).map(|&(g, _)| g)
+        self.index.get(&device).copied()
     }
 
     /// The cell of any kept provider and client, answered from the groups.
@@ -232,6 +239,12 @@ impl GroupedMatrix {
             }
         }
         Some(self.cells[p][c])
+    }
+
+    /// The device pair that answers for cell `[p][c]`.
+    pub fn representatives(&self, p: usize, c: usize) -> (Bdf, Bdf) {
+        let (gp, gc) = (self.providers[p], self.clients[c]);
+        representative_pair(&self.groups[gp].members, &self.groups[gc].members, gp == gc)
     }
 
     /// Every member pair a cell stands for, without building them.

@@ -317,8 +317,8 @@ pub fn matrix(engine: &Engine<'_>) -> CompactMatrix {
         for &cg in &g.clients {
             let mc = &members[cg];
             // A group against itself: two distinct members; each member with itself is `own`.
-            let c = if pg == cg { mc.get(1).copied().unwrap_or(mc[0]) } else { mc[0] };
-            let (vi, map_type) = verdicts.add(engine, mp[0], c);
+            let (p, c) = p2pdma_core::group::representative_pair(mp, mc, pg == cg);
+            let (vi, map_type) = verdicts.add(engine, p, c);
             match (pg == cg, mp.len()) {
                 (true, 1) => counts.own += 1,
                 (true, n) => {
